@@ -1,0 +1,35 @@
+"""Helpers every command shares: the context object and JSON-or-text output."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import click
+
+
+@dataclass(frozen=True)
+class Obj:
+    """What the top-level group hands each command."""
+
+    debug: bool = False
+    verbosity: int = 0
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else.")
+
+
+def emit(as_json: bool, payload: Any, text: Callable[[], None]) -> None:
+    """Print ``payload`` as JSON, or call ``text`` to render it for people."""
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        text()
+
+
+def table(rows: list[list[Any]], header: list[str]) -> str:
+    """A plain fixed-width table (no colour, safe for CI logs)."""
+    cells = [[str(c) for c in r] for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])])

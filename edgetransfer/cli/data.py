@@ -1,0 +1,50 @@
+"""``edgetransfer data ...``: look at a dataset before training on it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import data as data_lib
+from ._common import emit, json_option, table
+
+
+@click.group("data")
+def data_group() -> None:
+    """Check image-folder datasets (one sub-folder per class)."""
+
+
+@data_group.command("inspect")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--val-split", type=float, default=None, help="Fraction per class held out when DIR has no val/ folder.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split.")
+@json_option
+def inspect_cmd(directory: Path, val_split: float | None, seed: int, as_json: bool) -> None:
+    """Classes, counts, formats, sizes, undecodable files, duplicates and imbalance of DIRECTORY."""
+    ds = data_lib.load(directory, val_split=val_split, seed=seed)
+    emit(as_json, ds.report.to_json(), lambda: _render(ds.report))
+
+
+def _render(r: data_lib.DataReport) -> None:
+    nested = isinstance(next(iter(r.counts.values())), dict)
+    splits = list(r.counts) if nested else ["all"]
+    rows = [[c, *[(r.counts[s][c] if nested else r.counts[c]) for s in splits]] for c in r.classes]
+    click.echo(f"{r.root}: {len(r.classes)} classes\n")
+    click.echo(table(rows, ["class", *splits]))
+    click.echo(f"\nformats {r.formats}  modes {r.modes}  sizes {r.size_range['min']}..{r.size_range['max']}"
+               f"  imbalance {r.imbalance:.2f}x")
+    for title, items in (("bad files (skipped)", r.bad_files), ("suspect files (kept)", r.suspect_files)):
+        if items:
+            click.echo(f"\n{title}:")
+            for b in items:
+                click.echo(f"  {b.path}: {b.reason}")
+    if r.duplicates:
+        click.echo(f"\nexact duplicates ({len(r.duplicates)} groups):")
+        for group in r.duplicates:
+            click.echo("  " + "  ==  ".join(group))
+    if r.exif_rotated:
+        click.echo(f"\n{len(r.exif_rotated)} images carry an EXIF rotation (applied when loading)")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(data_group)

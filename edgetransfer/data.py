@@ -1,0 +1,281 @@
+"""Image-folder datasets: discovery, per-file checks, stratified splits and the inspect report.
+
+Layout (the Keras / torchvision convention)::
+
+    DIR/<class>/*.jpg                     one pool, split with ``val_split``
+    DIR/{train,val[,test]}/<class>/*.jpg  given splits
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import statistics
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from . import images
+from ._progress import progress
+from .errors import ConfigError, DataError
+
+SPLIT_NAMES = ("train", "val", "test")
+_DUP_FIX = "delete one copy of each duplicate so train and val do not share images"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One usable image: where it is, its class index, its split and its content hash."""
+
+    path: Path
+    label: int
+    split: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class FileIssue:
+    """A file that was skipped (``bad``) or kept but looks wrong (``suspect``)."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """What ``data inspect`` prints: everything learnt from reading every file once."""
+
+    root: str
+    classes: tuple[str, ...]
+    counts: dict  # split -> class -> usable images (class -> n without given splits)
+    bad_files: tuple[FileIssue, ...]
+    suspect_files: tuple[FileIssue, ...]
+    duplicates: tuple[tuple[str, ...], ...]
+    formats: dict
+    modes: dict
+    size_range: dict
+    exif_rotated: tuple[str, ...]
+    imbalance: float
+
+    def to_json(self) -> dict:
+        return {
+            "root": self.root,
+            "classes": list(self.classes),
+            "counts": self.counts,
+            "bad_files": [b.to_json() for b in self.bad_files],
+            "suspect_files": [s.to_json() for s in self.suspect_files],
+            "duplicates": [list(d) for d in self.duplicates],
+            "formats": self.formats,
+            "modes": self.modes,
+            "size_range": self.size_range,
+            "exif_rotated": list(self.exif_rotated),
+            "imbalance": self.imbalance,
+        }
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A checked image-folder dataset with its splits."""
+
+    root: Path
+    classes: tuple[str, ...]
+    files: tuple[ImageFile, ...]
+    report: DataReport
+    split_source: str = "folders"  # "folders", "none" or "val_split=<f>,seed=<n>"
+
+    def split(self, name: str) -> tuple[ImageFile, ...]:
+        """The files of one split (``train``, ``val``, ``test``); empty if absent."""
+        return tuple(f for f in self.files if f.split == name)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(s for s in SPLIT_NAMES if any(f.split == s for f in self.files))
+
+    def fingerprint(self) -> str:
+        """sha256 over classes, splits and file contents: same data, same fingerprint."""
+        h = hashlib.sha256("\n".join(self.classes).encode())
+        for f in sorted(self.files, key=lambda f: (f.split, f.label, f.sha256)):
+            h.update(f"{f.split}:{f.label}:{f.sha256}\n".encode())
+        return h.hexdigest()
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _layout(root: Path) -> dict[str, Path]:
+    """Map split name -> folder holding class sub-folders."""
+    if not root.exists():
+        raise DataError("no such directory", path=root, fix="pass the folder that holds one sub-folder per class")
+    if not root.is_dir():
+        raise DataError("not a directory", path=root, fix="pass the folder that holds one sub-folder per class")
+    given = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()}
+    if "train" in given:
+        return given
+    return {"all": root}
+
+
+def _list_classes(layout: dict[str, Path]) -> tuple[str, ...]:
+    first = next(iter(layout.values()))
+    classes = tuple(p.name for p in _class_dirs(first))
+    if not classes:
+        raise DataError(
+            "no class folders found",
+            path=first,
+            fix="put each class's images in its own sub-folder, e.g. DIR/cats/*.jpg and DIR/dogs/*.jpg",
+        )
+    if len(classes) == 1:
+        raise DataError(
+            f"only one class folder ({classes[0]!r}); a classifier needs at least two",
+            path=first,
+            fix="add a sub-folder for every other class",
+        )
+    for split, folder in layout.items():
+        if folder == first:
+            continue
+        here = {p.name for p in _class_dirs(folder)}
+        missing, extra = sorted(set(classes) - here), sorted(here - set(classes))
+        if missing or extra:
+            what = "; ".join(
+                s for s in (f"missing in {split}: {missing}" if missing else "",
+                            f"not in {first.name}: {extra}" if extra else "") if s
+            )
+            raise DataError(f"class folders differ between splits ({what})", path=folder,
+                            fix=f"give {split}/ exactly the class folders of {first.name}/")
+    return classes
+
+
+def _candidates(layout: dict[str, Path], classes: Iterable[str]) -> list[tuple[Path, int, str]]:
+    out = []
+    for split, folder in layout.items():
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise DataError("empty class folder", path=folder / name,
+                                fix="add images to it, or remove the folder if the class is not wanted")
+            out.extend((p, label, split) for p in files)
+    return out
+
+
+def _check(path: Path) -> tuple[str, images.DecodedInfo | None, str | None]:
+    """Hash and fully decode one file; return (sha256, info, reason-if-bad)."""
+    if path.suffix.lower() not in images.IMAGE_SUFFIXES:
+        return "", None, f"not an image file type ({path.suffix or 'no suffix'}); expected one of {sorted(images.IMAGE_SUFFIXES)}"
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        _, info = images.decode(path)
+    except DataError as exc:
+        return "", None, exc.problem
+    except OSError as exc:
+        return "", None, f"cannot read: {exc.strerror or exc}"
+    return digest, info, None
+
+
+def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, workers: int | None = None) -> Dataset:
+    """Scan, check every file and split an image-folder dataset.
+
+    Args:
+        root: the dataset folder.
+        val_split: fraction of each class moved to ``val`` when the folder has no ``val/``.
+        seed: seed of that split.
+        workers: decoding threads (default: CPU count).
+
+    Raises:
+        DataError: the folder cannot be used (missing, no classes, one class, an empty class,
+            classes differing between splits, a class left with no usable image).
+    """
+    root = Path(root)
+    if val_split is not None and not 0.0 < val_split < 1.0:
+        raise ConfigError(f"--val-split {val_split} is outside (0, 1)", fix="use a fraction such as 0.2")
+    layout = _layout(root)
+    classes = _list_classes(layout)
+    cands = _candidates(layout, classes)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+        results = list(progress(pool.map(lambda c: _check(c[0]), cands), len(cands), "checking images"))
+    good, infos, bad = [], {}, []
+    for (path, label, split), (digest, info, reason) in zip(cands, results):
+        if reason:
+            bad.append(FileIssue(str(path), reason))
+        else:
+            good.append(ImageFile(path, label, split, digest))
+            infos[path] = info
+    _require_usable(good, classes, layout)
+    source = "folders"
+    if "all" in layout:
+        good = _stratified(good, val_split or 0.0, seed)
+        source = f"val_split={val_split},seed={seed}" if val_split else "none"
+    elif val_split is not None and "val" not in layout:
+        good = _stratified(good, val_split, seed)
+        source = f"val_split={val_split},seed={seed}"
+    report = _report(root, classes, layout, good, infos, bad)
+    return Dataset(root, classes, tuple(good), report, source)
+
+
+def _require_usable(good: list[ImageFile], classes, layout) -> None:
+    have = {(f.split, f.label) for f in good}
+    for split, folder in layout.items():
+        for label, name in enumerate(classes):
+            if (split, label) not in have:
+                raise DataError("no usable image in class folder (every file failed to decode)",
+                                path=folder / name, fix="run `edgetransfer data inspect` to see why each file failed")
+
+
+def _stratified(files: list[ImageFile], val_split: float, seed: int) -> list[ImageFile]:
+    """Seeded per-class split of the ``train``/``all`` pool into ``train`` and ``val``."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[ImageFile]] = defaultdict(list)
+    for f in files:
+        by_class[f.label].append(f)
+    out = []
+    for label in sorted(by_class):
+        group = sorted(by_class[label], key=lambda f: str(f.path))
+        rng.shuffle(group)
+        n_val = max(1, round(len(group) * val_split)) if val_split and len(group) > 1 else 0
+        out += [ImageFile(f.path, f.label, "val", f.sha256) for f in group[:n_val]]
+        out += [ImageFile(f.path, f.label, "train", f.sha256) for f in group[n_val:]]
+    return out
+
+
+def _report(root, classes, layout, good, info_by_path, bad) -> DataReport:
+    infos = [info_by_path[f.path] for f in good]
+    splits = sorted({f.split for f in good}, key=lambda s: (SPLIT_NAMES + ("all",)).index(s))
+    counts = {s: {c: sum(1 for f in good if f.split == s and f.label == i) for i, c in enumerate(classes)} for s in splits}
+    if "all" in layout:
+        counts = {c: sum(v[c] for v in counts.values()) for c in classes}
+    per_class = Counter(f.label for f in good)
+    imbalance = round(max(per_class.values()) / max(1, min(per_class.values())), 3)
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    for f in good:
+        by_hash[f.sha256].append(str(f.path))
+    dups = tuple(tuple(v) for v in by_hash.values() if len(v) > 1)
+    widths, heights = [i.width for i in infos], [i.height for i in infos]
+    return DataReport(
+        root=str(root), classes=tuple(classes), counts=counts, bad_files=tuple(bad),
+        suspect_files=_suspects(good, infos), duplicates=dups,
+        formats=dict(Counter(i.format for i in infos)), modes=dict(Counter(i.mode for i in infos)),
+        size_range={"min": [min(widths), min(heights)], "max": [max(widths), max(heights)]},
+        exif_rotated=tuple(str(f.path) for f, i in zip(good, infos) if i.exif_rotated),
+        imbalance=imbalance,
+    )
+
+
+def _suspects(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tuple[FileIssue, ...]:
+    # ``infos`` is aligned with ``good``.
+    """Files that decode but stand out from the rest, e.g. a logo or 'image not found' graphic.
+
+    A placeholder among photos has a few dozen colours where the photos have thousands;
+    the test is relative to the dataset's median so a grayscale dataset flags nothing.
+    """
+    median = statistics.median(i.unique_colors for i in infos)
+    if median < 1024:
+        return ()
+    return tuple(
+        FileIssue(str(f.path), f"only {i.unique_colors} distinct colours where the median image has "
+                               f"{'over 4096' if median > 4096 else int(median)}: likely a placeholder or graphic, not a photo")
+        for f, i in zip(good, infos) if i.unique_colors < 256
+    )

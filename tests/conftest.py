@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny image folders built on the fly, and the real datasets when present."""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
+
+
+def write_image(path: Path, *, size=(40, 30), color=(200, 30, 30), mode="RGB", fmt=None, seed=0) -> Path:
+    """A small real image file with some texture, so it is not a flat colour."""
+    rng = np.random.default_rng(seed)
+    base = np.array(color, dtype=np.float32)[None, None, :]
+    noise = rng.normal(0, 25, (size[1], size[0], 3))
+    arr = np.clip(base + noise, 0, 255).astype(np.uint8)
+    im = Image.fromarray(arr, "RGB")
+    if mode != "RGB":
+        im = im.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, format=fmt)
+    return path
+
+
+def make_folder(root: Path, classes: dict[str, int], *, size=(40, 30)) -> Path:
+    """``root/<class>/<i>.png`` with a distinct colour per class (learnable by a tiny model)."""
+    palette = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (220, 200, 40), (160, 40, 200)]
+    for ci, (name, n) in enumerate(classes.items()):
+        for i in range(n):
+            write_image(root / name / f"{i:03d}.png", size=size, color=palette[ci % len(palette)], seed=ci * 1000 + i)
+    return root
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def invoke(runner):
+    """Run the CLI; return (exit_code, stdout, stderr)."""
+    from edgetransfer.cli import cli
+
+    def _invoke(*args: str):
+        res = runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        return res.exit_code, res.stdout, res.stderr
+
+    return _invoke
+
+
+@pytest.fixture
+def hymenoptera() -> Path:
+    if not HYMENOPTERA.is_dir():
+        pytest.skip(f"real dataset not found at {HYMENOPTERA} (CI provides ../shared)")
+    return HYMENOPTERA
+
+
+def parse_json(stdout: str):
+    return json.loads(stdout)
+
+
+def jpeg_bytes(size=(64, 48), seed=0) -> bytes:
+    buf = io.BytesIO()
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
