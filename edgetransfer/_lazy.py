@@ -1,8 +1,10 @@
 """Lazy imports of heavy libraries with an install hint instead of a bare ImportError."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
 from types import ModuleType
 
 from .errors import MissingDependencyError
@@ -35,12 +37,45 @@ def require(module: str, *, extra: str | None = None) -> ModuleType:
         ) from exc
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence C++ log lines printed while TensorFlow loads (oneDNN, CUDA probing).
+
+    TensorFlow >= 2.20 logs through absl before TF_CPP_MIN_LOG_LEVEL is read, so the only
+    way to keep stderr readable is to point fd 2 at /dev/null during the import. Python
+    exceptions are unaffected; ``EDGETRANSFER_TF_LOGS=1`` keeps the lines.
+    """
+    if os.environ.get("EDGETRANSFER_TF_LOGS") or "tensorflow" in sys.modules:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def tf() -> ModuleType:
     """TensorFlow, imported on first use."""
-    return require("tensorflow")
+    with _quiet_native_stderr():
+        mod = require("tensorflow")
+        # Device discovery logs too (cuInit on machines without a GPU): trigger it here.
+        mod.config.list_physical_devices()
+    return mod
 
 
 def keras() -> ModuleType:
     """Keras 3, imported on first use (after TensorFlow so the backend is settled)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if os.environ["KERAS_BACKEND"] == "tensorflow":
+        tf()
     return require("keras")

@@ -13,6 +13,9 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+# Converted weights and graph profiles are cached per run of the suite (fresh on CI), so
+# the conversion path runs for real at least once.
+os.environ["EDGETRANSFER_CACHE"] = str(REPO / ".pytest_cache" / "edgetransfer")
 HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
 
 

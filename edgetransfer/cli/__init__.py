@@ -12,7 +12,7 @@ import click
 
 from .._version import __version__
 from ..errors import EXIT_TOOLCHAIN, EdgeTransferError
-from ._common import Obj
+from ._common import Obj, library_output_to_stderr
 
 log = logging.getLogger("edgetransfer")
 
@@ -22,7 +22,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with library_output_to_stderr():
+                return super().invoke(ctx)
         except EdgeTransferError as exc:
             if ctx.obj is not None and ctx.obj.debug:
                 raise
@@ -52,9 +53,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import data, later, quickstart  # noqa: F401  (each module adds its commands)
+    from . import backbones, data, later, quickstart
 
-    for module in (data, quickstart, later):
+    for module in (data, backbones, quickstart, later):
         module.register(cli)
 
 

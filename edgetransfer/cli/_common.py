@@ -1,11 +1,34 @@
 """Helpers every command shares: the context object and JSON-or-text output."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
+
+_STDOUT: contextvars.ContextVar = contextvars.ContextVar("stdout", default=None)
+
+
+@contextlib.contextmanager
+def library_output_to_stderr() -> Iterator[None]:
+    """While a command runs, anything libraries print (Keras download notes, TensorFlow
+    chatter) goes to stderr; only :func:`echo` writes to the real stdout, so ``--json``
+    output stays one clean document."""
+    token = _STDOUT.set(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _STDOUT.reset(token)
+
+
+def echo(message: str = "") -> None:
+    """Write a line of command output to the real stdout."""
+    click.echo(message, file=_STDOUT.get() or sys.stdout)
 
 
 @dataclass(frozen=True)
@@ -22,7 +45,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 def emit(as_json: bool, payload: Any, text: Callable[[], None]) -> None:
     """Print ``payload`` as JSON, or call ``text`` to render it for people."""
     if as_json:
-        click.echo(json.dumps(payload, indent=2, default=str))
+        echo(json.dumps(payload, indent=2, default=str))
     else:
         text()
 

