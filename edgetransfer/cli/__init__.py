@@ -53,9 +53,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import backbones, data, later, quickstart
+    from . import backbones, data, later, quickstart, train
 
-    for module in (data, backbones, quickstart, later):
+    for module in (data, backbones, train, quickstart, later):
         module.register(cli)
 
 

@@ -9,7 +9,6 @@ import click
 from ..errors import UnsupportedError
 
 _LATER = {
-    "train": ("Transfer-learn a backbone on an image folder.", 4),
     "export": ("Quantize and export a trained run to TFLite / ONNX.", 5),
     "validate": ("Accuracy and latency of exported files on target profiles.", 6),
     "targets": ("List and show target runtime profiles.", 6),

@@ -1,0 +1,55 @@
+"""``edgetransfer train``: transfer-learn a backbone on an image folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import train as train_lib
+from ._common import echo, emit, json_option
+
+
+@click.command("train")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Image folder (class sub-folders).")
+@click.option("--val-data", type=click.Path(path_type=Path), help="Separate validation folder.")
+@click.option("--val-split", type=float, default=0.2, show_default=True, help="Held-out fraction when there is no val/.")
+@click.option("--backbone", default="efficientnet_lite0", show_default=True, help="See `edgetransfer backbones list`.")
+@click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a .weights.h5 file.")
+@click.option("--workflow", type=click.Choice(train_lib.WORKFLOWS), default="auto", show_default=True)
+@click.option("--unfreeze", default="auto", show_default=True, help="fine-tune depth: auto, all, or a layer count.")
+@click.option("--cut-at", default="top", show_default=True, help="Backbone cut point (stride8, stride16, top).")
+@click.option("--image-size", type=int, help="Square input side (default: the backbone's).")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Head epochs.")
+@click.option("--fine-tune-epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Head LR; fine-tuning uses 1/10.")
+@click.option("--augment-views", "feature_views", type=int, default=1, show_default=True,
+              help="features workflow: cached views per image (1 = clean only).")
+@click.option("--no-augment", is_flag=True, help="fine-tune workflow: no augmentation.")
+@click.option("--mixed-precision", is_flag=True, help="float16 compute, float32 output (GPUs).")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@json_option
+def train_cmd(data_dir, val_data, out, resume, as_json, no_augment, **options) -> None:
+    """Transfer-learn a backbone; writes model.keras, manifest.json and plots to --out."""
+    cfg = train_lib.TrainConfig(**options, augment=not no_augment)
+    run = train_lib.train(data_dir, cfg, out=out, val_data=val_data, resume=resume)
+    m = run.manifest
+    payload = {"run_dir": str(run.run_dir), "workflow": m["workflow"], "reason": m["reason"],
+               "val_accuracy": m["metrics"]["val_accuracy"], "val_loss": m["metrics"]["val_loss"],
+               "train_seconds": m["train_seconds"], "images_per_second": m["images_per_second"],
+               "backbone": m["backbone"], "input_size": m["input_size"], "classes": m["classes"]}
+
+    def text() -> None:
+        echo(f"workflow     {m['workflow']} ({m['reason']})")
+        echo(f"val accuracy {m['metrics']['val_accuracy']:.4f} on {m['metrics']['val_images']} images")
+        echo(f"time         {m['train_seconds']:.1f} s ({m['images_per_second']} images/s, {m['strategy']})")
+        echo(f"run          {run.run_dir}  (model.keras, manifest.json, curves.png, confusion.png)")
+
+    emit(as_json, payload, text)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(train_cmd)
