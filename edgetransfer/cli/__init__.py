@@ -53,9 +53,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import backbones, data, later, quickstart, train
+    from . import backbones, data, export, later, quickstart, train
 
-    for module in (data, backbones, train, quickstart, later):
+    for module in (data, backbones, train, export, quickstart, later):
         module.register(cli)
 
 

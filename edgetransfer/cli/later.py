@@ -9,7 +9,6 @@ import click
 from ..errors import UnsupportedError
 
 _LATER = {
-    "export": ("Quantize and export a trained run to TFLite / ONNX.", 5),
     "validate": ("Accuracy and latency of exported files on target profiles.", 6),
     "targets": ("List and show target runtime profiles.", 6),
     "check": ("Enforce latency / accuracy / size budgets (CI gate).", 7),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,15 +77,20 @@ def _metadata(run: TrainedModel, fmt: str, recipe: QuantRecipe, layout: str) -> 
     }
 
 
-def plan(formats: Sequence[str], recipes: Sequence[QuantRecipe]) -> list[tuple[str, QuantRecipe]]:
-    """The (format, recipe) pairs to export; refuses an impossible one before any work."""
+def plan(formats: Sequence[str], recipes: Sequence[QuantRecipe], *, explicit_io: bool = False
+         ) -> list[tuple[str, QuantRecipe]]:
+    """The (format, recipe) pairs to export; refuses an impossible one before any work.
+
+    ``QuantRecipe.int8()`` defaults to uint8 input, which only TFLite has; for ONNX that
+    default becomes float input, unless the user asked for it (``explicit_io``).
+    """
     fmts = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
     pairs = []
     for fmt in fmts:
         for r in recipes:
             if "all" in formats and r.precision == "int16x8" and fmt == "onnx":
                 continue  # --format all: int16x8 applies to TFLite only
-            if "all" in formats and r.io_dtype != "float32" and fmt == "onnx":
+            if fmt == "onnx" and r.io_dtype != "float32" and ("all" in formats or not explicit_io):
                 r = QuantRecipe(r.precision, "float32", r.per_channel, r.method, r.calibration_size)
             r.check(fmt)
             pairs.append((fmt, r))
@@ -95,7 +101,8 @@ def plan(formats: Sequence[str], recipes: Sequence[QuantRecipe]) -> list[tuple[s
 
 def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),
            recipes: Sequence[QuantRecipe] = (QuantRecipe.fp32(),), *, out: str | Path | None = None,
-           calibration: str | Path = "auto", layout: str = "nhwc", seed: int = 0) -> list[ExportedArtifact]:
+           calibration: str | Path = "auto", layout: str = "nhwc", seed: int = 0,
+           explicit_io: bool = False) -> list[ExportedArtifact]:
     """Export ``run`` to every format x recipe.
 
     Args:
@@ -106,13 +113,14 @@ def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),
         calibration: ``auto`` or a folder of images, for int8 / int16x8.
         layout: ``nhwc`` or ``nchw`` (ONNX input layout).
         seed: calibration sampling seed.
+        explicit_io: the recipes' io types were asked for (an ONNX one is then refused).
 
     Raises:
         UnsupportedError: a pair the format cannot do (before anything is written).
         ExportError: a converter failed; names the artifact; no partial file is left.
     """
     run = run if isinstance(run, TrainedModel) else TrainedModel.from_dir(run)
-    pairs = plan(formats, recipes)
+    pairs = plan(formats, recipes, explicit_io=explicit_io)
     if layout not in ("nhwc", "nchw"):
         raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
     out = Path(out) if out else run.run_dir / "export"
@@ -122,12 +130,30 @@ def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),
         n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
         calib = calibration_set(run.manifest, calibration, n, seed=seed)
     model = run.load_model()
-    arts = [_one(model, run, fmt, r, calib, out, layout) for fmt, r in pairs]
+    with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
+        sources: dict[str, object] = {}
+        arts = [_one(_source(sources, fmt, model, run, layout, Path(tmp)), run, fmt, r, calib, out, layout)
+                for fmt, r in pairs]
     _write_index(out, run, arts, calib)
     return arts
 
 
-def _one(model, run: TrainedModel, fmt: str, recipe: QuantRecipe, calib: Calibration | None, out: Path,
+def _source(cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: Path):
+    """Trace or convert the float model once per format, shared by every precision."""
+    from . import onnx as onnx_export
+    from . import tflite as tflite_export
+
+    if fmt not in cache:
+        try:
+            cache[fmt] = (tflite_export.Source(model, tmp) if fmt == "tflite"
+                          else onnx_export.Source(model, run.input_size, layout, tmp))
+        except Exception as exc:
+            raise ExportError(f"converting the model to {fmt} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                              path=run.model_path, fix="run with --debug for the converter's traceback") from exc
+    return cache[fmt]
+
+
+def _one(source, run: TrainedModel, fmt: str, recipe: QuantRecipe, calib: Calibration | None, out: Path,
          layout: str) -> ExportedArtifact:
     from . import onnx as onnx_export
     from . import tflite as tflite_export
@@ -137,10 +163,7 @@ def _one(model, run: TrainedModel, fmt: str, recipe: QuantRecipe, calib: Calibra
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     start = time.perf_counter()
     try:
-        if fmt == "tflite":
-            tflite_export.write(model, recipe, calib, meta, tmp)
-        else:
-            onnx_export.write(model, recipe, calib, meta, tmp, layout=layout)
+        (tflite_export if fmt == "tflite" else onnx_export).write(source, recipe, calib, meta, tmp)
         os.replace(tmp, path)
     except EdgeTransferError:
         raise

@@ -66,18 +66,26 @@ def _quantize(fp32_path: Path, out: Path, recipe: QuantRecipe, calibration: Cali
         prep.unlink(missing_ok=True)
 
 
-def write(model, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path, *, layout: str) -> None:
+class Source:
+    """The float32 ONNX graph, converted once and quantized per recipe."""
+
+    def __init__(self, model, size: int, layout: str, workdir: Path):
+        onnx = _lazy.require("onnx")
+        self.layout = layout
+        self.path = workdir / f"fp32_{layout}.onnx"
+        onnx.save(convert_fp32(model, size, layout), str(self.path))
+
+
+def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path) -> None:
     onnx = _lazy.require("onnx")
-    proto = convert_fp32(model, int(meta["input"]["size"]), layout)
     with tempfile.TemporaryDirectory(prefix="et-onnx-", dir=path.parent) as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        onnx.save(proto, str(fp32))
         if recipe.precision == "fp32":
-            final = proto
+            final = onnx.load(str(source.path))
         else:
             qpath = Path(tmp) / "q.onnx"
-            _quantize(fp32, qpath, recipe, calibration, layout)
+            _quantize(source.path, qpath, recipe, calibration, source.layout)
             final = onnx.load(str(qpath))
+        layout = source.layout
     props = {"edgetransfer": json.dumps(meta), "labels": "\n".join(meta["labels"]),
              "normalization": json.dumps(meta["normalization"]), "input_layout": layout.upper()}
     del final.metadata_props[:]

@@ -13,10 +13,22 @@ from ..quantize import Calibration, QuantRecipe
 from ..runtime.base import LABELS_NAME, METADATA_NAME
 
 
-def convert(model, recipe: QuantRecipe, calibration: Calibration | None) -> bytes:
-    """The flatbuffer for ``model`` at ``recipe``'s precision."""
+class Source:
+    """The model traced once (a SavedModel in a temporary folder), converted per recipe:
+    tracing is most of a conversion's time, so exporting five precisions traces once."""
+
+    def __init__(self, model, workdir: Path):
+        self.path = workdir / "saved_model"
+        model.export(str(self.path), format="tf_saved_model", verbose=False)
+
+    def converter(self):
+        return _lazy.tf().lite.TFLiteConverter.from_saved_model(str(self.path))
+
+
+def convert(source: Source, recipe: QuantRecipe, calibration: Calibration | None) -> bytes:
+    """The flatbuffer for the traced model at ``recipe``'s precision."""
     tf = _lazy.tf()
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv = source.converter()
     p = recipe.precision
     if p != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -76,5 +88,5 @@ def _shift_zip(data: bytes, offset: int) -> bytes:
     return out.getvalue()[offset:]
 
 
-def write(model, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path) -> None:
-    path.write_bytes(with_metadata(convert(model, recipe, calibration), meta))
+def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path) -> None:
+    path.write_bytes(with_metadata(convert(source, recipe, calibration), meta))

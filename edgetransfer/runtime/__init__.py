@@ -1,0 +1,73 @@
+"""The app side: run exported models with LiteRT or ONNX Runtime, no TensorFlow needed.
+
+>>> from edgetransfer.runtime import Classifier
+>>> clf = Classifier("model_int8_iouint8.tflite")
+>>> clf.classify("bee.jpg", top=2)
+[('bees', 0.97), ('ants', 0.03)]
+
+Importable with only ``pip install "edgetransfer[runtime]"``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import images
+from ..errors import ConfigError
+from .base import InputSpec, Runtime, Session, read_metadata
+from .litert import LiteRT
+from .onnxrt import OnnxRuntime
+
+__all__ = ["Classifier", "InputSpec", "LiteRT", "OnnxRuntime", "Runtime", "Session", "load_session",
+           "read_metadata", "runtime_for"]
+
+
+def runtime_for(path: str | Path, provider: str = "cpu") -> Runtime:
+    """The runtime that runs ``path``, by file type."""
+    suffix = Path(path).suffix
+    if suffix == ".tflite":
+        return LiteRT()
+    if suffix == ".onnx":
+        return OnnxRuntime(provider)
+    raise ConfigError(f"no runtime for {suffix!r} files", path=path, fix="use a .tflite or .onnx file")
+
+
+def load_session(path: str | Path, threads: int | None = None, provider: str = "cpu") -> Session:
+    """Load ``path`` in its runtime."""
+    return runtime_for(path, provider).load(path, threads)
+
+
+class Classifier:
+    """An exported model with its labels and preprocessing, ready for an app."""
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, provider: str = "cpu"):
+        self.path = Path(path)
+        self.session = load_session(self.path, threads, provider)
+        self.metadata = read_metadata(self.path)
+        self.labels = list(self.metadata.get("labels") or [str(i) for i in range(10_000)])
+        inp = self.metadata.get("input", {})
+        self.size = int(inp.get("size") or self.session.input_spec.size)
+        self.policy = inp.get("resize_policy", "crop")
+
+    def preprocess(self, image) -> np.ndarray:
+        """A path, PIL image or HxWx3 array -> a ``[1, size, size, 3]`` float32 batch in [0, 255],
+        decoded, oriented and resized exactly as in training (normalisation is in the model)."""
+        from PIL import Image
+
+        if isinstance(image, (str, Path)):
+            pil, _ = images.decode(image)
+        elif isinstance(image, np.ndarray):
+            pil = Image.fromarray(image.astype(np.uint8)).convert("RGB")
+        else:
+            pil = images._to_rgb(image)
+        return np.asarray(images.resize(pil, self.size, self.policy), dtype=np.float32)[None]
+
+    def probabilities(self, image) -> np.ndarray:
+        return self.session.run(self.preprocess(image))[0]
+
+    def classify(self, image, top: int = 5) -> list[tuple[str, float]]:
+        """The ``top`` labels with their scores, best first."""
+        probs = self.probabilities(image)
+        order = np.argsort(-probs)[:top]
+        return [(self.labels[i], float(probs[i])) for i in order]
