@@ -1,0 +1,172 @@
+"""Target runtime profiles: ``targets/*.yaml``, validated on load.
+
+A profile holds what a device is (runtime, delegate or provider, threads, what it can run)
+and the constants the latency estimate needs, with the sources they come from. Device
+knowledge lives in these files, not in ``if`` chains.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, UnsupportedError
+from .quantize import PRECISIONS
+
+MEASURE_MODES = ("host", "runner", "estimate")
+RUNTIMES = ("litert", "onnxruntime")
+OP_KINDS = ("conv", "depthwise", "dense", "elementwise", "pool", "other")
+
+
+@dataclass(frozen=True)
+class Device:
+    """Constants of the cost model (per-op MACs and bytes against these rates)."""
+
+    peak_gmacs: dict  # precision -> effective GMAC/s at full utilisation
+    memory_gbps: float
+    efficiency: dict = field(default_factory=dict)  # op kind -> fraction of peak
+    per_op_us: float = 0.0  # dispatch cost per op
+    fixed_ms: float = 0.0  # invoke overhead per inference
+
+
+@dataclass(frozen=True)
+class Delegate:
+    """Which ops an accelerator takes and how it splits a graph."""
+
+    name: str
+    supported_ops: tuple[str, ...] = ()
+    precisions: tuple[str, ...] = ()
+    # "segments": every run of supported ops is its own partition (GPU delegate, NNAPI);
+    # "first_segment": only the ops before the first unsupported one (Edge TPU compiler).
+    partitioning: str = "segments"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    latency_p90_ms: float | None = None
+    accuracy_drop: float | None = None  # points, against the float model
+    size_mb: float | None = None
+    peak_memory_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    description: str
+    runtime: str
+    formats: tuple[str, ...]
+    precisions: tuple[str, ...]
+    measure: str = "estimate"
+    provider: str = "cpu"
+    threads: int | None = None
+    input_dtype: str = "any"
+    runner: str | None = None
+    device: Device | None = None
+    delegate: Delegate | None = None
+    budgets: Budgets = Budgets()
+    sources: tuple[str, ...] = ()
+    path: str = ""
+
+    def can_run(self, fmt: str, precision: str) -> str | None:
+        """``None`` if this target runs ``fmt`` at ``precision``, else why not."""
+        if fmt not in self.formats:
+            return f"{self.name} runs {'/'.join(self.formats)} files, not {fmt}"
+        if precision not in self.precisions:
+            return f"{self.name} runs {'/'.join(self.precisions)} models, not {precision}"
+        return None
+
+
+_SECTIONS = {"device": Device, "delegate": Delegate, "budgets": Budgets}
+
+
+def _strict(cls, raw: dict, path: Path, where: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{where}' must be a mapping", path=path, fix="see targets/host-cpu.yaml for the layout")
+    known = {f.name for f in fields(cls)} - {"path"}
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"unknown key '{where}{key}'", path=path, fix=f"{hint}known keys: {', '.join(sorted(known))}")
+    return raw
+
+
+def parse(raw: dict, path: Path) -> TargetProfile:
+    """Build a profile from a YAML mapping; every unknown key or bad value names the file."""
+    raw = dict(_strict(TargetProfile, raw, path, ""))
+    for key in ("name", "description", "runtime", "formats", "precisions"):
+        if key not in raw:
+            raise ConfigError(f"missing key '{key}'", path=path, fix="see targets/host-cpu.yaml for the layout")
+    for key, cls in _SECTIONS.items():
+        if raw.get(key) is not None:
+            sub = dict(_strict(cls, raw[key], path, f"{key}."))
+            for tkey in ("supported_ops", "precisions"):
+                if tkey in sub:
+                    sub[tkey] = tuple(sub[tkey])
+            raw[key] = cls(**sub)
+    for key in ("formats", "precisions", "sources"):
+        raw[key] = tuple(raw.get(key) or ())
+    prof = TargetProfile(**raw, path=str(path))
+    _check_values(prof, path)
+    return prof
+
+
+def _check_values(p: TargetProfile, path: Path) -> None:
+    problems = [
+        (p.runtime in RUNTIMES, f"unknown runtime {p.runtime!r}", f"use one of {', '.join(RUNTIMES)}"),
+        (p.measure in MEASURE_MODES, f"unknown measure mode {p.measure!r}", f"use one of {', '.join(MEASURE_MODES)}"),
+        (set(p.precisions) <= set(PRECISIONS), f"unknown precision in {list(p.precisions)}", f"use {', '.join(PRECISIONS)}"),
+        (set(p.formats) <= {"tflite", "onnx"}, f"unknown format in {list(p.formats)}", "use tflite and/or onnx"),
+        (p.measure != "runner" or bool(p.runner), "measure: runner needs a 'runner' command", "add runner: '...'"),
+        (p.measure != "estimate" or p.device is not None, "measure: estimate needs a 'device' section", "add device constants"),
+    ]
+    for ok, problem, fix in problems:
+        if not ok:
+            raise ConfigError(problem, path=path, fix=fix)
+
+
+def search_path(extra: str | Path | None = None) -> list[Path]:
+    """``--targets-dir``, then ``./targets``, then the profiles shipped with edgetransfer."""
+    shipped = Path(__file__).resolve().parents[1] / "targets"
+    dirs = [Path(extra)] if extra else []
+    return [*dirs, Path.cwd() / "targets", shipped]
+
+
+def load_file(path: str | Path) -> TargetProfile:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc})", path=path, fix="fix the syntax") from None
+    return parse(raw or {}, path)
+
+
+def all_profiles(targets_dir: str | Path | None = None) -> dict[str, TargetProfile]:
+    """Every profile on the search path; an earlier directory wins on a name clash."""
+    out: dict[str, TargetProfile] = {}
+    for d in search_path(targets_dir):
+        for f in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            prof = load_file(f)
+            out.setdefault(prof.name, prof)
+    return out
+
+
+def get(name: str, targets_dir: str | Path | None = None) -> TargetProfile:
+    """A profile by name (or a path to a YAML file)."""
+    if name.endswith((".yaml", ".yml")):
+        return load_file(name)
+    profiles = all_profiles(targets_dir)
+    if name not in profiles:
+        close = difflib.get_close_matches(name, profiles, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown target {name!r}", fix=f"{hint}known targets: {', '.join(profiles)}")
+    return profiles[name]
+
+
+def require_runnable(target: TargetProfile, fmt: str, precision: str, artifact: str) -> None:
+    why = target.can_run(fmt, precision)
+    if why:
+        raise UnsupportedError(f"{artifact} cannot run on target {target.name}: {why}",
+                               fix=f"export a {'/'.join(target.precisions)} {'/'.join(target.formats)} file for it")
