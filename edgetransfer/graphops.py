@@ -44,10 +44,10 @@ def _prod(shape) -> int:
 
 def tflite_ops(path: str | Path) -> list[Op]:
     """Ops of a .tflite's main subgraph, in execution order."""
-    from tensorflow.lite.python import schema_py_generated as schema  # noqa: F401
+    _lazy.tf()  # first, so TensorFlow's import-time logging is silenced
+    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils as fbu
 
-    _lazy.tf()
     model = fbu.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     sub = model.subgraphs[0]

@@ -53,9 +53,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import backbones, data, export, later, quickstart, train
+    from . import backbones, check, data, export, quickstart, targets, train, validate
 
-    for module in (data, backbones, train, export, quickstart, later):
+    for module in (data, backbones, train, export, validate, check, targets, quickstart):
         module.register(cli)
 
 

@@ -1,0 +1,234 @@
+"""Budgets enforced in CI: latency, relative latency, accuracy drop, size.
+
+Shared runners are noisy, so latency is decided on repeated measurements: each repeat
+gives one p90 (or p50 for ratios); a 95% confidence interval of their mean is compared to
+the budget. Inside the budget: passed; beyond it: failed; straddling it after the
+allowed repeats: inconclusive (exit 4), never a coin flip.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import graphops, latency
+from . import targets as targets_lib
+from .errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError
+from .export import ExportedArtifact
+from .runtime import load_session, runtime_for
+
+PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
+# Two-sided 95% Student t quantiles by degrees of freedom (n - 1).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits to enforce; ``None`` means not checked."""
+
+    latency_p90_ms: float | None = None
+    latency_ratio: float | None = None  # artifact p50 / reference p50, same run
+    accuracy_drop: float | None = None  # points
+    size_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        for k, v in asdict(self).items():
+            if v is not None and v <= 0 and k != "accuracy_drop":
+                raise ConfigError(f"budget {k}={v} must be positive", fix="pass a positive limit")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    figure: float | None
+    budget: float
+    unit: str
+    provenance: str
+    interval: tuple[float, float] | None = None
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    artifact: str
+    target: str
+    checks: tuple[Check, ...] = field(default_factory=tuple)
+
+    @property
+    def status(self) -> str:
+        states = {c.status for c in self.checks}
+        return FAILED if FAILED in states else INCONCLUSIVE if INCONCLUSIVE in states else PASSED
+
+    @property
+    def exit_code(self) -> int:
+        return {PASSED: EXIT_OK, FAILED: EXIT_BUDGET, INCONCLUSIVE: EXIT_INCONCLUSIVE}[self.status]
+
+    def to_json(self) -> dict:
+        return {"artifact": self.artifact, "target": self.target, "status": self.status, "exit_code": self.exit_code,
+                "checks": [c.to_json() for c in self.checks]}
+
+
+def interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, low, high): 95% t-interval of the mean of ``values``."""
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return mean, -math.inf, math.inf
+    t = _T95[min((k for k in _T95 if k >= n - 1), default=30)]
+    half = t * statistics.stdev(values) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def decide(values: Sequence[float], budget: float) -> str:
+    """passed / failed / inconclusive for repeated measurements against an upper budget."""
+    _, low, high = interval(values)
+    return PASSED if high <= budget else FAILED if low > budget else INCONCLUSIVE
+
+
+def _repeat(measure_once, budget: float, min_repeats: int, max_repeats: int) -> list[float]:
+    values = [measure_once() for _ in range(min_repeats)]
+    while decide(values, budget) == INCONCLUSIVE and len(values) < max_repeats:
+        values.append(measure_once())
+    return values
+
+
+def _fmt(name, status, figure, budget, unit, prov, ci=None) -> Check:
+    margin = budget - figure
+    word = {PASSED: "within", FAILED: "over", INCONCLUSIVE: "too close to call for"}[status]
+    ci_text = f" (95% CI {ci[0]:.3g}..{ci[1]:.3g})" if ci and math.isfinite(ci[0]) else ""
+    msg = (f"{name}: {figure:.4g} {unit} ({prov}){ci_text} is {word} the budget {budget:.4g} {unit} "
+           f"(margin {margin:+.3g} {unit})")
+    return Check(name, status, round(figure, 4), budget, unit, prov, ci, msg)
+
+
+def latency_check(art: ExportedArtifact, target, budget_ms: float, *, samples: Sequence[float] | None = None,
+                  budget_s: float = 1.0, min_repeats: int = 3, max_repeats: int = 8) -> Check:
+    """p90 latency against ``budget_ms``: measured with repeats, from given p90s, or estimated."""
+    if samples is None and target.measure == "estimate":
+        est = latency.estimate(graphops.ops_for(art.path), target.device, art.precision)
+        status = PASSED if est.p90 <= budget_ms else FAILED
+        return _fmt("latency_p90", status, est.p90, budget_ms, "ms", latency.ESTIMATED)
+    if samples is None:
+        batch = np.random.default_rng(0).uniform(0, 255, (1, art.io["size"], art.io["size"], 3)).astype(np.float32)
+        version = runtime_for(art.path, target.provider).version()
+
+        def once() -> float:
+            return latency.measure(lambda: load_session(art.path, target.threads, target.provider), batch,
+                                   budget_s=budget_s, runtime_version=version).p90
+
+        samples = _repeat(once, budget_ms, min_repeats, max_repeats)
+    mean, low, high = interval(samples)
+    return _fmt("latency_p90", decide(samples, budget_ms), mean, budget_ms, "ms", latency.MEASURED, (low, high))
+
+
+def ratio_check(art: ExportedArtifact, reference: ExportedArtifact, target, max_ratio: float, *, budget_s: float = 1.0,
+                min_repeats: int = 3, max_repeats: int = 8) -> Check:
+    """p50(artifact) / p50(reference), both measured in the same run, interleaved: holds across machines."""
+    def batch_for(a):
+        return np.random.default_rng(0).uniform(0, 255, (1, a.io["size"], a.io["size"], 3)).astype(np.float32)
+
+    def once() -> float:
+        lat = [latency.measure(lambda a=a: load_session(a.path, target.threads, target.provider), batch_for(a),
+                               budget_s=budget_s).p50 for a in (art, reference)]
+        return lat[0] / lat[1]
+
+    values = _repeat(once, max_ratio, min_repeats, max_repeats)
+    mean, low, high = interval(values)
+    chk = _fmt("latency_ratio", decide(values, max_ratio), mean, max_ratio, "x", latency.MEASURED, (low, high))
+    return Check(**{**asdict(chk), "message": chk.message + f" vs {Path(reference.path).name}"})
+
+
+def accuracy_check(art: ExportedArtifact, data_dir, max_drop: float) -> Check:
+    from .train import TrainedModel
+    from .validate import _eval_set, _predict, _scores
+
+    run = TrainedModel.from_dir(art.metadata["source_run"])
+    x, y, _ = _eval_set(data_dir, run.input_size, run.manifest.get("resize_policy", "crop"), run.classes)
+    ref, _, _ = _scores(np.asarray(run.load_model().predict(x, verbose=0)), y, len(run.classes))
+    got, _, _ = _scores(_predict(load_session(art.path), x), y, len(run.classes))
+    drop = 100 * (ref - got)
+    return _fmt("accuracy_drop", PASSED if drop <= max_drop else FAILED, drop, max_drop, "points", latency.MEASURED)
+
+
+def size_check(art: ExportedArtifact, max_mb: float) -> Check:
+    mb = Path(art.path).stat().st_size / 1e6
+    return _fmt("size", PASSED if mb <= max_mb else FAILED, mb, max_mb, "MB", latency.MEASURED)
+
+
+def check(artifact: str | Path, target_name: str, *, data_dir=None, budget: Budget | None = None,
+          reference: str | Path | None = None, latency_samples: Sequence[float] | None = None,
+          targets_dir=None, budget_s: float = 1.0, min_repeats: int = 3, max_repeats: int = 8) -> Verdict:
+    """Enforce the target's budgets, overridden by ``budget``; collects every check before returning."""
+    art = ExportedArtifact.from_manifest(artifact)
+    target = targets_lib.get(target_name, targets_dir)
+    targets_lib.require_runnable(target, art.format, art.precision, Path(art.path).name)
+    b = _merge(target.budgets, budget or Budget(), has_data=data_dir is not None)
+    checks = []
+    if b.latency_p90_ms is not None:
+        checks.append(latency_check(art, target, b.latency_p90_ms, samples=latency_samples, budget_s=budget_s,
+                                    min_repeats=min_repeats, max_repeats=max_repeats))
+    if b.latency_ratio is not None:
+        if reference is None:
+            raise ConfigError("--max-latency-ratio needs --reference ARTIFACT", fix="name the model to compare against")
+        checks.append(ratio_check(art, ExportedArtifact.from_manifest(reference), target, b.latency_ratio,
+                                  budget_s=budget_s, min_repeats=min_repeats, max_repeats=max_repeats))
+    if b.accuracy_drop is not None:
+        if data_dir is None:
+            raise ConfigError("an accuracy-drop budget needs --data DIR", fix="pass held-out images, or drop that budget")
+        checks.append(accuracy_check(art, data_dir, b.accuracy_drop))
+    if b.size_mb is not None:
+        checks.append(size_check(art, b.size_mb))
+    if not checks:
+        raise ConfigError(f"no budget to check for {target.name}",
+                          fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb, or add budgets to the profile")
+    return Verdict(str(art.path), target.name, tuple(checks))
+
+
+def _merge(profile_budgets, override: Budget, *, has_data: bool) -> Budget:
+    """Command-line budgets win over the profile's; the profile's accuracy budget applies
+    only when there is data to measure it on (an explicit one without data is an error)."""
+    profile_drop = profile_budgets.accuracy_drop if has_data else None
+    return Budget(
+        latency_p90_ms=override.latency_p90_ms if override.latency_p90_ms is not None else profile_budgets.latency_p90_ms,
+        latency_ratio=override.latency_ratio,
+        accuracy_drop=override.accuracy_drop if override.accuracy_drop is not None else profile_drop,
+        size_mb=override.size_mb if override.size_mb is not None else profile_budgets.size_mb,
+    )
+
+
+def junit_xml(verdict: Verdict) -> str:
+    """JUnit XML: one test case per budget; failed -> <failure>, inconclusive -> <error>."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    cases = []
+    for c in verdict.checks:
+        inner = ""
+        if c.status == FAILED:
+            inner = f"<failure message={quoteattr(c.message)}>{escape(c.message)}</failure>"
+        elif c.status == INCONCLUSIVE:
+            inner = f"<error type=\"inconclusive\" message={quoteattr(c.message)}>{escape(c.message)}</error>"
+        cases.append(f"  <testcase classname={quoteattr('edgetransfer.check.' + verdict.target)} "
+                     f"name={quoteattr(c.name)} time=\"0\">{inner}<system-out>{escape(c.message)}</system-out></testcase>")
+    failures = sum(c.status == FAILED for c in verdict.checks)
+    errors = sum(c.status == INCONCLUSIVE for c in verdict.checks)
+    return (f"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuite name=\"edgetransfer.check\" "
+            f"tests=\"{len(verdict.checks)}\" failures=\"{failures}\" errors=\"{errors}\">\n"
+            + "\n".join(cases) + "\n</testsuite>\n")
+
+
+def summary_markdown(verdict: Verdict) -> str:
+    """A Markdown table for ``$GITHUB_STEP_SUMMARY``."""
+    icon = {PASSED: "✅", FAILED: "❌", INCONCLUSIVE: "⚠️"}
+    rows = [f"| {c.name} | {icon[c.status]} {c.status} | {c.figure} {c.unit} | {c.budget} {c.unit} | {c.provenance} |"
+            for c in verdict.checks]
+    return "\n".join([f"### edgetransfer check: `{Path(verdict.artifact).name}` on `{verdict.target}`: {verdict.status}",
+                      "", "| budget | result | figure | limit | latency is |", "|---|---|---|---|---|", *rows, ""])

@@ -1,0 +1,67 @@
+"""``edgetransfer check``: the CI gate. Exit 0 passed, 1 a budget failed, 4 inconclusive."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from .. import check as check_lib
+from ._common import echo, emit, json_option
+from .targets import targets_dir_option
+
+
+def _samples(path: Path | None) -> list[float] | None:
+    """p90s from one or more `python -m edgetransfer.runtime bench --json` outputs (a JSON list or lines)."""
+    if path is None:
+        return None
+    docs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    docs = docs[0] if len(docs) == 1 and isinstance(docs[0], list) else docs
+    return [float(d["p90"]) for d in docs]
+
+
+@click.command("check")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--target", "target_name", default="host-cpu", show_default=True)
+@targets_dir_option
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Held-out images, for the accuracy budget.")
+@click.option("--max-latency-ms", type=float, help="p90 latency budget (overrides the profile).")
+@click.option("--max-latency-ratio", type=float, help="p50 / p50 of --reference, measured in the same run.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--max-accuracy-drop", type=float, help="points below the float model (overrides the profile).")
+@click.option("--max-size-mb", type=float, help="file size budget (overrides the profile).")
+@click.option("--latency-samples", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Judge p90s measured elsewhere (bench --json outputs) instead of measuring here.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Minimum latency repeats.")
+@click.option("--max-repeats", type=int, default=8, show_default=True)
+@click.option("--budget-s", type=float, default=1.0, show_default=True, help="Seconds of timed runs per repeat.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML (one test case per budget).")
+@click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
+@json_option
+@click.pass_context
+def check_cmd(ctx, artifact, target_name, targets_dir, data_dir, max_latency_ms, max_latency_ratio, reference,
+              max_accuracy_drop, max_size_mb, latency_samples, repeats, max_repeats, budget_s, junit, github_summary,
+              as_json) -> None:
+    """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
+    budget = check_lib.Budget(max_latency_ms, max_latency_ratio, max_accuracy_drop, max_size_mb)
+    verdict = check_lib.check(artifact, target_name, data_dir=data_dir, budget=budget, reference=reference,
+                              latency_samples=_samples(latency_samples), targets_dir=targets_dir, budget_s=budget_s,
+                              min_repeats=repeats, max_repeats=max(repeats, max_repeats))
+    if junit:
+        junit.write_text(check_lib.junit_xml(verdict))
+    if github_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
+            fh.write(check_lib.summary_markdown(verdict))
+
+    def text() -> None:
+        for c in verdict.checks:
+            echo(f"{c.status.upper():12s} {c.message}")
+        echo(f"\n{verdict.status.upper()}: {Path(artifact).name} on {verdict.target} (exit {verdict.exit_code})")
+
+    emit(as_json, verdict.to_json(), text)
+    ctx.exit(verdict.exit_code)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(check_cmd)

@@ -1,0 +1,177 @@
+"""Rendering of validation reports: plain table, Markdown, HTML with plots, JSON.
+
+Pure functions of a :class:`edgetransfer.validate.ValidationReport` (plus an optional
+verdict from ``check``); nothing here measures anything.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import plots
+
+
+def _rows(report) -> list[list[str]]:
+    out = []
+    for r in report.records:
+        lat = r.latency
+        out.append([Path(r.artifact).name, r.target, r.precision, f"{r.accuracy:.4f}",
+                    f"{r.agreement:.4f}" if r.agreement is not None else "-",
+                    f"{lat.p50:.2f}", f"{lat.p90:.2f}", lat.provenance, f"{r.size_bytes / 1e6:.2f}",
+                    _compat(r.compatibility)])
+    return out
+
+
+HEADER = ["artifact", "target", "precision", "accuracy", "agreement", "p50 ms", "p90 ms", "latency is", "MB", "delegated"]
+
+
+def _compat(c: dict | None) -> str:
+    if not c:
+        return "-"
+    return f"{100 * c['ops_share']:.0f}% ops, {c['partitions']} part." if not c["full"] else "all"
+
+
+def markdown(report, verdict=None) -> str:
+    lines = ["# edgetransfer validation", "", f"Data: `{report.data}`. Float model accuracy "
+             f"{report.reference['accuracy']:.4f}, Keras p50 {report.reference['latency_ms']['p50']:.2f} ms on "
+             f"{report.host.get('cpu', '?')} ({report.host.get('cores')} cores). Latency marked *measured* ran here "
+             "(or on the device through its runner); *estimated* comes from the per-op cost model.", ""]
+    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
+    lines += ["", "## Best artifact per target", ""]
+    lines += [f"- **{t}**: `{Path(b['artifact']).name}` ({b['p50_ms']:.2f} ms, {b['provenance']}, accuracy {b['accuracy']:.4f})"
+              for t, b in report.best.items()]
+    if report.findings:
+        lines += ["", "## Findings", ""] + [f"- {f}" for f in report.findings]
+    if verdict is not None:
+        lines += ["", f"## Budgets: {verdict.status.upper()}", ""]
+        lines += [f"- {c.status}: {c.message}" for c in verdict.checks]
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plots._plt().close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _tradeoff(report) -> str:
+    plt = plots._plt()
+    targets = sorted({r.target for r in report.records})
+    cols = min(3, len(targets))
+    rows_n = (len(targets) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.4 * rows_n), squeeze=False)
+    for ax, t in zip(axes.flat, targets):
+        for r in (r for r in report.records if r.target == t):
+            measured = r.latency.provenance == "measured"
+            ax.scatter(r.latency.p50, 100 * r.accuracy, s=60, edgecolors="C0",
+                       facecolors="C0" if measured else "none", zorder=3)
+            ax.annotate(Path(r.artifact).stem.replace("model_", ""), (r.latency.p50, 100 * r.accuracy),
+                        fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.axhline(100 * report.reference["accuracy"], color="grey", ls=":", lw=1)
+        ax.set_title(t, fontsize=10)
+        ax.set_xlabel("p50 latency, ms (filled: measured, hollow: estimated)", fontsize=7)
+        ax.set_ylabel("accuracy, %")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(targets):]:
+        ax.axis("off")
+    fig.suptitle("accuracy vs latency per target (dotted: float model)", fontsize=11)
+    return _png(fig)
+
+
+def _distributions(report) -> str | None:
+    plt = plots._plt()
+    series = {"keras float (host)": report.reference["latency"].get("samples") or []}
+    for r in report.records:
+        if r.latency.provenance == "measured" and r.latency.samples:
+            series.setdefault(f"{Path(r.artifact).stem.replace('model_', '')} ({r.target})", list(r.latency.samples))
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(series) + 1.5))
+    ax.boxplot(list(series.values()), vert=False, showfliers=True, flierprops={"markersize": 2})
+    ax.set_yticks(range(1, len(series) + 1), list(series.keys()), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per image, ms (log scale), measured runs")
+    ax.grid(alpha=0.3, axis="x")
+    return _png(fig)
+
+
+def _confusion(report) -> str:
+    name = Path(next(iter(report.best.values()))["artifact"]).name if report.best else "keras-float"
+    matrix = np.array(report.confusion.get(name) or report.confusion["keras-float"])
+    plt = plots._plt()
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    n = len(report.classes)
+    ax.set_xticks(range(n), report.classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), report.classes, fontsize=8)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(f"confusion: {name}", fontsize=9)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return _png(fig)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+td:first-child,th:first-child{text-align:left}.estimated{color:#8a5a00}.measured{color:#11620f}
+.fail{color:#b00020;font-weight:bold}.pass{color:#11620f;font-weight:bold}img{max-width:100%}"""
+
+
+def html_page(report, verdict=None) -> str:
+    """A standalone HTML page: tables, plots (inline PNG), findings and the budget verdict."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td class='{esc(c) if i == 7 else ''}'>{esc(c)}</td>" for i, c in enumerate(r))
+                   + "</tr>" for r in _rows(report))
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer report</title>"
+             f"<style>{_CSS}</style></head><body><h1>edgetransfer validation</h1>",
+             f"<p>Data <code>{esc(report.data)}</code>; float model accuracy <b>{report.reference['accuracy']:.4f}</b>, "
+             f"Keras p50 {report.reference['latency_ms']['p50']:.2f} ms on {esc(str(report.host.get('cpu')))} "
+             f"({report.host.get('cores')} cores). <span class='measured'>measured</span> figures ran on the host or "
+             f"the device; <span class='estimated'>estimated</span> ones come from the per-op cost model.</p>"]
+    if verdict is not None:
+        cls = "pass" if verdict.status == "passed" else "fail"
+        items = "".join(f"<li class='{'pass' if c.status == 'passed' else 'fail'}'>{esc(c.message)}</li>"
+                        for c in verdict.checks)
+        parts.append(f"<h2>Budgets: <span class='{cls}'>{esc(verdict.status.upper())}</span></h2><ul>{items}</ul>")
+    parts.append(f"<h2>Every artifact on every target</h2><table><tr>{head}</tr>{body}</table>")
+    parts.append("<h2>Best artifact per target</h2><ul>" + "".join(
+        f"<li><b>{esc(t)}</b>: {esc(Path(b['artifact']).name)} ({b['p50_ms']:.2f} ms, {esc(b['provenance'])})</li>"
+        for t, b in report.best.items()) + "</ul>")
+    parts.append(f"<h2>Accuracy vs latency</h2><img alt='accuracy vs latency' src='data:image/png;base64,{_tradeoff(report)}'>")
+    dist = _distributions(report)
+    if dist:
+        parts.append(f"<h2>Latency distributions</h2><img alt='latency distributions' src='data:image/png;base64,{dist}'>")
+    parts.append(f"<h2>Confusion matrix</h2><img alt='confusion matrix' src='data:image/png;base64,{_confusion(report)}'>")
+    if report.findings:
+        parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{esc(f)}</li>" for f in report.findings) + "</ul>")
+    parts.append(f"<h2>Host</h2><pre>{esc(json.dumps(report.host, indent=2))}</pre></body></html>")
+    return "\n".join(parts)
+
+
+def write(report, path: str | Path, verdict=None) -> Path:
+    """Write ``.html``, ``.md`` or ``.json`` by suffix, atomically."""
+    path = Path(path)
+    if path.suffix == ".html":
+        text = html_page(report, verdict)
+    elif path.suffix == ".md":
+        text = markdown(report, verdict)
+    else:
+        text = json.dumps({**report.to_json(samples=True), "verdict": verdict.to_json() if verdict else None}, indent=2)
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path

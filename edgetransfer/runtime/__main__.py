@@ -1,0 +1,55 @@
+"""``python -m edgetransfer.runtime bench MODEL [--threads N] [--json]``: measure on this machine.
+
+Needs only the ``runtime`` extra, so it runs on a Raspberry Pi, a phone with Python, or a
+CI runner; ``edgetransfer validate`` calls it over a target's ``runner`` command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from ..errors import EdgeTransferError
+from ..latency import measure
+from . import load_session, runtime_for
+
+
+def bench(model: str, threads: int | None, budget_s: float, warmup: int, min_runs: int, provider: str):
+    rt = runtime_for(model, provider)
+    session = rt.load(model, threads)
+    spec = session.input_spec
+    shape = (1, spec.size, spec.size, 3)
+    batch = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+    return measure(lambda: load_session(model, threads, provider), batch, warmup=warmup, budget_s=budget_s,
+                   min_runs=min_runs, threads=threads, runtime_version=rt.version())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgetransfer.runtime")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bench", help="latency of MODEL on this machine")
+    b.add_argument("model")
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--budget-s", type=float, default=2.0, help="seconds of timed runs")
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--min-runs", type=int, default=20)
+    b.add_argument("--provider", default="cpu", help="ONNX Runtime provider short name")
+    b.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    args = ap.parse_args(argv)
+    try:
+        lat = bench(args.model, args.threads, args.budget_s, args.warmup, args.min_runs, args.provider)
+    except EdgeTransferError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps({"model": args.model, **lat.to_json(samples=True)}))
+    else:
+        print(f"{args.model}: p50 {lat.p50:.2f} ms  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  ({lat.runs} runs, "
+              f"load {lat.load_ms:.0f} ms, {lat.host['cpu']}, {lat.host['runtime']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
