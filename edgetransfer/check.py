@@ -152,7 +152,7 @@ def accuracy_check(art: ExportedArtifact, data_dir, max_drop: float) -> Check:
     from .validate import _eval_set, _predict, _scores
 
     run = TrainedModel.from_dir(art.metadata["source_run"])
-    x, y, _ = _eval_set(data_dir, run.input_size, run.manifest.get("resize_policy", "crop"), run.classes)
+    x, y, _ = _eval_set(data_dir, run)
     ref, _, _ = _scores(np.asarray(run.load_model().predict(x, verbose=0)), y, len(run.classes))
     got, _, _ = _scores(_predict(load_session(art.path), x), y, len(run.classes))
     drop = 100 * (ref - got)

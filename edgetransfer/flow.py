@@ -1,0 +1,180 @@
+"""``edgetransfer run PIPELINE.yaml``: data -> train -> export -> validate -> check in one file.
+
+Each stage's inputs are fingerprinted; a stage whose fingerprint matches the last run is
+skipped. The run stops at the first failed stage with that stage's exit code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from . import check as check_lib
+from . import data as data_lib
+from . import report as report_lib
+from . import validate as validate_lib
+from .errors import ConfigError
+from .export import ExportedArtifact, export
+from .quantize import QuantRecipe
+from .train import TrainConfig, TrainedModel, train
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    formats: tuple[str, ...] = ("tflite", "onnx")
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    calibration: str = "auto"
+    calibration_size: int = 100
+
+
+@dataclass(frozen=True)
+class ValidateSpec:
+    targets: tuple[str, ...] = ("host-cpu", "pixel4-cpu", "pixel4-gpu", "edgetpu")
+    budget_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    artifact: str = "model_int8_iouint8.tflite"
+    target: str = "host-cpu"
+    max_latency_ms: float | None = None
+    max_latency_ratio: float | None = None
+    reference: str | None = None
+    max_accuracy_drop: float | None = 1.0
+    max_size_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A whole pipeline, validated when built (unknown keys name the file and key)."""
+
+    data: str
+    out: str = "pipeline-out"
+    train: TrainConfig = TrainConfig()
+    export: ExportSpec = ExportSpec()
+    validate: ValidateSpec = ValidateSpec()
+    check: CheckSpec | None = CheckSpec()
+    base: str = field(default=".", repr=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Flow":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read pipeline ({exc})", path=path, fix="check the file") from None
+        sections = {"train": TrainConfig, "export": ExportSpec, "validate": ValidateSpec, "check": CheckSpec}
+        _known(raw, {f.name for f in fields(cls)} - {"base"}, path, "")
+        kwargs = {}
+        for key, value in raw.items():
+            if key in sections and value is not None:
+                _known(value, {f.name for f in fields(sections[key])}, path, f"{key}.")
+                value = sections[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            kwargs[key] = value
+        if "data" not in kwargs:
+            raise ConfigError("missing 'data' (the image folder)", path=path, fix="add data: path/to/images")
+        return cls(**kwargs, base=str(path.parent))
+
+    def resolve(self, p: str) -> Path:
+        return Path(p) if Path(p).is_absolute() else Path(self.base) / p
+
+
+def _known(raw, known: set, path: Path, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{where or 'pipeline'}' must be a mapping", path=path, fix="see examples/pipeline.yaml")
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"unknown key '{where}{k}'", path=path, fix=f"known keys: {', '.join(sorted(known))}")
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    run: TrainedModel
+    artifacts: tuple[ExportedArtifact, ...]
+    report: validate_lib.ValidationReport
+    verdict: check_lib.Verdict | None
+    report_path: Path
+    skipped: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code if self.verdict else 0
+
+
+def _fp(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _state(out: Path) -> dict:
+    p = out / "pipeline-state.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _save_state(out: Path, state: dict) -> None:
+    tmp = out / ".pipeline-state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, out / "pipeline-state.json")
+
+
+def run(flow: Flow, log=print) -> FlowResult:
+    """Run every stage, skipping those whose inputs did not change."""
+    out = flow.resolve(flow.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state, skipped = _state(out), []
+    data_dir = flow.resolve(flow.data)
+    ds = data_lib.load(data_dir, val_split=flow.train.val_split, seed=flow.train.seed)
+    run_dir = out / "run"
+    fp_train = _fp(ds.fingerprint(), asdict(flow.train))
+    if state.get("train") == fp_train and (run_dir / "manifest.json").exists():
+        trained, _ = TrainedModel.from_dir(run_dir), skipped.append("train")
+    else:
+        _clear(run_dir)
+        trained = train(data_dir, flow.train, out=run_dir)
+        state["train"] = fp_train
+        _save_state(out, state)
+    log(f"train     {trained.manifest['workflow']}: val accuracy {trained.val_accuracy:.4f}"
+        f"{' (skipped: unchanged)' if 'train' in skipped else ''}")
+    arts = _export_stage(flow, trained, out, state, fp_train, skipped, log)
+    rep = validate_lib.validate([a.path for a in arts], data_dir, flow.validate.targets, budget_s=flow.validate.budget_s,
+                                skip_incompatible=True)
+    verdict = _check_stage(flow, out, data_dir)
+    path = report_lib.write(rep, out / "report.html", verdict)
+    report_lib.write(rep, out / "report.json", verdict)
+    return FlowResult(trained, tuple(arts), rep, verdict, path, tuple(skipped))
+
+
+def _export_stage(flow, trained, out: Path, state: dict, upstream: str, skipped: list, log) -> list:
+    exp_dir = out / "export"
+    fp = _fp(upstream, asdict(flow.export))
+    recipes = [QuantRecipe.named(p, calibration_size=flow.export.calibration_size) for p in flow.export.precisions]
+    if state.get("export") == fp and (exp_dir / "manifest.json").exists():
+        names = json.loads((exp_dir / "manifest.json").read_text())["artifacts"]
+        arts = [ExportedArtifact.from_manifest(exp_dir / n) for n in names]
+        skipped.append("export")
+    else:
+        _clear(exp_dir)
+        arts = export(trained, flow.export.formats, recipes, out=exp_dir, calibration=flow.export.calibration)
+        state["export"] = fp
+        _save_state(out, state)
+    log(f"export    {len(arts)} files{' (skipped: unchanged)' if 'export' in skipped else ''}")
+    return arts
+
+
+def _check_stage(flow, out: Path, data_dir: Path):
+    c = flow.check
+    if c is None:
+        return None
+    budget = check_lib.Budget(c.max_latency_ms, c.max_latency_ratio, c.max_accuracy_drop, c.max_size_mb)
+    ref = out / "export" / c.reference if c.reference else None
+    return check_lib.check(out / "export" / c.artifact, c.target, data_dir=data_dir, budget=budget, reference=ref)
+
+
+def _clear(path: Path) -> None:
+    import shutil
+
+    for p in (path, path.with_name(path.name + ".partial")):
+        shutil.rmtree(p, ignore_errors=True)
