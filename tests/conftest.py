@@ -75,3 +75,25 @@ def jpeg_bytes(size=(64, 48), seed=0) -> bytes:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "JPEG")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A real training run: Lite0 with its ImageNet weights at 32 px on three colour classes."""
+    from edgetransfer.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny")
+    folder = make_folder(root / "colours", {"red": 10, "green": 10, "blue": 10}, size=(36, 36))
+    cfg = TrainConfig(backbone="efficientnet_lite0", image_size=32, workflow="features", epochs=15, patience=15,
+                      learning_rate=1e-2, batch_size=8, val_split=0.3)
+    return train(folder, cfg, out=root / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tiny_run):
+    """fp32 and int8 TFLite and ONNX files of ``tiny_run``: {(format, precision): artifact}."""
+    from edgetransfer.export import export
+    from edgetransfer.quantize import QuantRecipe
+
+    arts = export(tiny_run, ["tflite", "onnx"], [QuantRecipe.fp32(), QuantRecipe.int8(calibration_size=12)])
+    return {(a.format, a.precision): a for a in arts}

@@ -5,31 +5,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_folder, write_image
+from conftest import write_image
 from edgetransfer import data as data_lib
 from edgetransfer import images
 from edgetransfer.errors import ExportError, UnsupportedError
 from edgetransfer.export import ExportedArtifact, export
 from edgetransfer.quantize import QuantRecipe, calibration_set
 from edgetransfer.runtime import Classifier, load_session, read_metadata
-from edgetransfer.train import TrainConfig, train
 
 ALL = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.dynamic(), QuantRecipe.int8(calibration_size=12),
        QuantRecipe.int16x8(calibration_size=12)]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("exp")
-    folder = make_folder(root / "colours", {"red": 10, "green": 10, "blue": 10}, size=(36, 36))
-    cfg = TrainConfig(backbone="efficientnet_lite0", image_size=32, workflow="features", epochs=15, patience=15,
-                      learning_rate=1e-2, batch_size=8, val_split=0.3)
-    return train(folder, cfg, out=root / "run")
+def run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
-def arts(run):
-    return export(run, ["all"], ALL)
+def arts(run, tmp_path_factory):
+    return export(run, ["all"], ALL, out=tmp_path_factory.mktemp("all-precisions"))
 
 
 @pytest.fixture(scope="module")
