@@ -4,9 +4,7 @@ Slow (creates a venv and installs LiteRT + ONNX Runtime from the package index).
 """
 import json
 import subprocess
-import sys
 import venv
-from pathlib import Path
 
 import pytest
 

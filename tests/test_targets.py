@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from edgetransfer import graphops, latency, targets
 
 SHIPPED = {"host-cpu", "ci-runner", "rpi4", "pixel4-cpu", "pixel4-gpu", "edgetpu", "nnapi", "hexagon-qnn",

@@ -33,6 +33,7 @@ _V3_CAVEATS = (
     "hard-swish and squeeze-excite cost accuracy under full int8 (their wide activation range "
     "and the sigmoid gate quantize coarsely); compare int8 against fp16 before shipping",
     "ImageNet weights exist only for input size 224",
+    "no int16x8 TFLite: the converter has no 16x8 kernel for HARD_SWISH",
 )
 register(BackboneSpec(
     name="mobilenet_v3_small", family="mobilenet", builder=keras_app_builder("MobileNetV3Small", None),
