@@ -13,14 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from . import check as check_lib
 from . import data as data_lib
 from . import report as report_lib
-from . import validate as validate_lib
+from .check import Budget, Verdict, check
 from .errors import ConfigError
 from .export import ExportedArtifact, export
 from .quantize import QuantRecipe
 from .train import TrainConfig, TrainedModel, train
+from .validate import ValidationReport, validate
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ def _known(raw, known: set, path: Path, where: str) -> None:
 class FlowResult:
     run: TrainedModel
     artifacts: tuple[ExportedArtifact, ...]
-    report: validate_lib.ValidationReport
-    verdict: check_lib.Verdict | None
+    report: ValidationReport
+    verdict: Verdict | None
     report_path: Path
     skipped: tuple[str, ...]
 
@@ -139,7 +139,7 @@ def run(flow: Flow, log=print) -> FlowResult:
     log(f"train     {trained.manifest['workflow']}: val accuracy {trained.val_accuracy:.4f}"
         f"{' (skipped: unchanged)' if 'train' in skipped else ''}")
     arts = _export_stage(flow, trained, out, state, fp_train, skipped, log)
-    rep = validate_lib.validate([a.path for a in arts], data_dir, flow.validate.targets, budget_s=flow.validate.budget_s,
+    rep = validate([a.path for a in arts], data_dir, flow.validate.targets, budget_s=flow.validate.budget_s,
                                 skip_incompatible=True)
     verdict = _check_stage(flow, out, data_dir)
     path = report_lib.write(rep, out / "report.html", verdict)
@@ -168,9 +168,9 @@ def _check_stage(flow, out: Path, data_dir: Path):
     c = flow.check
     if c is None:
         return None
-    budget = check_lib.Budget(c.max_latency_ms, c.max_latency_ratio, c.max_accuracy_drop, c.max_size_mb)
+    budget = Budget(c.max_latency_ms, c.max_latency_ratio, c.max_accuracy_drop, c.max_size_mb)
     ref = out / "export" / c.reference if c.reference else None
-    return check_lib.check(out / "export" / c.artifact, c.target, data_dir=data_dir, budget=budget, reference=ref)
+    return check(out / "export" / c.artifact, c.target, data_dir=data_dir, budget=budget, reference=ref)
 
 
 def _clear(path: Path) -> None:

@@ -21,12 +21,23 @@ def test_help_lists_every_command_group(invoke):
 def test_public_api_is_pinned():
     # Growing the public API is a decision: update this list on purpose.
     assert sorted(edgetransfer.__all__) == sorted([
-        "__version__", "ConfigError", "DataError", "DataReport", "Dataset", "EdgeTransferError",
-        "ExportError", "FileIssue", "ImageFile", "MissingDependencyError", "RuntimeBackendError",
-        "ToolchainError", "UnsafeFileError", "UnsupportedError", "WeightsError", "load_dataset",
+        "__version__", "Budget", "Classifier", "ConfigError", "DataError", "DataReport", "Dataset",
+        "EdgeTransferError", "ExportError", "ExportedArtifact", "FileIssue", "ImageFile", "MissingDependencyError",
+        "QuantRecipe", "RuntimeBackendError", "ToolchainError", "TrainConfig", "TrainedModel", "UnsafeFileError",
+        "UnsupportedError", "ValidationReport", "Verdict", "WeightsError", "check", "export", "load_dataset",
+        "train", "validate",
     ])
     for name in edgetransfer.__all__:
         assert hasattr(edgetransfer, name), name
+
+
+def test_import_does_not_load_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, edgetransfer, edgetransfer.cli; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
 
 
 def test_unknown_option_is_usage_error(invoke):

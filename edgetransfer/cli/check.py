@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .. import check as check_lib
+from ..check import Budget, check, junit_xml, summary_markdown
 from ._common import echo, emit, json_option
 from .targets import targets_dir_option
 
@@ -44,15 +44,15 @@ def check_cmd(ctx, artifact, target_name, targets_dir, data_dir, max_latency_ms,
               max_accuracy_drop, max_size_mb, latency_samples, repeats, max_repeats, budget_s, junit, github_summary,
               as_json) -> None:
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
-    budget = check_lib.Budget(max_latency_ms, max_latency_ratio, max_accuracy_drop, max_size_mb)
-    verdict = check_lib.check(artifact, target_name, data_dir=data_dir, budget=budget, reference=reference,
+    budget = Budget(max_latency_ms, max_latency_ratio, max_accuracy_drop, max_size_mb)
+    verdict = check(artifact, target_name, data_dir=data_dir, budget=budget, reference=reference,
                               latency_samples=_samples(latency_samples), targets_dir=targets_dir, budget_s=budget_s,
                               min_repeats=repeats, max_repeats=max(repeats, max_repeats))
     if junit:
-        junit.write_text(check_lib.junit_xml(verdict))
+        junit.write_text(junit_xml(verdict))
     if github_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
-            fh.write(check_lib.summary_markdown(verdict))
+            fh.write(summary_markdown(verdict))
 
     def text() -> None:
         for c in verdict.checks:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .. import export as export_lib
+from ..export import export
 from ..quantize import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
 from ._common import echo, emit, json_option, table
 
@@ -34,7 +34,7 @@ def export_cmd(run_dir, formats, precisions, calibration, calibration_size, cali
         QuantRecipe(precisions[0], io_dtype)  # raises the clear error for --io without int8
     recipes = [QuantRecipe.named(p, io=io_dtype, per_channel=not per_tensor, method=calibration_method,
                                  calibration_size=calibration_size) for p in dict.fromkeys(precisions)]
-    arts = export_lib.export(run_dir, formats, recipes, out=out, calibration=calibration, layout=layout,
+    arts = export(run_dir, formats, recipes, out=out, calibration=calibration, layout=layout,
                                 explicit_io=io_dtype is not None)
     rows = [a.to_json() for a in arts]
     emit(as_json, rows, lambda: echo(table(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .. import train as train_lib
+from ..train import WORKFLOWS, TrainConfig, train
 from ._common import echo, emit, json_option
 
 
@@ -15,7 +15,7 @@ from ._common import echo, emit, json_option
 @click.option("--val-split", type=float, default=0.2, show_default=True, help="Held-out fraction when there is no val/.")
 @click.option("--backbone", default="efficientnet_lite0", show_default=True, help="See `edgetransfer backbones list`.")
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a .weights.h5 file.")
-@click.option("--workflow", type=click.Choice(train_lib.WORKFLOWS), default="auto", show_default=True)
+@click.option("--workflow", type=click.Choice(WORKFLOWS), default="auto", show_default=True)
 @click.option("--unfreeze", default="auto", show_default=True, help="fine-tune depth: auto, all, or a layer count.")
 @click.option("--cut-at", default="top", show_default=True, help="Backbone cut point (stride8, stride16, top).")
 @click.option("--image-size", type=int, help="Square input side (default: the backbone's).")
@@ -34,8 +34,8 @@ from ._common import echo, emit, json_option
 @json_option
 def train_cmd(data_dir, val_data, out, resume, as_json, no_augment, **options) -> None:
     """Transfer-learn a backbone; writes model.keras, manifest.json and plots to --out."""
-    cfg = train_lib.TrainConfig(**options, augment=not no_augment)
-    run = train_lib.train(data_dir, cfg, out=out, val_data=val_data, resume=resume)
+    cfg = TrainConfig(**options, augment=not no_augment)
+    run = train(data_dir, cfg, out=out, val_data=val_data, resume=resume)
     m = run.manifest
     payload = {"run_dir": str(run.run_dir), "workflow": m["workflow"], "reason": m["reason"],
                "val_accuracy": m["metrics"]["val_accuracy"], "val_loss": m["metrics"]["val_loss"],

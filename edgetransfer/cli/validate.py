@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .. import report as report_lib
-from .. import validate as validate_lib
+from ..validate import validate
 from ._common import echo, emit, json_option, table
 from .targets import targets_dir_option
 
@@ -23,7 +23,7 @@ from .targets import targets_dir_option
 @json_option
 def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_incompatible, report_path, as_json):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
-    rep = validate_lib.validate(artifacts, data_dir, target_names, targets_dir=targets_dir, budget_s=budget_s,
+    rep = validate(artifacts, data_dir, target_names, targets_dir=targets_dir, budget_s=budget_s,
                                 skip_incompatible=skip_incompatible)
     if report_path:
         report_lib.write(rep, report_path)
