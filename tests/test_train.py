@@ -177,3 +177,14 @@ def test_mirrored_strategy_on_two_logical_cpus(colours, tmp_path):
     assert out["replicas"] == 2 and out["strategy"] == "mirrored over 2 devices"
     assert len(out["devices"]) == 2 and out["devices"][0] != out["devices"][1]  # a copy on each replica
     assert out["acc"] > 0.5
+
+
+def test_cut_at_shallower_prefix_and_augmented_views(colours, tmp_path):
+    run = train(colours, TrainConfig(**TINY, workflow="features", cut_at="stride16", feature_views=2, epochs=8,
+                                     val_split=0.34), out=tmp_path / "cut")
+    m = run.manifest
+    assert m["cut_at"] == "stride16" and m["config"]["feature_views"] == 2
+    # 24 train images x 2 views + 12 val images x 1 view
+    assert sum(m["feature_cache"].values()) == 24 * 2 + 12
+    base = run.load_model().get_layer("efficientnet_lite0_stride16")
+    assert base.output.shape[1] == 2  # 32 px / 16
