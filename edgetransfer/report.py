@@ -82,6 +82,7 @@ def _tradeoff(report) -> str:
     for ax in list(axes.flat)[len(targets):]:
         ax.axis("off")
     fig.suptitle("accuracy vs latency per target (dotted: float model)", fontsize=11)
+    fig.tight_layout()  # keeps a subplot's title clear of the x label above it
     return _png(fig)
 
 
