@@ -97,3 +97,16 @@ def tiny_exports(tiny_run):
 
     arts = export(tiny_run, ["tflite", "onnx"], [QuantRecipe.fp32(), QuantRecipe.int8(calibration_size=12)])
     return {(a.format, a.precision): a for a in arts}
+
+
+@pytest.fixture(autouse=True)
+def _free_keras_graphs():
+    """Drop Keras' global graph state after each test: the suite builds ~100 models and
+    would otherwise hold them all (over 12 GB by the end of the export matrix)."""
+    yield
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
