@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edgetransfer import check as check_lib
-from edgetransfer import validate as validate_lib
+from edgetransfer.check import decide
+from edgetransfer.validate import validate
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_model_the_target_cannot_run_is_exit_2(invoke, tiny_exports, data_dir):
 
 
 def test_validate_report_python_api(tiny_exports, data_dir, tmp_path):
-    rep = validate_lib.validate([tiny_exports[("tflite", "int8")].path], data_dir, ["host-cpu", "edgetpu"], budget_s=0.2)
+    rep = validate([tiny_exports[("tflite", "int8")].path], data_dir, ["host-cpu", "edgetpu"], budget_s=0.2)
     assert set(rep.best) == {"host-cpu", "edgetpu"} and rep.reference["latency_ms"]["p50"] > 0
     tpu = next(r for r in rep.records if r.target == "edgetpu")
     assert tpu.compatibility["full"] and tpu.latency.provenance == "estimated"
@@ -112,7 +112,7 @@ def test_toolchain_failure_is_exit_3(invoke, tiny_exports, tmp_path):
 
 
 def test_decide_is_a_confidence_interval():
-    assert check_lib.decide([10.0, 10.1, 9.9], 12) == "passed"
-    assert check_lib.decide([10.0, 10.1, 9.9], 8) == "failed"
-    assert check_lib.decide([10.0, 10.1, 9.9], 10.0) == "inconclusive"
-    assert check_lib.decide([10.0], 10.5) == "inconclusive"  # one sample says nothing about noise
+    assert decide([10.0, 10.1, 9.9], 12) == "passed"
+    assert decide([10.0, 10.1, 9.9], 8) == "failed"
+    assert decide([10.0, 10.1, 9.9], 10.0) == "inconclusive"
+    assert decide([10.0], 10.5) == "inconclusive"  # one sample says nothing about noise
