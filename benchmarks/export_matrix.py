@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the matrix helper lives with its test
 
-from edgetransfer import matrix  # noqa: E402
+import export_matrix_lib as matrix  # noqa: E402
 
 
 def main() -> None:

@@ -28,10 +28,10 @@ def main() -> None:
     ap.add_argument("--run", help="a finished run directory (skips training)")
     ap.add_argument("--budget-s", type=float, default=3.0)
     args = ap.parse_args()
-    from edgetransfer.export import export
-    from edgetransfer.quantize import QuantRecipe
-    from edgetransfer.train import TrainConfig, TrainedModel, train
-    from edgetransfer.validate import validate
+    from edgetransfer.exporter import export
+    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.training import TrainConfig, TrainedModel, train
+    from edgetransfer.evaluation import validate
 
     if args.run:
         run = TrainedModel.from_dir(args.run)
@@ -40,19 +40,19 @@ def main() -> None:
     recipes = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.dynamic(), QuantRecipe.int8(), QuantRecipe.int16x8()]
     arts = export(run, ["all"], recipes)
     rep = validate([a.path for a in arts], args.data, TARGETS, budget_s=args.budget_s, skip_incompatible=True)
-    print(f"\n{run.manifest['backbone']} {run.input_size}px, float accuracy {rep.reference['accuracy']:.4f}; "
+    print(f"\n{run.manifest.backbone} {run.input_size}px, float accuracy {rep.reference.accuracy:.4f}; "
           f"host {rep.host['cpu']} ({rep.host['cores']} cores)")
     print(f"{'artifact':28s} {'target':12s} {'acc':>7s} {'agree':>6s} {'p50':>8s} {'p90':>8s} {'latency':>9s} {'MB':>6s}")
     for r in rep.records:
         print(f"{Path(r.artifact).name:28s} {r.target:12s} {r.accuracy:7.4f} {r.agreement:6.3f} {r.latency.p50:8.2f} "
               f"{r.latency.p90:8.2f} {r.latency.provenance:>9s} {r.size_bytes / 1e6:6.2f}")
-    keras = rep.reference["latency_ms"]["p50"]
+    keras = rep.reference.latency.p50
     host = {Path(r.artifact).name: r.latency.p50 for r in rep.records if r.target == "host-cpu"}
     print(f"\nKeras float (tf.function) p50 {keras:.2f} ms on host-cpu, same run")
     for name, p50 in sorted(host.items(), key=lambda kv: kv[1]):
         print(f"  {name:28s} {p50:8.2f} ms   {keras / p50:5.1f}x faster than Keras float")
     for t, b in rep.best.items():
-        print(f"best on {t:12s}: {Path(b['artifact']).name} ({b['p50_ms']:.2f} ms, {b['provenance']})")
+        print(f"best on {t:12s}: {Path(b.artifact).name} ({b.p50_ms:.2f} ms, {b.provenance})")
     est = {(r.target, r.precision, r.format): r.latency.p50 for r in rep.records if r.latency.provenance == "estimated"}
     print("\ncost model vs published EfficientNet-Lite0 figures")
     for t, p, ms in PUBLISHED:

@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--fine-tune-epochs", type=int, default=10)
     args = ap.parse_args()
     os.environ["EDGETRANSFER_CACHE"] = tempfile.mkdtemp(prefix="et-bench-")  # cold caches
-    from edgetransfer.train import TrainConfig, train
+    from edgetransfer.training import TrainConfig, train
 
     rows = []
     for workflow, unfreeze in (("features", "auto"), ("fine-tune", "auto"), ("fine-tune", "all")):
@@ -36,7 +36,7 @@ def main() -> None:
         start = time.perf_counter()
         run = train(args.data, cfg, out=out)
         wall = time.perf_counter() - start
-        m = run.manifest
+        m = run.manifest.to_json()
         name = workflow if unfreeze == "auto" else f"{workflow} (unfreeze {unfreeze})"
         rows.append((name, m["metrics"]["val_accuracy"], wall, m["images_per_second"], len(m["history"]["loss"])))
     print(f"\n{args.backbone} on {args.data}, {args.epochs} head epochs (fine-tune adds {args.fine_tune_epochs})")

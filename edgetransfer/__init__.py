@@ -1,12 +1,14 @@
 """edgetransfer: transfer-learn a lightweight image model and ship it to a device.
 
-    data -> backbones -> train -> export -> validate -> check
+    data -> backbones -> training -> exporter (formats, quantization) -> evaluation -> gate
+
+The functions are named for the verb (``train``, ``export``, ``validate``, ``check``), the
+modules for the stage, so no public name here hides a submodule.
 
 The public API is what ``__all__`` lists; everything else may change between releases.
 Importing this package does not import TensorFlow: heavy libraries load on first use.
 """
 from ._version import __version__
-from .check import Budget, Verdict, check
 from .data import Dataset, DataReport, FileIssue, ImageFile, load as load_dataset
 from .errors import (
     ConfigError,
@@ -20,11 +22,12 @@ from .errors import (
     UnsupportedError,
     WeightsError,
 )
-from .export import ExportedArtifact, export
-from .quantize import QuantRecipe
+from .evaluation import ValidationReport, validate
+from .exporter import ExportedArtifact, export
+from .gate import Budget, Verdict, check
+from .quantization import QuantRecipe
 from .runtime import Classifier
-from .train import TrainConfig, TrainedModel, train
-from .validate import ValidationReport, validate
+from .training import TrainConfig, TrainedModel, train
 
 __all__ = [
     "__version__",

@@ -114,4 +114,7 @@ def onnx_ops(path: str | Path) -> list[Op]:
 
 
 def ops_for(path: str | Path) -> list[Op]:
-    return tflite_ops(path) if str(path).endswith(".tflite") else onnx_ops(path)
+    """The ops of any exported file, through its format's registered reader."""
+    from . import formats
+
+    return formats.for_path(path).op_reader_fn()(path)  # type: ignore[no-any-return]

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-MEASURED, ESTIMATED = "measured", "estimated"
+# Every figure says where it comes from: measured on this machine, measured on the device
+# by the target's runner, or estimated by the cost model.
+MEASURED, ON_DEVICE, ESTIMATED = "measured", "on-device", "estimated"
 
 
 @dataclass(frozen=True)

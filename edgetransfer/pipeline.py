@@ -1,86 +1,180 @@
-"""``tf.data`` input pipelines and augmentation layers used by training and calibration.
+"""``edgetransfer run PIPELINE.yaml``: data -> train -> export -> validate -> check in one file.
 
-Pixels leave the pipeline as float32 in [0, 255]: each backbone's own preprocessing is
-part of the model, so nothing downstream can pick the wrong normalisation.
+Each stage's inputs are fingerprinted; a stage whose fingerprint matches the last run is
+skipped. The run stops at the first failed stage with that stage's exit code.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
+import yaml
 
-from . import _lazy, images
-from .data import ImageFile
-
-
-def _loader(size: int, policy: str):
-    def load(path: bytes) -> np.ndarray:
-        return images.load_array(Path(path.decode()), size, policy)
-
-    return load
+from . import data as data_lib
+from . import report as report_lib
+from .gate import Budget, Verdict, check
+from .errors import ConfigError
+from .exporter import ExportedArtifact, export
+from .quantization import QuantRecipe
+from .training import TrainConfig, TrainedModel, train
+from .evaluation import ValidationReport, validate
 
 
-def image_dataset(
-    files: Sequence[ImageFile],
-    image_size: int,
-    *,
-    batch_size: int = 32,
-    policy: str = "crop",
-    shuffle: bool = False,
-    seed: int = 0,
-    augment=None,
-    cache: str | bool = True,
-):
-    """Build a batched ``tf.data.Dataset`` of ``(pixels float32[0,255], label int32)``.
-
-    Args:
-        files: the images (already checked by :func:`edgetransfer.data.load`).
-        image_size: square side fed to the model.
-        batch_size: batch size.
-        policy: resize policy, see :func:`edgetransfer.images.resize`.
-        shuffle: reshuffle every epoch (seeded).
-        seed: shuffle and augmentation seed.
-        augment: a Keras layer applied to training batches, e.g. :func:`augmentation`.
-        cache: ``True`` caches decoded images in memory, a path caches them on disk,
-            ``False`` decodes every epoch.
-    """
-    tf = _lazy.tf()
-    paths = [str(f.path) for f in files]
-    labels = np.array([f.label for f in files], dtype=np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    load = _loader(image_size, policy)
-
-    def decode(path, label):
-        pixels = tf.numpy_function(load, [path], tf.uint8, stateful=False)
-        pixels.set_shape((image_size, image_size, 3))
-        return tf.cast(pixels, tf.float32), label
-
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
-        ds = ds.cache(cache if isinstance(cache, str) else "")
-    if shuffle:
-        ds = ds.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+@dataclass(frozen=True)
+class ExportSpec:
+    formats: tuple[str, ...] = ("tflite", "onnx")
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    calibration: str = "auto"
+    calibration_size: int = 100
 
 
-def augmentation(seed: int = 0, *, flip: bool = True, rotation: float = 0.08, zoom: float = 0.1, contrast: float = 0.1):
-    """The default train-time augmentation as Keras preprocessing layers.
+@dataclass(frozen=True)
+class ValidateSpec:
+    targets: tuple[str, ...] = ("host-cpu", "pixel4-cpu", "pixel4-gpu", "edgetpu")
+    budget_s: float = 1.0
 
-    Mild on purpose: transfer learning from ImageNet features on a few hundred images
-    gains from flips and small geometric jitter, and loses from strong colour changes.
-    """
-    keras = _lazy.keras()
-    layers = []
-    if flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if rotation:
-        layers.append(keras.layers.RandomRotation(rotation, fill_mode="reflect", seed=seed + 1))
-    if zoom:
-        layers.append(keras.layers.RandomZoom(zoom, fill_mode="reflect", seed=seed + 2))
-    if contrast:
-        layers.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 3))
-    return keras.Sequential(layers, name="augmentation")
+
+@dataclass(frozen=True)
+class CheckSpec:
+    artifact: str = "model_int8_iouint8.tflite"
+    target: str = "host-cpu"
+    max_latency_ms: float | None = None
+    max_latency_ratio: float | None = None
+    reference: str | None = None
+    max_accuracy_drop: float | None = 1.0
+    max_size_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A whole pipeline, validated when built (unknown keys name the file and key)."""
+
+    data: str
+    out: str = "pipeline-out"
+    train: TrainConfig = TrainConfig()
+    export: ExportSpec = ExportSpec()
+    validate: ValidateSpec = ValidateSpec()
+    check: CheckSpec | None = CheckSpec()
+    base: str = field(default=".", repr=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Flow":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read pipeline ({exc})", path=path, fix="check the file") from None
+        sections = {"train": TrainConfig, "export": ExportSpec, "validate": ValidateSpec, "check": CheckSpec}
+        _known(raw, {f.name for f in fields(cls)} - {"base"}, path, "")
+        kwargs = {}
+        for key, value in raw.items():
+            if key in sections and value is not None:
+                _known(value, {f.name for f in fields(sections[key])}, path, f"{key}.")
+                value = sections[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            kwargs[key] = value
+        if "data" not in kwargs:
+            raise ConfigError("missing 'data' (the image folder)", path=path, fix="add data: path/to/images")
+        return cls(**kwargs, base=str(path.parent))
+
+    def resolve(self, p: str) -> Path:
+        return Path(p) if Path(p).is_absolute() else Path(self.base) / p
+
+
+def _known(raw, known: set, path: Path, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{where or 'pipeline'}' must be a mapping", path=path, fix="see examples/pipeline.yaml")
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"unknown key '{where}{k}'", path=path, fix=f"known keys: {', '.join(sorted(known))}")
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    run: TrainedModel
+    artifacts: tuple[ExportedArtifact, ...]
+    report: ValidationReport
+    verdict: Verdict | None
+    report_path: Path
+    skipped: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code if self.verdict else 0
+
+
+def _fp(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _state(out: Path) -> dict:
+    p = out / "pipeline-state.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _save_state(out: Path, state: dict) -> None:
+    tmp = out / ".pipeline-state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, out / "pipeline-state.json")
+
+
+def run(flow: Flow, log=print) -> FlowResult:
+    """Run every stage, skipping those whose inputs did not change."""
+    out = flow.resolve(flow.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state, skipped = _state(out), []
+    data_dir = flow.resolve(flow.data)
+    ds = data_lib.load(data_dir, val_split=flow.train.val_split, seed=flow.train.seed)
+    run_dir = out / "run"
+    fp_train = _fp(ds.fingerprint(), asdict(flow.train))
+    if state.get("train") == fp_train and (run_dir / "manifest.json").exists():
+        trained, _ = TrainedModel.from_dir(run_dir), skipped.append("train")
+    else:
+        _clear(run_dir)
+        trained = train(data_dir, flow.train, out=run_dir)
+        state["train"] = fp_train
+        _save_state(out, state)
+    log(f"train     {trained.manifest.workflow}: val accuracy {trained.val_accuracy:.4f}"
+        f"{' (skipped: unchanged)' if 'train' in skipped else ''}")
+    arts = _export_stage(flow, trained, out, state, fp_train, skipped, log)
+    rep = validate([a.path for a in arts], data_dir, flow.validate.targets, budget_s=flow.validate.budget_s,
+                                skip_incompatible=True)
+    verdict = _check_stage(flow, out, data_dir)
+    path = report_lib.write(rep, out / "report.html", verdict)
+    report_lib.write(rep, out / "report.json", verdict)
+    return FlowResult(trained, tuple(arts), rep, verdict, path, tuple(skipped))
+
+
+def _export_stage(flow, trained, out: Path, state: dict, upstream: str, skipped: list, log) -> list:
+    exp_dir = out / "export"
+    fp = _fp(upstream, asdict(flow.export))
+    recipes = [QuantRecipe.named(p, calibration_size=flow.export.calibration_size) for p in flow.export.precisions]
+    if state.get("export") == fp and (exp_dir / "manifest.json").exists():
+        names = json.loads((exp_dir / "manifest.json").read_text())["artifacts"]
+        arts = [ExportedArtifact.from_manifest(exp_dir / n) for n in names]
+        skipped.append("export")
+    else:
+        _clear(exp_dir)
+        arts = export(trained, flow.export.formats, recipes, out=exp_dir, calibration=flow.export.calibration)
+        state["export"] = fp
+        _save_state(out, state)
+    log(f"export    {len(arts)} files{' (skipped: unchanged)' if 'export' in skipped else ''}")
+    return arts
+
+
+def _check_stage(flow, out: Path, data_dir: Path):
+    c = flow.check
+    if c is None:
+        return None
+    budget = Budget(c.max_latency_ms, c.max_latency_ratio, c.max_accuracy_drop, c.max_size_mb)
+    ref = out / "export" / c.reference if c.reference else None
+    return check(out / "export" / c.artifact, c.target, data_dir=data_dir, budget=budget, reference=ref)
+
+
+def _clear(path: Path) -> None:
+    import shutil
+
+    for p in (path, path.with_name(path.name + ".partial")):
+        shutil.rmtree(p, ignore_errors=True)

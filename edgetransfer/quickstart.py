@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import flow as flow_lib
-from . import samples
-from .train import TrainConfig
+from . import pipeline as flow_lib
+from .data import samples
+from .training import TrainConfig
 
 TRAIN = TrainConfig(backbone="efficientnet_lite0", workflow="features", image_size=96, epochs=40, patience=5,
                     learning_rate=3e-3, val_split=0.2, seed=0)
@@ -40,8 +40,8 @@ class QuickstartResult:
 
     def to_json(self) -> dict:
         r = self.result
-        return {"run_dir": str(r.run.run_dir), "val_accuracy": r.run.val_accuracy, "workflow": r.run.manifest["workflow"],
-                "artifacts": [a.to_json() for a in r.artifacts], "best": r.report.best,
+        return {"run_dir": str(r.run.run_dir), "val_accuracy": r.run.val_accuracy, "workflow": r.run.manifest.workflow,
+                "artifacts": [a.to_json() for a in r.artifacts], "best": {t: b.to_json() for t, b in r.report.best.items()},
                 "verdict": r.verdict.to_json() if r.verdict else None, "report": str(r.report_path),
                 "seconds": round(self.seconds, 1)}
 

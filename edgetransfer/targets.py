@@ -7,13 +7,15 @@ knowledge lives in these files, not in ``if`` chains.
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from .errors import ConfigError, UnsupportedError
-from .quantize import PRECISIONS
+from . import formats
+from .formats import PRECISIONS
 
 MEASURE_MODES = ("host", "runner", "estimate")
 RUNTIMES = ("litert", "onnxruntime")
@@ -63,11 +65,13 @@ class TargetProfile:
     threads: int | None = None
     input_dtype: str = "any"
     runner: str | None = None
+    runner_timeout_s: float = 300.0  # a hung device must not hold `validate` forever
     device: Device | None = None
     delegate: Delegate | None = None
     budgets: Budgets = Budgets()
     sources: tuple[str, ...] = ()
     path: str = ""
+    origin: str = "path"  # path | targets-dir | cwd | shipped: where it was found (see search_path)
 
     def can_run(self, fmt: str, precision: str) -> str | None:
         """``None`` if this target runs ``fmt`` at ``precision``, else why not."""
@@ -84,7 +88,7 @@ _SECTIONS = {"device": Device, "delegate": Delegate, "budgets": Budgets}
 def _strict(cls, raw: dict, path: Path, where: str):
     if not isinstance(raw, dict):
         raise ConfigError(f"'{where}' must be a mapping", path=path, fix="see targets/host-cpu.yaml for the layout")
-    known = {f.name for f in fields(cls)} - {"path"}
+    known = {f.name for f in fields(cls)} - {"path", "origin"}
     for key in raw:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
@@ -93,7 +97,7 @@ def _strict(cls, raw: dict, path: Path, where: str):
     return raw
 
 
-def parse(raw: dict, path: Path) -> TargetProfile:
+def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
     """Build a profile from a YAML mapping; every unknown key or bad value names the file."""
     raw = dict(_strict(TargetProfile, raw, path, ""))
     for key in ("name", "description", "runtime", "formats", "precisions"):
@@ -108,7 +112,7 @@ def parse(raw: dict, path: Path) -> TargetProfile:
             raw[key] = cls(**sub)
     for key in ("formats", "precisions", "sources"):
         raw[key] = tuple(raw.get(key) or ())
-    prof = TargetProfile(**raw, path=str(path))
+    prof = TargetProfile(**raw, path=str(path), origin=origin)
     _check_values(prof, path)
     return prof
 
@@ -118,7 +122,8 @@ def _check_values(p: TargetProfile, path: Path) -> None:
         (p.runtime in RUNTIMES, f"unknown runtime {p.runtime!r}", f"use one of {', '.join(RUNTIMES)}"),
         (p.measure in MEASURE_MODES, f"unknown measure mode {p.measure!r}", f"use one of {', '.join(MEASURE_MODES)}"),
         (set(p.precisions) <= set(PRECISIONS), f"unknown precision in {list(p.precisions)}", f"use {', '.join(PRECISIONS)}"),
-        (set(p.formats) <= {"tflite", "onnx"}, f"unknown format in {list(p.formats)}", "use tflite and/or onnx"),
+        (set(p.formats) <= set(formats.names()), f"unknown format in {list(p.formats)}",
+         f"use {' and/or '.join(formats.names())}"),
         (p.measure != "runner" or bool(p.runner), "measure: runner needs a 'runner' command", "add runner: '...'"),
         (p.measure != "estimate" or p.device is not None, "measure: estimate needs a 'device' section", "add device constants"),
     ]
@@ -127,42 +132,90 @@ def _check_values(p: TargetProfile, path: Path) -> None:
             raise ConfigError(problem, path=path, fix=fix)
 
 
-def search_path(extra: str | Path | None = None) -> list[Path]:
-    """``--targets-dir``, then ``./targets``, then the profiles shipped with edgetransfer."""
-    shipped = Path(__file__).resolve().parents[1] / "targets"
-    dirs = [Path(extra)] if extra else []
-    return [*dirs, Path.cwd() / "targets", shipped]
+SHIPPED = Path(__file__).resolve().parent / "profiles"  # package data (a link to the top-level targets/)
+ORIGINS_ALLOWED_TO_RUN = ("path", "targets-dir")
+log = logging.getLogger("edgetransfer")
 
 
-def load_file(path: str | Path) -> TargetProfile:
-    path = Path(path)
+def search_path(extra: str | Path | None = None) -> list[tuple[Path, str]]:
+    """``(folder, origin)``: ``--targets-dir``, then ``./targets``, then the shipped profiles."""
+    dirs = [(Path(extra), "targets-dir")] if extra else []
+    cwd = Path.cwd() / "targets"
+    if cwd.resolve() != SHIPPED.resolve():
+        dirs.append((cwd, "cwd"))
+    return [*dirs, (SHIPPED, "shipped")]
+
+
+def _read_yaml(path: Path):
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid YAML ({exc})", path=path, fix="fix the syntax") from None
-    return parse(raw or {}, path)
+
+
+def load_file(path: str | Path, origin: str = "path") -> TargetProfile:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("target profile not found", path=path, fix="check the path, or use a name from `targets list`")
+    raw = _read_yaml(path)
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError("a target profile must be a YAML mapping", path=path, fix="see targets/host-cpu.yaml")
+    return parse(raw or {}, path, origin)
+
+
+def scan(targets_dir: str | Path | None = None) -> tuple[dict[str, TargetProfile], list[ConfigError]]:
+    """Every profile on the search path (an earlier folder wins on a name clash, with a
+    warning), and the files that failed to load: one bad file does not hide the others."""
+    out: dict[str, TargetProfile] = {}
+    errors: list[ConfigError] = []
+    for folder, origin in search_path(targets_dir):
+        for f in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            try:
+                prof = load_file(f, origin)
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
+            if prof.name in out:
+                if out[prof.name].origin == "cwd" and origin == "shipped":
+                    log.warning("WARNING: target %s: using %s from the current folder, not the shipped %s",
+                                prof.name, out[prof.name].path, prof.path)
+                continue
+            out[prof.name] = prof
+    return out, errors
 
 
 def all_profiles(targets_dir: str | Path | None = None) -> dict[str, TargetProfile]:
-    """Every profile on the search path; an earlier directory wins on a name clash."""
-    out: dict[str, TargetProfile] = {}
-    for d in search_path(targets_dir):
-        for f in sorted(d.glob("*.yaml")) if d.is_dir() else []:
-            prof = load_file(f)
-            out.setdefault(prof.name, prof)
-    return out
+    """Every profile that loads; files that do not are logged as warnings."""
+    profiles, errors = scan(targets_dir)
+    for exc in errors:
+        log.warning("WARNING: skipped a target profile: %s", exc.render().replace("\n", " "))
+    return profiles
 
 
 def get(name: str, targets_dir: str | Path | None = None) -> TargetProfile:
     """A profile by name (or a path to a YAML file)."""
-    if name.endswith((".yaml", ".yml")):
-        return load_file(name)
-    profiles = all_profiles(targets_dir)
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load_file(name, "path")
+    profiles, errors = scan(targets_dir)
     if name not in profiles:
+        broken = [e for e in errors if Path(str(e.path)).stem == name]
+        if broken:
+            raise broken[0]
         close = difflib.get_close_matches(name, profiles, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"unknown target {name!r}", fix=f"{hint}known targets: {', '.join(profiles)}")
+        where = ", ".join(str(d) for d, _ in search_path(targets_dir))
+        raise ConfigError(f"unknown target {name!r}",
+                          fix=f"{hint}known targets: {', '.join(profiles) or '(none found in ' + where + ')'}")
     return profiles[name]
+
+
+def require_command_allowed(target: TargetProfile) -> None:
+    """A profile's runner runs a command on this machine: only from a file the user named."""
+    if target.origin not in ORIGINS_ALLOWED_TO_RUN:
+        raise ConfigError(f"target {target.name} has a runner command, but its profile was found in the "
+                          f"{'current folder' if target.origin == 'cwd' else 'package'} ({target.path}), "
+                          "not in a file you pointed at", path=target.path,
+                          fix=f"pass --targets-dir {Path(target.path).parent} or --target {target.path} to allow it")
 
 
 def require_runnable(target: TargetProfile, fmt: str, precision: str, artifact: str) -> None:

@@ -5,18 +5,18 @@
 import sys
 from pathlib import Path
 
-from edgetransfer.check import Budget, check
-from edgetransfer.export import export
-from edgetransfer.quantize import QuantRecipe
+from edgetransfer.gate import Budget, check
+from edgetransfer.exporter import export
+from edgetransfer.quantization import QuantRecipe
 from edgetransfer.runtime import Classifier
-from edgetransfer.train import TrainConfig, train
-from edgetransfer.validate import validate
+from edgetransfer.training import TrainConfig, train
+from edgetransfer.evaluation import validate
 
 data = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/datasets/hymenoptera")
 out = Path("runs/api-example")
 
 run = train(data, TrainConfig(backbone="efficientnet_lite0", workflow="features", epochs=10), out=out / "run")
-print(f"trained: {run.manifest['workflow']} ({run.manifest['reason']}), val accuracy {run.val_accuracy:.4f}")
+print(f"trained: {run.manifest.workflow} ({run.manifest.reason}), val accuracy {run.val_accuracy:.4f}")
 
 artifacts = export(run, ["tflite", "onnx"], [QuantRecipe.fp16(), QuantRecipe.int8(io="uint8")])
 for a in artifacts:
@@ -24,7 +24,7 @@ for a in artifacts:
 
 report = validate([a.path for a in artifacts], data, ["host-cpu", "pixel4-cpu"], skip_incompatible=True)
 for target, best in report.best.items():
-    print(f"best on {target}: {Path(best['artifact']).name} at {best['p50_ms']:.2f} ms ({best['provenance']})")
+    print(f"best on {target}: {Path(best.artifact).name} at {best.p50_ms:.2f} ms ({best.provenance})")
 
 int8 = next(a for a in artifacts if a.format == "tflite" and a.precision == "int8")
 verdict = check(int8.path, "pixel4-cpu", data_dir=data, budget=Budget(latency_p90_ms=15, accuracy_drop=1.0))

@@ -80,7 +80,7 @@ def jpeg_bytes(size=(64, 48), seed=0) -> bytes:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A real training run: Lite0 with its ImageNet weights at 32 px on three colour classes."""
-    from edgetransfer.train import TrainConfig, train
+    from edgetransfer.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("tiny")
     folder = make_folder(root / "colours", {"red": 10, "green": 10, "blue": 10}, size=(36, 36))
@@ -92,8 +92,8 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_exports(tiny_run):
     """fp32 and int8 TFLite and ONNX files of ``tiny_run``: {(format, precision): artifact}."""
-    from edgetransfer.export import export
-    from edgetransfer.quantize import QuantRecipe
+    from edgetransfer.exporter import export
+    from edgetransfer.quantization import QuantRecipe
 
     arts = export(tiny_run, ["tflite", "onnx"], [QuantRecipe.fp32(), QuantRecipe.int8(calibration_size=12)])
     return {(a.format, a.precision): a for a in arts}

@@ -112,7 +112,7 @@ def test_list_json(invoke):
 def photos(tmp_path_factory):
     from PIL import Image
 
-    from edgetransfer import samples
+    from edgetransfer.data import samples
 
     folder = tmp_path_factory.mktemp("photos")
     out = {}

@@ -135,7 +135,7 @@ def test_stratified_split_is_seeded_and_per_class(tmp_path):
     other = data.load(tmp_path, val_split=0.2, seed=4)
     val = lambda ds: sorted(str(f.path) for f in ds.split("val"))
     assert val(one) == val(two) != val(other)
-    assert one.report.counts == {"a": 10, "b": 20}
+    assert one.report.counts == {"train": {"a": 8, "b": 16}, "val": {"a": 2, "b": 4}}  # the split is shown (#11)
     per_class = [sum(1 for f in one.split("val") if f.label == k) for k in (0, 1)]
     assert per_class == [2, 4]
     assert one.fingerprint() == two.fingerprint() != other.fingerprint()
@@ -159,7 +159,7 @@ def test_resize_policies(tmp_path):
 
 
 def test_tf_pipeline_batches_and_augments(tmp_path):
-    from edgetransfer import pipeline
+    from edgetransfer.data import tfdata as pipeline
 
     make_folder(tmp_path, {"a": 3, "b": 3})
     ds = data.load(tmp_path, val_split=0.34)

@@ -9,8 +9,8 @@ from conftest import write_image
 from edgetransfer import data as data_lib
 from edgetransfer import images
 from edgetransfer.errors import ExportError, UnsupportedError
-from edgetransfer.export import ExportedArtifact, export
-from edgetransfer.quantize import QuantRecipe, calibration_set
+from edgetransfer.exporter import ExportedArtifact, export
+from edgetransfer.quantization import QuantRecipe, calibration_set
 from edgetransfer.runtime import Classifier, load_session, read_metadata
 
 ALL = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.dynamic(), QuantRecipe.int8(calibration_size=12),
@@ -29,7 +29,7 @@ def arts(run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def val(run):
-    ds = data_lib.load(run.manifest["data"]["root"], val_split=0.3)
+    ds = data_lib.load(run.manifest.data.root, val_split=0.3)
     files = ds.split("val")
     x = np.stack([images.load_array(f.path, 32) for f in files]).astype(np.float32)
     return x, np.asarray(run.load_model().predict(x, verbose=0))
@@ -93,7 +93,7 @@ def test_cli_json_and_nchw_layout(run, invoke, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--format", "onnx", "--precision", "int16x8"], "onnx cannot do precision int16x8"),
-    (["--format", "onnx", "--precision", "int8", "--io", "uint8"], "--io uint8 is TFLite only"),
+    (["--format", "onnx", "--precision", "int8", "--io", "uint8"], "--io uint8 is tflite only"),
     (["--precision", "fp16", "--io", "int8"], "needs full-integer int8"),
 ])
 def test_impossible_combinations_refused_up_front(run, invoke, tmp_path, args, needle):
@@ -103,7 +103,7 @@ def test_impossible_combinations_refused_up_front(run, invoke, tmp_path, args, n
 
 
 def test_converter_crash_leaves_nothing_half_written(run, tmp_path, monkeypatch, invoke):
-    from edgetransfer.export import tflite
+    from edgetransfer.formats import tflite
 
     def boom(*a, **k):
         raise RuntimeError("converter exploded")

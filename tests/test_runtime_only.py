@@ -47,7 +47,7 @@ def test_runtime_extra_alone_classifies_real_images(runtime_venv, tiny_exports, 
 
 @pytest.mark.slow
 def test_runner_target_measures_through_a_command(runtime_venv, tiny_exports, tiny_run, tmp_path):
-    from edgetransfer.validate import validate
+    from edgetransfer.evaluation import validate
 
     tdir = tmp_path / "targets"
     tdir.mkdir()
@@ -56,7 +56,7 @@ def test_runner_target_measures_through_a_command(runtime_venv, tiny_exports, ti
         "formats: [tflite]\nprecisions: [fp32, int8]\nmeasure: runner\nthreads: 1\n"
         f"runner: \"{runtime_venv} -m edgetransfer.runtime bench {{model}} --threads {{threads}} --budget-s 0.3 --json\"\n"
         "sources: [test]\n")
-    rep = validate([tiny_exports[("tflite", "int8")].path], tiny_run.manifest["data"]["root"], ["local-device"],
+    rep = validate([tiny_exports[("tflite", "int8")].path], tiny_run.manifest.data.root, ["local-device"],
                    targets_dir=tdir, budget_s=0.2)
     lat = rep.records[0].latency
     assert lat.provenance == "measured" and lat.runs >= 20 and lat.threads == 1 and lat.host["runtime"].startswith("ai_edge_litert")

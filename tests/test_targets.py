@@ -60,9 +60,9 @@ def test_unknown_target_suggests(invoke):
 @pytest.fixture(scope="module")
 def lite0_224(tmp_path_factory):
     """EfficientNet-Lite0's graph at 224 (weights do not change the cost model) in fp32/fp16/int8."""
-    from edgetransfer.export import export
-    from edgetransfer.matrix import synthetic_run
-    from edgetransfer.quantize import QuantRecipe
+    from edgetransfer.exporter import export
+    from export_matrix_lib import synthetic_run
+    from edgetransfer.quantization import QuantRecipe
 
     run = synthetic_run("efficientnet_lite0", tmp_path_factory.mktemp("lite0"), size=224)
     arts = export(run, ["tflite"], [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.int8(calibration_size=4)],

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, make_folder, write_image
 from edgetransfer import data as data_lib
-from edgetransfer.train import TrainConfig, TrainedModel, choose, train
+from edgetransfer.training import TrainConfig, TrainedModel, choose, train
 
 # Real pretrained Lite0 weights (offline) at a tiny input: ~8M MACs an image.
 TINY = dict(backbone="efficientnet_lite0", weights="imagenet", image_size=32, batch_size=8, learning_rate=1e-2, seed=1)
@@ -25,7 +25,7 @@ def colours(tmp_path):
 def test_features_workflow_beats_chance(colours, tmp_path):
     run = train(colours, TrainConfig(**TINY, workflow="features", epochs=20, patience=20, val_split=0.34),
                 out=tmp_path / "run")
-    m = run.manifest
+    m = run.manifest.to_json()
     assert m["workflow"] == "features" and run.val_accuracy > 0.6  # chance is 1/3
     assert sum(m["feature_cache"].values()) == 36 and m["classes"] == ["blue", "green", "red"]  # 36 images, one view each
     for name in ("model.keras", "manifest.json", "curves.png", "confusion.png"):
@@ -46,7 +46,7 @@ def test_fine_tune_workflow_two_phases(colours, tmp_path, invoke):
     res = json.loads(out)
     assert {"run_dir", "workflow", "val_accuracy", "train_seconds"} <= set(res)
     assert res["workflow"] == "fine-tune" and res["val_accuracy"] > 0.5  # chance is 1/3
-    m = TrainedModel.from_dir(res["run_dir"]).manifest
+    m = TrainedModel.from_dir(res["run_dir"]).manifest.to_json()
     assert m["unfreeze"] == "12" and len(m["phase_starts"]) == 2 and m["phase_starts"][1] >= 1
     assert len(m["history"]["loss"]) > m["phase_starts"][1]  # the fine-tune phase ran
 
@@ -67,7 +67,7 @@ def test_explicit_choices_override_auto():
 
 def test_changed_image_invalidates_only_its_cache_entry(colours, tmp_path):
     from edgetransfer import backbones
-    from edgetransfer.features import FeatureCache, FeatureKey, extract
+    from edgetransfer.training.features import FeatureCache, FeatureKey, extract
 
     ds = data_lib.load(colours)
     base = backbones.build("mobilenet_v2_035", weights="none", input_size=32)
@@ -139,7 +139,7 @@ def test_resume_after_kill_9(colours, tmp_path):
     assert not out.exists() and done_before >= 2
     res = subprocess.run(args + ["--seed", "0", "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
-    m = TrainedModel.from_dir(out).manifest
+    m = TrainedModel.from_dir(out).manifest.to_json()
     assert m["resumed"] and not out.with_name("run.partial").exists()
     # the resumed phase continued from the saved epoch instead of starting again
     assert len(m["history"]["loss"]) >= done_before and m["metrics"]["val_accuracy"] > 0.6
@@ -150,21 +150,21 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from edgetransfer import _fit
-from edgetransfer.train import TrainConfig, train
-strategy, desc = _fit.strategy_for("mirrored")
+from edgetransfer.training import TrainConfig, fit, train
+from edgetransfer.training.model import strategy_for
+strategy, desc = strategy_for("mirrored")
 cfg = TrainConfig(backbone="efficientnet_lite0", image_size=32, batch_size=8, learning_rate=1e-2,
                   workflow="fine-tune", unfreeze="10", epochs=6, fine_tune_epochs=2, strategy="mirrored", val_split=0.34)
 seen = []
-orig = _fit.run
+orig = fit.run
 def spy(*a, **k):
     r = orig(*a, **k)
     var = r.model.get_layer("classes").kernel.value
     seen.append(sorted(v.device for v in var.values))
     return r
-_fit.run = spy
+fit.run = spy
 run = train(sys.argv[1], cfg, out=sys.argv[2])
-print(json.dumps({"replicas": strategy.num_replicas_in_sync, "devices": seen[0], "strategy": run.manifest["strategy"],
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "devices": seen[0], "strategy": run.manifest.strategy,
                   "acc": run.val_accuracy}))
 """
 
@@ -182,7 +182,7 @@ def test_mirrored_strategy_on_two_logical_cpus(colours, tmp_path):
 def test_cut_at_shallower_prefix_and_augmented_views(colours, tmp_path):
     run = train(colours, TrainConfig(**TINY, workflow="features", cut_at="stride16", feature_views=2, epochs=8,
                                      val_split=0.34), out=tmp_path / "cut")
-    m = run.manifest
+    m = run.manifest.to_json()
     assert m["cut_at"] == "stride16" and m["config"]["feature_views"] == 2
     # 24 train images x 2 views + 12 val images x 1 view
     assert sum(m["feature_cache"].values()) == 24 * 2 + 12

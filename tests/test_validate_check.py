@@ -1,17 +1,18 @@
 """validate and check on a real trained run: records, provenance, reports, every exit code."""
+import hashlib
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from edgetransfer.check import decide
-from edgetransfer.validate import validate
+from edgetransfer.gate import decide
+from edgetransfer.evaluation import validate
 
 
 @pytest.fixture(scope="module")
 def data_dir(tiny_run):
-    return tiny_run.manifest["data"]["root"]
+    return tiny_run.manifest.data.root
 
 
 def test_validate_json_records_and_provenance(invoke, tiny_exports, data_dir, tmp_path):
@@ -20,7 +21,11 @@ def test_validate_json_records_and_provenance(invoke, tiny_exports, data_dir, tm
     code, out, err = invoke("validate", *files, "--data", data_dir, "--target", "host-cpu", "--target", "pixel4-cpu",
                             "--skip-incompatible", "--budget-s", "0.2", "--report", tmp_path / "r.html", "--json")
     assert code == 0, err
-    recs = json.loads(out)
+    doc = json.loads(out)  # the whole report, not only the records (#11)
+    assert {"held_out", "reference", "best", "findings", "records", "targets"} <= set(doc)
+    assert doc["held_out"]["images"] > 0 and doc["reference"]["accuracy"] > 0
+    assert doc["targets"]["host-cpu"].endswith("host-cpu.yaml")
+    recs = doc["records"]
     keys = {"artifact", "format", "precision", "target", "accuracy", "agreement", "size_bytes", "latency_ms", "provenance"}
     assert all(keys <= set(r) for r in recs)
     prov = {(Path(r["artifact"]).name, r["target"]): r["provenance"] for r in recs}
@@ -42,7 +47,7 @@ def test_model_the_target_cannot_run_is_exit_2(invoke, tiny_exports, data_dir):
 
 def test_validate_report_python_api(tiny_exports, data_dir, tmp_path):
     rep = validate([tiny_exports[("tflite", "int8")].path], data_dir, ["host-cpu", "edgetpu"], budget_s=0.2)
-    assert set(rep.best) == {"host-cpu", "edgetpu"} and rep.reference["latency_ms"]["p50"] > 0
+    assert set(rep.best) == {"host-cpu", "edgetpu"} and rep.reference.latency.p50 > 0
     tpu = next(r for r in rep.records if r.target == "edgetpu")
     assert tpu.compatibility["full"] and tpu.latency.provenance == "estimated"
     from edgetransfer import report
@@ -83,7 +88,8 @@ def test_check_inconclusive_when_noise_straddles_budget(invoke, tiny_exports, tm
     art = tiny_exports[("tflite", "int8")].path
     p90s = [bench(str(art), 1, 0.2, 2, 10, "cpu").p90 for _ in range(4)]  # real, noisy measurements
     samples = tmp_path / "bench.jsonl"
-    samples.write_text("\n".join(json.dumps({"p90": v}) for v in p90s))
+    digest = hashlib.sha256(art.read_bytes()).hexdigest()  # samples name the file they measured (#13)
+    samples.write_text("\n".join(json.dumps({"p90": v, "sha256": digest}) for v in p90s))
     budget = sum(p90s) / len(p90s)  # inside the measured noise by construction
     code, out, _ = invoke("check", art, "--max-latency-ms", f"{budget}", "--latency-samples", samples, "--json")
     assert code == 4 and json.loads(out)["status"] == "inconclusive"
@@ -106,6 +112,8 @@ def test_toolchain_failure_is_exit_3(invoke, tiny_exports, tmp_path):
     broken = tmp_path / "model_fp32.tflite"
     broken.write_bytes(b"\0" * 256)
     manifest = json.loads(src.path.with_name(src.path.name + ".manifest.json").read_text())
+    # a manifest that matches the file (sha256), so the runtime itself is what fails
+    manifest.update(sha256=hashlib.sha256(broken.read_bytes()).hexdigest(), size_bytes=256)
     (tmp_path / "model_fp32.tflite.manifest.json").write_text(json.dumps(manifest))
     code, _, err = invoke("check", broken, "--max-latency-ms", "100")
     assert code == 3 and "LiteRT could not load" in err

@@ -11,8 +11,8 @@ import sys
 import click
 
 from .._version import __version__
-from ..errors import EXIT_TOOLCHAIN, EdgeTransferError
-from ._common import Obj, library_output_to_stderr
+from ..errors import EXIT_INTERRUPTED, EXIT_TOOLCHAIN, EdgeTransferError
+from ._common import JSON_MODE, Obj, echo_error_json, library_output_to_stderr
 
 log = logging.getLogger("edgetransfer")
 
@@ -21,17 +21,29 @@ class _Group(click.Group):
     """Maps :class:`EdgeTransferError` to its exit code; no traceback unless ``--debug``."""
 
     def invoke(self, ctx: click.Context):
+        token = JSON_MODE.set(False)
         try:
             with library_output_to_stderr():
                 return super().invoke(ctx)
         except EdgeTransferError as exc:
             if ctx.obj is not None and ctx.obj.debug:
                 raise
-            click.echo(f"error: {exc.render()}", err=True)
-            ctx.exit(exc.exit_code)
+            self._fail(ctx, exc.render(), exc.exit_code, exc.fix, type(exc).__name__)
         except MemoryError:
-            click.echo("error: out of memory; lower --batch-size or --image-size", err=True)
-            ctx.exit(EXIT_TOOLCHAIN)
+            self._fail(ctx, "out of memory", EXIT_TOOLCHAIN, "lower --batch-size or --image-size", "MemoryError")
+        except KeyboardInterrupt:
+            # 130 = 128 + SIGINT, the shell convention; checkpoints written so far are kept.
+            self._fail(ctx, "interrupted", EXIT_INTERRUPTED, "rerun the same command (train: add --resume)",
+                       "KeyboardInterrupt")
+        finally:
+            JSON_MODE.reset(token)
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str, code: int, fix: str | None, kind: str) -> None:
+        click.echo(f"error: {message}", err=True)
+        if JSON_MODE.get():
+            echo_error_json(message.split("\n  fix: ")[0], code, fix, kind)
+        ctx.exit(code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

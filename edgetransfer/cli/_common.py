@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterator
 import click
 
 _STDOUT: contextvars.ContextVar = contextvars.ContextVar("stdout", default=None)
+# Set by --json while a command parses, so an error still prints one JSON document on stdout.
+JSON_MODE: contextvars.ContextVar[bool] = contextvars.ContextVar("json_mode", default=False)
 
 
 @contextlib.contextmanager
@@ -39,7 +41,19 @@ class Obj:
     verbosity: int = 0
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else.")
+def _json_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        JSON_MODE.set(True)
+    return value
+
+
+json_option = click.option("--json", "as_json", is_flag=True, callback=_json_flag,
+                           help="Print one JSON document on stdout, nothing else (errors too).")
+
+
+def echo_error_json(message: str, code: int, fix: str | None, kind: str) -> None:
+    """The error document ``--json`` promises: ``{"error", "exit_code", "fix", "type"}``."""
+    echo(json.dumps({"error": message, "exit_code": code, "fix": fix, "type": kind}, indent=2))
 
 
 def emit(as_json: bool, payload: Any, text: Callable[[], None]) -> None:

@@ -7,18 +7,28 @@ from pathlib import Path
 
 import click
 
-from ..check import Budget, check, junit_xml, summary_markdown
+from ..errors import ConfigError, EdgeTransferError
+from ..gate import Budget, check
+from ..io import atomic_write, require_writable
+from ..report.junit import junit_error_xml, junit_xml, summary_markdown
 from ._common import echo, emit, json_option
 from .targets import targets_dir_option
 
 
-def _samples(path: Path | None) -> list[float] | None:
-    """p90s from one or more `python -m edgetransfer.runtime bench --json` outputs (a JSON list or lines)."""
-    if path is None:
+def _samples(paths: tuple[Path, ...]) -> list | None:
+    """Bench documents from every ``--latency-samples`` file (a JSON list, or one document a line);
+    :func:`edgetransfer.gate.validate_samples` checks each measured this artifact."""
+    if not paths:
         return None
-    docs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    docs = docs[0] if len(docs) == 1 and isinstance(docs[0], list) else docs
-    return [float(d["p90"]) for d in docs]
+    docs: list = []
+    for path in paths:
+        try:
+            found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"not bench JSON ({exc})", path=path,
+                              fix="pass the output of `python -m edgetransfer.runtime bench MODEL --json`") from None
+        docs += found[0] if len(found) == 1 and isinstance(found[0], list) else found
+    return docs
 
 
 @click.command("check")
@@ -31,8 +41,8 @@ def _samples(path: Path | None) -> list[float] | None:
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--max-accuracy-drop", type=float, help="points below the float model (overrides the profile).")
 @click.option("--max-size-mb", type=float, help="file size budget (overrides the profile).")
-@click.option("--latency-samples", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Judge p90s measured elsewhere (bench --json outputs) instead of measuring here.")
+@click.option("--latency-samples", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Judge p90s measured elsewhere (bench --json outputs of THIS file) instead of measuring; repeatable.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Minimum latency repeats.")
 @click.option("--max-repeats", type=int, default=8, show_default=True)
 @click.option("--budget-s", type=float, default=1.0, show_default=True, help="Seconds of timed runs per repeat.")
@@ -44,12 +54,19 @@ def check_cmd(ctx, artifact, target_name, targets_dir, data_dir, max_latency_ms,
               max_accuracy_drop, max_size_mb, latency_samples, repeats, max_repeats, budget_s, junit, github_summary,
               as_json) -> None:
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
-    budget = Budget(max_latency_ms, max_latency_ratio, max_accuracy_drop, max_size_mb)
-    verdict = check(artifact, target_name, data_dir=data_dir, budget=budget, reference=reference,
-                              latency_samples=_samples(latency_samples), targets_dir=targets_dir, budget_s=budget_s,
-                              min_repeats=repeats, max_repeats=max(repeats, max_repeats))
     if junit:
-        junit.write_text(junit_xml(verdict))
+        require_writable(junit, "JUnit file")
+    try:
+        budget = Budget(max_latency_ms, max_latency_ratio, max_accuracy_drop, max_size_mb)
+        verdict = check(artifact, target_name, data_dir=data_dir, budget=budget, reference=reference,
+                        latency_samples=_samples(latency_samples), targets_dir=targets_dir, budget_s=budget_s,
+                        min_repeats=repeats, max_repeats=max(repeats, max_repeats))
+    except EdgeTransferError as exc:
+        if junit:  # a CI step reading the file must see this run's error, not the last run's pass
+            atomic_write(junit, junit_error_xml(artifact, target_name, exc))
+        raise
+    if junit:
+        atomic_write(junit, junit_xml(verdict))
     if github_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
             fh.write(summary_markdown(verdict))

@@ -22,14 +22,18 @@ def data_group() -> None:
 def inspect_cmd(directory: Path, val_split: float | None, seed: int, as_json: bool) -> None:
     """Classes, counts, formats, sizes, undecodable files, duplicates and imbalance of DIRECTORY."""
     ds = data_lib.load(directory, val_split=val_split, seed=seed)
-    emit(as_json, ds.report.to_json(), lambda: _render(ds.report))
+    doc = {**ds.report.to_json(), "split_source": ds.split_source}
+    emit(as_json, doc, lambda: _render(ds.report, ds.split_source.startswith("val_split=")))
 
 
-def _render(r: data_lib.DataReport) -> None:
+def _render(r: data_lib.DataReport, split_words: bool = False) -> None:
     nested = isinstance(next(iter(r.counts.values())), dict)
     splits = list(r.counts) if nested else ["all"]
     rows = [[c, *[(r.counts[s][c] if nested else r.counts[c]) for s in splits]] for c in r.classes]
-    echo(f"{r.root}: {len(r.classes)} classes\n")
+    split_note = ""
+    if nested and "val" in splits and r.counts.get("val") is not None and "all" not in splits:
+        split_note = f" (train/val: {'held out by --val-split' if split_words else 'as given in the folder'})"
+    echo(f"{r.root}: {len(r.classes)} classes{split_note}\n")
     echo(table(rows, ["class", *splits]))
     echo(f"\nformats {r.formats}  modes {r.modes}  sizes {r.size_range['min']}..{r.size_range['max']}"
                f"  imbalance {r.imbalance:.2f}x")

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import click
 
-from ..export import export
-from ..quantize import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
+from ..exporter import export
+from .. import formats
+from ..quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
 from ._common import echo, emit, json_option, table
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import flow as flow_lib
+from .. import pipeline as flow_lib
 from .. import quickstart as qs
 from ._common import echo, emit, json_option, table
 
@@ -20,7 +20,7 @@ def _summary(result: flow_lib.FlowResult) -> None:
              f"{r.size_bytes / 1e6:.2f}"] for r in result.report.records]
     echo(table(rows, ["artifact", "target", "accuracy", "p50 ms", "latency is", "MB"]))
     for t, b in result.report.best.items():
-        echo(f"best on {t}: {Path(b['artifact']).name} ({b['p50_ms']:.2f} ms, {b['provenance']})")
+        echo(f"best on {t}: {Path(b.artifact).name} ({b.p50_ms:.2f} ms, {b.provenance})")
     if result.verdict:
         for c in result.verdict.checks:
             echo(f"{c.status.upper():8s} {c.message}")

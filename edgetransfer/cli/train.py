@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..train import WORKFLOWS, TrainConfig, train
+from ..training import WORKFLOWS, TrainConfig, train
 from ._common import echo, emit, json_option
 
 
@@ -37,18 +37,39 @@ def train_cmd(data_dir, val_data, out, resume, as_json, no_augment, **options) -
     cfg = TrainConfig(**options, augment=not no_augment)
     run = train(data_dir, cfg, out=out, val_data=val_data, resume=resume)
     m = run.manifest
-    payload = {"run_dir": str(run.run_dir), "workflow": m["workflow"], "reason": m["reason"],
-               "val_accuracy": m["metrics"]["val_accuracy"], "val_loss": m["metrics"]["val_loss"],
-               "train_seconds": m["train_seconds"], "images_per_second": m["images_per_second"],
-               "backbone": m["backbone"], "input_size": m["input_size"], "classes": m["classes"]}
+    payload = {"run_dir": str(run.run_dir), "workflow": m.workflow, "reason": m.reason,
+               "val_accuracy": m.metrics.val_accuracy, "val_loss": m.metrics.val_loss,
+               "train_seconds": m.train_seconds, "images_per_second": m.images_per_second,
+               "backbone": m.backbone, "input_size": m.input_size, "classes": list(m.classes),
+               "data": {"split_source": m.data.split_source, "train_images": m.data.train_images,
+                        "val_images": m.data.val_images, "counts": m.data.counts}}
 
     def text() -> None:
-        echo(f"workflow     {m['workflow']} ({m['reason']})")
-        echo(f"val accuracy {m['metrics']['val_accuracy']:.4f} on {m['metrics']['val_images']} images")
-        echo(f"time         {m['train_seconds']:.1f} s ({m['images_per_second']} images/s, {m['strategy']})")
+        echo(f"data         {m.data.train_images} training / {m.data.val_images} held-out images "
+             f"({_split_words(m)})")
+        for line in _per_class(m.data.counts):
+            echo(f"             {line}")
+        echo(f"workflow     {m.workflow} ({m.reason})")
+        echo(f"val accuracy {m.metrics.val_accuracy:.4f} on {m.metrics.val_images} images")
+        echo(f"time         {m.train_seconds:.1f} s ({m.images_per_second} images/s, {m.strategy})")
         echo(f"run          {run.run_dir}  (model.keras, manifest.json, curves.png, confusion.png)")
 
     emit(as_json, payload, text)
+
+
+def _split_words(m) -> str:
+    if m.data.split_source.startswith("val_split="):
+        return f"held out {m.config.get('val_split', 0):.0%} of each class, seed {m.seed}"
+    return f"split as given in the folder ({m.data.split_source})"
+
+
+def _per_class(counts: dict) -> list[str]:
+    """``class: train N / val M`` lines from the dataset's per-split counts."""
+    splits = {k: v for k, v in counts.items() if isinstance(v, dict)}
+    if not splits:
+        return []
+    classes = list(dict.fromkeys(c for v in splits.values() for c in v))
+    return [f"{c}: " + " / ".join(f"{s} {splits[s].get(c, 0)}" for s in splits) for c in classes]
 
 
 def register(cli: click.Group) -> None:

@@ -6,14 +6,15 @@ from pathlib import Path
 import click
 
 from .. import report as report_lib
-from ..validate import validate
+from ..evaluation import validate
 from ._common import echo, emit, json_option, table
 from .targets import targets_dir_option
 
 
 @click.command("validate")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Held-out image folder.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
+              help="Held-out image folder [default: the run's own held-out split, from its manifest].")
 @click.option("--target", "target_names", multiple=True, default=["host-cpu"], show_default=True,
               help="Target profile name or YAML path; repeat for several.")
 @targets_dir_option
@@ -24,21 +25,26 @@ from .targets import targets_dir_option
 def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_incompatible, report_path, as_json):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
     rep = validate(artifacts, data_dir, target_names, targets_dir=targets_dir, budget_s=budget_s,
-                                skip_incompatible=skip_incompatible)
+                   skip_incompatible=skip_incompatible, report_path=report_path)
     if report_path:
         report_lib.write(rep, report_path)
 
     def text() -> None:
-        echo(f"float model: accuracy {rep.reference['accuracy']:.4f}, Keras p50 {rep.reference['latency_ms']['p50']:.2f} ms (measured)")
+        ho = rep.held_out
+        echo(f"held-out data: {ho['images']} images of {ho['source']} ({ho['split']})")
+        echo(f"float model: accuracy {rep.reference.accuracy:.4f}, Keras p50 {rep.reference.latency.p50:.2f} ms "
+             "(measured)")
         echo(table(report_lib._rows(rep), report_lib.HEADER))
         for t, b in rep.best.items():
-            echo(f"best on {t}: {Path(b['artifact']).name} ({b['p50_ms']:.2f} ms, {b['provenance']})")
+            echo(f"best on {t}: {Path(b.artifact).name} ({b.p50_ms:.2f} ms, {b.provenance})")
+        for name, source in rep.targets.items():
+            echo(f"target {name}: profile {source}")
         for f in rep.findings:
             echo(f"finding: {f}")
         if report_path:
             echo(f"report: {report_path}")
 
-    emit(as_json, [r.to_json() for r in rep.records], text)
+    emit(as_json, rep.to_json(), text)
 
 
 def register(cli: click.Group) -> None:

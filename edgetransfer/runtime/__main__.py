@@ -6,6 +6,7 @@ CI runner; ``edgetransfer validate`` calls it over a target's ``runner`` command
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
     if args.json:
-        print(json.dumps({"model": args.model, **lat.to_json(samples=True)}))
+        # sha256 names the exact file measured, so `check --latency-samples` can refuse samples of another one.
+        digest = hashlib.sha256(open(args.model, "rb").read()).hexdigest()
+        print(json.dumps({"model": args.model, "sha256": digest, **lat.to_json(samples=True)}))
     else:
         print(f"{args.model}: p50 {lat.p50:.2f} ms  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  ({lat.runs} runs, "
               f"load {lat.load_ms:.0f} ms, {lat.host['cpu']}, {lat.host['runtime']})")

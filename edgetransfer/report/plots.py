@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _lazy
+from .. import _lazy
 
 
 def _plt():

@@ -8,9 +8,25 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from .. import _lazy
-from ..quantize import Calibration, QuantRecipe
 from ..runtime.base import LABELS_NAME, METADATA_NAME
+from . import FormatSpec, register
+
+if TYPE_CHECKING:
+    from ..quantization import Calibration, QuantRecipe
+
+SPEC = register(FormatSpec(
+    name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
+    io_dtypes=("uint8", "int8", "float32"), runtimes=("litert",), exporter=__name__,
+    op_reader="edgetransfer.graphops:tflite_ops", metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
+    description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32"))
+
+
+def make_source(model, size: int, layout: str, workdir: Path) -> Source:
+    """The exporter hook every format module has: trace ``model`` once for all precisions."""
+    return Source(model, workdir)
 
 
 class Source:

@@ -14,9 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _lazy, images
-from ._progress import progress
-from .data import ImageFile
+from .. import _lazy, images
+from .._progress import progress
+from ..data import ImageFile
 
 
 @dataclass(frozen=True)

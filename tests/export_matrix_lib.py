@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import backbones
-from .errors import EdgeTransferError
-from .quantize import SUPPORTED, QuantRecipe
-from .train import TrainedModel
+from edgetransfer import backbones
+from edgetransfer.errors import EdgeTransferError
+from edgetransfer import formats
+from edgetransfer.quantization import QuantRecipe
+from edgetransfer.training import TrainedModel
 
 # (backbone, format, precision) -> why it fails. Measured with TF 2.21 / tf2onnx 1.17 /
 # ONNX Runtime 1.31 at 32 px; keep in step with benchmarks/export_matrix.py output.
@@ -47,36 +48,37 @@ class MatrixRow:
 def synthetic_run(backbone: str, out: Path, *, size: int = 32, classes: int = 2) -> TrainedModel:
     """An untrained classifier (weights none) saved as a run directory, with noise images
     to calibrate on: enough to exercise every converter, not to judge accuracy."""
-    from . import _fit
+    from edgetransfer.training.model import classifier
 
     out.mkdir(parents=True, exist_ok=True)
     spec = backbones.get(backbone)
     base = backbones.build(spec, weights="none", input_size=size)
-    model = _fit._classifier(base, classes, 0.0, size, f"{backbone}_classifier")
+    model = classifier(base, classes, 0.0, size, f"{backbone}_classifier")
     model.save(out / "model.keras")
     calib = out / "calibration"
     calib.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(8):
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(calib / f"{i}.png")
-    manifest = {"kind": "edgetransfer.run", "schema": 1, "backbone": backbone, "weights": "none", "input_size": size,
+    manifest = {"kind": "edgetransfer.run", "schema": 2, "backbone": backbone, "weights": "none", "input_size": size,
                 "preprocess": spec.preprocess.to_json(), "resize_policy": "crop",
                 "classes": [f"class{i}" for i in range(classes)], "data": {"root": str(calib), "fingerprint": "synthetic"},
                 "config": {}, "metrics": {"val_accuracy": None}, "files": {"model": "model.keras"}}
     (out / "manifest.json").write_text(json.dumps(manifest))
-    return TrainedModel(out, manifest)
+    return TrainedModel.from_dir(out)
 
 
 def export_backbone(backbone: str, work: Path, *, size: int = 32) -> list[MatrixRow]:
     """Export one backbone to every supported pair, run each file once; never raises."""
-    from .runtime import load_session
+    from edgetransfer.runtime import load_session
 
     run = synthetic_run(backbone, work, size=size)
     keras_model = run.load_model()
     x = np.random.default_rng(1).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
     ref = np.asarray(keras_model.predict(x, verbose=0))
     rows = []
-    for fmt, precisions in SUPPORTED.items():
+    for fmt in formats.names():
+        precisions = formats.get(fmt).precisions
         recipes = [QuantRecipe.named(p, calibration_size=8) for p in precisions]
         start = time.perf_counter()
         arts, errors = _export_all(run, fmt, recipes, work)
@@ -103,7 +105,7 @@ def export_backbone(backbone: str, work: Path, *, size: int = 32) -> list[Matrix
 def _export_all(run, fmt: str, recipes: list[QuantRecipe], work: Path) -> tuple[dict, dict]:
     """One export call per format (the model is traced once); if any precision fails,
     each is retried alone so one failure does not hide the others."""
-    from .export import export
+    from edgetransfer.exporter import export
 
     kwargs = {"out": work / "export", "calibration": work / "calibration"}
     try:
@@ -121,13 +123,13 @@ def _export_all(run, fmt: str, recipes: list[QuantRecipe], work: Path) -> tuple[
 
 def print_accuracy_table(run_dir: str | Path) -> None:
     """Accuracy of every artifact in ``<run>/export`` on the run's val split vs Keras."""
-    from . import data as data_lib
-    from . import images
-    from .runtime import load_session
+    from edgetransfer import data as data_lib
+    from edgetransfer import images
+    from edgetransfer.runtime import load_session
 
     run = TrainedModel.from_dir(run_dir)
-    cfg = run.manifest.get("config", {})
-    ds = data_lib.load(run.manifest["data"]["root"], val_split=cfg.get("val_split"), seed=cfg.get("seed", 0))
+    cfg = run.manifest.config
+    ds = data_lib.load(run.manifest.data.root, val_split=cfg.get("val_split"), seed=cfg.get("seed", 0))
     val = ds.split("val")
     x = np.stack([images.load_array(f.path, run.input_size) for f in val]).astype(np.float32)
     y = np.array([f.label for f in val])

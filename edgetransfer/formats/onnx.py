@@ -7,8 +7,25 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from .. import _lazy
-from ..quantize import Calibration, QuantRecipe
+from . import FormatSpec, register
+
+if TYPE_CHECKING:
+    from ..quantization import Calibration, QuantRecipe
+
+# ONNX Runtime has no 16-bit-activation integer kernels on CPU: int16x8 is TFLite only.
+SPEC = register(FormatSpec(
+    name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "dynamic", "int8"), runtimes=("onnxruntime",),
+    exporter=__name__, op_reader="edgetransfer.graphops:onnx_ops",
+    metadata_reader="edgetransfer.runtime.onnxrt:onnx_metadata",
+    description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16"))
+
+
+def make_source(model, size: int, layout: str, workdir: Path) -> Source:
+    """The exporter hook every format module has: convert ``model`` once for all precisions."""
+    return Source(model, size, layout, workdir)
 
 OPSET = 17
 

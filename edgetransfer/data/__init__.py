@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from . import images
-from ._progress import progress
-from .errors import ConfigError, DataError
+from .. import images
+from .._progress import progress
+from ..errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")
 _DUP_FIX = "delete one copy of each duplicate so train and val do not share images"
@@ -245,7 +245,7 @@ def _report(root, classes, layout, good, info_by_path, bad) -> DataReport:
     infos = [info_by_path[f.path] for f in good]
     splits = sorted({f.split for f in good}, key=lambda s: (SPLIT_NAMES + ("all",)).index(s))
     counts = {s: {c: sum(1 for f in good if f.split == s and f.label == i) for i, c in enumerate(classes)} for s in splits}
-    if "all" in layout:
+    if "all" in layout and "val" not in splits:  # one unsplit pool: class -> images (a seeded split shows train/val per class)
         counts = {c: sum(v[c] for v in counts.values()) for c in classes}
     per_class = Counter(f.label for f in good)
     imbalance = round(max(per_class.values()) / max(1, min(per_class.values())), 3)

@@ -1,6 +1,6 @@
 """Rendering of validation reports: plain table, Markdown, HTML with plots, JSON.
 
-Pure functions of a :class:`edgetransfer.validate.ValidationReport` (plus an optional
+Pure functions of a :class:`edgetransfer.evaluation.ValidationReport` (plus an optional
 verdict from ``check``); nothing here measures anything.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write
 from . import plots
 
 
@@ -37,14 +38,14 @@ def _compat(c: dict | None) -> str:
 
 
 def markdown(report, verdict=None) -> str:
-    lines = ["# edgetransfer validation", "", f"Data: `{report.data}`. Float model accuracy "
-             f"{report.reference['accuracy']:.4f}, Keras p50 {report.reference['latency_ms']['p50']:.2f} ms on "
+    lines = ["# edgetransfer validation", "", f"Data: `{report.data}` ({report.held_out.get('split')}, {report.held_out.get('images')} images). Float model accuracy "
+             f"{report.reference.accuracy:.4f}, Keras p50 {report.reference.latency.p50:.2f} ms on "
              f"{report.host.get('cpu', '?')} ({report.host.get('cores')} cores). Latency marked *measured* ran here "
              "(or on the device through its runner); *estimated* comes from the per-op cost model.", ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
     lines += ["", "## Best artifact per target", ""]
-    lines += [f"- **{t}**: `{Path(b['artifact']).name}` ({b['p50_ms']:.2f} ms, {b['provenance']}, accuracy {b['accuracy']:.4f})"
+    lines += [f"- **{t}**: `{Path(b.artifact).name}` ({b.p50_ms:.2f} ms, {b.provenance}, accuracy {b.accuracy:.4f})"
               for t, b in report.best.items()]
     if report.findings:
         lines += ["", "## Findings", ""] + [f"- {f}" for f in report.findings]
@@ -62,36 +63,45 @@ def _png(fig) -> str:
 
 
 def _tradeoff(report) -> str:
+    """Accuracy vs p50 per target. Each file keeps one colour and marker in every panel and is
+    named in one legend (annotations overprinted when files sat on the same point)."""
     plt = plots._plt()
     targets = sorted({r.target for r in report.records})
+    names = list(dict.fromkeys(Path(r.artifact).name for r in report.records))
+    style = {n: (f"C{i % 10}", "osD^vP*Xh<>p"[i % 12]) for i, n in enumerate(names)}
     cols = min(3, len(targets))
     rows_n = (len(targets) + cols - 1) // cols
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.4 * rows_n), squeeze=False)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.4 * rows_n + 0.4 * len(names) / 3), squeeze=False)
+    accs = [100 * r.accuracy for r in report.records] + [100 * report.reference.accuracy]
+    low = max(0.0, min(accs) - 2.0)
     for ax, t in zip(axes.flat, targets):
         for r in (r for r in report.records if r.target == t):
-            measured = r.latency.provenance == "measured"
-            ax.scatter(r.latency.p50, 100 * r.accuracy, s=60, edgecolors="C0",
-                       facecolors="C0" if measured else "none", zorder=3)
-            ax.annotate(Path(r.artifact).stem.replace("model_", ""), (r.latency.p50, 100 * r.accuracy),
-                        fontsize=7, xytext=(4, 3), textcoords="offset points")
-        ax.axhline(100 * report.reference["accuracy"], color="grey", ls=":", lw=1)
+            colour, marker = style[Path(r.artifact).name]
+            measured = r.latency.provenance != "estimated"
+            ax.scatter(r.latency.p50, 100 * r.accuracy, s=60, marker=marker, edgecolors=colour,
+                       facecolors=colour if measured else "none", zorder=3, clip_on=False)
+        ax.axhline(100 * report.reference.accuracy, color="grey", ls=":", lw=1)
+        ax.set_ylim(low, 100.0)  # accuracy cannot exceed 100%: the axis stops there
         ax.set_title(t, fontsize=10)
         ax.set_xlabel("p50 latency, ms (filled: measured, hollow: estimated)", fontsize=7)
         ax.set_ylabel("accuracy, %")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(targets):]:
         ax.axis("off")
+    handles = [plt.Line2D([], [], ls="", marker=style[n][1], color=style[n][0], label=n) for n in names]
+    fig.legend(handles=handles, loc="lower center", ncol=min(3, len(names)), fontsize=8, frameon=False)
     fig.suptitle("accuracy vs latency per target (dotted: float model)", fontsize=11)
-    fig.tight_layout()  # keeps a subplot's title clear of the x label above it
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(names) + 2) // 3), 1, 1))
     return _png(fig)
 
 
 def _distributions(report) -> str | None:
+    """One box per (file, target) that was measured, labelled with the file's own name."""
     plt = plots._plt()
-    series = {"keras float (host)": report.reference["latency"].get("samples") or []}
+    series = {"keras float (host)": list(report.reference.latency.samples)}
     for r in report.records:
-        if r.latency.provenance == "measured" and r.latency.samples:
-            series.setdefault(f"{Path(r.artifact).stem.replace('model_', '')} ({r.target})", list(r.latency.samples))
+        if r.latency.provenance != "estimated" and r.latency.samples:
+            series.setdefault(f"{Path(r.artifact).name} ({r.target})", list(r.latency.samples))
     series = {k: v for k, v in series.items() if v}
     if not series:
         return None
@@ -101,11 +111,12 @@ def _distributions(report) -> str | None:
     ax.set_xscale("log")
     ax.set_xlabel("latency per image, ms (log scale), measured runs")
     ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
     return _png(fig)
 
 
 def _confusion(report) -> str:
-    name = Path(next(iter(report.best.values()))["artifact"]).name if report.best else "keras-float"
+    name = Path(next(iter(report.best.values())).artifact).name if report.best else "keras-float"
     matrix = np.array(report.confusion.get(name) or report.confusion["keras-float"])
     plt = plots._plt()
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -126,7 +137,7 @@ def _confusion(report) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-td:first-child,th:first-child{text-align:left}.estimated{color:#8a5a00}.measured{color:#11620f}
+td:first-child,th:first-child{text-align:left}.estimated{color:#8a5a00}.measured{color:#11620f}.on-device{color:#0b4f8a}
 .fail{color:#b00020;font-weight:bold}.pass{color:#11620f;font-weight:bold}img{max-width:100%}"""
 
 
@@ -138,8 +149,8 @@ def html_page(report, verdict=None) -> str:
                    + "</tr>" for r in _rows(report))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer report</title>"
              f"<style>{_CSS}</style></head><body><h1>edgetransfer validation</h1>",
-             f"<p>Data <code>{esc(report.data)}</code>; float model accuracy <b>{report.reference['accuracy']:.4f}</b>, "
-             f"Keras p50 {report.reference['latency_ms']['p50']:.2f} ms on {esc(str(report.host.get('cpu')))} "
+             f"<p>Data <code>{esc(report.data)}</code> ({esc(str(report.held_out.get('split')))}, {report.held_out.get('images')} images); float model accuracy <b>{report.reference.accuracy:.4f}</b>, "
+             f"Keras p50 {report.reference.latency.p50:.2f} ms on {esc(str(report.host.get('cpu')))} "
              f"({report.host.get('cores')} cores). <span class='measured'>measured</span> figures ran on the host or "
              f"the device; <span class='estimated'>estimated</span> ones come from the per-op cost model.</p>"]
     if verdict is not None:
@@ -149,7 +160,7 @@ def html_page(report, verdict=None) -> str:
         parts.append(f"<h2>Budgets: <span class='{cls}'>{esc(verdict.status.upper())}</span></h2><ul>{items}</ul>")
     parts.append(f"<h2>Every artifact on every target</h2><table><tr>{head}</tr>{body}</table>")
     parts.append("<h2>Best artifact per target</h2><ul>" + "".join(
-        f"<li><b>{esc(t)}</b>: {esc(Path(b['artifact']).name)} ({b['p50_ms']:.2f} ms, {esc(b['provenance'])})</li>"
+        f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)} ({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
         for t, b in report.best.items()) + "</ul>")
     parts.append(f"<h2>Accuracy vs latency</h2><img alt='accuracy vs latency' src='data:image/png;base64,{_tradeoff(report)}'>")
     dist = _distributions(report)
@@ -171,8 +182,5 @@ def write(report, path: str | Path, verdict=None) -> Path:
         text = markdown(report, verdict)
     else:
         text = json.dumps({**report.to_json(samples=True), "verdict": verdict.to_json() if verdict else None}, indent=2)
-    tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, text)

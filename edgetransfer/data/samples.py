@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import _lazy
+from .. import _lazy
 
 
 def write_digits(out_dir: str | Path, *, size: int = 32, per_class: int | None = None) -> Path:

@@ -1,0 +1,86 @@
+"""``tf.data`` input pipelines and augmentation layers used by training and calibration.
+
+Pixels leave the pipeline as float32 in [0, 255]: each backbone's own preprocessing is
+part of the model, so nothing downstream can pick the wrong normalisation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import _lazy, images
+from . import ImageFile
+
+
+def _loader(size: int, policy: str):
+    def load(path: bytes) -> np.ndarray:
+        return images.load_array(Path(path.decode()), size, policy)
+
+    return load
+
+
+def image_dataset(
+    files: Sequence[ImageFile],
+    image_size: int,
+    *,
+    batch_size: int = 32,
+    policy: str = "crop",
+    shuffle: bool = False,
+    seed: int = 0,
+    augment=None,
+    cache: str | bool = True,
+):
+    """Build a batched ``tf.data.Dataset`` of ``(pixels float32[0,255], label int32)``.
+
+    Args:
+        files: the images (already checked by :func:`edgetransfer.data.load`).
+        image_size: square side fed to the model.
+        batch_size: batch size.
+        policy: resize policy, see :func:`edgetransfer.images.resize`.
+        shuffle: reshuffle every epoch (seeded).
+        seed: shuffle and augmentation seed.
+        augment: a Keras layer applied to training batches, e.g. :func:`augmentation`.
+        cache: ``True`` caches decoded images in memory, a path caches them on disk,
+            ``False`` decodes every epoch.
+    """
+    tf = _lazy.tf()
+    paths = [str(f.path) for f in files]
+    labels = np.array([f.label for f in files], dtype=np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    load = _loader(image_size, policy)
+
+    def decode(path, label):
+        pixels = tf.numpy_function(load, [path], tf.uint8, stateful=False)
+        pixels.set_shape((image_size, image_size, 3))
+        return tf.cast(pixels, tf.float32), label
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+    if shuffle:
+        ds = ds.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def augmentation(seed: int = 0, *, flip: bool = True, rotation: float = 0.08, zoom: float = 0.1, contrast: float = 0.1):
+    """The default train-time augmentation as Keras preprocessing layers.
+
+    Mild on purpose: transfer learning from ImageNet features on a few hundred images
+    gains from flips and small geometric jitter, and loses from strong colour changes.
+    """
+    keras = _lazy.keras()
+    layers = []
+    if flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation, fill_mode="reflect", seed=seed + 1))
+    if zoom:
+        layers.append(keras.layers.RandomZoom(zoom, fill_mode="reflect", seed=seed + 2))
+    if contrast:
+        layers.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 3))
+    return keras.Sequential(layers, name="augmentation")

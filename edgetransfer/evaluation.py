@@ -1,0 +1,341 @@
+"""The one evaluation path: held-out data of a run, predictions, scores, and latency of an
+artifact on a target (measured here, measured on the device by its runner, or estimated:
+chosen in :func:`latency_on` and nowhere else).
+
+``validate`` (a report over artifacts x targets), ``check`` (the CI gate), training and the
+benchmarks all call these functions. Never raises on a missed budget: budgets are judged by
+:mod:`edgetransfer.gate`. It does raise on what cannot be validated at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import compat, graphops, images, latency, metrics
+from . import data as data_lib
+from . import targets as targets_lib
+from .errors import DataError, RuntimeBackendError, UnsupportedError
+from .exporter import ExportedArtifact
+from .io import require_writable, write_json
+from .runtime import load_session, runtime_for
+from .training import TrainedModel
+
+FLOAT = "keras-float"
+log = logging.getLogger("edgetransfer")
+# An int8 file this far below the float model has collapsed rather than lost a little:
+# typical post-training int8 costs 0-2 points on ImageNet-scale models (TFLite model
+# optimization guide table); 10 points means the calibration or a layer is broken.
+COLLAPSE_POINTS = 10.0
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Images to evaluate on, as the model takes them, and where they came from."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: str  # folder
+    split: str  # "val", "test", "seeded 20% split (seed 0)", "whole folder"
+
+    def describe(self) -> str:
+        return f"{len(self.y)} images of {self.source} ({self.split})"
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "split": self.split, "images": len(self.y)}
+
+
+def held_out(run: TrainedModel, data_dir: str | Path | None = None) -> HeldOut:
+    """The held-out images: the folder's val/ (or test/); for the run's own single-pool folder,
+    the same seeded split training held out; any other folder is held out whole. Without
+    ``data_dir``, the run's own data (as its manifest records it)."""
+    data_dir = Path(data_dir) if data_dir is not None else Path(run.manifest.data.root)
+    if not data_dir.is_dir():
+        raise DataError("held-out data folder not found", path=data_dir,
+                        fix="pass --data DIR (the run's data has moved or gone)")
+    cfg = run.manifest.config
+    same = Path(run.manifest.data.root).resolve() == data_dir.resolve()
+    ds = data_lib.load(data_dir)
+    split = "val" if ds.split("val") else "test" if ds.split("test") else "whole folder"
+    if split == "whole folder" and same and cfg.get("val_split"):
+        ds = data_lib.load(data_dir, val_split=cfg["val_split"], seed=cfg.get("seed", 0))
+        split = f"seeded {cfg['val_split']:.0%} split (seed {cfg.get('seed', 0)}), as in training"
+    if list(ds.classes) != run.classes:
+        raise DataError(f"classes {list(ds.classes)} differ from the model's {run.classes}", path=data_dir,
+                        fix="validate on a folder with the model's class folders")
+    files = ds.split("val") or ds.split("test") or ds.files
+    policy = run.manifest.resize_policy
+    x = np.stack([images.load_array(f.path, run.input_size, policy) for f in files]).astype(np.float32)
+    return HeldOut(x, np.array([f.label for f in files]), str(data_dir), split)
+
+
+def predict(session, x: np.ndarray, source: str = "model") -> np.ndarray:
+    """Probabilities of ``session`` on ``x``, one image at a time (batch-1 files); non-finite is an error."""
+    return metrics.require_finite(np.concatenate([session.run(x[i:i + 1]) for i in range(len(x))]), source)
+
+
+def reference_probs(run: TrainedModel, x: np.ndarray):  # -> (probs, keras model)
+    model = run.load_model()
+    return metrics.require_finite(np.asarray(model.predict(x, verbose=0)), str(run.model_path)), model
+
+
+def probe_batch(size: int) -> np.ndarray:
+    """The one random batch used to time a model (seeded, RGB [0, 255], NHWC, batch 1)."""
+    return np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+
+
+def run_command(target, art: ExportedArtifact) -> latency.Latency:
+    """Latency measured on the device by the profile's ``runner`` command (``{model}``, ``{threads}``)."""
+    targets_lib.require_command_allowed(target)
+    cmd = target.runner.format(model=shlex.quote(str(art.path)), threads=target.threads or "")
+    try:
+        res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=target.runner_timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeBackendError(f"runner for {target.name} failed: {exc}", path=target.path,
+                                  fix="check the runner command in the profile and that the device is reachable"
+                                  ) from None
+    if res.returncode != 0:
+        raise RuntimeBackendError(f"runner for {target.name} exited {res.returncode}: {res.stderr.strip()[-300:]}",
+                                  path=target.path, fix="run the runner command by hand to see why")
+    try:
+        doc = json.loads(res.stdout.strip().splitlines()[-1])
+        lat = latency.Latency.from_json({**doc, "provenance": latency.ON_DEVICE})
+    except (json.JSONDecodeError, IndexError, TypeError, ValueError):
+        raise RuntimeBackendError(f"runner for {target.name} printed no bench JSON", path=target.path,
+                                  fix="the runner must end with `python -m edgetransfer.runtime bench ... --json`"
+                                  ) from None
+    return lat
+
+
+def latency_on(art: ExportedArtifact, target, *, budget_s: float = 2.0, cache: dict | None = None
+               ) -> latency.Latency:
+    """Latency of ``art`` on ``target``: the ONE place that picks host, runner or estimate."""
+    if target.measure == "runner":
+        return run_command(target, art)
+    if target.measure == "estimate":
+        return latency.estimate(graphops.ops_for(art.path), target.device, art.precision)
+    key = (art.path, target.threads, target.provider)
+    if cache is None or key not in cache:
+        version = runtime_for(art.path, target.provider).version()
+        lat = latency.measure(lambda: load_session(art.path, target.threads, target.provider),
+                              probe_batch(art.io.size), budget_s=budget_s, threads=target.threads,
+                              runtime_version=version)
+        if cache is None:
+            return lat
+        cache[key] = lat
+    return cache[key]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One artifact on one target."""
+
+    artifact: str
+    format: str
+    precision: str
+    target: str
+    accuracy: float
+    agreement: float | None
+    accuracy_drop: float | None  # points below the float model
+    per_class_accuracy: tuple[float | None, ...]
+    size_bytes: int
+    latency: latency.Latency
+    compatibility: dict | None = None
+    target_source: str = ""
+
+    def to_json(self, samples: bool = False) -> dict:
+        lat = self.latency
+        return {"artifact": self.artifact, "format": self.format, "precision": self.precision, "target": self.target,
+                "target_profile": self.target_source, "accuracy": self.accuracy, "agreement": self.agreement,
+                "accuracy_drop": self.accuracy_drop, "per_class_accuracy": list(self.per_class_accuracy),
+                "size_bytes": self.size_bytes,
+                "latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99, "mean": lat.mean, "std": lat.std,
+                               "runs": lat.runs},
+                "provenance": lat.provenance, "latency": lat.to_json(samples), "compatibility": self.compatibility}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The float Keras model on the same held-out data and host."""
+
+    accuracy: float
+    latency: latency.Latency
+    model: str
+
+    def to_json(self) -> dict:
+        lat = self.latency
+        return {"accuracy": self.accuracy, "model": self.model, "latency": lat.to_json(samples=True),
+                "latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99}}
+
+
+@dataclass(frozen=True)
+class Best:
+    """Per target: the fastest artifact within the target's accuracy budget."""
+
+    artifact: str
+    p50_ms: float
+    provenance: str
+    accuracy: float
+
+    def to_json(self) -> dict:
+        return {"artifact": self.artifact, "p50_ms": self.p50_ms, "provenance": self.provenance,
+                "accuracy": self.accuracy}
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    records: tuple[Record, ...]
+    reference: Reference
+    best: dict[str, Best]
+    findings: tuple[str, ...]
+    classes: tuple[str, ...]
+    confusion: dict[str, tuple]  # artifact name (or keras-float) -> matrix
+    held_out: dict
+    host: dict = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)  # name -> profile file
+
+    @property
+    def data(self) -> str:
+        return str(self.held_out.get("source", ""))
+
+    def to_json(self, samples: bool = False) -> dict:
+        return {"kind": "edgetransfer.validation", "schema": 2, "held_out": self.held_out,
+                "reference": self.reference.to_json(), "records": [r.to_json(samples) for r in self.records],
+                "best": {t: b.to_json() for t, b in self.best.items()}, "findings": list(self.findings),
+                "classes": list(self.classes), "confusion": {k: [list(r) for r in v] for k, v in self.confusion.items()},
+                "data": self.data, "host": self.host, "targets": self.targets}
+
+
+def _artifacts(paths: Sequence[str | Path]) -> list[ExportedArtifact]:
+    out = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise DataError("artifact not found", path=p, fix="pass files written by `edgetransfer export`")
+        out.append(ExportedArtifact.from_manifest(p))
+    return out
+
+
+def validate(artifacts: Sequence[str | Path], data_dir: str | Path | None = None,
+             target_names: Sequence[str] = ("host-cpu",), *, targets_dir: str | Path | None = None,
+             budget_s: float = 2.0, skip_incompatible: bool = False, report_path: str | Path | None = None
+             ) -> ValidationReport:
+    """Accuracy, agreement and latency of ``artifacts`` on ``target_names``.
+
+    Args:
+        data_dir: held-out images; default the run's own held-out split.
+        report_path: checked for writability before any work (written by the caller).
+
+    Raises:
+        UnsupportedError: an artifact a target cannot run (unless ``skip_incompatible``).
+        DataError: data or artifacts unusable. RuntimeBackendError: a runtime or runner failed.
+    """
+    if report_path is not None:
+        require_writable(report_path, "report")
+    arts = _artifacts(artifacts)
+    tgts = [targets_lib.get(t, targets_dir) for t in target_names]
+    pairs = [(a, t) for a in arts for t in tgts]
+    bad = [(a, t, t.can_run(a.format, a.precision)) for a, t in pairs if t.can_run(a.format, a.precision)]
+    if bad and not skip_incompatible:
+        a, t, why = bad[0]
+        raise UnsupportedError(f"{a.path.name} cannot run on target {t.name}: {why}",
+                               fix=f"export a {'/'.join(t.precisions)} {'/'.join(t.formats)} file for {t.name}, "
+                                   "or pass --skip-incompatible")
+    pairs = [(a, t) for a, t in pairs if not t.can_run(a.format, a.precision)]
+    run = arts[0].run()
+    ho = held_out(run, data_dir)
+    log.info("evaluating on %s", ho.describe())
+    return _evaluate(arts, pairs, run, ho, budget_s)
+
+
+def _accuracies(arts, run: TrainedModel, ho: HeldOut, ref: np.ndarray) -> tuple[dict, dict]:
+    n = len(run.classes)
+    confusion, acc = {}, {}
+    for a in arts:
+        probs = predict(load_session(a.path), ho.x, str(a.path))
+        s = metrics.scores(probs, ho.y, n, str(a.path))
+        acc[a.path] = (s.accuracy, metrics.agreement(probs, ref), s.per_class)
+        confusion[a.path.name] = s.confusion
+    return acc, confusion
+
+
+def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float) -> ValidationReport:
+    n = len(run.classes)
+    ref, model = reference_probs(run, ho.x)
+    ref_scores = metrics.scores(ref, ho.y, n, str(run.model_path))
+    keras_lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
+    acc, confusion = _accuracies(arts, run, ho, ref)
+    confusion[FLOAT] = ref_scores.confusion
+    cache: dict = {}
+    records, findings = [], []
+    for a, t in pairs:
+        lat = latency_on(a, t, budget_s=budget_s, cache=cache)
+        comp = None
+        if t.delegate is not None:
+            c = compat.check(graphops.ops_for(a.path), t.delegate, a.precision)
+            comp = c.to_json()
+            if not c.full:
+                findings.append(f"{a.path.name} on {t.name}: only {c.ops_delegated}/{c.ops_total} ops "
+                                f"({100 * c.macs_share:.0f}% of MACs) on {c.delegate}, {c.partitions} partition(s); "
+                                f"falls back: {', '.join(sorted(set(c.fallback_ops))) or 'all'}. {c.note}".strip())
+        a_acc, agree, per = acc[a.path]
+        records.append(Record(str(a.path), a.format, a.precision, t.name, a_acc, agree,
+                              round(100 * (ref_scores.accuracy - a_acc), 3), per, a.size_bytes, lat, comp, t.path))
+    findings += _quality_findings(arts, acc, ref_scores.accuracy, n)
+    reference = Reference(ref_scores.accuracy, keras_lat, str(run.model_path))
+    return ValidationReport(tuple(records), reference, _best(records, pairs), tuple(findings), tuple(run.classes),
+                            confusion, ho.to_json(), latency.host_info(), {t.name: t.path for _, t in pairs})
+
+
+def _quality_findings(arts, acc: dict, ref_acc: float, n_classes: int) -> list[str]:
+    """Accuracy collapses and degenerate calibrations, with the fix."""
+    out = []
+    for a in arts:
+        drop = 100 * (ref_acc - acc[a.path][0])
+        cal = a.manifest.calibration or {}
+        if drop >= COLLAPSE_POINTS:
+            out.append(f"{a.path.name}: accuracy collapsed by {drop:.1f} points against the float model "
+                       f"({acc[a.path][0]:.3f} vs {ref_acc:.3f}; chance is {1 / n_classes:.3f}). Fix: calibrate on "
+                       "100-500 representative images (--calibration-size), or let `edgetransfer export "
+                       "--max-accuracy-drop` search for a recipe that keeps the accuracy.")
+        if cal and int(cal.get("count", 0)) < 10:
+            out.append(f"{a.path.name}: calibrated on only {cal.get('count')} image(s) ({cal.get('source')}); "
+                       "int8 ranges from so few images are unreliable.")
+    return out
+
+
+class _KerasSession:
+    """The float model as a traced ``tf.function``: eager calls would add ~100 ms of Python
+    overhead per image and make every exported file look faster than it is."""
+
+    def __init__(self, model):
+        from . import _lazy
+
+        tf = _lazy.tf()
+        self.fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def run(self, batch):
+        return self.fn(batch).numpy()
+
+
+def _best(records: list[Record], pairs) -> dict[str, Best]:
+    """Per target: the fastest artifact (p50) whose accuracy drop is within the target's budget."""
+    best = {}
+    for t in {t.name: t for _, t in pairs}.values():
+        limit = t.budgets.accuracy_drop if t.budgets.accuracy_drop is not None else 1.0
+        ok = [r for r in records if r.target == t.name and (r.accuracy_drop or 0) <= limit]
+        if ok:
+            pick = min(ok, key=lambda r: r.latency.p50)
+            best[t.name] = Best(pick.artifact, pick.latency.p50, pick.latency.provenance, pick.accuracy)
+    return best
+
+
+def save(report: ValidationReport, path: str | Path) -> Path:
+    """Write the report as JSON (atomically), for ``check`` or a CI job to start from."""
+    return write_json(path, report.to_json(samples=True))

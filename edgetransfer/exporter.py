@@ -1,0 +1,243 @@
+"""Export a trained run to every requested format x precision.
+
+Every (format, precision) pair is checked before any work starts; the model is traced
+once per format (the format's ``make_source``) and written per precision (its ``write``);
+each file is written under a temporary name and renamed when complete, gets a
+``<file>.manifest.json`` (:class:`~edgetransfer.records.ArtifactManifest`), and the folder a
+``manifest.json`` listing them all. Paths in manifests are relative to the manifest's own
+folder, so a run folder can be moved or copied between CI jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import _lazy, formats
+from ._version import __version__
+from .errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
+from .io import atomic_path, require_writable, sha256_file, write_json
+from .quantization import Calibration, QuantRecipe, calibration_set
+from .records import ArtifactManifest, IOSpec
+from .training import TrainedModel
+
+
+@dataclass(frozen=True)
+class ExportedArtifact:
+    """One exported file and what it is (its manifest, typed)."""
+
+    path: Path
+    format: str
+    precision: str
+    io: IOSpec
+    manifest: ArtifactManifest = field(repr=False)
+
+    @property
+    def metadata(self) -> dict:
+        return self.manifest.metadata
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.sha256
+
+    @property
+    def size_bytes(self) -> int:
+        return self.manifest.size_bytes
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "format": self.format, "precision": self.precision, "io": asdict(self.io),
+                "size_bytes": self.size_bytes, "sha256": self.sha256}
+
+    @property
+    def source_run(self) -> Path:
+        """The run folder this file came from: relative to the manifest first, then the absolute path."""
+        rel = (self.path.parent / self.manifest.source_run).resolve()
+        if (rel / "manifest.json").is_file() or not self.manifest.source_run_abs:
+            return rel
+        return Path(self.manifest.source_run_abs)
+
+    def run(self) -> TrainedModel:
+        return TrainedModel.from_dir(self.source_run)
+
+    @classmethod
+    def from_manifest(cls, path: str | Path, *, verify: bool = True) -> ExportedArtifact:
+        """Re-open an artifact from its ``<file>.manifest.json`` (or the file beside it).
+
+        Raises:
+            DataError/ConfigError: no or unreadable manifest, or (``verify``) the file's sha256
+                does not match the manifest's.
+        """
+        from .errors import DataError
+
+        path = Path(path)
+        mpath = path if path.name.endswith(".manifest.json") else path.with_name(path.name + ".manifest.json")
+        if not mpath.is_file():
+            raise DataError("no <file>.manifest.json beside the artifact", path=path,
+                            fix="use files written by `edgetransfer export` (keep the .manifest.json beside each)")
+        m = ArtifactManifest.read(mpath)
+        file = mpath.with_name(Path(m.path).name)
+        if not file.is_file():
+            raise DataError("artifact not found beside its manifest", path=file, fix="copy the file with its manifest")
+        if verify and sha256_file(file) != m.sha256:
+            raise DataError(f"the file does not match its manifest (sha256 differs from {mpath.name})", path=file,
+                            fix="re-export it, or copy the file and its .manifest.json together")
+        return cls(file, m.format, m.precision, m.io, m)
+
+
+def _name(fmt: str, recipe: QuantRecipe, layout: str) -> str:
+    tag = recipe.precision
+    if recipe.precision == "int8" and len(formats.get(fmt).io_dtypes) > 1:
+        tag += f"_io{recipe.io_dtype}"
+    if layout == "nchw":
+        tag += "_nchw"
+    return f"model_{tag}{formats.get(fmt).suffix}"
+
+
+def _metadata(run: TrainedModel, fmt: str, recipe: QuantRecipe, layout: str, out: Path) -> dict:
+    m = run.manifest
+    in_dtype = recipe.io_dtype if recipe.precision == "int8" else "float32"
+    return {
+        "edgetransfer": __version__, "format": fmt, "precision": recipe.precision, "labels": list(m.classes),
+        "backbone": m.backbone, "source_run": os.path.relpath(run.run_dir.resolve(), out.resolve()),
+        "input": {"size": run.input_size, "layout": layout.upper(), "dtype": in_dtype, "color": "RGB",
+                  "range": [0, 255], "resize_policy": m.resize_policy, "batch": 1},
+        # The backbone's normalisation is the first layer of the graph: feed raw RGB pixels.
+        "normalization": {"inside_model": True, "mean": [0.0] * 3, "std": [1.0] * 3, "model_applies": m.preprocess},
+    }
+
+
+def plan(fmts: Sequence[str], recipes: Sequence[QuantRecipe], *, explicit_io: bool = False
+         ) -> list[tuple[str, QuantRecipe]]:
+    """The (format, recipe) pairs to export; refuses an impossible one before any work.
+
+    ``QuantRecipe.int8()`` defaults to uint8 input, which only TFLite has; for a format
+    without it that default becomes float input, unless the user asked for it (``explicit_io``).
+    """
+    everything = "all" in fmts
+    names = list(formats.all_formats()) if everything else list(dict.fromkeys(fmts))
+    pairs = []
+    for fmt in names:
+        spec = formats.get(fmt)
+        for r in recipes:
+            if everything and r.precision not in spec.precisions:
+                continue  # --format all: each precision where it exists (int16x8 is TFLite only)
+            if r.io_dtype not in spec.io_dtypes and (everything or not explicit_io):
+                r = QuantRecipe(r.precision, "float32", r.per_channel, r.method, r.calibration_size)
+            r.check(fmt)
+            pairs.append((fmt, r))
+    if not pairs:
+        raise UnsupportedError("nothing to export", fix="give at least one --format and --precision")
+    return pairs
+
+
+def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),  # noqa: A002
+           recipes: Sequence[QuantRecipe] = (QuantRecipe.fp32(),), *, out: str | Path | None = None,
+           calibration: str | Path = "auto", layout: str = "nhwc", seed: int = 0,
+           explicit_io: bool = False) -> list[ExportedArtifact]:
+    """Export ``run`` to every format x recipe.
+
+    Args:
+        run: a :class:`TrainedModel` or run directory.
+        formats: format names (see ``edgetransfer.formats``) or ``all``.
+        recipes: quantization recipes, e.g. ``[QuantRecipe.fp16(), QuantRecipe.int8()]``.
+        out: output folder (default ``<run>/export``).
+        calibration: ``auto`` or a folder of images, for int8 / int16x8.
+        layout: ``nhwc`` or ``nchw`` (ONNX input layout).
+        seed: calibration sampling seed.
+        explicit_io: the recipes' io types were asked for (an impossible one is then refused).
+
+    Raises:
+        UnsupportedError: a pair the format cannot do (before anything is written).
+        ExportError: a converter failed; names the artifact; no partial file is left.
+    """
+    run = run if isinstance(run, TrainedModel) else TrainedModel.from_dir(run)
+    pairs = plan(formats, recipes, explicit_io=explicit_io)
+    if layout not in ("nhwc", "nchw"):
+        raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
+    out = Path(out) if out else run.run_dir / "export"
+    require_writable(out / "manifest.json", "export folder")
+    out.mkdir(parents=True, exist_ok=True)
+    calib = None
+    if any(r.needs_calibration for _, r in pairs):
+        n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
+        calib = calibration_set(run.manifest, calibration, n, seed=seed)
+    model = run.load_model()
+    with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
+        sources: dict[str, object] = {}
+        arts = []
+        for fmt, r in pairs:
+            fmt_layout = layout if fmt == "onnx" else "nhwc"
+            src = _source(sources, fmt, model, run, fmt_layout, Path(tmp))
+            arts.append(write_artifact(src, run, fmt, r, calib, out, fmt_layout))
+    _write_index(out, run, calib)
+    return arts
+
+
+def _source(cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: Path):
+    """Trace or convert the float model once per format, shared by every precision."""
+    if fmt not in cache:
+        try:
+            cache[fmt] = formats.get(fmt).exporter_module().make_source(model, run.input_size, layout, tmp)
+        except EdgeTransferError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"converting the model to {fmt} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                              path=run.model_path, fix="run with --debug for the converter's traceback") from exc
+    return cache[fmt]
+
+
+def write_artifact(source, run: TrainedModel, fmt: str, recipe: QuantRecipe, calib: Calibration | None, out: Path,
+                   layout: str, *, name: str | None = None, attempts: tuple[dict, ...] = ()) -> ExportedArtifact:
+    """Write one file of ``fmt`` at ``recipe`` from a traced ``source``, with its manifest."""
+    path = out / (name or _name(fmt, recipe, layout))
+    meta = _metadata(run, fmt, recipe, layout, out)
+    start = time.perf_counter()
+    try:
+        with atomic_path(path) as tmp:
+            formats.get(fmt).exporter_module().write(source, recipe, calib, meta, tmp)
+    except EdgeTransferError:
+        raise
+    except Exception as exc:  # converters raise anything from ValueError to ConverterError
+        raise ExportError(f"exporting {path.name} ({fmt} {recipe.precision}) failed: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:300] if str(exc) else ''}", path=path,
+                          fix="run with --debug for the converter's traceback; try another precision") from exc
+    io = IOSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["input"].items()})
+    m = ArtifactManifest(
+        path=path.name, format=fmt, precision=recipe.precision, io=io, metadata=meta, sha256=sha256_file(path),
+        size_bytes=path.stat().st_size, source_run=meta["source_run"], source_run_abs=str(run.run_dir.resolve()),
+        source_fingerprint=run.manifest.data.fingerprint, recipe=asdict(recipe),
+        calibration={"source": calib.source, "count": len(calib.images)} if calib and recipe.needs_calibration else None,
+        converter=_versions(fmt), export_seconds=round(time.perf_counter() - start, 2), attempts=attempts)
+    write_json(path.with_name(path.name + ".manifest.json"), m.to_json())
+    return ExportedArtifact(path, fmt, recipe.precision, io, m)
+
+
+def _versions(fmt: str) -> dict:
+    tf = _lazy.tf()
+    v = {"edgetransfer": __version__, "tensorflow": tf.__version__}
+    if fmt == "onnx":
+        v.update({m: _lazy.require(m).__version__ for m in ("tf2onnx", "onnx", "onnxruntime")})
+    return v
+
+
+def _write_index(out: Path, run: TrainedModel, calib: Calibration | None) -> None:
+    listed = {p.name[: -len(".manifest.json")] for p in out.glob("*.manifest.json")}
+    write_json(out / "manifest.json", {
+        "kind": "edgetransfer.export", "schema": 2, "source_run": os.path.relpath(run.run_dir.resolve(), out.resolve()),
+        "artifacts": sorted(listed),
+        "calibration": {"source": calib.source, "count": len(calib.images), "files": list(calib.files)} if calib else None,
+    })
+
+
+def check_pairs(fmts: Sequence[str], precisions: Sequence[str]) -> None:
+    """Refuse unknown format names early (used by the pipeline file reader)."""
+    for f in fmts:
+        if f != "all":
+            formats.get(f)
+    bad = [p for p in precisions if p not in formats.PRECISIONS]
+    if bad:
+        raise ConfigError(f"unknown precision(s) {bad}", fix=f"use {', '.join(formats.PRECISIONS)}")

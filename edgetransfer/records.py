@@ -1,0 +1,195 @@
+"""Records passed between stages and written beside their files, with a schema version.
+
+Each record is a frozen dataclass with ``to_json`` / ``from_json``. ``from_json`` checks the
+``kind`` and ``schema`` and refuses unknown or missing keys, so a renamed key fails loudly
+instead of reading as ``None`` (the shape follows ai-edge-quantizer's ``qtyping.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _decode(tp: Any, value: Any, where: str) -> Any:
+    """``value`` (plain JSON) as the annotated type ``tp``: nested records, tuples, Optionals."""
+    origin = typing.get_origin(tp)
+    if value is None:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _decode(inner[0], value, where) if len(inner) == 1 else value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _from_dict(tp, value, where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        return tuple(_decode(args[0], v, where) for v in value) if args else tuple(value)
+    return value
+
+
+def _from_dict(cls: type[T], raw: Any, where: str) -> T:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(raw).__name__}",
+                          fix="re-create the file with this version of edgetransfer")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - names - {"kind", "schema"})
+    required = {f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(raw))
+    if unknown or missing:
+        raise ConfigError(f"{where}: {cls.__name__} has unknown keys {unknown} / missing keys {missing}",
+                          fix="re-create the file with this version of edgetransfer (or edit the keys named)")
+    return cls(**{k: _decode(hints[k], v, f"{where}.{k}") for k, v in raw.items() if k in names})
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class Record:
+    """Mixin: ``to_json`` / ``from_json`` / ``read`` with a ``kind`` and ``schema`` check."""
+
+    KIND: ClassVar[str] = ""
+    SCHEMA: ClassVar[int] = 1
+
+    def to_json(self) -> dict:
+        body = _encode(self)
+        return {"kind": self.KIND, "schema": self.SCHEMA, **body} if self.KIND else body
+
+    @classmethod
+    def from_json(cls: type[T], doc: Any, where: str = "record") -> T:
+        kind, schema = getattr(cls, "KIND", ""), getattr(cls, "SCHEMA", 1)
+        if kind and isinstance(doc, dict):
+            if doc.get("kind") != kind:
+                raise ConfigError(f"{where}: not an {kind} record (kind={doc.get('kind')!r})",
+                                  fix="pass the file edgetransfer wrote for this stage")
+            if doc.get("schema") != schema:
+                raise ConfigError(f"{where}: schema {doc.get('schema')!r}, this edgetransfer reads schema {schema}",
+                                  fix="re-create the file with this version of edgetransfer")
+        return _from_dict(cls, doc, where)
+
+    @classmethod
+    def read(cls: type[T], path: str | Path) -> T:
+        """Load from a JSON file; a file that is not JSON or lacks keys is a clear error."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read {cls.__name__} ({type(exc).__name__}: {exc})", path=path,  # type: ignore[attr-defined]
+                              fix="re-create it with edgetransfer (or restore it from a backup)") from None
+        return cls.from_json(doc, str(path))  # type: ignore[attr-defined,no-any-return]
+
+
+@dataclass(frozen=True)
+class Metrics(Record):
+    """Held-out scores of a model."""
+
+    val_accuracy: float | None
+    val_loss: float | None = None
+    val_images: int = 0
+    per_class_accuracy: tuple[float | None, ...] = ()
+    confusion: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class DataInfo(Record):
+    """Where a run's data came from and how it was split."""
+
+    root: str
+    fingerprint: str
+    split_source: str = "given"
+    train_images: int = 0
+    val_images: int = 0
+    counts: dict = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunManifest(Record):
+    """``manifest.json`` of a finished training run."""
+
+    KIND: ClassVar[str] = "edgetransfer.run"
+    SCHEMA: ClassVar[int] = 2
+
+    backbone: str
+    weights: str
+    input_size: int
+    preprocess: dict
+    classes: tuple[str, ...]
+    data: DataInfo
+    config: dict
+    metrics: Metrics
+    resize_policy: str = "crop"
+    cut_at: str = "top"
+    workflow: str = "features"
+    unfreeze: str = "0"
+    reason: str = ""
+    history: dict = field(default_factory=dict)
+    phase_starts: tuple[int, ...] = ()
+    seed: int = 0
+    train_seconds: float = 0.0
+    images_per_second: float | None = None
+    strategy: str = ""
+    feature_cache: dict | None = None
+    resumed: bool = False
+    versions: dict = field(default_factory=dict)
+    files: dict = field(default_factory=lambda: {"model": "model.keras"})
+
+
+@dataclass(frozen=True)
+class IOSpec(Record):
+    """What an exported file takes: RGB [0, 255] pixels at ``size``, in ``layout``/``dtype``."""
+
+    size: int
+    layout: str = "NHWC"
+    dtype: str = "float32"
+    color: str = "RGB"
+    range: tuple[float, float] = (0, 255)
+    resize_policy: str = "crop"
+    batch: int | None = 1
+
+
+@dataclass(frozen=True)
+class ArtifactManifest(Record):
+    """``<file>.manifest.json``: what an exported file is and where it came from.
+
+    ``source_run`` is stored relative to the manifest's folder (and absolute as a fallback),
+    so a run folder moved as a whole still validates from anywhere.
+    """
+
+    KIND: ClassVar[str] = "edgetransfer.artifact"
+    SCHEMA: ClassVar[int] = 2
+
+    path: str
+    format: str
+    precision: str
+    io: IOSpec
+    metadata: dict
+    sha256: str
+    size_bytes: int
+    source_run: str
+    source_run_abs: str = ""
+    source_fingerprint: str = ""
+    recipe: dict = field(default_factory=dict)
+    calibration: dict | None = None
+    converter: dict = field(default_factory=dict)
+    export_seconds: float = 0.0
+    attempts: tuple[dict, ...] = ()

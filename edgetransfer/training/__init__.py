@@ -1,0 +1,116 @@
+"""Transfer learning in two workflows, chosen by data size, resumable, CPU or GPU.
+
+- ``fine-tune``: frozen backbone + new head, then the top of the backbone unfrozen at a
+  ~10x smaller learning rate (BatchNorm stays in inference mode); augmentation on.
+- ``features``: every image through the frozen backbone once, vectors cached on disk,
+  a small head trained on the cache; optionally K augmented views per image.
+
+``config`` holds the settings and the automatic choice, ``model`` the Keras model,
+``fit`` the phases, ``rundir`` the run directory and :class:`TrainedModel`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .. import backbones, metrics
+from .. import data as data_lib
+from ..backbones.weights import Weights
+from ..errors import DataError
+from ..io import atomic_path, write_json
+from ..records import DataInfo, Metrics, RunManifest
+from . import rundir
+from .config import WORKFLOWS, Plan, TrainConfig, choose
+from .fit import FitContext, FitResult, predict_files
+from .rundir import TrainedModel
+
+__all__ = ["WORKFLOWS", "Plan", "TrainConfig", "TrainedModel", "choose", "train"]
+log = logging.getLogger("edgetransfer")
+
+
+def _splits(data_dir, val_data, cfg: TrainConfig) -> tuple[data_lib.Dataset, tuple, tuple]:
+    ds = data_lib.load(data_dir, val_split=None if val_data else cfg.val_split, seed=cfg.seed)
+    if val_data is None:
+        return ds, ds.split("train"), ds.split("val")
+    vds = data_lib.load(val_data)
+    if vds.classes != ds.classes:
+        raise DataError(f"classes differ: training has {list(ds.classes)}, validation has {list(vds.classes)}",
+                        path=val_data, fix="give --val-data exactly the class folders of --data")
+    train_files = tuple(f for f in ds.files if f.split in ("train", "all"))
+    return ds, train_files, tuple(f for f in vds.files if f.split in ("val", "all", "train"))
+
+
+def _warn(cfg: TrainConfig, plan: Plan) -> None:
+    if Weights.parse(cfg.weights).kind == "none" and plan.workflow == "features":
+        log.warning("WARNING: --weights none with the features workflow trains a head on the features of a "
+                    "RANDOM backbone: expect chance-level accuracy. Use --weights imagenet (or a weights file), "
+                    "or --workflow fine-tune --unfreeze all.")
+
+
+def train(data_dir: str | Path, config: TrainConfig | None = None, *, out: str | Path = "runs/latest",
+          val_data: str | Path | None = None, resume: bool = False) -> TrainedModel:
+    """Train a classifier on an image folder and write a run directory.
+
+    Args:
+        data_dir: image folder (class sub-folders, optionally train/ and val/).
+        config: training settings (default :class:`TrainConfig`).
+        out: run directory; written as ``<out>.partial`` and renamed when complete.
+        val_data: a separate validation folder (else the folder's val/ or a seeded split).
+        resume: continue an interrupted ``<out>.partial``.
+
+    Raises:
+        ConfigError, DataError: bad options or data (exit 2). ToolchainError: TF failed (3).
+    """
+    cfg = config or TrainConfig()
+    spec = backbones.get(cfg.backbone)
+    size = spec.check_size(cfg.image_size or spec.input_size)
+    ds, train_files, val_files = _splits(data_dir, val_data, cfg)
+    if not val_files:
+        raise DataError("no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data")
+    out = Path(out)
+    data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
+    partial = rundir.prepare(out, resume, cfg, data_now)
+    with rundir.locked(partial):
+        rundir.check_resume(partial, resume, cfg, data_now)
+        ctx = FitContext(spec, cfg, size, len(ds.classes), tuple(train_files), tuple(val_files), partial)
+        start = time.perf_counter()
+        from .fit import run
+
+        result = run(ctx)
+        _warn(cfg, result.plan)
+        manifest = _write(ctx, result, ds, time.perf_counter() - start, resume)
+    rundir.finalize(partial, out)
+    return TrainedModel(out, manifest)
+
+
+def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, resumed: bool) -> RunManifest:
+    """Evaluate on the held-out files, write model.keras, the PNGs and manifest.json into the work folder."""
+    from ..report import plots
+
+    cfg, work = ctx.cfg, ctx.work
+    probs = predict_files(r.model, ctx.val_files, ctx.size, cfg.policy, cfg.batch_size)
+    s = metrics.scores(probs, np.array([f.label for f in ctx.val_files]), ctx.n_classes, "the trained model")
+    with atomic_path(work / "model.keras") as tmp:
+        r.model.save(tmp)  # type: ignore[attr-defined]
+    plots.training_curves(r.history, r.phase_starts, work / "curves.png")
+    plots.confusion_matrix(np.array(s.confusion), ds.classes, work / "confusion.png")
+    manifest = RunManifest(
+        backbone=ctx.spec.name, weights=Weights.parse(cfg.weights).describe(), input_size=ctx.size,
+        preprocess=ctx.spec.preprocess.to_json(), resize_policy=cfg.policy, cut_at=cfg.cut_at,
+        classes=tuple(ds.classes), workflow=r.plan.workflow, unfreeze=r.plan.unfreeze, reason=r.plan.reason,
+        metrics=Metrics(s.accuracy, round(s.loss, 6), len(ctx.val_files), s.per_class, s.confusion),
+        history=r.history, phase_starts=tuple(r.phase_starts),
+        data=DataInfo(str(Path(ds.root).resolve()), ds.fingerprint(), ds.split_source, len(ctx.train_files),
+                      len(ctx.val_files), ds.report.counts, tuple(str(i.path) for i in ds.report.bad_files)),
+        seed=cfg.seed, config=asdict(cfg), train_seconds=round(seconds, 2),
+        images_per_second=round(r.images_trained / seconds, 2) if seconds else None, strategy=r.strategy,
+        feature_cache=asdict(r.cache) if r.cache else None, resumed=resumed, versions=rundir.versions(),
+        files={"model": "model.keras", "curves": "curves.png", "confusion": "confusion.png"},
+    )
+    write_json(work / "manifest.json", manifest.to_json())
+    return manifest

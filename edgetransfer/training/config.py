@@ -1,0 +1,104 @@
+"""Training settings and the automatic choice of workflow and unfreeze depth.
+
+- ``fine-tune``: frozen backbone + new head, then the top of the backbone unfrozen at a
+  ~10x smaller learning rate (BatchNorm stays in inference mode); augmentation on.
+- ``features``: every image through the frozen backbone once, vectors cached on disk,
+  a small head trained on the cache; optionally K augmented views per image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import backbones
+from ..errors import ConfigError
+
+WORKFLOWS = ("auto", "fine-tune", "features")
+# The usual guide (Keras transfer-learning guide, cs231n notes): with ~1k images the head
+# alone generalises best; up to ~10k, unfreezing the last blocks pays; from ~50k, all.
+FEATURES_MAX, LAST_BLOCKS_MAX, ALL_FROM = 1_000, 10_000, 50_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; validated when built."""
+
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"
+    workflow: str = "auto"
+    image_size: int | None = None
+    epochs: int = 10
+    fine_tune_epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_lr_factor: float = 0.1
+    unfreeze: str = "auto"
+    cut_at: str = "top"
+    dropout: float = 0.2
+    augment: bool = True
+    feature_views: int = 1
+    class_weights: bool = True
+    patience: int = 3
+    seed: int = 0
+    val_split: float = 0.2
+    policy: str = "crop"
+    mixed_precision: bool = False
+    strategy: str = "auto"
+
+    def __post_init__(self) -> None:
+        backbones.get(self.backbone)
+        checks = [
+            (self.workflow in WORKFLOWS, f"--workflow {self.workflow!r}", f"use one of {', '.join(WORKFLOWS)}"),
+            (self.epochs >= 1 and self.fine_tune_epochs >= 0, "--epochs must be >= 1 and --fine-tune-epochs >= 0", "fix the counts"),
+            (self.batch_size >= 1, f"--batch-size {self.batch_size}", "use a positive batch size"),
+            (0 < self.learning_rate < 1 and 0 < self.fine_tune_lr_factor <= 1, "learning rate out of range", "use e.g. 1e-3 and 0.1"),
+            (self.unfreeze in ("auto", "all") or self.unfreeze.isdigit(), f"--unfreeze {self.unfreeze!r}", "use auto, all or a layer count"),
+            (0 <= self.dropout < 1, f"--dropout {self.dropout}", "use a value in [0, 1)"),
+            (self.feature_views >= 1, f"--augment-views {self.feature_views}", "use 1 or more"),
+            (0 < self.val_split < 1, f"--val-split {self.val_split}", "use a fraction such as 0.2"),
+            (self.strategy in ("auto", "default", "mirrored"), f"--strategy {self.strategy!r}", "use auto, default or mirrored"),
+            (not (self.workflow == "features" and self.unfreeze not in ("auto", "0")),
+             "--unfreeze has no effect with --workflow features", "drop --unfreeze or use --workflow fine-tune"),
+        ]
+        for ok, problem, fix in checks:
+            if not ok:
+                raise ConfigError(problem, fix=fix)
+
+    @classmethod
+    def quick(cls, backbone: str = "efficientnet_lite0", **overrides) -> "TrainConfig":
+        """Few epochs, for demos and smoke tests."""
+        return cls(**{"backbone": backbone, "epochs": 5, "fine_tune_epochs": 3, **overrides})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The workflow actually run and why."""
+
+    workflow: str
+    unfreeze: str  # "0", "all" or a layer count
+    reason: str
+
+
+def choose(n_train: int, cfg: TrainConfig, base_layers: int, last_blocks: int) -> Plan:
+    """Pick the workflow and unfreeze depth from the number of training images.
+
+    Args:
+        n_train: training images.
+        cfg: the config (explicit choices win over the rule).
+        base_layers: layers in the backbone prefix.
+        last_blocks: layers after its ``stride16`` cut point (the last stage and head).
+    """
+    n = f"{n_train:,} training images"
+    if cfg.workflow == "features" or (cfg.workflow == "auto" and n_train <= FEATURES_MAX):
+        why = "chosen by --workflow" if cfg.workflow == "features" else f"{n} <= {FEATURES_MAX:,}: the head alone generalises best; fine-tuning this few mostly overfits"
+        return Plan("features", "0", why)
+    if cfg.unfreeze != "auto":
+        depth, why = cfg.unfreeze, f"--unfreeze {cfg.unfreeze}"
+    elif n_train >= ALL_FROM:
+        depth, why = "all", f"{n} >= {ALL_FROM:,}: enough to adapt every layer"
+    elif n_train <= LAST_BLOCKS_MAX:
+        depth, why = str(last_blocks), f"{n} <= {LAST_BLOCKS_MAX:,}: unfreeze the last blocks ({last_blocks} layers)"
+    else:
+        depth = str(min(base_layers, 2 * last_blocks))
+        why = f"{LAST_BLOCKS_MAX:,} < {n} < {ALL_FROM:,}: unfreeze the last two stages ({depth} layers)"
+    source = "chosen by --workflow" if cfg.workflow == "fine-tune" else "auto"
+    return Plan("fine-tune", depth, f"{source}; {why}")

@@ -1,0 +1,184 @@
+"""The run directory: ``<out>.partial`` while training, renamed to ``<out>`` when complete.
+
+Holds the lock that keeps two runs out of one folder, the resume contract (same settings,
+same data, else refuse and show what differs), and :class:`TrainedModel`, the finished run
+every later stage starts from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import _lazy
+from ..errors import ConfigError, UnsafeFileError
+from ..records import RunManifest
+from .config import TrainConfig
+
+RESUME_FILE = "config.json"
+LOCK_FILE = ".lock"
+# What counts as progress worth protecting in a .partial folder: a phase backup or a
+# finished phase's weights. A folder with only config.json is a failed start, not a run.
+_PROGRESS = ("backup_*", "*.weights.h5", "*.csv")
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A finished run directory: ``model.keras``, ``manifest.json`` and two PNGs."""
+
+    run_dir: Path
+    manifest: RunManifest = field(repr=False)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest.classes)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.manifest.input_size)
+
+    @property
+    def model_path(self) -> Path:
+        path = (self.run_dir / self.manifest.files["model"]).resolve()
+        if self.run_dir.resolve() not in path.parents:
+            raise UnsafeFileError(f"manifest.json points the model outside the run folder ({path})",
+                                  path=self.run_dir / "manifest.json", fix="restore the run's own manifest.json")
+        return path
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return self.manifest.metrics.val_accuracy
+
+    @classmethod
+    def from_dir(cls, run_dir: str | Path) -> TrainedModel:
+        """Open a finished run; a missing, partial or broken one is a clear error."""
+        run_dir = Path(run_dir)
+        path = run_dir / "manifest.json"
+        if not path.is_file():
+            partial = run_dir.with_name(run_dir.name + ".partial")
+            hint = " (an interrupted run: finish it with `edgetransfer train ... --resume`)" if partial.exists() else ""
+            raise ConfigError(f"not a finished run directory: no manifest.json{hint}", path=run_dir,
+                              fix="pass the --out folder of a finished `edgetransfer train`")
+        return cls(run_dir, RunManifest.read(path))
+
+    def load_model(self):  # -> keras.Model
+        """The Keras model, loaded with ``safe_mode`` (no code from the file runs)."""
+        from ..safe_keras import load_model
+
+        return load_model(self.model_path)
+
+
+def _has_progress(partial: Path) -> bool:
+    return any(any(partial.glob(p)) for p in _PROGRESS)
+
+
+@contextlib.contextmanager
+def locked(partial: Path) -> Iterator[None]:
+    """An exclusive lock on ``partial`` for this process's lifetime (released by the OS on
+    ``kill -9``), so a second ``train`` into the same ``--out`` is told a live run holds it."""
+    partial.mkdir(parents=True, exist_ok=True)
+    fh = open(partial / LOCK_FILE, "a+")  # noqa: SIM115 (held for the whole run)
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        who = fh.read().strip() or "another process"
+        fh.close()
+        raise ConfigError(f"a live training run ({who}) is writing this folder", path=partial,
+                          fix="wait for it to finish, or choose another --out") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.close()
+
+
+def _differences(saved: dict, now: dict) -> list[str]:
+    out = []
+    for section in ("config", "data"):
+        a, b = saved.get(section) or {}, now.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                out.append(f"{section}.{key}: was {a.get(key)!r}, now {b.get(key)!r}")
+    return out
+
+
+def prepare(out: Path, resume: bool, cfg: TrainConfig, data: dict) -> Path:
+    """The ``.partial`` work folder for ``out``; refuses what would lose or mix up work.
+
+    Args:
+        out: the final run directory.
+        resume: continue an interrupted run.
+        cfg: the settings of this run.
+        data: what the data looks like now (fingerprint, classes); a resume must match it.
+    """
+    partial = out.with_name(out.name + ".partial")
+    if out.exists():
+        raise ConfigError("run directory already exists", path=out, fix="choose another --out or delete it")
+    if partial.exists() and not _has_progress(partial) and not _is_locked(partial):
+        shutil.rmtree(partial, ignore_errors=True)  # a failed start (no checkpoint): nothing to protect
+    if resume and not partial.exists():
+        raise ConfigError("nothing to resume: no interrupted run here", path=out, fix="drop --resume to start a new run")
+    if partial.exists() and not resume and not _is_locked(partial):
+        raise ConfigError("an interrupted run is in the way", path=partial,
+                          fix="add --resume to continue it, or delete that folder to start over")
+    return partial
+
+
+def _is_locked(partial: Path) -> bool:
+    lock = partial / LOCK_FILE
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def check_resume(partial: Path, resume: bool, cfg: TrainConfig, data: dict) -> None:
+    """Record this run's settings and data; on resume, refuse any difference and list it."""
+    now = {"config": asdict(cfg), "data": data}
+    saved_path = partial / RESUME_FILE
+    if resume and saved_path.exists():
+        saved = json.loads(saved_path.read_text())
+        saved = saved if "config" in saved else {"config": saved}  # schema 1 stored the config alone
+        diff = _differences(saved, now)
+        if diff:
+            raise ConfigError("--resume with different settings or data than the interrupted run:\n    "
+                              + "\n    ".join(diff), path=saved_path,
+                              fix="repeat the original options on the original data, or start a new --out")
+    from ..io import write_json
+
+    write_json(saved_path, now)
+
+
+def finalize(partial: Path, out: Path) -> None:
+    """Drop checkpoints and the lock, then rename ``partial`` to ``out`` (atomic)."""
+    for leftover in partial.glob("backup_*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    (partial / LOCK_FILE).unlink(missing_ok=True)
+    os.replace(partial, out)
+
+
+def versions() -> dict:
+    import platform
+
+    import numpy as np
+
+    from .._version import __version__
+
+    tf, keras = _lazy.tf(), _lazy.keras()
+    return {"edgetransfer": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
