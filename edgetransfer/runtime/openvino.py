@@ -68,5 +68,6 @@ class OpenVINO:
                                       fix="re-export it; check it is an .onnx file OpenVINO supports") from None
         settings = {"runtime": "openvino", "device": DEVICE}
         for key in ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "NUM_STREAMS"):
-            settings[key] = str(compiled.get_property(key))
+            value = compiled.get_property(key)  # an element Type prints as "<Type: 'float32'>": use "f32"
+            settings[key] = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
         return _Session(compiled, settings)
