@@ -80,7 +80,7 @@ def gemm_peak(path: Path, runtime: str, threads: int, budget_s: float, n: int) -
         opts.intra_op_num_threads = threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        run = lambda a: sess.run(None, {"A": a})  # noqa: E731
+        run = lambda a: sess.run(None, {"A": a})
     else:
         import openvino as ov
 
@@ -89,7 +89,7 @@ def gemm_peak(path: Path, runtime: str, threads: int, budget_s: float, n: int) -
         core = ov.Core()
         req = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
                                                     "INFERENCE_PRECISION_HINT": PRECISION}).create_infer_request()
-        run = lambda a: req.infer({0: a})  # noqa: E731
+        run = lambda a: req.infer({0: a})
     return n ** 3 / _time_raw(run, x, budget_s) / 1e9
 
 
@@ -141,7 +141,7 @@ def measure_rows(files: dict, threads: list[int], macs: int, budget_s: float) ->
     for (fmt, prec), path in files.items():
         for rt in available_runtimes(path):
             for t in threads:
-                lat = latency.measure(lambda rt=rt, t=t: rt.load(path, t), batch, budget_s=budget_s, threads=t)
+                lat = latency.measure(lambda rt=rt, t=t, path=path: rt.load(path, t), batch, budget_s=budget_s, threads=t)
                 rows.append(((fmt, prec), rt.name, t, lat.p50, lat.p90, lat.runs, macs / (lat.p50 / 1e3) / 1e9))
                 if prec == "fp32" and t == threads[-1]:
                     print(f"{rt.name} settings: {getattr(rt.load(path, t), 'settings', {})}")
@@ -154,8 +154,8 @@ def report(files: dict, rows: list[tuple], before: dict, after: dict, macs: int,
     print(f"host: {latency.host_info()['cpu']}, {os.cpu_count()} cores; load average before {load0:.2f}")
     print(f"Lite0 {SIZE} px: {macs / 1e6:.0f}M MACs (edgetransfer.backbones.profile)")
     print(f"\nGEMM peak, best of sizes {GEMM_SIZES} (GMAC/s), measured before and after the models:")
-    for key in before:
-        print(f"  {key[0]:5s} {key[1]} thr  {key[2]:12s} {before[key]:8.1f} {after.get(key, 0):8.1f}")
+    for key, g in before.items():
+        print(f"  {key[0]:5s} {key[1]} thr  {key[2]:12s} {g:8.1f} {after.get(key, 0):8.1f}")
     best = {k[:2]: max(max(before.get(j, 0), after.get(j, 0)) for j in before if j[:2] == k[:2]) for k in before}
     print(f"\n{'file':28s} {'runtime':12s} {'thr':>3s} {'p50 ms':>8s} {'p90 ms':>8s} {'runs':>5s} "
           f"{'GMAC/s':>7s} {'peak':>7s} {'% peak':>6s}")

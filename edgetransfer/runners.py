@@ -53,7 +53,10 @@ class Runner(Protocol):
     """Something that measures a model file on a device."""
 
     kind: ClassVar[str]
-    timeout_s: float
+
+    @property
+    def timeout_s(self) -> float:
+        """Seconds the whole run (copy, measure, identity) may take."""
 
     def run(self, model: Path, threads: int | None = None) -> RunnerResult:
         """Measure ``model`` on the device with ``threads`` threads (its default when ``None``)."""
@@ -299,8 +302,9 @@ def parse_benchmark_model(text: str, threads: int | None = None) -> Latency:
     mem = _MEMORY.search(text)
     detail = {"source": "benchmark_model", "p50_from": "median" if "median" in st else "avg", "p90_from": p90_from,
               "first_inference_ms": round(first_us / 1e3, 4), "warmup_avg_ms": round(warm_us / 1e3, 4)}
-    return Latency(round(p50 / 1e3, 4), round(p90 / 1e3, 4), round(st.get("max", p90) / 1e3, 4), round(avg_us / 1e3, 4),
-                   round(st.get("std", 0.0) / 1e3, 4), int(st.get("count", 0)), MEASURED,
+    ms = {k: round(v / 1e3, 4) for k, v in {"p50": p50, "p90": p90, "p99": st.get("max", p90), "mean": avg_us,
+                                             "std": st.get("std", 0.0)}.items()}
+    return Latency(ms["p50"], ms["p90"], ms["p99"], ms["mean"], ms["std"], int(st.get("count", 0)), MEASURED,
                    round(float(init.group(1)) if init else init_us / 1e3, 2),
                    round(float(mem.group(2)), 2) if mem else None, threads, detail=detail)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +23,11 @@ from .litert import LiteRT
 from .onnxrt import OnnxRuntime
 from .openvino import OpenVINO
 
-__all__ = ["Classifier", "InputSpec", "LiteRT", "OnnxRuntime", "OpenVINO", "RUNTIMES", "Runtime", "Session",
+__all__ = ["RUNTIMES", "Classifier", "InputSpec", "LiteRT", "OnnxRuntime", "OpenVINO", "Runtime", "Session",
            "available_runtimes", "get_runtime", "load_session", "read_metadata", "runtime_for"]
 
 # Runtime name (as in a target profile's ``runtime:``) -> (class, the module it needs).
-RUNTIMES = {"litert": (LiteRT, _TFLITE_MODULES), "onnxruntime": (OnnxRuntime, ("onnxruntime",)),
+RUNTIMES: dict[str, tuple[Any, tuple[str, ...]]] = {"litert": (LiteRT, _TFLITE_MODULES), "onnxruntime": (OnnxRuntime, ("onnxruntime",)),
             "openvino": (OpenVINO, ("openvino",))}
 
 

@@ -61,7 +61,7 @@ class OnnxRuntime:
     """
 
     name = "onnxruntime"
-    formats = ("onnx",)
+    formats: tuple[str, ...] = ("onnx",)
 
     def __init__(self, provider: str = "cpu"):
         if provider not in PROVIDERS:

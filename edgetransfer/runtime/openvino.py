@@ -44,7 +44,7 @@ class OpenVINO:
     """OpenVINO runtime (CPU plugin) for ``.onnx`` files."""
 
     name = "openvino"
-    formats = ("onnx",)
+    formats: tuple[str, ...] = ("onnx",)
 
     def version(self) -> str:
         return f"openvino {_ov().get_version()}"
@@ -57,7 +57,7 @@ class OpenVINO:
         """
         path = require_file(path)
         ov = _ov()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
+        config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:

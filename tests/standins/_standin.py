@@ -72,7 +72,7 @@ def run(argv: list[str], *, shell_name: str) -> int:
         print(f"{shell_name}: {argv[0][len(str(root())):]}: inaccessible or not found", file=sys.stderr)
         return 127
     try:
-        code = subprocess.run(argv, cwd=root()).returncode
+        code = subprocess.run(argv, cwd=root(), check=False).returncode
         return 128 - code if code < 0 else code  # a shell reports death by signal N as 128 + N
     except FileNotFoundError:
         print(f"{shell_name}: {argv[0]}: not found", file=sys.stderr)
