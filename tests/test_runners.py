@@ -117,7 +117,7 @@ def test_ssh_measures_on_the_device_and_cleans_up(device, tiny_exports, key):
     res = ssh_runner(timeout_s=120).run(tiny_exports[key].path, threads=1)
     assert res.kind == "ssh" and res.latency.provenance == MEASURED
     assert res.latency.p50 > 0 and res.latency.runs >= 20 and res.latency.threads == 1
-    assert res.device == os.uname().sysname + " " + os.uname().nodename + res.device.split(os.uname().nodename, 1)[1]
+    assert res.device.startswith(f"{os.uname().sysname} {os.uname().nodename}")  # `uname -a` on the "device"
     assert res.latency.host["device"] == res.device
     assert res.command[0] == "ssh" and "pi@raspberrypi.local" in res.command
     assert "edgetransfer.runtime bench /tmp/edgetransfer-" in res.command[-1]
