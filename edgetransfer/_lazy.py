@@ -18,6 +18,7 @@ _EXTRA_FOR = {
     "sklearn": "full",
     "onnxruntime": "runtime",
     "ai_edge_litert": "runtime",
+    "openvino": "openvino",
 }
 
 

@@ -1,4 +1,4 @@
-"""The app side: run exported models with LiteRT or ONNX Runtime, no TensorFlow needed.
+"""The app side: run exported models with LiteRT, ONNX Runtime or OpenVINO, no TensorFlow needed.
 
 >>> from edgetransfer.runtime import Classifier
 >>> clf = Classifier("model_int8_iouint8.tflite")
@@ -9,28 +9,76 @@ Importable with only ``pip install "edgetransfer[runtime]"``.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import images
 from ..errors import ConfigError
 from .base import InputSpec, Runtime, Session, read_metadata
+from .litert import _CANDIDATES as _TFLITE_MODULES
 from .litert import LiteRT
 from .onnxrt import OnnxRuntime
+from .openvino import OpenVINO
 
-__all__ = ["Classifier", "InputSpec", "LiteRT", "OnnxRuntime", "Runtime", "Session", "load_session",
-           "read_metadata", "runtime_for"]
+__all__ = ["RUNTIMES", "Classifier", "InputSpec", "LiteRT", "OnnxRuntime", "OpenVINO", "Runtime", "Session",
+           "available_runtimes", "get_runtime", "load_session", "read_metadata", "runtime_for"]
+
+# Runtime name (as in a target profile's ``runtime:``) -> (class, the module it needs).
+RUNTIMES: dict[str, tuple[Any, tuple[str, ...]]] = {"litert": (LiteRT, _TFLITE_MODULES), "onnxruntime": (OnnxRuntime, ("onnxruntime",)),
+            "openvino": (OpenVINO, ("openvino",))}
+
+
+def _installed(modules: tuple[str, ...]) -> bool:
+    """Whether one of ``modules`` is installed, without importing it (OpenVINO takes a second to import)."""
+    for mod in modules:
+        try:
+            if importlib.util.find_spec(mod) is not None:
+                return True
+        except (ImportError, ValueError):  # a parent package that is missing or half-installed
+            continue
+    return False
+
+
+def get_runtime(name: str, provider: str = "cpu") -> Runtime:
+    """The runtime called ``name`` (``litert``, ``onnxruntime``, ``openvino``); ``provider`` is ONNX Runtime's.
+
+    Raises:
+        ConfigError: an unknown name, or a provider with a runtime other than ONNX Runtime.
+    """
+    if name not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {name!r}", fix=f"use one of {', '.join(RUNTIMES)}")
+    if name == "onnxruntime":
+        return OnnxRuntime(provider)
+    if provider != "cpu":
+        raise ConfigError(f"provider {provider!r} is an ONNX Runtime setting; {name} runs on the CPU here",
+                          fix="drop the provider, or use runtime: onnxruntime")
+    return RUNTIMES[name][0]()
 
 
 def runtime_for(path: str | Path, provider: str = "cpu") -> Runtime:
-    """The runtime that runs ``path``, by file type."""
+    """The default runtime for ``path``, by file type: LiteRT for .tflite, ONNX Runtime for .onnx."""
     suffix = Path(path).suffix
     if suffix == ".tflite":
         return LiteRT()
     if suffix == ".onnx":
         return OnnxRuntime(provider)
     raise ConfigError(f"no runtime for {suffix!r} files", path=path, fix="use a .tflite or .onnx file")
+
+
+def available_runtimes(path: str | Path) -> list[Runtime]:
+    """Every installed runtime that can run ``path``, the default (:func:`runtime_for`) first.
+
+    Raises:
+        ConfigError: a file type no runtime takes.
+    """
+    fmt = Path(path).suffix.lstrip(".")
+    found = [cls() for cls, modules in RUNTIMES.values() if fmt in cls.formats and _installed(modules)]
+    if not any(fmt in cls.formats for cls, _ in RUNTIMES.values()):
+        raise ConfigError(f"no runtime for {Path(path).suffix!r} files", path=path, fix="use a .tflite or .onnx file")
+    return found
 
 
 def load_session(path: str | Path, threads: int | None = None, provider: str = "cpu") -> Session:

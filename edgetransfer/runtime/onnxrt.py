@@ -1,4 +1,4 @@
-"""ONNX Runtime with the execution provider a target profile names, where installed."""
+"""ONNX Runtime with the execution provider a target profile names: refused, not replaced, when absent."""
 from __future__ import annotations
 
 import json
@@ -7,14 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import _lazy
-from ..errors import RuntimeBackendError
+from ..errors import ConfigError, RuntimeBackendError
 from .base import InputSpec, require_file, to_nchw
 
+# Short names -> ONNX Runtime provider names (onnxruntime.ai/docs/execution-providers).
 PROVIDERS = {
     "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
     "coreml": "CoreMLExecutionProvider", "nnapi": "NnapiExecutionProvider", "qnn": "QNNExecutionProvider",
     "openvino": "OpenVINOExecutionProvider",
 }
+_SHORT = {v: k for k, v in PROVIDERS.items()}
+_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 
 
 def onnx_metadata(path: Path) -> dict:
@@ -27,15 +30,23 @@ def onnx_metadata(path: Path) -> dict:
     return meta
 
 
+def input_spec(shape, dtype: str) -> InputSpec:
+    """The :class:`InputSpec` of an ONNX input: NCHW when dim 1 is 3 channels and the last is not."""
+    shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape)
+    layout = "NCHW" if len(shape) == 4 and shape[1] == 3 and shape[3] != 3 else "NHWC"
+    return InputSpec(shape, dtype, layout)
+
+
 class _Session:
-    def __init__(self, sess):
+    """A loaded ONNX Runtime session; ``settings`` says what it really runs with."""
+
+    def __init__(self, sess, settings: dict):
         self.sess = sess
         inp = sess.get_inputs()[0]
         self._name = inp.name
-        shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
-        layout = "NCHW" if len(shape) == 4 and shape[1] == 3 and shape[3] != 3 else "NHWC"
-        dtype = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}.get(inp.type, "float32")
-        self.input_spec = InputSpec(shape, dtype, layout)
+        self.input_spec = input_spec(inp.shape, _DTYPES.get(inp.type, "float32"))
+        self.providers = list(sess.get_providers())
+        self.settings = {**settings, "providers": self.providers}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         x = to_nchw(batch, self.input_spec).astype(self.input_spec.dtype)
@@ -43,30 +54,53 @@ class _Session:
 
 
 class OnnxRuntime:
-    """ONNX Runtime; ``provider`` is a short name (cpu, cuda, tensorrt, coreml, nnapi, qnn, openvino)."""
+    """ONNX Runtime; ``provider`` is a short name (cpu, cuda, tensorrt, coreml, nnapi, qnn, openvino).
+
+    Raises:
+        ConfigError: ``provider`` is not a short name this toolkit knows.
+    """
 
     name = "onnxruntime"
-    formats = ("onnx",)
+    formats: tuple[str, ...] = ("onnx",)
 
     def __init__(self, provider: str = "cpu"):
+        if provider not in PROVIDERS:
+            raise ConfigError(f"unknown ONNX Runtime provider {provider!r}",
+                              fix=f"use one of {', '.join(PROVIDERS)}")
         self.provider = provider
 
     def version(self) -> str:
         return f"onnxruntime {_lazy.require('onnxruntime', extra='runtime').__version__}"
 
     def available(self) -> bool:
-        ort = _lazy.require("onnxruntime", extra="runtime")
-        return PROVIDERS.get(self.provider, "") in ort.get_available_providers()
+        """Whether the installed onnxruntime build has this provider."""
+        return PROVIDERS[self.provider] in _lazy.require("onnxruntime", extra="runtime").get_available_providers()
 
     def load(self, path: str | Path, threads: int | None = None) -> _Session:
+        """Load ``path`` on the provider, with ``threads`` intra-op threads and every graph optimisation.
+
+        Raises:
+            RuntimeBackendError: the provider is not in this onnxruntime build, or the model does not load.
+        """
         path = require_file(path)
         ort = _lazy.require("onnxruntime", extra="runtime")
+        if not self.available():
+            have = [_SHORT.get(p, p) for p in ort.get_available_providers()]
+            raise RuntimeBackendError(
+                f"ONNX Runtime provider {self.provider!r} is not available in onnxruntime {ort.__version__} "
+                f"(available: {', '.join(have)})", path=path,
+                fix=f"install the onnxruntime build with {PROVIDERS[self.provider]}, or use provider: cpu")
         opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
-        providers = [PROVIDERS[self.provider], "CPUExecutionProvider"] if self.available() else ["CPUExecutionProvider"]
+        # CPU stays in the list as ONNX Runtime's fallback for the ops a provider does not take.
+        providers = list(dict.fromkeys([PROVIDERS[self.provider], "CPUExecutionProvider"]))
         try:
-            return _Session(ort.InferenceSession(str(path), opts, providers=list(dict.fromkeys(providers))))
+            sess = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise RuntimeBackendError(f"ONNX Runtime could not load the model ({exc})", path=path,
                                       fix="re-export it; check it is an .onnx file") from None
+        settings = {"runtime": "onnxruntime", "provider": self.provider, "intra_op_num_threads": threads or "default",
+                    "graph_optimization_level": "ORT_ENABLE_ALL"}
+        return _Session(sess, settings)

@@ -1,0 +1,73 @@
+"""OpenVINO for ONNX files on the CPU: LATENCY hint, fp32 inference, a set thread count."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import _lazy
+from ..errors import RuntimeBackendError
+from .base import require_file, to_nchw
+from .onnxrt import input_spec
+
+DEVICE = "CPU"
+# OpenVINO's CPU plugin defaults INFERENCE_PRECISION_HINT to bf16 on CPUs with AVX512-BF16 or AMX
+# (docs.openvino.ai, "CPU Device", Inference Precision): ask for f32 so it computes what the other
+# runtimes compute. Quantized (QDQ) graphs still run their int8 parts in int8.
+PRECISION = "f32"
+_DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8"}
+
+
+def _ov():
+    return _lazy.require("openvino", extra="openvino")
+
+
+class _Session:
+    """A compiled OpenVINO model with one infer request; ``settings`` are read back from the plugin."""
+
+    def __init__(self, compiled, settings: dict):
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        port = compiled.inputs[0]
+        shape = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
+        dtype = _DTYPES.get(port.get_element_type().get_type_name(), "float32")
+        self.input_spec = input_spec(shape, dtype)
+        self.settings = settings
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        x = to_nchw(batch, self.input_spec).astype(self.input_spec.dtype)
+        self.request.infer({0: x})
+        return np.asarray(self.request.get_output_tensor(0).data, dtype=np.float32).copy()
+
+
+class OpenVINO:
+    """OpenVINO runtime (CPU plugin) for ``.onnx`` files."""
+
+    name = "openvino"
+    formats: tuple[str, ...] = ("onnx",)
+
+    def version(self) -> str:
+        return f"openvino {_ov().get_version()}"
+
+    def load(self, path: str | Path, threads: int | None = None) -> _Session:
+        """Read and compile ``path`` for the CPU with the LATENCY hint and ``threads`` inference threads.
+
+        Raises:
+            RuntimeBackendError: OpenVINO cannot read or compile the model.
+        """
+        path = require_file(path)
+        ov = _ov()
+        config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            core = ov.Core()
+            compiled = core.compile_model(core.read_model(str(path)), DEVICE, config)
+        except Exception as exc:  # OpenVINO raises RuntimeError / its own exception types
+            raise RuntimeBackendError(f"OpenVINO could not compile the model for {DEVICE} ({exc})", path=path,
+                                      fix="re-export it; check it is an .onnx file OpenVINO supports") from None
+        settings = {"runtime": "openvino", "device": DEVICE}
+        for key in ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "NUM_STREAMS"):
+            value = compiled.get_property(key)  # an element Type prints as "<Type: 'float32'>": use "f32"
+            settings[key] = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+        return _Session(compiled, settings)
