@@ -99,3 +99,37 @@ def require_file(path: str | Path) -> Path:
     if not path.is_file():
         raise RuntimeBackendError("model file not found", path=path, fix="check the path (see the export manifest.json)")
     return path
+
+
+def require_finite(out: np.ndarray, path: str | Path) -> np.ndarray:
+    """``out`` unchanged if every value is finite, else a RuntimeBackendError naming the model.
+
+    Call it wherever a runtime's output is read: a NaN compares false with everything, so an
+    argmax or an accuracy over NaN scores is silently wrong rather than failing.
+    """
+    out = np.asarray(out)
+    if out.dtype.kind in "fc" and not np.isfinite(out).all():
+        bad = int(out.size - np.isfinite(out).sum())
+        raise RuntimeBackendError(
+            f"the model output NaN/inf for this input ({bad} of {out.size} values)", path=path,
+            fix="check the input is an RGB image in [0, 255]; if it is, re-export the model (an int8 file may "
+                "need a better calibration set)")
+    return out
+
+
+def require_input_shape(batch: np.ndarray, spec: InputSpec, path: str | Path) -> None:
+    """Refuse a batch that is not ``[N, size, size, 3]`` NHWC for ``spec`` (dims of -1 match anything).
+
+    Raises:
+        ConfigError: naming the model, the expected and the received shapes.
+    """
+    shape = tuple(getattr(batch, "shape", ()))
+    want = tuple(spec.shape)
+    if spec.layout == "NCHW" and len(want) == 4:
+        want = (want[0], want[2], want[3], want[1])
+    ok = len(shape) == 4 and len(want) == 4 and all(w in (-1, None) or w == s for w, s in zip(want[1:], shape[1:]))
+    if not ok or shape[0] < 1:
+        raise ConfigError(
+            f"the model takes NHWC batches of shape {('N', *want[1:])}, this batch has shape {shape}", path=path,
+            fix=f"resize images to {spec.size}x{spec.size} RGB (Classifier.preprocess does) or use the model "
+                "exported at this size")
