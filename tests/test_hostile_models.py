@@ -130,6 +130,7 @@ def find_crashing_mutant(good: bytes, out_dir, suffix=".tflite", tries=300):
     return None
 
 
+@pytest.mark.slow  # a seeded search: about 1 mutant in 40 crashes LiteRT, 0.4 s a probe on 2 cores
 def test_probe_survives_a_real_litert_crash(tiny_exports, tmp_path):
     good = tiny_exports[("tflite", "int8")].path.read_bytes()
     hit = find_crashing_mutant(good, tmp_path)

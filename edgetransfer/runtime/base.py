@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -68,15 +69,36 @@ def to_nchw(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def read_tflite_metadata(path: Path) -> dict:
-    """Metadata appended to a .tflite as a zip (the TFLite Metadata associated-file layout)."""
+    """Metadata appended to a .tflite as a zip (the TFLite Metadata associated-file layout).
+
+    Returns ``{}`` when there is no such zip or no ``edgetransfer.json`` in it (a file exported
+    by something else).
+
+    Raises:
+        RuntimeBackendError: the metadata is there but damaged (bad CRC, not JSON, not UTF-8).
+    """
     try:
         with zipfile.ZipFile(path) as zf:
+            if METADATA_NAME not in zf.namelist():
+                return {}
             meta = json.loads(zf.read(METADATA_NAME))
+            if not isinstance(meta, dict):
+                raise ValueError(f"{METADATA_NAME} holds a {type(meta).__name__}, not an object")
             if LABELS_NAME in zf.namelist():
                 meta.setdefault("labels", zf.read(LABELS_NAME).decode().splitlines())
             return meta
-    except (zipfile.BadZipFile, KeyError):
+    except zipfile.BadZipFile as exc:
+        if "CRC" in str(exc) or "Bad magic" in str(exc):  # zipfile.py messages for a damaged member
+            raise _bad_metadata(path, exc) from None
         return {}
+    except (ValueError, KeyError, OSError, EOFError, NotImplementedError, zlib.error) as exc:
+        # ValueError covers json.JSONDecodeError and UnicodeDecodeError
+        raise _bad_metadata(path, exc) from None
+
+
+def _bad_metadata(path: Path, exc: Exception) -> RuntimeBackendError:
+    return RuntimeBackendError(f"the edgetransfer metadata inside the model is damaged ({type(exc).__name__}: "
+                               f"{str(exc)[:200]})", path=path, fix="re-export the model; the file was altered")
 
 
 def read_metadata(path: str | Path) -> dict:

@@ -33,7 +33,8 @@ _cache_lock = threading.Lock()
 
 
 def probe(path: str | Path, *, timeout_s: float = 60, memory_mb: int = 4096) -> None:
-    """Load ``path`` in its runtime and run one random batch, in a child process; return if that works.
+    """Load ``path`` as a :class:`~edgetransfer.runtime.Classifier` (runtime session and the
+    metadata edgetransfer wrote) and classify one random image, in a child process; return if that works.
 
     Args:
         path: a ``.tflite`` or ``.onnx`` file.
@@ -198,20 +199,21 @@ def _child(path: str, memory_mb: int) -> int:
         _say(phase="importing")
         import numpy as np
 
-        from . import load_session
+        from . import Classifier
         from .base import require_finite
 
         _say(phase="loading")
-        session = load_session(path, threads=1)
-        spec = session.input_spec
-        size = int(spec.size)
-        n = size * size * 3
-        if not 0 < n <= _MAX_INPUT_ELEMENTS:
-            raise RuntimeBackendError(f"the model's input shape {spec.shape} is not a plausible image batch",
-                                      path=path, fix="re-export the model")
-        batch = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+        # Classifier, not just load_session: its metadata reading (labels, size, resize policy) is
+        # parsed from the same untrusted file and must not fail in the parent either.
+        clf = Classifier(path, threads=1)
+        size = int(clf.size)
+        if not 0 < size * size * 3 <= _MAX_INPUT_ELEMENTS:
+            raise RuntimeBackendError(f"the model's input shape {clf.session.input_spec.shape} is not a plausible "
+                                      f"image batch", path=path, fix="re-export the model")
+        image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
         _say(phase="running")
-        require_finite(session.run(batch), path)
+        probs = require_finite(clf.probabilities(image), path)
+        clf.classify(image, top=len(probs))
     except EdgeTransferError as exc:
         if _looks_like_oom(exc.problem.encode()) or "failed to map segment" in exc.problem:
             # a shared library that cannot be mapped under RLIMIT_AS reads as "not installed"
