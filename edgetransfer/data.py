@@ -173,7 +173,7 @@ def _candidates(layout: dict[str, Path], classes: Iterable[str],
     for split, folder in layout.items():
         for label, name in enumerate(classes):
             entries = sorted(p for p in (folder / name).rglob("*") if not p.name.startswith("."))
-            if not any(p.is_file() or p.is_symlink() for p in entries):
+            if not any(p.is_file() or p.is_symlink() for p in entries):  # links out: reported, not "empty"
                 raise DataError("empty class folder", path=folder / name,
                                 fix="add images to it, or remove the folder if the class is not wanted")
             for p in entries:

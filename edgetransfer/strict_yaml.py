@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
@@ -47,7 +48,7 @@ class _StrictLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent, index):  # noqa: D102 - PyYAML hook (yaml/composer.py)
+    def compose_node(self, parent, index):  # PyYAML hook (yaml/composer.py)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -58,7 +59,7 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook (yaml/constructor.py)
+    def construct_mapping(self, node, deep=False):  # PyYAML hook (yaml/constructor.py)
         if isinstance(node, MappingNode):
             seen: dict[Any, int] = {}
             for key_node, _ in node.value:

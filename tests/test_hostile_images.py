@@ -1,13 +1,12 @@
 """Hostile and odd image folders: 16-bit images, foreign content, lying extensions, links out."""
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_folder, parse_json, write_image
 from PIL import Image
 
-from conftest import make_folder, parse_json, write_image
 from edgetransfer import data, images
 from edgetransfer.errors import DataError
 
@@ -91,7 +90,7 @@ def test_data_load_reports_foreign_lying_loose_and_linked_files(invoke, tmp_path
     assert "outside the dataset folder" in bad["link-out.png"] and str(outside) in bad["link-out.png"]
     assert "broken symbolic link" in bad["dangling.png"]
     assert "loose file" in bad["README.png"] and "loose file" in bad["notes.txt"]
-    assert "named .png but holds JPEG data" in suspect["really-jpeg.png"]
+    assert "named .png but holds JPEG data" in suspect["really-jpeg.png"]  # kept, reported
     assert rep["counts"] == {"a": 4, "b": 6}  # the lying JPEG and the in-tree link are kept
 
 
@@ -108,8 +107,8 @@ def test_class_without_validation_image_warns(tmp_path):
     make_folder(tmp_path, {"a": 6, "b": 1})
     with pytest.warns(UserWarning, match="class 'b' has no validation image"):
         ds = data.load(tmp_path, val_split=0.3)
-    assert ds.report.warnings == ("class 'b' has no validation image: its accuracy will not be measured (add images, "
-                                  "or put some in val/)",)
+    assert ds.report.warnings == (("class 'b' has no validation image: its accuracy will not be measured (add "
+                                   "images, or put some in val/)"),)
     assert ds.report.to_json()["warnings"] == list(ds.report.warnings)
     assert data.load(tmp_path).report.warnings == ()  # no validation split asked for: nothing to warn about
 

@@ -6,9 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from conftest import write_image
-from edgetransfer.errors import EXIT_TOOLCHAIN, EXIT_USAGE, ConfigError, RuntimeBackendError
+
+from edgetransfer.errors import (
+    EXIT_TOOLCHAIN,
+    EXIT_USAGE,
+    ConfigError,
+    RuntimeBackendError,
+)
 from edgetransfer.runtime import Classifier, base, isolate, load_session
 
 
@@ -138,6 +143,7 @@ def test_probe_survives_a_real_litert_crash(tiny_exports, tmp_path):
         pytest.skip("no 3-byte mutant crashed LiteRT in 300 tries on this build")
     path, exc = hit
     assert exc.path == str(path) and exc.exit_code == EXIT_TOOLCHAIN
-    assert "LiteRT crashed with SIG" in exc.problem and ("while loading" in exc.problem or "while running" in exc.problem)
+    assert "LiteRT crashed with SIG" in exc.problem
+    assert "while loading" in exc.problem or "while running" in exc.problem
     with pytest.raises(RuntimeBackendError, match="crashed with SIG"):  # cached: raised again, no child
         isolate.probe(path)

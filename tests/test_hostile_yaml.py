@@ -43,8 +43,8 @@ def test_recursive_alias_does_not_hang():
     assert sy.load_text("a: &a [1, *a]", path="p.yaml")["a"][0] == 1
 
 
-@pytest.mark.parametrize("text", ["[" * 20000 + "]" * 20000, "a:\n" + "".join("  " * i + " -\n" for i in range(1, 200)),
-                                  "{a: " * 20000 + "1" + "}" * 20000])
+@pytest.mark.parametrize("text", ["[" * 20000 + "]" * 20000, "{a: " * 20000 + "1" + "}" * 20000,
+                                  "a:\n" + "".join("  " * i + " -\n" for i in range(1, 200))])
 def test_deep_nesting_is_refused_without_traceback(text):
     _refused(text, "nesting deeper than 50")
 

@@ -180,7 +180,7 @@ def _safe_load(fh, path):
 
 
 def _read_storages(fh, keys, declared, path, bad) -> dict[str, np.ndarray]:
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or set(keys) != set(declared):
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)) or set(keys) != set(declared):
         raise bad("storage key list does not match the storages the tensors use")
     out = {}
     for key in map(str, keys):

@@ -83,7 +83,7 @@ def read_tflite_metadata(path: Path) -> dict:
                 return {}
             meta = json.loads(zf.read(METADATA_NAME))
             if not isinstance(meta, dict):
-                raise ValueError(f"{METADATA_NAME} holds a {type(meta).__name__}, not an object")
+                raise _bad_metadata(path, f"{METADATA_NAME} holds a {type(meta).__name__}, not an object")
             if LABELS_NAME in zf.namelist():
                 meta.setdefault("labels", zf.read(LABELS_NAME).decode().splitlines())
             return meta
@@ -96,9 +96,10 @@ def read_tflite_metadata(path: Path) -> dict:
         raise _bad_metadata(path, exc) from None
 
 
-def _bad_metadata(path: Path, exc: Exception) -> RuntimeBackendError:
-    return RuntimeBackendError(f"the edgetransfer metadata inside the model is damaged ({type(exc).__name__}: "
-                               f"{str(exc)[:200]})", path=path, fix="re-export the model; the file was altered")
+def _bad_metadata(path: Path, why: Exception | str) -> RuntimeBackendError:
+    what = why if isinstance(why, str) else f"{type(why).__name__}: {str(why)[:200]}"
+    return RuntimeBackendError(f"the edgetransfer metadata inside the model is damaged ({what})", path=path,
+                               fix="re-export the model; the file was altered")
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -149,7 +150,8 @@ def require_input_shape(batch: np.ndarray, spec: InputSpec, path: str | Path) ->
     want = tuple(spec.shape)
     if spec.layout == "NCHW" and len(want) == 4:
         want = (want[0], want[2], want[3], want[1])
-    ok = len(shape) == 4 and len(want) == 4 and all(w in (-1, None) or w == s for w, s in zip(want[1:], shape[1:]))
+    ok = len(shape) == 4 and len(want) == 4 and all(w in (-1, None) or w == s
+                                                    for w, s in zip(want[1:], shape[1:]))
     if not ok or shape[0] < 1:
         raise ConfigError(
             f"the model takes NHWC batches of shape {('N', *want[1:])}, this batch has shape {shape}", path=path,
