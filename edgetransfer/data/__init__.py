@@ -11,6 +11,7 @@ import hashlib
 import os
 import random
 import statistics
+import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class DataReport:
     size_range: dict
     exif_rotated: tuple[str, ...]
     imbalance: float
+    warnings: tuple[str, ...] = ()  # dataset-level problems that do not stop training
 
     def to_json(self) -> dict:
         return {
@@ -75,6 +77,7 @@ class DataReport:
             "size_range": self.size_range,
             "exif_rotated": list(self.exif_rotated),
             "imbalance": self.imbalance,
+            "warnings": list(self.warnings),
         }
 
 
@@ -150,16 +153,40 @@ def _list_classes(layout: dict[str, Path]) -> tuple[str, ...]:
     return classes
 
 
-def _candidates(layout: dict[str, Path], classes: Iterable[str]) -> list[tuple[Path, int, str]]:
-    out = []
+def _loose_files(root: Path, layout: dict[str, Path]) -> list[FileIssue]:
+    """Files lying beside the class (or split) folders: they belong to no class."""
+    folders = {root, *layout.values()}
+    return [FileIssue(str(p), "loose file beside the class folders: it belongs to no class and is ignored")
+            for folder in sorted(folders) for p in sorted(folder.iterdir())
+            if not p.is_dir() and not p.name.startswith(".")]
+
+
+def _candidates(layout: dict[str, Path], classes: Iterable[str],
+                root: Path | None = None) -> tuple[list[tuple[Path, int, str]], list[FileIssue]]:
+    """Every file of every class folder, and the files skipped on the way (links out of ``root``).
+
+    ``rglob`` does not descend into linked directories but does yield linked files, and a class
+    folder may itself be a link; a path that resolves outside the dataset is reported, not read.
+    """
+    base = (root or next(iter(layout.values()))).resolve()
+    out, skipped = [], []
     for split, folder in layout.items():
         for label, name in enumerate(classes):
-            files = sorted(p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith("."))
-            if not files:
+            entries = sorted(p for p in (folder / name).rglob("*") if not p.name.startswith("."))
+            if not any(p.is_file() or p.is_symlink() for p in entries):  # links out: reported, not "empty"
                 raise DataError("empty class folder", path=folder / name,
                                 fix="add images to it, or remove the folder if the class is not wanted")
-            out.extend((p, label, split) for p in files)
-    return out
+            for p in entries:
+                if p.is_symlink() and not p.exists():
+                    skipped.append(FileIssue(str(p), f"broken symbolic link (to {os.readlink(p)})"))
+                elif not p.is_file():
+                    continue
+                elif not p.resolve().is_relative_to(base):
+                    skipped.append(FileIssue(str(p), f"symbolic link to {p.resolve()}, outside the dataset folder "
+                                                     f"{base}: not followed"))
+                else:
+                    out.append((p, label, split))
+    return out, skipped
 
 
 def _check(path: Path) -> tuple[str, images.DecodedInfo | None, str | None]:
@@ -194,10 +221,10 @@ def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, wor
         raise ConfigError(f"--val-split {val_split} is outside (0, 1)", fix="use a fraction such as 0.2")
     layout = _layout(root)
     classes = _list_classes(layout)
-    cands = _candidates(layout, classes)
+    cands, skipped = _candidates(layout, classes, root)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         results = list(progress(pool.map(lambda c: _check(c[0]), cands), len(cands), "checking images"))
-    good, infos, bad = [], {}, []
+    good, infos, bad = [], {}, _loose_files(root, layout) + skipped
     for (path, label, split), (digest, info, reason) in zip(cands, results):
         if reason:
             bad.append(FileIssue(str(path), reason))
@@ -221,7 +248,7 @@ def _require_usable(good: list[ImageFile], classes, layout) -> None:
     for split, folder in layout.items():
         for label, name in enumerate(classes):
             if (split, label) not in have:
-                raise DataError("no usable image in class folder (every file failed to decode)",
+                raise DataError("no usable image in class folder (every file failed to decode or was skipped)",
                                 path=folder / name, fix="run `edgetransfer data inspect` to see why each file failed")
 
 
@@ -256,12 +283,36 @@ def _report(root, classes, layout, good, info_by_path, bad) -> DataReport:
     widths, heights = [i.width for i in infos], [i.height for i in infos]
     return DataReport(
         root=str(root), classes=tuple(classes), counts=counts, bad_files=tuple(bad),
-        suspect_files=_suspects(good, infos), duplicates=dups,
+        suspect_files=_mislabelled(good, infos) + _suspects(good, infos), duplicates=dups,
         formats=dict(Counter(i.format for i in infos)), modes=dict(Counter(i.mode for i in infos)),
         size_range={"min": [min(widths), min(heights)], "max": [max(widths), max(heights)]},
         exif_rotated=tuple(str(f.path) for f, i in zip(good, infos) if i.exif_rotated),
-        imbalance=imbalance,
+        imbalance=imbalance, warnings=_split_warnings(classes, good),
     )
+
+
+def _mislabelled(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tuple[FileIssue, ...]:
+    """Files whose extension names another format than their content (kept: the content is allowed)."""
+    out = []
+    for f, i in zip(good, infos):
+        named = images.SUFFIX_FORMATS.get(f.path.suffix.lower())
+        real = "JPEG" if i.format == "MPO" else i.format
+        if named and real != named:
+            out.append(FileIssue(str(f.path), f"named {f.path.suffix} but holds {real} data (kept; rename it so "
+                                              f"other tools read it right)"))
+    return tuple(out)
+
+
+def _split_warnings(classes, good: list[ImageFile]) -> tuple[str, ...]:
+    """A class with no validation image when there is a validation split: its accuracy is unmeasured."""
+    if not any(f.split == "val" for f in good):
+        return ()
+    have = {f.label for f in good if f.split == "val"}
+    out = tuple(f"class {c!r} has no validation image: its accuracy will not be measured (add images, or put "
+                f"some in val/)" for i, c in enumerate(classes) if i not in have)
+    for w in out:
+        warnings.warn(w, UserWarning, stacklevel=3)
+    return out
 
 
 def _suspects(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tuple[FileIssue, ...]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -68,15 +69,37 @@ def to_nchw(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def read_tflite_metadata(path: Path) -> dict:
-    """Metadata appended to a .tflite as a zip (the TFLite Metadata associated-file layout)."""
+    """Metadata appended to a .tflite as a zip (the TFLite Metadata associated-file layout).
+
+    Returns ``{}`` when there is no such zip or no ``edgetransfer.json`` in it (a file exported
+    by something else).
+
+    Raises:
+        RuntimeBackendError: the metadata is there but damaged (bad CRC, not JSON, not UTF-8).
+    """
     try:
         with zipfile.ZipFile(path) as zf:
+            if METADATA_NAME not in zf.namelist():
+                return {}
             meta = json.loads(zf.read(METADATA_NAME))
+            if not isinstance(meta, dict):
+                raise _bad_metadata(path, f"{METADATA_NAME} holds a {type(meta).__name__}, not an object")
             if LABELS_NAME in zf.namelist():
                 meta.setdefault("labels", zf.read(LABELS_NAME).decode().splitlines())
             return meta
-    except (zipfile.BadZipFile, KeyError):
+    except zipfile.BadZipFile as exc:
+        if "CRC" in str(exc) or "Bad magic" in str(exc):  # zipfile.py messages for a damaged member
+            raise _bad_metadata(path, exc) from None
         return {}
+    except (ValueError, KeyError, OSError, EOFError, NotImplementedError, zlib.error) as exc:
+        # ValueError covers json.JSONDecodeError and UnicodeDecodeError
+        raise _bad_metadata(path, exc) from None
+
+
+def _bad_metadata(path: Path, why: Exception | str) -> RuntimeBackendError:
+    what = why if isinstance(why, str) else f"{type(why).__name__}: {str(why)[:200]}"
+    return RuntimeBackendError(f"the edgetransfer metadata inside the model is damaged ({what})", path=path,
+                               fix="re-export the model; the file was altered")
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -99,3 +122,38 @@ def require_file(path: str | Path) -> Path:
     if not path.is_file():
         raise RuntimeBackendError("model file not found", path=path, fix="check the path (see the export manifest.json)")
     return path
+
+
+def require_finite(out: np.ndarray, path: str | Path) -> np.ndarray:
+    """``out`` unchanged if every value is finite, else a RuntimeBackendError naming the model.
+
+    Call it wherever a runtime's output is read: a NaN compares false with everything, so an
+    argmax or an accuracy over NaN scores is silently wrong rather than failing.
+    """
+    out = np.asarray(out)
+    if out.dtype.kind in "fc" and not np.isfinite(out).all():
+        bad = int(out.size - np.isfinite(out).sum())
+        raise RuntimeBackendError(
+            f"the model output NaN/inf for this input ({bad} of {out.size} values)", path=path,
+            fix="check the input is an RGB image in [0, 255]; if it is, re-export the model (an int8 file may "
+                "need a better calibration set)")
+    return out
+
+
+def require_input_shape(batch: np.ndarray, spec: InputSpec, path: str | Path) -> None:
+    """Refuse a batch that is not ``[N, size, size, 3]`` NHWC for ``spec`` (dims of -1 match anything).
+
+    Raises:
+        ConfigError: naming the model, the expected and the received shapes.
+    """
+    shape = tuple(getattr(batch, "shape", ()))
+    want = tuple(spec.shape)
+    if spec.layout == "NCHW" and len(want) == 4:
+        want = (want[0], want[2], want[3], want[1])
+    ok = len(shape) == 4 and len(want) == 4 and all(w in (-1, None) or w == s
+                                                    for w, s in zip(want[1:], shape[1:]))
+    if not ok or shape[0] < 1:
+        raise ConfigError(
+            f"the model takes NHWC batches of shape {('N', *want[1:])}, this batch has shape {shape}", path=path,
+            fix=f"resize images to {spec.size}x{spec.size} RGB (Classifier.preprocess does) or use the model "
+                "exported at this size")

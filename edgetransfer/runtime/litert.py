@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MissingDependencyError, RuntimeBackendError
-from .base import InputSpec, quantize_input, require_file
+from .base import InputSpec, quantize_input, require_file, require_finite, require_input_shape
 
 _CANDIDATES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
 
@@ -25,8 +26,19 @@ def interpreter_module():
 
 
 class _Session:
-    def __init__(self, interp):
+    """A loaded ``.tflite`` model. Thread-safe: ``run`` may be called from many threads.
+
+    A LiteRT ``Interpreter`` is not: concurrent ``set_tensor``/``invoke`` calls fail with
+    "There is at least 1 reference to internal data in the interpreter" or mix up inputs
+    (the interpreter owns one set of tensor buffers; see the LiteRT Python API docs on
+    ``Interpreter.invoke``). A lock serialises resize, set, invoke and get, so threads share one
+    interpreter's memory but not its speed: for parallel throughput load one session per thread.
+    """
+
+    def __init__(self, interp, path: str | Path = "<model>"):
         self.interp = interp
+        self.path = Path(path)
+        self._lock = threading.Lock()
         inp = interp.get_input_details()[0]
         self._out = interp.get_output_details()[0]
         scale, zp = inp["quantization"]
@@ -36,17 +48,32 @@ class _Session:
         self._batch = int(inp["shape"][0])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        if batch.shape[0] != self._batch:
-            self.interp.resize_tensor_input(self._in["index"], [batch.shape[0], *self._in["shape"][1:]])
-            self.interp.allocate_tensors()
-            self._batch = batch.shape[0]
-        self.interp.set_tensor(self._in["index"], quantize_input(batch, self.input_spec))
-        self.interp.invoke()
-        out = self.interp.get_tensor(self._out["index"])
+        """Class scores ``[N, classes]`` (float32) for a ``[N, size, size, 3]`` batch in [0, 255].
+
+        Raises:
+            ConfigError: the batch's shape does not fit the model's input.
+            RuntimeBackendError: LiteRT failed, or the output holds NaN or inf.
+        """
+        batch = np.asarray(batch)
+        require_input_shape(batch, self.input_spec, self.path)
+        try:
+            x = quantize_input(batch, self.input_spec)
+            with self._lock:
+                if batch.shape[0] != self._batch:
+                    self.interp.resize_tensor_input(self._in["index"], [batch.shape[0], *self._in["shape"][1:]])
+                    self.interp.allocate_tensors()
+                    self._batch = batch.shape[0]
+                self.interp.set_tensor(self._in["index"], x)
+                self.interp.invoke()
+                out = self.interp.get_tensor(self._out["index"])  # a copy, safe to use after the lock
+        except (ValueError, RuntimeError, TypeError) as exc:  # LiteRT raises these; a mutated model's odd
+            # input dtype makes quantize_input raise ValueError
+            raise RuntimeBackendError(f"LiteRT failed to run the model ({exc})", path=self.path,
+                                      fix="check the batch matches the model input; re-export the model") from None
         scale, zp = self._out["quantization"]
         if scale:
             out = (out.astype(np.float32) - zp) * scale
-        return out.astype(np.float32)
+        return require_finite(out.astype(np.float32), self.path)
 
 
 class LiteRT:
@@ -66,7 +93,7 @@ class LiteRT:
         try:
             interp = mod.Interpreter(model_path=str(path), num_threads=threads)
             interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            return _Session(interp, path)
+        except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as exc:  # IndexError: no inputs
             raise RuntimeBackendError(f"LiteRT could not load the model ({exc})", path=path,
                                       fix="re-export it; check it is a .tflite file") from None
-        return _Session(interp)
