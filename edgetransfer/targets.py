@@ -18,7 +18,7 @@ from . import formats
 from .formats import PRECISIONS
 
 MEASURE_MODES = ("host", "runner", "estimate")
-RUNTIMES = ("litert", "onnxruntime")
+RUNTIMES = ("litert", "onnxruntime", "tflm")
 OP_KINDS = ("conv", "depthwise", "dense", "elementwise", "pool", "other")
 
 
@@ -46,11 +46,27 @@ class Delegate:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """A microcontroller's memories in KiB (``runtime: tflm`` profiles).
+
+    The TFLM tensor arena must be one contiguous block: ``arena_max_kb`` is the largest
+    contiguous SRAM region (defaults to ``sram_kb``); ``psram_kb`` is external RAM.
+    """
+
+    sram_kb: float
+    flash_kb: float
+    psram_kb: float = 0.0
+    arena_max_kb: float | None = None
+
+
+@dataclass(frozen=True)
 class Budgets:
     latency_p90_ms: float | None = None
     accuracy_drop: float | None = None  # points, against the float model
     size_mb: float | None = None
     peak_memory_mb: float | None = None
+    ram_kb: float | None = None  # tflm: the tensor arena
+    flash_kb: float | None = None  # tflm: the model's bytes
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,8 @@ class TargetProfile:
     device: Device | None = None
     delegate: Delegate | None = None
     budgets: Budgets = Budgets()
+    clock_mhz: float | None = None  # tflm: the core clock the latency estimate assumes
+    memory: Memory | None = None  # tflm: SRAM / flash / PSRAM
     sources: tuple[str, ...] = ()
     path: str = ""
     origin: str = "path"  # path | targets-dir | cwd | shipped: where it was found (see search_path)
@@ -82,7 +100,7 @@ class TargetProfile:
         return None
 
 
-_SECTIONS = {"device": Device, "delegate": Delegate, "budgets": Budgets}
+_SECTIONS = {"device": Device, "delegate": Delegate, "budgets": Budgets, "memory": Memory}
 
 
 def _strict(cls, raw: dict, path: Path, where: str):
@@ -126,6 +144,10 @@ def _check_values(p: TargetProfile, path: Path) -> None:
          f"use {' and/or '.join(formats.names())}"),
         (p.measure != "runner" or bool(p.runner), "measure: runner needs a 'runner' command", "add runner: '...'"),
         (p.measure != "estimate" or p.device is not None, "measure: estimate needs a 'device' section", "add device constants"),
+        (p.runtime != "tflm" or p.memory is not None, "runtime: tflm needs a 'memory' section",
+         "add memory: {sram_kb: ..., flash_kb: ..., psram_kb: ...}"),
+        (p.runtime != "tflm" or (p.formats == ("tflite",) and p.precisions == ("int8",)),
+         "runtime: tflm runs full-int8 TFLite files only", "set formats: [tflite] and precisions: [int8]"),
     ]
     for ok, problem, fix in problems:
         if not ok:
