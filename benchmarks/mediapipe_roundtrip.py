@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgetransfer import data as data_lib  # noqa: E402
-from edgetransfer.export import export  # noqa: E402
-from edgetransfer.formats import mediapipe_check  # noqa: E402
-from edgetransfer.quantize import QuantRecipe  # noqa: E402
-from edgetransfer.runtime import Classifier  # noqa: E402
-from edgetransfer.train import TrainConfig, TrainedModel, train  # noqa: E402
+from edgetransfer import data as data_lib
+from edgetransfer.export import export
+from edgetransfer.formats import mediapipe_check
+from edgetransfer.quantize import QuantRecipe
+from edgetransfer.runtime import Classifier
+from edgetransfer.train import TrainConfig, TrainedModel, train
 
 RECIPES = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.dynamic(), QuantRecipe.int8(), QuantRecipe.int16x8()]
 
@@ -50,14 +50,16 @@ def main() -> None:
     work = Path(args.out or tempfile.mkdtemp(prefix="et-mp-roundtrip-"))
     start = time.perf_counter()
     python = mediapipe_check.venv_python()
-    print(f"# mediapipe {mediapipe_check.MEDIAPIPE_VERSION}: {python} ({time.perf_counter() - start:.0f} s)", flush=True)
+    print(f"# mediapipe {mediapipe_check.MEDIAPIPE_VERSION}: {python} ({time.perf_counter() - start:.0f} s)",
+          flush=True)
     if args.run:
         run = TrainedModel.from_dir(args.run)
     else:
-        cfg = TrainConfig(backbone="efficientnet_lite0", image_size=args.size, workflow="features", epochs=args.epochs)
+        cfg = TrainConfig(backbone="efficientnet_lite0", image_size=args.size, workflow="features",
+                          epochs=args.epochs)
         run = train(args.data, cfg, out=work / "run")
     print(f"# run {run.run_dir} ({time.perf_counter() - start:.0f} s)", flush=True)
-    arts = [a for a in export(run, ["tflite"], RECIPES, out=work / "export")]
+    arts = export(run, ["tflite"], RECIPES, out=work / "export")
     print(f"# exported {len(arts)} files ({time.perf_counter() - start:.0f} s)", flush=True)
 
     cfg = run.manifest.get("config", {})
@@ -82,7 +84,7 @@ def main() -> None:
                 theirs[i, idx] = score
         names_ok = all(n == run.classes[i] for row in got.categories for i, n, _ in row)
         agree = (np.array(got.top1) == ours.argmax(1)).mean()
-        print(f"{a.path.name:28s} {agree:11.2%} {str(names_ok):>9s} {(np.array(got.top1) == labels).mean():7.2%} "
+        print(f"{a.path.name:28s} {agree:11.2%} {names_ok!s:>9s} {(np.array(got.top1) == labels).mean():7.2%} "
               f"{(ours.argmax(1) == labels).mean():7.2%} {np.abs(theirs - ours).max():8.4f}", flush=True)
     print(f"\n# total {time.perf_counter() - start:.0f} s; work folder {work}")
 

@@ -113,7 +113,7 @@ def test_onnx_static_names_full_check_and_opsets(arts):
     for a in _onnx(arts):
         onnx.checker.check_model(str(a.path), full_check=True)  # fp16 used to fail: input Cast last
         m = onnx.load(str(a.path))
-        dims = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+        dims = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]
         assert [i.name for i in m.graph.input] == ["image"] and dims(m.graph.input[0]) == [1, 32, 32, 3], a.path
         assert [o.name for o in m.graph.output] == ["probabilities"] and dims(m.graph.output[0]) == [1, 3]
         used = {n.domain for n in m.graph.node} | {""}
@@ -130,7 +130,7 @@ def test_onnx_fp32_is_slimmed_and_identical(tiny_run, arts):
     slim = onnx.load(str(arts[("onnx", "fp32")].path))
     assert len(slim.graph.node) < len(raw.graph.node) - 16  # BatchNorm Mul+Add pairs folded into the convs
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"image": x})[0]
     assert np.abs(run(raw) - run(slim)).max() <= 1e-5
 

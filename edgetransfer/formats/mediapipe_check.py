@@ -12,9 +12,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -76,12 +76,12 @@ def venv_python(version: str = MEDIAPIPE_VERSION, root: Path | None = None) -> P
     root = Path(root or CACHE / f"mediapipe-{version}")
     python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     probe = [str(python), "-c", f"import mediapipe as m; assert m.__version__ == {version!r}, m.__version__"]
-    if python.is_file() and subprocess.run(probe, capture_output=True).returncode == 0:
+    if python.is_file() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
         return python
     steps = [[sys.executable, "-m", "venv", "--clear", str(root)],
              [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"mediapipe=={version}"]]
     for cmd in steps:
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode:
             raise MissingDependencyError(f"could not install mediapipe=={version}: {res.stderr.strip()[-500:]}",
                                          path=root, fix=f"check that pip can reach PyPI; or build {root} by hand")
@@ -104,7 +104,7 @@ def classify(python: Path, models: Sequence[str | Path], images: np.ndarray, *, 
         out = Path(tmp) / "out.json"
         res = subprocess.run([str(python), "-c", _SCRIPT, str(Path(tmp) / "images.npy"), str(out),
                               *[str(Path(m).resolve()) for m in models]],
-                             capture_output=True, text=True, timeout=timeout)
+                             capture_output=True, text=True, timeout=timeout, check=False)
         if res.returncode or not out.is_file():
             raise ToolchainError(f"MediaPipe failed (exit {res.returncode}): {res.stderr.strip()[-800:]}",
                                  path=python, fix="run the command by hand in that venv to see why")

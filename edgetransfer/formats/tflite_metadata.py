@@ -159,7 +159,7 @@ class _AlignedBuilder(flatbuffers.Builder):
 
     ALIGN = 16
 
-    def StartVector(self, elemSize, numElems, alignment):  # noqa: N802, N803 (flatbuffers' names)
+    def StartVector(self, elemSize, numElems, alignment):
         return super().StartVector(elemSize, numElems, max(alignment, self.ALIGN) if elemSize == 1 else alignment)
 
 
