@@ -111,9 +111,9 @@ def measure_peaks(gemms: dict[int, dict[str, Path]], threads: list[int], budget_
 
 def artifacts(args) -> dict[tuple[str, str], Path]:
     """{(format, precision): path} of the run's fp32/int8 TFLite and ONNX files (exported if missing)."""
-    from edgetransfer.export import ExportedArtifact, export
-    from edgetransfer.quantize import QuantRecipe
-    from edgetransfer.train import TrainConfig, TrainedModel, train
+    from edgetransfer.exporter import ExportedArtifact, export
+    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.training import TrainConfig, TrainedModel, train
 
     if args.run:
         run = TrainedModel.from_dir(args.run)

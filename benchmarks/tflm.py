@@ -33,12 +33,12 @@ def main() -> None:
     ap.add_argument("--out", help="folder for the run and exports (default: a temporary one)")
     args = ap.parse_args()
     from edgetransfer import targets
-    from edgetransfer.export import export
+    from edgetransfer.exporter import export
     from edgetransfer.formats import tflm
-    from edgetransfer.quantize import QuantRecipe
+    from edgetransfer.quantization import QuantRecipe
     from edgetransfer.runtime.litert import LiteRT
-    from edgetransfer.train import TrainConfig, TrainedModel, train
-    from edgetransfer.validate import _eval_set
+    from edgetransfer.training import TrainConfig, TrainedModel, train
+    from edgetransfer.evaluation import _eval_set
 
     out = Path(args.out or tempfile.mkdtemp(prefix="et-tflm-"))
     t0 = time.perf_counter()

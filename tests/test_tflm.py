@@ -23,7 +23,7 @@ def int8(tiny_exports) -> Path:
 
 @pytest.fixture(scope="module")
 def held_out(tiny_run) -> np.ndarray:
-    from edgetransfer.validate import _eval_set
+    from edgetransfer.evaluation import _eval_set
 
     x, _, _ = _eval_set(tiny_run.manifest["data"]["root"], tiny_run)
     return x

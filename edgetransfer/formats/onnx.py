@@ -5,39 +5,44 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .. import _lazy
-from . import FormatSpec, register
+from . import FormatSpec, onnx_graph, register
 
 if TYPE_CHECKING:
     from ..quantization import Calibration, QuantRecipe
 
 # ONNX Runtime has no 16-bit-activation integer kernels on CPU: int16x8 is TFLite only.
 SPEC = register(FormatSpec(
-    name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "dynamic", "int8"), runtimes=("onnxruntime",),
+    name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "dynamic", "int8"), runtimes=("onnxruntime", "openvino"),
     exporter=__name__, op_reader="edgetransfer.graphops:onnx_ops",
     metadata_reader="edgetransfer.runtime.onnxrt:onnx_metadata",
     description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16"))
 
 
-def make_source(model, size: int, layout: str, workdir: Path) -> Source:
+def make_source(model, size: int, layout: str, workdir: Path, dynamic_batch: bool = False) -> Source:
     """The exporter hook every format module has: convert ``model`` once for all precisions."""
-    return Source(model, size, layout, workdir)
+    return Source(model, size, layout, workdir, dynamic_batch)
 
 OPSET = 17
+INPUT_NAME = "image"  # the same names as the TFLite signature def (formats/tflite.py)
+OUTPUT_NAME = "probabilities"
 
 
-def convert_fp32(model, size: int, layout: str):
-    """A float32 ``onnx.ModelProto``; ``nchw`` makes tf2onnx transpose the input once and
-    push the transposes through the graph (its optimizer), instead of one per conv."""
+def convert_fp32(model, size: int, layout: str, dynamic_batch: bool = False):
+    """A float32 ``onnx.ModelProto`` ``image`` -> ``probabilities``, batch 1 (or ``batch`` with
+    ``dynamic_batch``); ``nchw`` makes tf2onnx transpose the input once and push the transposes
+    through the graph (its optimizer), instead of one per conv."""
     tf = _lazy.tf()
     tf2onnx = _lazy.require("tf2onnx")
-    spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
+    spec = (tf.TensorSpec((None if dynamic_batch else 1, size, size, 3), tf.float32, name=INPUT_NAME),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET,
-                                          inputs_as_nchw=["image"] if layout == "nchw" else None)
+                                          inputs_as_nchw=[INPUT_NAME] if layout == "nchw" else None)
+    onnx_graph.name_io(proto, INPUT_NAME, OUTPUT_NAME)
+    onnx_graph.set_batch(proto, dynamic_batch)
     return proto
 
 
@@ -84,13 +89,16 @@ def _quantize(fp32_path: Path, out: Path, recipe: QuantRecipe, calibration: Cali
 
 
 class Source:
-    """The float32 ONNX graph, converted once and quantized per recipe."""
+    """The float32 ONNX graph, converted once, simplified by onnxslim (BatchNorm folded into the
+    convolutions: fewer nodes, the same outputs) and quantized per recipe."""
 
-    def __init__(self, model, size: int, layout: str, workdir: Path):
+    def __init__(self, model, size: int, layout: str, workdir: Path, dynamic_batch: bool = False):
         onnx = _lazy.require("onnx")
         self.layout = layout
         self.path = workdir / f"fp32_{layout}.onnx"
-        onnx.save(convert_fp32(model, size, layout), str(self.path))
+        proto = onnx_graph.slim(convert_fp32(model, size, layout, dynamic_batch))
+        onnx_graph.set_batch(proto, dynamic_batch)  # keep the batch symbol / 1 whatever slim inferred
+        onnx.save(proto, str(self.path))
 
 
 def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path) -> None:
@@ -103,6 +111,11 @@ def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, 
             _quantize(source.path, qpath, recipe, calibration, source.layout)
             final = onnx.load(str(qpath))
         layout = source.layout
+    # ONNX Runtime's fp16 converter appends the input Cast last, its quantizer imports every domain
+    # it knows: put the nodes in order and keep only the domains used, so every file passes
+    # onnx.checker.check_model(full_check=True) (checked below, before the file is renamed into place).
+    onnx_graph.topological_sort(final)
+    onnx_graph.prune_opsets(final)
     props = {"edgetransfer": json.dumps(meta), "labels": "\n".join(meta["labels"]),
              "normalization": json.dumps(meta["normalization"]), "input_layout": layout.upper()}
     del final.metadata_props[:]
@@ -110,3 +123,4 @@ def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, 
         entry = final.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(final, str(path))
+    onnx_graph.check(path)

@@ -1,12 +1,8 @@
-"""TFLite (LiteRT) export through the TensorFlow converter."""
+"""TFLite (LiteRT) export through the TensorFlow converter, with standard TFLite Metadata."""
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from typing import TYPE_CHECKING
 
@@ -24,18 +20,35 @@ SPEC = register(FormatSpec(
     description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32"))
 
 
-def make_source(model, size: int, layout: str, workdir: Path) -> Source:
+def make_source(model, size: int, layout: str, workdir: Path, dynamic_batch: bool = False) -> Source:
     """The exporter hook every format module has: trace ``model`` once for all precisions."""
-    return Source(model, workdir)
+    return Source(model, workdir, dynamic_batch)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
 
 
 class Source:
     """The model traced once (a SavedModel in a temporary folder), converted per recipe:
-    tracing is most of a conversion's time, so exporting five precisions traces once."""
+    tracing is most of a conversion's time, so exporting five precisions traces once.
 
-    def __init__(self, model, workdir: Path):
+    The SavedModel has one ``serving_default`` signature ``image`` -> ``probabilities`` (the TFLite
+    signature def keeps these names) and a batch of 1 (``shape_signature [1, H, W, 3]``: a static graph
+    that delegates and MediaPipe plan once), or a dynamic batch (``-1``) with ``dynamic_batch``.
+    """
+
+    def __init__(self, model, workdir: Path, dynamic_batch: bool = False):
+        tf = _lazy.tf()
+        from keras.export import ExportArchive
+
         self.path = workdir / "saved_model"
-        model.export(str(self.path), format="tf_saved_model", verbose=False)
+        shape = (None if dynamic_batch else 1, *model.input_shape[1:])
+        archive = ExportArchive()
+        archive.track(model)
+        # The argument's name becomes the signature's input name, the dict key its output name.
+        archive.add_endpoint("serving_default", lambda image: {OUTPUT_NAME: model(image, training=False)},
+                             input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+        archive.write_out(str(self.path), verbose=False)
 
     def converter(self):
         return _lazy.tf().lite.TFLiteConverter.from_saved_model(str(self.path))
@@ -69,39 +82,26 @@ def convert(source: Source, recipe: QuantRecipe, calibration: Calibration | None
 
 
 def with_metadata(flatbuffer: bytes, meta: dict) -> bytes:
-    """Embed metadata twice: a flatbuffer ``metadata`` entry named ``edgetransfer`` (for
-    tools that read the schema) and an appended zip holding ``edgetransfer.json`` and
-    ``labels.txt`` (the TFLite Metadata associated-file layout: the .tflite stays valid,
-    and a zip reader finds the files without TensorFlow)."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    """Name the I/O tensors ``image`` / ``probabilities`` and embed the metadata three ways: the standard
+    TFLite Metadata (``TFLITE_METADATA``, read by MediaPipe Tasks and the TFLite Task Library), a
+    flatbuffer ``metadata`` entry ``edgetransfer`` (our JSON), and one zip appended to the model with the
+    associated files ``labels.txt`` and ``edgetransfer.json`` (the .tflite stays valid, and a zip reader
+    finds the files without TensorFlow: :func:`edgetransfer.runtime.base.read_tflite_metadata`).
+
+    Raises:
+        MetadataWriteError: the metadata could not be built (the export names the file and writes nothing).
+    """
     from tensorflow.lite.tools import flatbuffer_utils as fbu
 
+    from . import tflite_metadata as tm
+
     model = fbu.read_model_from_bytearray(bytearray(flatbuffer))
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    model.buffers.append(buf)
-    entry = schema.MetadataT()
-    entry.name = "edgetransfer"
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [*(model.metadata or []), entry]
-    body = bytes(fbu.convert_object_to_bytearray(model))
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr(METADATA_NAME, json.dumps(meta, indent=2))
-        zf.writestr(LABELS_NAME, "\n".join(meta["labels"]) + "\n")
-    return body + _shift_zip(archive.getvalue(), len(body))
-
-
-def _shift_zip(data: bytes, offset: int) -> bytes:
-    """Rewrite a zip's offsets as if ``offset`` bytes came before it (so readers that do not
-    scan for the start still find each file)."""
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    out.write(b"\0" * offset)
-    with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as dst:
-        for info in src.infolist():
-            dst.writestr(info, src.read(info.filename))
-    return out.getvalue()[offset:]
+    tm.name_io(model, INPUT_NAME, OUTPUT_NAME)
+    doc = json.dumps(meta, indent=2).encode()
+    metadata = tm.build(meta, input_name=INPUT_NAME, output_name=OUTPUT_NAME, labels_name=LABELS_NAME,
+                        json_name=METADATA_NAME)
+    files = {LABELS_NAME: ("\n".join(meta["labels"]) + "\n").encode(), METADATA_NAME: doc}
+    return tm.attach(model, metadata, files, extra={"edgetransfer": json.dumps(meta).encode()})
 
 
 def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path) -> None:
