@@ -5,7 +5,7 @@
 Trains EfficientNet-Lite0 features at ``--size`` on ``--data`` (or reuses ``--run``), exports fp32, fp16,
 dynamic, int8 (uint8 io) and int16x8 TFLite files, and classifies the val split with both
 ``mediapipe.tasks.python.vision.ImageClassifier`` (mediapipe 1.2.2 in its own venv, see
-``edgetransfer/formats/mediapipe_check.py``) and ``edgetransfer.runtime.Classifier``. Both get the same
+``tests/mediapipe_lib.py``) and ``edgetransfer.runtime.Classifier``. Both get the same
 uint8 pixels (decoded and resized once by the Classifier's preprocessing), so any disagreement is the
 runtimes', not the resizing's. Prints top-1 agreement per precision (target >= 99%) and each one's accuracy.
 """
@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgetransfer import data as data_lib
 from edgetransfer.exporter import export
-from edgetransfer.formats import mediapipe_check
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the MediaPipe venv helper
+import mediapipe_lib as mediapipe_check  # noqa: E402
 from edgetransfer.quantization import QuantRecipe
 from edgetransfer.runtime import Classifier
 from edgetransfer.training import TrainConfig, TrainedModel, train

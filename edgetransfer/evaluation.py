@@ -9,10 +9,8 @@ benchmarks all call these functions. Never raises on a missed budget: budgets ar
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-import shlex
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +20,10 @@ import numpy as np
 from . import compat, graphops, images, latency, metrics
 from . import data as data_lib
 from . import targets as targets_lib
-from .errors import DataError, RuntimeBackendError, UnsupportedError
+from .errors import DataError, UnsupportedError
 from .exporter import ExportedArtifact
 from .io import require_writable, write_json
-from .runtime import load_session, runtime_for
+from .runtime import isolate, load_session
 from .training import TrainedModel
 
 FLOAT = "keras-float"
@@ -91,46 +89,63 @@ def probe_batch(size: int) -> np.ndarray:
     return np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
 
 
-def run_command(target, art: ExportedArtifact) -> latency.Latency:
-    """Latency measured on the device by the profile's ``runner`` command (``{model}``, ``{threads}``)."""
+def on_device(target, art: ExportedArtifact) -> latency.Latency:
+    """Latency measured on the device by the profile's runner (ssh / adb / command), labelled
+    ``on-device`` and carrying the device's identity (``uname -a`` / ``getprop ro.product.model``)."""
     targets_lib.require_command_allowed(target)
-    cmd = target.runner.format(model=shlex.quote(str(art.path)), threads=target.threads or "")
-    try:
-        res = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=target.runner_timeout_s)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeBackendError(f"runner for {target.name} failed: {exc}", path=target.path,
-                                  fix="check the runner command in the profile and that the device is reachable"
-                                  ) from None
-    if res.returncode != 0:
-        raise RuntimeBackendError(f"runner for {target.name} exited {res.returncode}: {res.stderr.strip()[-300:]}",
-                                  path=target.path, fix="run the runner command by hand to see why")
-    try:
-        doc = json.loads(res.stdout.strip().splitlines()[-1])
-        lat = latency.Latency.from_json({**doc, "provenance": latency.ON_DEVICE})
-    except (json.JSONDecodeError, IndexError, TypeError, ValueError):
-        raise RuntimeBackendError(f"runner for {target.name} printed no bench JSON", path=target.path,
-                                  fix="the runner must end with `python -m edgetransfer.runtime bench ... --json`"
-                                  ) from None
-    return lat
+    res = target.runner.run(Path(art.path), target.threads)
+    lat = res.latency
+    host = {**lat.host, "device": res.device, "runner": res.kind, "command": " ".join(res.command)}
+    return dataclasses.replace(lat, provenance=latency.ON_DEVICE, host=host)
 
 
 def latency_on(art: ExportedArtifact, target, *, budget_s: float = 2.0, cache: dict | None = None
                ) -> latency.Latency:
-    """Latency of ``art`` on ``target``: the ONE place that picks host, runner or estimate."""
+    """Latency of ``art`` on ``target``: the ONE place that picks host, runner or estimate.
+
+    On the host every installed runtime that can run the file is measured (LiteRT; ONNX Runtime
+    and OpenVINO for ONNX) and the fastest p50 is reported, naming its runtime
+    (``detail["runtime"]``, all of them in ``detail["runtimes"]``).
+    """
     if target.measure == "runner":
-        return run_command(target, art)
+        return on_device(target, art)
+    if target.runtime == "tflm":
+        from .formats import tflm
+
+        return tflm.estimate_latency(art.path, target)
     if target.measure == "estimate":
         return latency.estimate(graphops.ops_for(art.path), target.device, art.precision)
     key = (art.path, target.threads, target.provider)
-    if cache is None or key not in cache:
-        version = runtime_for(art.path, target.provider).version()
-        lat = latency.measure(lambda: load_session(art.path, target.threads, target.provider),
-                              probe_batch(art.io.size), budget_s=budget_s, threads=target.threads,
-                              runtime_version=version)
-        if cache is None:
-            return lat
+    if cache is not None and key in cache:
+        return cache[key]  # type: ignore[no-any-return]
+    lat = _fastest_on_host(art, target, budget_s)
+    if cache is not None:
         cache[key] = lat
-    return cache[key]
+    return lat
+
+
+def _fastest_on_host(art: ExportedArtifact, target, budget_s: float) -> latency.Latency:
+    from .runtime import available_runtimes, get_runtime
+
+    runtimes = [get_runtime(r.name, target.provider) for r in available_runtimes(art.path)]
+    if target.provider != "cpu":  # a provider is ONNX Runtime's: measure that runtime only
+        runtimes = [r for r in runtimes if r.name == "onnxruntime"]
+    found: dict[str, latency.Latency] = {}
+    for rt in runtimes:
+        found[rt.name] = latency.measure(lambda rt=rt: rt.load(art.path, target.threads), probe_batch(art.io.size),
+                                         budget_s=budget_s, threads=target.threads, runtime_version=rt.version())
+    name = min(found, key=lambda n: found[n].p50)
+    best = found[name]
+    detail = {**best.detail, "runtime": name, "runtimes": {n: {"p50": v.p50, "p90": v.p90} for n, v in found.items()}}
+    return dataclasses.replace(best, detail=detail)
+
+
+def tflm_memory(art: ExportedArtifact, target) -> dict:
+    """RAM (the TFLM arena, measured by the real interpreter) and flash (the model's bytes) on an MCU."""
+    from .formats import tflm
+
+    tflm.check_tflm(art.path.read_bytes(), path=art.path)
+    return tflm.fits(tflm.measure_arena(art.path), art.size_bytes, target)
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,7 @@ class Record:
     latency: latency.Latency
     compatibility: dict | None = None
     target_source: str = ""
+    memory: dict | None = None  # tflm targets: arena (RAM) and flash bytes, and whether they fit
 
     def to_json(self, samples: bool = False) -> dict:
         lat = self.latency
@@ -158,7 +174,8 @@ class Record:
                 "size_bytes": self.size_bytes,
                 "latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99, "mean": lat.mean, "std": lat.std,
                                "runs": lat.runs},
-                "provenance": lat.provenance, "latency": lat.to_json(samples), "compatibility": self.compatibility}
+                "provenance": lat.provenance, "runtime": lat.detail.get("runtime"), "latency": lat.to_json(samples),
+                "compatibility": self.compatibility, "memory": self.memory}
 
 
 @dataclass(frozen=True)
@@ -183,10 +200,11 @@ class Best:
     p50_ms: float
     provenance: str
     accuracy: float
+    runtime: str | None = None  # on the host: the fastest runtime for that file
 
     def to_json(self) -> dict:
-        return {"artifact": self.artifact, "p50_ms": self.p50_ms, "provenance": self.provenance,
-                "accuracy": self.accuracy}
+        return {"artifact": self.artifact, "runtime": self.runtime, "p50_ms": self.p50_ms,
+                "provenance": self.provenance, "accuracy": self.accuracy}
 
 
 @dataclass(frozen=True)
@@ -240,6 +258,8 @@ def validate(artifacts: Sequence[str | Path], data_dir: str | Path | None = None
         require_writable(report_path, "report")
     arts = _artifacts(artifacts)
     tgts = [targets_lib.get(t, targets_dir) for t in target_names]
+    for a in arts:  # native runtimes on files we did not just write: load them in a child first
+        isolate.probe(a.path)
     pairs = [(a, t) for a in arts for t in tgts]
     bad = [(a, t, t.can_run(a.format, a.precision)) for a, t in pairs if t.can_run(a.format, a.precision)]
     if bad and not skip_incompatible:
@@ -248,20 +268,38 @@ def validate(artifacts: Sequence[str | Path], data_dir: str | Path | None = None
                                fix=f"export a {'/'.join(t.precisions)} {'/'.join(t.formats)} file for {t.name}, "
                                    "or pass --skip-incompatible")
     pairs = [(a, t) for a, t in pairs if not t.can_run(a.format, a.precision)]
+    for a, t in pairs:
+        if t.runtime == "tflm":  # an op TFLM lacks is refused before anything runs (exit 2)
+            from .formats import tflm
+
+            tflm.check_tflm(a.path.read_bytes(), path=a.path)
     run = arts[0].run()
     ho = held_out(run, data_dir)
     log.info("evaluating on %s", ho.describe())
     return _evaluate(arts, pairs, run, ho, budget_s)
 
 
-def _accuracies(arts, run: TrainedModel, ho: HeldOut, ref: np.ndarray) -> tuple[dict, dict]:
+def _session(path: Path, runtime: str):
+    if runtime == "tflm":
+        from .formats import tflm
+
+        return tflm.TFLMSession.load(path)
+    return load_session(path)
+
+
+def _accuracies(pairs, run: TrainedModel, ho: HeldOut, ref: np.ndarray) -> tuple[dict, dict]:
+    """Accuracy of each artifact in each runtime kind its targets use (TFLM kernels on an MCU
+    target, the default runtime otherwise), keyed by ``(path, kind)``."""
     n = len(run.classes)
     confusion, acc = {}, {}
-    for a in arts:
-        probs = predict(load_session(a.path), ho.x, str(a.path))
+    for a, t in pairs:
+        kind = "tflm" if t.runtime == "tflm" else "default"
+        if (a.path, kind) in acc:
+            continue
+        probs = predict(_session(a.path, kind), ho.x, str(a.path))
         s = metrics.scores(probs, ho.y, n, str(a.path))
-        acc[a.path] = (s.accuracy, metrics.agreement(probs, ref), s.per_class)
-        confusion[a.path.name] = s.confusion
+        acc[(a.path, kind)] = (s.accuracy, metrics.agreement(probs, ref), s.per_class)
+        confusion[a.path.name + (" (tflm)" if kind == "tflm" else "")] = s.confusion
     return acc, confusion
 
 
@@ -270,7 +308,7 @@ def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float) -> V
     ref, model = reference_probs(run, ho.x)
     ref_scores = metrics.scores(ref, ho.y, n, str(run.model_path))
     keras_lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
-    acc, confusion = _accuracies(arts, run, ho, ref)
+    acc, confusion = _accuracies(pairs, run, ho, ref)
     confusion[FLOAT] = ref_scores.confusion
     cache: dict = {}
     records, findings = [], []
@@ -284,10 +322,17 @@ def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float) -> V
                 findings.append(f"{a.path.name} on {t.name}: only {c.ops_delegated}/{c.ops_total} ops "
                                 f"({100 * c.macs_share:.0f}% of MACs) on {c.delegate}, {c.partitions} partition(s); "
                                 f"falls back: {', '.join(sorted(set(c.fallback_ops))) or 'all'}. {c.note}".strip())
-        a_acc, agree, per = acc[a.path]
+        a_acc, agree, per = acc[(a.path, "tflm" if t.runtime == "tflm" else "default")]
+        mem = tflm_memory(a, t) if t.runtime == "tflm" else None
+        if mem is not None and not mem["fits"]:
+            findings.append(f"{a.path.name} does not fit {t.name}: arena {mem['arena_bytes']:,} B (RAM budget "
+                            f"{mem['ram_budget_bytes']:,} B), flash {mem['flash_bytes']:,} B (budget "
+                            f"{mem['flash_budget_bytes']:,} B)")
         records.append(Record(str(a.path), a.format, a.precision, t.name, a_acc, agree,
-                              round(100 * (ref_scores.accuracy - a_acc), 3), per, a.size_bytes, lat, comp, t.path))
-    findings += _quality_findings(arts, acc, ref_scores.accuracy, n)
+                              round(100 * (ref_scores.accuracy - a_acc), 3), per, a.size_bytes, lat, comp, t.path,
+                              mem))
+    default_acc = {p: v for (p, kind), v in acc.items() if kind == "default"}
+    findings += _quality_findings([a for a in arts if a.path in default_acc], default_acc, ref_scores.accuracy, n)
     reference = Reference(ref_scores.accuracy, keras_lat, str(run.model_path))
     return ValidationReport(tuple(records), reference, _best(records, pairs), tuple(findings), tuple(run.classes),
                             confusion, ho.to_json(), latency.host_info(), {t.name: t.path for _, t in pairs})
@@ -332,7 +377,8 @@ def _best(records: list[Record], pairs) -> dict[str, Best]:
         ok = [r for r in records if r.target == t.name and (r.accuracy_drop or 0) <= limit]
         if ok:
             pick = min(ok, key=lambda r: r.latency.p50)
-            best[t.name] = Best(pick.artifact, pick.latency.p50, pick.latency.provenance, pick.accuracy)
+            best[t.name] = Best(pick.artifact, pick.latency.p50, pick.latency.provenance, pick.accuracy,
+                                pick.latency.detail.get("runtime"))
     return best
 
 

@@ -97,14 +97,16 @@ def _name(fmt: str, recipe: QuantRecipe, layout: str) -> str:
     return f"model_{tag}{formats.get(fmt).suffix}"
 
 
-def _metadata(run: TrainedModel, fmt: str, recipe: QuantRecipe, layout: str, out: Path) -> dict:
+def _metadata(run: TrainedModel, fmt: str, recipe: QuantRecipe, layout: str, out: Path,
+              dynamic_batch: bool = False) -> dict:
     m = run.manifest
     in_dtype = recipe.io_dtype if recipe.precision == "int8" else "float32"
     return {
         "edgetransfer": __version__, "format": fmt, "precision": recipe.precision, "labels": list(m.classes),
         "backbone": m.backbone, "source_run": os.path.relpath(run.run_dir.resolve(), out.resolve()),
         "input": {"size": run.input_size, "layout": layout.upper(), "dtype": in_dtype, "color": "RGB",
-                  "range": [0, 255], "resize_policy": m.resize_policy, "batch": 1},
+                  "range": [0, 255], "resize_policy": m.resize_policy,
+                  "batch": None if dynamic_batch else 1},
         # The backbone's normalisation is the first layer of the graph: feed raw RGB pixels.
         "normalization": {"inside_model": True, "mean": [0.0] * 3, "std": [1.0] * 3, "model_applies": m.preprocess},
     }
@@ -122,22 +124,28 @@ def plan(fmts: Sequence[str], recipes: Sequence[QuantRecipe], *, explicit_io: bo
     pairs = []
     for fmt in names:
         spec = formats.get(fmt)
+        if spec.packages:  # e.g. tflm: the packaged format's file at the same recipe, refused up front if impossible
+            for r in recipes:
+                r.check(fmt)
+            names += [spec.packages] if spec.packages not in names else []
+            continue
         for r in recipes:
             if everything and r.precision not in spec.precisions:
                 continue  # --format all: each precision where it exists (int16x8 is TFLite only)
             if r.io_dtype not in spec.io_dtypes and (everything or not explicit_io):
                 r = QuantRecipe(r.precision, "float32", r.per_channel, r.method, r.calibration_size)
             r.check(fmt)
-            pairs.append((fmt, r))
+            if (fmt, r) not in pairs:
+                pairs.append((fmt, r))
     if not pairs:
         raise UnsupportedError("nothing to export", fix="give at least one --format and --precision")
     return pairs
 
 
-def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),  # noqa: A002
+def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),
            recipes: Sequence[QuantRecipe] = (QuantRecipe.fp32(),), *, out: str | Path | None = None,
            calibration: str | Path = "auto", layout: str = "nhwc", seed: int = 0,
-           explicit_io: bool = False) -> list[ExportedArtifact]:
+           explicit_io: bool = False, dynamic_batch: bool = False) -> list[ExportedArtifact]:
     """Export ``run`` to every format x recipe.
 
     Args:
@@ -149,12 +157,15 @@ def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),
         layout: ``nhwc`` or ``nchw`` (ONNX input layout).
         seed: calibration sampling seed.
         explicit_io: the recipes' io types were asked for (an impossible one is then refused).
+        dynamic_batch: keep a dynamic batch dimension (default batch 1: static graphs that
+            NNAPI, Core ML, GPU delegates and MediaPipe plan once).
 
     Raises:
         UnsupportedError: a pair the format cannot do (before anything is written).
         ExportError: a converter failed; names the artifact; no partial file is left.
     """
     run = run if isinstance(run, TrainedModel) else TrainedModel.from_dir(run)
+    packagings = _packagings(formats)
     pairs = plan(formats, recipes, explicit_io=explicit_io)
     if layout not in ("nhwc", "nchw"):
         raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
@@ -171,17 +182,26 @@ def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),
         arts = []
         for fmt, r in pairs:
             fmt_layout = layout if fmt == "onnx" else "nhwc"
-            src = _source(sources, fmt, model, run, fmt_layout, Path(tmp))
-            arts.append(write_artifact(src, run, fmt, r, calib, out, fmt_layout))
+            src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch)
+            arts.append(write_artifact(src, run, fmt, r, calib, out, fmt_layout, dynamic_batch=dynamic_batch))
+    for spec in packagings:
+        for a in arts:
+            if a.format == spec.packages and a.precision in spec.precisions:
+                spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
     _write_index(out, run, calib)
     return arts
 
 
-def _source(cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: Path):
+def _packagings(fmts: Sequence[str]) -> list[formats.FormatSpec]:
+    return [formats.get(f) for f in dict.fromkeys(fmts) if f != "all" and formats.get(f).packages]
+
+
+def _source(cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: Path, dynamic_batch: bool = False):
     """Trace or convert the float model once per format, shared by every precision."""
     if fmt not in cache:
         try:
-            cache[fmt] = formats.get(fmt).exporter_module().make_source(model, run.input_size, layout, tmp)
+            cache[fmt] = formats.get(fmt).exporter_module().make_source(model, run.input_size, layout, tmp,
+                                                                        dynamic_batch)
         except EdgeTransferError:
             raise
         except Exception as exc:
@@ -191,10 +211,11 @@ def _source(cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: P
 
 
 def write_artifact(source, run: TrainedModel, fmt: str, recipe: QuantRecipe, calib: Calibration | None, out: Path,
-                   layout: str, *, name: str | None = None, attempts: tuple[dict, ...] = ()) -> ExportedArtifact:
+                   layout: str, *, name: str | None = None, attempts: tuple[dict, ...] = (),
+                   dynamic_batch: bool = False) -> ExportedArtifact:
     """Write one file of ``fmt`` at ``recipe`` from a traced ``source``, with its manifest."""
     path = out / (name or _name(fmt, recipe, layout))
-    meta = _metadata(run, fmt, recipe, layout, out)
+    meta = _metadata(run, fmt, recipe, layout, out, dynamic_batch)
     start = time.perf_counter()
     try:
         with atomic_path(path) as tmp:

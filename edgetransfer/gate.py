@@ -17,7 +17,7 @@ from . import evaluation, latency, metrics
 from . import targets as targets_lib
 from .errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError
 from .exporter import ExportedArtifact
-from .runtime import load_session
+from .runtime import isolate, load_session
 
 PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
 # Two-sided 95% Student t quantiles by degrees of freedom (n - 1).
@@ -33,11 +33,16 @@ class Budget:
     latency_ratio: float | None = None  # artifact p50 / reference p50, same run
     accuracy_drop: float | None = None  # points
     size_mb: float | None = None
+    ram_kb: float | None = None  # microcontrollers: the TFLM tensor arena
+    flash_kb: float | None = None  # microcontrollers: the model's bytes in flash
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():
-            if v is not None and v <= 0 and k != "accuracy_drop":
-                raise ConfigError(f"budget {k}={v} must be positive", fix="pass a positive limit")
+            if v is None:
+                continue
+            if not math.isfinite(v) or v < 0 or (v == 0 and k != "accuracy_drop"):
+                need = "zero or more" if k == "accuracy_drop" else "positive"
+                raise ConfigError(f"budget {k}={v} must be a finite, {need} number", fix=f"pass a {need} limit")
 
 
 @dataclass(frozen=True)
@@ -158,17 +163,33 @@ def ratio_check(art: ExportedArtifact, reference: ExportedArtifact, target, max_
     return Check(**{**asdict(chk), "message": chk.message + f" vs {Path(reference.path).name}"})
 
 
-def accuracy_check(art: ExportedArtifact, data_dir, max_drop: float) -> Check:
-    """Accuracy drop in points against the float model, on the held-out data (default the run's)."""
+def accuracy_check(art: ExportedArtifact, data_dir, max_drop: float, runtime: str = "default") -> Check:
+    """Accuracy drop in points against the float model, on the held-out data (default the run's),
+    run in the target's runtime kind (``tflm``: the real TFLM kernels)."""
     run = art.run()
     ho = evaluation.held_out(run, data_dir)
     ref, _ = evaluation.reference_probs(run, ho.x)
     n = len(run.classes)
     ref_acc = metrics.scores(ref, ho.y, n, str(run.model_path)).accuracy
-    got = metrics.scores(evaluation.predict(load_session(art.path), ho.x, str(art.path)), ho.y, n, str(art.path))
+    session = evaluation._session(art.path, runtime)
+    got = metrics.scores(evaluation.predict(session, ho.x, str(art.path)), ho.y, n, str(art.path))
     drop = 100 * (ref_acc - got.accuracy)
     chk = _fmt("accuracy_drop", PASSED if drop <= max_drop else FAILED, drop, max_drop, "points", latency.MEASURED)
     return Check(**{**asdict(chk), "message": chk.message + f" on {ho.describe()}"})
+
+
+def memory_checks(art: ExportedArtifact, target, b: Budget) -> list[Check]:
+    """RAM (the arena the real TFLM interpreter needs) and flash (the model's bytes) in KiB."""
+    mem = evaluation.tflm_memory(art, target)
+    out = []
+    for name, figure, limit in (("ram", mem["arena_bytes"], b.ram_kb), ("flash", mem["flash_bytes"], b.flash_kb)):
+        if limit is None:
+            continue
+        kb = figure / 1024
+        chk = _fmt(name, PASSED if kb <= limit else FAILED, kb, limit, "KiB", latency.MEASURED)
+        where = f" (arena in {mem['arena_in'] or 'no memory of the part'})" if name == "ram" else ""
+        out.append(Check(**{**asdict(chk), "message": f"{chk.message}: {figure:,} bytes{where} on {target.name}"}))
+    return out
 
 
 def size_check(art: ExportedArtifact, max_mb: float) -> Check:
@@ -182,10 +203,11 @@ def check(artifact: str | Path, target_name: str, *, data_dir=None, budget: Budg
     """Enforce the target's budgets, overridden by ``budget``; collects every check before returning."""
     art = ExportedArtifact.from_manifest(artifact)
     target = targets_lib.get(target_name, targets_dir)
+    isolate.probe(art.path)  # a file from anywhere: load it in a child before this process does
     if reference is not None:
         reference = ExportedArtifact.from_manifest(reference)
     targets_lib.require_runnable(target, art.format, art.precision, Path(art.path).name)
-    b = _merge(target.budgets, budget or Budget(), has_data=data_dir is not None)
+    b = _merge(target, budget or Budget(), has_data=data_dir is not None)
     if latency_samples is not None:
         latency_samples = validate_samples(latency_samples, art)
     checks = []
@@ -198,9 +220,11 @@ def check(artifact: str | Path, target_name: str, *, data_dir=None, budget: Budg
         checks.append(ratio_check(art, reference, target, b.latency_ratio,
                                   budget_s=budget_s, min_repeats=min_repeats, max_repeats=max_repeats))
     if b.accuracy_drop is not None:  # without --data: the run's own held-out split
-        checks.append(accuracy_check(art, data_dir, b.accuracy_drop))
+        checks.append(accuracy_check(art, data_dir, b.accuracy_drop, "tflm" if target.runtime == "tflm" else "default"))
     if b.size_mb is not None:
         checks.append(size_check(art, b.size_mb))
+    if b.ram_kb is not None or b.flash_kb is not None:
+        checks += memory_checks(art, target, b)
     if not checks:
         raise ConfigError(f"no budget to check for {target.name}",
                           fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb, or add budgets to the profile")
@@ -229,13 +253,24 @@ def validate_samples(docs: Sequence, art: ExportedArtifact) -> list[float]:
     return out
 
 
-def _merge(profile_budgets, override: Budget, *, has_data: bool) -> Budget:
+def _merge(target, override: Budget, *, has_data: bool) -> Budget:
     """Command-line budgets win over the profile's; the profile's accuracy budget applies
-    only when there is data to measure it on (an explicit one without data is an error)."""
-    profile_drop = profile_budgets.accuracy_drop if has_data else None
+    only when there is data to measure it on (an explicit one uses the run's held-out split).
+    RAM and flash budgets belong to microcontroller (``runtime: tflm``) targets, defaulting to the part's memory."""
+    pb = target.budgets
+    mcu = target.runtime == "tflm"
+    if not mcu and (override.ram_kb is not None or override.flash_kb is not None):
+        raise ConfigError(f"--max-ram-kb / --max-flash-kb apply to microcontroller targets; {target.name} is "
+                          f"runtime {target.runtime}", fix="use --max-size-mb, or a runtime: tflm target")
+    mem = target.memory
     return Budget(
-        latency_p90_ms=override.latency_p90_ms if override.latency_p90_ms is not None else profile_budgets.latency_p90_ms,
+        latency_p90_ms=override.latency_p90_ms if override.latency_p90_ms is not None else pb.latency_p90_ms,
         latency_ratio=override.latency_ratio,
-        accuracy_drop=override.accuracy_drop if override.accuracy_drop is not None else profile_drop,
-        size_mb=override.size_mb if override.size_mb is not None else profile_budgets.size_mb,
+        accuracy_drop=override.accuracy_drop if override.accuracy_drop is not None else (
+            pb.accuracy_drop if has_data else None),
+        size_mb=override.size_mb if override.size_mb is not None else pb.size_mb,
+        ram_kb=override.ram_kb if override.ram_kb is not None else (
+            (pb.ram_kb or (mem.sram_kb + mem.psram_kb)) if mcu and mem else None),
+        flash_kb=override.flash_kb if override.flash_kb is not None else (
+            (pb.flash_kb or mem.flash_kb) if mcu and mem else None),
     )

@@ -11,11 +11,12 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import yaml
+import typing
 
 from . import data as data_lib
 from . import report as report_lib
 from .gate import Budget, Verdict, check
+from . import strict_yaml
 from .errors import ConfigError
 from .exporter import ExportedArtifact, export
 from .quantization import QuantRecipe
@@ -61,26 +62,74 @@ class Flow:
     base: str = field(default=".", repr=False)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "Flow":
+    def from_yaml(cls, path: str | Path) -> Flow:
+        """Read and check a pipeline file: every key's type and range before any work starts."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read pipeline ({exc})", path=path, fix="check the file") from None
+        raw = strict_yaml.load_file(path) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError("a pipeline file must be a YAML mapping", path=path, fix="see examples/pipeline.yaml")
         sections = {"train": TrainConfig, "export": ExportSpec, "validate": ValidateSpec, "check": CheckSpec}
         _known(raw, {f.name for f in fields(cls)} - {"base"}, path, "")
-        kwargs = {}
+        kwargs: dict = {}
         for key, value in raw.items():
             if key in sections and value is not None:
                 _known(value, {f.name for f in fields(sections[key])}, path, f"{key}.")
-                value = sections[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+                typed = {k: _typed(sections[key], k, v, path, f"{key}.{k}") for k, v in value.items()}
+                try:
+                    value = sections[key](**typed)
+                except ConfigError as exc:  # a range check of the section: say which file
+                    raise ConfigError(f"{key}: {exc.problem}", path=path, fix=exc.fix) from None
+            elif key in ("data", "out"):
+                value = strict_yaml.want_str(value, key, path)
             kwargs[key] = value
         if "data" not in kwargs:
             raise ConfigError("missing 'data' (the image folder)", path=path, fix="add data: path/to/images")
-        return cls(**kwargs, base=str(path.parent))
+        flow = cls(**kwargs, base=str(path.parent))
+        _check_names(flow, path)
+        return flow
 
     def resolve(self, p: str) -> Path:
         return Path(p) if Path(p).is_absolute() else Path(self.base) / p
+
+
+def _typed(cls, name: str, value, path: Path, key: str):
+    """``value`` checked against the annotation of ``cls.name`` (int, float, bool, str, tuple[str, ...])."""
+    hint = str(typing.get_type_hints(cls)[name])
+    if value is None:
+        if "None" in hint:
+            return None
+        raise ConfigError(f"key '{key}' must not be empty", path=path, fix="give a value or remove the key")
+    if hint.startswith("tuple"):
+        return strict_yaml.want_str_list(value, key, path)
+    if "bool" in hint:
+        if not isinstance(value, bool):
+            raise ConfigError(f"key '{key}' must be true or false, not {value!r}", path=path, fix="write true or false")
+        return value
+    if "int" in hint:
+        return strict_yaml.want_int(value, key, path, min=0)
+    if "float" in hint:
+        return strict_yaml.want_number(value, key, path, min=0)
+    return strict_yaml.want_str(value, key, path)
+
+
+def _check_names(flow: Flow, path: Path) -> None:
+    """Formats, precisions and targets that exist, and budgets that make sense, before any training."""
+    from . import formats, targets
+
+
+    try:
+        for f in flow.export.formats:
+            formats.get(f)
+        for p in flow.export.precisions:
+            QuantRecipe(p)
+        for t in flow.validate.targets:
+            targets.get(t)
+        if flow.check is not None:
+            c = flow.check
+            targets.get(c.target)
+            Budget(c.max_latency_ms, c.max_latency_ratio, c.max_accuracy_drop, c.max_size_mb)
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, path=exc.path or path, fix=exc.fix) from None
 
 
 def _known(raw, known: set, path: Path, where: str) -> None:

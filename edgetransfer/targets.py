@@ -11,14 +11,13 @@ import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
+from . import formats, runners, strict_yaml
 from .errors import ConfigError, UnsupportedError
-from . import formats
 from .formats import PRECISIONS
+from .strict_yaml import want_int, want_number, want_str, want_str_list
 
 MEASURE_MODES = ("host", "runner", "estimate")
-RUNTIMES = ("litert", "onnxruntime", "tflm")
+RUNTIMES = ("litert", "onnxruntime", "openvino", "tflm")
 OP_KINDS = ("conv", "depthwise", "dense", "elementwise", "pool", "other")
 
 
@@ -80,8 +79,7 @@ class TargetProfile:
     provider: str = "cpu"
     threads: int | None = None
     input_dtype: str = "any"
-    runner: str | None = None
-    runner_timeout_s: float = 300.0  # a hung device must not hold `validate` forever
+    runner: runners.Runner | None = None  # ssh / adb / command, each with its own timeout
     device: Device | None = None
     delegate: Delegate | None = None
     budgets: Budgets = Budgets()
@@ -115,6 +113,26 @@ def _strict(cls, raw: dict, path: Path, where: str):
     return raw
 
 
+def _typed_section(key: str, sub: dict, path: Path) -> dict:
+    """Types and ranges of a section's fields, checked here so a typo is exit 2 naming the key."""
+    out = dict(sub)
+    for k, v in sub.items():
+        name = f"{key}.{k}"
+        if v is None:
+            continue
+        if k in ("peak_gmacs", "efficiency"):
+            if not isinstance(v, dict):
+                raise ConfigError(f"key '{name}' must be a mapping", path=path, fix="see targets/pixel4-cpu.yaml")
+            out[k] = {str(kk): want_number(vv, f"{name}.{kk}", path, min=0) for kk, vv in v.items()}
+        elif k in ("supported_ops", "precisions"):
+            out[k] = want_str_list(v, name, path, choices=PRECISIONS if k == "precisions" else None)
+        elif k in ("name", "partitioning"):
+            out[k] = want_str(v, name, path)
+        else:
+            out[k] = want_number(v, name, path, min=0)
+    return out
+
+
 def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
     """Build a profile from a YAML mapping; every unknown key or bad value names the file."""
     raw = dict(_strict(TargetProfile, raw, path, ""))
@@ -123,13 +141,24 @@ def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
             raise ConfigError(f"missing key '{key}'", path=path, fix="see targets/host-cpu.yaml for the layout")
     for key, cls in _SECTIONS.items():
         if raw.get(key) is not None:
-            sub = dict(_strict(cls, raw[key], path, f"{key}."))
-            for tkey in ("supported_ops", "precisions"):
-                if tkey in sub:
-                    sub[tkey] = tuple(sub[tkey])
-            raw[key] = cls(**sub)
-    for key in ("formats", "precisions", "sources"):
-        raw[key] = tuple(raw.get(key) or ())
+            sub = _typed_section(key, dict(_strict(cls, raw[key], path, f"{key}.")), path)
+            try:
+                raw[key] = cls(**sub)
+            except TypeError as exc:  # a required field of the section is missing
+                raise ConfigError(f"section '{key}' is incomplete ({exc})", path=path,
+                                  fix="see the shipped profiles for every field") from None
+    for key in ("name", "description", "runtime", "measure", "provider", "input_dtype"):
+        if key in raw:
+            raw[key] = want_str(raw[key], key, path)
+    raw["formats"] = want_str_list(raw["formats"], "formats", path, choices=formats.file_formats())
+    raw["precisions"] = want_str_list(raw["precisions"], "precisions", path, choices=PRECISIONS)
+    raw["sources"] = want_str_list(raw.get("sources") or [], "sources", path)
+    if raw.get("threads") is not None:
+        raw["threads"] = want_int(raw["threads"], "threads", path, min=1)
+    if raw.get("clock_mhz") is not None:
+        raw["clock_mhz"] = want_number(raw["clock_mhz"], "clock_mhz", path, min=0)
+    if raw.get("runner") is not None:
+        raw["runner"] = runners.parse(raw["runner"], path)
     prof = TargetProfile(**raw, path=str(path), origin=origin)
     _check_values(prof, path)
     return prof
@@ -140,9 +169,8 @@ def _check_values(p: TargetProfile, path: Path) -> None:
         (p.runtime in RUNTIMES, f"unknown runtime {p.runtime!r}", f"use one of {', '.join(RUNTIMES)}"),
         (p.measure in MEASURE_MODES, f"unknown measure mode {p.measure!r}", f"use one of {', '.join(MEASURE_MODES)}"),
         (set(p.precisions) <= set(PRECISIONS), f"unknown precision in {list(p.precisions)}", f"use {', '.join(PRECISIONS)}"),
-        (set(p.formats) <= set(formats.names()), f"unknown format in {list(p.formats)}",
-         f"use {' and/or '.join(formats.names())}"),
-        (p.measure != "runner" or bool(p.runner), "measure: runner needs a 'runner' command", "add runner: '...'"),
+        (p.measure != "runner" or p.runner is not None, "measure: runner needs a 'runner' section",
+         "add runner: {kind: ssh, host: user@device} (or kind: adb / command)"),
         (p.measure != "estimate" or p.device is not None, "measure: estimate needs a 'device' section", "add device constants"),
         (p.runtime != "tflm" or p.memory is not None, "runtime: tflm needs a 'memory' section",
          "add memory: {sram_kb: ..., flash_kb: ..., psram_kb: ...}"),
@@ -169,10 +197,8 @@ def search_path(extra: str | Path | None = None) -> list[tuple[Path, str]]:
 
 
 def _read_yaml(path: Path):
-    try:
-        return yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not valid YAML ({exc})", path=path, fix="fix the syntax") from None
+    """Strict YAML: duplicate keys, alias bombs, deep nesting and bad UTF-8 are errors naming the file."""
+    return strict_yaml.load_file(path)
 
 
 def load_file(path: str | Path, origin: str = "path") -> TargetProfile:

@@ -11,7 +11,7 @@ import pytest
 
 from edgetransfer.errors import MissingDependencyError
 from edgetransfer.exporter import export
-from edgetransfer.formats import mediapipe_check
+import mediapipe_lib as mediapipe_check
 from edgetransfer.quantization import QuantRecipe
 from edgetransfer.runtime import Classifier
 

@@ -41,6 +41,8 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--max-accuracy-drop", type=float, help="points below the float model (overrides the profile).")
 @click.option("--max-size-mb", type=float, help="file size budget (overrides the profile).")
+@click.option("--max-ram-kb", type=float, help="microcontrollers: tensor arena budget in KiB (default: the part's RAM).")
+@click.option("--max-flash-kb", type=float, help="microcontrollers: model size budget in KiB (default: the part's flash).")
 @click.option("--latency-samples", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Judge p90s measured elsewhere (bench --json outputs of THIS file) instead of measuring; repeatable.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Minimum latency repeats.")
@@ -51,13 +53,13 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 @json_option
 @click.pass_context
 def check_cmd(ctx, artifact, target_name, targets_dir, data_dir, max_latency_ms, max_latency_ratio, reference,
-              max_accuracy_drop, max_size_mb, latency_samples, repeats, max_repeats, budget_s, junit, github_summary,
+              max_accuracy_drop, max_size_mb, max_ram_kb, max_flash_kb, latency_samples, repeats, max_repeats, budget_s, junit, github_summary,
               as_json) -> None:
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
     if junit:
         require_writable(junit, "JUnit file")
     try:
-        budget = Budget(max_latency_ms, max_latency_ratio, max_accuracy_drop, max_size_mb)
+        budget = Budget(max_latency_ms, max_latency_ratio, max_accuracy_drop, max_size_mb, max_ram_kb, max_flash_kb)
         verdict = check(artifact, target_name, data_dir=data_dir, budget=budget, reference=reference,
                         latency_samples=_samples(latency_samples), targets_dir=targets_dir, budget_s=budget_s,
                         min_repeats=repeats, max_repeats=max(repeats, max_repeats))

@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
-_MODULES = ("tflite", "onnx")
+_MODULES = ("tflite", "onnx", "tflm")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class FormatSpec:
         op_reader: ``module:function`` returning the graph's ops (``graphops.Op``).
         metadata_reader: ``module:function`` reading labels and input metadata from a file.
         in_all: exported by ``--format all``.
+        packages: for a format that packages another's file (TFLM: a full-int8 ``.tflite``
+            as C source for a microcontroller), that format's name; its exporter module has
+            ``package(artifact_path, out_dir)`` instead of ``make_source``/``write``.
     """
 
     name: str
@@ -50,6 +53,7 @@ class FormatSpec:
     io_dtypes: tuple[str, ...] = ("float32",)
     in_all: bool = True
     description: str = ""
+    packages: str | None = None
 
     def op_reader_fn(self) -> Any:
         return _resolve(self.op_reader)
@@ -89,6 +93,11 @@ def _load() -> dict[str, FormatSpec]:
 
 def names() -> tuple[str, ...]:
     return tuple(_load())
+
+
+def file_formats() -> tuple[str, ...]:
+    """Formats whose files runtimes load (not packagings such as TFLM C source)."""
+    return tuple(n for n, s in _load().items() if s.packages is None)
 
 
 def all_formats() -> tuple[str, ...]:

@@ -28,6 +28,20 @@ import numpy as np
 from .._version import __version__
 from ..errors import ConfigError, ExportError, MissingDependencyError, RuntimeBackendError, UnsupportedError
 from ..runtime.base import InputSpec, quantize_input, require_file
+from . import FormatSpec, register
+
+# TFLM is a packaging of a full-int8 .tflite (C array + op resolver + arena size); the file
+# validated and gated is that .tflite, run by the real TFLM kernels on tflm targets.
+SPEC = register(FormatSpec(
+    name="tflm", suffix=".cc", precisions=("int8",), runtimes=("tflm",), exporter=__name__,
+    op_reader="edgetransfer.graphops:tflite_ops", metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
+    io_dtypes=("uint8", "int8", "float32"), in_all=False, packages="tflite",
+    description="TensorFlow Lite for Microcontrollers: the int8 .tflite as model_data.cc/.h, op resolver, arena size"))
+
+
+def package(int8_tflite_path: str | Path, out_dir: str | Path) -> TFLMExport:
+    """The exporter hook of a packaging format (see ``FormatSpec.packages``)."""
+    return export_tflm(int8_tflite_path, out_dir)
 
 # Builtin op -> the MicroMutableOpResolver method that registers its kernel. Extracted from
 # tensorflow/tflite-micro tensorflow/lite/micro/micro_mutable_op_resolver.h (commit 90b983c2,

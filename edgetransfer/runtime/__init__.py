@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import images
-from ..errors import ConfigError
+from .. import formats, images
+from ..errors import ConfigError, RuntimeBackendError
 from .base import InputSpec, Runtime, Session, read_metadata
 from .litert import _CANDIDATES as _TFLITE_MODULES
 from .litert import LiteRT
@@ -27,8 +27,11 @@ __all__ = ["RUNTIMES", "Classifier", "InputSpec", "LiteRT", "OnnxRuntime", "Open
            "available_runtimes", "get_runtime", "load_session", "read_metadata", "runtime_for"]
 
 # Runtime name (as in a target profile's ``runtime:``) -> (class, the module it needs).
-RUNTIMES: dict[str, tuple[Any, tuple[str, ...]]] = {"litert": (LiteRT, _TFLITE_MODULES), "onnxruntime": (OnnxRuntime, ("onnxruntime",)),
-            "openvino": (OpenVINO, ("openvino",))}
+RUNTIMES: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "litert": (LiteRT, _TFLITE_MODULES),
+    "onnxruntime": (OnnxRuntime, ("onnxruntime",)),
+    "openvino": (OpenVINO, ("openvino",)),
+}
 
 
 def _installed(modules: tuple[str, ...]) -> bool:
@@ -59,13 +62,9 @@ def get_runtime(name: str, provider: str = "cpu") -> Runtime:
 
 
 def runtime_for(path: str | Path, provider: str = "cpu") -> Runtime:
-    """The default runtime for ``path``, by file type: LiteRT for .tflite, ONNX Runtime for .onnx."""
-    suffix = Path(path).suffix
-    if suffix == ".tflite":
-        return LiteRT()
-    if suffix == ".onnx":
-        return OnnxRuntime(provider)
-    raise ConfigError(f"no runtime for {suffix!r} files", path=path, fix="use a .tflite or .onnx file")
+    """The default runtime for ``path``: the first its format registers (LiteRT for .tflite,
+    ONNX Runtime for .onnx; see ``edgetransfer.formats``)."""
+    return get_runtime(formats.for_path(path).runtimes[0], provider)
 
 
 def available_runtimes(path: str | Path) -> list[Runtime]:
@@ -74,16 +73,23 @@ def available_runtimes(path: str | Path) -> list[Runtime]:
     Raises:
         ConfigError: a file type no runtime takes.
     """
-    fmt = Path(path).suffix.lstrip(".")
-    found = [cls() for cls, modules in RUNTIMES.values() if fmt in cls.formats and _installed(modules)]
-    if not any(fmt in cls.formats for cls, _ in RUNTIMES.values()):
-        raise ConfigError(f"no runtime for {Path(path).suffix!r} files", path=path, fix="use a .tflite or .onnx file")
-    return found
+    names = [n for n in formats.for_path(path).runtimes if n in RUNTIMES and _installed(RUNTIMES[n][1])]
+    return [get_runtime(n) for n in names]
 
 
 def load_session(path: str | Path, threads: int | None = None, provider: str = "cpu") -> Session:
-    """Load ``path`` in its runtime."""
+    """Load ``path`` in its default runtime."""
     return runtime_for(path, provider).load(path, threads)
+
+
+def _metadata_size(path: Path, declared, actual: int) -> int:
+    """The input size the metadata declares, refused when absurd or not what the graph takes."""
+    if declared is None:
+        return actual
+    if not isinstance(declared, int) or not 1 <= declared <= 8192 or (actual > 0 and declared != actual):
+        raise RuntimeBackendError(f"its metadata says input size {declared!r} but the model takes {actual}",
+                                  path=path, fix="re-export the model with edgetransfer (the metadata is damaged)")
+    return declared
 
 
 class Classifier:
@@ -95,18 +101,16 @@ class Classifier:
         self.metadata = read_metadata(self.path)
         self.labels = list(self.metadata.get("labels") or [str(i) for i in range(10_000)])
         inp = self.metadata.get("input", {})
-        self.size = int(inp.get("size") or self.session.input_spec.size)
+        self.size = _metadata_size(self.path, inp.get("size"), self.session.input_spec.size)
         self.policy = inp.get("resize_policy", "crop")
 
     def preprocess(self, image) -> np.ndarray:
         """A path, PIL image or HxWx3 array -> a ``[1, size, size, 3]`` float32 batch in [0, 255],
         decoded, oriented and resized exactly as in training (normalisation is in the model)."""
-        from PIL import Image
-
         if isinstance(image, (str, Path)):
             pil, _ = images.decode(image)
         elif isinstance(image, np.ndarray):
-            pil = Image.fromarray(image.astype(np.uint8)).convert("RGB")
+            pil = images.from_array(image)  # 16-bit arrays scale to 8 bits, not wrap around
         else:
             pil = images._to_rgb(image)
         return np.asarray(images.resize(pil, self.size, self.policy), dtype=np.float32)[None]

@@ -14,10 +14,11 @@ import numpy as np
 
 from ..errors import EdgeTransferError
 from ..latency import measure
-from . import load_session, runtime_for
+from . import isolate, load_session, runtime_for
 
 
 def bench(model: str, threads: int | None, budget_s: float, warmup: int, min_runs: int, provider: str):
+    isolate.probe(model)  # a crashing file must give exit 3 naming it, not kill this process
     rt = runtime_for(model, provider)
     session = rt.load(model, threads)
     spec = session.input_spec

@@ -14,6 +14,8 @@ from ..errors import ConfigError, RuntimeBackendError
 
 METADATA_NAME = "edgetransfer.json"
 LABELS_NAME = "labels.txt"
+# Labels for 100k classes at ~30 bytes each fit in 4 MB; more than that is not metadata.
+MAX_METADATA_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ def read_tflite_metadata(path: Path) -> dict:
         with zipfile.ZipFile(path) as zf:
             if METADATA_NAME not in zf.namelist():
                 return {}
+            for name in (METADATA_NAME, LABELS_NAME):  # untrusted archive: never read a huge member whole
+                if name in zf.namelist() and zf.getinfo(name).file_size > MAX_METADATA_BYTES:
+                    raise _bad_metadata(path, f"{name} is {zf.getinfo(name).file_size:,} bytes "
+                                              f"(limit {MAX_METADATA_BYTES:,})")
             meta = json.loads(zf.read(METADATA_NAME))
             if not isinstance(meta, dict):
                 raise _bad_metadata(path, f"{METADATA_NAME} holds a {type(meta).__name__}, not an object")

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _lazy
 from ..errors import ConfigError, RuntimeBackendError
-from .base import InputSpec, require_file, to_nchw
+from .base import InputSpec, require_file, require_finite, require_input_shape, to_nchw
 
 # Short names -> ONNX Runtime provider names (onnxruntime.ai/docs/execution-providers).
 PROVIDERS = {
@@ -24,7 +24,14 @@ def onnx_metadata(path: Path) -> dict:
     ort = _lazy.require("onnxruntime", extra="runtime")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     props = sess.get_modelmeta().custom_metadata_map
-    meta = json.loads(props["edgetransfer"]) if "edgetransfer" in props else {}
+    try:
+        meta = json.loads(props["edgetransfer"]) if "edgetransfer" in props else {}
+    except (json.JSONDecodeError, RecursionError):
+        raise RuntimeBackendError("its edgetransfer metadata is damaged (not JSON)", path=path,
+                                  fix="re-export the model with edgetransfer") from None
+    if not isinstance(meta, dict):
+        raise RuntimeBackendError("its edgetransfer metadata is not a JSON object", path=path,
+                                  fix="re-export the model with edgetransfer")
     if "labels" in props and "labels" not in meta:
         meta["labels"] = props["labels"].splitlines()
     return meta
@@ -40,7 +47,8 @@ def input_spec(shape, dtype: str) -> InputSpec:
 class _Session:
     """A loaded ONNX Runtime session; ``settings`` says what it really runs with."""
 
-    def __init__(self, sess, settings: dict):
+    def __init__(self, sess, settings: dict, path: str | Path = ""):
+        self.path = str(path)
         self.sess = sess
         inp = sess.get_inputs()[0]
         self._name = inp.name
@@ -49,8 +57,11 @@ class _Session:
         self.settings = {**settings, "providers": self.providers}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        require_input_shape(batch, self.input_spec, self.path)
+        if self.input_spec.shape[0] == 1 and len(batch) > 1:  # a static batch-1 graph: one image at a time
+            return np.concatenate([self.run(batch[i:i + 1]) for i in range(len(batch))])
         x = to_nchw(batch, self.input_spec).astype(self.input_spec.dtype)
-        return np.asarray(self.sess.run(None, {self._name: x})[0], dtype=np.float32)
+        return require_finite(np.asarray(self.sess.run(None, {self._name: x})[0], dtype=np.float32), self.path)
 
 
 class OnnxRuntime:
@@ -103,4 +114,4 @@ class OnnxRuntime:
                                       fix="re-export it; check it is an .onnx file") from None
         settings = {"runtime": "onnxruntime", "provider": self.provider, "intra_op_num_threads": threads or "default",
                     "graph_optimization_level": "ORT_ENABLE_ALL"}
-        return _Session(sess, settings)
+        return _Session(sess, settings, path)

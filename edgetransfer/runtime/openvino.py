@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _lazy
 from ..errors import RuntimeBackendError
-from .base import require_file, to_nchw
+from .base import require_file, require_finite, require_input_shape, to_nchw
 from .onnxrt import input_spec
 
 DEVICE = "CPU"
@@ -25,7 +25,8 @@ def _ov():
 class _Session:
     """A compiled OpenVINO model with one infer request; ``settings`` are read back from the plugin."""
 
-    def __init__(self, compiled, settings: dict):
+    def __init__(self, compiled, settings: dict, path: str | Path = ""):
+        self.path = str(path)
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         port = compiled.inputs[0]
@@ -35,9 +36,12 @@ class _Session:
         self.settings = settings
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        require_input_shape(batch, self.input_spec, self.path)
+        if self.input_spec.shape[0] == 1 and len(batch) > 1:  # a static batch-1 graph: one image at a time
+            return np.concatenate([self.run(batch[i:i + 1]) for i in range(len(batch))])
         x = to_nchw(batch, self.input_spec).astype(self.input_spec.dtype)
         self.request.infer({0: x})
-        return np.asarray(self.request.get_output_tensor(0).data, dtype=np.float32).copy()
+        return require_finite(np.asarray(self.request.get_output_tensor(0).data, dtype=np.float32).copy(), self.path)
 
 
 class OpenVINO:
@@ -70,4 +74,4 @@ class OpenVINO:
         for key in ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "NUM_STREAMS"):
             value = compiled.get_property(key)  # an element Type prints as "<Type: 'float32'>": use "f32"
             settings[key] = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
-        return _Session(compiled, settings)
+        return _Session(compiled, settings, path)
