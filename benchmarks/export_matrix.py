@@ -7,6 +7,7 @@ one row per (backbone, format, precision): ok / refused / FAILED, size and secon
 Part 2 (with --run): accuracy of every artifact of a trained run on its val split
 against the Keras model, and sizes relative to fp32.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,11 @@ def main() -> None:
     for name in names:
         start = time.perf_counter()
         for row in matrix.export_backbone(name, work / name, size=args.size):
-            print(f"{name:20s} {row.format:7s} {row.precision:9s} {row.result:8s} {row.size_bytes / 1e3:8.0f} "
-                  f"{row.seconds:6.1f}  {row.note}", flush=True)
+            print(
+                f"{name:20s} {row.format:7s} {row.precision:9s} {row.result:8s} {row.size_bytes / 1e3:8.0f} "
+                f"{row.seconds:6.1f}  {row.note}",
+                flush=True,
+            )
         print(f"# {name}: {time.perf_counter() - start:.0f} s", flush=True)
     if args.run:
         matrix.print_accuracy_table(args.run)

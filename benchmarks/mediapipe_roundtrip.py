@@ -9,6 +9,7 @@ dynamic, int8 (uint8 io) and int16x8 TFLite files, and classifies the val split 
 uint8 pixels (decoded and resized once by the Classifier's preprocessing), so any disagreement is the
 runtimes', not the resizing's. Prints top-1 agreement per precision (target >= 99%) and each one's accuracy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgetransfer import data as data_lib
 from edgetransfer.exporter import export
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the MediaPipe venv helper
 import mediapipe_lib as mediapipe_check  # noqa: E402
+
 from edgetransfer.quantization import QuantRecipe
 from edgetransfer.runtime import Classifier
 from edgetransfer.training import TrainConfig, TrainedModel, train
@@ -51,13 +54,13 @@ def main() -> None:
     work = Path(args.out or tempfile.mkdtemp(prefix="et-mp-roundtrip-"))
     start = time.perf_counter()
     python = mediapipe_check.venv_python()
-    print(f"# mediapipe {mediapipe_check.MEDIAPIPE_VERSION}: {python} ({time.perf_counter() - start:.0f} s)",
-          flush=True)
+    print(
+        f"# mediapipe {mediapipe_check.MEDIAPIPE_VERSION}: {python} ({time.perf_counter() - start:.0f} s)", flush=True
+    )
     if args.run:
         run = TrainedModel.from_dir(args.run)
     else:
-        cfg = TrainConfig(backbone="efficientnet_lite0", image_size=args.size, workflow="features",
-                          epochs=args.epochs)
+        cfg = TrainConfig(backbone="efficientnet_lite0", image_size=args.size, workflow="features", epochs=args.epochs)
         run = train(args.data, cfg, out=work / "run")
     print(f"# run {run.run_dir} ({time.perf_counter() - start:.0f} s)", flush=True)
     arts = export(run, ["tflite"], RECIPES, out=work / "export")
@@ -85,8 +88,11 @@ def main() -> None:
                 theirs[i, idx] = score
         names_ok = all(n == run.classes[i] for row in got.categories for i, n, _ in row)
         agree = (np.array(got.top1) == ours.argmax(1)).mean()
-        print(f"{a.path.name:28s} {agree:11.2%} {names_ok!s:>9s} {(np.array(got.top1) == labels).mean():7.2%} "
-              f"{(ours.argmax(1) == labels).mean():7.2%} {np.abs(theirs - ours).max():8.4f}", flush=True)
+        print(
+            f"{a.path.name:28s} {agree:11.2%} {names_ok!s:>9s} {(np.array(got.top1) == labels).mean():7.2%} "
+            f"{(ours.argmax(1) == labels).mean():7.2%} {np.abs(theirs - ours).max():8.4f}",
+            flush=True,
+        )
     print(f"\n# total {time.perf_counter() - start:.0f} s; work folder {work}")
 
 

@@ -9,6 +9,7 @@ here through the runtimes themselves: one big fp32 MatMul and one uint8 x int8 M
 ONNX graph (GMAC/s = M*N*K / fastest run), the best runtime per precision and thread count.
 Numbers on a shared machine are noisy: the load average is printed before and after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,18 +36,34 @@ def gemm_models(folder: Path, n: int) -> dict[str, Path]:
 
     rng = np.random.default_rng(0)
     graphs = {
-        "fp32": (TensorProto.FLOAT, "MatMul", TensorProto.FLOAT,
-                 [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "B")], ["A", "B"]),
-        "int8": (TensorProto.UINT8, "MatMulInteger", TensorProto.INT32,
-                 [numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "B"),
-                  numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
-                  numpy_helper.from_array(np.array(0, np.int8), "b_zp")], ["A", "B", "a_zp", "b_zp"]),
+        "fp32": (
+            TensorProto.FLOAT,
+            "MatMul",
+            TensorProto.FLOAT,
+            [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "B")],
+            ["A", "B"],
+        ),
+        "int8": (
+            TensorProto.UINT8,
+            "MatMulInteger",
+            TensorProto.INT32,
+            [
+                numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "B"),
+                numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
+                numpy_helper.from_array(np.array(0, np.int8), "b_zp"),
+            ],
+            ["A", "B", "a_zp", "b_zp"],
+        ),
     }
     out = {}
     for prec, (in_type, op, out_type, inits, inputs) in graphs.items():
-        graph = helper.make_graph([helper.make_node(op, inputs, ["Y"])], f"gemm_{prec}",
-                                  [helper.make_tensor_value_info("A", in_type, [n, n])],
-                                  [helper.make_tensor_value_info("Y", out_type, [n, n])], inits)
+        graph = helper.make_graph(
+            [helper.make_node(op, inputs, ["Y"])],
+            f"gemm_{prec}",
+            [helper.make_tensor_value_info("A", in_type, [n, n])],
+            [helper.make_tensor_value_info("Y", out_type, [n, n])],
+            inits,
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
         onnx.checker.check_model(model)
@@ -71,8 +88,11 @@ def _time_raw(run, x, budget_s: float) -> float:
 
 def gemm_peak(path: Path, runtime: str, threads: int, budget_s: float, n: int) -> float:
     """GMAC/s of the GEMM graph in ``runtime`` (raw sessions: the Session wrappers expect images)."""
-    x = (np.random.default_rng(1).integers(0, 255, (n, n)).astype(np.uint8) if "int8" in path.name
-         else np.random.default_rng(1).standard_normal((n, n)).astype(np.float32))
+    x = (
+        np.random.default_rng(1).integers(0, 255, (n, n)).astype(np.uint8)
+        if "int8" in path.name
+        else np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    )
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
@@ -87,10 +107,13 @@ def gemm_peak(path: Path, runtime: str, threads: int, budget_s: float, n: int) -
         from edgetransfer.runtime.openvino import PRECISION
 
         core = ov.Core()
-        req = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                                                    "INFERENCE_PRECISION_HINT": PRECISION}).create_infer_request()
+        req = core.compile_model(
+            str(path),
+            "CPU",
+            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION},
+        ).create_infer_request()
         run = lambda a: req.infer({0: a})
-    return n ** 3 / _time_raw(run, x, budget_s) / 1e9
+    return n**3 / _time_raw(run, x, budget_s) / 1e9
 
 
 def measure_peaks(gemms: dict[int, dict[str, Path]], threads: list[int], budget_s: float) -> dict:
@@ -141,7 +164,9 @@ def measure_rows(files: dict, threads: list[int], macs: int, budget_s: float) ->
     for (fmt, prec), path in files.items():
         for rt in available_runtimes(path):
             for t in threads:
-                lat = latency.measure(lambda rt=rt, t=t, path=path: rt.load(path, t), batch, budget_s=budget_s, threads=t)
+                lat = latency.measure(
+                    lambda rt=rt, t=t, path=path: rt.load(path, t), batch, budget_s=budget_s, threads=t
+                )
                 rows.append(((fmt, prec), rt.name, t, lat.p50, lat.p90, lat.runs, macs / (lat.p50 / 1e3) / 1e9))
                 if prec == "fp32" and t == threads[-1]:
                     print(f"{rt.name} settings: {getattr(rt.load(path, t), 'settings', {})}")
@@ -157,12 +182,16 @@ def report(files: dict, rows: list[tuple], before: dict, after: dict, macs: int,
     for key, g in before.items():
         print(f"  {key[0]:5s} {key[1]} thr  {key[2]:12s} {g:8.1f} {after.get(key, 0):8.1f}")
     best = {k[:2]: max(max(before.get(j, 0), after.get(j, 0)) for j in before if j[:2] == k[:2]) for k in before}
-    print(f"\n{'file':28s} {'runtime':12s} {'thr':>3s} {'p50 ms':>8s} {'p90 ms':>8s} {'runs':>5s} "
-          f"{'GMAC/s':>7s} {'peak':>7s} {'% peak':>6s}")
+    print(
+        f"\n{'file':28s} {'runtime':12s} {'thr':>3s} {'p50 ms':>8s} {'p90 ms':>8s} {'runs':>5s} "
+        f"{'GMAC/s':>7s} {'peak':>7s} {'% peak':>6s}"
+    )
     for key, rt, t, p50, p90, runs, g in rows:
         pk = best[key[1], t]
-        print(f"{files[key].name:28s} {rt:12s} {t:3d} {p50:8.2f} {p90:8.2f} {runs:5d} {g:7.1f} {pk:7.1f} "
-              f"{100 * g / pk:5.1f}%")
+        print(
+            f"{files[key].name:28s} {rt:12s} {t:3d} {p50:8.2f} {p90:8.2f} {runs:5d} {g:7.1f} {pk:7.1f} "
+            f"{100 * g / pk:5.1f}%"
+        )
     print(f"\nload average after {os.getloadavg()[0]:.2f} (machine shared with other jobs: figures are noisy)")
 
 

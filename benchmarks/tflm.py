@@ -8,6 +8,7 @@ bundle (model_data.cc/.h), runs the val split through TFLM and through LiteRT (i
 and prints arena / flash / accuracy / agreement and, per ``runtime: tflm`` profile, whether it
 fits and the ESTIMATED latency.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGETS = ["stm32h7", "esp32-s3"]
 # ../shared beside the checkout (a worktree may sit one level deeper).
-DATA = next((d / "shared/datasets/hymenoptera" for d in Path(__file__).resolve().parents
-             if (d / "shared/datasets/hymenoptera").is_dir()), Path("shared/datasets/hymenoptera"))
+DATA = next(
+    (
+        d / "shared/datasets/hymenoptera"
+        for d in Path(__file__).resolve().parents
+        if (d / "shared/datasets/hymenoptera").is_dir()
+    ),
+    Path("shared/datasets/hymenoptera"),
+)
 
 
 def main() -> None:
@@ -33,18 +40,22 @@ def main() -> None:
     ap.add_argument("--out", help="folder for the run and exports (default: a temporary one)")
     args = ap.parse_args()
     from edgetransfer import targets
+    from edgetransfer.evaluation import _eval_set
     from edgetransfer.exporter import export
     from edgetransfer.formats import tflm
     from edgetransfer.quantization import QuantRecipe
     from edgetransfer.runtime.litert import LiteRT
     from edgetransfer.training import TrainConfig, TrainedModel, train
-    from edgetransfer.evaluation import _eval_set
 
     out = Path(args.out or tempfile.mkdtemp(prefix="et-tflm-"))
     t0 = time.perf_counter()
-    run = (TrainedModel.from_dir(args.run) if args.run else
-           train(args.data, TrainConfig(backbone="efficientnet_lite0", image_size=96, workflow="features"),
-                 out=out / "run"))
+    run = (
+        TrainedModel.from_dir(args.run)
+        if args.run
+        else train(
+            args.data, TrainConfig(backbone="efficientnet_lite0", image_size=96, workflow="features"), out=out / "run"
+        )
+    )
     art = export(run, ["tflite"], [QuantRecipe.int8()], out=out / "export")[0]
     print(f"trained + exported in {time.perf_counter() - t0:.0f} s: {art.path.name} ({art.size_bytes} bytes)")
 
@@ -58,28 +69,35 @@ def main() -> None:
     p_tflm = tflm.TFLMSession.load(bundle.tflite, bundle.arena_bytes).run(x)
     s_tflm = time.perf_counter() - t
     lite = LiteRT().load(art.path, threads=1)
-    p_lite = np.concatenate([lite.run(x[i:i + 1]) for i in range(len(x))])
+    p_lite = np.concatenate([lite.run(x[i : i + 1]) for i in range(len(x))])
     ref = _litert_reference(art.path)
-    p_ref = np.concatenate([ref.run(x[i:i + 1]) for i in range(len(x))])
+    p_ref = np.concatenate([ref.run(x[i : i + 1]) for i in range(len(x))])
     step = 1.0 / 256  # the uint8 output's quantization step
     print(f"\nval images {len(x)} ({run.manifest['backbone']} {run.input_size} px, classes {run.classes})")
     print(f"arena  {bundle.arena_bytes:>10,d} bytes ({bundle.arena_bytes / 1024:.1f} KiB)")
     print(f"flash  {bundle.flash_bytes:>10,d} bytes ({bundle.flash_bytes / 1024:.1f} KiB, the .tflite)")
-    print(f"accuracy TFLM {(p_tflm.argmax(1) == y).mean():.4f}  LiteRT int8 {(p_lite.argmax(1) == y).mean():.4f}  "
-          f"top-1 agreement {(p_tflm.argmax(1) == p_lite.argmax(1)).mean():.4f}  "
-          f"max |dprob| {np.abs(p_tflm - p_lite).max():.5f} ({np.abs(p_tflm - p_lite).max() / step:.1f} steps)")
-    print(f"TFLM vs LiteRT reference kernels (BUILTIN_REF): max |dprob| {np.abs(p_tflm - p_ref).max():.5f}, "
-          f"top-1 agreement {(p_tflm.argmax(1) == p_ref.argmax(1)).mean():.4f}")
+    print(
+        f"accuracy TFLM {(p_tflm.argmax(1) == y).mean():.4f}  LiteRT int8 {(p_lite.argmax(1) == y).mean():.4f}  "
+        f"top-1 agreement {(p_tflm.argmax(1) == p_lite.argmax(1)).mean():.4f}  "
+        f"max |dprob| {np.abs(p_tflm - p_lite).max():.5f} ({np.abs(p_tflm - p_lite).max() / step:.1f} steps)"
+    )
+    print(
+        f"TFLM vs LiteRT reference kernels (BUILTIN_REF): max |dprob| {np.abs(p_tflm - p_ref).max():.5f}, "
+        f"top-1 agreement {(p_tflm.argmax(1) == p_ref.argmax(1)).mean():.4f}"
+    )
     print(f"TFLM host (reference kernels) {1e3 * s_tflm / len(x):.0f} ms/image")
-    print(f"\n{'target':10s} {'arena in':9s} {'RAM ok':>6s} {'flash ok':>8s} {'fits':>5s} {'est. ms':>8s}  "
-          f"{'MACs':>12s}")
+    print(
+        f"\n{'target':10s} {'arena in':9s} {'RAM ok':>6s} {'flash ok':>8s} {'fits':>5s} {'est. ms':>8s}  {'MACs':>12s}"
+    )
     for name in TARGETS:
         prof = targets.get(name)
         f = tflm.fits(bundle.arena_bytes, bundle.flash_bytes, prof)
         est = tflm.estimate_latency(bundle.tflite, prof)
         cells = [f"{f['arena_in']!s:9s}", f"{f['ram_ok']!s:>6s}", f"{f['flash_ok']!s:>8s}", f"{f['fits']!s:>5s}"]
-        print(f"{name:10s} {' '.join(cells)} {est.p50:8.1f}  {est.detail['macs']:>12,d}  ({est.provenance}; "
-              f"RAM budget {f['ram_budget_bytes'] // 1024} KiB, flash budget {f['flash_budget_bytes'] // 1024} KiB)")
+        print(
+            f"{name:10s} {' '.join(cells)} {est.p50:8.1f}  {est.detail['macs']:>12,d}  ({est.provenance}; "
+            f"RAM budget {f['ram_budget_bytes'] // 1024} KiB, flash budget {f['flash_budget_bytes'] // 1024} KiB)"
+        )
 
 
 def _litert_reference(path: Path):

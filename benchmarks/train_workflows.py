@@ -6,6 +6,7 @@ Prints a table: workflow, val accuracy, wall seconds, images/s, and the ratio of
 The features run starts with a cold feature cache (its own temporary cache dir), so the
 time includes the one pass through the backbone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,14 @@ def main() -> None:
 
     rows = []
     for workflow, unfreeze in (("features", "auto"), ("fine-tune", "auto"), ("fine-tune", "all")):
-        cfg = TrainConfig(backbone=args.backbone, workflow=workflow, epochs=args.epochs, unfreeze=unfreeze,
-                          fine_tune_epochs=args.fine_tune_epochs if workflow == "fine-tune" else 0, patience=args.epochs)
+        cfg = TrainConfig(
+            backbone=args.backbone,
+            workflow=workflow,
+            epochs=args.epochs,
+            unfreeze=unfreeze,
+            fine_tune_epochs=args.fine_tune_epochs if workflow == "fine-tune" else 0,
+            patience=args.epochs,
+        )
         out = Path(tempfile.mkdtemp(prefix="et-run-")) / workflow
         start = time.perf_counter()
         run = train(args.data, cfg, out=out)

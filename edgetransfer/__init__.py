@@ -8,8 +8,10 @@ modules for the stage, so no public name here hides a submodule.
 The public API is what ``__all__`` lists; everything else may change between releases.
 Importing this package does not import TensorFlow: heavy libraries load on first use.
 """
+
 from ._version import __version__
-from .data import Dataset, DataReport, FileIssue, ImageFile, load as load_dataset
+from .data import DataReport, Dataset, FileIssue, ImageFile
+from .data import load as load_dataset
 from .errors import (
     ConfigError,
     DataError,

@@ -1,4 +1,5 @@
 """Lazy imports of heavy libraries with an install hint instead of a bare ImportError."""
+
 from __future__ import annotations
 
 import contextlib

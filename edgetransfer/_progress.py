@@ -1,8 +1,10 @@
 """Progress bars on stderr, only when stderr is a terminal (never in CI logs or --json)."""
+
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import click
 

@@ -3,6 +3,7 @@
 Rules come from the target profile (its ``delegate`` section), applied to the ops of the
 exported file, so a partly delegated model is flagged before anyone deploys it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -49,5 +50,13 @@ def check(ops, delegate, precision: str) -> Compatibility:
     partitions = sum(1 for i, v in enumerate(ok) if v and (i == 0 or not ok[i - 1]))
     total_macs = sum(o.macs for o in ops) or 1
     fallback = tuple(o.type for o, v in zip(ops, ok) if not v)
-    return Compatibility(delegate.name, len(ops), sum(ok), round(sum(o.macs for o, v in zip(ops, ok) if v) / total_macs, 4),
-                         partitions, fallback, all(ok), note)
+    return Compatibility(
+        delegate.name,
+        len(ops),
+        sum(ok),
+        round(sum(o.macs for o, v in zip(ops, ok) if v) / total_macs, 4),
+        partitions,
+        fallback,
+        all(ok),
+        note,
+    )

@@ -3,6 +3,7 @@
 Library code raises these and never exits; only :mod:`edgetransfer.cli` catches them.
 Every message says what (file or option), the problem, and the fix.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

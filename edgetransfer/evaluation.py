@@ -56,8 +56,9 @@ def held_out(run: TrainedModel, data_dir: str | Path | None = None) -> HeldOut:
     ``data_dir``, the run's own data (as its manifest records it)."""
     data_dir = Path(data_dir) if data_dir is not None else Path(run.manifest.data.root)
     if not data_dir.is_dir():
-        raise DataError("held-out data folder not found", path=data_dir,
-                        fix="pass --data DIR (the run's data has moved or gone)")
+        raise DataError(
+            "held-out data folder not found", path=data_dir, fix="pass --data DIR (the run's data has moved or gone)"
+        )
     cfg = run.manifest.config
     same = Path(run.manifest.data.root).resolve() == data_dir.resolve()
     ds = data_lib.load(data_dir)
@@ -66,8 +67,11 @@ def held_out(run: TrainedModel, data_dir: str | Path | None = None) -> HeldOut:
         ds = data_lib.load(data_dir, val_split=cfg["val_split"], seed=cfg.get("seed", 0))
         split = f"seeded {cfg['val_split']:.0%} split (seed {cfg.get('seed', 0)}), as in training"
     if list(ds.classes) != run.classes:
-        raise DataError(f"classes {list(ds.classes)} differ from the model's {run.classes}", path=data_dir,
-                        fix="validate on a folder with the model's class folders")
+        raise DataError(
+            f"classes {list(ds.classes)} differ from the model's {run.classes}",
+            path=data_dir,
+            fix="validate on a folder with the model's class folders",
+        )
     files = ds.split("val") or ds.split("test") or ds.files
     policy = run.manifest.resize_policy
     x = np.stack([images.load_array(f.path, run.input_size, policy) for f in files]).astype(np.float32)
@@ -76,7 +80,7 @@ def held_out(run: TrainedModel, data_dir: str | Path | None = None) -> HeldOut:
 
 def predict(session, x: np.ndarray, source: str = "model") -> np.ndarray:
     """Probabilities of ``session`` on ``x``, one image at a time (batch-1 files); non-finite is an error."""
-    return metrics.require_finite(np.concatenate([session.run(x[i:i + 1]) for i in range(len(x))]), source)
+    return metrics.require_finite(np.concatenate([session.run(x[i : i + 1]) for i in range(len(x))]), source)
 
 
 def reference_probs(run: TrainedModel, x: np.ndarray):  # -> (probs, keras model)
@@ -99,8 +103,7 @@ def on_device(target, art: ExportedArtifact) -> latency.Latency:
     return dataclasses.replace(lat, provenance=latency.ON_DEVICE, host=host)
 
 
-def latency_on(art: ExportedArtifact, target, *, budget_s: float = 2.0, cache: dict | None = None
-               ) -> latency.Latency:
+def latency_on(art: ExportedArtifact, target, *, budget_s: float = 2.0, cache: dict | None = None) -> latency.Latency:
     """Latency of ``art`` on ``target``: the ONE place that picks host, runner or estimate.
 
     On the host every installed runtime that can run the file is measured (LiteRT; ONNX Runtime
@@ -132,8 +135,13 @@ def _fastest_on_host(art: ExportedArtifact, target, budget_s: float) -> latency.
         runtimes = [r for r in runtimes if r.name == "onnxruntime"]
     found: dict[str, latency.Latency] = {}
     for rt in runtimes:
-        found[rt.name] = latency.measure(lambda rt=rt: rt.load(art.path, target.threads), probe_batch(art.io.size),
-                                         budget_s=budget_s, threads=target.threads, runtime_version=rt.version())
+        found[rt.name] = latency.measure(
+            lambda rt=rt: rt.load(art.path, target.threads),
+            probe_batch(art.io.size),
+            budget_s=budget_s,
+            threads=target.threads,
+            runtime_version=rt.version(),
+        )
     name = min(found, key=lambda n: found[n].p50)
     best = found[name]
     detail = {**best.detail, "runtime": name, "runtimes": {n: {"p50": v.p50, "p90": v.p90} for n, v in found.items()}}
@@ -168,14 +176,31 @@ class Record:
 
     def to_json(self, samples: bool = False) -> dict:
         lat = self.latency
-        return {"artifact": self.artifact, "format": self.format, "precision": self.precision, "target": self.target,
-                "target_profile": self.target_source, "accuracy": self.accuracy, "agreement": self.agreement,
-                "accuracy_drop": self.accuracy_drop, "per_class_accuracy": list(self.per_class_accuracy),
-                "size_bytes": self.size_bytes,
-                "latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99, "mean": lat.mean, "std": lat.std,
-                               "runs": lat.runs},
-                "provenance": lat.provenance, "runtime": lat.detail.get("runtime"), "latency": lat.to_json(samples),
-                "compatibility": self.compatibility, "memory": self.memory}
+        return {
+            "artifact": self.artifact,
+            "format": self.format,
+            "precision": self.precision,
+            "target": self.target,
+            "target_profile": self.target_source,
+            "accuracy": self.accuracy,
+            "agreement": self.agreement,
+            "accuracy_drop": self.accuracy_drop,
+            "per_class_accuracy": list(self.per_class_accuracy),
+            "size_bytes": self.size_bytes,
+            "latency_ms": {
+                "p50": lat.p50,
+                "p90": lat.p90,
+                "p99": lat.p99,
+                "mean": lat.mean,
+                "std": lat.std,
+                "runs": lat.runs,
+            },
+            "provenance": lat.provenance,
+            "runtime": lat.detail.get("runtime"),
+            "latency": lat.to_json(samples),
+            "compatibility": self.compatibility,
+            "memory": self.memory,
+        }
 
 
 @dataclass(frozen=True)
@@ -188,8 +213,12 @@ class Reference:
 
     def to_json(self) -> dict:
         lat = self.latency
-        return {"accuracy": self.accuracy, "model": self.model, "latency": lat.to_json(samples=True),
-                "latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99}}
+        return {
+            "accuracy": self.accuracy,
+            "model": self.model,
+            "latency": lat.to_json(samples=True),
+            "latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99},
+        }
 
 
 @dataclass(frozen=True)
@@ -203,8 +232,13 @@ class Best:
     runtime: str | None = None  # on the host: the fastest runtime for that file
 
     def to_json(self) -> dict:
-        return {"artifact": self.artifact, "runtime": self.runtime, "p50_ms": self.p50_ms,
-                "provenance": self.provenance, "accuracy": self.accuracy}
+        return {
+            "artifact": self.artifact,
+            "runtime": self.runtime,
+            "p50_ms": self.p50_ms,
+            "provenance": self.provenance,
+            "accuracy": self.accuracy,
+        }
 
 
 @dataclass(frozen=True)
@@ -224,11 +258,20 @@ class ValidationReport:
         return str(self.held_out.get("source", ""))
 
     def to_json(self, samples: bool = False) -> dict:
-        return {"kind": "edgetransfer.validation", "schema": 2, "held_out": self.held_out,
-                "reference": self.reference.to_json(), "records": [r.to_json(samples) for r in self.records],
-                "best": {t: b.to_json() for t, b in self.best.items()}, "findings": list(self.findings),
-                "classes": list(self.classes), "confusion": {k: [list(r) for r in v] for k, v in self.confusion.items()},
-                "data": self.data, "host": self.host, "targets": self.targets}
+        return {
+            "kind": "edgetransfer.validation",
+            "schema": 2,
+            "held_out": self.held_out,
+            "reference": self.reference.to_json(),
+            "records": [r.to_json(samples) for r in self.records],
+            "best": {t: b.to_json() for t, b in self.best.items()},
+            "findings": list(self.findings),
+            "classes": list(self.classes),
+            "confusion": {k: [list(r) for r in v] for k, v in self.confusion.items()},
+            "data": self.data,
+            "host": self.host,
+            "targets": self.targets,
+        }
 
 
 def _artifacts(paths: Sequence[str | Path]) -> list[ExportedArtifact]:
@@ -240,10 +283,16 @@ def _artifacts(paths: Sequence[str | Path]) -> list[ExportedArtifact]:
     return out
 
 
-def validate(artifacts: Sequence[str | Path], data_dir: str | Path | None = None,
-             target_names: Sequence[str] = ("host-cpu",), *, targets_dir: str | Path | None = None,
-             budget_s: float = 2.0, skip_incompatible: bool = False, report_path: str | Path | None = None
-             ) -> ValidationReport:
+def validate(
+    artifacts: Sequence[str | Path],
+    data_dir: str | Path | None = None,
+    target_names: Sequence[str] = ("host-cpu",),
+    *,
+    targets_dir: str | Path | None = None,
+    budget_s: float = 2.0,
+    skip_incompatible: bool = False,
+    report_path: str | Path | None = None,
+) -> ValidationReport:
     """Accuracy, agreement and latency of ``artifacts`` on ``target_names``.
 
     Args:
@@ -264,9 +313,11 @@ def validate(artifacts: Sequence[str | Path], data_dir: str | Path | None = None
     bad = [(a, t, t.can_run(a.format, a.precision)) for a, t in pairs if t.can_run(a.format, a.precision)]
     if bad and not skip_incompatible:
         a, t, why = bad[0]
-        raise UnsupportedError(f"{a.path.name} cannot run on target {t.name}: {why}",
-                               fix=f"export a {'/'.join(t.precisions)} {'/'.join(t.formats)} file for {t.name}, "
-                                   "or pass --skip-incompatible")
+        raise UnsupportedError(
+            f"{a.path.name} cannot run on target {t.name}: {why}",
+            fix=f"export a {'/'.join(t.precisions)} {'/'.join(t.formats)} file for {t.name}, "
+            "or pass --skip-incompatible",
+        )
     pairs = [(a, t) for a, t in pairs if not t.can_run(a.format, a.precision)]
     for a, t in pairs:
         if t.runtime == "tflm":  # an op TFLM lacks is refused before anything runs (exit 2)
@@ -319,23 +370,50 @@ def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float) -> V
             c = compat.check(graphops.ops_for(a.path), t.delegate, a.precision)
             comp = c.to_json()
             if not c.full:
-                findings.append(f"{a.path.name} on {t.name}: only {c.ops_delegated}/{c.ops_total} ops "
-                                f"({100 * c.macs_share:.0f}% of MACs) on {c.delegate}, {c.partitions} partition(s); "
-                                f"falls back: {', '.join(sorted(set(c.fallback_ops))) or 'all'}. {c.note}".strip())
+                findings.append(
+                    f"{a.path.name} on {t.name}: only {c.ops_delegated}/{c.ops_total} ops "
+                    f"({100 * c.macs_share:.0f}% of MACs) on {c.delegate}, {c.partitions} partition(s); "
+                    f"falls back: {', '.join(sorted(set(c.fallback_ops))) or 'all'}. {c.note}".strip()
+                )
         a_acc, agree, per = acc[(a.path, "tflm" if t.runtime == "tflm" else "default")]
         mem = tflm_memory(a, t) if t.runtime == "tflm" else None
         if mem is not None and not mem["fits"]:
-            findings.append(f"{a.path.name} does not fit {t.name}: arena {mem['arena_bytes']:,} B (RAM budget "
-                            f"{mem['ram_budget_bytes']:,} B), flash {mem['flash_bytes']:,} B (budget "
-                            f"{mem['flash_budget_bytes']:,} B)")
-        records.append(Record(str(a.path), a.format, a.precision, t.name, a_acc, agree,
-                              round(100 * (ref_scores.accuracy - a_acc), 3), per, a.size_bytes, lat, comp, t.path,
-                              mem))
+            findings.append(
+                f"{a.path.name} does not fit {t.name}: arena {mem['arena_bytes']:,} B (RAM budget "
+                f"{mem['ram_budget_bytes']:,} B), flash {mem['flash_bytes']:,} B (budget "
+                f"{mem['flash_budget_bytes']:,} B)"
+            )
+        records.append(
+            Record(
+                str(a.path),
+                a.format,
+                a.precision,
+                t.name,
+                a_acc,
+                agree,
+                round(100 * (ref_scores.accuracy - a_acc), 3),
+                per,
+                a.size_bytes,
+                lat,
+                comp,
+                t.path,
+                mem,
+            )
+        )
     default_acc = {p: v for (p, kind), v in acc.items() if kind == "default"}
     findings += _quality_findings([a for a in arts if a.path in default_acc], default_acc, ref_scores.accuracy, n)
     reference = Reference(ref_scores.accuracy, keras_lat, str(run.model_path))
-    return ValidationReport(tuple(records), reference, _best(records, pairs), tuple(findings), tuple(run.classes),
-                            confusion, ho.to_json(), latency.host_info(), {t.name: t.path for _, t in pairs})
+    return ValidationReport(
+        tuple(records),
+        reference,
+        _best(records, pairs),
+        tuple(findings),
+        tuple(run.classes),
+        confusion,
+        ho.to_json(),
+        latency.host_info(),
+        {t.name: t.path for _, t in pairs},
+    )
 
 
 def _quality_findings(arts, acc: dict, ref_acc: float, n_classes: int) -> list[str]:
@@ -345,13 +423,17 @@ def _quality_findings(arts, acc: dict, ref_acc: float, n_classes: int) -> list[s
         drop = 100 * (ref_acc - acc[a.path][0])
         cal = a.manifest.calibration or {}
         if drop >= COLLAPSE_POINTS:
-            out.append(f"{a.path.name}: accuracy collapsed by {drop:.1f} points against the float model "
-                       f"({acc[a.path][0]:.3f} vs {ref_acc:.3f}; chance is {1 / n_classes:.3f}). Fix: calibrate on "
-                       "100-500 representative images (--calibration-size), or let `edgetransfer export "
-                       "--max-accuracy-drop` search for a recipe that keeps the accuracy.")
+            out.append(
+                f"{a.path.name}: accuracy collapsed by {drop:.1f} points against the float model "
+                f"({acc[a.path][0]:.3f} vs {ref_acc:.3f}; chance is {1 / n_classes:.3f}). Fix: calibrate on "
+                "100-500 representative images (--calibration-size), or let `edgetransfer export "
+                "--max-accuracy-drop` search for a recipe that keeps the accuracy."
+            )
         if cal and int(cal.get("count", 0)) < 10:
-            out.append(f"{a.path.name}: calibrated on only {cal.get('count')} image(s) ({cal.get('source')}); "
-                       "int8 ranges from so few images are unreliable.")
+            out.append(
+                f"{a.path.name}: calibrated on only {cal.get('count')} image(s) ({cal.get('source')}); "
+                "int8 ranges from so few images are unreliable."
+            )
     return out
 
 
@@ -377,8 +459,13 @@ def _best(records: list[Record], pairs) -> dict[str, Best]:
         ok = [r for r in records if r.target == t.name and (r.accuracy_drop or 0) <= limit]
         if ok:
             pick = min(ok, key=lambda r: r.latency.p50)
-            best[t.name] = Best(pick.artifact, pick.latency.p50, pick.latency.provenance, pick.accuracy,
-                                pick.latency.detail.get("runtime"))
+            best[t.name] = Best(
+                pick.artifact,
+                pick.latency.p50,
+                pick.latency.provenance,
+                pick.accuracy,
+                pick.latency.detail.get("runtime"),
+            )
     return best
 
 

@@ -49,8 +49,14 @@ class ExportedArtifact:
         return self.manifest.size_bytes
 
     def to_json(self) -> dict:
-        return {"path": str(self.path), "format": self.format, "precision": self.precision, "io": asdict(self.io),
-                "size_bytes": self.size_bytes, "sha256": self.sha256}
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "precision": self.precision,
+            "io": asdict(self.io),
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+        }
 
     @property
     def source_run(self) -> Path:
@@ -76,15 +82,21 @@ class ExportedArtifact:
         path = Path(path)
         mpath = path if path.name.endswith(".manifest.json") else path.with_name(path.name + ".manifest.json")
         if not mpath.is_file():
-            raise DataError("no <file>.manifest.json beside the artifact", path=path,
-                            fix="use files written by `edgetransfer export` (keep the .manifest.json beside each)")
+            raise DataError(
+                "no <file>.manifest.json beside the artifact",
+                path=path,
+                fix="use files written by `edgetransfer export` (keep the .manifest.json beside each)",
+            )
         m = ArtifactManifest.read(mpath)
         file = mpath.with_name(Path(m.path).name)
         if not file.is_file():
             raise DataError("artifact not found beside its manifest", path=file, fix="copy the file with its manifest")
         if verify and sha256_file(file) != m.sha256:
-            raise DataError(f"the file does not match its manifest (sha256 differs from {mpath.name})", path=file,
-                            fix="re-export it, or copy the file and its .manifest.json together")
+            raise DataError(
+                f"the file does not match its manifest (sha256 differs from {mpath.name})",
+                path=file,
+                fix="re-export it, or copy the file and its .manifest.json together",
+            )
         return cls(file, m.format, m.precision, m.io, m)
 
 
@@ -97,23 +109,35 @@ def _name(fmt: str, recipe: QuantRecipe, layout: str) -> str:
     return f"model_{tag}{formats.get(fmt).suffix}"
 
 
-def _metadata(run: TrainedModel, fmt: str, recipe: QuantRecipe, layout: str, out: Path,
-              dynamic_batch: bool = False) -> dict:
+def _metadata(
+    run: TrainedModel, fmt: str, recipe: QuantRecipe, layout: str, out: Path, dynamic_batch: bool = False
+) -> dict:
     m = run.manifest
     in_dtype = recipe.io_dtype if recipe.precision == "int8" else "float32"
     return {
-        "edgetransfer": __version__, "format": fmt, "precision": recipe.precision, "labels": list(m.classes),
-        "backbone": m.backbone, "source_run": os.path.relpath(run.run_dir.resolve(), out.resolve()),
-        "input": {"size": run.input_size, "layout": layout.upper(), "dtype": in_dtype, "color": "RGB",
-                  "range": [0, 255], "resize_policy": m.resize_policy,
-                  "batch": None if dynamic_batch else 1},
+        "edgetransfer": __version__,
+        "format": fmt,
+        "precision": recipe.precision,
+        "labels": list(m.classes),
+        "backbone": m.backbone,
+        "source_run": os.path.relpath(run.run_dir.resolve(), out.resolve()),
+        "input": {
+            "size": run.input_size,
+            "layout": layout.upper(),
+            "dtype": in_dtype,
+            "color": "RGB",
+            "range": [0, 255],
+            "resize_policy": m.resize_policy,
+            "batch": None if dynamic_batch else 1,
+        },
         # The backbone's normalisation is the first layer of the graph: feed raw RGB pixels.
         "normalization": {"inside_model": True, "mean": [0.0] * 3, "std": [1.0] * 3, "model_applies": m.preprocess},
     }
 
 
-def plan(fmts: Sequence[str], recipes: Sequence[QuantRecipe], *, explicit_io: bool = False
-         ) -> list[tuple[str, QuantRecipe]]:
+def plan(
+    fmts: Sequence[str], recipes: Sequence[QuantRecipe], *, explicit_io: bool = False
+) -> list[tuple[str, QuantRecipe]]:
     """The (format, recipe) pairs to export; refuses an impossible one before any work.
 
     ``QuantRecipe.int8()`` defaults to uint8 input, which only TFLite has; for a format
@@ -142,10 +166,18 @@ def plan(fmts: Sequence[str], recipes: Sequence[QuantRecipe], *, explicit_io: bo
     return pairs
 
 
-def export(run: TrainedModel | str | Path, formats: Sequence[str] = ("tflite",),
-           recipes: Sequence[QuantRecipe] = (QuantRecipe.fp32(),), *, out: str | Path | None = None,
-           calibration: str | Path = "auto", layout: str = "nhwc", seed: int = 0,
-           explicit_io: bool = False, dynamic_batch: bool = False) -> list[ExportedArtifact]:
+def export(
+    run: TrainedModel | str | Path,
+    formats: Sequence[str] = ("tflite",),
+    recipes: Sequence[QuantRecipe] = (QuantRecipe.fp32(),),
+    *,
+    out: str | Path | None = None,
+    calibration: str | Path = "auto",
+    layout: str = "nhwc",
+    seed: int = 0,
+    explicit_io: bool = False,
+    dynamic_batch: bool = False,
+) -> list[ExportedArtifact]:
     """Export ``run`` to every format x recipe.
 
     Args:
@@ -200,19 +232,33 @@ def _source(cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: P
     """Trace or convert the float model once per format, shared by every precision."""
     if fmt not in cache:
         try:
-            cache[fmt] = formats.get(fmt).exporter_module().make_source(model, run.input_size, layout, tmp,
-                                                                        dynamic_batch)
+            cache[fmt] = (
+                formats.get(fmt).exporter_module().make_source(model, run.input_size, layout, tmp, dynamic_batch)
+            )
         except EdgeTransferError:
             raise
         except Exception as exc:
-            raise ExportError(f"converting the model to {fmt} failed: {type(exc).__name__}: {str(exc)[:300]}",
-                              path=run.model_path, fix="run with --debug for the converter's traceback") from exc
+            raise ExportError(
+                f"converting the model to {fmt} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                path=run.model_path,
+                fix="run with --debug for the converter's traceback",
+            ) from exc
     return cache[fmt]
 
 
-def write_artifact(source, run: TrainedModel, fmt: str, recipe: QuantRecipe, calib: Calibration | None, out: Path,
-                   layout: str, *, name: str | None = None, attempts: tuple[dict, ...] = (),
-                   dynamic_batch: bool = False) -> ExportedArtifact:
+def write_artifact(
+    source,
+    run: TrainedModel,
+    fmt: str,
+    recipe: QuantRecipe,
+    calib: Calibration | None,
+    out: Path,
+    layout: str,
+    *,
+    name: str | None = None,
+    attempts: tuple[dict, ...] = (),
+    dynamic_batch: bool = False,
+) -> ExportedArtifact:
     """Write one file of ``fmt`` at ``recipe`` from a traced ``source``, with its manifest."""
     path = out / (name or _name(fmt, recipe, layout))
     meta = _metadata(run, fmt, recipe, layout, out, dynamic_batch)
@@ -223,16 +269,32 @@ def write_artifact(source, run: TrainedModel, fmt: str, recipe: QuantRecipe, cal
     except EdgeTransferError:
         raise
     except Exception as exc:  # converters raise anything from ValueError to ConverterError
-        raise ExportError(f"exporting {path.name} ({fmt} {recipe.precision}) failed: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:300] if str(exc) else ''}", path=path,
-                          fix="run with --debug for the converter's traceback; try another precision") from exc
+        raise ExportError(
+            f"exporting {path.name} ({fmt} {recipe.precision}) failed: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300] if str(exc) else ''}",
+            path=path,
+            fix="run with --debug for the converter's traceback; try another precision",
+        ) from exc
     io = IOSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["input"].items()})
     m = ArtifactManifest(
-        path=path.name, format=fmt, precision=recipe.precision, io=io, metadata=meta, sha256=sha256_file(path),
-        size_bytes=path.stat().st_size, source_run=meta["source_run"], source_run_abs=str(run.run_dir.resolve()),
-        source_fingerprint=run.manifest.data.fingerprint, recipe=asdict(recipe),
-        calibration={"source": calib.source, "count": len(calib.images)} if calib and recipe.needs_calibration else None,
-        converter=_versions(fmt), export_seconds=round(time.perf_counter() - start, 2), attempts=attempts)
+        path=path.name,
+        format=fmt,
+        precision=recipe.precision,
+        io=io,
+        metadata=meta,
+        sha256=sha256_file(path),
+        size_bytes=path.stat().st_size,
+        source_run=meta["source_run"],
+        source_run_abs=str(run.run_dir.resolve()),
+        source_fingerprint=run.manifest.data.fingerprint,
+        recipe=asdict(recipe),
+        calibration={"source": calib.source, "count": len(calib.images)}
+        if calib and recipe.needs_calibration
+        else None,
+        converter=_versions(fmt),
+        export_seconds=round(time.perf_counter() - start, 2),
+        attempts=attempts,
+    )
     write_json(path.with_name(path.name + ".manifest.json"), m.to_json())
     return ExportedArtifact(path, fmt, recipe.precision, io, m)
 
@@ -247,11 +309,18 @@ def _versions(fmt: str) -> dict:
 
 def _write_index(out: Path, run: TrainedModel, calib: Calibration | None) -> None:
     listed = {p.name[: -len(".manifest.json")] for p in out.glob("*.manifest.json")}
-    write_json(out / "manifest.json", {
-        "kind": "edgetransfer.export", "schema": 2, "source_run": os.path.relpath(run.run_dir.resolve(), out.resolve()),
-        "artifacts": sorted(listed),
-        "calibration": {"source": calib.source, "count": len(calib.images), "files": list(calib.files)} if calib else None,
-    })
+    write_json(
+        out / "manifest.json",
+        {
+            "kind": "edgetransfer.export",
+            "schema": 2,
+            "source_run": os.path.relpath(run.run_dir.resolve(), out.resolve()),
+            "artifacts": sorted(listed),
+            "calibration": {"source": calib.source, "count": len(calib.images), "files": list(calib.files)}
+            if calib
+            else None,
+        },
+    )
 
 
 def check_pairs(fmts: Sequence[str], precisions: Sequence[str]) -> None:

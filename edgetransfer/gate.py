@@ -5,13 +5,14 @@ gives one p90 (or p50 for ratios); a 95% confidence interval of their mean is co
 the budget. Inside the budget: passed; beyond it: failed; straddling it after the
 allowed repeats: inconclusive (exit 4), never a coin flip.
 """
+
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from . import evaluation, latency, metrics
 from . import targets as targets_lib
@@ -21,8 +22,22 @@ from .runtime import isolate, load_session
 
 PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
 # Two-sided 95% Student t quantiles by degrees of freedom (n - 1).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+_T95 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+}
 
 
 @dataclass(frozen=True)
@@ -76,8 +91,13 @@ class Verdict:
         return {PASSED: EXIT_OK, FAILED: EXIT_BUDGET, INCONCLUSIVE: EXIT_INCONCLUSIVE}[self.status]
 
     def to_json(self) -> dict:
-        return {"artifact": self.artifact, "target": self.target, "status": self.status, "exit_code": self.exit_code,
-                "checks": [c.to_json() for c in self.checks]}
+        return {
+            "artifact": self.artifact,
+            "target": self.target,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
 def interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -97,8 +117,9 @@ def decide(values: Sequence[float], budget: float) -> str:
     return PASSED if high <= budget else FAILED if low > budget else INCONCLUSIVE
 
 
-def _repeat(measure_once, budget: float, min_repeats: int, max_repeats: int, first: float | None = None
-            ) -> list[float]:
+def _repeat(
+    measure_once, budget: float, min_repeats: int, max_repeats: int, first: float | None = None
+) -> list[float]:
     values = [first] if first is not None else []
     values += [measure_once() for _ in range(min_repeats - len(values))]
     while decide(values, budget) == INCONCLUSIVE and len(values) < max_repeats:
@@ -110,13 +131,23 @@ def _fmt(name, status, figure, budget, unit, prov, ci=None) -> Check:
     margin = budget - figure
     word = {PASSED: "within", FAILED: "over", INCONCLUSIVE: "too close to call for"}[status]
     ci_text = f" (95% CI {ci[0]:.3g}..{ci[1]:.3g})" if ci and math.isfinite(ci[0]) else ""
-    msg = (f"{name}: {figure:.4g} {unit} ({prov}){ci_text} is {word} the budget {budget:.4g} {unit} "
-           f"(margin {margin:+.3g} {unit})")
+    msg = (
+        f"{name}: {figure:.4g} {unit} ({prov}){ci_text} is {word} the budget {budget:.4g} {unit} "
+        f"(margin {margin:+.3g} {unit})"
+    )
     return Check(name, status, round(figure, 4), budget, unit, prov, ci, msg)
 
 
-def latency_check(art: ExportedArtifact, target, budget_ms: float, *, samples: Sequence[float] | None = None,
-                  budget_s: float = 1.0, min_repeats: int = 3, max_repeats: int = 8) -> Check:
+def latency_check(
+    art: ExportedArtifact,
+    target,
+    budget_ms: float,
+    *,
+    samples: Sequence[float] | None = None,
+    budget_s: float = 1.0,
+    min_repeats: int = 3,
+    max_repeats: int = 8,
+) -> Check:
     """p90 latency against ``budget_ms``: from given p90s, else repeated through
     :func:`edgetransfer.evaluation.latency_on` (this host, the device's runner, or the estimate)."""
     prov = latency.MEASURED
@@ -143,18 +174,35 @@ def _unstable(chk: Check, samples: Sequence[float], budget: float) -> Check:
         return chk
     lo, hi = min(samples), max(samples)
     if lo > 0 and hi / lo > 1.5 and lo <= budget:
-        msg = (chk.message + f"; INCONCLUSIVE: the host is unstable (repeats ranged {lo:.3g}..{hi:.3g} ms, "
-               f"{hi / lo:.1f}x), rerun on a quiet machine or raise --max-repeats")
+        msg = (
+            chk.message + f"; INCONCLUSIVE: the host is unstable (repeats ranged {lo:.3g}..{hi:.3g} ms, "
+            f"{hi / lo:.1f}x), rerun on a quiet machine or raise --max-repeats"
+        )
         return Check(**{**asdict(chk), "status": INCONCLUSIVE, "message": msg})
     return chk
 
 
-def ratio_check(art: ExportedArtifact, reference: ExportedArtifact, target, max_ratio: float, *, budget_s: float = 1.0,
-                min_repeats: int = 3, max_repeats: int = 8) -> Check:
+def ratio_check(
+    art: ExportedArtifact,
+    reference: ExportedArtifact,
+    target,
+    max_ratio: float,
+    *,
+    budget_s: float = 1.0,
+    min_repeats: int = 3,
+    max_repeats: int = 8,
+) -> Check:
     """p50(artifact) / p50(reference), both measured in the same run, interleaved: holds across machines."""
+
     def once() -> float:
-        lat = [latency.measure(lambda a=a: load_session(a.path, target.threads, target.provider),
-                               evaluation.probe_batch(a.io.size), budget_s=budget_s).p50 for a in (art, reference)]
+        lat = [
+            latency.measure(
+                lambda a=a: load_session(a.path, target.threads, target.provider),
+                evaluation.probe_batch(a.io.size),
+                budget_s=budget_s,
+            ).p50
+            for a in (art, reference)
+        ]
         return lat[0] / lat[1]
 
     values = _repeat(once, max_ratio, min_repeats, max_repeats)
@@ -197,9 +245,19 @@ def size_check(art: ExportedArtifact, max_mb: float) -> Check:
     return _fmt("size", PASSED if mb <= max_mb else FAILED, mb, max_mb, "MB", latency.MEASURED)
 
 
-def check(artifact: str | Path, target_name: str, *, data_dir=None, budget: Budget | None = None,
-          reference: str | Path | None = None, latency_samples: Sequence[dict] | None = None,
-          targets_dir=None, budget_s: float = 1.0, min_repeats: int = 3, max_repeats: int = 8) -> Verdict:
+def check(
+    artifact: str | Path,
+    target_name: str,
+    *,
+    data_dir=None,
+    budget: Budget | None = None,
+    reference: str | Path | None = None,
+    latency_samples: Sequence[dict] | None = None,
+    targets_dir=None,
+    budget_s: float = 1.0,
+    min_repeats: int = 3,
+    max_repeats: int = 8,
+) -> Verdict:
     """Enforce the target's budgets, overridden by ``budget``; collects every check before returning."""
     art = ExportedArtifact.from_manifest(artifact)
     target = targets_lib.get(target_name, targets_dir)
@@ -212,22 +270,46 @@ def check(artifact: str | Path, target_name: str, *, data_dir=None, budget: Budg
         latency_samples = validate_samples(latency_samples, art)
     checks = []
     if b.latency_p90_ms is not None:
-        checks.append(latency_check(art, target, b.latency_p90_ms, samples=latency_samples, budget_s=budget_s,
-                                    min_repeats=min_repeats, max_repeats=max_repeats))
+        checks.append(
+            latency_check(
+                art,
+                target,
+                b.latency_p90_ms,
+                samples=latency_samples,
+                budget_s=budget_s,
+                min_repeats=min_repeats,
+                max_repeats=max_repeats,
+            )
+        )
     if b.latency_ratio is not None:
         if reference is None:
-            raise ConfigError("--max-latency-ratio needs --reference ARTIFACT", fix="name the model to compare against")
-        checks.append(ratio_check(art, reference, target, b.latency_ratio,
-                                  budget_s=budget_s, min_repeats=min_repeats, max_repeats=max_repeats))
+            raise ConfigError(
+                "--max-latency-ratio needs --reference ARTIFACT", fix="name the model to compare against"
+            )
+        checks.append(
+            ratio_check(
+                art,
+                reference,
+                target,
+                b.latency_ratio,
+                budget_s=budget_s,
+                min_repeats=min_repeats,
+                max_repeats=max_repeats,
+            )
+        )
     if b.accuracy_drop is not None:  # without --data: the run's own held-out split
-        checks.append(accuracy_check(art, data_dir, b.accuracy_drop, "tflm" if target.runtime == "tflm" else "default"))
+        checks.append(
+            accuracy_check(art, data_dir, b.accuracy_drop, "tflm" if target.runtime == "tflm" else "default")
+        )
     if b.size_mb is not None:
         checks.append(size_check(art, b.size_mb))
     if b.ram_kb is not None or b.flash_kb is not None:
         checks += memory_checks(art, target, b)
     if not checks:
-        raise ConfigError(f"no budget to check for {target.name}",
-                          fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb, or add budgets to the profile")
+        raise ConfigError(
+            f"no budget to check for {target.name}",
+            fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb, or add budgets to the profile",
+        )
     return Verdict(str(art.path), target.name, tuple(checks))
 
 
@@ -237,16 +319,23 @@ def validate_samples(docs: Sequence, art: ExportedArtifact) -> list[float]:
     out = []
     for i, d in enumerate(docs):
         if not isinstance(d, dict):
-            raise ConfigError(f"latency sample {i + 1} is not a bench JSON document",
-                              fix="pass the output of `python -m edgetransfer.runtime bench MODEL --json`")
+            raise ConfigError(
+                f"latency sample {i + 1} is not a bench JSON document",
+                fix="pass the output of `python -m edgetransfer.runtime bench MODEL --json`",
+            )
         if d.get("sha256") != art.sha256:
-            raise ConfigError(f"latency sample {i + 1} measured another file ({d.get('model', '?')}, sha256 "
-                              f"{str(d.get('sha256'))[:12]}), not {art.path.name} ({art.sha256[:12]})",
-                              path=art.path, fix="measure this exact file with `python -m edgetransfer.runtime bench`")
+            raise ConfigError(
+                f"latency sample {i + 1} measured another file ({d.get('model', '?')}, sha256 "
+                f"{str(d.get('sha256'))[:12]}), not {art.path.name} ({art.sha256[:12]})",
+                path=art.path,
+                fix="measure this exact file with `python -m edgetransfer.runtime bench`",
+            )
         p90 = d.get("p90")
         if not isinstance(p90, (int, float)) or not math.isfinite(p90) or p90 <= 0:
-            raise ConfigError(f"latency sample {i + 1} has p90 {p90!r}: not a positive number of ms",
-                              fix="pass unedited bench output")
+            raise ConfigError(
+                f"latency sample {i + 1} has p90 {p90!r}: not a positive number of ms",
+                fix="pass unedited bench output",
+            )
         out.append(float(p90))
     if not out:
         raise ConfigError("no latency samples given", fix="pass one or more bench --json outputs")
@@ -260,17 +349,23 @@ def _merge(target, override: Budget, *, has_data: bool) -> Budget:
     pb = target.budgets
     mcu = target.runtime == "tflm"
     if not mcu and (override.ram_kb is not None or override.flash_kb is not None):
-        raise ConfigError(f"--max-ram-kb / --max-flash-kb apply to microcontroller targets; {target.name} is "
-                          f"runtime {target.runtime}", fix="use --max-size-mb, or a runtime: tflm target")
+        raise ConfigError(
+            f"--max-ram-kb / --max-flash-kb apply to microcontroller targets; {target.name} is "
+            f"runtime {target.runtime}",
+            fix="use --max-size-mb, or a runtime: tflm target",
+        )
     mem = target.memory
     return Budget(
         latency_p90_ms=override.latency_p90_ms if override.latency_p90_ms is not None else pb.latency_p90_ms,
         latency_ratio=override.latency_ratio,
-        accuracy_drop=override.accuracy_drop if override.accuracy_drop is not None else (
-            pb.accuracy_drop if has_data else None),
+        accuracy_drop=override.accuracy_drop
+        if override.accuracy_drop is not None
+        else (pb.accuracy_drop if has_data else None),
         size_mb=override.size_mb if override.size_mb is not None else pb.size_mb,
-        ram_kb=override.ram_kb if override.ram_kb is not None else (
-            (pb.ram_kb or (mem.sram_kb + mem.psram_kb)) if mcu and mem else None),
-        flash_kb=override.flash_kb if override.flash_kb is not None else (
-            (pb.flash_kb or mem.flash_kb) if mcu and mem else None),
+        ram_kb=override.ram_kb
+        if override.ram_kb is not None
+        else ((pb.ram_kb or (mem.sram_kb + mem.psram_kb)) if mcu and mem else None),
+        flash_kb=override.flash_kb
+        if override.flash_kb is not None
+        else ((pb.flash_kb or mem.flash_kb) if mcu and mem else None),
     )

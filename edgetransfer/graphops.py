@@ -3,6 +3,7 @@
 Feeds the latency cost model and the delegate-compatibility check, so both speak of the
 graph that actually ships (after conversion and quantization), not the Keras model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,18 +14,47 @@ import numpy as np
 from . import _lazy
 
 _TFLITE_KIND = {
-    "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "dense",
-    "AVERAGE_POOL_2D": "pool", "MAX_POOL_2D": "pool", "MEAN": "pool",
-    "ADD": "elementwise", "MUL": "elementwise", "SUB": "elementwise", "RELU": "elementwise", "RELU6": "elementwise",
-    "LOGISTIC": "elementwise", "HARD_SWISH": "elementwise", "QUANTIZE": "elementwise", "DEQUANTIZE": "elementwise",
-    "SOFTMAX": "elementwise", "PAD": "elementwise", "RESHAPE": "other", "CONCATENATION": "other",
+    "CONV_2D": "conv",
+    "DEPTHWISE_CONV_2D": "depthwise",
+    "FULLY_CONNECTED": "dense",
+    "AVERAGE_POOL_2D": "pool",
+    "MAX_POOL_2D": "pool",
+    "MEAN": "pool",
+    "ADD": "elementwise",
+    "MUL": "elementwise",
+    "SUB": "elementwise",
+    "RELU": "elementwise",
+    "RELU6": "elementwise",
+    "LOGISTIC": "elementwise",
+    "HARD_SWISH": "elementwise",
+    "QUANTIZE": "elementwise",
+    "DEQUANTIZE": "elementwise",
+    "SOFTMAX": "elementwise",
+    "PAD": "elementwise",
+    "RESHAPE": "other",
+    "CONCATENATION": "other",
 }
 _ONNX_KIND = {
-    "Conv": "conv", "ConvInteger": "conv", "QLinearConv": "conv", "Gemm": "dense", "MatMul": "dense",
-    "MatMulInteger": "dense", "GlobalAveragePool": "pool", "AveragePool": "pool", "MaxPool": "pool",
-    "ReduceMean": "pool", "Add": "elementwise", "Mul": "elementwise", "Relu": "elementwise", "Clip": "elementwise",
-    "Sigmoid": "elementwise", "HardSwish": "elementwise", "QuantizeLinear": "elementwise",
-    "DequantizeLinear": "elementwise", "Softmax": "elementwise", "Pad": "elementwise",
+    "Conv": "conv",
+    "ConvInteger": "conv",
+    "QLinearConv": "conv",
+    "Gemm": "dense",
+    "MatMul": "dense",
+    "MatMulInteger": "dense",
+    "GlobalAveragePool": "pool",
+    "AveragePool": "pool",
+    "MaxPool": "pool",
+    "ReduceMean": "pool",
+    "Add": "elementwise",
+    "Mul": "elementwise",
+    "Relu": "elementwise",
+    "Clip": "elementwise",
+    "Sigmoid": "elementwise",
+    "HardSwish": "elementwise",
+    "QuantizeLinear": "elementwise",
+    "DequantizeLinear": "elementwise",
+    "Softmax": "elementwise",
+    "Pad": "elementwise",
 }
 _TFLITE_ITEMSIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1}  # TensorType -> bytes
 
@@ -60,8 +90,15 @@ def tflite_ops(path: str | Path) -> list[Op]:
         const = [t for t in tensors if model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)]
         varying = [t for t in tensors if t not in const] + outs
         size = lambda t: _prod(t.shape) * _TFLITE_ITEMSIZE.get(t.type, 4)
-        out.append(Op(name, _TFLITE_KIND.get(name, "other"), _tflite_macs(name, tensors, outs),
-                      sum(size(t) for t in const), sum(size(t) for t in varying)))
+        out.append(
+            Op(
+                name,
+                _TFLITE_KIND.get(name, "other"),
+                _tflite_macs(name, tensors, outs),
+                sum(size(t) for t in const),
+                sum(size(t) for t in varying),
+            )
+        )
     return out
 
 
@@ -86,8 +123,10 @@ def onnx_ops(path: str | Path) -> list[Op]:
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     g = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
-              for v in list(g.value_info) + list(g.output) + list(g.input)}
+    shapes = {
+        v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+        for v in list(g.value_info) + list(g.output) + list(g.input)
+    }
     # In QDQ graphs weights reach Conv through a DequantizeLinear of an int8 initializer.
     for n in g.node:
         if n.op_type == "DequantizeLinear" and n.input[0] in inits:
@@ -96,7 +135,9 @@ def onnx_ops(path: str | Path) -> list[Op]:
     for n in g.node:
         weights = [inits[i] for i in n.input if i in inits]
         wbytes = sum(w.nbytes for w in weights)
-        acts = sum(_prod(shapes.get(i, [])) * 4 for i in list(n.input) + list(n.output) if i not in inits and i in shapes)
+        acts = sum(
+            _prod(shapes.get(i, [])) * 4 for i in list(n.input) + list(n.output) if i not in inits and i in shapes
+        )
         kind = _ONNX_KIND.get(n.op_type, "other")
         macs = 0
         if n.op_type in ("Conv", "ConvInteger", "QLinearConv"):

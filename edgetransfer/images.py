@@ -3,6 +3,7 @@
 Only Pillow and NumPy are used here, so :mod:`edgetransfer.runtime` can preprocess exactly
 as training did without TensorFlow installed.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,18 @@ PILLOW_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
 ALLOWED_FORMATS = frozenset(PILLOW_FORMATS) | {"MPO"}
 SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP", ".webp": "WEBP"}
 # Magic numbers of formats people put in image folders by mistake (from each format's spec).
-_SIGNATURES = ((b"SIMPLE  =", "FITS"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"%PDF", "PDF"),
-               (b"PK\x03\x04", "ZIP"), (b"\x1f\x8b", "gzip"), (b"\x7fELF", "ELF executable"), (b"8BPS", "PSD"),
-               (b"<svg", "SVG"), (b"<?xml", "XML/SVG"))
+_SIGNATURES = (
+    (b"SIMPLE  =", "FITS"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\x7fELF", "ELF executable"),
+    (b"8BPS", "PSD"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+)
 # Pillow's own default (~89 Mpx, a 9500 x 9500 photo). Larger files are refused, not
 # decoded: a crafted PNG of a few KB can otherwise expand to many GB of RAM.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -78,8 +88,11 @@ class DecodedInfo:
 
 
 def _bomb(path: Path, what: str, limit: int) -> DataError:
-    return DataError(f"decompression bomb: {what} exceeds the limit of {limit} pixels", path=path,
-                     fix="downscale the image, or raise EDGETRANSFER_MAX_PIXELS if you trust the file")
+    return DataError(
+        f"decompression bomb: {what} exceeds the limit of {limit} pixels",
+        path=path,
+        fix="downscale the image, or raise EDGETRANSFER_MAX_PIXELS if you trust the file",
+    )
 
 
 def _open_checked(path: Path) -> Image.Image:
@@ -95,17 +108,24 @@ def _open_checked(path: Path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path, formats=PILLOW_FORMATS)
     except UnidentifiedImageError:
-        raise DataError(f"not a JPEG, PNG, GIF, BMP or WebP image ({sniff(path)})", path=path,
-                        fix="convert it to JPEG or PNG, or delete it") from None
+        raise DataError(
+            f"not a JPEG, PNG, GIF, BMP or WebP image ({sniff(path)})",
+            path=path,
+            fix="convert it to JPEG or PNG, or delete it",
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))  # "Image size (N pixels) exceeds limit of M pixels"
         raise _bomb(path, f"{found.group(1)} pixels" if found else "the image size", limit) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot decode, truncated or damaged ({exc})", path=path,
-                        fix="re-export the image or delete it") from None
+        raise DataError(
+            f"cannot decode, truncated or damaged ({exc})", path=path, fix="re-export the image or delete it"
+        ) from None
     if im.format not in ALLOWED_FORMATS:  # belt and braces: formats= above already restricts the plugins
-        raise DataError(f"{im.format or 'unknown'} content is not an allowed image format", path=path,
-                        fix="convert it to JPEG or PNG, or delete it")
+        raise DataError(
+            f"{im.format or 'unknown'} content is not an allowed image format",
+            path=path,
+            fix="convert it to JPEG or PNG, or delete it",
+        )
     if im.width * im.height > limit:
         raise _bomb(path, f"{im.width}x{im.height} pixels", limit)
     return im
@@ -126,8 +146,9 @@ def decode(path: str | Path) -> tuple[Image.Image, DecodedInfo]:
         upright = ImageOps.exif_transpose(im) if orientation not in (0, 1) else im
         rgb = _to_rgb(upright)
     except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot decode, truncated or damaged ({exc})", path=path,
-                        fix="re-export the image or delete it") from None
+        raise DataError(
+            f"cannot decode, truncated or damaged ({exc})", path=path, fix="re-export the image or delete it"
+        ) from None
     colors = rgb.getcolors(maxcolors=4096)
     info = DecodedInfo(fmt, mode, im.width, im.height, orientation not in (0, 1), len(colors) if colors else 4097)
     return rgb, info

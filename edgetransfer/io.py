@@ -36,8 +36,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
-            raise ToolchainError("no space left on the device while writing", path=path,
-                                 fix="free some disk space (or write to another folder) and run again") from None
+            raise ToolchainError(
+                "no space left on the device while writing",
+                path=path,
+                fix="free some disk space (or write to another folder) and run again",
+            ) from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -76,6 +79,7 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write the {what} here: {probe} is not writable", path=path,
-                          fix="choose a folder you can write to")
+        raise ConfigError(
+            f"cannot write the {what} here: {probe} is not writable", path=path, fix="choose a folder you can write to"
+        )
     return path

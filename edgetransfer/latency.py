@@ -3,6 +3,7 @@
 Measurement needs only NumPy and a runtime, so ``python -m edgetransfer.runtime bench``
 uses it on a Raspberry Pi or a phone with no TensorFlow.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,7 @@ class Latency:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Latency":
+    def from_json(cls, d: dict) -> Latency:
         d = dict(d)
         d["samples"] = tuple(d.get("samples") or ())
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
@@ -59,8 +60,14 @@ def host_info(runtime_version: str = "") -> dict:
             model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "machine": platform.machine(), "os": platform.platform(),
-            "python": platform.python_version(), "runtime": runtime_version}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "runtime": runtime_version,
+    }
 
 
 def _rss_mb() -> float:
@@ -68,8 +75,17 @@ def _rss_mb() -> float:
     return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
 
 
-def measure(load, batch: np.ndarray, *, warmup: int = 5, budget_s: float = 2.0, min_runs: int = 20,
-            max_runs: int = 10_000, threads: int | None = None, runtime_version: str = "") -> Latency:
+def measure(
+    load,
+    batch: np.ndarray,
+    *,
+    warmup: int = 5,
+    budget_s: float = 2.0,
+    min_runs: int = 20,
+    max_runs: int = 10_000,
+    threads: int | None = None,
+    runtime_version: str = "",
+) -> Latency:
     """Time ``session.run(batch)``: ``warmup`` untimed runs, then as many as fit ``budget_s``.
 
     Args:
@@ -92,9 +108,20 @@ def measure(load, batch: np.ndarray, *, warmup: int = 5, budget_s: float = 2.0, 
         samples.append((time.perf_counter() - t) * 1e3)
     a = np.array(samples)
     p50, p90, p99 = (float(np.percentile(a, q)) for q in (50, 90, 99))
-    return Latency(round(p50, 4), round(p90, 4), round(p99, 4), round(float(a.mean()), 4), round(float(a.std()), 4),
-                   len(a), MEASURED, round(load_ms, 2), round(max(0.0, _rss_mb() - rss0), 2), threads,
-                   tuple(round(s, 4) for s in samples), host_info(runtime_version))
+    return Latency(
+        round(p50, 4),
+        round(p90, 4),
+        round(p99, 4),
+        round(float(a.mean()), 4),
+        round(float(a.std()), 4),
+        len(a),
+        MEASURED,
+        round(load_ms, 2),
+        round(max(0.0, _rss_mb() - rss0), 2),
+        threads,
+        tuple(round(s, 4) for s in samples),
+        host_info(runtime_version),
+    )
 
 
 def compute_precision(precision: str, peak: dict) -> str:
@@ -134,6 +161,9 @@ def estimate(ops, device, precision: str) -> Latency:
         by_kind[op.kind] = by_kind.get(op.kind, 0.0) + t
         total += t
     ms = round(total * 1e3, 3)
-    detail = {"compute_precision": prec, "macs": int(sum(o.macs for o in ops)),
-              "ms_by_op_kind": {k: round(v * 1e3, 3) for k, v in sorted(by_kind.items())}}
+    detail = {
+        "compute_precision": prec,
+        "macs": int(sum(o.macs for o in ops)),
+        "ms_by_op_kind": {k: round(v * 1e3, 3) for k, v in sorted(by_kind.items())},
+    }
     return Latency(ms, ms, ms, ms, 0.0, 0, ESTIMATED, detail=detail)

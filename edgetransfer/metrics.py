@@ -28,8 +28,11 @@ def require_finite(probs: np.ndarray, source: str) -> np.ndarray:
     """
     if not np.all(np.isfinite(probs)):
         bad = int((~np.isfinite(probs)).any(axis=-1).sum()) if probs.ndim > 1 else 1
-        raise RuntimeBackendError(f"the model output NaN or infinity for {bad} of {len(probs)} input(s)", path=source,
-                                  fix="re-export it from a healthy run; check the training curves and calibration")
+        raise RuntimeBackendError(
+            f"the model output NaN or infinity for {bad} of {len(probs)} input(s)",
+            path=source,
+            fix="re-export it from a healthy run; check the training curves and calibration",
+        )
     return probs
 
 
@@ -41,8 +44,12 @@ def scores(probs: np.ndarray, labels: np.ndarray, n_classes: int, source: str = 
     np.add.at(conf, (labels, pred), 1)
     per = tuple(round(float(conf[c, c] / conf[c].sum()), 4) if conf[c].sum() else None for c in range(n_classes))
     picked = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
-    return Scores(round(float((pred == labels).mean()), 4), per, tuple(tuple(int(v) for v in row) for row in conf),
-                  float(-np.mean(np.log(picked))))
+    return Scores(
+        round(float((pred == labels).mean()), 4),
+        per,
+        tuple(tuple(int(v) for v in row) for row in conf),
+        float(-np.mean(np.log(picked))),
+    )
 
 
 def agreement(probs: np.ndarray, reference: np.ndarray) -> float:

@@ -3,25 +3,25 @@
 Each stage's inputs are fingerprinted; a stage whose fingerprint matches the last run is
 skipped. The run stops at the first failed stage with that stage's exit code.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import typing
-
 from . import data as data_lib
 from . import report as report_lib
-from .gate import Budget, Verdict, check
 from . import strict_yaml
 from .errors import ConfigError
+from .evaluation import ValidationReport, validate
 from .exporter import ExportedArtifact, export
+from .gate import Budget, Verdict, check
 from .quantization import QuantRecipe
 from .training import TrainConfig, TrainedModel, train
-from .evaluation import ValidationReport, validate
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,9 @@ def _typed(cls, name: str, value, path: Path, key: str):
         return strict_yaml.want_str_list(value, key, path)
     if "bool" in hint:
         if not isinstance(value, bool):
-            raise ConfigError(f"key '{key}' must be true or false, not {value!r}", path=path, fix="write true or false")
+            raise ConfigError(
+                f"key '{key}' must be true or false, not {value!r}", path=path, fix="write true or false"
+            )
         return value
     if "int" in hint:
         return strict_yaml.want_int(value, key, path, min=0)
@@ -115,7 +117,6 @@ def _typed(cls, name: str, value, path: Path, key: str):
 def _check_names(flow: Flow, path: Path) -> None:
     """Formats, precisions and targets that exist, and budgets that make sense, before any training."""
     from . import formats, targets
-
 
     try:
         for f in flow.export.formats:
@@ -185,11 +186,18 @@ def run(flow: Flow, log=print) -> FlowResult:
         trained = train(data_dir, flow.train, out=run_dir)
         state["train"] = fp_train
         _save_state(out, state)
-    log(f"train     {trained.manifest.workflow}: val accuracy {trained.val_accuracy:.4f}"
-        f"{' (skipped: unchanged)' if 'train' in skipped else ''}")
+    log(
+        f"train     {trained.manifest.workflow}: val accuracy {trained.val_accuracy:.4f}"
+        f"{' (skipped: unchanged)' if 'train' in skipped else ''}"
+    )
     arts = _export_stage(flow, trained, out, state, fp_train, skipped, log)
-    rep = validate([a.path for a in arts], data_dir, flow.validate.targets, budget_s=flow.validate.budget_s,
-                                skip_incompatible=True)
+    rep = validate(
+        [a.path for a in arts],
+        data_dir,
+        flow.validate.targets,
+        budget_s=flow.validate.budget_s,
+        skip_incompatible=True,
+    )
     verdict = _check_stage(flow, out, data_dir)
     path = report_lib.write(rep, out / "report.html", verdict)
     report_lib.write(rep, out / "report.json", verdict)

@@ -5,6 +5,7 @@ EfficientNet-Lite0 with its offline ImageNet weights, features workflow at 96 px
 and ONNX in fp32/fp16/int8; validation on the host CPU and three estimated mobile
 targets; a budget check; the HTML report.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,20 +16,31 @@ from . import pipeline as flow_lib
 from .data import samples
 from .training import TrainConfig
 
-TRAIN = TrainConfig(backbone="efficientnet_lite0", workflow="features", image_size=96, epochs=40, patience=5,
-                    learning_rate=3e-3, val_split=0.2, seed=0)
+TRAIN = TrainConfig(
+    backbone="efficientnet_lite0",
+    workflow="features",
+    image_size=96,
+    epochs=40,
+    patience=5,
+    learning_rate=3e-3,
+    val_split=0.2,
+    seed=0,
+)
 
 
 def default_flow(out_dir: str | Path) -> flow_lib.Flow:
     out_dir = Path(out_dir)
     return flow_lib.Flow(
-        data=str(out_dir / "digits"), out=str(out_dir), train=TRAIN,
+        data=str(out_dir / "digits"),
+        out=str(out_dir),
+        train=TRAIN,
         export=flow_lib.ExportSpec(("tflite", "onnx"), ("fp32", "fp16", "int8"), "auto", 200),
         validate=flow_lib.ValidateSpec(("host-cpu", "pixel4-cpu", "pixel4-gpu", "edgetpu"), 1.0),
         # 8x8 digit scans are far from ImageNet: full int8 costs about 2.5 points here
         # (measured: TFLite 2.5, ONNX 1.4 to 2.0), so the demo's budget leaves room for it.
-        check=flow_lib.CheckSpec("model_int8_iouint8.tflite", "host-cpu", max_latency_ms=50.0,
-                                 max_accuracy_drop=3.5, max_size_mb=5.0),
+        check=flow_lib.CheckSpec(
+            "model_int8_iouint8.tflite", "host-cpu", max_latency_ms=50.0, max_accuracy_drop=3.5, max_size_mb=5.0
+        ),
         base=".",
     )
 
@@ -40,10 +52,16 @@ class QuickstartResult:
 
     def to_json(self) -> dict:
         r = self.result
-        return {"run_dir": str(r.run.run_dir), "val_accuracy": r.run.val_accuracy, "workflow": r.run.manifest.workflow,
-                "artifacts": [a.to_json() for a in r.artifacts], "best": {t: b.to_json() for t, b in r.report.best.items()},
-                "verdict": r.verdict.to_json() if r.verdict else None, "report": str(r.report_path),
-                "seconds": round(self.seconds, 1)}
+        return {
+            "run_dir": str(r.run.run_dir),
+            "val_accuracy": r.run.val_accuracy,
+            "workflow": r.run.manifest.workflow,
+            "artifacts": [a.to_json() for a in r.artifacts],
+            "best": {t: b.to_json() for t, b in r.report.best.items()},
+            "verdict": r.verdict.to_json() if r.verdict else None,
+            "report": str(r.report_path),
+            "seconds": round(self.seconds, 1),
+        }
 
 
 def run(out_dir: str | Path = "quickstart-out", log=print) -> QuickstartResult:

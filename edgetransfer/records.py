@@ -38,17 +38,24 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
 
 def _from_dict(cls: type[T], raw: Any, where: str) -> T:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(raw).__name__}",
-                          fix="re-create the file with this version of edgetransfer")
+        raise ConfigError(
+            f"{where}: expected a mapping for {cls.__name__}, got {type(raw).__name__}",
+            fix="re-create the file with this version of edgetransfer",
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - names - {"kind", "schema"})
-    required = {f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
     missing = sorted(required - set(raw))
     if unknown or missing:
-        raise ConfigError(f"{where}: {cls.__name__} has unknown keys {unknown} / missing keys {missing}",
-                          fix="re-create the file with this version of edgetransfer (or edit the keys named)")
+        raise ConfigError(
+            f"{where}: {cls.__name__} has unknown keys {unknown} / missing keys {missing}",
+            fix="re-create the file with this version of edgetransfer (or edit the keys named)",
+        )
     return cls(**{k: _decode(hints[k], v, f"{where}.{k}") for k, v in raw.items() if k in names})
 
 
@@ -79,11 +86,15 @@ class Record:
         kind, schema = getattr(cls, "KIND", ""), getattr(cls, "SCHEMA", 1)
         if kind and isinstance(doc, dict):
             if doc.get("kind") != kind:
-                raise ConfigError(f"{where}: not an {kind} record (kind={doc.get('kind')!r})",
-                                  fix="pass the file edgetransfer wrote for this stage")
+                raise ConfigError(
+                    f"{where}: not an {kind} record (kind={doc.get('kind')!r})",
+                    fix="pass the file edgetransfer wrote for this stage",
+                )
             if doc.get("schema") != schema:
-                raise ConfigError(f"{where}: schema {doc.get('schema')!r}, this edgetransfer reads schema {schema}",
-                                  fix="re-create the file with this version of edgetransfer")
+                raise ConfigError(
+                    f"{where}: schema {doc.get('schema')!r}, this edgetransfer reads schema {schema}",
+                    fix="re-create the file with this version of edgetransfer",
+                )
         return _from_dict(cls, doc, where)
 
     @classmethod
@@ -93,8 +104,11 @@ class Record:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read {cls.__name__} ({type(exc).__name__}: {exc})", path=path,  # type: ignore[attr-defined]
-                              fix="re-create it with edgetransfer (or restore it from a backup)") from None
+            raise ConfigError(
+                f"cannot read {cls.__name__} ({type(exc).__name__}: {exc})",
+                path=path,  # type: ignore[attr-defined]
+                fix="re-create it with edgetransfer (or restore it from a backup)",
+            ) from None
         return cls.from_json(doc, str(path))  # type: ignore[attr-defined,no-any-return]
 
 

@@ -11,8 +11,10 @@ A runner is the ``runner:`` part of a target profile, one frozen dataclass per k
 device's identity and removes the copy again (also when the run fails or times out). Every
 failure is a :class:`RuntimeBackendError` naming the device, the command and a fix.
 """
+
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -82,8 +84,9 @@ class _Call:
         self.deadline = time.monotonic() + timeout_s
 
     def error(self, argv: list[str], problem: str, fix: str) -> RuntimeBackendError:
-        return RuntimeBackendError(f"{self.kind} runner on {self.device}: `{shlex.join(argv)}` {problem}",
-                                   path=self.profile or None, fix=fix)
+        return RuntimeBackendError(
+            f"{self.kind} runner on {self.device}: `{shlex.join(argv)}` {problem}", path=self.profile or None, fix=fix
+        )
 
     def exec(self, argv: list[str], *, timeout_s: float | None = None) -> subprocess.CompletedProcess:
         """Run ``argv`` in its own process group; kill the whole group when the time is up.
@@ -93,35 +96,45 @@ class _Call:
         """
         exe = shutil.which(argv[0])
         if exe is None:
-            raise self.error(argv, f"cannot start: '{argv[0]}' is not on PATH",
-                             _INSTALL.get(argv[0], f"install {argv[0]} or put it on PATH"))
+            raise self.error(
+                argv,
+                f"cannot start: '{argv[0]}' is not on PATH",
+                _INSTALL.get(argv[0], f"install {argv[0]} or put it on PATH"),
+            )
         limit = timeout_s if timeout_s is not None else self.deadline - time.monotonic()
-        proc = subprocess.Popen([exe, *argv[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [exe, *argv[1:]],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(timeout=max(limit, 0.01))
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise self.error(argv, f"did not finish within the runner's timeout_s ({self.timeout_s:g} s); killed",
-                             "check the device is up and idle, or raise runner.timeout_s in the profile") from None
+            raise self.error(
+                argv,
+                f"did not finish within the runner's timeout_s ({self.timeout_s:g} s); killed",
+                "check the device is up and idle, or raise runner.timeout_s in the profile",
+            ) from None
         return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-_INSTALL = {"ssh": "install the OpenSSH client (apt install openssh-client)",
-            "scp": "install the OpenSSH client (apt install openssh-client)",
-            "adb": "install the Android platform tools (developer.android.com/tools/releases/platform-tools) "
-                   "and put adb on PATH"}
+_INSTALL = {
+    "ssh": "install the OpenSSH client (apt install openssh-client)",
+    "scp": "install the OpenSSH client (apt install openssh-client)",
+    "adb": "install the Android platform tools (developer.android.com/tools/releases/platform-tools) "
+    "and put adb on PATH",
+}
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a grandchild left the group and holds the pipes
         proc.communicate(timeout=5)
-    except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
-        pass
 
 
 def _tail(text: str, n: int = 400) -> str:
@@ -139,14 +152,18 @@ def _bench_json(call: _Call, argv: list[str], stdout: str) -> dict:
         return doc
     except (IndexError, ValueError):
         got = repr(lines[-1][:120]) if lines else "nothing"
-        raise call.error(argv, f"printed no bench JSON on its last line (got {got})",
-                         "the command must end with `python -m edgetransfer.runtime bench MODEL --json`") from None
+        raise call.error(
+            argv,
+            f"printed no bench JSON on its last line (got {got})",
+            "the command must end with `python -m edgetransfer.runtime bench MODEL --json`",
+        ) from None
 
 
 def _latency(doc: dict, device: str) -> Latency:
     lat = Latency.from_json({**doc, "provenance": MEASURED})
-    return Latency(**{**{f.name: getattr(lat, f.name) for f in fields(Latency)},
-                      "host": {**lat.host, "device": device}})
+    return Latency(
+        **{**{f.name: getattr(lat, f.name) for f in fields(Latency)}, "host": {**lat.host, "device": device}}
+    )
 
 
 # -- ssh -----------------------------------------------------------------------------------------
@@ -170,13 +187,19 @@ class SshRunner:
     def __post_init__(self) -> None:
         _check_common(self, self.profile)
         if not self.host or any(c.isspace() for c in self.host) or self.host.startswith("-"):
-            raise _fail(f"runner.host {self.host!r} is not an ssh destination", self.profile,
-                        "use user@host, e.g. pi@raspberrypi.local")
+            raise _fail(
+                f"runner.host {self.host!r} is not an ssh destination",
+                self.profile,
+                "use user@host, e.g. pi@raspberrypi.local",
+            )
         if self.port is not None and not 0 < self.port < 65536:
             raise _fail(f"runner.port {self.port} is out of range", self.profile, "use 1..65535 (ssh's default is 22)")
         if not _SAFE_PATH.match(self.remote_dir):
-            raise _fail(f"runner.remote_dir {self.remote_dir!r} must be an absolute path of [A-Za-z0-9_./-]",
-                        self.profile, "use e.g. /tmp")
+            raise _fail(
+                f"runner.remote_dir {self.remote_dir!r} must be an absolute path of [A-Za-z0-9_./-]",
+                self.profile,
+                "use e.g. /tmp",
+            )
         if not self.python.strip():
             raise _fail("runner.python is empty", self.profile, "use the device's interpreter, e.g. python3")
 
@@ -225,9 +248,12 @@ class SshRunner:
         err = _tail(res.stderr or res.stdout)
         if res.returncode == 255 or "Connection closed" in err or "lost connection" in err:
             # ssh exits 255 on its own errors, the remote command's status otherwise (ssh(1), EXIT STATUS).
-            raise call.error(argv, f"could not reach the device (exit {res.returncode}: {err})",
-                             f"check `ssh -o BatchMode=yes {self.host} true` works: device on, address right, "
-                             "key-based login set up (ssh-copy-id)")
+            raise call.error(
+                argv,
+                f"could not reach the device (exit {res.returncode}: {err})",
+                f"check `ssh -o BatchMode=yes {self.host} true` works: device on, address right, "
+                "key-based login set up (ssh-copy-id)",
+            )
         if "No module named" in err:
             fix = f'on the device: {self.python} -m pip install "edgetransfer[runtime]"'
         elif res.returncode == 127:
@@ -268,8 +294,10 @@ def _cleanup(call: _Call, argv: list[str], remote: str, failure: RuntimeBackendE
 #   "Inference timings in us: Init: 119515, First inference: 87112, Warmup (avg): 58147.4, Inference (avg): 63743.2"
 # Doubles go through std::ostream, so large ones come as 1.23457e+06.
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_SUMMARY = re.compile(rf"Inference timings in us: Init: ({_NUM}), First inference: ({_NUM}), "
-                      rf"Warmup \(avg\): ({_NUM}), Inference \(avg\): ({_NUM})")
+_SUMMARY = re.compile(
+    rf"Inference timings in us: Init: ({_NUM}), First inference: ({_NUM}), "
+    rf"Warmup \(avg\): ({_NUM}), Inference \(avg\): ({_NUM})"
+)
 # Each Run() (warm-up, then the timed runs) logs Stat<int64_t>::OutputToStream (tsl stats_calculator.h):
 #   "count=1000 first=52162 curr=49785 min=49088 max=686105 avg=63743.2 std=60716 p5=49620 median=51891 p95=68628"
 #   or "count=50 curr=2000(all same)" when every run took as long.
@@ -293,20 +321,43 @@ def parse_benchmark_model(text: str, threads: int | None = None) -> Latency:
     if not summary:
         raise ValueError("no 'Inference timings in us' line")
     init_us, first_us, warm_us, avg_us = (float(g) for g in summary.groups())
-    stats = [dict(re.findall(rf"(\w+)=({_NUM})", m.group(0))) for m in _STAT.finditer(text[:summary.start()])]
+    stats = [dict(re.findall(rf"(\w+)=({_NUM})", m.group(0))) for m in _STAT.finditer(text[: summary.start()])]
     st = {k: float(v) for k, v in (stats[-1] if stats else {}).items()}  # the last Run() is the timed one
     p50 = st.get("median", avg_us)
     p90_from = "p95" if "p95" in st else "max" if "max" in st else "avg"
     p90 = st.get("p95", st.get("max", avg_us))
     init = _INIT.search(text)
     mem = _MEMORY.search(text)
-    detail = {"source": "benchmark_model", "p50_from": "median" if "median" in st else "avg", "p90_from": p90_from,
-              "first_inference_ms": round(first_us / 1e3, 4), "warmup_avg_ms": round(warm_us / 1e3, 4)}
-    ms = {k: round(v / 1e3, 4) for k, v in {"p50": p50, "p90": p90, "p99": st.get("max", p90), "mean": avg_us,
-                                             "std": st.get("std", 0.0)}.items()}
-    return Latency(ms["p50"], ms["p90"], ms["p99"], ms["mean"], ms["std"], int(st.get("count", 0)), MEASURED,
-                   round(float(init.group(1)) if init else init_us / 1e3, 2),
-                   round(float(mem.group(2)), 2) if mem else None, threads, detail=detail)
+    detail = {
+        "source": "benchmark_model",
+        "p50_from": "median" if "median" in st else "avg",
+        "p90_from": p90_from,
+        "first_inference_ms": round(first_us / 1e3, 4),
+        "warmup_avg_ms": round(warm_us / 1e3, 4),
+    }
+    ms = {
+        k: round(v / 1e3, 4)
+        for k, v in {
+            "p50": p50,
+            "p90": p90,
+            "p99": st.get("max", p90),
+            "mean": avg_us,
+            "std": st.get("std", 0.0),
+        }.items()
+    }
+    return Latency(
+        ms["p50"],
+        ms["p90"],
+        ms["p99"],
+        ms["mean"],
+        ms["std"],
+        int(st.get("count", 0)),
+        MEASURED,
+        round(float(init.group(1)) if init else init_us / 1e3, 2),
+        round(float(mem.group(2)), 2) if mem else None,
+        threads,
+        detail=detail,
+    )
 
 
 @dataclass(frozen=True)
@@ -326,14 +377,21 @@ class AdbRunner:
         _check_common(self, self.profile)
         for key in ("benchmark_model", "remote_dir"):
             if not _SAFE_PATH.match(getattr(self, key)):
-                raise _fail(f"runner.{key} {getattr(self, key)!r} must be an absolute device path of [A-Za-z0-9_./-]",
-                            self.profile, "use e.g. /data/local/tmp/benchmark_model")
+                raise _fail(
+                    f"runner.{key} {getattr(self, key)!r} must be an absolute device path of [A-Za-z0-9_./-]",
+                    self.profile,
+                    "use e.g. /data/local/tmp/benchmark_model",
+                )
         if self.use_gpu and self.use_nnapi:
-            raise _fail("runner.use_gpu and runner.use_nnapi are both set", self.profile,
-                        "benchmark_model applies one delegate: keep one")
+            raise _fail(
+                "runner.use_gpu and runner.use_nnapi are both set",
+                self.profile,
+                "benchmark_model applies one delegate: keep one",
+            )
         if self.serial is not None and (not self.serial or any(c.isspace() for c in self.serial)):
-            raise _fail(f"runner.serial {self.serial!r} is not a device serial", self.profile,
-                        "copy it from `adb devices`")
+            raise _fail(
+                f"runner.serial {self.serial!r} is not a device serial", self.profile, "copy it from `adb devices`"
+            )
 
     @property
     def device_label(self) -> str:
@@ -371,16 +429,27 @@ class AdbRunner:
             try:
                 lat = parse_benchmark_model(res.stdout + "\n" + res.stderr, threads)
             except ValueError:
-                raise call.error(argv, f"printed no benchmark_model summary (got {_tail(res.stdout, 160)!r})",
-                                 f"check {self.benchmark_model} is LiteRT's benchmark_model; run the command "
-                                 "by hand to see its output") from None
+                raise call.error(
+                    argv,
+                    f"printed no benchmark_model summary (got {_tail(res.stdout, 160)!r})",
+                    f"check {self.benchmark_model} is LiteRT's benchmark_model; run the command "
+                    "by hand to see its output",
+                ) from None
         except RuntimeBackendError as exc:
             _cleanup(call, self._adb("shell", shlex.join(["rm", "-f", remote])), remote, exc)
             raise
         _cleanup(call, self._adb("shell", shlex.join(["rm", "-f", remote])), remote, None)
-        lat = Latency(**{**{f.name: getattr(lat, f.name) for f in fields(Latency)},
-                         "host": {"device": device, "runtime": "benchmark_model", "serial": self.serial,
-                                  "delegate": "gpu" if self.use_gpu else "nnapi" if self.use_nnapi else "cpu"}})
+        lat = Latency(
+            **{
+                **{f.name: getattr(lat, f.name) for f in fields(Latency)},
+                "host": {
+                    "device": device,
+                    "runtime": "benchmark_model",
+                    "serial": self.serial,
+                    "delegate": "gpu" if self.use_gpu else "nnapi" if self.use_nnapi else "cpu",
+                },
+            }
+        )
         return RunnerResult(lat, device, argv, self.kind)
 
     def _check(self, call: _Call, argv: list[str], res: subprocess.CompletedProcess) -> None:
@@ -388,18 +457,31 @@ class AdbRunner:
             return
         err = _tail(res.stderr or res.stdout)
         if re.search(r"no devices|device .*not found|device offline|unauthorized|more than one device", err):
-            raise call.error(argv, f"could not reach the device ({err})",
-                             "connect it, enable USB debugging, accept the host key and check `adb devices` lists it"
-                             + ("" if self.serial else "; with several devices set runner.serial"))
+            raise call.error(
+                argv,
+                f"could not reach the device ({err})",
+                "connect it, enable USB debugging, accept the host key and check `adb devices` lists it"
+                + ("" if self.serial else "; with several devices set runner.serial"),
+            )
         if res.returncode == 127 or "not found" in err or "Permission denied" in err:
-            raise call.error(argv, f"failed (exit {res.returncode}: {err})",
-                             f"push LiteRT's benchmark_model for the device's ABI to {self.benchmark_model} and "
-                             f"`adb shell chmod +x {self.benchmark_model}` (or set runner.benchmark_model)")
+            raise call.error(
+                argv,
+                f"failed (exit {res.returncode}: {err})",
+                f"push LiteRT's benchmark_model for the device's ABI to {self.benchmark_model} and "
+                f"`adb shell chmod +x {self.benchmark_model}` (or set runner.benchmark_model)",
+            )
         crashed = res.returncode > 128 or res.returncode < 0
-        what = f"crashed (exit {res.returncode}, signal {abs(res.returncode) % 128})" if crashed else \
-            f"failed (exit {res.returncode})"
-        raise call.error(argv, f"{what}: {err}", "run the command by hand with `adb shell` to see why; a delegate "
-                         "that rejects the model (use_gpu/use_nnapi) is a common cause")
+        what = (
+            f"crashed (exit {res.returncode}, signal {abs(res.returncode) % 128})"
+            if crashed
+            else f"failed (exit {res.returncode})"
+        )
+        raise call.error(
+            argv,
+            f"{what}: {err}",
+            "run the command by hand with `adb shell` to see why; a delegate "
+            "that rejects the model (use_gpu/use_nnapi) is a common cause",
+        )
 
 
 # -- a free command ------------------------------------------------------------------------------
@@ -420,11 +502,17 @@ class CommandRunner:
         try:
             names = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
         except ValueError as exc:
-            raise _fail(f"runner template {self.template!r} is not a valid template ({exc})", self.profile,
-                        "write {model} and {threads}; double other braces: {{ }}") from None
+            raise _fail(
+                f"runner template {self.template!r} is not a valid template ({exc})",
+                self.profile,
+                "write {model} and {threads}; double other braces: {{ }}",
+            ) from None
         if not self.template.strip() or names - _TEMPLATE_FIELDS:
-            raise _fail(f"runner template {self.template!r} uses {sorted(names - _TEMPLATE_FIELDS)}", self.profile,
-                        "use only {model} (the local model path) and {threads}")
+            raise _fail(
+                f"runner template {self.template!r} uses {sorted(names - _TEMPLATE_FIELDS)}",
+                self.profile,
+                "use only {model} (the local model path) and {threads}",
+            )
 
     def argv(self, model: Path, threads: int | None) -> list[str]:
         return shlex.split(self.template.format(model=shlex.quote(str(model)), threads=threads or ""))
@@ -439,8 +527,11 @@ class CommandRunner:
         call = _Call("command", argv[0] if argv else "?", self.profile, self.timeout_s)
         res = call.exec(argv)
         if res.returncode != 0:
-            raise call.error(argv, f"exited {res.returncode}: {_tail(res.stderr or res.stdout)}",
-                             "run the runner command by hand to see why")
+            raise call.error(
+                argv,
+                f"exited {res.returncode}: {_tail(res.stderr or res.stdout)}",
+                "run the runner command by hand to see why",
+            )
         doc = _bench_json(call, argv, res.stdout)
         host = doc.get("host") or {}
         device = " / ".join(str(host[k]) for k in ("cpu", "os") if host.get(k)) or argv[0]
@@ -479,8 +570,11 @@ def parse(raw, path: str | Path) -> Runner:
     if isinstance(raw, str):
         return CommandRunner(template=raw, profile=profile)
     if not isinstance(raw, dict):
-        raise _fail("'runner' must be a command string or a mapping with 'kind'", profile,
-                    "e.g. runner: {kind: ssh, host: pi@raspberrypi.local}")
+        raise _fail(
+            "'runner' must be a command string or a mapping with 'kind'",
+            profile,
+            "e.g. runner: {kind: ssh, host: pi@raspberrypi.local}",
+        )
     kind = raw.get("kind")
     if kind not in KINDS:
         raise _fail(f"runner.kind {kind!r} is not a runner kind", profile, f"use one of {', '.join(KINDS)}")
@@ -493,14 +587,19 @@ def parse(raw, path: str | Path) -> Runner:
         if key not in hints:
             close = difflib.get_close_matches(str(key), hints, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise _fail(f"unknown key 'runner.{key}' for kind {kind}", profile,
-                        f"{hint}known keys: kind, {', '.join(hints)}")
+            raise _fail(
+                f"unknown key 'runner.{key}' for kind {kind}", profile, f"{hint}known keys: kind, {', '.join(hints)}"
+            )
         if not _type_ok(value, hints[key]):
-            raise _fail(f"runner.{key} must be {hints[key]}, not {type(value).__name__} ({value!r})", profile,
-                        f"fix runner.{key}")
+            raise _fail(
+                f"runner.{key} must be {hints[key]}, not {type(value).__name__} ({value!r})",
+                profile,
+                f"fix runner.{key}",
+            )
         args[key] = float(value) if key == "timeout_s" else value
-    missing = [f.name for f in fields(cls) if f.name not in args and f.default is MISSING
-               and f.default_factory is MISSING]
+    missing = [
+        f.name for f in fields(cls) if f.name not in args and f.default is MISSING and f.default_factory is MISSING
+    ]
     if missing:
         raise _fail(f"runner of kind {kind} needs '{missing[0]}'", profile, f"add runner.{missing[0]}")
     return cls(**args, profile=profile)

@@ -27,11 +27,17 @@ def _walk(node: Any, path: Path) -> None:
     if isinstance(node, dict):
         cls, module = node.get("class_name"), node.get("module")
         if cls in _CODE_LAYERS:
-            raise UnsafeFileError(f"model.keras contains a {cls} layer (code that would run on load)", path=path,
-                                  fix="only load models edgetransfer trained; this file is refused")
+            raise UnsafeFileError(
+                f"model.keras contains a {cls} layer (code that would run on load)",
+                path=path,
+                fix="only load models edgetransfer trained; this file is refused",
+            )
         if isinstance(module, str) and module and not module.startswith(_ALLOWED_MODULE_ROOTS):
-            raise UnsafeFileError(f"model.keras names the module {module!r} (only Keras' own layers are loaded)",
-                                  path=path, fix="only load models edgetransfer trained; this file is refused")
+            raise UnsafeFileError(
+                f"model.keras names the module {module!r} (only Keras' own layers are loaded)",
+                path=path,
+                fix="only load models edgetransfer trained; this file is refused",
+            )
         for v in node.values():
             _walk(v, path)
     elif isinstance(node, list):
@@ -48,16 +54,23 @@ def inspect(path: str | Path) -> dict:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
             if "config.json" not in names or "model.weights.h5" not in names:
-                raise ConfigError("not a complete .keras archive (config.json or model.weights.h5 missing)",
-                                  path=path, fix=_FIX_BROKEN)
+                raise ConfigError(
+                    "not a complete .keras archive (config.json or model.weights.h5 missing)",
+                    path=path,
+                    fix=_FIX_BROKEN,
+                )
             info = zf.getinfo("config.json")
             if info.file_size > MAX_CONFIG_BYTES:
-                raise UnsafeFileError(f"config.json is {info.file_size:,} bytes (limit {MAX_CONFIG_BYTES:,})",
-                                      path=path, fix="this is not a model edgetransfer wrote; it is refused")
+                raise UnsafeFileError(
+                    f"config.json is {info.file_size:,} bytes (limit {MAX_CONFIG_BYTES:,})",
+                    path=path,
+                    fix="this is not a model edgetransfer wrote; it is refused",
+                )
             config = json.loads(zf.read("config.json").decode("utf-8"))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"model.keras is damaged ({type(exc).__name__}: {str(exc)[:200]})", path=path,
-                          fix=_FIX_BROKEN) from None
+        raise ConfigError(
+            f"model.keras is damaged ({type(exc).__name__}: {str(exc)[:200]})", path=path, fix=_FIX_BROKEN
+        ) from None
     except RecursionError:
         raise UnsafeFileError("config.json is nested too deeply", path=path, fix=_FIX_BROKEN) from None
     try:
@@ -77,7 +90,11 @@ def load_model(path: str | Path):  # -> keras.Model
     except Exception as exc:  # Keras raises ValueError/TypeError/OSError/KeyError for broken archives
         text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         if "safe_mode" in text or "lambda" in text.lower():
-            raise UnsafeFileError(f"Keras refused to load it safely ({text})", path=path,
-                                  fix="only load models edgetransfer trained; this file is refused") from None
-        raise ConfigError(f"Keras could not load the model ({type(exc).__name__}: {text})", path=path,
-                          fix=_FIX_BROKEN) from None
+            raise UnsafeFileError(
+                f"Keras refused to load it safely ({text})",
+                path=path,
+                fix="only load models edgetransfer trained; this file is refused",
+            ) from None
+        raise ConfigError(
+            f"Keras could not load the model ({type(exc).__name__}: {text})", path=path, fix=_FIX_BROKEN
+        ) from None

@@ -14,6 +14,7 @@ On top of ``yaml.safe_load`` this module refuses, with a :class:`ConfigError` na
 It also holds small typed-field checks (:func:`want_number`, :func:`want_int`, :func:`want_str`,
 :func:`want_str_list`) whose errors read ``FILE: key 'x' must be ...`` with the fix.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -53,8 +54,10 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
-                raise _LimitError(f"nesting deeper than {MAX_DEPTH} levels (line {mark.line + 1})",
-                                  "flatten the file; profiles and pipelines need a few levels at most")
+                raise _LimitError(
+                    f"nesting deeper than {MAX_DEPTH} levels (line {mark.line + 1})",
+                    "flatten the file; profiles and pipelines need a few levels at most",
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -69,9 +72,10 @@ class _StrictLoader(yaml.SafeLoader):
                 line = key_node.start_mark.line + 1
                 try:
                     if key in seen:
-                        raise _LimitError(f"duplicate key '{key}' on line {line} (first on line {seen[key]})",
-                                          "keep one of them; YAML keys must be unique and the last one would "
-                                          "silently win")
+                        raise _LimitError(
+                            f"duplicate key '{key}' on line {line} (first on line {seen[key]})",
+                            "keep one of them; YAML keys must be unique and the last one would silently win",
+                        )
                     seen[key] = line
                 except TypeError:
                     continue  # unhashable key: SafeConstructor reports it
@@ -98,8 +102,10 @@ def _expanded_size(root: Node) -> int:
             open_.discard(id(node))
             memo[id(node)] = 1 + sum(memo.get(id(k), 0) for k in kids)  # a recursive alias counts 0
             if memo[id(node)] > MAX_EXPANDED_NODES:
-                raise _LimitError(f"aliases expand to over {MAX_EXPANDED_NODES} nodes (an alias bomb)",
-                                  "write the values out instead of nesting aliases of aliases")
+                raise _LimitError(
+                    f"aliases expand to over {MAX_EXPANDED_NODES} nodes (an alias bomb)",
+                    "write the values out instead of nesting aliases of aliases",
+                )
             continue
         open_.add(id(node))
         stack.append((node, True))
@@ -126,8 +132,9 @@ def load_text(text: str | bytes, *, path: str | Path) -> Any:
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", path=path,
-                              fix="save the file as UTF-8") from None
+            raise ConfigError(
+                f"not UTF-8 text (byte {exc.start}: {exc.reason})", path=path, fix="save the file as UTF-8"
+            ) from None
     if len(text) > MAX_BYTES:
         raise _too_big(len(text), path)
     loader = _StrictLoader(text)
@@ -162,14 +169,18 @@ def load_file(path: str | Path) -> Any:
         with path.open("rb") as fh:
             raw = fh.read(MAX_BYTES + 1)  # a file that grows after stat() is still bounded
     except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror or exc})", path=path, fix="check the path and permissions") \
-            from None
+        raise ConfigError(
+            f"cannot read ({exc.strerror or exc})", path=path, fix="check the path and permissions"
+        ) from None
     return load_text(raw, path=path)
 
 
 def _too_big(n: int, path) -> ConfigError:
-    return ConfigError(f"{n} bytes is over the {MAX_BYTES}-byte limit for a YAML config", path=path,
-                       fix="a target profile or pipeline is a few KB; check this is the right file")
+    return ConfigError(
+        f"{n} bytes is over the {MAX_BYTES}-byte limit for a YAML config",
+        path=path,
+        fix="a target profile or pipeline is a few KB; check this is the right file",
+    )
 
 
 def _one_line(exc: yaml.YAMLError) -> str:
@@ -184,8 +195,9 @@ def _bad(key: str, path, what: str, value: Any, fix: str) -> ConfigError:
     return ConfigError(f"key '{key}' must be {what}, not {shown[:80]}", path=path, fix=fix)
 
 
-def want_number(value: Any, key: str, path: str | Path | None, *, min: float | None = None,
-                max: float | None = None) -> float:
+def want_number(
+    value: Any, key: str, path: str | Path | None, *, min: float | None = None, max: float | None = None
+) -> float:
     """``value`` as a finite float within ``[min, max]``.
 
     Refuses booleans, text such as ``10ms`` or ``1e-3`` (YAML 1.1 reads an exponent without a dot
@@ -203,8 +215,12 @@ def want_number(value: Any, key: str, path: str | Path | None, *, min: float | N
             except ValueError:
                 pass
             else:
-                fix = (f"YAML reads {value!r} as text; write it with a dot and a signed exponent "
-                       f"(e.g. 1.0e-3) or as a decimal" if math.isfinite(as_float) else "use a finite number")
+                fix = (
+                    f"YAML reads {value!r} as text; write it with a dot and a signed exponent "
+                    f"(e.g. 1.0e-3) or as a decimal"
+                    if math.isfinite(as_float)
+                    else "use a finite number"
+                )
         raise _bad(key, path, "a number", value, fix)
     if not math.isfinite(value):
         raise _bad(key, path, "a finite number", value, f"use a finite number, e.g. {example}")
@@ -215,8 +231,7 @@ def want_number(value: Any, key: str, path: str | Path | None, *, min: float | N
     return float(value)
 
 
-def want_int(value: Any, key: str, path: str | Path | None, *, min: int | None = None,
-             max: int | None = None) -> int:
+def want_int(value: Any, key: str, path: str | Path | None, *, min: int | None = None, max: int | None = None) -> int:
     """``value`` as an int within ``[min, max]``; ``2.0`` is accepted, ``2.5``, ``ten`` and booleans are not.
 
     Raises:
@@ -241,14 +256,15 @@ def want_str(value: Any, key: str, path: str | Path | None, *, choices: Iterable
         ConfigError: not a string (``yes``/``no``/``on`` are booleans in YAML 1.1), or not a choice.
     """
     if not isinstance(value, str):
-        raise _bad(key, path, "a string", value, f"quote it: {key.rsplit('.', 1)[-1]}: \"{value}\"")
+        raise _bad(key, path, "a string", value, f'quote it: {key.rsplit(".", 1)[-1]}: "{value}"')
     if choices is not None:
         _check_choice(value, key, path, list(choices))
     return value
 
 
-def want_str_list(value: Any, key: str, path: str | Path | None, *,
-                  choices: Iterable[str] | None = None) -> tuple[str, ...]:
+def want_str_list(
+    value: Any, key: str, path: str | Path | None, *, choices: Iterable[str] | None = None
+) -> tuple[str, ...]:
     """``value`` as a tuple of strings.
 
     A bare string is refused rather than iterated (``formats: tflite`` would become
@@ -264,7 +280,7 @@ def want_str_list(value: Any, key: str, path: str | Path | None, *,
         raise _bad(key, path, "a list of strings", value, f"write it as a list, e.g. {short}: [a, b]")
     for item in value:
         if not isinstance(item, str):
-            raise _bad(key, path, "a list of strings", value, f"quote the item {item!r}: {short}: [\"{item}\"]")
+            raise _bad(key, path, "a list of strings", value, f'quote the item {item!r}: {short}: ["{item}"]')
         if choices is not None:
             _check_choice(item, key, path, list(choices))
     return tuple(value)
@@ -274,9 +290,19 @@ def _check_choice(value: str, key: str, path, choices: list[str]) -> None:
     if value not in choices:
         close = difflib.get_close_matches(value, choices, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"key '{key}' has unknown value {value!r}", path=path,
-                          fix=f"{hint}use one of {', '.join(choices)}")
+        raise ConfigError(
+            f"key '{key}' has unknown value {value!r}", path=path, fix=f"{hint}use one of {', '.join(choices)}"
+        )
 
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_EXPANDED_NODES", "load_file", "load_text", "want_int", "want_number",
-           "want_str", "want_str_list"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_EXPANDED_NODES",
+    "load_file",
+    "load_text",
+    "want_int",
+    "want_number",
+    "want_str",
+    "want_str_list",
+]

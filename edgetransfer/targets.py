@@ -4,6 +4,7 @@ A profile holds what a device is (runtime, delegate or provider, threads, what i
 and the constants the latency estimate needs, with the sources they come from. Device
 knowledge lives in these files, not in ``if`` chains.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -109,7 +110,9 @@ def _strict(cls, raw: dict, path: Path, where: str):
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ConfigError(f"unknown key '{where}{key}'", path=path, fix=f"{hint}known keys: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown key '{where}{key}'", path=path, fix=f"{hint}known keys: {', '.join(sorted(known))}"
+            )
     return raw
 
 
@@ -145,8 +148,9 @@ def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
             try:
                 raw[key] = cls(**sub)
             except TypeError as exc:  # a required field of the section is missing
-                raise ConfigError(f"section '{key}' is incomplete ({exc})", path=path,
-                                  fix="see the shipped profiles for every field") from None
+                raise ConfigError(
+                    f"section '{key}' is incomplete ({exc})", path=path, fix="see the shipped profiles for every field"
+                ) from None
     for key in ("name", "description", "runtime", "measure", "provider", "input_dtype"):
         if key in raw:
             raw[key] = want_str(raw[key], key, path)
@@ -168,14 +172,31 @@ def _check_values(p: TargetProfile, path: Path) -> None:
     problems = [
         (p.runtime in RUNTIMES, f"unknown runtime {p.runtime!r}", f"use one of {', '.join(RUNTIMES)}"),
         (p.measure in MEASURE_MODES, f"unknown measure mode {p.measure!r}", f"use one of {', '.join(MEASURE_MODES)}"),
-        (set(p.precisions) <= set(PRECISIONS), f"unknown precision in {list(p.precisions)}", f"use {', '.join(PRECISIONS)}"),
-        (p.measure != "runner" or p.runner is not None, "measure: runner needs a 'runner' section",
-         "add runner: {kind: ssh, host: user@device} (or kind: adb / command)"),
-        (p.measure != "estimate" or p.device is not None, "measure: estimate needs a 'device' section", "add device constants"),
-        (p.runtime != "tflm" or p.memory is not None, "runtime: tflm needs a 'memory' section",
-         "add memory: {sram_kb: ..., flash_kb: ..., psram_kb: ...}"),
-        (p.runtime != "tflm" or (p.formats == ("tflite",) and p.precisions == ("int8",)),
-         "runtime: tflm runs full-int8 TFLite files only", "set formats: [tflite] and precisions: [int8]"),
+        (
+            set(p.precisions) <= set(PRECISIONS),
+            f"unknown precision in {list(p.precisions)}",
+            f"use {', '.join(PRECISIONS)}",
+        ),
+        (
+            p.measure != "runner" or p.runner is not None,
+            "measure: runner needs a 'runner' section",
+            "add runner: {kind: ssh, host: user@device} (or kind: adb / command)",
+        ),
+        (
+            p.measure != "estimate" or p.device is not None,
+            "measure: estimate needs a 'device' section",
+            "add device constants",
+        ),
+        (
+            p.runtime != "tflm" or p.memory is not None,
+            "runtime: tflm needs a 'memory' section",
+            "add memory: {sram_kb: ..., flash_kb: ..., psram_kb: ...}",
+        ),
+        (
+            p.runtime != "tflm" or (p.formats == ("tflite",) and p.precisions == ("int8",)),
+            "runtime: tflm runs full-int8 TFLite files only",
+            "set formats: [tflite] and precisions: [int8]",
+        ),
     ]
     for ok, problem, fix in problems:
         if not ok:
@@ -204,7 +225,9 @@ def _read_yaml(path: Path):
 def load_file(path: str | Path, origin: str = "path") -> TargetProfile:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("target profile not found", path=path, fix="check the path, or use a name from `targets list`")
+        raise ConfigError(
+            "target profile not found", path=path, fix="check the path, or use a name from `targets list`"
+        )
     raw = _read_yaml(path)
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError("a target profile must be a YAML mapping", path=path, fix="see targets/host-cpu.yaml")
@@ -225,8 +248,12 @@ def scan(targets_dir: str | Path | None = None) -> tuple[dict[str, TargetProfile
                 continue
             if prof.name in out:
                 if out[prof.name].origin == "cwd" and origin == "shipped":
-                    log.warning("WARNING: target %s: using %s from the current folder, not the shipped %s",
-                                prof.name, out[prof.name].path, prof.path)
+                    log.warning(
+                        "WARNING: target %s: using %s from the current folder, not the shipped %s",
+                        prof.name,
+                        out[prof.name].path,
+                        prof.path,
+                    )
                 continue
             out[prof.name] = prof
     return out, errors
@@ -252,22 +279,29 @@ def get(name: str, targets_dir: str | Path | None = None) -> TargetProfile:
         close = difflib.get_close_matches(name, profiles, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         where = ", ".join(str(d) for d, _ in search_path(targets_dir))
-        raise ConfigError(f"unknown target {name!r}",
-                          fix=f"{hint}known targets: {', '.join(profiles) or '(none found in ' + where + ')'}")
+        raise ConfigError(
+            f"unknown target {name!r}",
+            fix=f"{hint}known targets: {', '.join(profiles) or '(none found in ' + where + ')'}",
+        )
     return profiles[name]
 
 
 def require_command_allowed(target: TargetProfile) -> None:
     """A profile's runner runs a command on this machine: only from a file the user named."""
     if target.origin not in ORIGINS_ALLOWED_TO_RUN:
-        raise ConfigError(f"target {target.name} has a runner command, but its profile was found in the "
-                          f"{'current folder' if target.origin == 'cwd' else 'package'} ({target.path}), "
-                          "not in a file you pointed at", path=target.path,
-                          fix=f"pass --targets-dir {Path(target.path).parent} or --target {target.path} to allow it")
+        raise ConfigError(
+            f"target {target.name} has a runner command, but its profile was found in the "
+            f"{'current folder' if target.origin == 'cwd' else 'package'} ({target.path}), "
+            "not in a file you pointed at",
+            path=target.path,
+            fix=f"pass --targets-dir {Path(target.path).parent} or --target {target.path} to allow it",
+        )
 
 
 def require_runnable(target: TargetProfile, fmt: str, precision: str, artifact: str) -> None:
     why = target.can_run(fmt, precision)
     if why:
-        raise UnsupportedError(f"{artifact} cannot run on target {target.name}: {why}",
-                               fix=f"export a {'/'.join(target.precisions)} {'/'.join(target.formats)} file for it")
+        raise UnsupportedError(
+            f"{artifact} cannot run on target {target.name}: {why}",
+            fix=f"export a {'/'.join(target.precisions)} {'/'.join(target.formats)} file for it",
+        )

@@ -1,16 +1,17 @@
 """The Python API end to end: train, export, validate, check, then classify like an app.
 
-    python examples/api.py [DATA_DIR]    # default: ../shared/datasets/hymenoptera
+python examples/api.py [DATA_DIR]    # default: ../shared/datasets/hymenoptera
 """
+
 import sys
 from pathlib import Path
 
-from edgetransfer.gate import Budget, check
+from edgetransfer.evaluation import validate
 from edgetransfer.exporter import export
+from edgetransfer.gate import Budget, check
 from edgetransfer.quantization import QuantRecipe
 from edgetransfer.runtime import Classifier
 from edgetransfer.training import TrainConfig, train
-from edgetransfer.evaluation import validate
 
 data = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/datasets/hymenoptera")
 out = Path("runs/api-example")

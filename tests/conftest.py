@@ -1,4 +1,5 @@
 """Shared fixtures: tiny image folders built on the fly, and the real datasets when present."""
+
 from __future__ import annotations
 
 import io
@@ -84,8 +85,16 @@ def tiny_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny")
     folder = make_folder(root / "colours", {"red": 10, "green": 10, "blue": 10}, size=(36, 36))
-    cfg = TrainConfig(backbone="efficientnet_lite0", image_size=32, workflow="features", epochs=15, patience=15,
-                      learning_rate=1e-2, batch_size=8, val_split=0.3)
+    cfg = TrainConfig(
+        backbone="efficientnet_lite0",
+        image_size=32,
+        workflow="features",
+        epochs=15,
+        patience=15,
+        learning_rate=1e-2,
+        batch_size=8,
+        val_split=0.3,
+    )
     return train(folder, cfg, out=root / "run")
 
 

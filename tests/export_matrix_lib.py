@@ -4,6 +4,7 @@ Shared by ``tests/test_export_matrix.py`` and ``benchmarks/export_matrix.py``. P
 are known not to work are listed in :data:`KNOWN_FAILURES` with the reason; the test
 asserts the list, so it cannot silently grow.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,24 +15,38 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgetransfer import backbones
+from edgetransfer import backbones, formats
 from edgetransfer.errors import EdgeTransferError
-from edgetransfer import formats
 from edgetransfer.quantization import QuantRecipe
 from edgetransfer.training import TrainedModel
 
 # (backbone, format, precision) -> why it fails. Measured with TF 2.21 / tf2onnx 1.17 /
 # ONNX Runtime 1.31 at 32 px; keep in step with benchmarks/export_matrix.py output.
 _HARD_SWISH = "TF converter: 'Quantization to 16x8-bit not yet supported for op: HARD_SWISH' (any weights)"
-_UNTRAINED_16X8 = ("untrained (weights=none) ReLU6 graph: LiteRT's int16x8 kernels refuse its degenerate requantization "
-                   "scale at load (kernel_util no_integer_overflow_from_quantization); trained EfficientNet-Lite0 "
-                   "int16x8 converts and runs (tests/test_export.py)")
+_UNTRAINED_16X8 = (
+    "untrained (weights=none) ReLU6 graph: LiteRT's int16x8 kernels refuse its degenerate requantization "
+    "scale at load (kernel_util no_integer_overflow_from_quantization); trained EfficientNet-Lite0 "
+    "int16x8 converts and runs (tests/test_export.py)"
+)
 KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
     **{(n, "tflite", "int16x8"): _HARD_SWISH for n in ("mobilenet_v3_small", "mobilenet_v3_large")},
-    **{(n, "tflite", "int16x8"): _UNTRAINED_16X8 for n in (
-        "mobilenet_v1", "mobilenet_v2_035", "mobilenet_v2_050", "mobilenet_v2_075", "mobilenet_v2", "mobilenet_v2_130",
-        "mobilenet_v2_140", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3",
-        "efficientnet_lite4")},
+    **{
+        (n, "tflite", "int16x8"): _UNTRAINED_16X8
+        for n in (
+            "mobilenet_v1",
+            "mobilenet_v2_035",
+            "mobilenet_v2_050",
+            "mobilenet_v2_075",
+            "mobilenet_v2",
+            "mobilenet_v2_130",
+            "mobilenet_v2_140",
+            "efficientnet_lite0",
+            "efficientnet_lite1",
+            "efficientnet_lite2",
+            "efficientnet_lite3",
+            "efficientnet_lite4",
+        )
+    },
 }
 
 
@@ -60,10 +75,20 @@ def synthetic_run(backbone: str, out: Path, *, size: int = 32, classes: int = 2)
     rng = np.random.default_rng(0)
     for i in range(8):
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(calib / f"{i}.png")
-    manifest = {"kind": "edgetransfer.run", "schema": 2, "backbone": backbone, "weights": "none", "input_size": size,
-                "preprocess": spec.preprocess.to_json(), "resize_policy": "crop",
-                "classes": [f"class{i}" for i in range(classes)], "data": {"root": str(calib), "fingerprint": "synthetic"},
-                "config": {}, "metrics": {"val_accuracy": None}, "files": {"model": "model.keras"}}
+    manifest = {
+        "kind": "edgetransfer.run",
+        "schema": 2,
+        "backbone": backbone,
+        "weights": "none",
+        "input_size": size,
+        "preprocess": spec.preprocess.to_json(),
+        "resize_policy": "crop",
+        "classes": [f"class{i}" for i in range(classes)],
+        "data": {"root": str(calib), "fingerprint": "synthetic"},
+        "config": {},
+        "metrics": {"val_accuracy": None},
+        "files": {"model": "model.keras"},
+    }
     (out / "manifest.json").write_text(json.dumps(manifest))
     return TrainedModel.from_dir(out)
 
@@ -137,11 +162,15 @@ def print_accuracy_table(run_dir: str | Path) -> None:
     base = float((ref.argmax(1) == y).mean())
     files = sorted((run.run_dir / "export").glob("*.tflite")) + sorted((run.run_dir / "export").glob("*.onnx"))
     sizes = {f.suffix: f.stat().st_size for f in files if "fp32" in f.name}
-    print(f"\n{'artifact':28s} {'acc':>7s} {'drop_pt':>8s} {'agree':>7s} {'max|diff|':>9s} {'size_MB':>8s} {'fp32/size':>9s}")
+    print(
+        f"\n{'artifact':28s} {'acc':>7s} {'drop_pt':>8s} {'agree':>7s} {'max|diff|':>9s} {'size_MB':>8s} {'fp32/size':>9s}"
+    )
     print(f"{'keras float':28s} {base:7.4f}")
     for f in files:
         sess = load_session(f)
-        out = np.concatenate([sess.run(x[i:i + 1]) for i in range(len(x))])
+        out = np.concatenate([sess.run(x[i : i + 1]) for i in range(len(x))])
         acc = float((out.argmax(1) == y).mean())
-        print(f"{f.name:28s} {acc:7.4f} {100 * (base - acc):8.2f} {(out.argmax(1) == ref.argmax(1)).mean():7.4f} "
-              f"{np.abs(out - ref).max():9.2e} {f.stat().st_size / 1e6:8.2f} {sizes.get(f.suffix, 0) / f.stat().st_size:9.2f}")
+        print(
+            f"{f.name:28s} {acc:7.4f} {100 * (base - acc):8.2f} {(out.argmax(1) == ref.argmax(1)).mean():7.4f} "
+            f"{np.abs(out - ref).max():9.2e} {f.stat().st_size / 1e6:8.2f} {sizes.get(f.suffix, 0) / f.stat().st_size:9.2f}"
+        )

@@ -5,6 +5,7 @@ virtual environment (made once, reused from a cache folder) and is driven throug
 the toolkit nor the app side imports it. Used by ``tests/test_mediapipe.py`` and
 ``benchmarks/mediapipe_roundtrip.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,18 +79,24 @@ def venv_python(version: str = MEDIAPIPE_VERSION, root: Path | None = None) -> P
     probe = [str(python), "-c", f"import mediapipe as m; assert m.__version__ == {version!r}, m.__version__"]
     if python.is_file() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
         return python
-    steps = [[sys.executable, "-m", "venv", "--clear", str(root)],
-             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"mediapipe=={version}"]]
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(root)],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"mediapipe=={version}"],
+    ]
     for cmd in steps:
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode:
-            raise MissingDependencyError(f"could not install mediapipe=={version}: {res.stderr.strip()[-500:]}",
-                                         path=root, fix=f"check that pip can reach PyPI; or build {root} by hand")
+            raise MissingDependencyError(
+                f"could not install mediapipe=={version}: {res.stderr.strip()[-500:]}",
+                path=root,
+                fix=f"check that pip can reach PyPI; or build {root} by hand",
+            )
     return python
 
 
-def classify(python: Path, models: Sequence[str | Path], images: np.ndarray, *, timeout: float = 1800
-             ) -> dict[Path, MediaPipeResult]:
+def classify(
+    python: Path, models: Sequence[str | Path], images: np.ndarray, *, timeout: float = 1800
+) -> dict[Path, MediaPipeResult]:
     """Run MediaPipe's ``ImageClassifier`` on ``images`` (``[N, S, S, 3]`` uint8 RGB at the models' input
     size) for each of ``models``; a model MediaPipe refuses comes back with ``error`` set.
 
@@ -102,17 +109,33 @@ def classify(python: Path, models: Sequence[str | Path], images: np.ndarray, *, 
     with tempfile.TemporaryDirectory(prefix="et-mediapipe-") as tmp:
         np.save(Path(tmp) / "images.npy", images)
         out = Path(tmp) / "out.json"
-        res = subprocess.run([str(python), "-c", _SCRIPT, str(Path(tmp) / "images.npy"), str(out),
-                              *[str(Path(m).resolve()) for m in models]],
-                             capture_output=True, text=True, timeout=timeout, check=False)
+        res = subprocess.run(
+            [
+                str(python),
+                "-c",
+                _SCRIPT,
+                str(Path(tmp) / "images.npy"),
+                str(out),
+                *[str(Path(m).resolve()) for m in models],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if res.returncode or not out.is_file():
-            raise ToolchainError(f"MediaPipe failed (exit {res.returncode}): {res.stderr.strip()[-800:]}",
-                                 path=python, fix="run the command by hand in that venv to see why")
+            raise ToolchainError(
+                f"MediaPipe failed (exit {res.returncode}): {res.stderr.strip()[-800:]}",
+                path=python,
+                fix="run the command by hand in that venv to see why",
+            )
         raw = json.loads(out.read_text())
     results = {}
     for m in models:
         got = raw[str(Path(m).resolve())]
-        results[Path(m)] = (MediaPipeResult(Path(m), error=got) if isinstance(got, str) else
-                            MediaPipeResult(Path(m), tuple(tuple((int(i), n, float(s)) for i, n, s in row)
-                                                           for row in got)))
+        results[Path(m)] = (
+            MediaPipeResult(Path(m), error=got)
+            if isinstance(got, str)
+            else MediaPipeResult(Path(m), tuple(tuple((int(i), n, float(s)) for i, n, s in row) for row in got))
+        )
     return results

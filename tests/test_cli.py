@@ -20,13 +20,38 @@ def test_help_lists_every_command_group(invoke):
 
 def test_public_api_is_pinned():
     # Growing the public API is a decision: update this list on purpose.
-    assert sorted(edgetransfer.__all__) == sorted([
-        "__version__", "Budget", "Classifier", "ConfigError", "DataError", "DataReport", "Dataset",
-        "EdgeTransferError", "ExportError", "ExportedArtifact", "FileIssue", "ImageFile", "MissingDependencyError",
-        "QuantRecipe", "RuntimeBackendError", "ToolchainError", "TrainConfig", "TrainedModel", "UnsafeFileError",
-        "UnsupportedError", "ValidationReport", "Verdict", "WeightsError", "check", "export", "load_dataset",
-        "train", "validate",
-    ])
+    assert sorted(edgetransfer.__all__) == sorted(
+        [
+            "__version__",
+            "Budget",
+            "Classifier",
+            "ConfigError",
+            "DataError",
+            "DataReport",
+            "Dataset",
+            "EdgeTransferError",
+            "ExportError",
+            "ExportedArtifact",
+            "FileIssue",
+            "ImageFile",
+            "MissingDependencyError",
+            "QuantRecipe",
+            "RuntimeBackendError",
+            "ToolchainError",
+            "TrainConfig",
+            "TrainedModel",
+            "UnsafeFileError",
+            "UnsupportedError",
+            "ValidationReport",
+            "Verdict",
+            "WeightsError",
+            "check",
+            "export",
+            "load_dataset",
+            "train",
+            "validate",
+        ]
+    )
     for name in edgetransfer.__all__:
         assert hasattr(edgetransfer, name), name
 

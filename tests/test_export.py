@@ -1,11 +1,12 @@
 """Export: every precision of a trained run, metadata inside, refusals up front, atomic writes."""
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_image
+
 from edgetransfer import data as data_lib
 from edgetransfer import images
 from edgetransfer.errors import ExportError, UnsupportedError
@@ -13,8 +14,13 @@ from edgetransfer.exporter import ExportedArtifact, export
 from edgetransfer.quantization import QuantRecipe, calibration_set
 from edgetransfer.runtime import Classifier, load_session, read_metadata
 
-ALL = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.dynamic(), QuantRecipe.int8(calibration_size=12),
-       QuantRecipe.int16x8(calibration_size=12)]
+ALL = [
+    QuantRecipe.fp32(),
+    QuantRecipe.fp16(),
+    QuantRecipe.dynamic(),
+    QuantRecipe.int8(calibration_size=12),
+    QuantRecipe.int16x8(calibration_size=12),
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +43,13 @@ def val(run):
 
 def test_every_format_and_precision_exports_and_runs(arts, run, val):
     got = {(a.format, a.precision) for a in arts}
-    assert got == {("tflite", p) for p in ("fp32", "fp16", "dynamic", "int8", "int16x8")} | \
-        {("onnx", p) for p in ("fp32", "fp16", "dynamic", "int8")}
+    assert got == {("tflite", p) for p in ("fp32", "fp16", "dynamic", "int8", "int16x8")} | {
+        ("onnx", p) for p in ("fp32", "fp16", "dynamic", "int8")
+    }
     x, ref = val
     by = {(a.format, a.precision): a for a in arts}
     for a in arts:
-        out = np.concatenate([load_session(a.path).run(x[i:i + 1]) for i in range(len(x))])
+        out = np.concatenate([load_session(a.path).run(x[i : i + 1]) for i in range(len(x))])
         assert out.shape == ref.shape
         agree = (out.argmax(1) == ref.argmax(1)).mean()
         if a.precision == "fp32":
@@ -77,8 +84,19 @@ def test_classifier_classifies_like_keras(arts, run, tmp_path):
 
 
 def test_cli_json_and_nchw_layout(run, invoke, tmp_path):
-    code, out, err = invoke("export", run.run_dir, "--format", "onnx", "--precision", "fp32", "--layout", "nchw",
-                            "--out", tmp_path / "o", "--json")
+    code, out, err = invoke(
+        "export",
+        run.run_dir,
+        "--format",
+        "onnx",
+        "--precision",
+        "fp32",
+        "--layout",
+        "nchw",
+        "--out",
+        tmp_path / "o",
+        "--json",
+    )
     assert code == 0, err
     row = json.loads(out)[0]
     assert {"path", "format", "precision", "size_bytes", "sha256"} <= set(row)
@@ -91,11 +109,14 @@ def test_cli_json_and_nchw_layout(run, invoke, tmp_path):
     assert transposes <= 2, f"{transposes} Transpose nodes"
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--format", "onnx", "--precision", "int16x8"], "onnx cannot do precision int16x8"),
-    (["--format", "onnx", "--precision", "int8", "--io", "uint8"], "--io uint8 is tflite only"),
-    (["--precision", "fp16", "--io", "int8"], "needs full-integer int8"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--format", "onnx", "--precision", "int16x8"], "onnx cannot do precision int16x8"),
+        (["--format", "onnx", "--precision", "int8", "--io", "uint8"], "--io uint8 is tflite only"),
+        (["--precision", "fp16", "--io", "int8"], "needs full-integer int8"),
+    ],
+)
 def test_impossible_combinations_refused_up_front(run, invoke, tmp_path, args, needle):
     code, _, err = invoke("export", run.run_dir, *args, "--out", tmp_path / "o")
     assert code == 2 and needle in err
@@ -125,8 +146,9 @@ def test_calibration_sources(run, tmp_path, invoke):
     for i in range(4):
         write_image(flat / f"{i}.jpg", seed=i)
     assert len(calibration_set(run.manifest, flat, 10).files) == 4
-    code, _, err = invoke("export", run.run_dir, "--precision", "int8", "--calibration", tmp_path / "none",
-                          "--out", tmp_path / "o")
+    code, _, err = invoke(
+        "export", run.run_dir, "--precision", "int8", "--calibration", tmp_path / "none", "--out", tmp_path / "o"
+    )
     assert code == 2 and "calibration folder not found" in err
 
 

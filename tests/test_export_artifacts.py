@@ -1,6 +1,7 @@
 """What every exported file carries (issue #14): standard TFLite Metadata, static batch-1 graphs named
 ``image`` -> ``probabilities``, ONNX files that pass ``check_model(full_check=True)`` with only the opset
 domains they use, a slimmed fp32 ONNX, and delegate checks answered by the vendors' tools."""
+
 import io
 import json
 import zipfile
@@ -46,8 +47,9 @@ def test_tflite_has_standard_metadata(arts, tiny_run):
         assert inp.content.contentProperties.colorSpace == md.ColorSpaceType.RGB
         norm = inp.processUnits[0].options
         assert list(norm.mean) == [0.0] * 3 and list(norm.std) == [1.0] * 3
-        assert [(f.name, f.type) for f in out.associatedFiles] == [(b"labels.txt",
-                                                                     md.AssociatedFileType.TENSOR_AXIS_LABELS)]
+        assert [(f.name, f.type) for f in out.associatedFiles] == [
+            (b"labels.txt", md.AssociatedFileType.TENSOR_AXIS_LABELS)
+        ]
         assert [f.name for f in m.associatedFiles] == [b"edgetransfer.json"]
         # ONE zip holds every associated file; the app side still reads it without TensorFlow
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -100,8 +102,9 @@ def test_attach_refuses_metadata_naming_a_missing_file(arts):
 
     model = fbu.read_model_from_bytearray(bytearray(arts[("tflite", "fp32")].path.read_bytes()))
     meta = read_metadata(arts[("tflite", "fp32")].path)
-    buf = tflite_metadata.build(meta, input_name="image", output_name="probabilities", labels_name="labels.txt",
-                                json_name="edgetransfer.json")
+    buf = tflite_metadata.build(
+        meta, input_name="image", output_name="probabilities", labels_name="labels.txt", json_name="edgetransfer.json"
+    )
     model.metadata = [e for e in model.metadata if e.name not in (b"TFLITE_METADATA", "TFLITE_METADATA")]
     with pytest.raises(tflite_metadata.MetadataWriteError, match="labels.txt"):
         tflite_metadata.attach(model, buf, {"edgetransfer.json": b"{}"})
@@ -131,7 +134,8 @@ def test_onnx_fp32_is_slimmed_and_identical(tiny_run, arts):
     assert len(slim.graph.node) < len(raw.graph.node) - 16  # BatchNorm Mul+Add pairs folded into the convs
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, {"image": x})[0]
+        None, {"image": x}
+    )[0]
     assert np.abs(run(raw) - run(slim)).max() <= 1e-5
 
 
@@ -160,9 +164,11 @@ def test_delegates_answered_by_vendor_tools(arts):
 def test_gpu_report_parsing_counts_partitions(arts, monkeypatch):
     import tensorflow as tf
 
-    report = ("  Op#0 CONV_2D(T#0) -> [T#1]\n  Op#1 CUSTOM(T#1) -> [T#2]\nGPU COMPATIBILITY WARNING: Not supported\n"
-              "  Op#2 ADD(T#2) -> [T#3]\n\nGPU COMPATIBILITY WARNING: Subgraph#0 has GPU delegate compatibility "
-              "issues at nodes 1 with TFLite runtime version 2.21.0\n\nTensors of Subgraph#0\n")
+    report = (
+        "  Op#0 CONV_2D(T#0) -> [T#1]\n  Op#1 CUSTOM(T#1) -> [T#2]\nGPU COMPATIBILITY WARNING: Not supported\n"
+        "  Op#2 ADD(T#2) -> [T#3]\n\nGPU COMPATIBILITY WARNING: Subgraph#0 has GPU delegate compatibility "
+        "issues at nodes 1 with TFLite runtime version 2.21.0\n\nTensors of Subgraph#0\n"
+    )
     monkeypatch.setattr(tf.lite.experimental.Analyzer, "analyze", staticmethod(lambda **k: print(report)))
     r = delegate_check.check_delegate(arts[("tflite", "fp32")].path, "gpu")
     assert (r.nodes_total, r.nodes_supported, r.partitions, r.unsupported_ops, r.full) == (3, 2, 2, ("CUSTOM",), False)

@@ -2,13 +2,14 @@
 
 Slow (about 20 to 60 s a backbone on 2 cores): marked, so `pytest -m "not slow"` skips it.
 """
+
 import tempfile
 from pathlib import Path
 
 import pytest
+from export_matrix_lib import KNOWN_FAILURES, export_backbone
 
 from edgetransfer import backbones
-from export_matrix_lib import KNOWN_FAILURES, export_backbone
 
 
 def test_known_failures_list_is_pinned():
@@ -16,10 +17,25 @@ def test_known_failures_list_is_pinned():
     assert sorted(KNOWN_FAILURES) == sorted(PINNED)
 
 
-PINNED = [(n, "tflite", "int16x8") for n in (
-    "mobilenet_v1", "mobilenet_v2_035", "mobilenet_v2_050", "mobilenet_v2_075", "mobilenet_v2", "mobilenet_v2_130",
-    "mobilenet_v2_140", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0", "efficientnet_lite1",
-    "efficientnet_lite2", "efficientnet_lite3", "efficientnet_lite4")]
+PINNED = [
+    (n, "tflite", "int16x8")
+    for n in (
+        "mobilenet_v1",
+        "mobilenet_v2_035",
+        "mobilenet_v2_050",
+        "mobilenet_v2_075",
+        "mobilenet_v2",
+        "mobilenet_v2_130",
+        "mobilenet_v2_140",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+        "efficientnet_lite3",
+        "efficientnet_lite4",
+    )
+]
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """`edgetransfer run PIPELINE.yaml`: the whole path from one file, unchanged stages skipped."""
+
 import json
 
 import pytest
-
 from conftest import make_folder
 
 

@@ -4,6 +4,7 @@ Each mutant goes through :func:`isolate.probe` (a child process), then, only if 
 passed, through an in-process :class:`Classifier`, and through the CLI
 ``python -m edgetransfer.runtime bench``. Slow: 300 mutants, two children at a time.
 """
+
 import os
 import random
 import resource
@@ -47,7 +48,7 @@ def mutate(good: bytes, rng: random.Random) -> bytes:
         elif op == "d":
             del raw[at]
         else:
-            del raw[max(at, 16):]
+            del raw[max(at, 16) :]
     return bytes(raw)
 
 
@@ -58,9 +59,29 @@ def _limit_bench():  # keep an unprotected bench of a hostile file from eating t
 
 def bench_cli(path: Path) -> tuple[int, str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    res = subprocess.run([sys.executable, "-m", "edgetransfer.runtime", "bench", str(path), "--threads", "1",
-                          "--budget-s", "0.02", "--warmup", "1", "--min-runs", "2"], capture_output=True, text=True,
-                         env=env, timeout=120, preexec_fn=_limit_bench, check=False)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgetransfer.runtime",
+            "bench",
+            str(path),
+            "--threads",
+            "1",
+            "--budget-s",
+            "0.02",
+            "--warmup",
+            "1",
+            "--min-runs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=_limit_bench,
+        check=False,
+    )
     return res.returncode, res.stderr
 
 
@@ -110,9 +131,11 @@ def test_mutants_never_kill_the_parent(tiny_exports, tmp_path):
     print(f"\n{len(mutants)} mutants in {wall:.0f} s: {dict(sorted(outcomes.items()))}")
     assert len(mutants) >= 300 and outcomes["probe ok, classify ok"] > 0
     if unprotected_bench:
-        pytest.xfail(f"{len(unprotected_bench)} mutants that crash the runtime still kill an unprotected "
-                     f"`python -m edgetransfer.runtime bench` ({unprotected_bench[:5]}): bench must call "
-                     f"isolate.probe() first")
+        pytest.xfail(
+            f"{len(unprotected_bench)} mutants that crash the runtime still kill an unprotected "
+            f"`python -m edgetransfer.runtime bench` ({unprotected_bench[:5]}): bench must call "
+            f"isolate.probe() first"
+        )
 
 
 def _kind(exc: EdgeTransferError) -> str:

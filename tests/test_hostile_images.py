@@ -1,4 +1,5 @@
 """Hostile and odd image folders: 16-bit images, foreign content, lying extensions, links out."""
+
 import os
 from pathlib import Path
 
@@ -18,8 +19,14 @@ def _gradient16(mode="I;16") -> Image.Image:
 
 def _fits_bytes() -> bytes:
     """A minimal 8x8 FITS image (FITS 4.0 standard, section 4: 80-char cards in 2880-byte blocks)."""
-    cards = ["SIMPLE  =                    T", "BITPIX  =                    8", "NAXIS   =                    2",
-             "NAXIS1  =                    8", "NAXIS2  =                    8", "END"]
+    cards = [
+        "SIMPLE  =                    T",
+        "BITPIX  =                    8",
+        "NAXIS   =                    2",
+        "NAXIS1  =                    8",
+        "NAXIS2  =                    8",
+        "END",
+    ]
     head = "".join(c.ljust(80) for c in cards).ljust(2880).encode("ascii")
     return head + bytes(range(64)).ljust(2880, b"\0")
 
@@ -107,8 +114,9 @@ def test_class_without_validation_image_warns(tmp_path):
     make_folder(tmp_path, {"a": 6, "b": 1})
     with pytest.warns(UserWarning, match="class 'b' has no validation image"):
         ds = data.load(tmp_path, val_split=0.3)
-    assert ds.report.warnings == (("class 'b' has no validation image: its accuracy will not be measured (add "
-                                   "images, or put some in val/)"),)
+    assert ds.report.warnings == (
+        ("class 'b' has no validation image: its accuracy will not be measured (add images, or put some in val/)"),
+    )
     assert ds.report.to_json()["warnings"] == list(ds.report.warnings)
     assert data.load(tmp_path).report.warnings == ()  # no validation split asked for: nothing to warn about
 
@@ -122,5 +130,6 @@ def test_max_pixels_above_pillows_default_takes_effect(tmp_path, monkeypatch):
     assert images._open_checked(path).size == (10_000, 9_000)  # opened: header only, no 270 MB decode here
     monkeypatch.setenv("EDGETRANSFER_MAX_PIXELS", "-3")
     from edgetransfer.errors import ConfigError
+
     with pytest.raises(ConfigError, match="positive whole number"):
         images.decode(path)

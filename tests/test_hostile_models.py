@@ -1,4 +1,5 @@
 """Runtime sessions and the isolating probe on real (and really corrupted) exported models."""
+
 import random
 import threading
 import time
@@ -38,8 +39,11 @@ def test_litert_session_refuses_nan_output(tiny_exports):
 def test_litert_wrong_input_shape_names_both_shapes(tiny_exports, key):
     path = tiny_exports[key].path
     session = load_session(path)
-    for batch in (np.zeros((1, 64, 64, 3), np.float32), np.zeros((32, 32, 3), np.float32),
-                  np.zeros((1, 32, 32, 1), np.float32)):
+    for batch in (
+        np.zeros((1, 64, 64, 3), np.float32),
+        np.zeros((32, 32, 3), np.float32),
+        np.zeros((1, 32, 32, 1), np.float32),
+    ):
         with pytest.raises(ConfigError, match=r"takes NHWC batches of shape \('N', 32, 32, 3\)") as err:
             session.run(batch)
         assert str(batch.shape) in err.value.problem and err.value.path == str(path)
@@ -47,8 +51,10 @@ def test_litert_wrong_input_shape_names_both_shapes(tiny_exports, key):
 
 def test_litert_classifier_is_thread_safe(tiny_exports, tmp_path):
     clf = Classifier(tiny_exports[("tflite", "int8")].path)
-    imgs = [write_image(tmp_path / f"{i}.png", size=(40, 30), color=c, seed=i)
-            for i, c in enumerate([(220, 40, 40), (40, 200, 60), (40, 60, 220), (200, 200, 200)])]
+    imgs = [
+        write_image(tmp_path / f"{i}.png", size=(40, 30), color=c, seed=i)
+        for i, c in enumerate([(220, 40, 40), (40, 200, 60), (40, 60, 220), (200, 200, 200)])
+    ]
     want = [clf.probabilities(p) for p in imgs]
     batches = [np.concatenate([clf.preprocess(p) for p in imgs[:n]]) for n in (1, 2, 3)]
     want_b = [clf.session.run(b) for b in batches]
@@ -129,7 +135,7 @@ def find_crashing_mutant(good: bytes, out_dir, suffix=".tflite", tries=300):
     seeds = [39, *(s for s in range(tries) if s != 39)]
     with ThreadPoolExecutor(2) as pool:
         for i in range(0, len(seeds), 8):
-            for hit in pool.map(attempt, seeds[i:i + 8]):
+            for hit in pool.map(attempt, seeds[i : i + 8]):
                 if hit:
                     return hit
     return None

@@ -4,6 +4,7 @@ Opcodes as in CPython's Lib/pickle.py; a tensor is what torch.save (legacy) writ
 ``torch._utils._rebuild_tensor_v2(persistent_id(('storage', torch.FloatStorage, key, 'cpu', numel)),
 offset, size, stride, requires_grad, OrderedDict())``.
 """
+
 import pickle
 import pickletools
 import random
@@ -29,14 +30,33 @@ def _global(module: str, name: str) -> bytes:
 
 
 def storage(key: str, numel, dtype: str = "FloatStorage") -> bytes:
-    return (pickle.MARK + _push("storage") + _global("torch", dtype) + _push(key) + _push("cpu") + _push(numel)
-            + pickle.TUPLE + pickle.BINPERSID)
+    return (
+        pickle.MARK
+        + _push("storage")
+        + _global("torch", dtype)
+        + _push(key)
+        + _push("cpu")
+        + _push(numel)
+        + pickle.TUPLE
+        + pickle.BINPERSID
+    )
 
 
 def tensor(st: bytes, offset, size, stride) -> bytes:
-    return (_global("torch._utils", "_rebuild_tensor_v2") + pickle.MARK + st + _push(offset) + _push(size)
-            + _push(stride) + pickle.NEWFALSE + _global("collections", "OrderedDict") + pickle.EMPTY_TUPLE
-            + pickle.REDUCE + pickle.TUPLE + pickle.REDUCE)
+    return (
+        _global("torch._utils", "_rebuild_tensor_v2")
+        + pickle.MARK
+        + st
+        + _push(offset)
+        + _push(size)
+        + _push(stride)
+        + pickle.NEWFALSE
+        + _global("collections", "OrderedDict")
+        + pickle.EMPTY_TUPLE
+        + pickle.REDUCE
+        + pickle.TUPLE
+        + pickle.REDUCE
+    )
 
 
 def state_dict(entries: dict[str, bytes]) -> bytes:
@@ -66,20 +86,27 @@ def _refused(path, cls=WeightsError, match=None):
 
 def test_hand_built_file_reads(tmp_path):
     data = np.arange(12, dtype=np.float32)
-    path = pth_file(tmp_path, state_dict({
-        "w": tensor(storage("0", 12), 0, (3, 4), (4, 1)),
-        "t": tensor(storage("0", 12), 0, (4, 3), (1, 4)),  # a transposed view of the same storage
-        "s": tensor(storage("0", 12), 5, (), ()),
-        "e": tensor(storage("0", 12), 12, (0, 4), (4, 1)),
-    }), {"0": data})
+    path = pth_file(
+        tmp_path,
+        state_dict(
+            {
+                "w": tensor(storage("0", 12), 0, (3, 4), (4, 1)),
+                "t": tensor(storage("0", 12), 0, (4, 3), (1, 4)),  # a transposed view of the same storage
+                "s": tensor(storage("0", 12), 5, (), ()),
+                "e": tensor(storage("0", 12), 12, (0, 4), (4, 1)),
+            }
+        ),
+        {"0": data},
+    )
     sd = pth.read_state_dict(path)
     assert np.array_equal(sd["w"], data.reshape(3, 4)) and np.array_equal(sd["t"], data.reshape(3, 4).T)
     assert sd["s"].shape == () and sd["s"] == 5 and sd["e"].shape == (0, 4)
 
 
 def test_stride0_view_is_refused_before_allocating(tmp_path):
-    path = pth_file(tmp_path, state_dict({"w": tensor(storage("0", 1), 0, (20000, 20000), (0, 0))}),
-                    {"0": np.ones(1, np.float32)})
+    path = pth_file(
+        tmp_path, state_dict({"w": tensor(storage("0", 1), 0, (20000, 20000), (0, 0))}), {"0": np.ones(1, np.float32)}
+    )
     assert path.stat().st_size < 400
     tracemalloc.start()
     try:
@@ -102,14 +129,23 @@ def test_many_views_of_one_storage_are_capped(tmp_path):
     _refused(path, match="over 4x")
 
 
-@pytest.mark.parametrize("offset, size, stride, match", [
-    (0, (4, 4), (4, 1), "reaches past"), (-1, (2,), (1,), "negative"), (0, (2,), (-1,), "negative"),
-    (0, 5, (1,), "malformed"), (0, (2, 2), (1,), "malformed"), ("0", (2,), (1,), "malformed"),
-    (0, (1,) * 40, (1,) * 40, "malformed"), (0, (True,), (1,), "malformed"),
-])
+@pytest.mark.parametrize(
+    "offset, size, stride, match",
+    [
+        (0, (4, 4), (4, 1), "reaches past"),
+        (-1, (2,), (1,), "negative"),
+        (0, (2,), (-1,), "negative"),
+        (0, 5, (1,), "malformed"),
+        (0, (2, 2), (1,), "malformed"),
+        ("0", (2,), (1,), "malformed"),
+        (0, (1,) * 40, (1,) * 40, "malformed"),
+        (0, (True,), (1,), "malformed"),
+    ],
+)
 def test_bad_views(tmp_path, offset, size, stride, match):
-    path = pth_file(tmp_path, state_dict({"w": tensor(storage("0", 8), offset, size, stride)}),
-                    {"0": np.zeros(8, np.float32)})
+    path = pth_file(
+        tmp_path, state_dict({"w": tensor(storage("0", 8), offset, size, stride)}), {"0": np.zeros(8, np.float32)}
+    )
     _refused(path, match=match)
 
 
@@ -147,19 +183,24 @@ def test_deeply_nested_key_list_is_a_weights_error(tmp_path):
 
 def test_big_endian_is_refused(tmp_path):
     path = tmp_path / "be.pth"
-    path.write_bytes(b"".join(pickle.dumps(x, protocol=2) for x in (0x1950A86A20F9469CFC6C, 1001,
-                                                                      {"little_endian": False})))
+    path.write_bytes(
+        b"".join(pickle.dumps(x, protocol=2) for x in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": False}))
+    )
     _refused(path, match="big-endian")
 
 
 def test_random_mutations_only_raise_our_errors(tmp_path):
     data = np.arange(24, dtype=np.float32)
-    good = pth_file(tmp_path, state_dict({"w": tensor(storage("0", 24), 0, (2, 3, 4), (12, 4, 1)),
-                                          "b": tensor(storage("1", 4), 0, (4,), (1,))}),
-                    {"0": data, "1": np.ones(4, np.float32)}).read_bytes()
+    good = pth_file(
+        tmp_path,
+        state_dict(
+            {"w": tensor(storage("0", 24), 0, (2, 3, 4), (12, 4, 1)), "b": tensor(storage("1", 4), 0, (4,), (1,))}
+        ),
+        {"0": data, "1": np.ones(4, np.float32)},
+    ).read_bytes()
     rng = random.Random(13)
     outcomes = {"ok": 0, "refused": 0}
-    for i in range(400):
+    for _ in range(400):
         raw = bytearray(good)
         for _ in range(rng.randint(1, 4)):
             at = rng.randrange(len(raw))

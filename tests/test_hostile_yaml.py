@@ -1,4 +1,5 @@
 """strict_yaml on hostile and sloppy YAML: every refusal is a ConfigError naming the file."""
+
 import time
 
 import pytest
@@ -7,8 +8,9 @@ from edgetransfer import strict_yaml as sy
 from edgetransfer.errors import EXIT_USAGE, ConfigError
 
 # The 678-byte alias bomb of issue #13 (nine levels of nine aliases: 9**9 leaves when walked).
-BOMB = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n" + "".join(
-    f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+)
 
 
 def _refused(text, match, path="prof.yaml"):
@@ -20,9 +22,13 @@ def _refused(text, match, path="prof.yaml"):
 
 def test_plain_yaml_reads_like_safe_load():
     text = "name: x\nbase: &b {lat: 1.5, n: 2}\nother:\n  <<: *b\n  n: 3\nlist: [a, b]\nshared: [*b, *b]\n"
-    assert sy.load_text(text, path="p.yaml") == {"name": "x", "base": {"lat": 1.5, "n": 2},
-                                                 "other": {"lat": 1.5, "n": 3}, "list": ["a", "b"],
-                                                 "shared": [{"lat": 1.5, "n": 2}] * 2}
+    assert sy.load_text(text, path="p.yaml") == {
+        "name": "x",
+        "base": {"lat": 1.5, "n": 2},
+        "other": {"lat": 1.5, "n": 3},
+        "list": ["a", "b"],
+        "shared": [{"lat": 1.5, "n": 2}] * 2,
+    }
     assert sy.load_text("", path="p.yaml") is None
 
 
@@ -43,8 +49,14 @@ def test_recursive_alias_does_not_hang():
     assert sy.load_text("a: &a [1, *a]", path="p.yaml")["a"][0] == 1
 
 
-@pytest.mark.parametrize("text", ["[" * 20000 + "]" * 20000, "{a: " * 20000 + "1" + "}" * 20000,
-                                  "a:\n" + "".join("  " * i + " -\n" for i in range(1, 200))])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 20000 + "]" * 20000,
+        "{a: " * 20000 + "1" + "}" * 20000,
+        "a:\n" + "".join("  " * i + " -\n" for i in range(1, 200)),
+    ],
+)
 def test_deep_nesting_is_refused_without_traceback(text):
     _refused(text, "nesting deeper than 50")
 
@@ -68,8 +80,16 @@ def test_syntax_error_names_file_and_line():
     assert "prof.yaml" in err.problem and "line" in err.problem
 
 
-@pytest.mark.parametrize("value, match", [("10ms", "must be a number, not '10ms'"), (float("inf"), "finite"),
-                                          (True, "a number"), (None, "not null"), (-1.0, "at least 0")])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("10ms", "must be a number, not '10ms'"),
+        (float("inf"), "finite"),
+        (True, "a number"),
+        (None, "not null"),
+        (-1.0, "at least 0"),
+    ],
+)
 def test_want_number_refusals(value, match):
     with pytest.raises(ConfigError, match=match) as err:
         sy.want_number(value, "budgets.latency_p90_ms", "t.yaml", min=0)
@@ -89,8 +109,12 @@ def test_want_number_explains_yaml11_exponent_and_overflow():
 
 def test_want_int_and_lists():
     assert sy.want_int(2, "threads", "t.yaml", min=1) == 2 and sy.want_int(4.0, "threads", "t.yaml") == 4
-    for bad, match in ((2.5, "whole number, not 2.5"), ("ten", "whole number, not 'ten'"), (0, "at least 1"),
-                       (False, "whole number")):
+    for bad, match in (
+        (2.5, "whole number, not 2.5"),
+        ("ten", "whole number, not 'ten'"),
+        (0, "at least 1"),
+        (False, "whole number"),
+    ):
         with pytest.raises(ConfigError, match=match):
             sy.want_int(bad, "train.epochs", "t.yaml", min=1)
     with pytest.raises(ConfigError, match="list of strings, not 'tflite'") as err:

@@ -4,21 +4,27 @@ precision loads, the category names are the class names, and top-1 agrees with e
 The venv is reused from ``~/.cache/edgetransfer-test-venvs/mediapipe-1.2.2`` (``EDGETRANSFER_VENV_CACHE``
 moves it); cache that folder in CI. Skipped only when pip cannot install mediapipe at all.
 """
+
 import glob
 
+import mediapipe_lib as mediapipe_check
 import numpy as np
 import pytest
 
 from edgetransfer.errors import MissingDependencyError
 from edgetransfer.exporter import export
-import mediapipe_lib as mediapipe_check
 from edgetransfer.quantization import QuantRecipe
 from edgetransfer.runtime import Classifier
 
 pytestmark = pytest.mark.slow
 
-RECIPES = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.dynamic(), QuantRecipe.int8(calibration_size=12),
-           QuantRecipe.int16x8(calibration_size=12)]
+RECIPES = [
+    QuantRecipe.fp32(),
+    QuantRecipe.fp16(),
+    QuantRecipe.dynamic(),
+    QuantRecipe.int8(calibration_size=12),
+    QuantRecipe.int16x8(calibration_size=12),
+]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """OpenVINO as a runtime for ONNX files, against ONNX Runtime; ONNX Runtime's settings and provider refusal."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,8 +53,10 @@ def test_openvino_is_a_runtime(tmp_path):
 
 
 def test_available_runtimes(tiny_exports):
-    assert [r.name for r in runtime.available_runtimes(tiny_exports["onnx", "fp32"].path)] == ["onnxruntime",
-                                                                                               "openvino"]
+    assert [r.name for r in runtime.available_runtimes(tiny_exports["onnx", "fp32"].path)] == [
+        "onnxruntime",
+        "openvino",
+    ]
     assert [r.name for r in runtime.available_runtimes(tiny_exports["tflite", "fp32"].path)] == ["litert"]
     assert runtime.runtime_for(tiny_exports["onnx", "fp32"].path).name == "onnxruntime"
     with pytest.raises(ConfigError, match="no runtime for '.pt'"):

@@ -1,4 +1,5 @@
 """The torch-free .pth reader on real and hostile input."""
+
 import io
 import os
 import pickle
@@ -37,7 +38,9 @@ def test_forbidden_global_is_refused_and_nothing_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "evil.pth"
     bad.write_bytes(_header() + pickle.dumps({"w": _Evil()}, protocol=2))
-    with pytest.raises(UnsafeFileError, match="refused to load global 'posix.system'|refused to load global 'os.system'"):
+    with pytest.raises(
+        UnsafeFileError, match="refused to load global 'posix.system'|refused to load global 'os.system'"
+    ):
         pth.read_state_dict(bad)
     assert not (tmp_path / "pwned-by-pickle").exists()
 
@@ -70,8 +73,8 @@ def _storages_offset(path) -> int:
 def test_storage_size_mismatch_is_refused(tmp_path, real_pth):
     raw = bytearray(real_pth.read_bytes())
     at = _storages_offset(real_pth)
-    (numel,) = struct.unpack("<q", raw[at:at + 8])
-    raw[at:at + 8] = struct.pack("<q", numel + 1)
+    (numel,) = struct.unpack("<q", raw[at : at + 8])
+    raw[at : at + 8] = struct.pack("<q", numel + 1)
     bad = tmp_path / "mismatch.pth"
     bad.write_bytes(bytes(raw))
     with pytest.raises(WeightsError, match=f"header says {numel + 1} elements, the pickle declared {numel}"):

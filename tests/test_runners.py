@@ -1,4 +1,5 @@
 """Device runners end to end against stand-in ssh/scp/adb/benchmark_model (tests/standins/) on a real tiny model."""
+
 from __future__ import annotations
 
 import os
@@ -65,18 +66,21 @@ def test_parse_kinds_and_backward_compatible_string():
     assert isinstance(adb, runners.Runner)
 
 
-@pytest.mark.parametrize("raw, words", [
-    ({"kind": "ssh", "host": "pi@pi4", "hots": 1}, ["runner.hots", "did you mean"]),
-    ({"kind": "ssh", "host": "pi@pi4", "port": "22"}, ["runner.port", "str"]),
-    ({"kind": "ssh"}, ["needs 'host'"]),
-    ({"kind": "adb", "use_gpu": "yes"}, ["runner.use_gpu"]),
-    ({"kind": "adb", "use_gpu": True, "use_nnapi": True}, ["use_nnapi"]),
-    ({"kind": "adb", "timeout_s": 0}, ["timeout_s"]),
-    ({"kind": "telnet"}, ["runner.kind", "ssh, adb, command"]),
-    ({"kind": "command", "template": "run {model} {device}"}, ["['device']"]),
-    ({"kind": "ssh", "host": "pi@pi4", "remote_dir": "tmp; rm -rf /"}, ["remote_dir"]),
-    (["ssh"], ["must be a command string or a mapping"]),
-])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"kind": "ssh", "host": "pi@pi4", "hots": 1}, ["runner.hots", "did you mean"]),
+        ({"kind": "ssh", "host": "pi@pi4", "port": "22"}, ["runner.port", "str"]),
+        ({"kind": "ssh"}, ["needs 'host'"]),
+        ({"kind": "adb", "use_gpu": "yes"}, ["runner.use_gpu"]),
+        ({"kind": "adb", "use_gpu": True, "use_nnapi": True}, ["use_nnapi"]),
+        ({"kind": "adb", "timeout_s": 0}, ["timeout_s"]),
+        ({"kind": "telnet"}, ["runner.kind", "ssh, adb, command"]),
+        ({"kind": "command", "template": "run {model} {device}"}, ["['device']"]),
+        ({"kind": "ssh", "host": "pi@pi4", "remote_dir": "tmp; rm -rf /"}, ["remote_dir"]),
+        (["ssh"], ["must be a command string or a mapping"]),
+    ],
+)
 def test_parse_refuses_bad_runners_naming_file_and_key(raw, words):
     with pytest.raises(ConfigError) as err:
         runners.parse(raw, PROFILE)
@@ -101,8 +105,10 @@ INFO: Memory footprint delta from the start of the tool (MB): init=55.4961 overa
     assert (lat.p50, lat.p90, lat.p99, lat.mean, lat.runs) == (51.891, 68.628, 686.105, 63.7432, 1000)
     assert (lat.load_ms, lat.peak_memory_mb, lat.threads, lat.provenance) == (119.52, 55.5, 4, MEASURED)
     assert lat.detail["p90_from"] == "p95" and lat.detail["first_inference_ms"] == 87.112
-    old = "count=50 curr=2000(all same)\nInference timings in us: Init: 1.2e+06, First inference: 2.1e+06, " \
-          "Warmup (avg): 2.1e+06, Inference (avg): 2.00001e+06"
+    old = (
+        "count=50 curr=2000(all same)\nInference timings in us: Init: 1.2e+06, First inference: 2.1e+06, "
+        "Warmup (avg): 2.1e+06, Inference (avg): 2.00001e+06"
+    )
     lat = runners.parse_benchmark_model(old)
     assert (lat.p50, lat.load_ms, lat.runs, lat.detail["p90_from"]) == (2000.01, 1200.0, 50, "avg")
     with pytest.raises(ValueError):
@@ -171,8 +177,9 @@ def test_ssh_missing_local_binary(device, tiny_exports, monkeypatch, tmp_path):
 
 
 def test_adb_benchmark_model_on_the_device(device, tiny_exports):
-    res = adb_runner(serial="standin-0001", use_gpu=True, timeout_s=120).run(tiny_exports["tflite", "int8"].path,
-                                                                            threads=2)
+    res = adb_runner(serial="standin-0001", use_gpu=True, timeout_s=120).run(
+        tiny_exports["tflite", "int8"].path, threads=2
+    )
     assert res.kind == "adb" and res.device == "Standin Pixel 8"
     lat = res.latency
     assert lat.provenance == MEASURED and lat.p50 > 0 and lat.p90 >= lat.p50 and lat.runs >= 10
@@ -183,14 +190,20 @@ def test_adb_benchmark_model_on_the_device(device, tiny_exports):
     assert left_on(device) == []
 
 
-@pytest.mark.parametrize("name, kw, words", [
-    ("crash", {}, ["crashed (exit 139, signal 11)", "delegate"]),
-    ("garbage", {}, ["printed no benchmark_model summary"]),
-    ("unreachable", {}, ["could not reach the device", "no devices/emulators found", "adb devices"]),
-    ("", {"serial": "R58M00"}, ["adb device R58M00", "device 'R58M00' not found"]),
-    ("", {"benchmark_model": "/data/local/tmp/nope/benchmark_model"}, ["exit 127", "inaccessible or not found",
-                                                                       "chmod +x"]),
-])
+@pytest.mark.parametrize(
+    "name, kw, words",
+    [
+        ("crash", {}, ["crashed (exit 139, signal 11)", "delegate"]),
+        ("garbage", {}, ["printed no benchmark_model summary"]),
+        ("unreachable", {}, ["could not reach the device", "no devices/emulators found", "adb devices"]),
+        ("", {"serial": "R58M00"}, ["adb device R58M00", "device 'R58M00' not found"]),
+        (
+            "",
+            {"benchmark_model": "/data/local/tmp/nope/benchmark_model"},
+            ["exit 127", "inaccessible or not found", "chmod +x"],
+        ),
+    ],
+)
 def test_adb_failures_name_device_and_command(device, tiny_exports, monkeypatch, name, kw, words):
     if name:
         fault(monkeypatch, name)
@@ -223,17 +236,21 @@ def test_command_runner_runs_the_template(tiny_exports):
     assert res.device and res.latency.host["device"] == res.device
 
 
-@pytest.mark.parametrize("template, words", [
-    ("sleep 30", ["timeout_s (2 s); killed"]),
-    ("echo not json", ["printed no bench JSON", "'not json'"]),
-    (f"{sys.executable} -c 'import sys; sys.exit(\"boom\")'", ["exited 1: boom"]),
-    ("no-such-tool-here {model}", ["'no-such-tool-here' is not on PATH"]),
-])
+@pytest.mark.parametrize(
+    "template, words",
+    [
+        ("sleep 30", ["timeout_s (2 s); killed"]),
+        ("echo not json", ["printed no bench JSON", "'not json'"]),
+        (f"{sys.executable} -c 'import sys; sys.exit(\"boom\")'", ["exited 1: boom"]),
+        ("no-such-tool-here {model}", ["'no-such-tool-here' is not on PATH"]),
+    ],
+)
 def test_command_runner_failures(tiny_exports, template, words):
     t0 = time.monotonic()
     with pytest.raises(RuntimeBackendError) as err:
         runners.parse({"kind": "command", "template": template, "timeout_s": 2}, PROFILE).run(
-            tiny_exports["tflite", "fp32"].path)
+            tiny_exports["tflite", "fp32"].path
+        )
     assert time.monotonic() - t0 < 8
     for w in words:
         assert w in str(err.value)

@@ -2,12 +2,12 @@
 
 Slow (creates a venv and installs LiteRT + ONNX Runtime from the package index).
 """
+
 import json
 import subprocess
 import venv
 
 import pytest
-
 from conftest import REPO, write_image
 
 CLASSIFY = r"""
@@ -27,8 +27,9 @@ def runtime_venv(tmp_path_factory):
     env = tmp_path_factory.mktemp("rtvenv") / "venv"
     venv.create(env, with_pip=True)
     py = env / "bin" / "python"
-    res = subprocess.run([str(py), "-m", "pip", "install", "--quiet", f"{REPO}[runtime]"],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", f"{REPO}[runtime]"], capture_output=True, text=True, timeout=900
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return py
 
@@ -37,8 +38,13 @@ def runtime_venv(tmp_path_factory):
 def test_runtime_extra_alone_classifies_real_images(runtime_venv, tiny_exports, tmp_path):
     red = write_image(tmp_path / "red.jpg", size=(50, 40), color=(220, 40, 40))
     models = [str(tiny_exports[("tflite", "int8")].path), str(tiny_exports[("onnx", "fp32")].path)]
-    res = subprocess.run([str(runtime_venv), "-c", CLASSIFY, str(red), *models], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path)
+    res = subprocess.run(
+        [str(runtime_venv), "-c", CLASSIFY, str(red), *models],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     for model in models:
@@ -54,9 +60,20 @@ def test_runner_target_measures_through_a_command(runtime_venv, tiny_exports, ti
     (tdir / "local-device.yaml").write_text(
         "name: local-device\ndescription: the runtime-only venv standing in for a device\nruntime: litert\n"
         "formats: [tflite]\nprecisions: [fp32, int8]\nmeasure: runner\nthreads: 1\n"
-        f"runner: \"{runtime_venv} -m edgetransfer.runtime bench {{model}} --threads {{threads}} --budget-s 0.3 --json\"\n"
-        "sources: [test]\n")
-    rep = validate([tiny_exports[("tflite", "int8")].path], tiny_run.manifest.data.root, ["local-device"],
-                   targets_dir=tdir, budget_s=0.2)
+        f'runner: "{runtime_venv} -m edgetransfer.runtime bench {{model}} --threads {{threads}} --budget-s 0.3 --json"\n'
+        "sources: [test]\n"
+    )
+    rep = validate(
+        [tiny_exports[("tflite", "int8")].path],
+        tiny_run.manifest.data.root,
+        ["local-device"],
+        targets_dir=tdir,
+        budget_s=0.2,
+    )
     lat = rep.records[0].latency
-    assert lat.provenance == "measured" and lat.runs >= 20 and lat.threads == 1 and lat.host["runtime"].startswith("ai_edge_litert")
+    assert (
+        lat.provenance == "measured"
+        and lat.runs >= 20
+        and lat.threads == 1
+        and lat.host["runtime"].startswith("ai_edge_litert")
+    )

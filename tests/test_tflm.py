@@ -1,4 +1,5 @@
 """TFLM: refusals before anything runs, the real TFLM kernels against LiteRT, the arena, the C source."""
+
 from __future__ import annotations
 
 import re
@@ -45,10 +46,10 @@ def test_session_matches_litert_int8(int8, held_out):
     assert session.input_spec == _litert(int8).input_spec
     got = session.run(held_out)
     assert got.dtype == np.float32 and got.shape == (len(held_out), 3)
-    lite = np.concatenate([_litert(int8).run(held_out[i:i + 1]) for i in range(len(held_out))])
+    lite = np.concatenate([_litert(int8).run(held_out[i : i + 1]) for i in range(len(held_out))])
     assert (got.argmax(1) == lite.argmax(1)).all()
     # TFLM's kernels are ports of TFLite's reference kernels: bit-exact against those.
-    ref = np.concatenate([_litert(int8, reference=True).run(held_out[i:i + 1]) for i in range(len(held_out))])
+    ref = np.concatenate([_litert(int8, reference=True).run(held_out[i : i + 1]) for i in range(len(held_out))])
     assert np.array_equal(got, ref)
 
 
@@ -68,7 +69,8 @@ def test_arena_is_the_smallest_that_allocates(int8):
 def test_export_bundle_and_c_source(int8, tmp_path):
     out = tflm.export_tflm(int8, tmp_path / "fw")
     assert sorted(p.name for p in (tmp_path / "fw").iterdir()) == sorted(
-        [int8.name, "model_data.cc", "model_data.h", "tflm_manifest.json"])
+        [int8.name, "model_data.cc", "model_data.h", "tflm_manifest.json"]
+    )
     assert out.flash_bytes == int8.stat().st_size and out.arena_bytes == tflm.measure_arena(int8)
     assert out.ops[0] == "QUANTIZE" and "CONV_2D" in out.ops and "DEPTHWISE_CONV_2D" in out.ops
     cc, h = out.cc.read_text(), out.header.read_text()
@@ -79,8 +81,9 @@ def test_export_bundle_and_c_source(int8, tmp_path):
     assert array == int8.read_bytes()
     assert "MicroMutableOpResolver<kNumOps>" in h and f"kNumOps = {len(out.ops)};" in h
     assert f"#define G_MODEL_TENSOR_ARENA_SIZE {out.arena_bytes}" in h
-    assert [ln.split("resolver.")[1].split("()")[0] for ln in h.splitlines() if "resolver.Add" in ln] == \
-        tflm.resolver_calls(list(out.ops))
+    assert [
+        ln.split("resolver.")[1].split("()")[0] for ln in h.splitlines() if "resolver.Add" in ln
+    ] == tflm.resolver_calls(list(out.ops))
     if shutil.which("g++"):
         _compile(tmp_path, out)
 
@@ -89,20 +92,30 @@ def _compile(tmp_path: Path, out) -> None:
     """``g++ -fsyntax-only`` against a stub of TFLM's resolver with the methods this module names."""
     stub = tmp_path / "stub" / "tensorflow/lite/micro/micro_mutable_op_resolver.h"
     stub.parent.mkdir(parents=True)
-    methods = "\n".join(f"  TfLiteStatus {m}() {{ return kTfLiteOk; }}"
-                        for m in sorted({*tflm.TFLM_BUILTINS.values(), *tflm.TFLM_CUSTOM.values()}))
-    stub.write_text("#pragma once\nenum TfLiteStatus { kTfLiteOk = 0, kTfLiteError = 1 };\n"
-                    "namespace tflite {\ntemplate <unsigned int N> class MicroMutableOpResolver {\n public:\n"
-                    f"{methods}\n}};\n}}\n")
+    methods = "\n".join(
+        f"  TfLiteStatus {m}() {{ return kTfLiteOk; }}"
+        for m in sorted({*tflm.TFLM_BUILTINS.values(), *tflm.TFLM_CUSTOM.values()})
+    )
+    stub.write_text(
+        "#pragma once\nenum TfLiteStatus { kTfLiteOk = 0, kTfLiteError = 1 };\n"
+        "namespace tflite {\ntemplate <unsigned int N> class MicroMutableOpResolver {\n public:\n"
+        f"{methods}\n}};\n}}\n"
+    )
     main = tmp_path / "main.cc"
-    main.write_text('#include "model_data.h"\n'
-                    "alignas(16) static unsigned char arena[g_model_tflm::kTensorArenaSize];\n"
-                    "static_assert(g_model_tflm::kModelLen > 0, \"\");\n"
-                    "int main() { static g_model_tflm::OpResolver r; return g_model_tflm::RegisterOps(r) + arena[0] "
-                    "+ g_model[0] + (int)g_model_len; }\n")
-    res = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", f"-I{stub.parents[3]}", f"-I{out.cc.parent}",
-                          str(out.cc), str(main)], capture_output=True, text=True, timeout=300,
-                         check=False)
+    main.write_text(
+        '#include "model_data.h"\n'
+        "alignas(16) static unsigned char arena[g_model_tflm::kTensorArenaSize];\n"
+        'static_assert(g_model_tflm::kModelLen > 0, "");\n'
+        "int main() { static g_model_tflm::OpResolver r; return g_model_tflm::RegisterOps(r) + arena[0] "
+        "+ g_model[0] + (int)g_model_len; }\n"
+    )
+    res = subprocess.run(
+        ["g++", "-std=c++17", "-fsyntax-only", f"-I{stub.parents[3]}", f"-I{out.cc.parent}", str(out.cc), str(main)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
@@ -132,8 +145,12 @@ def test_unknown_op_refused_before_running(int8, tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(_with_op(int8, "LSH_PROJECTION"))
     assert "LSH_PROJECTION" not in tflm.TFLM_BUILTINS and "LSH_PROJECTION" in tflm.required_ops(bad)
-    calls = (lambda: tflm.check_tflm(bad), lambda: tflm.measure_arena(bad), lambda: tflm.TFLMSession.load(bad),
-             lambda: tflm.export_tflm(bad, tmp_path / "out"))
+    calls = (
+        lambda: tflm.check_tflm(bad),
+        lambda: tflm.measure_arena(bad),
+        lambda: tflm.TFLMSession.load(bad),
+        lambda: tflm.export_tflm(bad, tmp_path / "out"),
+    )
     for call in calls:
         with pytest.raises(UnsupportedError, match="LSH_PROJECTION") as e:
             call()

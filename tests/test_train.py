@@ -1,4 +1,5 @@
 """Training: both workflows learn, auto picks by size, the cache and resume work, bad input exits 2."""
+
 import json
 import os
 import signal
@@ -8,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO, make_folder, write_image
+
 from edgetransfer import data as data_lib
 from edgetransfer.training import TrainConfig, TrainedModel, choose, train
 
@@ -23,11 +24,16 @@ def colours(tmp_path):
 
 
 def test_features_workflow_beats_chance(colours, tmp_path):
-    run = train(colours, TrainConfig(**TINY, workflow="features", epochs=20, patience=20, val_split=0.34),
-                out=tmp_path / "run")
+    run = train(
+        colours, TrainConfig(**TINY, workflow="features", epochs=20, patience=20, val_split=0.34), out=tmp_path / "run"
+    )
     m = run.manifest.to_json()
     assert m["workflow"] == "features" and run.val_accuracy > 0.6  # chance is 1/3
-    assert sum(m["feature_cache"].values()) == 36 and m["classes"] == ["blue", "green", "red"]  # 36 images, one view each
+    assert sum(m["feature_cache"].values()) == 36 and m["classes"] == [
+        "blue",
+        "green",
+        "red",
+    ]  # 36 images, one view each
     for name in ("model.keras", "manifest.json", "curves.png", "confusion.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     assert not (tmp_path / "run.partial").exists()
@@ -38,10 +44,32 @@ def test_features_workflow_beats_chance(colours, tmp_path):
 
 
 def test_fine_tune_workflow_two_phases(colours, tmp_path, invoke):
-    code, out, err = invoke("train", "--data", colours, "--backbone", "efficientnet_lite0",
-                            "--image-size", "32", "--workflow", "fine-tune", "--unfreeze", "12", "--epochs", "6",
-                            "--fine-tune-epochs", "3", "--batch-size", "8", "--learning-rate", "0.01",
-                            "--val-split", "0.34", "--out", tmp_path / "ft", "--json")
+    code, out, err = invoke(
+        "train",
+        "--data",
+        colours,
+        "--backbone",
+        "efficientnet_lite0",
+        "--image-size",
+        "32",
+        "--workflow",
+        "fine-tune",
+        "--unfreeze",
+        "12",
+        "--epochs",
+        "6",
+        "--fine-tune-epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "0.01",
+        "--val-split",
+        "0.34",
+        "--out",
+        tmp_path / "ft",
+        "--json",
+    )
     assert code == 0, err
     res = json.loads(out)
     assert {"run_dir", "workflow", "val_accuracy", "train_seconds"} <= set(res)
@@ -51,10 +79,16 @@ def test_fine_tune_workflow_two_phases(colours, tmp_path, invoke):
     assert len(m["history"]["loss"]) > m["phase_starts"][1]  # the fine-tune phase ran
 
 
-@pytest.mark.parametrize("n,workflow,depth", [
-    (300, "features", "0"), (1_000, "features", "0"), (5_000, "fine-tune", "40"),
-    (20_000, "fine-tune", "80"), (60_000, "fine-tune", "all"),
-])
+@pytest.mark.parametrize(
+    "n,workflow,depth",
+    [
+        (300, "features", "0"),
+        (1_000, "features", "0"),
+        (5_000, "fine-tune", "40"),
+        (20_000, "fine-tune", "80"),
+        (60_000, "fine-tune", "all"),
+    ],
+)
 def test_auto_choice_by_data_size(n, workflow, depth):
     plan = choose(n, TrainConfig(), base_layers=200, last_blocks=40)
     assert (plan.workflow, plan.unfreeze) == (workflow, depth) and f"{n:,}" in plan.reason
@@ -72,6 +106,7 @@ def test_changed_image_invalidates_only_its_cache_entry(colours, tmp_path):
     ds = data_lib.load(colours)
     base = backbones.build("mobilenet_v2_035", weights="none", input_size=32)
     import keras
+
     pooled = keras.Model(base.input, keras.layers.GlobalAveragePooling2D()(base.output))
     cache = FeatureCache(tmp_path / "cache", FeatureKey("mobilenet_v2_035", "none", 32, "top", "crop"))
     first, _, s1 = extract(pooled, ds.files, cache)
@@ -86,6 +121,7 @@ def test_changed_image_invalidates_only_its_cache_entry(colours, tmp_path):
 
 # --- bad input: exit 2 and a clear message --------------------------------------------------
 
+
 def test_label_mismatch_between_train_and_val(invoke, tmp_path):
     make_folder(tmp_path / "tr", {"a": 3, "b": 3})
     make_folder(tmp_path / "va", {"a": 2, "c": 2})
@@ -94,8 +130,9 @@ def test_label_mismatch_between_train_and_val(invoke, tmp_path):
 
 
 def test_image_size_below_backbone_minimum(invoke, colours, tmp_path):
-    code, _, err = invoke("train", "--data", colours, "--backbone", "mobilenet_v2_035", "--image-size", "16",
-                          "--out", tmp_path / "o")
+    code, _, err = invoke(
+        "train", "--data", colours, "--backbone", "mobilenet_v2_035", "--image-size", "16", "--out", tmp_path / "o"
+    )
     assert code == 2 and "--image-size 16" in err and "32" in err
 
 
@@ -108,13 +145,16 @@ def test_existing_run_dir_and_missing_resume(invoke, colours, tmp_path):
 
 
 def test_bad_options(invoke, colours, tmp_path):
-    code, _, err = invoke("train", "--data", colours, "--workflow", "features", "--unfreeze", "all", "--out", tmp_path / "o")
+    code, _, err = invoke(
+        "train", "--data", colours, "--workflow", "features", "--unfreeze", "all", "--out", tmp_path / "o"
+    )
     assert code == 2 and "--unfreeze" in err
     code, _, err = invoke("train", "--data", colours, "--backbone", "mobilenetv2", "--out", tmp_path / "o")
     assert code == 2 and "did you mean" in err
 
 
 # --- resume after kill -9, distributed ----------------------------------------------------------
+
 
 def _cli(*args) -> list[str]:
     return [sys.executable, "-m", "edgetransfer", *map(str, args)]
@@ -123,9 +163,30 @@ def _cli(*args) -> list[str]:
 @pytest.mark.slow
 def test_resume_after_kill_9(colours, tmp_path):
     out = tmp_path / "run"
-    args = _cli("train", "--data", colours, "--backbone", "efficientnet_lite0", "--image-size", "32",
-                "--workflow", "fine-tune", "--unfreeze", "10", "--epochs", "40", "--fine-tune-epochs", "2",
-                "--batch-size", "4", "--val-split", "0.34", "--out", out, "--json")
+    args = _cli(
+        "train",
+        "--data",
+        colours,
+        "--backbone",
+        "efficientnet_lite0",
+        "--image-size",
+        "32",
+        "--workflow",
+        "fine-tune",
+        "--unfreeze",
+        "10",
+        "--epochs",
+        "40",
+        "--fine-tune-epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--val-split",
+        "0.34",
+        "--out",
+        out,
+        "--json",
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args + ["--seed", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     log = out.with_name("run.partial") / "head.csv"
@@ -170,8 +231,13 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "devices": seen[0],
 
 
 def test_mirrored_strategy_on_two_logical_cpus(colours, tmp_path):
-    res = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(colours), str(tmp_path / "run")],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    res = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED, str(colours), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2 and out["strategy"] == "mirrored over 2 devices"
@@ -180,8 +246,11 @@ def test_mirrored_strategy_on_two_logical_cpus(colours, tmp_path):
 
 
 def test_cut_at_shallower_prefix_and_augmented_views(colours, tmp_path):
-    run = train(colours, TrainConfig(**TINY, workflow="features", cut_at="stride16", feature_views=2, epochs=8,
-                                     val_split=0.34), out=tmp_path / "cut")
+    run = train(
+        colours,
+        TrainConfig(**TINY, workflow="features", cut_at="stride16", feature_views=2, epochs=8, val_split=0.34),
+        out=tmp_path / "cut",
+    )
     m = run.manifest.to_json()
     assert m["cut_at"] == "stride16" and m["config"]["feature_views"] == 2
     # 24 train images x 2 views + 12 val images x 1 view

@@ -1,4 +1,5 @@
 """validate and check on a real trained run: records, provenance, reports, every exit code."""
+
 import hashlib
 import json
 import xml.etree.ElementTree as ET
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgetransfer.gate import decide
 from edgetransfer.evaluation import validate
+from edgetransfer.gate import decide
 
 
 @pytest.fixture(scope="module")
@@ -16,24 +17,54 @@ def data_dir(tiny_run):
 
 
 def test_validate_json_records_and_provenance(invoke, tiny_exports, data_dir, tmp_path):
-    files = [tiny_exports[("tflite", "fp32")].path, tiny_exports[("tflite", "int8")].path,
-             tiny_exports[("onnx", "int8")].path]
-    code, out, err = invoke("validate", *files, "--data", data_dir, "--target", "host-cpu", "--target", "pixel4-cpu",
-                            "--skip-incompatible", "--budget-s", "0.2", "--report", tmp_path / "r.html", "--json")
+    files = [
+        tiny_exports[("tflite", "fp32")].path,
+        tiny_exports[("tflite", "int8")].path,
+        tiny_exports[("onnx", "int8")].path,
+    ]
+    code, out, err = invoke(
+        "validate",
+        *files,
+        "--data",
+        data_dir,
+        "--target",
+        "host-cpu",
+        "--target",
+        "pixel4-cpu",
+        "--skip-incompatible",
+        "--budget-s",
+        "0.2",
+        "--report",
+        tmp_path / "r.html",
+        "--json",
+    )
     assert code == 0, err
     doc = json.loads(out)  # the whole report, not only the records (#11)
     assert {"held_out", "reference", "best", "findings", "records", "targets"} <= set(doc)
     assert doc["held_out"]["images"] > 0 and doc["reference"]["accuracy"] > 0
     assert doc["targets"]["host-cpu"].endswith("host-cpu.yaml")
     recs = doc["records"]
-    keys = {"artifact", "format", "precision", "target", "accuracy", "agreement", "size_bytes", "latency_ms", "provenance"}
+    keys = {
+        "artifact",
+        "format",
+        "precision",
+        "target",
+        "accuracy",
+        "agreement",
+        "size_bytes",
+        "latency_ms",
+        "provenance",
+    }
     assert all(keys <= set(r) for r in recs)
     prov = {(Path(r["artifact"]).name, r["target"]): r["provenance"] for r in recs}
     assert prov[("model_fp32.tflite", "host-cpu")] == "measured"
     assert prov[("model_fp32.tflite", "pixel4-cpu")] == "estimated"
     assert ("model_int8.onnx", "pixel4-cpu") not in prov  # pixel4-cpu runs tflite only: skipped
     fp32 = next(r for r in recs if r["artifact"].endswith("model_fp32.tflite") and r["target"] == "host-cpu")
-    assert fp32["agreement"] == 1.0 and fp32["latency_ms"]["p50"] <= fp32["latency_ms"]["p90"] <= fp32["latency_ms"]["p99"]
+    assert (
+        fp32["agreement"] == 1.0
+        and fp32["latency_ms"]["p50"] <= fp32["latency_ms"]["p90"] <= fp32["latency_ms"]["p99"]
+    )
     page = (tmp_path / "r.html").read_text()
     assert page.count("<img") >= 3 and "estimated" in page and "measured" in page
 
@@ -41,7 +72,9 @@ def test_validate_json_records_and_provenance(invoke, tiny_exports, data_dir, tm
 def test_model_the_target_cannot_run_is_exit_2(invoke, tiny_exports, data_dir):
     code, _, err = invoke("validate", tiny_exports[("tflite", "fp32")].path, "--data", data_dir, "--target", "edgetpu")
     assert code == 2 and "cannot run on target edgetpu" in err and "int8" in err
-    code, _, err = invoke("check", tiny_exports[("tflite", "fp32")].path, "--target", "edgetpu", "--max-latency-ms", "5")
+    code, _, err = invoke(
+        "check", tiny_exports[("tflite", "fp32")].path, "--target", "edgetpu", "--max-latency-ms", "5"
+    )
     assert code == 2 and "edgetpu" in err
 
 
@@ -58,10 +91,26 @@ def test_validate_report_python_api(tiny_exports, data_dir, tmp_path):
 
 # --- check: exit codes ---------------------------------------------------------------------
 
+
 def test_check_passes_with_generous_budgets(invoke, tiny_exports, data_dir, tmp_path):
     art = tiny_exports[("tflite", "int8")].path
-    code, out, err = invoke("check", art, "--data", data_dir, "--max-latency-ms", "500", "--max-accuracy-drop", "50",
-                            "--max-size-mb", "50", "--budget-s", "0.2", "--junit", tmp_path / "j.xml", "--json")
+    code, out, err = invoke(
+        "check",
+        art,
+        "--data",
+        data_dir,
+        "--max-latency-ms",
+        "500",
+        "--max-accuracy-drop",
+        "50",
+        "--max-size-mb",
+        "50",
+        "--budget-s",
+        "0.2",
+        "--junit",
+        tmp_path / "j.xml",
+        "--json",
+    )
     assert code == 0, err
     v = json.loads(out)
     assert v["status"] == "passed" and {c["name"] for c in v["checks"]} == {"latency_p90", "accuracy_drop", "size"}
@@ -99,7 +148,9 @@ def test_check_inconclusive_when_noise_straddles_budget(invoke, tiny_exports, tm
 
 def test_relative_budget(invoke, tiny_exports):
     art, ref = tiny_exports[("tflite", "int8")].path, tiny_exports[("tflite", "fp32")].path
-    code, out, err = invoke("check", art, "--max-latency-ratio", "20", "--reference", ref, "--budget-s", "0.2", "--json")
+    code, out, err = invoke(
+        "check", art, "--max-latency-ratio", "20", "--reference", ref, "--budget-s", "0.2", "--json"
+    )
     assert code == 0, err
     chk = json.loads(out)["checks"][0]
     assert chk["name"] == "latency_ratio" and 0 < chk["figure"] < 20 and "model_fp32.tflite" in chk["message"]

@@ -4,11 +4,23 @@
 >>> spec = backbones.get("efficientnet_lite0")
 >>> model = backbones.build(spec, weights="imagenet")
 """
+
 from __future__ import annotations
 
-from . import mobilenet, nasnet, efficientnet, efficientnet_lite  # noqa: F401,I001  (registration order = list order)
-from .api import build, profile, Profile
+from . import efficientnet, efficientnet_lite, mobilenet, nasnet  # noqa: F401,I001  (registration order = list order)
+from .api import Profile, build, profile
 from .spec import BackboneSpec, Preprocess, get, names, register
 from .weights import Weights, cache_dir
 
-__all__ = ["BackboneSpec", "Preprocess", "Profile", "Weights", "build", "cache_dir", "get", "names", "profile", "register"]
+__all__ = [
+    "BackboneSpec",
+    "Preprocess",
+    "Profile",
+    "Weights",
+    "build",
+    "cache_dir",
+    "get",
+    "names",
+    "profile",
+    "register",
+]

@@ -1,4 +1,5 @@
 """Shared builder for backbones that come from ``keras.applications``."""
+
 from __future__ import annotations
 
 from .. import _lazy
@@ -25,11 +26,16 @@ def keras_app_builder(ctor: str, preprocess: Preprocess | None, **kwargs):
             # Same arithmetic as keras' preprocess_input, but inside the graph so exported
             # files take raw [0, 255] pixels.
             scale = [1.0 / s for s in preprocess.std]
-            x = keras.layers.Rescaling(scale, offset=[-m / s for m, s in zip(preprocess.mean, preprocess.std)],
-                                       name="preprocess")(x)
+            x = keras.layers.Rescaling(
+                scale, offset=[-m / s for m, s in zip(preprocess.mean, preprocess.std)], name="preprocess"
+            )(x)
         try:
-            model = app(input_tensor=x, include_top=include_top,
-                        weights="imagenet" if weights.kind == "imagenet" else None, **kwargs)
+            model = app(
+                input_tensor=x,
+                include_top=include_top,
+                weights="imagenet" if weights.kind == "imagenet" else None,
+                **kwargs,
+            )
         except (OSError, ConnectionError, TimeoutError) as exc:
             raise keras_imagenet_error(ctor, exc) from None
         except Exception as exc:  # keras wraps URL errors in a bare Exception("URL fetch failure ...")

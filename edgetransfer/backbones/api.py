@@ -1,4 +1,5 @@
 """Building backbones and reading their profile (params, MACs, feature size, cut points)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,14 @@ def _spec(spec: BackboneSpec | str) -> BackboneSpec:
     return get(spec) if isinstance(spec, str) else spec
 
 
-def build(spec: BackboneSpec | str, *, weights: "Weights | str | Path | None" = "imagenet",
-          input_size: int | None = None, include_top: bool = False, cut_at: str = "top"):
+def build(
+    spec: BackboneSpec | str,
+    *,
+    weights: Weights | str | Path | None = "imagenet",
+    input_size: int | None = None,
+    include_top: bool = False,
+    cut_at: str = "top",
+):
     """Build a backbone as a Keras model taking RGB pixels in [0, 255].
 
     Args:
@@ -65,8 +72,14 @@ def profile(spec: BackboneSpec | str) -> Profile:
         return Profile(**{**data, "cut_points": tuple(data["cut_points"])})
     full = spec.builder(spec.input_size, Weights("none"), True)
     base = spec.builder(spec.input_size, Weights("none"), False)
-    prof = Profile(spec.name, spec.input_size, int(full.count_params()), graph.count_macs(full),
-                   int(base.output.shape[-1]), tuple(asdict(c) for c in graph.cut_points(base)))
+    prof = Profile(
+        spec.name,
+        spec.input_size,
+        int(full.count_params()),
+        graph.count_macs(full),
+        int(base.output.shape[-1]),
+        tuple(asdict(c) for c in graph.cut_points(base)),
+    )
     keras.backend.clear_session()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
@@ -75,8 +88,13 @@ def profile(spec: BackboneSpec | str) -> Profile:
     return prof
 
 
-def predict(spec: BackboneSpec | str, paths: list[str | Path], *, top: int = 5,
-            weights: "Weights | str | Path | None" = "imagenet") -> list[dict]:
+def predict(
+    spec: BackboneSpec | str,
+    paths: list[str | Path],
+    *,
+    top: int = 5,
+    weights: Weights | str | Path | None = "imagenet",
+) -> list[dict]:
     """ImageNet top-K of each image with the backbone's own 1000-class head.
 
     Returns:

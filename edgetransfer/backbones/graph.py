@@ -3,6 +3,7 @@
 Counting from the graph, not from a table, keeps the numbers true for every width, input
 size and cut.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,7 +84,10 @@ def cut_points(model) -> list[CutPoint]:
     out = [CutPoint(f"stride{s}", found[s].name, s, int(found[s].output.shape[-1])) for s in sorted(found) if s >= 4]
     top = model.layers[-1]
     top_stride = 2 ** round(math.log2(size / int(model.output.shape[1]))) if len(model.output.shape) == 4 else 0
-    return [*[c for c in out if c.layer != top.name], CutPoint("top", top.name, top_stride, int(model.output.shape[-1]))]
+    return [
+        *[c for c in out if c.layer != top.name],
+        CutPoint("top", top.name, top_stride, int(model.output.shape[-1])),
+    ]
 
 
 def cut(model, point: str):

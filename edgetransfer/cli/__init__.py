@@ -3,6 +3,7 @@
 Exit codes: 0 ok, 1 a budget or accuracy check failed, 2 usage/data/config error,
 3 toolchain failure, 4 inconclusive (noise straddles a budget).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,13 @@ class _Group(click.Group):
             self._fail(ctx, "out of memory", EXIT_TOOLCHAIN, "lower --batch-size or --image-size", "MemoryError")
         except KeyboardInterrupt:
             # 130 = 128 + SIGINT, the shell convention; checkpoints written so far are kept.
-            self._fail(ctx, "interrupted", EXIT_INTERRUPTED, "rerun the same command (train: add --resume)",
-                       "KeyboardInterrupt")
+            self._fail(
+                ctx,
+                "interrupted",
+                EXIT_INTERRUPTED,
+                "rerun the same command (train: add --resume)",
+                "KeyboardInterrupt",
+            )
         finally:
             JSON_MODE.reset(token)
 

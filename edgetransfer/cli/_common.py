@@ -1,12 +1,14 @@
 """Helpers every command shares: the context object and JSON-or-text output."""
+
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import json
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -47,8 +49,13 @@ def _json_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     return value
 
 
-json_option = click.option("--json", "as_json", is_flag=True, callback=_json_flag,
-                           help="Print one JSON document on stdout, nothing else (errors too).")
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    callback=_json_flag,
+    help="Print one JSON document on stdout, nothing else (errors too).",
+)
 
 
 def echo_error_json(message: str, code: int, fix: str | None, kind: str) -> None:

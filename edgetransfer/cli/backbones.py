@@ -1,4 +1,5 @@
 """``edgetransfer backbones ...``: the registry, and a check that weights + preprocessing are right."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,15 @@ def backbones_group() -> None:
 
 def _row(name: str) -> dict:
     spec, prof = bb.get(name), bb.profile(name)
-    return {"name": name, "family": spec.family, "input_size": spec.input_size, "params": prof.params,
-            "macs": prof.macs, "feature_dim": prof.feature_dim, "weights": spec.weights_status}
+    return {
+        "name": name,
+        "family": spec.family,
+        "input_size": spec.input_size,
+        "params": prof.params,
+        "macs": prof.macs,
+        "feature_dim": prof.feature_dim,
+        "weights": spec.weights_status,
+    }
 
 
 @backbones_group.command("list")
@@ -25,9 +33,19 @@ def _row(name: str) -> dict:
 def list_cmd(as_json: bool) -> None:
     """Every registered backbone: input size, params, MACs (counted on the graph), weights."""
     rows = [_row(n) for n in bb.names()]
-    emit(as_json, rows, lambda: echo(table(
-        [[r["name"], r["input_size"], f"{r['params'] / 1e6:.2f}M", f"{r['macs'] / 1e6:.0f}M", r["weights"]] for r in rows],
-        ["name", "input", "params", "MACs", "weights"])))
+    emit(
+        as_json,
+        rows,
+        lambda: echo(
+            table(
+                [
+                    [r["name"], r["input_size"], f"{r['params'] / 1e6:.2f}M", f"{r['macs'] / 1e6:.0f}M", r["weights"]]
+                    for r in rows
+                ],
+                ["name", "input", "params", "MACs", "weights"],
+            )
+        ),
+    )
 
 
 @backbones_group.command("show")
@@ -36,13 +54,29 @@ def list_cmd(as_json: bool) -> None:
 def show_cmd(name: str, as_json: bool) -> None:
     """Everything the spec of NAME carries: sizes, preprocessing, cut points, caveats."""
     spec, prof = bb.get(name), bb.profile(name)
-    doc = {**_row(name), "allowed_sizes": list(spec.allowed_sizes), "preprocess": spec.preprocess.to_json(),
-           "cut_points": list(prof.cut_points), "published_macs": spec.published_macs,
-           "macs_source": spec.macs_source, "caveats": list(spec.caveats)}
+    doc = {
+        **_row(name),
+        "allowed_sizes": list(spec.allowed_sizes),
+        "preprocess": spec.preprocess.to_json(),
+        "cut_points": list(prof.cut_points),
+        "published_macs": spec.published_macs,
+        "macs_source": spec.macs_source,
+        "caveats": list(spec.caveats),
+    }
 
     def text() -> None:
-        for key in ("name", "family", "input_size", "allowed_sizes", "params", "macs", "published_macs",
-                    "macs_source", "feature_dim", "weights"):
+        for key in (
+            "name",
+            "family",
+            "input_size",
+            "allowed_sizes",
+            "params",
+            "macs",
+            "published_macs",
+            "macs_source",
+            "feature_dim",
+            "weights",
+        ):
             echo(f"{key:15s} {doc[key]}")
         echo(f"{'preprocess':15s} {spec.preprocess.note} (inside the model; feed RGB in [0, 255])")
         for c in prof.cut_points:

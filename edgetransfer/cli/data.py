@@ -1,4 +1,5 @@
 """``edgetransfer data ...``: look at a dataset before training on it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,10 @@ def _render(r: data_lib.DataReport, split_words: bool = False) -> None:
         split_note = f" (train/val: {'held out by --val-split' if split_words else 'as given in the folder'})"
     echo(f"{r.root}: {len(r.classes)} classes{split_note}\n")
     echo(table(rows, ["class", *splits]))
-    echo(f"\nformats {r.formats}  modes {r.modes}  sizes {r.size_range['min']}..{r.size_range['max']}"
-               f"  imbalance {r.imbalance:.2f}x")
+    echo(
+        f"\nformats {r.formats}  modes {r.modes}  sizes {r.size_range['min']}..{r.size_range['max']}"
+        f"  imbalance {r.imbalance:.2f}x"
+    )
     for title, items in (("bad files (skipped)", r.bad_files), ("suspect files (kept)", r.suspect_files)):
         if items:
             echo(f"\n{title}:")

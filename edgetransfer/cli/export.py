@@ -1,4 +1,5 @@
 """``edgetransfer export``: quantize and export a trained run."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,40 +14,113 @@ from ._common import echo, emit, json_option, table
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--format", "formats", multiple=True, type=click.Choice([*formats_lib.names(), "all"]),
-              default=["tflite"], show_default=True,
-              help="tflite, onnx, tflm (int8 .tflite as C source for microcontrollers) or all; repeatable.")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS), default=["fp32"],
-              show_default=True, help="Repeat for several.")
-@click.option("--calibration", default="auto", show_default=True,
-              help="auto (class-balanced sample of the run's training split) or a folder of images.")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice([*formats_lib.names(), "all"]),
+    default=["tflite"],
+    show_default=True,
+    help="tflite, onnx, tflm (int8 .tflite as C source for microcontrollers) or all; repeatable.",
+)
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    type=click.Choice(PRECISIONS),
+    default=["fp32"],
+    show_default=True,
+    help="Repeat for several.",
+)
+@click.option(
+    "--calibration",
+    default="auto",
+    show_default=True,
+    help="auto (class-balanced sample of the run's training split) or a folder of images.",
+)
 @click.option("--calibration-size", type=int, default=200, show_default=True)
-@click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="minmax", show_default=True,
-              help="ONNX int8.")
-@click.option("--io", "io_dtype", type=click.Choice(IO_DTYPES), default=None,
-              help="TFLite int8 input/output type [default: uint8].")
+@click.option(
+    "--calibration-method",
+    type=click.Choice(CALIBRATION_METHODS),
+    default="minmax",
+    show_default=True,
+    help="ONNX int8.",
+)
+@click.option(
+    "--io",
+    "io_dtype",
+    type=click.Choice(IO_DTYPES),
+    default=None,
+    help="TFLite int8 input/output type [default: uint8].",
+)
 @click.option("--per-tensor", is_flag=True, help="ONNX int8: per-tensor weights (default per-channel).")
-@click.option("--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True, help="ONNX input layout.")
+@click.option(
+    "--layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True, help="ONNX input layout."
+)
 @click.option("--dynamic-batch", is_flag=True, help="Keep a dynamic batch dimension (default: batch 1, static).")
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [default: RUN_DIR/export].")
 @json_option
-def export_cmd(run_dir, formats, precisions, calibration, calibration_size, calibration_method, io_dtype, per_tensor,
-               layout, dynamic_batch, out, as_json) -> None:
+def export_cmd(
+    run_dir,
+    formats,
+    precisions,
+    calibration,
+    calibration_size,
+    calibration_method,
+    io_dtype,
+    per_tensor,
+    layout,
+    dynamic_batch,
+    out,
+    as_json,
+) -> None:
     """Export RUN_DIR to TFLite / ONNX at each --precision, with labels and normalisation inside."""
     if io_dtype and "int8" not in precisions:
         QuantRecipe(precisions[0], io_dtype)  # raises the clear error for --io without int8
-    recipes = [QuantRecipe.named(p, io=io_dtype, per_channel=not per_tensor, method=calibration_method,
-                                 calibration_size=calibration_size) for p in dict.fromkeys(precisions)]
-    arts = export(run_dir, formats, recipes, out=out, calibration=calibration, layout=layout,
-                  explicit_io=io_dtype is not None, dynamic_batch=dynamic_batch)
+    recipes = [
+        QuantRecipe.named(
+            p, io=io_dtype, per_channel=not per_tensor, method=calibration_method, calibration_size=calibration_size
+        )
+        for p in dict.fromkeys(precisions)
+    ]
+    arts = export(
+        run_dir,
+        formats,
+        recipes,
+        out=out,
+        calibration=calibration,
+        layout=layout,
+        explicit_io=io_dtype is not None,
+        dynamic_batch=dynamic_batch,
+    )
     rows = [a.to_json() for a in arts]
-    bundles = sorted(str(p.parent) for p in Path(rows[0]["path"]).parent.glob("tflm/*/model_data.cc")) \
-        if "tflm" in formats else []
-    emit(as_json, rows, lambda: echo(table(
-        [[Path(r["path"]).name, r["format"], r["precision"], r["io"]["dtype"], f"{r['size_bytes'] / 1e6:.2f} MB",
-          r["sha256"][:12]] for r in rows], ["file", "format", "precision", "input", "size", "sha256"])
-        + f"\n\nwritten to {Path(rows[0]['path']).parent}"
-        + "".join(f"\nTFLM bundle (model_data.cc/.h, tflm_manifest.json): {b}" for b in bundles)))
+    bundles = (
+        sorted(str(p.parent) for p in Path(rows[0]["path"]).parent.glob("tflm/*/model_data.cc"))
+        if "tflm" in formats
+        else []
+    )
+    emit(
+        as_json,
+        rows,
+        lambda: echo(
+            table(
+                [
+                    [
+                        Path(r["path"]).name,
+                        r["format"],
+                        r["precision"],
+                        r["io"]["dtype"],
+                        f"{r['size_bytes'] / 1e6:.2f} MB",
+                        r["sha256"][:12],
+                    ]
+                    for r in rows
+                ],
+                ["file", "format", "precision", "input", "size", "sha256"],
+            )
+            + f"\n\nwritten to {Path(rows[0]['path']).parent}"
+            + "".join(f"\nTFLM bundle (model_data.cc/.h, tflm_manifest.json): {b}" for b in bundles)
+        ),
+    )
 
 
 def register(cli: click.Group) -> None:

@@ -1,4 +1,5 @@
 """``edgetransfer quickstart`` and ``edgetransfer run PIPELINE.yaml``."""
+
 from __future__ import annotations
 
 import sys
@@ -16,8 +17,17 @@ def _log(as_json: bool):
 
 
 def _summary(result: flow_lib.FlowResult) -> None:
-    rows = [[Path(r.artifact).name, r.target, f"{r.accuracy:.4f}", f"{r.latency.p50:.2f}", r.latency.provenance,
-             f"{r.size_bytes / 1e6:.2f}"] for r in result.report.records]
+    rows = [
+        [
+            Path(r.artifact).name,
+            r.target,
+            f"{r.accuracy:.4f}",
+            f"{r.latency.p50:.2f}",
+            r.latency.provenance,
+            f"{r.size_bytes / 1e6:.2f}",
+        ]
+        for r in result.report.records
+    ]
     echo(table(rows, ["artifact", "target", "accuracy", "p50 ms", "latency is", "MB"]))
     for t, b in result.report.best.items():
         echo(f"best on {t}: {Path(b.artifact).name} ({b.p50_ms:.2f} ms, {b.provenance})")
@@ -29,8 +39,14 @@ def _summary(result: flow_lib.FlowResult) -> None:
 
 
 @click.command("quickstart")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("quickstart-out"), show_default=True,
-              help="Where the dataset, run, exports and report go.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("quickstart-out"),
+    show_default=True,
+    help="Where the dataset, run, exports and report go.",
+)
 @json_option
 @click.pass_context
 def quickstart_cmd(ctx, out_dir: Path, as_json: bool) -> None:
@@ -48,9 +64,16 @@ def quickstart_cmd(ctx, out_dir: Path, as_json: bool) -> None:
 def run_cmd(ctx, pipeline: Path, as_json: bool) -> None:
     """Run PIPELINE.yaml: data, train, export, validate, check; unchanged stages are skipped."""
     result = flow_lib.run(flow_lib.Flow.from_yaml(pipeline), log=_log(as_json))
-    emit(as_json, {"skipped": list(result.skipped), "report": str(result.report_path),
-                   "records": [r.to_json() for r in result.report.records],
-                   "verdict": result.verdict.to_json() if result.verdict else None}, lambda: _summary(result))
+    emit(
+        as_json,
+        {
+            "skipped": list(result.skipped),
+            "report": str(result.report_path),
+            "records": [r.to_json() for r in result.report.records],
+            "verdict": result.verdict.to_json() if result.verdict else None,
+        },
+        lambda: _summary(result),
+    )
     ctx.exit(result.exit_code)
 
 

@@ -1,4 +1,5 @@
 """``edgetransfer targets list|show`` and ``edgetransfer validate``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +11,9 @@ from .. import targets as targets_lib
 from ..errors import ConfigError
 from ._common import echo, emit, json_option, table
 
-targets_dir_option = click.option("--targets-dir", type=click.Path(path_type=Path),
-                                  help="Extra folder of target profiles (searched first).")
+targets_dir_option = click.option(
+    "--targets-dir", type=click.Path(path_type=Path), help="Extra folder of target profiles (searched first)."
+)
 
 
 @click.group("targets")
@@ -28,19 +30,52 @@ def list_cmd(targets_dir, as_json) -> None:
     if errors:  # list is where a broken profile must be visible: name each one, exit 2
         if len(errors) == 1:
             raise errors[0]
-        raise ConfigError(f"{len(errors)} target profiles failed to load:\n  " +
-                          "\n  ".join(e.render().replace("\n", " ") for e in errors), fix="fix or remove those files")
+        raise ConfigError(
+            f"{len(errors)} target profiles failed to load:\n  "
+            + "\n  ".join(e.render().replace("\n", " ") for e in errors),
+            fix="fix or remove those files",
+        )
     if not profs:
         where = ", ".join(str(d) for d, _ in targets_lib.search_path(targets_dir))
-        raise ConfigError(f"no target profiles found (searched {where})",
-                          fix="reinstall edgetransfer (the shipped profiles are missing), or pass --targets-dir DIR")
+        raise ConfigError(
+            f"no target profiles found (searched {where})",
+            fix="reinstall edgetransfer (the shipped profiles are missing), or pass --targets-dir DIR",
+        )
     latency_word = {"estimate": "estimated", "runner": "on-device", "host": "measured"}
-    rows = [{"name": p.name, "runtime": p.runtime, "provider": p.provider, "formats": list(p.formats),
-             "precisions": list(p.precisions), "latency": latency_word.get(p.measure, p.measure),
-             "description": p.description, "path": p.path, "origin": p.origin} for p in profs.values()]
-    emit(as_json, rows, lambda: echo(table(
-        [[r["name"], r["runtime"], "/".join(r["formats"]), "/".join(r["precisions"]), r["latency"], r["origin"]]
-         for r in rows], ["target", "runtime", "formats", "precisions", "latency", "from"])))
+    rows = [
+        {
+            "name": p.name,
+            "runtime": p.runtime,
+            "provider": p.provider,
+            "formats": list(p.formats),
+            "precisions": list(p.precisions),
+            "latency": latency_word.get(p.measure, p.measure),
+            "description": p.description,
+            "path": p.path,
+            "origin": p.origin,
+        }
+        for p in profs.values()
+    ]
+    emit(
+        as_json,
+        rows,
+        lambda: echo(
+            table(
+                [
+                    [
+                        r["name"],
+                        r["runtime"],
+                        "/".join(r["formats"]),
+                        "/".join(r["precisions"]),
+                        r["latency"],
+                        r["origin"],
+                    ]
+                    for r in rows
+                ],
+                ["target", "runtime", "formats", "precisions", "latency", "from"],
+            )
+        ),
+    )
 
 
 @targets_group.command("show")

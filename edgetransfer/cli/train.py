@@ -1,4 +1,5 @@
 """``edgetransfer train``: transfer-learn a backbone on an image folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +11,13 @@ from ._common import echo, emit, json_option
 
 
 @click.command("train")
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Image folder (class sub-folders).")
+@click.option(
+    "--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Image folder (class sub-folders)."
+)
 @click.option("--val-data", type=click.Path(path_type=Path), help="Separate validation folder.")
-@click.option("--val-split", type=float, default=0.2, show_default=True, help="Held-out fraction when there is no val/.")
+@click.option(
+    "--val-split", type=float, default=0.2, show_default=True, help="Held-out fraction when there is no val/."
+)
 @click.option("--backbone", default="efficientnet_lite0", show_default=True, help="See `edgetransfer backbones list`.")
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a .weights.h5 file.")
 @click.option("--workflow", type=click.Choice(WORKFLOWS), default="auto", show_default=True)
@@ -23,8 +28,14 @@ from ._common import echo, emit, json_option
 @click.option("--fine-tune-epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Head LR; fine-tuning uses 1/10.")
-@click.option("--augment-views", "feature_views", type=int, default=1, show_default=True,
-              help="features workflow: cached views per image (1 = clean only).")
+@click.option(
+    "--augment-views",
+    "feature_views",
+    type=int,
+    default=1,
+    show_default=True,
+    help="features workflow: cached views per image (1 = clean only).",
+)
 @click.option("--no-augment", is_flag=True, help="fine-tune workflow: no augmentation.")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute, float32 output (GPUs).")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]), default="auto", show_default=True)
@@ -37,16 +48,27 @@ def train_cmd(data_dir, val_data, out, resume, as_json, no_augment, **options) -
     cfg = TrainConfig(**options, augment=not no_augment)
     run = train(data_dir, cfg, out=out, val_data=val_data, resume=resume)
     m = run.manifest
-    payload = {"run_dir": str(run.run_dir), "workflow": m.workflow, "reason": m.reason,
-               "val_accuracy": m.metrics.val_accuracy, "val_loss": m.metrics.val_loss,
-               "train_seconds": m.train_seconds, "images_per_second": m.images_per_second,
-               "backbone": m.backbone, "input_size": m.input_size, "classes": list(m.classes),
-               "data": {"split_source": m.data.split_source, "train_images": m.data.train_images,
-                        "val_images": m.data.val_images, "counts": m.data.counts}}
+    payload = {
+        "run_dir": str(run.run_dir),
+        "workflow": m.workflow,
+        "reason": m.reason,
+        "val_accuracy": m.metrics.val_accuracy,
+        "val_loss": m.metrics.val_loss,
+        "train_seconds": m.train_seconds,
+        "images_per_second": m.images_per_second,
+        "backbone": m.backbone,
+        "input_size": m.input_size,
+        "classes": list(m.classes),
+        "data": {
+            "split_source": m.data.split_source,
+            "train_images": m.data.train_images,
+            "val_images": m.data.val_images,
+            "counts": m.data.counts,
+        },
+    }
 
     def text() -> None:
-        echo(f"data         {m.data.train_images} training / {m.data.val_images} held-out images "
-             f"({_split_words(m)})")
+        echo(f"data         {m.data.train_images} training / {m.data.val_images} held-out images ({_split_words(m)})")
         for line in _per_class(m.data.counts):
             echo(f"             {line}")
         echo(f"workflow     {m.workflow} ({m.reason})")

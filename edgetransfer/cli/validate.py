@@ -1,4 +1,5 @@
 """``edgetransfer validate``: accuracy and latency of exported files on target profiles."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,10 +14,20 @@ from .targets import targets_dir_option
 
 @click.command("validate")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--data", "data_dir", type=click.Path(path_type=Path),
-              help="Held-out image folder [default: the run's own held-out split, from its manifest].")
-@click.option("--target", "target_names", multiple=True, default=["host-cpu"], show_default=True,
-              help="Target profile name or YAML path; repeat for several.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    help="Held-out image folder [default: the run's own held-out split, from its manifest].",
+)
+@click.option(
+    "--target",
+    "target_names",
+    multiple=True,
+    default=["host-cpu"],
+    show_default=True,
+    help="Target profile name or YAML path; repeat for several.",
+)
 @targets_dir_option
 @click.option("--budget-s", type=float, default=2.0, show_default=True, help="Seconds of timed runs per measurement.")
 @click.option("--skip-incompatible", is_flag=True, help="Leave out artifact x target pairs the target cannot run.")
@@ -24,16 +35,25 @@ from .targets import targets_dir_option
 @json_option
 def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_incompatible, report_path, as_json):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
-    rep = validate(artifacts, data_dir, target_names, targets_dir=targets_dir, budget_s=budget_s,
-                   skip_incompatible=skip_incompatible, report_path=report_path)
+    rep = validate(
+        artifacts,
+        data_dir,
+        target_names,
+        targets_dir=targets_dir,
+        budget_s=budget_s,
+        skip_incompatible=skip_incompatible,
+        report_path=report_path,
+    )
     if report_path:
         report_lib.write(rep, report_path)
 
     def text() -> None:
         ho = rep.held_out
         echo(f"held-out data: {ho['images']} images of {ho['source']} ({ho['split']})")
-        echo(f"float model: accuracy {rep.reference.accuracy:.4f}, Keras p50 {rep.reference.latency.p50:.2f} ms "
-             "(measured)")
+        echo(
+            f"float model: accuracy {rep.reference.accuracy:.4f}, Keras p50 {rep.reference.latency.p50:.2f} ms "
+            "(measured)"
+        )
         echo(table(report_lib._rows(rep), report_lib.HEADER))
         for t, b in rep.best.items():
             echo(f"best on {t}: {Path(b.artifact).name} ({b.p50_ms:.2f} ms, {b.provenance})")

@@ -5,6 +5,7 @@ Layout (the Keras / torchvision convention)::
     DIR/<class>/*.jpg                     one pool, split with ``val_split``
     DIR/{train,val[,test]}/<class>/*.jpg  given splits
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,10 +14,10 @@ import random
 import statistics
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from .. import images
 from .._progress import progress
@@ -145,24 +146,35 @@ def _list_classes(layout: dict[str, Path]) -> tuple[str, ...]:
         missing, extra = sorted(set(classes) - here), sorted(here - set(classes))
         if missing or extra:
             what = "; ".join(
-                s for s in (f"missing in {split}: {missing}" if missing else "",
-                            f"not in {first.name}: {extra}" if extra else "") if s
+                s
+                for s in (
+                    f"missing in {split}: {missing}" if missing else "",
+                    f"not in {first.name}: {extra}" if extra else "",
+                )
+                if s
             )
-            raise DataError(f"class folders differ between splits ({what})", path=folder,
-                            fix=f"give {split}/ exactly the class folders of {first.name}/")
+            raise DataError(
+                f"class folders differ between splits ({what})",
+                path=folder,
+                fix=f"give {split}/ exactly the class folders of {first.name}/",
+            )
     return classes
 
 
 def _loose_files(root: Path, layout: dict[str, Path]) -> list[FileIssue]:
     """Files lying beside the class (or split) folders: they belong to no class."""
     folders = {root, *layout.values()}
-    return [FileIssue(str(p), "loose file beside the class folders: it belongs to no class and is ignored")
-            for folder in sorted(folders) for p in sorted(folder.iterdir())
-            if not p.is_dir() and not p.name.startswith(".")]
+    return [
+        FileIssue(str(p), "loose file beside the class folders: it belongs to no class and is ignored")
+        for folder in sorted(folders)
+        for p in sorted(folder.iterdir())
+        if not p.is_dir() and not p.name.startswith(".")
+    ]
 
 
-def _candidates(layout: dict[str, Path], classes: Iterable[str],
-                root: Path | None = None) -> tuple[list[tuple[Path, int, str]], list[FileIssue]]:
+def _candidates(
+    layout: dict[str, Path], classes: Iterable[str], root: Path | None = None
+) -> tuple[list[tuple[Path, int, str]], list[FileIssue]]:
     """Every file of every class folder, and the files skipped on the way (links out of ``root``).
 
     ``rglob`` does not descend into linked directories but does yield linked files, and a class
@@ -174,16 +186,22 @@ def _candidates(layout: dict[str, Path], classes: Iterable[str],
         for label, name in enumerate(classes):
             entries = sorted(p for p in (folder / name).rglob("*") if not p.name.startswith("."))
             if not any(p.is_file() or p.is_symlink() for p in entries):  # links out: reported, not "empty"
-                raise DataError("empty class folder", path=folder / name,
-                                fix="add images to it, or remove the folder if the class is not wanted")
+                raise DataError(
+                    "empty class folder",
+                    path=folder / name,
+                    fix="add images to it, or remove the folder if the class is not wanted",
+                )
             for p in entries:
                 if p.is_symlink() and not p.exists():
                     skipped.append(FileIssue(str(p), f"broken symbolic link (to {os.readlink(p)})"))
                 elif not p.is_file():
                     continue
                 elif not p.resolve().is_relative_to(base):
-                    skipped.append(FileIssue(str(p), f"symbolic link to {p.resolve()}, outside the dataset folder "
-                                                     f"{base}: not followed"))
+                    skipped.append(
+                        FileIssue(
+                            str(p), f"symbolic link to {p.resolve()}, outside the dataset folder {base}: not followed"
+                        )
+                    )
                 else:
                     out.append((p, label, split))
     return out, skipped
@@ -192,7 +210,11 @@ def _candidates(layout: dict[str, Path], classes: Iterable[str],
 def _check(path: Path) -> tuple[str, images.DecodedInfo | None, str | None]:
     """Hash and fully decode one file; return (sha256, info, reason-if-bad)."""
     if path.suffix.lower() not in images.IMAGE_SUFFIXES:
-        return "", None, f"not an image file type ({path.suffix or 'no suffix'}); expected one of {sorted(images.IMAGE_SUFFIXES)}"
+        return (
+            "",
+            None,
+            f"not an image file type ({path.suffix or 'no suffix'}); expected one of {sorted(images.IMAGE_SUFFIXES)}",
+        )
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         _, info = images.decode(path)
@@ -248,8 +270,11 @@ def _require_usable(good: list[ImageFile], classes, layout) -> None:
     for split, folder in layout.items():
         for label, name in enumerate(classes):
             if (split, label) not in have:
-                raise DataError("no usable image in class folder (every file failed to decode or was skipped)",
-                                path=folder / name, fix="run `edgetransfer data inspect` to see why each file failed")
+                raise DataError(
+                    "no usable image in class folder (every file failed to decode or was skipped)",
+                    path=folder / name,
+                    fix="run `edgetransfer data inspect` to see why each file failed",
+                )
 
 
 def _stratified(files: list[ImageFile], val_split: float, seed: int) -> list[ImageFile]:
@@ -271,8 +296,12 @@ def _stratified(files: list[ImageFile], val_split: float, seed: int) -> list[Ima
 def _report(root, classes, layout, good, info_by_path, bad) -> DataReport:
     infos = [info_by_path[f.path] for f in good]
     splits = sorted({f.split for f in good}, key=lambda s: (SPLIT_NAMES + ("all",)).index(s))
-    counts = {s: {c: sum(1 for f in good if f.split == s and f.label == i) for i, c in enumerate(classes)} for s in splits}
-    if "all" in layout and "val" not in splits:  # one unsplit pool: class -> images (a seeded split shows train/val per class)
+    counts = {
+        s: {c: sum(1 for f in good if f.split == s and f.label == i) for i, c in enumerate(classes)} for s in splits
+    }
+    if (
+        "all" in layout and "val" not in splits
+    ):  # one unsplit pool: class -> images (a seeded split shows train/val per class)
         counts = {c: sum(v[c] for v in counts.values()) for c in classes}
     per_class = Counter(f.label for f in good)
     imbalance = round(max(per_class.values()) / max(1, min(per_class.values())), 3)
@@ -282,12 +311,18 @@ def _report(root, classes, layout, good, info_by_path, bad) -> DataReport:
     dups = tuple(tuple(v) for v in by_hash.values() if len(v) > 1)
     widths, heights = [i.width for i in infos], [i.height for i in infos]
     return DataReport(
-        root=str(root), classes=tuple(classes), counts=counts, bad_files=tuple(bad),
-        suspect_files=_mislabelled(good, infos) + _suspects(good, infos), duplicates=dups,
-        formats=dict(Counter(i.format for i in infos)), modes=dict(Counter(i.mode for i in infos)),
+        root=str(root),
+        classes=tuple(classes),
+        counts=counts,
+        bad_files=tuple(bad),
+        suspect_files=_mislabelled(good, infos) + _suspects(good, infos),
+        duplicates=dups,
+        formats=dict(Counter(i.format for i in infos)),
+        modes=dict(Counter(i.mode for i in infos)),
         size_range={"min": [min(widths), min(heights)], "max": [max(widths), max(heights)]},
         exif_rotated=tuple(str(f.path) for f, i in zip(good, infos) if i.exif_rotated),
-        imbalance=imbalance, warnings=_split_warnings(classes, good),
+        imbalance=imbalance,
+        warnings=_split_warnings(classes, good),
     )
 
 
@@ -298,8 +333,12 @@ def _mislabelled(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tupl
         named = images.SUFFIX_FORMATS.get(f.path.suffix.lower())
         real = "JPEG" if i.format == "MPO" else i.format
         if named and real != named:
-            out.append(FileIssue(str(f.path), f"named {f.path.suffix} but holds {real} data (kept; rename it so "
-                                              f"other tools read it right)"))
+            out.append(
+                FileIssue(
+                    str(f.path),
+                    f"named {f.path.suffix} but holds {real} data (kept; rename it so other tools read it right)",
+                )
+            )
     return tuple(out)
 
 
@@ -308,8 +347,11 @@ def _split_warnings(classes, good: list[ImageFile]) -> tuple[str, ...]:
     if not any(f.split == "val" for f in good):
         return ()
     have = {f.label for f in good if f.split == "val"}
-    out = tuple(f"class {c!r} has no validation image: its accuracy will not be measured (add images, or put "
-                f"some in val/)" for i, c in enumerate(classes) if i not in have)
+    out = tuple(
+        f"class {c!r} has no validation image: its accuracy will not be measured (add images, or put some in val/)"
+        for i, c in enumerate(classes)
+        if i not in have
+    )
     for w in out:
         warnings.warn(w, UserWarning, stacklevel=3)
     return out
@@ -326,7 +368,11 @@ def _suspects(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tuple[F
     if median < 1024:
         return ()
     return tuple(
-        FileIssue(str(f.path), f"only {i.unique_colors} distinct colours where the median image has "
-                               f"{'over 4096' if median > 4096 else int(median)}: likely a placeholder or graphic, not a photo")
-        for f, i in zip(good, infos) if i.unique_colors < 256
+        FileIssue(
+            str(f.path),
+            f"only {i.unique_colors} distinct colours where the median image has "
+            f"{'over 4096' if median > 4096 else int(median)}: likely a placeholder or graphic, not a photo",
+        )
+        for f, i in zip(good, infos)
+        if i.unique_colors < 256
     )

@@ -3,6 +3,7 @@
 Used by ``quickstart``, the tests and the benchmarks, so a fresh machine with no network
 but the package registries can run the whole path on real data.
 """
+
 from __future__ import annotations
 
 import os

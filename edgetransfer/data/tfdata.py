@@ -3,10 +3,11 @@
 Pixels leave the pipeline as float32 in [0, 255]: each backbone's own preprocessing is
 part of the model, so nothing downstream can pick the wrong normalisation.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -67,7 +68,9 @@ def image_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def augmentation(seed: int = 0, *, flip: bool = True, rotation: float = 0.08, zoom: float = 0.1, contrast: float = 0.1):
+def augmentation(
+    seed: int = 0, *, flip: bool = True, rotation: float = 0.08, zoom: float = 0.1, contrast: float = 0.1
+):
     """The default train-time augmentation as Keras preprocessing layers.
 
     Mild on purpose: transfer learning from ImageNet features on a few hundred images

@@ -122,5 +122,8 @@ def for_path(path: str | Path) -> FormatSpec:
         if spec.suffix == suffix:
             return spec
     known = ", ".join(s.suffix for s in _load().values())
-    raise ConfigError(f"no format for {suffix or 'files without a suffix'!r}", path=path,
-                      fix=f"pass a file edgetransfer exports ({known})")
+    raise ConfigError(
+        f"no format for {suffix or 'files without a suffix'!r}",
+        path=path,
+        fix=f"pass a file edgetransfer exports ({known})",
+    )

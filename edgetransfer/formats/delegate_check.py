@@ -13,6 +13,7 @@
 
 Both tools answer "may run", not "will run fast": caveats (e.g. constant Conv weights) are not checked.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,11 @@ from pathlib import Path
 from .. import _lazy
 from ..errors import ToolchainError, UnsupportedError
 
-ONNX_DELEGATES = {"nnapi": None, "coreml": "coreml_supported_neuralnetwork_ops.md",
-                  "coreml-mlprogram": "coreml_supported_mlprogram_ops.md"}
+ONNX_DELEGATES = {
+    "nnapi": None,
+    "coreml": "coreml_supported_neuralnetwork_ops.md",
+    "coreml-mlprogram": "coreml_supported_mlprogram_ops.md",
+}
 TFLITE_DELEGATES = ("gpu",)
 
 
@@ -68,8 +72,11 @@ def check_delegate(path: str | Path, delegate: str) -> DelegateReport:
         return _onnx(path, delegate)
     if path.suffix == ".tflite" and delegate in TFLITE_DELEGATES:
         return _tflite_gpu(path)
-    raise UnsupportedError(f"no vendor tool checks {path.suffix} files for delegate {delegate!r}", path=path,
-                           fix=f"use {sorted(ONNX_DELEGATES)} for .onnx or {list(TFLITE_DELEGATES)} for .tflite")
+    raise UnsupportedError(
+        f"no vendor tool checks {path.suffix} files for delegate {delegate!r}",
+        path=path,
+        fix=f"use {sorted(ONNX_DELEGATES)} for .onnx or {list(TFLITE_DELEGATES)} for .tflite",
+    )
 
 
 def _onnx(path: Path, delegate: str) -> DelegateReport:
@@ -82,11 +89,18 @@ def _onnx(path: Path, delegate: str) -> DelegateReport:
         optimize_model(path, optimized, use_external_initializers=True)
         model = ModelProtoWithShapeInfo(optimized).model_with_shape_info
         table = ONNX_DELEGATES[delegate]
-        info = (uc.check_nnapi_partitions(model, True) if table is None
-                else uc.check_coreml_partitions(model, True, table))
-    return DelegateReport(delegate, f"onnxruntime {ort.__version__} mobile_helpers.usability_checker",
-                          info.num_nodes, info.num_supported_nodes, info.num_partitions,
-                          tuple(sorted(info.unsupported_ops)), info.suitability().name)
+        info = (
+            uc.check_nnapi_partitions(model, True) if table is None else uc.check_coreml_partitions(model, True, table)
+        )
+    return DelegateReport(
+        delegate,
+        f"onnxruntime {ort.__version__} mobile_helpers.usability_checker",
+        info.num_nodes,
+        info.num_supported_nodes,
+        info.num_partitions,
+        tuple(sorted(info.unsupported_ops)),
+        info.suitability().name,
+    )
 
 
 _OP = re.compile(r"^\s*Op#(\d+) (\w+)\(")
@@ -102,11 +116,21 @@ def _tflite_gpu(path: Path) -> DelegateReport:
     sub0 = text.split("Tensors of Subgraph#0")[0]  # op lines of the main subgraph come first
     ops = [m.group(2) for m in map(_OP.match, sub0.splitlines()) if m]
     if not ops or ("compatib" not in text):
-        raise ToolchainError("could not read tf.lite.experimental.Analyzer's report (its format changed?)", path=path,
-                             fix="fall back to the target profile's op list (edgetransfer.compat.check)")
+        raise ToolchainError(
+            "could not read tf.lite.experimental.Analyzer's report (its format changed?)",
+            path=path,
+            fix="fall back to the target profile's op list (edgetransfer.compat.check)",
+        )
     m = _ISSUES.search(text)
     bad = {int(n) for n in m.group(1).replace(" ", "").split(",") if n} if m else set()
     ok = [i not in bad for i in range(len(ops))]
     partitions = sum(1 for i, v in enumerate(ok) if v and (i == 0 or not ok[i - 1]))  # runs in graph order
-    return DelegateReport("gpu", f"tensorflow {tf.__version__} lite.experimental.Analyzer", len(ops), sum(ok),
-                          partitions, tuple(sorted({ops[i] for i in bad})), "NO" if bad else "YES")
+    return DelegateReport(
+        "gpu",
+        f"tensorflow {tf.__version__} lite.experimental.Analyzer",
+        len(ops),
+        sum(ok),
+        partitions,
+        tuple(sorted({ops[i] for i in bad})),
+        "NO" if bad else "YES",
+    )

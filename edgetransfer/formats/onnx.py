@@ -1,10 +1,10 @@
 """ONNX export through tf2onnx, then ONNX Runtime quantization (dynamic, static QDQ, fp16)."""
+
 from __future__ import annotations
 
 import json
 import tempfile
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,16 +16,24 @@ if TYPE_CHECKING:
     from ..quantization import Calibration, QuantRecipe
 
 # ONNX Runtime has no 16-bit-activation integer kernels on CPU: int16x8 is TFLite only.
-SPEC = register(FormatSpec(
-    name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "dynamic", "int8"), runtimes=("onnxruntime", "openvino"),
-    exporter=__name__, op_reader="edgetransfer.graphops:onnx_ops",
-    metadata_reader="edgetransfer.runtime.onnxrt:onnx_metadata",
-    description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16"))
+SPEC = register(
+    FormatSpec(
+        name="onnx",
+        suffix=".onnx",
+        precisions=("fp32", "fp16", "dynamic", "int8"),
+        runtimes=("onnxruntime", "openvino"),
+        exporter=__name__,
+        op_reader="edgetransfer.graphops:onnx_ops",
+        metadata_reader="edgetransfer.runtime.onnxrt:onnx_metadata",
+        description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",
+    )
+)
 
 
 def make_source(model, size: int, layout: str, workdir: Path, dynamic_batch: bool = False) -> Source:
     """The exporter hook every format module has: convert ``model`` once for all precisions."""
     return Source(model, size, layout, workdir, dynamic_batch)
+
 
 OPSET = 17
 INPUT_NAME = "image"  # the same names as the TFLite signature def (formats/tflite.py)
@@ -39,8 +47,9 @@ def convert_fp32(model, size: int, layout: str, dynamic_batch: bool = False):
     tf = _lazy.tf()
     tf2onnx = _lazy.require("tf2onnx")
     spec = (tf.TensorSpec((None if dynamic_batch else 1, size, size, 3), tf.float32, name=INPUT_NAME),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET,
-                                          inputs_as_nchw=[INPUT_NAME] if layout == "nchw" else None)
+    proto, _ = tf2onnx.convert.from_keras(
+        model, input_signature=spec, opset=OPSET, inputs_as_nchw=[INPUT_NAME] if layout == "nchw" else None
+    )
     onnx_graph.name_io(proto, INPUT_NAME, OUTPUT_NAME)
     onnx_graph.set_batch(proto, dynamic_batch)
     return proto
@@ -58,7 +67,7 @@ class _Reader:
         if self.i >= len(self.images):
             return None
         self.i += 1
-        return {self.name: np.ascontiguousarray(self.images[self.i - 1:self.i], dtype=np.float32)}
+        return {self.name: np.ascontiguousarray(self.images[self.i - 1 : self.i], dtype=np.float32)}
 
     def rewind(self):
         self.i = 0
@@ -77,14 +86,23 @@ def _quantize(fp32_path: Path, out: Path, recipe: QuantRecipe, calibration: Cali
         prep = out.with_name(out.stem + ".prep.onnx")
         q.shape_inference.quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=True)
         name = onnx.load(str(prep)).graph.input[0].name
-        method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
-                  "percentile": q.CalibrationMethod.Percentile}[recipe.method]
+        method = {
+            "minmax": q.CalibrationMethod.MinMax,
+            "entropy": q.CalibrationMethod.Entropy,
+            "percentile": q.CalibrationMethod.Percentile,
+        }[recipe.method]
         # U8S8 (uint8 activations, int8 weights): measured on x86, the S8S8 default of some
         # tools runs slower than fp32, U8S8 faster (issue #6 measurements).
-        q.quantize_static(str(prep), str(out), _Reader(name, calibration.images, layout),
-                          quant_format=q.QuantFormat.QDQ, per_channel=recipe.per_channel,
-                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                          calibrate_method=method)
+        q.quantize_static(
+            str(prep),
+            str(out),
+            _Reader(name, calibration.images, layout),
+            quant_format=q.QuantFormat.QDQ,
+            per_channel=recipe.per_channel,
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+            calibrate_method=method,
+        )
         prep.unlink(missing_ok=True)
 
 
@@ -116,8 +134,12 @@ def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, 
     # onnx.checker.check_model(full_check=True) (checked below, before the file is renamed into place).
     onnx_graph.topological_sort(final)
     onnx_graph.prune_opsets(final)
-    props = {"edgetransfer": json.dumps(meta), "labels": "\n".join(meta["labels"]),
-             "normalization": json.dumps(meta["normalization"]), "input_layout": layout.upper()}
+    props = {
+        "edgetransfer": json.dumps(meta),
+        "labels": "\n".join(meta["labels"]),
+        "normalization": json.dumps(meta["normalization"]),
+        "input_layout": layout.upper(),
+    }
     del final.metadata_props[:]
     for k, v in props.items():
         entry = final.metadata_props.add()

@@ -4,6 +4,7 @@ topological order, only the opset domains it uses, and the float graph simplifie
 Each function edits an ``onnx.ModelProto`` in place (or returns a new one) and leaves the maths alone;
 :func:`finish` applies the checks every written file must pass (``onnx.checker.check_model(full_check=True)``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -1,9 +1,9 @@
 """TFLite (LiteRT) export through the TensorFlow converter, with standard TFLite Metadata."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from .. import _lazy
@@ -13,16 +13,25 @@ from . import FormatSpec, register
 if TYPE_CHECKING:
     from ..quantization import Calibration, QuantRecipe
 
-SPEC = register(FormatSpec(
-    name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
-    io_dtypes=("uint8", "int8", "float32"), runtimes=("litert",), exporter=__name__,
-    op_reader="edgetransfer.graphops:tflite_ops", metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
-    description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32"))
+SPEC = register(
+    FormatSpec(
+        name="tflite",
+        suffix=".tflite",
+        precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
+        io_dtypes=("uint8", "int8", "float32"),
+        runtimes=("litert",),
+        exporter=__name__,
+        op_reader="edgetransfer.graphops:tflite_ops",
+        metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
+        description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",
+    )
+)
 
 
 def make_source(model, size: int, layout: str, workdir: Path, dynamic_batch: bool = False) -> Source:
     """The exporter hook every format module has: trace ``model`` once for all precisions."""
     return Source(model, workdir, dynamic_batch)
+
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
@@ -46,8 +55,11 @@ class Source:
         archive = ExportArchive()
         archive.track(model)
         # The argument's name becomes the signature's input name, the dict key its output name.
-        archive.add_endpoint("serving_default", lambda image: {OUTPUT_NAME: model(image, training=False)},
-                             input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+        archive.add_endpoint(
+            "serving_default",
+            lambda image: {OUTPUT_NAME: model(image, training=False)},
+            input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
+        )
         archive.write_out(str(self.path), verbose=False)
 
     def converter(self):
@@ -68,7 +80,7 @@ def convert(source: Source, recipe: QuantRecipe, calibration: Calibration | None
 
         def representative():
             for i in range(len(samples)):
-                yield [samples[i:i + 1]]
+                yield [samples[i : i + 1]]
 
         conv.representative_dataset = representative
     if p == "int8":
@@ -98,8 +110,9 @@ def with_metadata(flatbuffer: bytes, meta: dict) -> bytes:
     model = fbu.read_model_from_bytearray(bytearray(flatbuffer))
     tm.name_io(model, INPUT_NAME, OUTPUT_NAME)
     doc = json.dumps(meta, indent=2).encode()
-    metadata = tm.build(meta, input_name=INPUT_NAME, output_name=OUTPUT_NAME, labels_name=LABELS_NAME,
-                        json_name=METADATA_NAME)
+    metadata = tm.build(
+        meta, input_name=INPUT_NAME, output_name=OUTPUT_NAME, labels_name=LABELS_NAME, json_name=METADATA_NAME
+    )
     files = {LABELS_NAME: ("\n".join(meta["labels"]) + "\n").encode(), METADATA_NAME: doc}
     return tm.attach(model, metadata, files, extra={"edgetransfer": json.dumps(meta).encode()})
 

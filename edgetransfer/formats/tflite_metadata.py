@@ -18,6 +18,7 @@ The reading side of MediaPipe for an image classifier:
 for a float input) and ``mediapipe/tasks/cc/components/processors/classification_postprocessing_graph.cc``
 (labels from the output tensor's ``TENSOR_AXIS_LABELS`` associated file).
 """
+
 from __future__ import annotations
 
 import io
@@ -68,8 +69,10 @@ def _input_tensor(meta: Mapping, name: str) -> md.TensorMetadataT:
     stats.min, stats.max = [float(lo)], [float(hi)]
     t = md.TensorMetadataT()
     t.name = name
-    t.description = (f"RGB image {size}x{size}, pixel values {lo}..{hi} ({meta['input']['dtype']}); "
-                     "the model normalises them itself")
+    t.description = (
+        f"RGB image {size}x{size}, pixel values {lo}..{hi} ({meta['input']['dtype']}); "
+        "the model normalises them itself"
+    )
     t.content, t.processUnits, t.stats = content, [unit], stats
     return t
 
@@ -84,8 +87,9 @@ def _output_tensor(meta: Mapping, name: str, labels_name: str) -> md.TensorMetad
     t.name = name
     t.description = f"Probabilities of the {len(meta['labels'])} classes (softmax)."
     t.content, t.stats = content, stats
-    t.associatedFiles = [_file(labels_name, "Class labels, one per line, in output order.",
-                               md.AssociatedFileType.TENSOR_AXIS_LABELS)]
+    t.associatedFiles = [
+        _file(labels_name, "Class labels, one per line, in output order.", md.AssociatedFileType.TENSOR_AXIS_LABELS)
+    ]
     return t
 
 
@@ -105,13 +109,20 @@ def build(meta: Mapping, *, input_name: str, output_name: str, labels_name: str,
     sub.outputTensorMetadata = [_output_tensor(meta, output_name, labels_name)]
     model = md.ModelMetadataT()
     model.name = f"{meta['backbone']} image classifier"
-    model.description = (f"Classifies an RGB image into {len(meta['labels'])} classes "
-                         f"({meta['precision']} {meta.get('format', 'tflite')}), exported by edgetransfer.")
+    model.description = (
+        f"Classifies an RGB image into {len(meta['labels'])} classes "
+        f"({meta['precision']} {meta.get('format', 'tflite')}), exported by edgetransfer."
+    )
     model.version = str(meta["edgetransfer"])
     model.author = "edgetransfer"
     model.subgraphMetadata = [sub]
-    model.associatedFiles = [_file(json_name, "edgetransfer export metadata (JSON): labels, input, normalisation, "
-                                              "source run.", md.AssociatedFileType.UNKNOWN)]
+    model.associatedFiles = [
+        _file(
+            json_name,
+            "edgetransfer export metadata (JSON): labels, input, normalisation, source run.",
+            md.AssociatedFileType.UNKNOWN,
+        )
+    ]
     model.minParserVersion = MIN_PARSER_VERSION
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
@@ -205,8 +216,9 @@ def name_io(model, input_name: str, output_name: str) -> None:
     so they stay valid; the converter's names are ``serving_default_<arg>:0`` / ``StatefulPartitionedCall:0``)."""
     sub = model.subgraphs[0]
     if len(sub.inputs) != 1 or len(sub.outputs) != 1:
-        raise MetadataWriteError(f"expected one input and one output, the model has {len(sub.inputs)} and "
-                                 f"{len(sub.outputs)}")
+        raise MetadataWriteError(
+            f"expected one input and one output, the model has {len(sub.inputs)} and {len(sub.outputs)}"
+        )
     sub.tensors[sub.inputs[0]].name = input_name
     sub.tensors[sub.outputs[0]].name = output_name
 

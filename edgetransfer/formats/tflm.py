@@ -10,6 +10,7 @@ Public API: :func:`required_ops`, :func:`model_precision`, :func:`check_tflm`,
 :func:`to_c_source`, :func:`measure_arena`, :class:`TFLMSession`, :class:`TFLM` (a Runtime),
 :func:`export_tflm`, :func:`estimate_latency`, :func:`fits`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,59 +33,150 @@ from . import FormatSpec, register
 
 # TFLM is a packaging of a full-int8 .tflite (C array + op resolver + arena size); the file
 # validated and gated is that .tflite, run by the real TFLM kernels on tflm targets.
-SPEC = register(FormatSpec(
-    name="tflm", suffix=".cc", precisions=("int8",), runtimes=("tflm",), exporter=__name__,
-    op_reader="edgetransfer.graphops:tflite_ops", metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
-    io_dtypes=("uint8", "int8", "float32"), in_all=False, packages="tflite",
-    description="TensorFlow Lite for Microcontrollers: the int8 .tflite as model_data.cc/.h, op resolver, arena size"))
+SPEC = register(
+    FormatSpec(
+        name="tflm",
+        suffix=".cc",
+        precisions=("int8",),
+        runtimes=("tflm",),
+        exporter=__name__,
+        op_reader="edgetransfer.graphops:tflite_ops",
+        metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
+        io_dtypes=("uint8", "int8", "float32"),
+        in_all=False,
+        packages="tflite",
+        description="TensorFlow Lite for Microcontrollers: the int8 .tflite as model_data.cc/.h, op resolver, "
+        "arena size",
+    )
+)
 
 
 def package(int8_tflite_path: str | Path, out_dir: str | Path) -> TFLMExport:
     """The exporter hook of a packaging format (see ``FormatSpec.packages``)."""
     return export_tflm(int8_tflite_path, out_dir)
 
+
 # Builtin op -> the MicroMutableOpResolver method that registers its kernel. Extracted from
 # tensorflow/tflite-micro tensorflow/lite/micro/micro_mutable_op_resolver.h (commit 90b983c2,
 # 2026-08-20): every `TfLiteStatus AddXxx(...) { return AddBuiltin(BuiltinOperator_YYY, ...`.
 # An op missing here has no TFLM kernel.
 TFLM_BUILTINS: dict[str, str] = {
-    "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax", "ARG_MIN": "AddArgMin",
-    "ASSIGN_VARIABLE": "AddAssignVariable", "AVERAGE_POOL_2D": "AddAveragePool2D", "BATCH_MATMUL": "AddBatchMatMul",
-    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "BROADCAST_ARGS": "AddBroadcastArgs", "BROADCAST_TO": "AddBroadcastTo",
-    "CALL_ONCE": "AddCallOnce", "CAST": "AddCast", "CEIL": "AddCeil", "CONCATENATION": "AddConcatenation",
-    "CONV_2D": "AddConv2D", "COS": "AddCos", "CUMSUM": "AddCumSum", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
-    "DEPTH_TO_SPACE": "AddDepthToSpace", "DEQUANTIZE": "AddDequantize", "DIV": "AddDiv",
-    "DYNAMIC_UPDATE_SLICE": "AddDynamicUpdateSlice", "ELU": "AddElu", "EMBEDDING_LOOKUP": "AddEmbeddingLookup",
-    "EQUAL": "AddEqual", "EXP": "AddExp", "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill", "FLOOR": "AddFloor",
-    "FLOOR_DIV": "AddFloorDiv", "FLOOR_MOD": "AddFloorMod", "FULLY_CONNECTED": "AddFullyConnected",
-    "GATHER": "AddGather", "GATHER_ND": "AddGatherNd", "GREATER": "AddGreater", "GREATER_EQUAL": "AddGreaterEqual",
-    "HARD_SWISH": "AddHardSwish", "IF": "AddIf", "L2_NORMALIZATION": "AddL2Normalization",
-    "L2_POOL_2D": "AddL2Pool2D", "LEAKY_RELU": "AddLeakyRelu", "LESS": "AddLess", "LESS_EQUAL": "AddLessEqual",
-    "LOG": "AddLog", "LOGICAL_AND": "AddLogicalAnd", "LOGICAL_NOT": "AddLogicalNot", "LOGICAL_OR": "AddLogicalOr",
-    "LOGISTIC": "AddLogistic", "LOG_SOFTMAX": "AddLogSoftmax", "MAXIMUM": "AddMaximum",
-    "MAX_POOL_2D": "AddMaxPool2D", "MEAN": "AddMean", "MINIMUM": "AddMinimum", "MIRROR_PAD": "AddMirrorPad",
-    "MUL": "AddMul", "NEG": "AddNeg", "NOT_EQUAL": "AddNotEqual", "PACK": "AddPack", "PAD": "AddPad",
-    "PADV2": "AddPadV2", "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize", "READ_VARIABLE": "AddReadVariable",
-    "REDUCE_ALL": "AddReduceAll", "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu",
-    "RELU6": "AddRelu6", "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
-    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "REVERSE_V2": "AddReverseV2", "ROUND": "AddRound",
-    "RSQRT": "AddRsqrt", "SELECT_V2": "AddSelectV2", "SHAPE": "AddShape", "SIN": "AddSin", "SLICE": "AddSlice",
-    "SOFTMAX": "AddSoftmax", "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd", "SPACE_TO_DEPTH": "AddSpaceToDepth",
-    "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "SQRT": "AddSqrt", "SQUARE": "AddSquare",
-    "SQUARED_DIFFERENCE": "AddSquaredDifference", "SQUEEZE": "AddSqueeze", "STRIDED_SLICE": "AddStridedSlice",
-    "SUB": "AddSub", "SUM": "AddSum", "SVDF": "AddSvdf", "TANH": "AddTanh", "TRANSPOSE": "AddTranspose",
-    "TRANSPOSE_CONV": "AddTransposeConv", "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
-    "UNPACK": "AddUnpack", "VAR_HANDLE": "AddVarHandle", "WHILE": "AddWhile", "ZEROS_LIKE": "AddZerosLike",
+    "ABS": "AddAbs",
+    "ADD": "AddAdd",
+    "ADD_N": "AddAddN",
+    "ARG_MAX": "AddArgMax",
+    "ARG_MIN": "AddArgMin",
+    "ASSIGN_VARIABLE": "AddAssignVariable",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "BATCH_MATMUL": "AddBatchMatMul",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd",
+    "BROADCAST_ARGS": "AddBroadcastArgs",
+    "BROADCAST_TO": "AddBroadcastTo",
+    "CALL_ONCE": "AddCallOnce",
+    "CAST": "AddCast",
+    "CEIL": "AddCeil",
+    "CONCATENATION": "AddConcatenation",
+    "CONV_2D": "AddConv2D",
+    "COS": "AddCos",
+    "CUMSUM": "AddCumSum",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "DEPTH_TO_SPACE": "AddDepthToSpace",
+    "DEQUANTIZE": "AddDequantize",
+    "DIV": "AddDiv",
+    "DYNAMIC_UPDATE_SLICE": "AddDynamicUpdateSlice",
+    "ELU": "AddElu",
+    "EMBEDDING_LOOKUP": "AddEmbeddingLookup",
+    "EQUAL": "AddEqual",
+    "EXP": "AddExp",
+    "EXPAND_DIMS": "AddExpandDims",
+    "FILL": "AddFill",
+    "FLOOR": "AddFloor",
+    "FLOOR_DIV": "AddFloorDiv",
+    "FLOOR_MOD": "AddFloorMod",
+    "FULLY_CONNECTED": "AddFullyConnected",
+    "GATHER": "AddGather",
+    "GATHER_ND": "AddGatherNd",
+    "GREATER": "AddGreater",
+    "GREATER_EQUAL": "AddGreaterEqual",
+    "HARD_SWISH": "AddHardSwish",
+    "IF": "AddIf",
+    "L2_NORMALIZATION": "AddL2Normalization",
+    "L2_POOL_2D": "AddL2Pool2D",
+    "LEAKY_RELU": "AddLeakyRelu",
+    "LESS": "AddLess",
+    "LESS_EQUAL": "AddLessEqual",
+    "LOG": "AddLog",
+    "LOGICAL_AND": "AddLogicalAnd",
+    "LOGICAL_NOT": "AddLogicalNot",
+    "LOGICAL_OR": "AddLogicalOr",
+    "LOGISTIC": "AddLogistic",
+    "LOG_SOFTMAX": "AddLogSoftmax",
+    "MAXIMUM": "AddMaximum",
+    "MAX_POOL_2D": "AddMaxPool2D",
+    "MEAN": "AddMean",
+    "MINIMUM": "AddMinimum",
+    "MIRROR_PAD": "AddMirrorPad",
+    "MUL": "AddMul",
+    "NEG": "AddNeg",
+    "NOT_EQUAL": "AddNotEqual",
+    "PACK": "AddPack",
+    "PAD": "AddPad",
+    "PADV2": "AddPadV2",
+    "PRELU": "AddPrelu",
+    "QUANTIZE": "AddQuantize",
+    "READ_VARIABLE": "AddReadVariable",
+    "REDUCE_ALL": "AddReduceAll",
+    "REDUCE_MAX": "AddReduceMax",
+    "REDUCE_MIN": "AddReduceMin",
+    "RELU": "AddRelu",
+    "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape",
+    "RESIZE_BILINEAR": "AddResizeBilinear",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor",
+    "REVERSE_V2": "AddReverseV2",
+    "ROUND": "AddRound",
+    "RSQRT": "AddRsqrt",
+    "SELECT_V2": "AddSelectV2",
+    "SHAPE": "AddShape",
+    "SIN": "AddSin",
+    "SLICE": "AddSlice",
+    "SOFTMAX": "AddSoftmax",
+    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
+    "SPACE_TO_DEPTH": "AddSpaceToDepth",
+    "SPLIT": "AddSplit",
+    "SPLIT_V": "AddSplitV",
+    "SQRT": "AddSqrt",
+    "SQUARE": "AddSquare",
+    "SQUARED_DIFFERENCE": "AddSquaredDifference",
+    "SQUEEZE": "AddSqueeze",
+    "STRIDED_SLICE": "AddStridedSlice",
+    "SUB": "AddSub",
+    "SUM": "AddSum",
+    "SVDF": "AddSvdf",
+    "TANH": "AddTanh",
+    "TRANSPOSE": "AddTranspose",
+    "TRANSPOSE_CONV": "AddTransposeConv",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "UNPACK": "AddUnpack",
+    "VAR_HANDLE": "AddVarHandle",
+    "WHILE": "AddWhile",
+    "ZEROS_LIKE": "AddZerosLike",
 }
 # Custom ops with a kernel in TFLM's core library (same header: AddCustom("...") calls; the
 # Signal* ops of the optional signal library are left out).
-TFLM_CUSTOM: dict[str, str] = {"TFLite_Detection_PostProcess": "AddDetectionPostprocess",
-                               "CIRCULAR_BUFFER": "AddCircularBuffer"}
+TFLM_CUSTOM: dict[str, str] = {
+    "TFLite_Detection_PostProcess": "AddDetectionPostprocess",
+    "CIRCULAR_BUFFER": "AddCircularBuffer",
+}
 CUSTOM_PREFIX = "CUSTOM:"
 
 _TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
-_PRECISION_WORDS = {"fp32": "float32 weights and activations", "fp16": "float16 weights, float activations",
-                    "dynamic": "int8 weights, float activations", "int16x8": "int16 activations"}
+_PRECISION_WORDS = {
+    "fp32": "float32 weights and activations",
+    "fp16": "float16 weights, float activations",
+    "dynamic": "int8 weights, float activations",
+    "int16x8": "int16 activations",
+}
 _EDGE_OPS = ("QUANTIZE", "DEQUANTIZE")  # convert at the graph's edges; not compute
 _ARENA_CAP = 1 << 30  # no microcontroller has 1 GiB of RAM: past it, allocation fails for another reason
 _C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -92,6 +184,7 @@ _HEX = [f"0x{b:02x}" for b in range(256)]
 
 
 # --------------------------------------------------------------------------- the flatbuffer
+
 
 def _schema():
     """The TFLite flatbuffer schema (object API): TensorFlow's, else the copy tflite-micro ships."""
@@ -116,8 +209,11 @@ def _model(tflite: bytes | bytearray | str | Path):
         return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0)), schema
     except Exception as exc:  # flatbuffers raises anything from struct.error to IndexError on garbage
         where = None if isinstance(tflite, (bytes, bytearray)) else tflite
-        raise ConfigError(f"not a TFLite flatbuffer ({type(exc).__name__})", path=where,
-                          fix="pass a .tflite file written by `edgetransfer export --format tflite`") from None
+        raise ConfigError(
+            f"not a TFLite flatbuffer ({type(exc).__name__})",
+            path=where,
+            fix="pass a .tflite file written by `edgetransfer export --format tflite`",
+        ) from None
 
 
 def _op_name(model, schema, op) -> str:
@@ -150,8 +246,11 @@ def model_precision(tflite: bytes | str | Path) -> str:
     model, schema = _model(tflite)
     has_int8_weights, float_compute, int16_acts = False, False, False
     for sub in model.subgraphs or []:
-        const = {i for i, t in enumerate(sub.tensors or [])
-                 if model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)}
+        const = {
+            i
+            for i, t in enumerate(sub.tensors or [])
+            if model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)
+        }
         types = [_TENSOR_TYPES.get(t.type, str(t.type)) for t in sub.tensors or []]
         if "float16" in types:
             return "fp16"
@@ -185,32 +284,45 @@ def check_tflm(tflite: bytes | str | Path, *, path: str | Path | None = None) ->
     missing = [o for o in ops if o not in TFLM_BUILTINS and o.removeprefix(CUSTOM_PREFIX) not in TFLM_CUSTOM]
     if missing:
         raise UnsupportedError(
-            f"TFLM has no kernel for op {', '.join(missing)} (tflite-micro micro_mutable_op_resolver.h)", path=where,
-            fix="change the model so the converter does not emit it, or register your own kernel in the firmware")
+            f"TFLM has no kernel for op {', '.join(missing)} (tflite-micro micro_mutable_op_resolver.h)",
+            path=where,
+            fix="change the model so the converter does not emit it, or register your own kernel in the firmware",
+        )
     precision = model_precision(tflite)
     if precision != "int8":
         raise UnsupportedError(
             f"the model's precision is {precision} ({_PRECISION_WORDS.get(precision, precision)}); "
             "TFLM targets need a full-int8 model (int8 weights and activations)",
-            path=where, fix="export it with `--precision int8` (full-integer quantization with a calibration set)")
+            path=where,
+            fix="export it with `--precision int8` (full-integer quantization with a calibration set)",
+        )
     return ops
 
 
 # --------------------------------------------------------------------------- C source
 
+
 def resolver_calls(ops: list[str]) -> list[str]:
     """``MicroMutableOpResolver`` method names for ``ops``, in the same order."""
-    return [TFLM_CUSTOM[o.removeprefix(CUSTOM_PREFIX)] if o.startswith(CUSTOM_PREFIX) else TFLM_BUILTINS[o]
-            for o in ops]
+    return [
+        TFLM_CUSTOM[o.removeprefix(CUSTOM_PREFIX)] if o.startswith(CUSTOM_PREFIX) else TFLM_BUILTINS[o] for o in ops
+    ]
 
 
 def _c_array(data: bytes, per_line: int = 16) -> str:
-    return ",\n".join("  " + ", ".join(map(_HEX.__getitem__, data[i:i + per_line]))
-                      for i in range(0, len(data), per_line))
+    return ",\n".join(
+        "  " + ", ".join(map(_HEX.__getitem__, data[i : i + per_line])) for i in range(0, len(data), per_line)
+    )
 
 
-def to_c_source(tflite: bytes, *, name: str = "g_model", arena_bytes: int | None = None,
-                header: str = "model_data.h", source: str = "") -> tuple[str, str]:
+def to_c_source(
+    tflite: bytes,
+    *,
+    name: str = "g_model",
+    arena_bytes: int | None = None,
+    header: str = "model_data.h",
+    source: str = "",
+) -> tuple[str, str]:
     """The model as C++ source for a TFLM firmware: ``(model_data.cc, model_data.h)``.
 
     The ``.cc`` holds ``alignas(16) const unsigned char <name>[]`` (TFLM reads the flatbuffer in
@@ -232,19 +344,26 @@ def to_c_source(tflite: bytes, *, name: str = "g_model", arena_bytes: int | None
         UnsupportedError: the model cannot run under TFLM (see :func:`check_tflm`).
     """
     if not _C_NAME.match(name):
-        raise ConfigError(f"C array name {name!r} is not a C identifier",
-                          fix="use letters, digits and _ (e.g. g_model)")
+        raise ConfigError(
+            f"C array name {name!r} is not a C identifier", fix="use letters, digits and _ (e.g. g_model)"
+        )
     data = bytes(tflite)
     ops = check_tflm(data, path=source or None)
     arena = measure_arena(data) if arena_bytes is None else int(arena_bytes)
     guard, macro, ns = f"EDGETRANSFER_{name.upper()}_DATA_H_", f"{name.upper()}_TENSOR_ARENA_SIZE", f"{name}_tflm"
-    stamp = (f"// Generated by edgetransfer {__version__} from {Path(source).name or 'a .tflite'} "
-             f"(sha256 {hashlib.sha256(data).hexdigest()[:16]}, {len(data)} bytes). Do not edit.\n")
-    cc = (f"{stamp}#include \"{header}\"\n\n"
-          f"alignas(16) const unsigned char {name}[] = {{\n{_c_array(data)}\n}};\n"
-          f"const unsigned int {name}_len = {len(data)};\n")
-    adds = "\n".join(f"  if (resolver.{call}() != kTfLiteOk) return kTfLiteError;  // {op}"
-                     for op, call in zip(ops, resolver_calls(ops)))
+    stamp = (
+        f"// Generated by edgetransfer {__version__} from {Path(source).name or 'a .tflite'} "
+        f"(sha256 {hashlib.sha256(data).hexdigest()[:16]}, {len(data)} bytes). Do not edit.\n"
+    )
+    cc = (
+        f'{stamp}#include "{header}"\n\n'
+        f"alignas(16) const unsigned char {name}[] = {{\n{_c_array(data)}\n}};\n"
+        f"const unsigned int {name}_len = {len(data)};\n"
+    )
+    adds = "\n".join(
+        f"  if (resolver.{call}() != kTfLiteOk) return kTfLiteError;  // {op}"
+        for op, call in zip(ops, resolver_calls(ops))
+    )
     h = f"""{stamp}//
 // Use (TFLM):
 //   alignas(16) static uint8_t arena[{ns}::kTensorArenaSize];
@@ -287,12 +406,15 @@ inline TfLiteStatus RegisterOps(OpResolver& resolver) {{
 
 # --------------------------------------------------------------------------- the TFLM interpreter
 
+
 def _runtime():
     try:
         return importlib.import_module("tflite_micro.python.tflite_micro.runtime")
     except Exception as exc:  # ImportError, or a binary built against another NumPy
-        raise MissingDependencyError(f"the TFLM host interpreter could not be imported ({exc})",
-                                     fix='pip install "edgetransfer[tflm]"  (installs tflite-micro)') from None
+        raise MissingDependencyError(
+            f"the TFLM host interpreter could not be imported ({exc})",
+            fix='pip install "edgetransfer[tflm]"  (installs tflite-micro)',
+        ) from None
 
 
 @contextlib.contextmanager
@@ -348,9 +470,11 @@ def measure_arena(tflite: bytes | str | Path) -> int:
         if interp is not None:
             break
         if hi >= _ARENA_CAP:
-            raise RuntimeBackendError("TFLM could not allocate the model even with a 1 GiB arena: "
-                                      + " | ".join(log[-3:]), path=where,
-                                      fix="check the file runs in LiteRT; report the TFLM log above")
+            raise RuntimeBackendError(
+                "TFLM could not allocate the model even with a 1 GiB arena: " + " | ".join(log[-3:]),
+                path=where,
+                fix="check the file runs in LiteRT; report the TFLM log above",
+            )
         lo, hi = hi, hi * 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -377,8 +501,13 @@ class TFLMSession:
         inp, out = interp.get_input_details(0), interp.get_output_details(0)
         q_in, q_out = inp["quantization_parameters"], out["quantization_parameters"]
         scale = float(q_in["scales"][0]) if len(q_in["scales"]) else None
-        self.input_spec = InputSpec(tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]).name, "NHWC",
-                                    scale, int(q_in["zero_points"][0]) if scale else None)
+        self.input_spec = InputSpec(
+            tuple(int(d) for d in inp["shape"]),
+            np.dtype(inp["dtype"]).name,
+            "NHWC",
+            scale,
+            int(q_in["zero_points"][0]) if scale else None,
+        )
         self._out_scale = float(q_out["scales"][0]) if len(q_out["scales"]) else None
         self._out_zp = int(q_out["zero_points"][0]) if self._out_scale else 0
 
@@ -390,8 +519,11 @@ class TFLMSession:
         arena = measure_arena(data) if arena_bytes is None else arena_bytes
         interp, log = _interpreter(data, arena)
         if interp is None:
-            raise RuntimeBackendError(f"TFLM could not allocate the model in {arena} bytes: " + " | ".join(log[-2:]),
-                                      path=path, fix="give a larger arena (see measure_arena)")
+            raise RuntimeBackendError(
+                f"TFLM could not allocate the model in {arena} bytes: " + " | ".join(log[-2:]),
+                path=path,
+                fix="give a larger arena (see measure_arena)",
+            )
         return cls(interp, arena)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -429,6 +561,7 @@ class TFLM:
 
 # --------------------------------------------------------------------------- export
 
+
 @dataclass(frozen=True)
 class TFLMExport:
     """What :func:`export_tflm` wrote, and the figures a budget check needs."""
@@ -442,8 +575,14 @@ class TFLMExport:
     ops: tuple[str, ...]
 
     def to_json(self) -> dict:
-        return {"tflite": self.tflite.name, "cc": self.cc.name, "header": self.header.name,
-                "arena_bytes": self.arena_bytes, "flash_bytes": self.flash_bytes, "ops": list(self.ops)}
+        return {
+            "tflite": self.tflite.name,
+            "cc": self.cc.name,
+            "header": self.header.name,
+            "arena_bytes": self.arena_bytes,
+            "flash_bytes": self.flash_bytes,
+            "ops": list(self.ops),
+        }
 
 
 def _atomic_write(path: Path, data: bytes) -> Path:
@@ -472,15 +611,30 @@ def export_tflm(int8_tflite_path: str | Path, out_dir: str | Path, *, name: str 
     cc, h = to_c_source(data, name=name, arena_bytes=arena, header="model_data.h", source=str(src))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"tflite": out / src.name, "cc": out / "model_data.cc", "header": out / "model_data.h",
-             "manifest": out / "tflm_manifest.json"}
+    paths = {
+        "tflite": out / src.name,
+        "cc": out / "model_data.cc",
+        "header": out / "model_data.h",
+        "manifest": out / "tflm_manifest.json",
+    }
     result = TFLMExport(paths["tflite"], paths["cc"], paths["header"], paths["manifest"], arena, len(data), tuple(ops))
-    doc = {"kind": "edgetransfer.tflm", "schema": 1, "edgetransfer": __version__, "source": str(src),
-           "sha256": hashlib.sha256(data).hexdigest(), "array": name, **result.to_json(),
-           "resolver": resolver_calls(ops),
-           "arena_method": "binary search on TFLM AllocateTensors (reference kernels)"}
-    contents = {"tflite": data, "cc": cc.encode(), "header": h.encode(),
-                "manifest": json.dumps(doc, indent=2).encode()}
+    doc = {
+        "kind": "edgetransfer.tflm",
+        "schema": 1,
+        "edgetransfer": __version__,
+        "source": str(src),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "array": name,
+        **result.to_json(),
+        "resolver": resolver_calls(ops),
+        "arena_method": "binary search on TFLM AllocateTensors (reference kernels)",
+    }
+    contents = {
+        "tflite": data,
+        "cc": cc.encode(),
+        "header": h.encode(),
+        "manifest": json.dumps(doc, indent=2).encode(),
+    }
     temps: dict[str, Path] = {}
     try:
         for key, body in contents.items():
@@ -490,8 +644,9 @@ def export_tflm(int8_tflite_path: str | Path, out_dir: str | Path, *, name: str 
         for key, tmp in temps.items():
             os.replace(tmp, paths[key])
     except OSError as exc:
-        raise ExportError(f"writing the TFLM bundle failed: {exc}", path=out,
-                          fix="check the folder is writable and has space") from exc
+        raise ExportError(
+            f"writing the TFLM bundle failed: {exc}", path=out, fix="check the folder is writable and has space"
+        ) from exc
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
@@ -499,6 +654,7 @@ def export_tflm(int8_tflite_path: str | Path, out_dir: str | Path, *, name: str 
 
 
 # --------------------------------------------------------------------------- budgets and latency
+
 
 def estimate_latency(tflite_path: str | Path, profile):
     """Estimated latency of a full-int8 file on a ``runtime: tflm`` profile (labelled ``estimated``).
@@ -511,12 +667,19 @@ def estimate_latency(tflite_path: str | Path, profile):
     from .. import graphops, latency
 
     if profile.device is None:
-        raise ConfigError(f"target {profile.name} has no 'device' section", path=profile.path or None,
-                          fix="add device: {peak_gmacs: {int8: ...}, memory_gbps: ..., efficiency: ...}")
+        raise ConfigError(
+            f"target {profile.name} has no 'device' section",
+            path=profile.path or None,
+            fix="add device: {peak_gmacs: {int8: ...}, memory_gbps: ..., efficiency: ...}",
+        )
     est = latency.estimate(graphops.tflite_ops(tflite_path), profile.device, "int8")
     clock = profile.clock_mhz
-    detail = {**est.detail, "clock_mhz": clock, "formula": "sum over ops of max(MACs / (peak x efficiency), "
-              "bytes / bandwidth) + per_op_us; peak = clock_mhz x MACs/cycle"}
+    detail = {
+        **est.detail,
+        "clock_mhz": clock,
+        "formula": "sum over ops of max(MACs / (peak x efficiency), "
+        "bytes / bandwidth) + per_op_us; peak = clock_mhz x MACs/cycle",
+    }
     if clock:
         detail["int8_macs_per_cycle"] = round(float(profile.device.peak_gmacs["int8"]) * 1e3 / clock, 3)
     return replace(est, detail=detail)
@@ -531,15 +694,31 @@ def fits(arena_bytes: int, flash_bytes: int, profile) -> dict:
     """
     mem = profile.memory
     if mem is None:
-        raise ConfigError(f"target {profile.name} has no 'memory' section", path=profile.path or None,
-                          fix="add memory: {sram_kb: ..., flash_kb: ..., psram_kb: ...}")
+        raise ConfigError(
+            f"target {profile.name} has no 'memory' section",
+            path=profile.path or None,
+            fix="add memory: {sram_kb: ..., flash_kb: ..., psram_kb: ...}",
+        )
     kib = 1024
-    arena_in = ("sram" if arena_bytes <= (mem.arena_max_kb or mem.sram_kb) * kib
-                else "psram" if arena_bytes <= mem.psram_kb * kib else None)
+    arena_in = (
+        "sram"
+        if arena_bytes <= (mem.arena_max_kb or mem.sram_kb) * kib
+        else "psram"
+        if arena_bytes <= mem.psram_kb * kib
+        else None
+    )
     ram_budget = int((profile.budgets.ram_kb or mem.sram_kb + mem.psram_kb) * kib)
     flash_budget = int(min(profile.budgets.flash_kb or mem.flash_kb, mem.flash_kb) * kib)
     ram_ok = arena_in is not None and arena_bytes <= ram_budget
     flash_ok = flash_bytes <= flash_budget
-    return {"target": profile.name, "arena_bytes": int(arena_bytes), "flash_bytes": int(flash_bytes),
-            "arena_in": arena_in, "ram_budget_bytes": ram_budget, "flash_budget_bytes": flash_budget,
-            "ram_ok": ram_ok, "flash_ok": flash_ok, "fits": ram_ok and flash_ok}
+    return {
+        "target": profile.name,
+        "arena_bytes": int(arena_bytes),
+        "flash_bytes": int(flash_bytes),
+        "arena_in": arena_in,
+        "ram_budget_bytes": ram_budget,
+        "flash_budget_bytes": flash_budget,
+        "ram_ok": ram_ok,
+        "flash_ok": flash_ok,
+        "fits": ram_ok and flash_ok,
+    }

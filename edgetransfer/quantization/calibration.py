@@ -30,7 +30,6 @@ class Calibration:
     files: tuple[str, ...]
 
 
-
 def _balanced(files: list[data_lib.ImageFile], n: int, seed: int) -> list[data_lib.ImageFile]:
     """Round-robin over classes from seeded per-class shuffles: class-balanced up to ``n``."""
     rng = random.Random(seed)
@@ -61,18 +60,25 @@ def calibration_set(run_manifest: RunManifest, source: str | Path, n: int, *, se
         root = run_manifest.data.root
         cfg = run_manifest.config
         if not Path(root).is_dir():
-            raise DataError("the run's training data is gone, so --calibration auto cannot sample it", path=root,
-                            fix="pass --calibration DIR with 100 to 500 representative images")
+            raise DataError(
+                "the run's training data is gone, so --calibration auto cannot sample it",
+                path=root,
+                fix="pass --calibration DIR with 100 to 500 representative images",
+            )
         ds = data_lib.load(root, val_split=cfg.get("val_split"), seed=cfg.get("seed", 0))
         picked = [f.path for f in _balanced(list(ds.split("train") or ds.files), n, seed)]
         label = f"auto: class-balanced sample of {root} train split (seed {seed})"
     else:
         folder = Path(source)
         if not folder.is_dir():
-            raise DataError("calibration folder not found", path=folder, fix="pass a folder of images, or --calibration auto")
+            raise DataError(
+                "calibration folder not found", path=folder, fix="pass a folder of images, or --calibration auto"
+            )
         found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in images.IMAGE_SUFFIXES)
         if not found:
-            raise DataError("no images in the calibration folder", path=folder, fix="add 100 to 500 representative images")
+            raise DataError(
+                "no images in the calibration folder", path=folder, fix="add 100 to 500 representative images"
+            )
         random.Random(seed).shuffle(found)
         picked, label = found[:n], f"folder: {folder}"
     arrays, used = [], []
@@ -83,7 +89,9 @@ def calibration_set(run_manifest: RunManifest, source: str | Path, n: int, *, se
         except DataError:
             continue  # a bad file is skipped here; `data inspect` reports it
     if not arrays:
-        raise DataError("no calibration image could be decoded", path=str(source), fix="run `edgetransfer data inspect` on it")
+        raise DataError(
+            "no calibration image could be decoded", path=str(source), fix="run `edgetransfer data inspect` on it"
+        )
     calib = Calibration(np.stack(arrays).astype(np.float32), label, tuple(used))
     for warning in degenerate(calib, n):
         log.warning("WARNING: calibration: %s", warning)
@@ -99,8 +107,10 @@ def degenerate(calib: Calibration, asked: int) -> list[str]:
     out = []
     n = len(calib.images)
     if n < MIN_ADVISED:
-        out.append(f"only {n} image(s) (asked for {asked}); {MIN_ADVISED} to 500 representative images are advised, "
-                   "so expect a larger accuracy drop (validate it, or use `export --max-accuracy-drop`)")
+        out.append(
+            f"only {n} image(s) (asked for {asked}); {MIN_ADVISED} to 500 representative images are advised, "
+            "so expect a larger accuracy drop (validate it, or use `export --max-accuracy-drop`)"
+        )
     per_image_std = calib.images.reshape(n, -1).std(axis=1)
     if float(per_image_std.max()) < 2.0:  # under 2 grey levels of variation: blank frames
         out.append("every calibration image is (nearly) uniform, e.g. all black: activation ranges will be wrong")

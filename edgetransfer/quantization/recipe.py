@@ -3,6 +3,7 @@
 A recipe is a frozen record built by a named constructor (``QuantRecipe.int8(...)``);
 which (format, precision) pairs exist is stated once here and refused up front otherwise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,36 +41,41 @@ class QuantRecipe:
         if self.io_dtype not in IO_DTYPES:
             raise ConfigError(f"--io {self.io_dtype!r}", fix=f"use one of {', '.join(IO_DTYPES)}")
         if self.io_dtype != "float32" and self.precision != "int8":
-            raise UnsupportedError(f"--io {self.io_dtype} needs full-integer int8 (got {self.precision})",
-                                   fix="drop --io, or export --precision int8")
+            raise UnsupportedError(
+                f"--io {self.io_dtype} needs full-integer int8 (got {self.precision})",
+                fix="drop --io, or export --precision int8",
+            )
         if self.method not in CALIBRATION_METHODS:
-            raise ConfigError(f"calibration method {self.method!r}", fix=f"use one of {', '.join(CALIBRATION_METHODS)}")
+            raise ConfigError(
+                f"calibration method {self.method!r}", fix=f"use one of {', '.join(CALIBRATION_METHODS)}"
+            )
         if not 1 <= self.calibration_size <= 10_000:
             raise ConfigError(f"--calibration-size {self.calibration_size}", fix="use 100 to 500 images")
 
     @classmethod
-    def fp32(cls) -> "QuantRecipe":
+    def fp32(cls) -> QuantRecipe:
         return cls("fp32")
 
     @classmethod
-    def fp16(cls) -> "QuantRecipe":
+    def fp16(cls) -> QuantRecipe:
         return cls("fp16")
 
     @classmethod
-    def dynamic(cls) -> "QuantRecipe":
+    def dynamic(cls) -> QuantRecipe:
         return cls("dynamic")
 
     @classmethod
-    def int8(cls, io: str = "uint8", *, per_channel: bool = True, method: str = "minmax",
-             calibration_size: int = 200) -> "QuantRecipe":
+    def int8(
+        cls, io: str = "uint8", *, per_channel: bool = True, method: str = "minmax", calibration_size: int = 200
+    ) -> QuantRecipe:
         return cls("int8", io, per_channel, method, calibration_size)
 
     @classmethod
-    def int16x8(cls, calibration_size: int = 200) -> "QuantRecipe":
+    def int16x8(cls, calibration_size: int = 200) -> QuantRecipe:
         return cls("int16x8", calibration_size=calibration_size)
 
     @classmethod
-    def named(cls, precision: str, **kwargs) -> "QuantRecipe":
+    def named(cls, precision: str, **kwargs) -> QuantRecipe:
         """The preset for ``precision`` with options applied where they mean something."""
         if precision == "int8":
             return cls.int8(**{k: v for k, v in kwargs.items() if v is not None})
@@ -86,10 +92,15 @@ class QuantRecipe:
         spec = formats.get(fmt)
         if self.precision not in spec.precisions:
             able = [f for f in formats.names() if self.precision in formats.get(f).precisions]
-            raise UnsupportedError(f"{fmt} cannot do precision {self.precision}",
-                                   fix=f"{fmt} supports {', '.join(spec.precisions)}; {self.precision} needs "
-                                       f"--format {' or '.join(able) or '(none)'}")
+            raise UnsupportedError(
+                f"{fmt} cannot do precision {self.precision}",
+                fix=f"{fmt} supports {', '.join(spec.precisions)}; {self.precision} needs "
+                f"--format {' or '.join(able) or '(none)'}",
+            )
         if self.io_dtype not in spec.io_dtypes:
             able = [f for f in formats.names() if self.io_dtype in formats.get(f).io_dtypes]
-            raise UnsupportedError(f"--io {self.io_dtype} is {'/'.join(able)} only: {fmt} int8 keeps "
-                                   f"{'/'.join(spec.io_dtypes)} input and output", fix=f"drop --io for --format {fmt}")
+            raise UnsupportedError(
+                f"--io {self.io_dtype} is {'/'.join(able)} only: {fmt} int8 keeps "
+                f"{'/'.join(spec.io_dtypes)} input and output",
+                fix=f"drop --io for --format {fmt}",
+            )

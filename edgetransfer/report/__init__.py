@@ -3,6 +3,7 @@
 Pure functions of a :class:`edgetransfer.evaluation.ValidationReport` (plus an optional
 verdict from ``check``); nothing here measures anything.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,14 +22,35 @@ def _rows(report) -> list[list[str]]:
     out = []
     for r in report.records:
         lat = r.latency
-        out.append([Path(r.artifact).name, r.target, r.precision, f"{r.accuracy:.4f}",
-                    f"{r.agreement:.4f}" if r.agreement is not None else "-",
-                    f"{lat.p50:.2f}", f"{lat.p90:.2f}", lat.provenance, f"{r.size_bytes / 1e6:.2f}",
-                    _compat(r.compatibility)])
+        out.append(
+            [
+                Path(r.artifact).name,
+                r.target,
+                r.precision,
+                f"{r.accuracy:.4f}",
+                f"{r.agreement:.4f}" if r.agreement is not None else "-",
+                f"{lat.p50:.2f}",
+                f"{lat.p90:.2f}",
+                lat.provenance,
+                f"{r.size_bytes / 1e6:.2f}",
+                _compat(r.compatibility),
+            ]
+        )
     return out
 
 
-HEADER = ["artifact", "target", "precision", "accuracy", "agreement", "p50 ms", "p90 ms", "latency is", "MB", "delegated"]
+HEADER = [
+    "artifact",
+    "target",
+    "precision",
+    "accuracy",
+    "agreement",
+    "p50 ms",
+    "p90 ms",
+    "latency is",
+    "MB",
+    "delegated",
+]
 
 
 def _compat(c: dict | None) -> str:
@@ -38,15 +60,23 @@ def _compat(c: dict | None) -> str:
 
 
 def markdown(report, verdict=None) -> str:
-    lines = ["# edgetransfer validation", "", f"Data: `{report.data}` ({report.held_out.get('split')}, {report.held_out.get('images')} images). Float model accuracy "
-             f"{report.reference.accuracy:.4f}, Keras p50 {report.reference.latency.p50:.2f} ms on "
-             f"{report.host.get('cpu', '?')} ({report.host.get('cores')} cores). Latency marked *measured* ran here "
-             "(or on the device through its runner); *estimated* comes from the per-op cost model.", ""]
+    lines = [
+        "# edgetransfer validation",
+        "",
+        f"Data: `{report.data}` ({report.held_out.get('split')}, {report.held_out.get('images')} images). "
+        "Float model accuracy "
+        f"{report.reference.accuracy:.4f}, Keras p50 {report.reference.latency.p50:.2f} ms on "
+        f"{report.host.get('cpu', '?')} ({report.host.get('cores')} cores). Latency marked *measured* ran here "
+        "(or on the device through its runner); *estimated* comes from the per-op cost model.",
+        "",
+    ]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
     lines += ["", "## Best artifact per target", ""]
-    lines += [f"- **{t}**: `{Path(b.artifact).name}` ({b.p50_ms:.2f} ms, {b.provenance}, accuracy {b.accuracy:.4f})"
-              for t, b in report.best.items()]
+    lines += [
+        f"- **{t}**: `{Path(b.artifact).name}` ({b.p50_ms:.2f} ms, {b.provenance}, accuracy {b.accuracy:.4f})"
+        for t, b in report.best.items()
+    ]
     if report.findings:
         lines += ["", "## Findings", ""] + [f"- {f}" for f in report.findings]
     if verdict is not None:
@@ -78,15 +108,23 @@ def _tradeoff(report) -> str:
         for r in (r for r in report.records if r.target == t):
             colour, marker = style[Path(r.artifact).name]
             measured = r.latency.provenance != "estimated"
-            ax.scatter(r.latency.p50, 100 * r.accuracy, s=60, marker=marker, edgecolors=colour,
-                       facecolors=colour if measured else "none", zorder=3, clip_on=False)
+            ax.scatter(
+                r.latency.p50,
+                100 * r.accuracy,
+                s=60,
+                marker=marker,
+                edgecolors=colour,
+                facecolors=colour if measured else "none",
+                zorder=3,
+                clip_on=False,
+            )
         ax.axhline(100 * report.reference.accuracy, color="grey", ls=":", lw=1)
         ax.set_ylim(low, 100.0)  # accuracy cannot exceed 100%: the axis stops there
         ax.set_title(t, fontsize=10)
         ax.set_xlabel("p50 latency, ms (filled: measured, hollow: estimated)", fontsize=7)
         ax.set_ylabel("accuracy, %")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(targets):]:
+    for ax in list(axes.flat)[len(targets) :]:
         ax.axis("off")
     handles = [plt.Line2D([], [], ls="", marker=style[n][1], color=style[n][0], label=n) for n in names]
     fig.legend(handles=handles, loc="lower center", ncol=min(3, len(names)), fontsize=8, frameon=False)
@@ -127,8 +165,15 @@ def _confusion(report) -> str:
     ax.set_yticks(range(n), report.classes, fontsize=8)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                int(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_title(f"confusion: {name}", fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -145,28 +190,45 @@ def html_page(report, verdict=None) -> str:
     """A standalone HTML page: tables, plots (inline PNG), findings and the budget verdict."""
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td class='{esc(c) if i == 7 else ''}'>{esc(c)}</td>" for i, c in enumerate(r))
-                   + "</tr>" for r in _rows(report))
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer report</title>"
-             f"<style>{_CSS}</style></head><body><h1>edgetransfer validation</h1>",
-             f"<p>Data <code>{esc(report.data)}</code> ({esc(str(report.held_out.get('split')))}, {report.held_out.get('images')} images); float model accuracy <b>{report.reference.accuracy:.4f}</b>, "
-             f"Keras p50 {report.reference.latency.p50:.2f} ms on {esc(str(report.host.get('cpu')))} "
-             f"({report.host.get('cores')} cores). <span class='measured'>measured</span> figures ran on the host or "
-             f"the device; <span class='estimated'>estimated</span> ones come from the per-op cost model.</p>"]
+    body = "".join(
+        "<tr>" + "".join(f"<td class='{esc(c) if i == 7 else ''}'>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in _rows(report)
+    )
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer report</title>"
+        f"<style>{_CSS}</style></head><body><h1>edgetransfer validation</h1>",
+        f"<p>Data <code>{esc(report.data)}</code> ({esc(str(report.held_out.get('split')))}, "
+        f"{report.held_out.get('images')} images); float model accuracy <b>{report.reference.accuracy:.4f}</b>, "
+        f"Keras p50 {report.reference.latency.p50:.2f} ms on {esc(str(report.host.get('cpu')))} "
+        f"({report.host.get('cores')} cores). <span class='measured'>measured</span> figures ran on the host or "
+        f"the device; <span class='estimated'>estimated</span> ones come from the per-op cost model.</p>",
+    ]
     if verdict is not None:
         cls = "pass" if verdict.status == "passed" else "fail"
-        items = "".join(f"<li class='{'pass' if c.status == 'passed' else 'fail'}'>{esc(c.message)}</li>"
-                        for c in verdict.checks)
+        items = "".join(
+            f"<li class='{'pass' if c.status == 'passed' else 'fail'}'>{esc(c.message)}</li>" for c in verdict.checks
+        )
         parts.append(f"<h2>Budgets: <span class='{cls}'>{esc(verdict.status.upper())}</span></h2><ul>{items}</ul>")
     parts.append(f"<h2>Every artifact on every target</h2><table><tr>{head}</tr>{body}</table>")
-    parts.append("<h2>Best artifact per target</h2><ul>" + "".join(
-        f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)} ({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
-        for t, b in report.best.items()) + "</ul>")
-    parts.append(f"<h2>Accuracy vs latency</h2><img alt='accuracy vs latency' src='data:image/png;base64,{_tradeoff(report)}'>")
+    parts.append(
+        "<h2>Best artifact per target</h2><ul>"
+        + "".join(
+            f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)} ({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
+            for t, b in report.best.items()
+        )
+        + "</ul>"
+    )
+    parts.append(
+        f"<h2>Accuracy vs latency</h2><img alt='accuracy vs latency' src='data:image/png;base64,{_tradeoff(report)}'>"
+    )
     dist = _distributions(report)
     if dist:
-        parts.append(f"<h2>Latency distributions</h2><img alt='latency distributions' src='data:image/png;base64,{dist}'>")
-    parts.append(f"<h2>Confusion matrix</h2><img alt='confusion matrix' src='data:image/png;base64,{_confusion(report)}'>")
+        parts.append(
+            f"<h2>Latency distributions</h2><img alt='latency distributions' src='data:image/png;base64,{dist}'>"
+        )
+    parts.append(
+        f"<h2>Confusion matrix</h2><img alt='confusion matrix' src='data:image/png;base64,{_confusion(report)}'>"
+    )
     if report.findings:
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{esc(f)}</li>" for f in report.findings) + "</ul>")
     parts.append(f"<h2>Host</h2><pre>{esc(json.dumps(report.host, indent=2))}</pre></body></html>")
@@ -181,6 +243,8 @@ def write(report, path: str | Path, verdict=None) -> Path:
     elif path.suffix == ".md":
         text = markdown(report, verdict)
     else:
-        text = json.dumps({**report.to_json(samples=True), "verdict": verdict.to_json() if verdict else None}, indent=2)
+        text = json.dumps(
+            {**report.to_json(samples=True), "verdict": verdict.to_json() if verdict else None}, indent=2
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, text)

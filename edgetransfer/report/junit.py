@@ -17,23 +17,38 @@ def junit_xml(verdict: Verdict) -> str:
         if c.status == FAILED:
             inner = f"<failure message={quoteattr(c.message)}>{escape(c.message)}</failure>"
         elif c.status == INCONCLUSIVE:
-            inner = f"<error type=\"inconclusive\" message={quoteattr(c.message)}>{escape(c.message)}</error>"
-        cases.append(f"  <testcase classname={quoteattr('edgetransfer.check.' + verdict.target)} "
-                     f"name={quoteattr(c.name)} time=\"0\">{inner}<system-out>{escape(c.message)}</system-out></testcase>")
+            inner = f'<error type="inconclusive" message={quoteattr(c.message)}>{escape(c.message)}</error>'
+        cases.append(
+            f"  <testcase classname={quoteattr('edgetransfer.check.' + verdict.target)} "
+            f'name={quoteattr(c.name)} time="0">{inner}<system-out>{escape(c.message)}</system-out></testcase>'
+        )
     failures = sum(c.status == FAILED for c in verdict.checks)
     errors = sum(c.status == INCONCLUSIVE for c in verdict.checks)
-    return (f"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuite name=\"edgetransfer.check\" "
-            f"tests=\"{len(verdict.checks)}\" failures=\"{failures}\" errors=\"{errors}\">\n"
-            + "\n".join(cases) + "\n</testsuite>\n")
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="edgetransfer.check" '
+        f'tests="{len(verdict.checks)}" failures="{failures}" errors="{errors}">\n'
+        + "\n".join(cases)
+        + "\n</testsuite>\n"
+    )
 
 
 def summary_markdown(verdict: Verdict) -> str:
     """A Markdown table for ``$GITHUB_STEP_SUMMARY``."""
     icon = {PASSED: "✅", FAILED: "❌", INCONCLUSIVE: "⚠️"}
-    rows = [f"| {c.name} | {icon[c.status]} {c.status} | {c.figure} {c.unit} | {c.budget} {c.unit} | {c.provenance} |"
-            for c in verdict.checks]
-    return "\n".join([f"### edgetransfer check: `{Path(verdict.artifact).name}` on `{verdict.target}`: {verdict.status}",
-                      "", "| budget | result | figure | limit | latency is |", "|---|---|---|---|---|", *rows, ""])
+    rows = [
+        f"| {c.name} | {icon[c.status]} {c.status} | {c.figure} {c.unit} | {c.budget} {c.unit} | {c.provenance} |"
+        for c in verdict.checks
+    ]
+    return "\n".join(
+        [
+            f"### edgetransfer check: `{Path(verdict.artifact).name}` on `{verdict.target}`: {verdict.status}",
+            "",
+            "| budget | result | figure | limit | latency is |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
 
 
 def junit_error_xml(artifact: str | Path, target: str, error: EdgeTransferError) -> str:
@@ -41,7 +56,9 @@ def junit_error_xml(artifact: str | Path, target: str, error: EdgeTransferError)
     the file never finds the previous run's "failures=0" (issue #13)."""
     msg = error.render()
     name = quoteattr(f"edgetransfer.check.{target}")
-    return ("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuite name=\"edgetransfer.check\" tests=\"1\" "
-            f"failures=\"0\" errors=\"1\">\n  <testcase classname={name} name={quoteattr(Path(artifact).name)} "
-            f"time=\"0\"><error type={quoteattr(type(error).__name__)} message={quoteattr(msg)}>{escape(msg)}"
-            f"</error></testcase>\n</testsuite>\n")
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="edgetransfer.check" tests="1" '
+        f'failures="0" errors="1">\n  <testcase classname={name} name={quoteattr(Path(artifact).name)} '
+        f'time="0"><error type={quoteattr(type(error).__name__)} message={quoteattr(msg)}>{escape(msg)}'
+        f"</error></testcase>\n</testsuite>\n"
+    )

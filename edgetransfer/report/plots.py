@@ -1,9 +1,10 @@
 """PNG figures for run directories and reports (matplotlib, headless)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -58,6 +59,13 @@ def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, tit
     if n <= 20:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    int(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if norm[i, j] > 0.5 else "black",
+                    fontsize=8,
+                )
     return _save(fig, path)

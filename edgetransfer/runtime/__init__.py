@@ -7,6 +7,7 @@
 
 Importable with only ``pip install "edgetransfer[runtime]"``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,8 +24,21 @@ from .litert import LiteRT
 from .onnxrt import OnnxRuntime
 from .openvino import OpenVINO
 
-__all__ = ["RUNTIMES", "Classifier", "InputSpec", "LiteRT", "OnnxRuntime", "OpenVINO", "Runtime", "Session",
-           "available_runtimes", "get_runtime", "load_session", "read_metadata", "runtime_for"]
+__all__ = [
+    "RUNTIMES",
+    "Classifier",
+    "InputSpec",
+    "LiteRT",
+    "OnnxRuntime",
+    "OpenVINO",
+    "Runtime",
+    "Session",
+    "available_runtimes",
+    "get_runtime",
+    "load_session",
+    "read_metadata",
+    "runtime_for",
+]
 
 # Runtime name (as in a target profile's ``runtime:``) -> (class, the module it needs).
 RUNTIMES: dict[str, tuple[Any, tuple[str, ...]]] = {
@@ -56,8 +70,10 @@ def get_runtime(name: str, provider: str = "cpu") -> Runtime:
     if name == "onnxruntime":
         return OnnxRuntime(provider)
     if provider != "cpu":
-        raise ConfigError(f"provider {provider!r} is an ONNX Runtime setting; {name} runs on the CPU here",
-                          fix="drop the provider, or use runtime: onnxruntime")
+        raise ConfigError(
+            f"provider {provider!r} is an ONNX Runtime setting; {name} runs on the CPU here",
+            fix="drop the provider, or use runtime: onnxruntime",
+        )
     return RUNTIMES[name][0]()
 
 
@@ -87,8 +103,11 @@ def _metadata_size(path: Path, declared, actual: int) -> int:
     if declared is None:
         return actual
     if not isinstance(declared, int) or not 1 <= declared <= 8192 or (actual > 0 and declared != actual):
-        raise RuntimeBackendError(f"its metadata says input size {declared!r} but the model takes {actual}",
-                                  path=path, fix="re-export the model with edgetransfer (the metadata is damaged)")
+        raise RuntimeBackendError(
+            f"its metadata says input size {declared!r} but the model takes {actual}",
+            path=path,
+            fix="re-export the model with edgetransfer (the metadata is damaged)",
+        )
     return declared
 
 

@@ -3,12 +3,14 @@
 Needs only the ``runtime`` extra, so it runs on a Raspberry Pi, a phone with Python, or a
 CI runner; ``edgetransfer validate`` calls it over a target's ``runner`` command.
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -24,8 +26,15 @@ def bench(model: str, threads: int | None, budget_s: float, warmup: int, min_run
     spec = session.input_spec
     shape = (1, spec.size, spec.size, 3)
     batch = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
-    return measure(lambda: load_session(model, threads, provider), batch, warmup=warmup, budget_s=budget_s,
-                   min_runs=min_runs, threads=threads, runtime_version=rt.version())
+    return measure(
+        lambda: load_session(model, threads, provider),
+        batch,
+        warmup=warmup,
+        budget_s=budget_s,
+        min_runs=min_runs,
+        threads=threads,
+        runtime_version=rt.version(),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,11 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     if args.json:
         # sha256 names the exact file measured, so `check --latency-samples` can refuse samples of another one.
-        digest = hashlib.sha256(open(args.model, "rb").read()).hexdigest()
+        digest = hashlib.sha256(Path(args.model).read_bytes()).hexdigest()
         print(json.dumps({"model": args.model, "sha256": digest, **lat.to_json(samples=True)}))
     else:
-        print(f"{args.model}: p50 {lat.p50:.2f} ms  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  ({lat.runs} runs, "
-              f"load {lat.load_ms:.0f} ms, {lat.host['cpu']}, {lat.host['runtime']})")
+        print(
+            f"{args.model}: p50 {lat.p50:.2f} ms  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  ({lat.runs} runs, "
+            f"load {lat.load_ms:.0f} ms, {lat.host['cpu']}, {lat.host['runtime']})"
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """The Runtime protocol and the records every runtime shares."""
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,9 @@ def read_tflite_metadata(path: Path) -> dict:
                 return {}
             for name in (METADATA_NAME, LABELS_NAME):  # untrusted archive: never read a huge member whole
                 if name in zf.namelist() and zf.getinfo(name).file_size > MAX_METADATA_BYTES:
-                    raise _bad_metadata(path, f"{name} is {zf.getinfo(name).file_size:,} bytes "
-                                              f"(limit {MAX_METADATA_BYTES:,})")
+                    raise _bad_metadata(
+                        path, f"{name} is {zf.getinfo(name).file_size:,} bytes (limit {MAX_METADATA_BYTES:,})"
+                    )
             meta = json.loads(zf.read(METADATA_NAME))
             if not isinstance(meta, dict):
                 raise _bad_metadata(path, f"{METADATA_NAME} holds a {type(meta).__name__}, not an object")
@@ -104,8 +106,11 @@ def read_tflite_metadata(path: Path) -> dict:
 
 def _bad_metadata(path: Path, why: Exception | str) -> RuntimeBackendError:
     what = why if isinstance(why, str) else f"{type(why).__name__}: {str(why)[:200]}"
-    return RuntimeBackendError(f"the edgetransfer metadata inside the model is damaged ({what})", path=path,
-                               fix="re-export the model; the file was altered")
+    return RuntimeBackendError(
+        f"the edgetransfer metadata inside the model is damaged ({what})",
+        path=path,
+        fix="re-export the model; the file was altered",
+    )
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -126,7 +131,9 @@ def read_metadata(path: str | Path) -> dict:
 def require_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise RuntimeBackendError("model file not found", path=path, fix="check the path (see the export manifest.json)")
+        raise RuntimeBackendError(
+            "model file not found", path=path, fix="check the path (see the export manifest.json)"
+        )
     return path
 
 
@@ -140,9 +147,11 @@ def require_finite(out: np.ndarray, path: str | Path) -> np.ndarray:
     if out.dtype.kind in "fc" and not np.isfinite(out).all():
         bad = int(out.size - np.isfinite(out).sum())
         raise RuntimeBackendError(
-            f"the model output NaN/inf for this input ({bad} of {out.size} values)", path=path,
+            f"the model output NaN/inf for this input ({bad} of {out.size} values)",
+            path=path,
             fix="check the input is an RGB image in [0, 255]; if it is, re-export the model (an int8 file may "
-                "need a better calibration set)")
+            "need a better calibration set)",
+        )
     return out
 
 
@@ -156,10 +165,11 @@ def require_input_shape(batch: np.ndarray, spec: InputSpec, path: str | Path) ->
     want = tuple(spec.shape)
     if spec.layout == "NCHW" and len(want) == 4:
         want = (want[0], want[2], want[3], want[1])
-    ok = len(shape) == 4 and len(want) == 4 and all(w in (-1, None) or w == s
-                                                    for w, s in zip(want[1:], shape[1:]))
+    ok = len(shape) == 4 and len(want) == 4 and all(w in (-1, None) or w == s for w, s in zip(want[1:], shape[1:]))
     if not ok or shape[0] < 1:
         raise ConfigError(
-            f"the model takes NHWC batches of shape {('N', *want[1:])}, this batch has shape {shape}", path=path,
+            f"the model takes NHWC batches of shape {('N', *want[1:])}, this batch has shape {shape}",
+            path=path,
             fix=f"resize images to {spec.size}x{spec.size} RGB (Classifier.preprocess does) or use the model "
-                "exported at this size")
+            "exported at this size",
+        )

@@ -11,8 +11,10 @@ timeout or running out of memory there becomes a :class:`RuntimeBackendError` he
 Results are cached per ``(path, sha256)`` for the life of the process, so a file validated
 against many targets is probed once.
 """
+
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -50,8 +52,11 @@ def probe(path: str | Path, *, timeout_s: float = 60, memory_mb: int = 4096) -> 
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
-        raise RuntimeBackendError(f"cannot read the model ({exc.strerror or exc})", path=path,
-                                  fix="check the path (see the export manifest.json)") from None
+        raise RuntimeBackendError(
+            f"cannot read the model ({exc.strerror or exc})",
+            path=path,
+            fix="check the path (see the export manifest.json)",
+        ) from None
     key = (str(path.resolve()), digest)
     with _cache_lock:
         if key in _cache:
@@ -92,17 +97,26 @@ def _child_env() -> dict:
 def _run_child(path: Path, timeout_s: float, memory_mb: int) -> EdgeTransferError | None:
     runtime = _RUNTIMES.get(path.suffix, "the runtime")
     cmd = [sys.executable, "-m", "edgetransfer.runtime.isolate", str(path), "--memory-mb", str(int(memory_mb))]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=_child_env(), start_new_session=True)  # own group: a timeout kills it all
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=_child_env(),
+        start_new_session=True,
+    )  # own group: a timeout kills it all
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         out, err = proc.communicate()
         phase = _phase(out)
-        exc = RuntimeBackendError(f"{runtime} did not finish {phase} within {timeout_s:g} s (killed)", path=path,
-                                  fix="the file may be corrupt or crafted to hang the runtime; re-export it, or "
-                                      "raise the timeout if the machine is busy")
+        exc = RuntimeBackendError(
+            f"{runtime} did not finish {phase} within {timeout_s:g} s (killed)",
+            path=path,
+            fix="the file may be corrupt or crafted to hang the runtime; re-export it, or "
+            "raise the timeout if the machine is busy",
+        )
         exc._transient = True
         return exc
     reports = _reports(out)
@@ -110,8 +124,11 @@ def _run_child(path: Path, timeout_s: float, memory_mb: int) -> EdgeTransferErro
     if proc.returncode < 0:
         name = _signal_name(-proc.returncode)
         memory = _looks_like_oom(err)
-        what = (f"ran out of its {memory_mb} MB memory limit and was killed by {name} while {phase}" if memory
-                else f"crashed with {name} while {phase}")
+        what = (
+            f"ran out of its {memory_mb} MB memory limit and was killed by {name} while {phase}"
+            if memory
+            else f"crashed with {name} while {phase}"
+        )
         return RuntimeBackendError(f"{runtime} {what}", path=path, fix=_CRASH_FIX)
     done = [r for r in reports if "ok" in r or "error" in r]
     if done and done[-1].get("ok"):
@@ -122,11 +139,16 @@ def _run_child(path: Path, timeout_s: float, memory_mb: int) -> EdgeTransferErro
     memory = _looks_like_oom(err)
     return RuntimeBackendError(
         f"{runtime} {'ran out of its ' + str(memory_mb) + ' MB memory limit' if memory else 'failed'} while {phase} "
-        f"(probe exited with status {proc.returncode}: {tail or 'no message'})", path=path, fix=_CRASH_FIX)
+        f"(probe exited with status {proc.returncode}: {tail or 'no message'})",
+        path=path,
+        fix=_CRASH_FIX,
+    )
 
 
-_CRASH_FIX = ("the file is corrupt or crafted; re-export it from the training run, and do not load it in a process "
-              "you care about")
+_CRASH_FIX = (
+    "the file is corrupt or crafted; re-export it from the training run, and do not load it in a process "
+    "you care about"
+)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -145,18 +167,18 @@ def _signal_name(num: int) -> str:
 
 def _looks_like_oom(stderr: bytes) -> bool:
     text = stderr.decode("utf-8", "replace")
-    return any(s in text for s in ("bad_alloc", "MemoryError", "Cannot allocate memory", "out of memory",
-                                   "Failed to allocate"))
+    return any(
+        s in text
+        for s in ("bad_alloc", "MemoryError", "Cannot allocate memory", "out of memory", "Failed to allocate")
+    )
 
 
 def _reports(stdout: bytes) -> list[dict]:
     out = []
     for line in stdout.decode("utf-8", "replace").splitlines():
         if line.startswith(_MARK):
-            try:
-                out.append(json.loads(line[len(_MARK):]))
-            except json.JSONDecodeError:
-                pass
+            with contextlib.suppress(json.JSONDecodeError):
+                out.append(json.loads(line[len(_MARK) :]))
     return out
 
 
@@ -208,8 +230,11 @@ def _child(path: str, memory_mb: int) -> int:
         clf = Classifier(path, threads=1)
         size = int(clf.size)
         if not 0 < size * size * 3 <= _MAX_INPUT_ELEMENTS:
-            raise RuntimeBackendError(f"the model's input shape {clf.session.input_spec.shape} is not a plausible "
-                                      f"image batch", path=path, fix="re-export the model")
+            raise RuntimeBackendError(
+                f"the model's input shape {clf.session.input_spec.shape} is not a plausible image batch",
+                path=path,
+                fix="re-export the model",
+            )
         image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
         _say(phase="running")
         probs = require_finite(clf.probabilities(image), path)
@@ -217,19 +242,38 @@ def _child(path: str, memory_mb: int) -> int:
     except EdgeTransferError as exc:
         if _looks_like_oom(exc.problem.encode()) or "failed to map segment" in exc.problem:
             # a shared library that cannot be mapped under RLIMIT_AS reads as "not installed"
-            _say(error={"class": "RuntimeBackendError", "path": path, "fix": "raise memory_mb",
-                        "problem": f"ran out of the {memory_mb} MB memory limit while importing the runtime "
-                                   f"({exc.problem[:200]})"})
+            _say(
+                error={
+                    "class": "RuntimeBackendError",
+                    "path": path,
+                    "fix": "raise memory_mb",
+                    "problem": f"ran out of the {memory_mb} MB memory limit while importing the runtime "
+                    f"({exc.problem[:200]})",
+                }
+            )
             return errors.EXIT_TOOLCHAIN
-        _say(error={"class": type(exc).__name__, "problem": exc.problem, "path": exc.path, "fix": exc.fix,
-                    "exit_code": exc.exit_code})
+        _say(
+            error={
+                "class": type(exc).__name__,
+                "problem": exc.problem,
+                "path": exc.path,
+                "fix": exc.fix,
+                "exit_code": exc.exit_code,
+            }
+        )
         return exc.exit_code
     except MemoryError:
         raise  # -> exit 1 with "MemoryError" on stderr, reported as out of memory
     except Exception as exc:  # noqa: BLE001 - a runtime error our wrappers do not translate yet
-        _say(error={"class": "RuntimeBackendError", "path": path, "fix": _CRASH_FIX,
-                    "problem": f"{_RUNTIMES.get(Path(path).suffix, 'the runtime')} failed ({type(exc).__name__}: "
-                               f"{str(exc)[:300]})"})
+        _say(
+            error={
+                "class": "RuntimeBackendError",
+                "path": path,
+                "fix": _CRASH_FIX,
+                "problem": f"{_RUNTIMES.get(Path(path).suffix, 'the runtime')} failed ({type(exc).__name__}: "
+                f"{str(exc)[:300]})",
+            }
+        )
         return errors.EXIT_TOOLCHAIN
     _say(ok=True)
     return 0

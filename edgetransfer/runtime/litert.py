@@ -1,4 +1,5 @@
 """LiteRT (TFLite): ``ai_edge_litert``, else ``tflite_runtime``, else ``tf.lite``."""
+
 from __future__ import annotations
 
 import importlib
@@ -21,8 +22,10 @@ def interpreter_module():
             return importlib.import_module(name)
         except Exception as exc:  # ImportError, or a binary built against another NumPy
             errors.append(f"{name}: {exc}")
-    raise MissingDependencyError("no TFLite interpreter could be imported (" + "; ".join(errors) + ")",
-                                 fix='pip install "edgetransfer[runtime]"  (installs ai-edge-litert)')
+    raise MissingDependencyError(
+        "no TFLite interpreter could be imported (" + "; ".join(errors) + ")",
+        fix='pip install "edgetransfer[runtime]"  (installs ai-edge-litert)',
+    )
 
 
 class _Session:
@@ -43,8 +46,13 @@ class _Session:
         self._out = interp.get_output_details()[0]
         scale, zp = inp["quantization"]
         self._in = inp
-        self.input_spec = InputSpec(tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]).name, "NHWC",
-                                    float(scale) if scale else None, int(zp) if scale else None)
+        self.input_spec = InputSpec(
+            tuple(int(d) for d in inp["shape"]),
+            np.dtype(inp["dtype"]).name,
+            "NHWC",
+            float(scale) if scale else None,
+            int(zp) if scale else None,
+        )
         self._batch = int(inp["shape"][0])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -68,8 +76,11 @@ class _Session:
                 out = self.interp.get_tensor(self._out["index"])  # a copy, safe to use after the lock
         except (ValueError, RuntimeError, TypeError) as exc:  # LiteRT raises these; a mutated model's odd
             # input dtype makes quantize_input raise ValueError
-            raise RuntimeBackendError(f"LiteRT failed to run the model ({exc})", path=self.path,
-                                      fix="check the batch matches the model input; re-export the model") from None
+            raise RuntimeBackendError(
+                f"LiteRT failed to run the model ({exc})",
+                path=self.path,
+                fix="check the batch matches the model input; re-export the model",
+            ) from None
         scale, zp = self._out["quantization"]
         if scale:
             out = (out.astype(np.float32) - zp) * scale
@@ -95,5 +106,6 @@ class LiteRT:
             interp.allocate_tensors()
             return _Session(interp, path)
         except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as exc:  # IndexError: no inputs
-            raise RuntimeBackendError(f"LiteRT could not load the model ({exc})", path=path,
-                                      fix="re-export it; check it is a .tflite file") from None
+            raise RuntimeBackendError(
+                f"LiteRT could not load the model ({exc})", path=path, fix="re-export it; check it is a .tflite file"
+            ) from None

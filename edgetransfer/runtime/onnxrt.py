@@ -1,4 +1,5 @@
 """ONNX Runtime with the execution provider a target profile names: refused, not replaced, when absent."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,12 @@ from .base import InputSpec, require_file, require_finite, require_input_shape, 
 
 # Short names -> ONNX Runtime provider names (onnxruntime.ai/docs/execution-providers).
 PROVIDERS = {
-    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-    "coreml": "CoreMLExecutionProvider", "nnapi": "NnapiExecutionProvider", "qnn": "QNNExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "qnn": "QNNExecutionProvider",
     "openvino": "OpenVINOExecutionProvider",
 }
 _SHORT = {v: k for k, v in PROVIDERS.items()}
@@ -27,11 +32,13 @@ def onnx_metadata(path: Path) -> dict:
     try:
         meta = json.loads(props["edgetransfer"]) if "edgetransfer" in props else {}
     except (json.JSONDecodeError, RecursionError):
-        raise RuntimeBackendError("its edgetransfer metadata is damaged (not JSON)", path=path,
-                                  fix="re-export the model with edgetransfer") from None
+        raise RuntimeBackendError(
+            "its edgetransfer metadata is damaged (not JSON)", path=path, fix="re-export the model with edgetransfer"
+        ) from None
     if not isinstance(meta, dict):
-        raise RuntimeBackendError("its edgetransfer metadata is not a JSON object", path=path,
-                                  fix="re-export the model with edgetransfer")
+        raise RuntimeBackendError(
+            "its edgetransfer metadata is not a JSON object", path=path, fix="re-export the model with edgetransfer"
+        )
     if "labels" in props and "labels" not in meta:
         meta["labels"] = props["labels"].splitlines()
     return meta
@@ -59,7 +66,7 @@ class _Session:
     def run(self, batch: np.ndarray) -> np.ndarray:
         require_input_shape(batch, self.input_spec, self.path)
         if self.input_spec.shape[0] == 1 and len(batch) > 1:  # a static batch-1 graph: one image at a time
-            return np.concatenate([self.run(batch[i:i + 1]) for i in range(len(batch))])
+            return np.concatenate([self.run(batch[i : i + 1]) for i in range(len(batch))])
         x = to_nchw(batch, self.input_spec).astype(self.input_spec.dtype)
         return require_finite(np.asarray(self.sess.run(None, {self._name: x})[0], dtype=np.float32), self.path)
 
@@ -76,8 +83,7 @@ class OnnxRuntime:
 
     def __init__(self, provider: str = "cpu"):
         if provider not in PROVIDERS:
-            raise ConfigError(f"unknown ONNX Runtime provider {provider!r}",
-                              fix=f"use one of {', '.join(PROVIDERS)}")
+            raise ConfigError(f"unknown ONNX Runtime provider {provider!r}", fix=f"use one of {', '.join(PROVIDERS)}")
         self.provider = provider
 
     def version(self) -> str:
@@ -99,8 +105,10 @@ class OnnxRuntime:
             have = [_SHORT.get(p, p) for p in ort.get_available_providers()]
             raise RuntimeBackendError(
                 f"ONNX Runtime provider {self.provider!r} is not available in onnxruntime {ort.__version__} "
-                f"(available: {', '.join(have)})", path=path,
-                fix=f"install the onnxruntime build with {PROVIDERS[self.provider]}, or use provider: cpu")
+                f"(available: {', '.join(have)})",
+                path=path,
+                fix=f"install the onnxruntime build with {PROVIDERS[self.provider]}, or use provider: cpu",
+            )
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -110,8 +118,15 @@ class OnnxRuntime:
         try:
             sess = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise RuntimeBackendError(f"ONNX Runtime could not load the model ({exc})", path=path,
-                                      fix="re-export it; check it is an .onnx file") from None
-        settings = {"runtime": "onnxruntime", "provider": self.provider, "intra_op_num_threads": threads or "default",
-                    "graph_optimization_level": "ORT_ENABLE_ALL"}
+            raise RuntimeBackendError(
+                f"ONNX Runtime could not load the model ({exc})",
+                path=path,
+                fix="re-export it; check it is an .onnx file",
+            ) from None
+        settings = {
+            "runtime": "onnxruntime",
+            "provider": self.provider,
+            "intra_op_num_threads": threads or "default",
+            "graph_optimization_level": "ORT_ENABLE_ALL",
+        }
         return _Session(sess, settings, path)

@@ -1,4 +1,5 @@
 """OpenVINO for ONNX files on the CPU: LATENCY hint, fp32 inference, a set thread count."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,7 +39,7 @@ class _Session:
     def run(self, batch: np.ndarray) -> np.ndarray:
         require_input_shape(batch, self.input_spec, self.path)
         if self.input_spec.shape[0] == 1 and len(batch) > 1:  # a static batch-1 graph: one image at a time
-            return np.concatenate([self.run(batch[i:i + 1]) for i in range(len(batch))])
+            return np.concatenate([self.run(batch[i : i + 1]) for i in range(len(batch))])
         x = to_nchw(batch, self.input_spec).astype(self.input_spec.dtype)
         self.request.infer({0: x})
         return require_finite(np.asarray(self.request.get_output_tensor(0).data, dtype=np.float32).copy(), self.path)
@@ -68,8 +69,11 @@ class OpenVINO:
             core = ov.Core()
             compiled = core.compile_model(core.read_model(str(path)), DEVICE, config)
         except Exception as exc:  # OpenVINO raises RuntimeError / its own exception types
-            raise RuntimeBackendError(f"OpenVINO could not compile the model for {DEVICE} ({exc})", path=path,
-                                      fix="re-export it; check it is an .onnx file OpenVINO supports") from None
+            raise RuntimeBackendError(
+                f"OpenVINO could not compile the model for {DEVICE} ({exc})",
+                path=path,
+                fix="re-export it; check it is an .onnx file OpenVINO supports",
+            ) from None
         settings = {"runtime": "openvino", "device": DEVICE}
         for key in ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "NUM_STREAMS"):
             value = compiled.get_property(key)  # an element Type prints as "<Type: 'float32'>": use "f32"

@@ -39,21 +39,32 @@ def _splits(data_dir, val_data, cfg: TrainConfig) -> tuple[data_lib.Dataset, tup
         return ds, ds.split("train"), ds.split("val")
     vds = data_lib.load(val_data)
     if vds.classes != ds.classes:
-        raise DataError(f"classes differ: training has {list(ds.classes)}, validation has {list(vds.classes)}",
-                        path=val_data, fix="give --val-data exactly the class folders of --data")
+        raise DataError(
+            f"classes differ: training has {list(ds.classes)}, validation has {list(vds.classes)}",
+            path=val_data,
+            fix="give --val-data exactly the class folders of --data",
+        )
     train_files = tuple(f for f in ds.files if f.split in ("train", "all"))
     return ds, train_files, tuple(f for f in vds.files if f.split in ("val", "all", "train"))
 
 
 def _warn(cfg: TrainConfig, plan: Plan) -> None:
     if Weights.parse(cfg.weights).kind == "none" and plan.workflow == "features":
-        log.warning("WARNING: --weights none with the features workflow trains a head on the features of a "
-                    "RANDOM backbone: expect chance-level accuracy. Use --weights imagenet (or a weights file), "
-                    "or --workflow fine-tune --unfreeze all.")
+        log.warning(
+            "WARNING: --weights none with the features workflow trains a head on the features of a "
+            "RANDOM backbone: expect chance-level accuracy. Use --weights imagenet (or a weights file), "
+            "or --workflow fine-tune --unfreeze all."
+        )
 
 
-def train(data_dir: str | Path, config: TrainConfig | None = None, *, out: str | Path = "runs/latest",
-          val_data: str | Path | None = None, resume: bool = False) -> TrainedModel:
+def train(
+    data_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    out: str | Path = "runs/latest",
+    val_data: str | Path | None = None,
+    resume: bool = False,
+) -> TrainedModel:
     """Train a classifier on an image folder and write a run directory.
 
     Args:
@@ -71,7 +82,9 @@ def train(data_dir: str | Path, config: TrainConfig | None = None, *, out: str |
     size = spec.check_size(cfg.image_size or spec.input_size)
     ds, train_files, val_files = _splits(data_dir, val_data, cfg)
     if not val_files:
-        raise DataError("no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data")
+        raise DataError(
+            "no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data"
+        )
     out = Path(out)
     data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
     partial = rundir.prepare(out, resume, cfg, data_now)
@@ -100,16 +113,36 @@ def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, 
     plots.training_curves(r.history, r.phase_starts, work / "curves.png")
     plots.confusion_matrix(np.array(s.confusion), ds.classes, work / "confusion.png")
     manifest = RunManifest(
-        backbone=ctx.spec.name, weights=Weights.parse(cfg.weights).describe(), input_size=ctx.size,
-        preprocess=ctx.spec.preprocess.to_json(), resize_policy=cfg.policy, cut_at=cfg.cut_at,
-        classes=tuple(ds.classes), workflow=r.plan.workflow, unfreeze=r.plan.unfreeze, reason=r.plan.reason,
+        backbone=ctx.spec.name,
+        weights=Weights.parse(cfg.weights).describe(),
+        input_size=ctx.size,
+        preprocess=ctx.spec.preprocess.to_json(),
+        resize_policy=cfg.policy,
+        cut_at=cfg.cut_at,
+        classes=tuple(ds.classes),
+        workflow=r.plan.workflow,
+        unfreeze=r.plan.unfreeze,
+        reason=r.plan.reason,
         metrics=Metrics(s.accuracy, round(s.loss, 6), len(ctx.val_files), s.per_class, s.confusion),
-        history=r.history, phase_starts=tuple(r.phase_starts),
-        data=DataInfo(str(Path(ds.root).resolve()), ds.fingerprint(), ds.split_source, len(ctx.train_files),
-                      len(ctx.val_files), ds.report.counts, tuple(str(i.path) for i in ds.report.bad_files)),
-        seed=cfg.seed, config=asdict(cfg), train_seconds=round(seconds, 2),
-        images_per_second=round(r.images_trained / seconds, 2) if seconds else None, strategy=r.strategy,
-        feature_cache=asdict(r.cache) if r.cache else None, resumed=resumed, versions=rundir.versions(),
+        history=r.history,
+        phase_starts=tuple(r.phase_starts),
+        data=DataInfo(
+            str(Path(ds.root).resolve()),
+            ds.fingerprint(),
+            ds.split_source,
+            len(ctx.train_files),
+            len(ctx.val_files),
+            ds.report.counts,
+            tuple(str(i.path) for i in ds.report.bad_files),
+        ),
+        seed=cfg.seed,
+        config=asdict(cfg),
+        train_seconds=round(seconds, 2),
+        images_per_second=round(r.images_trained / seconds, 2) if seconds else None,
+        strategy=r.strategy,
+        feature_cache=asdict(r.cache) if r.cache else None,
+        resumed=resumed,
+        versions=rundir.versions(),
         files={"model": "model.keras", "curves": "curves.png", "confusion": "confusion.png"},
     )
     write_json(work / "manifest.json", manifest.to_json())

@@ -5,6 +5,7 @@
 - ``features``: every image through the frozen backbone once, vectors cached on disk,
   a small head trained on the cache; optionally K augmented views per image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,23 +49,42 @@ class TrainConfig:
         backbones.get(self.backbone)
         checks = [
             (self.workflow in WORKFLOWS, f"--workflow {self.workflow!r}", f"use one of {', '.join(WORKFLOWS)}"),
-            (self.epochs >= 1 and self.fine_tune_epochs >= 0, "--epochs must be >= 1 and --fine-tune-epochs >= 0", "fix the counts"),
+            (
+                self.epochs >= 1 and self.fine_tune_epochs >= 0,
+                "--epochs must be >= 1 and --fine-tune-epochs >= 0",
+                "fix the counts",
+            ),
             (self.batch_size >= 1, f"--batch-size {self.batch_size}", "use a positive batch size"),
-            (0 < self.learning_rate < 1 and 0 < self.fine_tune_lr_factor <= 1, "learning rate out of range", "use e.g. 1e-3 and 0.1"),
-            (self.unfreeze in ("auto", "all") or self.unfreeze.isdigit(), f"--unfreeze {self.unfreeze!r}", "use auto, all or a layer count"),
+            (
+                0 < self.learning_rate < 1 and 0 < self.fine_tune_lr_factor <= 1,
+                "learning rate out of range",
+                "use e.g. 1e-3 and 0.1",
+            ),
+            (
+                self.unfreeze in ("auto", "all") or self.unfreeze.isdigit(),
+                f"--unfreeze {self.unfreeze!r}",
+                "use auto, all or a layer count",
+            ),
             (0 <= self.dropout < 1, f"--dropout {self.dropout}", "use a value in [0, 1)"),
             (self.feature_views >= 1, f"--augment-views {self.feature_views}", "use 1 or more"),
             (0 < self.val_split < 1, f"--val-split {self.val_split}", "use a fraction such as 0.2"),
-            (self.strategy in ("auto", "default", "mirrored"), f"--strategy {self.strategy!r}", "use auto, default or mirrored"),
-            (not (self.workflow == "features" and self.unfreeze not in ("auto", "0")),
-             "--unfreeze has no effect with --workflow features", "drop --unfreeze or use --workflow fine-tune"),
+            (
+                self.strategy in ("auto", "default", "mirrored"),
+                f"--strategy {self.strategy!r}",
+                "use auto, default or mirrored",
+            ),
+            (
+                not (self.workflow == "features" and self.unfreeze not in ("auto", "0")),
+                "--unfreeze has no effect with --workflow features",
+                "drop --unfreeze or use --workflow fine-tune",
+            ),
         ]
         for ok, problem, fix in checks:
             if not ok:
                 raise ConfigError(problem, fix=fix)
 
     @classmethod
-    def quick(cls, backbone: str = "efficientnet_lite0", **overrides) -> "TrainConfig":
+    def quick(cls, backbone: str = "efficientnet_lite0", **overrides) -> TrainConfig:
         """Few epochs, for demos and smoke tests."""
         return cls(**{"backbone": backbone, "epochs": 5, "fine_tune_epochs": 3, **overrides})
 
@@ -89,7 +109,11 @@ def choose(n_train: int, cfg: TrainConfig, base_layers: int, last_blocks: int) -
     """
     n = f"{n_train:,} training images"
     if cfg.workflow == "features" or (cfg.workflow == "auto" and n_train <= FEATURES_MAX):
-        why = "chosen by --workflow" if cfg.workflow == "features" else f"{n} <= {FEATURES_MAX:,}: the head alone generalises best; fine-tuning this few mostly overfits"
+        why = (
+            "chosen by --workflow"
+            if cfg.workflow == "features"
+            else f"{n} <= {FEATURES_MAX:,}: the head alone generalises best; fine-tuning this few mostly overfits"
+        )
         return Plan("features", "0", why)
     if cfg.unfreeze != "auto":
         depth, why = cfg.unfreeze, f"--unfreeze {cfg.unfreeze}"

@@ -4,13 +4,14 @@ Each entry is one file's pooled feature vector for one view, stored under a key 
 everything that changes it (backbone, weights, input size, cut point, resize policy, view,
 the file's content hash). A rerun reuses every entry; a changed image misses only its own.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def extract(
     """
     size = cache.key.input_size
     todo = [(i, f, v) for v in range(views) for i, f in enumerate(files) if cache.get(f.sha256, v) is None]
-    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for batch in progress(batches, len(batches), "extracting features"):
         x = np.stack([images.load_array(f.path, size, cache.key.policy) for _, f, _ in batch]).astype(np.float32)
         for view in sorted({v for _, _, v in batch}):

@@ -112,8 +112,15 @@ def run(ctx: FitContext) -> FitResult:
 def _fine_tune(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> FitResult:
     cfg = ctx.cfg
     aug = tfdata.augmentation(cfg.seed) if cfg.augment else None
-    train_ds = tfdata.image_dataset(ctx.train_files, ctx.size, batch_size=cfg.batch_size, policy=cfg.policy,
-                                    shuffle=True, seed=cfg.seed, augment=aug)
+    train_ds = tfdata.image_dataset(
+        ctx.train_files,
+        ctx.size,
+        batch_size=cfg.batch_size,
+        policy=cfg.policy,
+        shuffle=True,
+        seed=cfg.seed,
+        augment=aug,
+    )
     val_ds = tfdata.image_dataset(ctx.val_files, ctx.size, batch_size=cfg.batch_size, policy=cfg.policy)
     cw = class_weights(ctx.train_files, ctx.n_classes, cfg.class_weights)
     fit = {"x": train_ds, "validation_data": val_ds, "class_weight": cw, "shuffle": False}  # tf.data shuffles
@@ -140,8 +147,9 @@ def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> 
     key = FeatureKey(ctx.spec.name, wid, ctx.size, cfg.cut_at, cfg.policy)
     cache = FeatureCache(backbones.cache_dir() / "features", key)
     aug = tfdata.augmentation(cfg.seed) if cfg.feature_views > 1 else None
-    xtr, ytr, s1 = extract(pooled, ctx.train_files, cache, views=cfg.feature_views, augment=aug,
-                           batch_size=cfg.batch_size)
+    xtr, ytr, s1 = extract(
+        pooled, ctx.train_files, cache, views=cfg.feature_views, augment=aug, batch_size=cfg.batch_size
+    )
     xva, yva, s2 = extract(pooled, ctx.val_files, cache, batch_size=cfg.batch_size)
     # Computing features (a cold cache) consumes random state that a warm cache does not:
     # seed again so the head starts the same either way (issue #11: 0.948 cold vs 0.967 warm).
@@ -152,8 +160,14 @@ def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> 
         head = keras.Model(inp, keras.layers.Dense(ctx.n_classes, activation="softmax", name="classes")(x))
         compile_model(head, cfg.learning_rate)
     cw = class_weights(ctx.train_files, ctx.n_classes, cfg.class_weights)
-    fit = {"x": xtr, "y": ytr, "validation_data": (xva, yva), "class_weight": cw,
-           "batch_size": cfg.batch_size, "shuffle": True}
+    fit = {
+        "x": xtr,
+        "y": ytr,
+        "validation_data": (xva, yva),
+        "class_weight": cw,
+        "batch_size": cfg.batch_size,
+        "shuffle": True,
+    }
     history = fit_phase(head, "head", ctx.work, cfg.epochs, cfg.patience, fit)
     model.get_layer("classes").set_weights(head.get_layer("classes").get_weights())
     stats = CacheStats(s1.hits + s2.hits, s1.misses + s2.misses)

@@ -47,8 +47,11 @@ class TrainedModel:
     def model_path(self) -> Path:
         path = (self.run_dir / self.manifest.files["model"]).resolve()
         if self.run_dir.resolve() not in path.parents:
-            raise UnsafeFileError(f"manifest.json points the model outside the run folder ({path})",
-                                  path=self.run_dir / "manifest.json", fix="restore the run's own manifest.json")
+            raise UnsafeFileError(
+                f"manifest.json points the model outside the run folder ({path})",
+                path=self.run_dir / "manifest.json",
+                fix="restore the run's own manifest.json",
+            )
         return path
 
     @property
@@ -62,9 +65,14 @@ class TrainedModel:
         path = run_dir / "manifest.json"
         if not path.is_file():
             partial = run_dir.with_name(run_dir.name + ".partial")
-            hint = " (an interrupted run: finish it with `edgetransfer train ... --resume`)" if partial.exists() else ""
-            raise ConfigError(f"not a finished run directory: no manifest.json{hint}", path=run_dir,
-                              fix="pass the --out folder of a finished `edgetransfer train`")
+            hint = (
+                " (an interrupted run: finish it with `edgetransfer train ... --resume`)" if partial.exists() else ""
+            )
+            raise ConfigError(
+                f"not a finished run directory: no manifest.json{hint}",
+                path=run_dir,
+                fix="pass the --out folder of a finished `edgetransfer train`",
+            )
         return cls(run_dir, RunManifest.read(path))
 
     def load_model(self):  # -> keras.Model
@@ -90,8 +98,11 @@ def locked(partial: Path) -> Iterator[None]:
         fh.seek(0)
         who = fh.read().strip() or "another process"
         fh.close()
-        raise ConfigError(f"a live training run ({who}) is writing this folder", path=partial,
-                          fix="wait for it to finish, or choose another --out") from None
+        raise ConfigError(
+            f"a live training run ({who}) is writing this folder",
+            path=partial,
+            fix="wait for it to finish, or choose another --out",
+        ) from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()}")
@@ -127,10 +138,15 @@ def prepare(out: Path, resume: bool, cfg: TrainConfig, data: dict) -> Path:
     if partial.exists() and not _has_progress(partial) and not _is_locked(partial):
         shutil.rmtree(partial, ignore_errors=True)  # a failed start (no checkpoint): nothing to protect
     if resume and not partial.exists():
-        raise ConfigError("nothing to resume: no interrupted run here", path=out, fix="drop --resume to start a new run")
+        raise ConfigError(
+            "nothing to resume: no interrupted run here", path=out, fix="drop --resume to start a new run"
+        )
     if partial.exists() and not resume and not _is_locked(partial):
-        raise ConfigError("an interrupted run is in the way", path=partial,
-                          fix="add --resume to continue it, or delete that folder to start over")
+        raise ConfigError(
+            "an interrupted run is in the way",
+            path=partial,
+            fix="add --resume to continue it, or delete that folder to start over",
+        )
     return partial
 
 
@@ -156,9 +172,11 @@ def check_resume(partial: Path, resume: bool, cfg: TrainConfig, data: dict) -> N
         saved = saved if "config" in saved else {"config": saved}  # schema 1 stored the config alone
         diff = _differences(saved, now)
         if diff:
-            raise ConfigError("--resume with different settings or data than the interrupted run:\n    "
-                              + "\n    ".join(diff), path=saved_path,
-                              fix="repeat the original options on the original data, or start a new --out")
+            raise ConfigError(
+                "--resume with different settings or data than the interrupted run:\n    " + "\n    ".join(diff),
+                path=saved_path,
+                fix="repeat the original options on the original data, or start a new --out",
+            )
     from ..io import write_json
 
     write_json(saved_path, now)
@@ -180,5 +198,10 @@ def versions() -> dict:
     from .._version import __version__
 
     tf, keras = _lazy.tf(), _lazy.keras()
-    return {"edgetransfer": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+    return {
+        "edgetransfer": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }

@@ -9,6 +9,7 @@ The "device" is a local folder, ``$EDGETRANSFER_STANDIN_ROOT``: a device path ``
 - ``EDGETRANSFER_STANDIN_PYTHON``: the interpreter that stands for the device's ``python3``.
 - ``EDGETRANSFER_STANDIN_SERIAL`` / ``EDGETRANSFER_STANDIN_MODEL``: the adb device's serial and model.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,7 @@ def map_command(command: str, pythons: tuple[str, ...] = ("python3", "python")) 
         elif tok.startswith("/"):
             argv.append(str(device_path(tok)))
         elif tok.startswith("--graph=/"):
-            argv.append("--graph=" + str(device_path(tok[len("--graph="):])))
+            argv.append("--graph=" + str(device_path(tok[len("--graph=") :])))
         else:
             argv.append(tok)
     return argv
@@ -69,7 +70,7 @@ def fault_in_measurement() -> None:
 def run(argv: list[str], *, shell_name: str) -> int:
     """Run a mapped argv the way a device shell would: 127 and a message when it is missing."""
     if argv and argv[0].startswith(str(root())) and not os.access(argv[0], os.X_OK):
-        print(f"{shell_name}: {argv[0][len(str(root())):]}: inaccessible or not found", file=sys.stderr)
+        print(f"{shell_name}: {argv[0][len(str(root())) :]}: inaccessible or not found", file=sys.stderr)
         return 127
     try:
         code = subprocess.run(argv, cwd=root(), check=False).returncode
