@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ToolchainError
+from edgetransfer.errors import MissingDependencyError, ToolchainError
 
 MEDIAPIPE_VERSION = "1.2.2"
 CACHE = Path(os.environ.get("EDGETRANSFER_VENV_CACHE", Path.home() / ".cache" / "edgetransfer-test-venvs"))
