@@ -120,7 +120,8 @@ def latency_on(art: ExportedArtifact, target, *, budget_s: float = 2.0, cache: d
         return latency.estimate(graphops.ops_for(art.path), target.device, art.precision)
     key = (art.path, target.threads, target.provider)
     if cache is not None and key in cache:
-        return cache[key]  # type: ignore[no-any-return]
+        cached: latency.Latency = cache[key]
+        return cached
     lat = _fastest_on_host(art, target, budget_s)
     if cache is not None:
         cache[key] = lat

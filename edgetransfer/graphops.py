@@ -158,4 +158,5 @@ def ops_for(path: str | Path) -> list[Op]:
     """The ops of any exported file, through its format's registered reader."""
     from . import formats
 
-    return formats.for_path(path).op_reader_fn()(path)  # type: ignore[no-any-return]
+    ops: list[Op] = formats.for_path(path).op_reader_fn()(path)
+    return ops

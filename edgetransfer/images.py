@@ -206,11 +206,11 @@ def resize(im: Image.Image, size: int, policy: str = "crop") -> Image.Image:
             pad with black) or ``stretch`` (ignore the aspect ratio).
     """
     if policy == "stretch":
-        return im.resize((size, size), Image.BILINEAR)
+        return im.resize((size, size), Image.Resampling.BILINEAR)
     if policy == "crop":
-        return ImageOps.fit(im, (size, size), Image.BILINEAR)
+        return ImageOps.fit(im, (size, size), Image.Resampling.BILINEAR)
     if policy == "pad":
-        return ImageOps.pad(im, (size, size), Image.BILINEAR, color=(0, 0, 0))
+        return ImageOps.pad(im, (size, size), Image.Resampling.BILINEAR, color=(0, 0, 0))
     raise ConfigError(f"unknown resize policy {policy!r}", fix=f"use one of {', '.join(RESIZE_POLICIES)}")
 
 

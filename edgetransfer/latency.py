@@ -100,7 +100,7 @@ def measure(
     load_ms = (time.perf_counter() - t0) * 1e3
     for _ in range(warmup):
         session.run(batch)
-    samples = []
+    samples: list[float] = []
     end = time.perf_counter() + budget_s
     while (len(samples) < min_runs or time.perf_counter() < end) and len(samples) < max_runs:
         t = time.perf_counter()

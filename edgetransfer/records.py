@@ -106,10 +106,10 @@ class Record:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(
                 f"cannot read {cls.__name__} ({type(exc).__name__}: {exc})",
-                path=path,  # type: ignore[attr-defined]
+                path=path,
                 fix="re-create it with edgetransfer (or restore it from a backup)",
             ) from None
-        return cls.from_json(doc, str(path))  # type: ignore[attr-defined,no-any-return]
+        return cls.from_json(doc, str(path))  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

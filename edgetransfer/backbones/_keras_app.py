@@ -46,7 +46,7 @@ def keras_app_builder(ctor: str, preprocess: Preprocess | None, **kwargs):
         # so every backbone looks the same (one input, flat layers).
         model = keras.Model(inp, model.output, name=model.name)
         if weights.kind == "file":
-            load_into(model, weights.path)
+            load_into(model, weights.require_path())
         return model
 
     return build

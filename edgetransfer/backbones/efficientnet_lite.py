@@ -49,8 +49,8 @@ _PACKAGES = {
 
 
 def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
-    filters *= width
-    new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
+    scaled = filters * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
     return int(new + divisor) if new < 0.9 * filters else int(new)
 
 
@@ -200,7 +200,7 @@ def _builder(variant: str):
                 )
             load_into(full, imagenet_weights(variant))
         elif weights.kind == "file":
-            load_into(full, weights.path)
+            load_into(full, weights.require_path())
         if include_top:
             return full
         return keras.Model(full.input, full.get_layer("head_relu").output, name=full.name)

@@ -7,6 +7,7 @@ size and cut.
 from __future__ import annotations
 
 import math
+from typing import Any
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -68,8 +69,8 @@ def cut_points(model) -> list[CutPoint]:
     the model's output.
     """
     size = int(model.input.shape[1])
-    adds: dict[int, object] = {}
-    acts: dict[int, object] = {}
+    adds: dict[int, Any] = {}
+    acts: dict[int, Any] = {}
     for layer in _flat_layers(model):
         shape = getattr(layer, "output", None)
         shape = getattr(shape, "shape", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -57,7 +58,8 @@ class Preprocess:
 
 
 # builder(input_size, weights, include_top) -> keras.Model taking [0, 255] RGB.
-Builder = Callable[[int, "object", bool], "object"]
+# (input_size, Weights, include_top) -> keras.Model; Any because keras is imported lazily.
+Builder = Callable[[int, Any, bool], Any]
 
 
 @dataclass(frozen=True)

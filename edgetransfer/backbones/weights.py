@@ -25,6 +25,12 @@ class Weights:
     kind: str
     path: Path | None = None
 
+    def require_path(self) -> Path:
+        """The weights file of a ``file`` kind (its presence is checked when built)."""
+        if self.path is None:
+            raise ConfigError(f"weights {self.kind!r} have no file", fix="pass --weights PATH")
+        return self.path
+
     def __post_init__(self) -> None:
         if self.kind not in ("imagenet", "none", "file"):
             raise ConfigError(f"unknown weights kind {self.kind!r}", fix="use imagenet, none or a path")

@@ -13,7 +13,7 @@ import click
 
 from .._version import __version__
 from ..errors import EXIT_INTERRUPTED, EXIT_TOOLCHAIN, EdgeTransferError
-from ._common import JSON_MODE, Obj, echo_error_json, library_output_to_stderr
+from ._common import JSON_MODE, Obj, echo_error_json, library_output_to_stderr, native_stderr_captured
 
 log = logging.getLogger("edgetransfer")
 
@@ -24,7 +24,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         token = JSON_MODE.set(False)
         try:
-            with library_output_to_stderr():
+            with native_stderr_captured(not ctx.params.get("debug")), library_output_to_stderr():
                 return super().invoke(ctx)
         except EdgeTransferError as exc:
             if ctx.obj is not None and ctx.obj.debug:

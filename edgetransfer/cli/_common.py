@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import io
 import json
+import logging
+import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +33,41 @@ def library_output_to_stderr() -> Iterator[None]:
             yield
     finally:
         _STDOUT.reset(token)
+
+
+@contextlib.contextmanager
+def native_stderr_captured(enabled: bool) -> Iterator[None]:
+    """Keep what native libraries print straight to file descriptor 2 out of the user's terminal:
+    the TFLite converter's ``fully_quantize: 0, inference_type: 6 ...``, LiteRT's ``INFO: Created
+    TensorFlow Lite XNNPACK delegate``, TensorFlow's C++ logging. Python's own ``sys.stderr``
+    (our warnings, errors, progress) is moved to a duplicate of the real descriptor first, so only
+    the native noise is dropped. ``--debug`` shows everything."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        python_on_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # a test runner's buffer
+        python_on_fd2 = False
+    saved = os.dup(2)
+    py_stderr = sys.stderr
+    sink = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finally, after fd 2 is restored)
+    os.dup2(sink.fileno(), 2)
+    if python_on_fd2:
+        sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(saved), "wb", buffering=0), write_through=True)
+    warnings.filterwarnings("ignore", module=r"(keras|tensorflow|tf2onnx|onnxruntime)(\.|$)")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        if sys.stderr is not py_stderr:
+            sys.stderr.close()
+        sys.stderr = py_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.close()
 
 
 def echo(message: str = "") -> None:

@@ -81,8 +81,8 @@ def show_cmd(name: str, as_json: bool) -> None:
         echo(f"{'preprocess':15s} {spec.preprocess.note} (inside the model; feed RGB in [0, 255])")
         for c in prof.cut_points:
             echo(f"{'cut point':15s} {c['name']:9s} {c['layer']} ({c['channels']} channels)")
-        for c in spec.caveats:
-            echo(f"{'caveat':15s} {c}")
+        for caveat in spec.caveats:
+            echo(f"{'caveat':15s} {caveat}")
 
     emit(as_json, doc, text)
 

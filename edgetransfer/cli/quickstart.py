@@ -53,7 +53,12 @@ def quickstart_cmd(ctx, out_dir: Path, as_json: bool) -> None:
     """The whole path on an embedded default: scikit-learn's digits, EfficientNet-Lite0 (offline weights),
     TFLite + ONNX in fp32/fp16/int8, host-cpu and three estimated mobile targets, budgets, HTML report."""
     res = qs.run(out_dir, log=_log(as_json))
-    emit(as_json, res.to_json(), lambda: (_summary(res.result), echo(f"total     {res.seconds:.0f} s")))
+
+    def text() -> None:
+        _summary(res.result)
+        echo(f"total     {res.seconds:.0f} s")
+
+    emit(as_json, res.to_json(), text)
     ctx.exit(res.result.exit_code)
 
 

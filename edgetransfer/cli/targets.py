@@ -86,7 +86,13 @@ def show_cmd(name, targets_dir, as_json) -> None:
     """One profile in full, with the sources of its constants."""
     p = targets_lib.get(name, targets_dir)
     doc = dataclasses.asdict(p)
-    emit(as_json, doc, lambda: [echo(f"{k:12s} {v}") for k, v in doc.items() if v not in (None, (), {})])
+
+    def text() -> None:
+        for k, v in doc.items():
+            if v not in (None, (), {}):
+                echo(f"{k:12s} {v}")
+
+    emit(as_json, doc, text)
 
 
 def register(cli: click.Group) -> None:

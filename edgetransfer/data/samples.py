@@ -44,7 +44,7 @@ def write_digits(out_dir: str | Path, *, size: int = 32, per_class: int | None =
         pixels = (np.asarray(img) * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
         folder = tmp / str(label)
         folder.mkdir(exist_ok=True)
-        Image.fromarray(pixels, "L").resize((size, size), Image.BILINEAR).save(folder / f"{i:04d}.png")
+        Image.fromarray(pixels, "L").resize((size, size), Image.Resampling.BILINEAR).save(folder / f"{i:04d}.png")
     (tmp / ".complete").write_text("sklearn.datasets.load_digits\n")
     if out.exists():
         shutil.rmtree(out)

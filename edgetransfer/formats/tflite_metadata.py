@@ -182,7 +182,7 @@ def serialize(model) -> bytes:
     return bytes(builder.Output())
 
 
-def attach(model, metadata: bytes, files: Mapping[str, bytes], extra: Mapping[str, bytes] = ()) -> bytes:
+def attach(model, metadata: bytes, files: Mapping[str, bytes], extra: Mapping[str, bytes] | None = None) -> bytes:
     """Serialise ``model`` (a ``tflite schema_py_generated.ModelT``) with ``metadata`` in a
     ``TFLITE_METADATA`` buffer, ``extra`` named buffers beside it, and ``files`` zipped after it.
 
@@ -197,7 +197,7 @@ def attach(model, metadata: bytes, files: Mapping[str, bytes], extra: Mapping[st
         raise MetadataWriteError(f"the metadata names associated files {sorted(missing)} that are not given")
     entries = list(model.metadata or [])
     names = {(e.name.decode() if isinstance(e.name, bytes) else e.name) for e in entries}
-    for name, data in {METADATA_BUFFER_NAME: metadata, **dict(extra)}.items():
+    for name, data in {METADATA_BUFFER_NAME: metadata, **dict(extra or {})}.items():
         if name in names:
             raise MetadataWriteError(f"the model already has a metadata entry {name!r}")
         buf = schema.BufferT()

@@ -117,7 +117,7 @@ def _run_child(path: Path, timeout_s: float, memory_mb: int) -> EdgeTransferErro
             fix="the file may be corrupt or crafted to hang the runtime; re-export it, or "
             "raise the timeout if the machine is busy",
         )
-        exc._transient = True
+        exc._transient = True  # type: ignore[attr-defined]
         return exc
     reports = _reports(out)
     phase = _phase(out)
