@@ -7,8 +7,8 @@ size and cut.
 from __future__ import annotations
 
 import math
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError
 

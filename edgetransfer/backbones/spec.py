@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError
 
