@@ -91,7 +91,7 @@ def test_probe_reraises_child_errors_with_their_class(tmp_path):
     assert err.value.path == str(junk) and err.value.exit_code == EXIT_TOOLCHAIN
     txt = tmp_path / "notes.txt"
     txt.write_text("not a model")
-    with pytest.raises(ConfigError, match="no runtime for '.txt' files") as err:
+    with pytest.raises(ConfigError, match="no format for '.txt'") as err:
         isolate.probe(txt)
     assert err.value.exit_code == EXIT_USAGE and err.value.path == str(txt)
     with pytest.raises(RuntimeBackendError, match="cannot read"):

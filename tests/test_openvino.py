@@ -59,7 +59,7 @@ def test_available_runtimes(tiny_exports):
     ]
     assert [r.name for r in runtime.available_runtimes(tiny_exports["tflite", "fp32"].path)] == ["litert"]
     assert runtime.runtime_for(tiny_exports["onnx", "fp32"].path).name == "onnxruntime"
-    with pytest.raises(ConfigError, match="no runtime for '.pt'"):
+    with pytest.raises(ConfigError, match="no format for '.pt'"):
         runtime.available_runtimes("model.pt")
 
 

@@ -24,9 +24,9 @@ def int8(tiny_exports) -> Path:
 
 @pytest.fixture(scope="module")
 def held_out(tiny_run) -> np.ndarray:
-    from edgetransfer.evaluation import _eval_set
+    from edgetransfer.evaluation import held_out
 
-    x, _, _ = _eval_set(tiny_run.manifest["data"]["root"], tiny_run)
+    x = held_out(tiny_run).x
     return x
 
 

@@ -98,7 +98,7 @@ class QuantRecipe:
                 f"--format {' or '.join(able) or '(none)'}",
             )
         if self.io_dtype not in spec.io_dtypes:
-            able = [f for f in formats.names() if self.io_dtype in formats.get(f).io_dtypes]
+            able = [f for f in formats.file_formats() if self.io_dtype in formats.get(f).io_dtypes]
             raise UnsupportedError(
                 f"--io {self.io_dtype} is {'/'.join(able)} only: {fmt} int8 keeps "
                 f"{'/'.join(spec.io_dtypes)} input and output",

@@ -54,6 +54,9 @@ class _Session:
             int(zp) if scale else None,
         )
         self._batch = int(inp["shape"][0])
+        # A static batch-1 graph (the export default) cannot be resized: XNNPACK planned it once.
+        signature = inp.get("shape_signature", inp["shape"])
+        self._static_batch = len(signature) > 0 and int(signature[0]) == 1
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Class scores ``[N, classes]`` (float32) for a ``[N, size, size, 3]`` batch in [0, 255].
@@ -64,6 +67,8 @@ class _Session:
         """
         batch = np.asarray(batch)
         require_input_shape(batch, self.input_spec, self.path)
+        if self._static_batch and len(batch) > 1:
+            return np.concatenate([self.run(batch[i : i + 1]) for i in range(len(batch))])
         try:
             x = quantize_input(batch, self.input_spec)
             with self._lock:
