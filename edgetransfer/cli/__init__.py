@@ -6,16 +6,23 @@ Exit codes: 0 ok, 1 a budget or accuracy check failed, 2 usage/data/config error
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 
 import click
 
 from .._version import __version__
-from ..errors import EXIT_INTERRUPTED, EXIT_TOOLCHAIN, EdgeTransferError
+from ..errors import EXIT_INTERRUPTED, EXIT_TOOLCHAIN, EXIT_USAGE, EdgeTransferError
 from ._common import JSON_MODE, Obj, echo_error_json, library_output_to_stderr, native_stderr_captured
 
 log = logging.getLogger("edgetransfer")
+# errno -> (exit code, problem, fix) for OSErrors that are the machine's state, not a bug.
+_DISK_ERRORS = {
+    errno.ENOSPC: (EXIT_TOOLCHAIN, "no space left on the device", "free some disk space, or write to another folder"),
+    errno.EROFS: (EXIT_USAGE, "read-only file system", "write to a folder you can write to"),
+    errno.EACCES: (EXIT_USAGE, "permission denied", "check the path, or use a folder you can read and write"),
+}
 
 
 class _Group(click.Group):
@@ -30,6 +37,12 @@ class _Group(click.Group):
             if ctx.obj is not None and ctx.obj.debug:
                 raise
             self._fail(ctx, exc.render(), exc.exit_code, exc.fix, type(exc).__name__)
+        except OSError as exc:  # a full or read-only disk deep inside a library (h5py, a converter)
+            if (ctx.obj is not None and ctx.obj.debug) or exc.errno not in _DISK_ERRORS:
+                raise
+            code, what, fix = _DISK_ERRORS[exc.errno]
+            where = f"{exc.filename}: " if exc.filename else ""
+            self._fail(ctx, f"{where}{what} ({exc.strerror or exc})", code, fix, type(exc).__name__)
         except MemoryError:
             self._fail(ctx, "out of memory", EXIT_TOOLCHAIN, "lower --batch-size or --image-size", "MemoryError")
         except KeyboardInterrupt:
@@ -46,6 +59,8 @@ class _Group(click.Group):
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int, fix: str | None, kind: str) -> None:
+        if fix and "\n  fix: " not in message:  # Ctrl-C, out of memory: the fix is not in the message yet
+            message = f"{message}\n  fix: {fix}"
         click.echo(f"error: {message}", err=True)
         if JSON_MODE.get():
             echo_error_json(message.split("\n  fix: ")[0], code, fix, kind)
@@ -68,6 +83,14 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = Obj(debug=debug, verbosity=-1 if quiet else verbose)
+    if not debug:
+        sys.unraisablehook = _quiet_unraisable
+
+
+def _quiet_unraisable(info) -> None:
+    """Errors Python can only print, e.g. h5py failing to close a file on a full disk: a log line
+    (``-vv``), not a traceback; the error that matters reaches the user through the exit path."""
+    log.debug("ignored in %r: %s", info.object, info.exc_value)
 
 
 def _register() -> None:

@@ -207,6 +207,15 @@ def _candidates(
     return out, skipped
 
 
+def vanished(path: str | Path) -> DataError:
+    """The error for an image that was there at the scan and is gone when training reads it."""
+    return DataError(
+        "the image is no longer there: it was deleted or moved after the folder was scanned",
+        path=path,
+        fix="restore the file, or run again (a new scan leaves it out); do not edit the data folder during a run",
+    )
+
+
 def _check(path: Path) -> tuple[str, images.DecodedInfo | None, str | None]:
     """Hash and fully decode one file; return (sha256, info, reason-if-bad)."""
     if path.suffix.lower() not in images.IMAGE_SUFFIXES:

@@ -6,20 +6,55 @@ part of the model, so nothing downstream can pick the wrong normalisation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .. import _lazy, images
-from . import ImageFile
+from ..errors import EdgeTransferError
+from . import ImageFile, vanished
+
+# Errors raised while decoding inside ``tf.numpy_function``: TF re-raises them as its own
+# OpError with a Python traceback in the message; :func:`input_errors` raises the original.
+_FAILURES: list[EdgeTransferError] = []
 
 
 def _loader(size: int, policy: str):
     def load(path: bytes) -> np.ndarray:
-        return images.load_array(Path(path.decode()), size, policy)
+        p = Path(path.decode())
+        try:
+            return images.load_array(p, size, policy)
+        except FileNotFoundError:
+            err = vanished(p)
+        except EdgeTransferError as exc:
+            err = exc
+        _FAILURES.append(err)
+        raise err
 
     return load
+
+
+@contextlib.contextmanager
+def input_errors(files: Collection[str | Path]) -> Iterator[None]:
+    """Turn a failure to read one of ``files`` during training (deleted or damaged after the
+    scan) into the :class:`DataError` naming it, whether raised directly or inside a pipeline."""
+    tf = _lazy.tf()
+    wanted = {str(f) for f in files}
+    _FAILURES.clear()
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if str(exc.filename) in wanted:
+            raise vanished(exc.filename) from None
+        raise
+    except tf.errors.OpError:
+        if _FAILURES:
+            raise _FAILURES[-1] from None
+        raise
+    finally:
+        _FAILURES.clear()
 
 
 def image_dataset(

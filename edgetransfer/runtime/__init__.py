@@ -135,7 +135,14 @@ class Classifier:
         return np.asarray(images.resize(pil, self.size, self.policy), dtype=np.float32)[None]
 
     def probabilities(self, image) -> np.ndarray:
-        return self.session.run(self.preprocess(image))[0]
+        probs = self.session.run(self.preprocess(image))[0]
+        if self.metadata.get("labels") and probs.shape[-1] != len(self.labels):
+            raise RuntimeBackendError(
+                f"the model outputs {probs.shape[-1]} scores but its metadata has {len(self.labels)} labels",
+                path=self.path,
+                fix="re-export the model with edgetransfer (the labels do not belong to this model)",
+            )
+        return probs
 
     def classify(self, image, top: int = 5) -> list[tuple[str, float]]:
         """The ``top`` labels with their scores, best first."""

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from dataclasses import asdict
@@ -21,8 +22,9 @@ import numpy as np
 from .. import backbones, metrics
 from .. import data as data_lib
 from ..backbones.weights import Weights
+from ..data import tfdata
 from ..errors import DataError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, require_writable, write_json
 from ..records import DataInfo, Metrics, RunManifest
 from . import rundir
 from .config import WORKFLOWS, Plan, TrainConfig, choose
@@ -78,6 +80,7 @@ def train(
         ConfigError, DataError: bad options or data (exit 2). ToolchainError: TF failed (3).
     """
     cfg = config or TrainConfig()
+    out = require_writable(Path(out), "run directory")  # before minutes of work, not at the end
     spec = backbones.get(cfg.backbone)
     size = spec.check_size(cfg.image_size or spec.input_size)
     ds, train_files, val_files = _splits(data_dir, val_data, cfg)
@@ -85,18 +88,26 @@ def train(
         raise DataError(
             "no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data"
         )
-    out = Path(out)
     data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
     partial = rundir.prepare(out, resume, cfg, data_now)
     with rundir.locked(partial):
-        rundir.check_resume(partial, resume, cfg, data_now)
-        ctx = FitContext(spec, cfg, size, len(ds.classes), tuple(train_files), tuple(val_files), partial)
-        start = time.perf_counter()
-        from .fit import run
+        full = False
+        try:
+            rundir.check_resume(partial, resume, cfg, data_now)
+            ctx = FitContext(spec, cfg, size, len(ds.classes), tuple(train_files), tuple(val_files), partial)
+            start = time.perf_counter()
+            from .fit import run
 
-        result = run(ctx)
-        _warn(cfg, result.plan)
-        manifest = _write(ctx, result, ds, time.perf_counter() - start, resume)
+            with tfdata.input_errors([f.path for f in (*train_files, *val_files)]):
+                result = run(ctx)
+                _warn(cfg, result.plan)
+                manifest = _write(ctx, result, ds, time.perf_counter() - start, resume)
+        except OSError as exc:  # h5py / Keras writing checkpoints on a full disk
+            if exc.errno != errno.ENOSPC:
+                raise
+            full = True
+        if full:  # outside the except block, so the failed writes' frames can be freed
+            rundir.disk_full(partial)
     rundir.finalize(partial, out)
     return TrainedModel(out, manifest)
 

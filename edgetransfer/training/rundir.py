@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
+import io
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from .. import _lazy
-from ..errors import ConfigError, UnsafeFileError
+from ..errors import ConfigError, ToolchainError, UnsafeFileError
 from ..records import RunManifest
 from .config import TrainConfig
 
@@ -111,6 +114,30 @@ def locked(partial: Path) -> Iterator[None]:
         yield
     finally:
         fh.close()
+
+
+def disk_full(partial: Path) -> NoReturn:
+    """After a full disk while training (Keras checkpoints, weights, model.keras): remove what was
+    being written (temporary files, and the checkpoint of the unfinished phase, which Keras writes
+    in place, so it is torn) and raise a ToolchainError naming the folder. Finished phases and the
+    epoch logs stay, so ``--resume`` continues once there is space.
+
+    Call it after the ``except`` block has ended: h5py files left open by the failed write are
+    held by the traceback's frames; they are closed here while the interpreter is whole (HDF5 can
+    crash closing them at exit), without h5py printing a traceback for each failed close.
+    """
+    with contextlib.redirect_stderr(io.StringIO()):
+        gc.collect()
+    for tmp in partial.glob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)
+    for backup in partial.glob("backup_*"):
+        if not (partial / f"{backup.name.removeprefix('backup_')}.weights.h5").exists():
+            shutil.rmtree(backup, ignore_errors=True)
+    raise ToolchainError(
+        "no space left on the device while writing the training checkpoints",
+        path=partial,
+        fix="free some disk space (or use another --out), then run the same command with --resume",
+    )
 
 
 def _differences(saved: dict, now: dict) -> list[str]:
