@@ -263,12 +263,10 @@ def check(
     art = ExportedArtifact.from_manifest(artifact)
     target = targets_lib.get(target_name, targets_dir)
     isolate.probe(art.path)  # a file from anywhere: load it in a child before this process does
-    if reference is not None:
-        reference = ExportedArtifact.from_manifest(reference)
+    ref_art = ExportedArtifact.from_manifest(reference) if reference is not None else None
     targets_lib.require_runnable(target, art.format, art.precision, Path(art.path).name)
     b = _merge(target, budget or Budget(), has_data=data_dir is not None)
-    if latency_samples is not None:
-        latency_samples = validate_samples(latency_samples, art)
+    p90s = validate_samples(latency_samples, art) if latency_samples is not None else None
     checks = []
     if b.latency_p90_ms is not None:
         checks.append(
@@ -276,21 +274,21 @@ def check(
                 art,
                 target,
                 b.latency_p90_ms,
-                samples=latency_samples,
+                samples=p90s,
                 budget_s=budget_s,
                 min_repeats=min_repeats,
                 max_repeats=max_repeats,
             )
         )
     if b.latency_ratio is not None:
-        if reference is None:
+        if ref_art is None:
             raise ConfigError(
                 "--max-latency-ratio needs --reference ARTIFACT", fix="name the model to compare against"
             )
         checks.append(
             ratio_check(
                 art,
-                reference,
+                ref_art,
                 target,
                 b.latency_ratio,
                 budget_s=budget_s,

@@ -305,13 +305,12 @@ def _stratified(files: list[ImageFile], val_split: float, seed: int) -> list[Ima
 def _report(root, classes, layout, good, info_by_path, bad) -> DataReport:
     infos = [info_by_path[f.path] for f in good]
     splits = sorted({f.split for f in good}, key=lambda s: (SPLIT_NAMES + ("all",)).index(s))
-    counts = {
+    by_split = {
         s: {c: sum(1 for f in good if f.split == s and f.label == i) for i, c in enumerate(classes)} for s in splits
     }
-    if (
-        "all" in layout and "val" not in splits
-    ):  # one unsplit pool: class -> images (a seeded split shows train/val per class)
-        counts = {c: sum(v[c] for v in counts.values()) for c in classes}
+    counts: dict = by_split
+    if "all" in layout and "val" not in splits:  # one unsplit pool: class -> images (a split shows train/val)
+        counts = {c: sum(v[c] for v in by_split.values()) for c in classes}
     per_class = Counter(f.label for f in good)
     imbalance = round(max(per_class.values()) / max(1, min(per_class.values())), 3)
     by_hash: dict[str, list[str]] = defaultdict(list)

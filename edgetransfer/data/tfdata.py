@@ -24,6 +24,7 @@ _FAILURES: list[EdgeTransferError] = []
 def _loader(size: int, policy: str):
     def load(path: bytes) -> np.ndarray:
         p = Path(path.decode())
+        err: EdgeTransferError
         try:
             return images.load_array(p, size, policy)
         except FileNotFoundError:
