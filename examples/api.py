@@ -6,12 +6,7 @@ python examples/api.py [DATA_DIR]    # default: ../shared/datasets/hymenoptera
 import sys
 from pathlib import Path
 
-from edgetransfer.evaluation import validate
-from edgetransfer.exporter import export
-from edgetransfer.gate import Budget, check
-from edgetransfer.quantization import QuantRecipe
-from edgetransfer.runtime import Classifier
-from edgetransfer.training import TrainConfig, train
+from edgetransfer import Budget, Classifier, QuantRecipe, TrainConfig, check, export, train, validate
 
 data = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/datasets/hymenoptera")
 out = Path("runs/api-example")
@@ -23,9 +18,12 @@ artifacts = export(run, ["tflite", "onnx"], [QuantRecipe.fp16(), QuantRecipe.int
 for a in artifacts:
     print(f"exported {a.path.name}: {a.size_bytes / 1e6:.2f} MB")
 
-report = validate([a.path for a in artifacts], data, ["host-cpu", "pixel4-cpu"], skip_incompatible=True)
+# held-out data: the run's own validation split (as its manifest records it)
+report = validate([a.path for a in artifacts], target_names=["host-cpu", "pixel4-cpu"], skip_incompatible=True)
+print(f"evaluated on {report.held_out['images']} images ({report.held_out['split']})")
 for target, best in report.best.items():
-    print(f"best on {target}: {Path(best.artifact).name} at {best.p50_ms:.2f} ms ({best.provenance})")
+    runtime = f" with {best.runtime}" if best.runtime else ""
+    print(f"best on {target}: {Path(best.artifact).name}{runtime} at {best.p50_ms:.2f} ms ({best.provenance})")
 
 int8 = next(a for a in artifacts if a.format == "tflite" and a.precision == "int8")
 verdict = check(int8.path, "pixel4-cpu", data_dir=data, budget=Budget(latency_p90_ms=15, accuracy_drop=1.0))
