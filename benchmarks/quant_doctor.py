@@ -30,7 +30,19 @@ from edgetransfer.quantization.doctor import AccuracyBudgetError, attempts_table
 from edgetransfer.quickstart import TRAIN  # noqa: E402
 from edgetransfer.training import TrainedModel, train  # noqa: E402
 
-HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hymenoptera"
+# ../shared beside the checkout (as tests/conftest.py), else the shared machine's copy
+HYMENOPTERA = (
+    next(
+        (
+            p
+            for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
+            if (p / "datasets").is_dir()
+        ),
+        Path("/work/shared"),
+    )
+    / "datasets"
+    / "hymenoptera"
+)
 RATIO = 1.5  # the bound on p50 and size against the plain int8 file
 
 
@@ -40,9 +52,9 @@ def _run(data: Path, cfg, out: Path) -> TrainedModel:
     return train(data, cfg, out=out)
 
 
-def case(name: str, run: TrainedModel, out: Path, budget: float) -> list[list]:
+def case(name: str, run: TrainedModel, out: Path, budget: float, fmts=("tflite", "onnx")) -> list[list]:
     rows = []
-    for fmt in ("tflite", "onnx"):
+    for fmt in fmts:
         start = time.perf_counter()
         try:
             (art,) = export(run, [fmt], [QuantRecipe.int8()], out=out / name, max_accuracy_drop=budget)
@@ -79,14 +91,18 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/quant-doctor"))
     ap.add_argument("--budget", type=float, default=0.5)
     ap.add_argument("--skip-hymenoptera", action="store_true")
+    ap.add_argument("--formats", nargs="+", default=["tflite", "onnx"])
+    ap.add_argument("--cases", nargs="+", default=["digits", "hymenoptera"])
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []
-    digits = samples.write_digits(args.out / "digits")
-    rows += case("digits", _run(digits, TRAIN, args.out / "digits-run"), args.out, args.budget)
-    if not args.skip_hymenoptera and HYMENOPTERA.is_dir():
+    if "digits" in args.cases:
+        digits = samples.write_digits(args.out / "digits")
+        run = _run(digits, TRAIN, args.out / "digits-run")
+        rows += case("digits", run, args.out, args.budget, args.formats)
+    if "hymenoptera" in args.cases and not args.skip_hymenoptera and HYMENOPTERA.is_dir():
         cfg = dataclasses.replace(TRAIN, image_size=224, epochs=20)
-        rows += case("hymenoptera", _run(HYMENOPTERA, cfg, args.out / "hym-run"), args.out, args.budget)
+        rows += case("hymenoptera", _run(HYMENOPTERA, cfg, args.out / "hym-run"), args.out, args.budget, args.formats)
     print(f"\nmax accuracy drop {args.budget} points; p50 and size against the plain int8 file (attempt 1)")
     print(table(rows, ["case", "drop pts", "attempt", "float ops", "p50", "size", "wall s", ""]))
     return 0 if all(r[-1] == "PASS" for r in rows) else 1

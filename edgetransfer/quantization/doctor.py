@@ -44,6 +44,9 @@ SENSITIVITY_IMAGES = 32  # per-layer error is a mean over activations: 32 images
 # ONNX Runtime's HistogramCalibrater (entropy / percentile) keeps every image's activations in memory
 # (onnxruntime/quantization/calibrate.py, collect_data): ~30 MB per 224-px Lite0 image, so 64 images ~2 GB.
 HISTOGRAM_MAX_IMAGES = 64
+# The bound: a mixed-precision file at most 1.5x the plain int8 file's size (float weights cost
+# 4 bytes a parameter instead of 1, so the float ops are chosen within that allowance).
+MAX_SIZE_RATIO = 1.5
 LATENCY_BUDGET_S = 0.5  # per attempt; latency.measure runs at least 20 timed runs anyway
 
 
@@ -229,7 +232,8 @@ class _Search:
             acc, p50 = _measure(art.path, self.held, len(self.run.classes))
             drop = round(100 * (self.reference - acc), 3)
             rec.update(status="ok", accuracy=acc, accuracy_drop=drop, size_bytes=art.size_bytes, p50_ms=p50)
-            rec["met_budget"] = drop <= self.budget
+            plain = self.attempts[0].get("size_bytes") if self.attempts else None
+            rec["met_budget"] = drop <= self.budget and (not plain or art.size_bytes <= MAX_SIZE_RATIO * plain)
             self.paths[i], self.cals[i] = art.path, cal
         except Exception as exc:  # a remedy that crashes the converter or runtime: recorded, the search goes on
             rec.update(
@@ -440,14 +444,20 @@ def _rank_onnx(s: _Search, path: Path, cal: Calibration) -> list[str]:
                 err[t] += float(((a - b) ** 2).sum())
                 sig[t] += float((a**2).sum())
     nsr = {t: err[t] / sig[t] for t in tensors if sig[t] > 0}
+    params = {i.name: int(np.prod(i.dims)) for i in fmodel.graph.initializer}
     added = []
     for n in fmodel.graph.node:
         outs = [nsr[o] for o in n.output if o in nsr]
         if not n.name or not outs:
             continue
         ins = [nsr[i] for i in n.input if i in nsr]
-        added.append((max(outs) - max(ins, default=0.0), n.name))
-    return [name for gain, name in sorted(added, reverse=True) if gain > 0]
+        added.append((max(outs) - max(ins, default=0.0), n.name, 3 * sum(params.get(i, 0) for i in n.input)))
+    allowance, ranked = (MAX_SIZE_RATIO - 1) * path.stat().st_size, []
+    for gain, name, extra in sorted(added, reverse=True):
+        if gain > 0 and extra <= allowance:  # skip a node whose float weights alone would outgrow the file
+            ranked.append(name)
+            allowance -= extra
+    return ranked
 
 
 def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path):
