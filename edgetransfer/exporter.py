@@ -177,6 +177,9 @@ def export(
     seed: int = 0,
     explicit_io: bool = False,
     dynamic_batch: bool = False,
+    max_accuracy_drop: float | None = None,
+    data_dir: str | Path | None = None,
+    recipe_file: str | Path | None = None,
 ) -> list[ExportedArtifact]:
     """Export ``run`` to every format x recipe.
 
@@ -191,14 +194,31 @@ def export(
         explicit_io: the recipes' io types were asked for (an impossible one is then refused).
         dynamic_batch: keep a dynamic batch dimension (default batch 1: static graphs that
             NNAPI, Core ML, GPU delegates and MediaPipe plan once).
+        max_accuracy_drop: int8 files: the most accuracy (points) they may lose against the float
+            model on the held-out data; remedies are searched until one fits (the quantization
+            doctor, :mod:`edgetransfer.quantization.doctor`).
+        data_dir: held-out data for ``max_accuracy_drop`` (default: the run's validation split).
+        recipe_file: a ``<file>.recipe.json`` the doctor wrote: export exactly that file again
+            (its format, recipe, calibration and ops kept in float replace ``formats``/``recipes``).
 
     Raises:
         UnsupportedError: a pair the format cannot do (before anything is written).
         ExportError: a converter failed; names the artifact; no partial file is left.
+        AccuracyBudgetError: (exit 1) no int8 recipe met ``max_accuracy_drop``; every file is
+            written, the int8 one at its best attempt.
     """
+    from .quantization import doctor
+
     run = run if isinstance(run, TrainedModel) else TrainedModel.from_dir(run)
+    keep: dict[tuple[str, QuantRecipe], tuple[str, ...]] = {}
+    if recipe_file is not None:
+        replay = doctor.FileRecipe.read(recipe_file, conflicts=max_accuracy_drop is not None)
+        formats, recipes, explicit_io = (replay.format,), (replay.recipe,), True
+        calibration = replay.calibration if str(calibration) == "auto" else calibration
+        seed, keep = replay.seed, {(replay.format, replay.recipe): replay.keep_float}
     packagings = _packagings(formats)
     pairs = plan(formats, recipes, explicit_io=explicit_io)
+    held = doctor.prepare(run, pairs, max_accuracy_drop, data_dir)  # refuses bad input before any work
     if layout not in ("nhwc", "nchw"):
         raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
     out = Path(out) if out else run.run_dir / "export"
@@ -209,18 +229,38 @@ def export(
         n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
         calib = calibration_set(run.manifest, calibration, n, seed=seed)
     model = run.load_model()
+    results: list[doctor.DoctorResult] = []
     with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
         sources: dict[str, object] = {}
         arts = []
         for fmt, r in pairs:
             fmt_layout = layout if fmt == "onnx" else "nhwc"
             src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch)
-            arts.append(write_artifact(src, run, fmt, r, calib, out, fmt_layout, dynamic_batch=dynamic_batch))
+            if held is not None and r.precision == "int8":
+                results.append(
+                    doctor.search(src, run, fmt, r, calib, out, fmt_layout, held, max_accuracy_drop, calibration, seed)
+                )
+                arts.append(results[-1].artifact)
+                continue
+            arts.append(
+                write_artifact(
+                    src,
+                    run,
+                    fmt,
+                    r,
+                    calib,
+                    out,
+                    fmt_layout,
+                    dynamic_batch=dynamic_batch,
+                    keep_float=keep.get((fmt, r), ()),
+                )
+            )
     for spec in packagings:
         for a in arts:
             if a.format == spec.packages and a.precision in spec.precisions:
                 spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
     _write_index(out, run, calib)
+    doctor.raise_unmet(results, arts)
     return arts
 
 
@@ -258,14 +298,20 @@ def write_artifact(
     name: str | None = None,
     attempts: tuple[dict, ...] = (),
     dynamic_batch: bool = False,
+    keep_float: Sequence[str] = (),
 ) -> ExportedArtifact:
-    """Write one file of ``fmt`` at ``recipe`` from a traced ``source``, with its manifest."""
+    """Write one file of ``fmt`` at ``recipe`` from a traced ``source``, with its manifest.
+
+    ``keep_float`` (int8): ops left in float (TFLite output tensor names, ONNX node names),
+    recorded in the manifest's ``recipe``; ``attempts``: the doctor's search, recorded as is.
+    """
+    extra = {"keep_float": tuple(keep_float)} if keep_float else {}
     path = out / (name or _name(fmt, recipe, layout))
     meta = _metadata(run, fmt, recipe, layout, out, dynamic_batch)
     start = time.perf_counter()
     try:
         with atomic_path(path) as tmp:
-            formats.get(fmt).exporter_module().write(source, recipe, calib, meta, tmp)
+            formats.get(fmt).exporter_module().write(source, recipe, calib, meta, tmp, **extra)
     except EdgeTransferError:
         raise
     except Exception as exc:  # converters raise anything from ValueError to ConverterError
@@ -287,7 +333,7 @@ def write_artifact(
         source_run=meta["source_run"],
         source_run_abs=str(run.run_dir.resolve()),
         source_fingerprint=run.manifest.data.fingerprint,
-        recipe=asdict(recipe),
+        recipe={**asdict(recipe), **{k: list(v) for k, v in extra.items()}},
         calibration={"source": calib.source, "count": len(calib.images)}
         if calib and recipe.needs_calibration
         else None,

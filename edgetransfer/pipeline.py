@@ -30,6 +30,7 @@ class ExportSpec:
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     calibration: str = "auto"
     calibration_size: int = 100
+    max_accuracy_drop: float | None = None  # int8: search recipes within this many points (quantization doctor)
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,14 @@ def _export_stage(flow, trained, out: Path, state: dict, upstream: str, skipped:
         skipped.append("export")
     else:
         _clear(exp_dir)
-        arts = export(trained, flow.export.formats, recipes, out=exp_dir, calibration=flow.export.calibration)
+        arts = export(
+            trained,
+            flow.export.formats,
+            recipes,
+            out=exp_dir,
+            calibration=flow.export.calibration,
+            max_accuracy_drop=flow.export.max_accuracy_drop,
+        )
         state["export"] = fp
         _save_state(out, state)
     log(f"export    {len(arts)} files{' (skipped: unchanged)' if 'export' in skipped else ''}")

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from .. import formats as formats_lib
-from ..exporter import export
+from ..exporter import export as _export
 from ..quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
+from ..quantization.doctor import AccuracyBudgetError, attempts_table, check_budget
 from ._common import echo, emit, json_option, table
 
 
@@ -59,6 +60,28 @@ from ._common import echo, emit, json_option, table
 )
 @click.option("--dynamic-batch", is_flag=True, help="Keep a dynamic batch dimension (default: batch 1, static).")
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [default: RUN_DIR/export].")
+@click.option(
+    "--max-accuracy-drop",
+    "max_accuracy_drop",
+    default=None,
+    metavar="POINTS",
+    help="int8: search calibration and mixed-precision recipes until the file loses at most POINTS of "
+    "accuracy against the float model on the held-out data; exit 1 (best attempt written) if none does.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Held-out data for --max-accuracy-drop [default: the run's validation split].",
+)
+@click.option(
+    "--recipe",
+    "recipe_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Replay a <file>.recipe.json written by --max-accuracy-drop (its format and precision).",
+)
 @json_option
 def export_cmd(
     run_dir,
@@ -72,9 +95,14 @@ def export_cmd(
     layout,
     dynamic_batch,
     out,
+    max_accuracy_drop,
+    data_dir,
+    recipe_file,
     as_json,
 ) -> None:
     """Export RUN_DIR to TFLite / ONNX at each --precision, with labels and normalisation inside."""
+    if max_accuracy_drop is not None:
+        max_accuracy_drop = check_budget(max_accuracy_drop)  # a ConfigError (exit 2) before any work
     if io_dtype and "int8" not in precisions:
         QuantRecipe(precisions[0], io_dtype)  # raises the clear error for --io without int8
     recipes = [
@@ -83,17 +111,27 @@ def export_cmd(
         )
         for p in dict.fromkeys(precisions)
     ]
-    arts = export(
-        run_dir,
-        formats,
-        recipes,
-        out=out,
-        calibration=calibration,
-        layout=layout,
-        explicit_io=io_dtype is not None,
-        dynamic_batch=dynamic_batch,
-    )
-    rows = [a.to_json() for a in arts]
+    try:
+        arts = _export(
+            run_dir,
+            formats,
+            recipes,
+            out=out,
+            calibration=calibration,
+            layout=layout,
+            explicit_io=io_dtype is not None,
+            dynamic_batch=dynamic_batch,
+            max_accuracy_drop=max_accuracy_drop,
+            data_dir=data_dir,
+            recipe_file=recipe_file,
+        )
+    except AccuracyBudgetError as exc:
+        if not as_json:  # the search is the answer too: show it before the error
+            _print_attempts(exc.artifacts)
+        raise
+    if not as_json:
+        _print_attempts(arts)
+    rows = [a.to_json() | ({"attempts": list(a.manifest.attempts)} if a.manifest.attempts else {}) for a in arts]
     bundles = (
         sorted(str(p.parent) for p in Path(rows[0]["path"]).parent.glob("tflm/*/model_data.cc"))
         if "tflm" in formats
@@ -121,6 +159,13 @@ def export_cmd(
             + "".join(f"\nTFLM bundle (model_data.cc/.h, tflm_manifest.json): {b}" for b in bundles)
         ),
     )
+
+
+def _print_attempts(arts) -> None:
+    for a in arts:
+        if a.manifest.attempts:
+            rows, header = attempts_table(a.manifest.attempts)
+            echo(f"{a.path.name}: int8 recipe search (--max-accuracy-drop)\n{table(rows, header)}\n")
 
 
 def register(cli: click.Group) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,21 @@ class _Reader:
         self.i = 0
 
 
-def _quantize(fp32_path: Path, out: Path, recipe: QuantRecipe, calibration: Calibration | None, layout: str) -> None:
+def prepare(fp32_path: Path, prep: Path) -> None:
+    """ONNX Runtime's pre-processing before static quantization (shape inference, graph
+    optimisation); node names of ``nodes_to_exclude`` refer to this graph."""
+    q = _lazy.require("onnxruntime.quantization", extra="runtime")
+    q.shape_inference.quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=True)
+
+
+def _quantize(
+    fp32_path: Path,
+    out: Path,
+    recipe: QuantRecipe,
+    calibration: Calibration | None,
+    layout: str,
+    keep_float: Sequence[str] = (),
+) -> None:
     q = _lazy.require("onnxruntime.quantization", extra="runtime")
     onnx = _lazy.require("onnx")
     if recipe.precision == "fp16":
@@ -84,7 +99,7 @@ def _quantize(fp32_path: Path, out: Path, recipe: QuantRecipe, calibration: Cali
         q.quantize_dynamic(str(fp32_path), str(out), weight_type=q.QuantType.QUInt8)
     else:  # int8, static QDQ
         prep = out.with_name(out.stem + ".prep.onnx")
-        q.shape_inference.quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=True)
+        prepare(fp32_path, prep)
         name = onnx.load(str(prep)).graph.input[0].name
         method = {
             "minmax": q.CalibrationMethod.MinMax,
@@ -102,6 +117,7 @@ def _quantize(fp32_path: Path, out: Path, recipe: QuantRecipe, calibration: Cali
             activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8,
             calibrate_method=method,
+            nodes_to_exclude=list(keep_float),  # mixed precision: these nodes stay float
         )
         prep.unlink(missing_ok=True)
 
@@ -119,14 +135,22 @@ class Source:
         onnx.save(proto, str(self.path))
 
 
-def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path) -> None:
+def write(
+    source: Source,
+    recipe: QuantRecipe,
+    calibration: Calibration | None,
+    meta: dict,
+    path: Path,
+    *,
+    keep_float: Sequence[str] = (),
+) -> None:
     onnx = _lazy.require("onnx")
     with tempfile.TemporaryDirectory(prefix="et-onnx-", dir=path.parent) as tmp:
         if recipe.precision == "fp32":
             final = onnx.load(str(source.path))
         else:
             qpath = Path(tmp) / "q.onnx"
-            _quantize(source.path, qpath, recipe, calibration, source.layout)
+            _quantize(source.path, qpath, recipe, calibration, source.layout, keep_float)
             final = onnx.load(str(qpath))
         layout = source.layout
     # ONNX Runtime's fp16 converter appends the input Cast last, its quantizer imports every domain

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,12 +63,22 @@ class Source:
         )
         archive.write_out(str(self.path), verbose=False)
 
+        self.calibrated: dict[str, bytes] = {}  # calibration digest -> calibrated float model (mixed int8)
+
     def converter(self):
         return _lazy.tf().lite.TFLiteConverter.from_saved_model(str(self.path))
 
 
-def convert(source: Source, recipe: QuantRecipe, calibration: Calibration | None) -> bytes:
-    """The flatbuffer for the traced model at ``recipe``'s precision."""
+def convert(
+    source: Source, recipe: QuantRecipe, calibration: Calibration | None, *, keep_float: Sequence[str] = ()
+) -> bytes:
+    """The flatbuffer for the traced model at ``recipe``'s precision.
+
+    ``keep_float`` (int8 only): output tensor names of ops left in float (mixed precision, see
+    :func:`mixed_int8`).
+    """
+    if keep_float and recipe.precision == "int8":
+        return mixed_int8(source, recipe, calibration, keep_float)
     tf = _lazy.tf()
     conv = source.converter()
     p = recipe.precision
@@ -91,6 +102,46 @@ def convert(source: Source, recipe: QuantRecipe, calibration: Calibration | None
     if p == "int16x8":
         conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     return conv.convert()
+
+
+def calibrated_model(source: Source, calibration: Calibration) -> bytes:
+    """The float model with the calibration ranges recorded (the converter's calibrate-only
+    step), computed once per calibration set and source."""
+    import hashlib
+
+    tf = _lazy.tf()
+    key = hashlib.sha1(calibration.images.tobytes()).hexdigest()
+    if key not in source.calibrated:
+        conv = source.converter()
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        samples = calibration.images
+        conv.representative_dataset = lambda: ([samples[i : i + 1]] for i in range(len(samples)))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # The same two private switches tf.lite.experimental.QuantizationDebugger sets.
+        conv.experimental_mlir_quantizer = True
+        conv._experimental_calibrate_only = True
+        source.calibrated[key] = conv.convert()
+    return source.calibrated[key]
+
+
+def mixed_int8(source: Source, recipe: QuantRecipe, calibration: Calibration, keep_float: Sequence[str]) -> bytes:
+    """Full int8 except the ops whose output tensors are named in ``keep_float``, which stay float
+    with quantize / dequantize around them: the calibrated model quantized by the MLIR quantizer with
+    ``denylisted_nodes``, as ``QuantizationDebugger.get_nondebug_quantized_model`` does, plus the
+    recipe's integer input/output type."""
+    tf = _lazy.tf()
+    from tensorflow.lite.python import convert as tfl_convert
+
+    io_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[recipe.io_dtype]
+    return bytes(
+        tfl_convert.mlir_quantize(
+            calibrated_model(source, calibration),
+            fully_quantize=recipe.io_dtype != "float32",
+            input_data_type=io_type,
+            output_data_type=io_type,
+            denylisted_nodes=list(keep_float),
+        )
+    )
 
 
 def with_metadata(flatbuffer: bytes, meta: dict) -> bytes:
@@ -117,5 +168,13 @@ def with_metadata(flatbuffer: bytes, meta: dict) -> bytes:
     return tm.attach(model, metadata, files, extra={"edgetransfer": json.dumps(meta).encode()})
 
 
-def write(source: Source, recipe: QuantRecipe, calibration: Calibration | None, meta: dict, path: Path) -> None:
-    path.write_bytes(with_metadata(convert(source, recipe, calibration), meta))
+def write(
+    source: Source,
+    recipe: QuantRecipe,
+    calibration: Calibration | None,
+    meta: dict,
+    path: Path,
+    *,
+    keep_float: Sequence[str] = (),
+) -> None:
+    path.write_bytes(with_metadata(convert(source, recipe, calibration, keep_float=keep_float), meta))

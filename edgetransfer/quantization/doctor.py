@@ -1,0 +1,517 @@
+"""The quantization doctor: an int8 file within an accuracy budget, found automatically.
+
+``export --precision int8 --max-accuracy-drop P`` writes the plain int8 file, measures it against the
+float model on the held-out data and, while it loses more than ``P`` points, tries remedies in order of
+cost, stopping at the first that fits:
+
+1. calibration: 2x and 4x the images (up to what the source has); ONNX also the entropy and percentile
+   methods and per-tensor weights;
+2. per-layer sensitivity: ops ranked by the error they add (TFLite: ``QuantizationDebugger`` layer
+   statistics ``rmse / scale``; ONNX: float vs QDQ activations per node), the top 1, 2, 4, 8, ... kept in
+   float (TFLite ``denylisted_nodes``, ONNX ``nodes_to_exclude``);
+3. nothing fits: the best attempt is written and :class:`AccuracyBudgetError` (exit 1) names it.
+
+Every attempt (recipe, accuracy, drop, size, host p50, ops in float, or why it failed) lands in the file's
+manifest (``attempts``); the chosen recipe is written beside it as ``<file>.recipe.json``, which
+``export --recipe`` replays exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import _lazy, formats, latency, metrics
+from ..errors import EXIT_BUDGET, ConfigError, DataError, EdgeTransferError, UnsupportedError
+from ..io import write_json
+from .calibration import Calibration, calibration_set
+from .recipe import QuantRecipe
+
+log = logging.getLogger("edgetransfer")
+RECIPE_KIND = "edgetransfer.recipe"
+K_STEPS = (1, 2, 4, 8, 16, 32)  # ops kept in float, doubling: the search costs log2(ops) attempts
+SENSITIVITY_IMAGES = 32  # per-layer error is a mean over activations: 32 images rank the layers stably
+# ONNX Runtime's HistogramCalibrater (entropy / percentile) keeps every image's activations in memory
+# (onnxruntime/quantization/calibrate.py, collect_data): ~30 MB per 224-px Lite0 image, so 64 images ~2 GB.
+HISTOGRAM_MAX_IMAGES = 64
+# The issue's bound: a mixed-precision file at most 1.5x the plain int8 file's size (float weights cost
+# 4 bytes a parameter instead of 1, so the float ops are chosen within that allowance).
+MAX_SIZE_RATIO = 1.5
+LATENCY_BUDGET_S = 0.5  # per attempt; latency.measure runs at least 20 timed runs anyway
+
+
+class AccuracyBudgetError(EdgeTransferError):
+    """No int8 recipe met ``--max-accuracy-drop``; the best attempt is written (exit 1)."""
+
+    exit_code = EXIT_BUDGET
+
+    def __init__(self, problem: str, *, path=None, fix=None, results=(), artifacts=()):
+        super().__init__(problem, path=path, fix=fix)
+        self.results = tuple(results)
+        self.artifacts = tuple(artifacts)
+
+
+@dataclass(frozen=True)
+class FileRecipe:
+    """Everything that makes one exported file: format, recipe, ops in float, calibration source and seed."""
+
+    format: str
+    recipe: QuantRecipe
+    keep_float: tuple[str, ...] = ()
+    calibration: str = "auto"
+    seed: int = 0
+
+    def to_json(self, measured: dict | None = None) -> dict:
+        return {
+            "kind": RECIPE_KIND,
+            "schema": 1,
+            "format": self.format,
+            "recipe": asdict(self.recipe),
+            "keep_float": list(self.keep_float),
+            "calibration": self.calibration,
+            "seed": self.seed,
+            "measured": measured or {},
+        }
+
+    @classmethod
+    def read(cls, path: str | Path, *, conflicts: bool = False) -> FileRecipe:
+        """Read a ``<file>.recipe.json``.
+
+        Raises:
+            ConfigError: missing, unreadable or not a recipe file, or given with ``--max-accuracy-drop``.
+        """
+        path = Path(path)
+        if conflicts:
+            raise ConfigError(
+                "--recipe replays a file; --max-accuracy-drop searches for one",
+                path=path,
+                fix="give one of them",
+            )
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("kind") != RECIPE_KIND:
+                raise ValueError(f"kind is {doc.get('kind')!r}, not {RECIPE_KIND!r}")
+            return cls(
+                str(doc["format"]),
+                QuantRecipe(**doc["recipe"]),
+                tuple(str(n) for n in doc.get("keep_float", ())),
+                str(doc.get("calibration", "auto")),
+                int(doc.get("seed", 0)),
+            )
+        except EdgeTransferError as exc:
+            raise ConfigError(f"bad recipe in the file: {exc.problem}", path=path, fix=exc.fix) from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(
+                f"not a recipe file ({type(exc).__name__}: {exc})",
+                path=path,
+                fix="pass a <file>.recipe.json written by `edgetransfer export --max-accuracy-drop`",
+            ) from None
+
+
+@dataclass
+class Held:
+    """The held-out data and the float model's accuracy on it (computed once, on first use)."""
+
+    data: object  # evaluation.HeldOut
+    reference: float | None = None
+
+
+@dataclass(frozen=True)
+class DoctorResult:
+    """One int8 file's search: the file written, every attempt, which was chosen, whether it met the budget."""
+
+    artifact: object  # exporter.ExportedArtifact
+    attempts: tuple[dict, ...]
+    chosen: int  # 1-based attempt number
+    met: bool
+    budget: float
+    reference_accuracy: float
+    recipe_path: Path
+    seconds: float = field(default=0.0)
+
+
+def check_budget(value) -> float:
+    """``value`` as a budget in points (0 to 100), or a ConfigError."""
+    try:
+        points = float(value)
+    except (TypeError, ValueError):
+        points = math.nan
+    if isinstance(value, bool) or not math.isfinite(points) or not 0 <= points <= 100:
+        raise ConfigError(
+            f"--max-accuracy-drop {value!r}: not a number of points from 0 to 100",
+            fix="e.g. --max-accuracy-drop 0.5 (half a point of top-1 accuracy)",
+        )
+    return points
+
+
+def prepare(run, pairs, max_accuracy_drop, data_dir) -> Held | None:
+    """Refuse bad input before any work: the budget, a float-only export, no held-out data.
+
+    Returns:
+        The held-out data, or None when no budget was given.
+    """
+    if max_accuracy_drop is None:
+        if data_dir is not None:
+            raise ConfigError("--data is the held-out data of --max-accuracy-drop", fix="add --max-accuracy-drop P")
+        return None
+    check_budget(max_accuracy_drop)
+    if not any(r.precision == "int8" for _, r in pairs):
+        raise UnsupportedError(
+            "--max-accuracy-drop searches int8 recipes; this export is "
+            + ", ".join(sorted({r.precision for _, r in pairs})),
+            fix="add --precision int8",
+        )
+    from ..evaluation import held_out
+
+    held = held_out(run, data_dir)
+    if len(held.y) == 0:
+        raise DataError("no held-out images", path=held.source, fix="pass --data DIR with the model's class folders")
+    return Held(held)
+
+
+def _reference(run, held: Held) -> float:
+    if held.reference is None:
+        from ..evaluation import reference_probs
+
+        probs, _ = reference_probs(run, held.data.x)
+        held.reference = metrics.scores(probs, held.data.y, len(run.classes), str(run.model_path)).accuracy
+    return held.reference
+
+
+def _measure(path: Path, held: Held, n_classes: int) -> tuple[float, float]:
+    """Accuracy on the held-out data and host p50 (ms) of one file, in its default runtime."""
+    from ..evaluation import predict, probe_batch
+    from ..runtime import load_session, runtime_for
+
+    x = held.data.x
+    acc = metrics.scores(predict(load_session(path), x, str(path)), held.data.y, n_classes, str(path)).accuracy
+    lat = latency.measure(
+        lambda: runtime_for(path).load(path, None), probe_batch(x.shape[1]), budget_s=LATENCY_BUDGET_S
+    )
+    return acc, lat.p50
+
+
+class _Search:
+    """The attempts of one int8 file, each written to a scratch folder and measured."""
+
+    def __init__(self, src, run, fmt: str, layout: str, held: Held, budget: float, scratch: Path):
+        self.src, self.run, self.fmt, self.layout = src, run, fmt, layout
+        self.held, self.budget, self.scratch = held, budget, scratch
+        self.reference = _reference(run, held)
+        self.attempts: list[dict] = []
+        self.paths: dict[int, Path] = {}
+        self.cals: dict[int, Calibration] = {}
+
+    def attempt(self, remedy: str, recipe: QuantRecipe, cal: Calibration, keep: Sequence[str] = ()) -> dict:
+        """Write and measure one recipe; a converter or runtime failure is recorded, never raised."""
+        from ..exporter import write_artifact
+
+        i = len(self.attempts) + 1
+        rec: dict = {
+            "attempt": i,
+            "remedy": remedy,
+            "recipe": asdict(recipe),
+            "calibration_count": len(cal.images),
+            "keep_float": list(keep),
+        }
+        start = time.perf_counter()
+        try:
+            name = f"attempt{i}{formats.get(self.fmt).suffix}"
+            art = write_artifact(self.src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
+                                 keep_float=keep)  # fmt: skip
+            acc, p50 = _measure(art.path, self.held, len(self.run.classes))
+            drop = round(100 * (self.reference - acc), 3)
+            rec.update(status="ok", accuracy=acc, accuracy_drop=drop, size_bytes=art.size_bytes, p50_ms=p50)
+            plain = self.attempts[0].get("size_bytes") if self.attempts else None
+            rec["met_budget"] = drop <= self.budget and (not plain or art.size_bytes <= MAX_SIZE_RATIO * plain)
+            self.paths[i], self.cals[i] = art.path, cal
+        except Exception as exc:  # a remedy that crashes the converter or runtime: recorded, the search goes on
+            rec.update(
+                status="failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            )
+            rec["met_budget"] = False
+        rec["seconds"] = round(time.perf_counter() - start, 2)
+        self.attempts.append(rec)
+        log.info("doctor %s #%d %s: %s", self.fmt, i, remedy, _summary(rec))
+        return rec
+
+    def best(self) -> dict:
+        """The first attempt that met the budget, else the one with the smallest drop (then the fastest)."""
+        ok = [a for a in self.attempts if a["status"] == "ok"]
+        met = [a for a in ok if a["met_budget"]]
+        if met:
+            return met[0]
+        if not ok:
+            raise self._all_failed()
+        return min(ok, key=lambda a: (a["accuracy_drop"], a["p50_ms"]))
+
+    def _all_failed(self):
+        from ..errors import ExportError
+
+        return ExportError(
+            f"every int8 attempt for {self.fmt} failed (first: {self.attempts[0].get('error')})",
+            path=self.run.model_path,
+            fix="run with --debug; try another precision",
+        )
+
+
+def _summary(a: dict) -> str:
+    if a["status"] != "ok":
+        return f"failed ({a['error']})"
+    return f"accuracy {a['accuracy']:.4f}, drop {a['accuracy_drop']:+.2f} pts, p50 {a['p50_ms']:.2f} ms"
+
+
+def search(src, run, fmt, recipe, calib, out, layout, held, budget, calibration="auto", seed=0) -> DoctorResult:
+    """Find an int8 recipe for ``fmt`` within ``budget`` points of the float model, and write it.
+
+    Args:
+        src: the format's traced source (``make_source``). run: the TrainedModel.
+        recipe, calib: the plain int8 recipe and its calibration set (the first attempt).
+        out: the export folder. layout: the file's input layout. held: from :func:`prepare`.
+        budget: ``max_accuracy_drop`` in points. calibration, seed: where more calibration images come from.
+
+    Returns:
+        The result; the file is written (at its best attempt) even when nothing met the budget.
+    """
+    from ..exporter import write_artifact
+
+    start = time.perf_counter()
+    budget = check_budget(budget)
+    with tempfile.TemporaryDirectory(prefix=".doctor-", dir=out) as tmp:
+        s = _Search(src, run, fmt, layout, held, budget, Path(tmp))
+        s.attempt("plain int8", recipe, calib)
+        for remedy in (_calibration_remedies, _sensitivity_remedies):
+            if any(a["met_budget"] for a in s.attempts):
+                break
+            remedy(s, recipe, calib, calibration, seed)
+        best = s.best()
+        cal = s.cals[best["attempt"]]
+        chosen = QuantRecipe(**best["recipe"])
+        art = write_artifact(src, run, fmt, chosen, cal, out, layout, attempts=tuple(s.attempts),
+                             keep_float=tuple(best["keep_float"]))  # fmt: skip
+    file_recipe = FileRecipe(fmt, chosen, tuple(best["keep_float"]), str(calibration), seed)
+    measured = {k: best[k] for k in ("attempt", "remedy", "accuracy", "accuracy_drop", "size_bytes", "p50_ms")}
+    measured.update(reference_accuracy=s.reference, max_accuracy_drop=budget, held_out=held.data.to_json())
+    recipe_path = write_json(art.path.with_name(art.path.name + ".recipe.json"), file_recipe.to_json(measured))
+    return DoctorResult(
+        art, tuple(s.attempts), best["attempt"], best["met_budget"], budget, s.reference, Path(recipe_path),
+        round(time.perf_counter() - start, 1),
+    )  # fmt: skip
+
+
+def _best_ok(s: _Search) -> dict | None:
+    ok = [a for a in s.attempts if a["status"] == "ok"]
+    return min(ok, key=lambda a: a["accuracy_drop"]) if ok else None
+
+
+def _met(s: _Search) -> bool:
+    return any(a["met_budget"] for a in s.attempts)
+
+
+def _calibration_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibration, seed: int) -> None:
+    """2x then 4x the calibration images; ONNX: entropy and percentile, then the other weight granularity."""
+    from dataclasses import replace
+
+    have = len(calib.images)
+    for factor in (2, 4):
+        if _met(s):
+            return
+        cal = calibration_set(s.run.manifest, calibration, factor * recipe.calibration_size, seed=seed)
+        if len(cal.images) <= have:
+            break  # the source has no more images
+        have = len(cal.images)
+        s.attempt(f"calibration {have} images", replace(recipe, calibration_size=have), cal)
+    if s.fmt != "onnx":
+        return  # TFLite's converter calibrates min/max only, always per-channel
+    base = _best_ok(s) or s.attempts[0]
+    base_cal = s.cals.get(base["attempt"], calib)
+    for method in ("entropy", "percentile"):
+        if _met(s):
+            return
+        n = min(len(base_cal.images), HISTOGRAM_MAX_IMAGES)
+        cal = Calibration(base_cal.images[:n], base_cal.source, base_cal.files[:n])  # a prefix: replays exactly
+        r = replace(QuantRecipe(**base["recipe"]), method=method, calibration_size=n)
+        s.attempt(f"calibration method {method} ({n} images)", r, cal)
+    if not _met(s):
+        base = _best_ok(s) or s.attempts[0]
+        r = QuantRecipe(**base["recipe"])
+        r = replace(r, per_channel=not r.per_channel)
+        s.attempt(f"{'per-channel' if r.per_channel else 'per-tensor'} weights", r, s.cals.get(base["attempt"], calib))
+
+
+def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibration, seed: int) -> None:
+    """Rank the ops of the best attempt so far by the error they add; keep the top 1, 2, 4, ... in float."""
+    base = _best_ok(s)
+    if base is None:
+        return
+    r, cal = QuantRecipe(**base["recipe"]), s.cals[base["attempt"]]
+    start = time.perf_counter()
+    try:
+        ranked = (_rank_tflite if s.fmt == "tflite" else _rank_onnx)(s, s.paths[base["attempt"]], cal)
+    except Exception as exc:  # the analysis is a remedy too: a failure is recorded and the search ends here
+        s.attempts.append(
+            {
+                "attempt": len(s.attempts) + 1,
+                "remedy": "per-layer sensitivity analysis",
+                "recipe": asdict(r),
+                "calibration_count": len(cal.images),
+                "keep_float": [],
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                "met_budget": False,
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+        )
+        return
+    log.info("doctor %s: most sensitive ops: %s", s.fmt, ", ".join(ranked[:8]))
+    for k in K_STEPS:
+        k = min(k, len(ranked))
+        if _met(s) or k == 0 or any(len(a["keep_float"]) == k and a["recipe"] == asdict(r) for a in s.attempts):
+            if _met(s) or k == len(ranked):
+                return
+            continue
+        s.attempt(f"float top-{k} sensitive ops", r, cal, ranked[:k])
+
+
+def _rank_tflite(s: _Search, path: Path, cal: Calibration) -> list[str]:
+    """Output tensor names of the quantized ops, most error added first: ``QuantizationDebugger``'s
+    per-layer ``rmse / scale`` (the quantization debugger guide's metric: ~0.29 is plain rounding
+    noise, 1/sqrt(12); more means the layer's ranges or weights quantize badly)."""
+    from ..formats import tflite as fmt
+
+    tf = _lazy.tf()
+    from tensorflow.lite.python import convert as tfl_convert
+
+    debug_model = tfl_convert.mlir_quantize(fmt.calibrated_model(s.src, cal), enable_numeric_verify=True)
+    x = cal.images[:SENSITIVITY_IMAGES]
+    dbg = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=bytes(debug_model),
+        debug_dataset=lambda: ([x[i : i + 1]] for i in range(len(x))),
+    )
+    dbg.run()
+    buf = io.StringIO()
+    dbg.layer_statistics_dump(buf)
+    buf.seek(0)
+    scored = []
+    for row in csv.DictReader(buf):
+        scale = float(row["scale"] or 0)
+        if scale > 0:
+            scored.append((math.sqrt(float(row["mean_squared_error"])) / scale, row["tensor_name"]))
+    return [name for _, name in sorted(scored, reverse=True)]
+
+
+def _rank_onnx(s: _Search, path: Path, cal: Calibration) -> list[str]:
+    """Node names, most error added first: per node, the noise-to-signal ratio of its output in the QDQ
+    file against the float graph (after the output's own quantize/dequantize) minus the worst of its
+    inputs': the error the node itself adds (weights and output rounding), as ONNX Runtime's
+    ``qdq_loss_debug`` compares them, streamed one image at a time to keep memory flat."""
+    from ..formats import onnx as fmt
+
+    onnx = _lazy.require("onnx")
+    ort = _lazy.require("onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="et-rank-") as tmp:
+        prep = Path(tmp) / "prep.onnx"
+        fmt.prepare(s.src.path, prep)
+        fmodel, qmodel = onnx.load(str(prep)), onnx.load(str(path))
+        qnames = {o for n in qmodel.graph.node for o in n.output}
+        tensors = [o for n in fmodel.graph.node for o in n.output if o in qnames]
+        post = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in qnames else t for t in tensors}
+        fsess = _session_with_outputs(onnx, ort, fmodel, tensors, Path(tmp) / "f.onnx")
+        qsess = _session_with_outputs(onnx, ort, qmodel, sorted(set(post.values())), Path(tmp) / "q.onnx")
+    err = dict.fromkeys(tensors, 0.0)
+    sig = dict.fromkeys(tensors, 0.0)
+    x = cal.images[:SENSITIVITY_IMAGES]
+    x = x.transpose(0, 3, 1, 2) if s.layout == "nchw" else x
+    fin, qin = fsess.get_inputs()[0].name, qsess.get_inputs()[0].name
+    fnames, qouts = [o.name for o in fsess.get_outputs()], [o.name for o in qsess.get_outputs()]
+    for i in range(len(x)):
+        batch = np.ascontiguousarray(x[i : i + 1], dtype=np.float32)
+        f = dict(zip(fnames, fsess.run(None, {fin: batch}), strict=True))
+        q = dict(zip(qouts, qsess.run(None, {qin: batch}), strict=True))
+        for t in tensors:
+            a, b = np.asarray(f[t], np.float64), np.asarray(q[post[t]], np.float64)
+            if a.shape == b.shape:
+                err[t] += float(((a - b) ** 2).sum())
+                sig[t] += float((a**2).sum())
+    nsr = {t: err[t] / sig[t] for t in tensors if sig[t] > 0}
+    params = {i.name: int(np.prod(i.dims)) for i in fmodel.graph.initializer}
+    added = []
+    for n in fmodel.graph.node:
+        outs = [nsr[o] for o in n.output if o in nsr]
+        if not n.name or not outs:
+            continue
+        ins = [nsr[i] for i in n.input if i in nsr]
+        added.append((max(outs) - max(ins, default=0.0), n.name, 3 * sum(params.get(i, 0) for i in n.input)))
+    allowance, ranked = (MAX_SIZE_RATIO - 1) * path.stat().st_size, []
+    for gain, name, extra in sorted(added, reverse=True):
+        if gain > 0 and extra <= allowance:  # skip a node whose float weights alone would outgrow the file
+            ranked.append(name)
+            allowance -= extra
+    return ranked
+
+
+def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path):
+    """An ONNX Runtime session that also outputs the tensors ``names`` (float intermediates)."""
+    have = {o.name for o in model.graph.output}
+    for t in names:
+        if t not in have:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
+    onnx.save(model, str(path))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def raise_unmet(results: Sequence[DoctorResult], artifacts) -> None:
+    """Raise :class:`AccuracyBudgetError` (exit 1) naming the files whose best attempt missed the budget."""
+    unmet = [r for r in results if not r.met]
+    if not unmet:
+        return
+    parts = []
+    for r in unmet:
+        best = r.attempts[r.chosen - 1]
+        parts.append(
+            f"{r.artifact.path.name}: best attempt #{best['attempt']} ({best['remedy']}) loses "
+            f"{best['accuracy_drop']:.2f} points (budget {r.budget:g})"
+        )
+    raise AccuracyBudgetError(
+        "no int8 recipe met --max-accuracy-drop; the best attempt was written: " + "; ".join(parts),
+        path=unmet[0].artifact.path,
+        fix="raise --max-accuracy-drop, calibrate on more representative images (--calibration DIR), "
+        "or ship fp16 / int16x8 for this model",
+        results=results,
+        artifacts=artifacts,
+    )
+
+
+def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
+    """Rows and header of the attempt table the CLI and the benchmark print."""
+    rows = []
+    for a in attempts:
+        r = a["recipe"]
+        recipe = f"{r['method']}/{'pc' if r['per_channel'] else 'pt'}/{a['calibration_count']}"
+        ok = a["status"] == "ok"
+        rows.append(
+            [
+                a["attempt"],
+                a["remedy"],
+                recipe,
+                len(a["keep_float"]),
+                f"{a['accuracy']:.4f}" if ok else "-",
+                f"{a['accuracy_drop']:+.2f}" if ok else "-",
+                f"{a['size_bytes'] / 1e6:.2f} MB" if ok else "-",
+                f"{a['p50_ms']:.2f}" if ok else "-",
+                ("met" if a["met_budget"] else "over") if ok else "failed",
+            ]
+        )
+    return rows, ["#", "remedy", "method/weights/images", "float ops", "accuracy", "drop pts", "size", "p50 ms", ""]
