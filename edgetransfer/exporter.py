@@ -321,7 +321,7 @@ def write_artifact(
             path=path,
             fix="run with --debug for the converter's traceback; try another precision",
         ) from exc
-    io = IOSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["input"].items()})
+    io = IOSpec.from_json(meta["input"], f"{path.name} metadata")
     m = ArtifactManifest(
         path=path.name,
         format=fmt,

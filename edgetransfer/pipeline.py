@@ -181,7 +181,8 @@ def run(flow: Flow, log=print) -> FlowResult:
     run_dir = out / "run"
     fp_train = _fp(ds.fingerprint(), asdict(flow.train))
     if state.get("train") == fp_train and (run_dir / "manifest.json").exists():
-        trained, _ = TrainedModel.from_dir(run_dir), skipped.append("train")
+        trained = TrainedModel.from_dir(run_dir)
+        skipped.append("train")
     else:
         _clear(run_dir)
         trained = train(data_dir, flow.train, out=run_dir)

@@ -98,6 +98,8 @@ def _quantize(
     elif recipe.precision == "dynamic":
         q.quantize_dynamic(str(fp32_path), str(out), weight_type=q.QuantType.QUInt8)
     else:  # int8, static QDQ
+        if calibration is None:
+            raise ValueError("int8 needs calibration images")  # the exporter always passes them
         prep = out.with_name(out.stem + ".prep.onnx")
         prepare(fp32_path, prep)
         name = onnx.load(str(prep)).graph.input[0].name

@@ -77,7 +77,9 @@ def convert(
     ``keep_float`` (int8 only): output tensor names of ops left in float (mixed precision, see
     :func:`mixed_int8`).
     """
-    if keep_float and recipe.precision == "int8":
+    if recipe.needs_calibration and calibration is None:
+        raise ValueError(f"{recipe.precision} needs calibration images")  # the exporter always passes them
+    if keep_float and recipe.precision == "int8" and calibration is not None:
         return mixed_int8(source, recipe, calibration, keep_float)
     tf = _lazy.tf()
     conv = source.converter()
@@ -86,7 +88,7 @@ def convert(
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if p == "fp16":
         conv.target_spec.supported_types = [tf.float16]
-    if recipe.needs_calibration:
+    if recipe.needs_calibration and calibration is not None:
         samples = calibration.images
 
         def representative():

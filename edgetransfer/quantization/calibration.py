@@ -38,7 +38,8 @@ def _balanced(files: list[data_lib.ImageFile], n: int, seed: int) -> list[data_l
         by_class.setdefault(f.label, []).append(f)
     for group in by_class.values():
         rng.shuffle(group)
-    out, i = [], 0
+    out: list[data_lib.ImageFile] = []
+    i = 0
     while len(out) < n and any(i < len(g) for g in by_class.values()):
         out += [g[i] for g in by_class.values() if i < len(g)][: n - len(out)]
         i += 1

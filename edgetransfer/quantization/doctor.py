@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class FileRecipe:
 class Held:
     """The held-out data and the float model's accuracy on it (computed once, on first use)."""
 
-    data: object  # evaluation.HeldOut
+    data: Any  # evaluation.HeldOut (imported lazily: evaluation imports the exporter)
     reference: float | None = None
 
 
@@ -130,7 +131,7 @@ class Held:
 class DoctorResult:
     """One int8 file's search: the file written, every attempt, which was chosen, whether it met the budget."""
 
-    artifact: object  # exporter.ExportedArtifact
+    artifact: Any  # exporter.ExportedArtifact (imported lazily: the exporter imports this module)
     attempts: tuple[dict, ...]
     chosen: int  # 1-based attempt number
     met: bool
