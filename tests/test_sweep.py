@@ -12,6 +12,7 @@ from conftest import make_folder
 
 from edgetransfer.errors import ConfigError
 from edgetransfer.search import Limits, SweepPoint, TargetLatency, pareto_front, pick, plan_grid
+from edgetransfer.training import TrainConfig
 
 TARGETS = ("host-cpu", "pixel4-cpu")
 
@@ -125,6 +126,44 @@ def test_budget_no_configuration_meets_exits_1(swept):
     doc = json.loads(stdout)
     assert doc["best"] == {t: None for t in TARGETS} and doc["stats"]["computed"] == 0
     assert "no configuration meets the budget on pixel4-cpu" in err and "closest is #" in err
+
+
+def test_ctrl_c_then_rerun_with_a_wider_grid(swept):
+    """Ctrl-C while a new size validates: its run and exports survive; the rerun only validates it."""
+    from edgetransfer import sweep
+
+    data, out, _ = swept
+    kw = dict(
+        backbones=["efficientnet_lite0"],
+        precisions=["fp16", "int8"],
+        targets=TARGETS,
+        out=out,
+        train_config=TrainConfig(epochs=2),
+        calibration_size=8,
+        budget_s=0.1,
+    )
+
+    def interrupt(line: str) -> None:
+        if "validating" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep(data, image_sizes=[32, 40, 48], progress=interrupt, **kw)
+    lines: list[str] = []
+    res = sweep(data, image_sizes=[32, 40, 48], progress=lines.append, **kw)
+    s = res.stats
+    assert (s.computed, s.reused, s.trained, s.runs_reused, s.exported, s.exports_reused) == (2, 4, 0, 1, 0, 2)
+    assert len(res.configs) == 6 and res.configs[2].image_size == 40
+
+
+def test_changed_data_is_detected(tmp_path):
+    from edgetransfer.search import _compare_state
+
+    grid = plan_grid(["efficientnet_lite0"], [32], ["int8"], ["host-cpu"])
+    assert _compare_state(tmp_path, grid, "fp-1", TrainConfig()) == []
+    notes = _compare_state(tmp_path, plan_grid(["efficientnet_lite0"], [32, 48], ["int8"], ["host-cpu"]), "fp-2",
+                           TrainConfig())  # fmt: skip
+    assert any("data changed" in n for n in notes) and any("1 configuration(s) added" in n for n in notes)
 
 
 def test_pipeline_sweep_section(tmp_path):

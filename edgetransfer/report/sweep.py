@@ -96,7 +96,7 @@ def _fronts_png(result) -> str:
         ax.set_xlabel("p50 latency, ms")
         ax.set_ylabel("accuracy, %")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     for ax in axes[n:]:
         ax.axis("off")
     fig.suptitle("accuracy vs latency per target (grey: dominated)", fontsize=11)
