@@ -518,9 +518,11 @@ def _compare_state(out: Path, grid: Grid, data_fp: str, base: TrainConfig) -> li
         old_set = {(b, s, p) for b, ss in old.get("sizes", {}).items() for s in ss for p in old.get("precisions", [])}
         new_set = set(grid.configs())
         if old_set != new_set or old.get("targets") != now["grid"]["targets"]:
+            moved = old.get("targets") != now["grid"]["targets"]
             notes.append(
                 f"the grid changed: {len(new_set - old_set)} configuration(s) added, {len(old_set - new_set)} "
-                f"dropped (kept on disk, not reported), targets {old.get('targets')} -> {now['grid']['targets']}"
+                "dropped (kept on disk, not reported)"
+                + (f"; targets {old.get('targets')} -> {now['grid']['targets']}" if moved else "")
             )
     write_json(path, now)
     return notes
