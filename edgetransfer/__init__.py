@@ -29,6 +29,7 @@ from .exporter import ExportedArtifact, export
 from .gate import Budget, Verdict, check
 from .quantization import QuantRecipe
 from .runtime import Classifier
+from .search import SweepResult, sweep
 from .training import TrainConfig, TrainedModel, train
 
 __all__ = [
@@ -52,12 +53,14 @@ __all__ = [
     "TrainedModel",
     "UnsafeFileError",
     "UnsupportedError",
+    "SweepResult",
     "ValidationReport",
     "Verdict",
     "WeightsError",
     "check",
     "export",
     "load_dataset",
+    "sweep",
     "train",
     "validate",
 ]

@@ -51,6 +51,19 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class SweepSpec:
+    """``sweep:``: a model search before training (:func:`edgetransfer.sweep`); empty lists take its defaults."""
+
+    backbones: tuple[str, ...] = ()
+    image_sizes: tuple[int, ...] = ()
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    targets: tuple[str, ...] = ("host-cpu",)
+    max_latency_ms: float | None = None
+    max_size_mb: float | None = None
+    max_accuracy_drop: float | None = None
+
+
+@dataclass(frozen=True)
 class Flow:
     """A whole pipeline, validated when built (unknown keys name the file and key)."""
 
@@ -60,6 +73,7 @@ class Flow:
     export: ExportSpec = ExportSpec()
     validate: ValidateSpec = ValidateSpec()
     check: CheckSpec | None = CheckSpec()
+    sweep: SweepSpec | None = None
     base: str = field(default=".", repr=False)
 
     @classmethod
@@ -70,6 +84,7 @@ class Flow:
         if not isinstance(raw, dict):
             raise ConfigError("a pipeline file must be a YAML mapping", path=path, fix="see examples/pipeline.yaml")
         sections = {"train": TrainConfig, "export": ExportSpec, "validate": ValidateSpec, "check": CheckSpec}
+        sections["sweep"] = SweepSpec
         _known(raw, {f.name for f in fields(cls)} - {"base"}, path, "")
         kwargs: dict = {}
         for key, value in raw.items():
@@ -100,6 +115,9 @@ def _typed(cls, name: str, value, path: Path, key: str):
         if "None" in hint:
             return None
         raise ConfigError(f"key '{key}' must not be empty", path=path, fix="give a value or remove the key")
+    if hint.startswith("tuple[int"):  # sweep.image_sizes
+        items = value if isinstance(value, list) else [value]
+        return tuple(strict_yaml.want_int(v, key, path, min=1) for v in items)
     if hint.startswith("tuple"):
         return strict_yaml.want_str_list(value, key, path)
     if "bool" in hint:
@@ -130,6 +148,12 @@ def _check_names(flow: Flow, path: Path) -> None:
             c = flow.check
             targets.get(c.target)
             Budget(c.max_latency_ms, c.max_latency_ratio, c.max_accuracy_drop, c.max_size_mb)
+        if flow.sweep is not None:
+            from .search import plan_grid
+
+            s = flow.sweep
+            plan_grid(s.backbones or None, s.image_sizes or None, s.precisions, s.targets)
+            Budget(s.max_latency_ms, None, s.max_accuracy_drop, s.max_size_mb)
     except ConfigError as exc:
         raise ConfigError(exc.problem, path=exc.path or path, fix=exc.fix) from None
 
@@ -150,6 +174,7 @@ class FlowResult:
     verdict: Verdict | None
     report_path: Path
     skipped: tuple[str, ...]
+    sweep: object | None = None  # edgetransfer.search.SweepResult when the pipeline has a sweep: section
 
     @property
     def exit_code(self) -> int:
@@ -178,6 +203,7 @@ def run(flow: Flow, log=print) -> FlowResult:
     state, skipped = _state(out), []
     data_dir = flow.resolve(flow.data)
     ds = data_lib.load(data_dir, val_split=flow.train.val_split, seed=flow.train.seed)
+    searched = _sweep_stage(flow, data_dir, out, log) if flow.sweep is not None else None
     run_dir = out / "run"
     fp_train = _fp(ds.fingerprint(), asdict(flow.train))
     if state.get("train") == fp_train and (run_dir / "manifest.json").exists():
@@ -203,7 +229,36 @@ def run(flow: Flow, log=print) -> FlowResult:
     verdict = _check_stage(flow, out, data_dir)
     path = report_lib.write(rep, out / "report.html", verdict)
     report_lib.write(rep, out / "report.json", verdict)
-    return FlowResult(trained, tuple(arts), rep, verdict, path, tuple(skipped))
+    return FlowResult(trained, tuple(arts), rep, verdict, path, tuple(skipped), searched)
+
+
+def _sweep_stage(flow: Flow, data_dir: Path, out: Path, log):
+    """The ``sweep:`` stage: resumable by itself (finished configurations under ``out/sweep`` are
+    skipped); a target with no configuration within budget stops the run with exit 1."""
+    from .search import BudgetNotMetError, sweep
+
+    s = flow.sweep
+    assert s is not None
+    res = sweep(
+        data_dir,
+        backbones=s.backbones or None,
+        image_sizes=s.image_sizes or None,
+        precisions=s.precisions,
+        targets=s.targets,
+        max_latency_ms=s.max_latency_ms,
+        max_size_mb=s.max_size_mb,
+        max_accuracy_drop=s.max_accuracy_drop,
+        out=out / "sweep",
+        train_config=flow.train,
+    )
+    for t, i in res.best.items():
+        if i is not None:
+            log(f"sweep     {t}: {res.configs[i].name} (accuracy {res.configs[i].accuracy:.4f}) -> {res.pipelines[t]}")
+    log(f"sweep     {res.stats.computed} computed, {res.stats.reused} reused; report {out / 'sweep' / 'report.html'}")
+    failure = res.failure()
+    if failure:
+        raise BudgetNotMetError(failure, path=out / "sweep", fix="relax the budgets or widen the sweep: grid")
+    return res
 
 
 def _export_stage(flow, trained, out: Path, state: dict, upstream: str, skipped: list, log) -> list:

@@ -94,9 +94,9 @@ def _quiet_unraisable(info) -> None:
 
 
 def _register() -> None:
-    from . import backbones, check, data, export, quickstart, targets, train, validate
+    from . import backbones, check, data, export, quickstart, sweep, targets, train, validate
 
-    for module in (data, backbones, train, export, validate, check, targets, quickstart):
+    for module in (data, backbones, train, export, validate, check, targets, quickstart, sweep):
         module.register(cli)
 
 
