@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import backbones
 from . import data as data_lib
@@ -503,7 +504,7 @@ def _profile_digest(t) -> str:
 def _compare_state(out: Path, grid: Grid, data_fp: str, base: TrainConfig) -> list[str]:
     """Say what changed since the last sweep in ``out`` (grid, data, settings); record the new state."""
     path = out / "sweep-state.json"
-    now = {"grid": grid.to_json(), "data": data_fp, "train": asdict(base), "version": __version__}
+    now: dict[str, Any] = {"grid": grid.to_json(), "data": data_fp, "train": asdict(base), "version": __version__}
     notes = []
     try:
         before = json.loads(path.read_text())
