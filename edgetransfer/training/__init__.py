@@ -25,7 +25,7 @@ from ..errors import DataError
 from ..io import atomic_path, write_json
 from ..records import DataInfo, Metrics, RunManifest
 from . import rundir
-from .config import WORKFLOWS, Plan, TrainConfig, choose
+from .config import RECIPE_SOURCES, WORKFLOWS, Plan, TrainConfig, choose
 from .fit import FitContext, FitResult, predict_files
 from .rundir import TrainedModel
 
@@ -101,6 +101,30 @@ def train(
     return TrainedModel(out, manifest)
 
 
+def _recipe(cfg: TrainConfig, plan: Plan) -> dict:
+    """What the fine-tune phases actually used, with the sources of the defaults."""
+    if plan.workflow != "fine-tune":
+        return {"head": "Adam, sparse cross-entropy, EarlyStopping(val_loss, best weights)"}
+    return {
+        "head_warmup": f"{cfg.epochs} epochs, frozen backbone, lr {cfg.learning_rate:g}",
+        "fine_tune": (
+            f"{cfg.fine_tune_epochs} epochs, top {plan.unfreeze} layers, peak lr "
+            f"{cfg.learning_rate * cfg.fine_tune_lr_factor:g}, {cfg.lr_schedule}"
+            + (f" with {cfg.warmup_epochs} warm-up epoch(s)" if cfg.lr_schedule == "cosine" else "")
+        ),
+        "optimizer": f"AdamW(weight_decay={cfg.weight_decay:g})" if cfg.weight_decay else "Adam",
+        "loss": f"categorical cross-entropy, label_smoothing={cfg.label_smoothing:g}",
+        "augmentation": (
+            f"random resized crop (scale {cfg.crop_scale:g}-1), flip, rotation 0.05, brightness/contrast/saturation"
+            if cfg.augment
+            else "none"
+        ),
+        "early_stopping": f"EMA({cfg.stop_smoothing:g}) of val_accuracy, patience {cfg.patience}, best weights kept",
+        "batchnorm": "inference mode (training=False)",
+        "sources": RECIPE_SOURCES,
+    }
+
+
 def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, resumed: bool) -> RunManifest:
     """Evaluate on the held-out files, write model.keras, the PNGs and manifest.json into the work folder."""
     from ..report import plots
@@ -136,7 +160,7 @@ def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, 
             tuple(str(i.path) for i in ds.report.bad_files),
         ),
         seed=cfg.seed,
-        config=asdict(cfg),
+        config={**asdict(cfg), "recipe": _recipe(cfg, r.plan), "runtime": r.runtime},
         train_seconds=round(seconds, 2),
         images_per_second=round(r.images_trained / seconds, 2) if seconds else None,
         strategy=r.strategy,

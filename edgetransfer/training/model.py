@@ -38,9 +38,44 @@ def classifier(base, n_classes: int, dropout: float, size: int, name: str):  # -
     return keras.Model(inp, out, name=name)
 
 
-def compile_model(model, lr: float) -> None:
+def compile_model(model, lr, *, label_smoothing: float | None = None, weight_decay: float = 0.0) -> None:
+    """Compile for integer labels (``label_smoothing=None``) or one-hot labels with smoothing.
+
+    Args:
+        model: the Keras model.
+        lr: a learning rate or a ``keras.optimizers.schedules.LearningRateSchedule``.
+        label_smoothing: ``None`` for sparse labels and plain cross-entropy; else the labels
+            are one-hot and ``CategoricalCrossentropy(label_smoothing=...)`` is used
+            (``SparseCategoricalCrossentropy`` has no smoothing).
+        weight_decay: > 0 uses AdamW (decoupled decay; biases and BatchNorm excluded), else Adam.
+    """
     keras = _lazy.keras()
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if weight_decay > 0:
+        opt = keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+        # Decay only kernels: biases and BatchNorm scales/offsets are not weights to shrink
+        # (Loshchilov & Hutter 2019 and common practice, e.g. timm's no_weight_decay).
+        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    else:
+        opt = keras.optimizers.Adam(lr)
+    if label_smoothing is None:
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    model.compile(optimizer=opt, loss=loss, metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+
+
+def cosine_schedule(peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: int):
+    """Linear warm-up from 0 to ``peak`` over ``warmup_epochs``, then cosine decay to 0.
+
+    Warm-up after unfreezing keeps the first large gradients from the new head off the
+    pretrained layers (Goyal et al. 2017); cosine decay follows Loshchilov & Hutter 2017.
+    """
+    keras = _lazy.keras()
+    warm = max(0, min(warmup_epochs, epochs - 1)) * steps_per_epoch
+    decay = max(1, epochs * steps_per_epoch - warm)
+    if not warm:
+        return keras.optimizers.schedules.CosineDecay(peak, decay)
+    return keras.optimizers.schedules.CosineDecay(0.0, decay, warmup_target=peak, warmup_steps=warm)
 
 
 def class_weights(files: Sequence[ImageFile], n_classes: int, enabled: bool) -> dict | None:
