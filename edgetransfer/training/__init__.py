@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,9 +23,10 @@ import numpy as np
 from .. import backbones, metrics
 from .. import data as data_lib
 from ..backbones.weights import Weights
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import atomic_path, write_json
 from ..records import DataInfo, Metrics, RunManifest
+from . import cluster as cluster_lib
 from . import rundir
 from .config import RECIPE_SOURCES, WORKFLOWS, Plan, TrainConfig, choose
 from .fit import FitContext, FitResult, predict_files
@@ -87,10 +90,21 @@ def train(
         )
     out = Path(out)
     data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
+    cluster = cluster_lib.from_env() if cfg.strategy == "auto" else None
+    if cluster and resume:
+        raise ConfigError(
+            "--resume is not supported for multi-worker training", fix="start a new --out on every worker"
+        )
+    digest = cluster_lib.digest({"config": asdict(cfg), "data": data_now["fingerprint"], "n": len(train_files)})
+    ctx_of = lambda work: FitContext(  # noqa: E731
+        spec, cfg, size, len(ds.classes), tuple(train_files), tuple(val_files), work, cluster, digest
+    )
+    if cluster and not cluster.is_chief:
+        return _train_worker(ctx_of, ds, out)
     partial = rundir.prepare(out, resume, cfg, data_now)
     with rundir.locked(partial):
         rundir.check_resume(partial, resume, cfg, data_now)
-        ctx = FitContext(spec, cfg, size, len(ds.classes), tuple(train_files), tuple(val_files), partial)
+        ctx = ctx_of(partial)
         start = time.perf_counter()
         from .fit import run
 
@@ -98,6 +112,24 @@ def train(
         _warn(cfg, result.plan)
         manifest = _write(ctx, result, ds, time.perf_counter() - start, resume)
     rundir.finalize(partial, out)
+    return TrainedModel(out, manifest)
+
+
+def _train_worker(ctx_of, ds: data_lib.Dataset, out: Path) -> TrainedModel:
+    """A non-chief worker: trains in step with the chief into a temporary folder, removed at
+    the end, so only the chief's ``out`` is written (TF's multi-worker guide: "only the chief
+    saves"; the others still run every collective)."""
+    from .fit import run
+
+    work = Path(tempfile.mkdtemp(prefix="edgetransfer-worker-"))
+    try:
+        ctx = ctx_of(work)
+        start = time.perf_counter()
+        result = run(ctx)
+        manifest = _write(ctx, result, ds, time.perf_counter() - start, False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("%s: trained in step with the chief, which writes %s", ctx.cluster.task, out)
     return TrainedModel(out, manifest)
 
 

@@ -16,6 +16,8 @@ from ..backbones import graph
 from ..backbones.spec import BackboneSpec
 from ..backbones.weights import Weights, sha256_file
 from ..data import ImageFile, tfdata
+from ..errors import ConfigError
+from .cluster import Cluster, check_same
 from .config import Plan, TrainConfig, choose
 from .features import CacheStats, FeatureCache, FeatureKey, extract
 from .model import class_weights, classifier, compile_model, cosine_schedule, strategy_for, unfreeze
@@ -34,6 +36,8 @@ class FitContext:
     train_files: tuple[ImageFile, ...]
     val_files: tuple[ImageFile, ...]
     work: Path
+    cluster: Cluster | None = None  # multi-worker training (TF_CONFIG), else None
+    digest: str = ""  # hash of settings + data, compared across workers
 
 
 @dataclass
@@ -142,9 +146,11 @@ def run(ctx: FitContext) -> FitResult:
     """Build, choose the workflow, train; returns the classifier and what happened."""
     keras = _lazy.keras()
     cfg = ctx.cfg
+    # The strategy first: a multi-worker one must exist before anything starts TF's runtime.
+    strategy, desc = strategy_for(cfg.strategy, ctx.cluster, cfg.worker_timeout)
     keras.utils.set_random_seed(cfg.seed)
     runtime = {"mixed_precision": _precision(cfg.mixed_precision)}
-    strategy, desc = strategy_for(cfg.strategy)
+    runtime.update(_split_batch(ctx, strategy))
     with strategy.scope():
         base = backbones.build(ctx.spec, weights=cfg.weights, input_size=ctx.size, cut_at=cfg.cut_at)
         base.trainable = False
@@ -152,10 +158,33 @@ def run(ctx: FitContext) -> FitResult:
     points = {c.name: c.layer for c in graph.cut_points(base)}
     after = [layer.name for layer in base.layers].index(points["stride16"]) + 1 if "stride16" in points else 0
     plan = choose(len(ctx.train_files), cfg, len(base.layers), len(base.layers) - after)
+    if ctx.cluster and plan.workflow == "features":
+        raise ConfigError(
+            "the features workflow trains on one worker (a small head on cached vectors)",
+            fix="use --workflow fine-tune for multi-worker training, or unset TF_CONFIG",
+        )
     fit = _features if plan.workflow == "features" else _fine_tune
     result = fit(ctx, base, model, strategy, plan, desc)
-    result.runtime = {**runtime, "replicas": strategy.num_replicas_in_sync, **result.runtime}
+    result.runtime = {**runtime, **result.runtime}
     return result
+
+
+def _split_batch(ctx: FitContext, strategy) -> dict:
+    """Check the workers agree and the global batch splits evenly; what each one gets."""
+    replicas = strategy.num_replicas_in_sync
+    batch = ctx.cfg.batch_size
+    if ctx.cluster:
+        check_same(strategy, ctx.cluster, ctx.digest)
+    if batch % replicas:
+        raise ConfigError(
+            f"--batch-size {batch} does not split over {replicas} replicas",
+            fix=f"use a multiple of {replicas} (--batch-size is the global batch)",
+        )
+    workers = len(ctx.cluster.addresses) if ctx.cluster else 1
+    out = {"replicas": replicas, "global_batch": batch, "per_replica_batch": batch // replicas}
+    if ctx.cluster:
+        out.update(workers=workers, per_worker_batch=batch // workers, task=ctx.cluster.task)
+    return out
 
 
 def _precision(asked: bool) -> str:
@@ -188,6 +217,8 @@ def _fine_tune(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) ->
     cw = class_weights(ctx.train_files, ctx.n_classes, cfg.class_weights)
     fit = {"x": train_ds, "validation_data": val_ds, "class_weight": cw, "shuffle": False}  # tf.data shuffles
     opts = dict(label_smoothing=cfg.label_smoothing, weight_decay=cfg.weight_decay)
+    if ctx.cluster:
+        _local_symbolic_build(model, val_ds)
     with strategy.scope():
         compile_model(model, cfg.learning_rate, **opts)
     stop = lambda: smoothed_stopping(cfg.patience, cfg.stop_smoothing)  # noqa: E731
@@ -206,6 +237,44 @@ def _fine_tune(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) ->
     history, starts = _merge(head, tune)
     epochs = len(history.get("loss", []))
     return FitResult(model, plan, history, starts, None, desc, epochs * len(ctx.train_files))
+
+
+def _local_symbolic_build(model, ds) -> None:
+    """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy``: ``fit`` builds the model
+    from a first batch ``strategy.reduce``-d across replicas, which the collective strategy
+    cannot do for a tuple of per-replica tensors (ValueError: "Attempt to convert a value
+    (PerReplica...)"). Only the shapes matter there, so build from a local batch instead."""
+    tf = _lazy.tf()
+    _patch_scalar_reduce()
+    x, y = next(iter(ds))
+    batch = (x, y, tf.ones(tf.shape(y)[:1]))
+
+    def build(iterator=None, data_batch=None) -> None:
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = build
+
+
+def _patch_scalar_reduce() -> None:
+    """Work around Keras 3.15's ``reduce_per_replica`` under a multi-worker strategy: it
+    reduces every log with ``strategy.reduce("MEAN", v, axis=0)``, which fails on the scalar
+    loss and metrics ("Invalid reduction dimension 0 for input with 0 dimensions"). Scalars
+    are reduced over replicas only (``axis=None``); everything else goes to Keras as before."""
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "edgetransfer_patch", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.edgetransfer_patch = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> FitResult:

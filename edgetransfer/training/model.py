@@ -8,17 +8,29 @@ from collections.abc import Sequence
 
 from .. import _lazy
 from ..data import ImageFile
+from .cluster import Cluster, wait_for_peers
 
 INPUT_NAME = "image"
 
 
-def strategy_for(name: str):  # -> (tf.distribute.Strategy, str)
+def strategy_for(name: str, cluster: Cluster | None = None, timeout: float = 120.0):
     """``(tf.distribute strategy, description)``: multi-worker from TF_CONFIG, mirrored
-    over several GPUs (or logical CPUs when asked), else the default single device."""
+    over several GPUs (or logical CPUs when asked), else the default single device.
+
+    Args:
+        name: ``auto``, ``default`` or ``mirrored``.
+        cluster: the multi-worker cluster (from :func:`.cluster.from_env`); its peers are
+            waited for, at most ``timeout`` seconds, before the strategy is built.
+    """
     tf = _lazy.tf()
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto" and os.environ.get("TF_CONFIG"):
+    if cluster is not None:  # before anything starts TF's runtime: collectives are set up at startup
+        wait_for_peers(cluster, timeout)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        n = len(cluster.addresses)
+        return strategy, f"multi-worker mirrored (TF_CONFIG): {n} workers, {strategy.num_replicas_in_sync} replicas"
+    if name == "auto" and os.environ.get("TF_CONFIG"):  # a one-worker cluster
         return tf.distribute.MultiWorkerMirroredStrategy(), "multi-worker mirrored (TF_CONFIG)"
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices), f"mirrored over {len(devices)} devices"
