@@ -29,7 +29,7 @@ from ._common import echo, emit, json_option
 @click.option("--fine-tune-epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option(
-    "--learning-rate", type=float, default=1e-3, show_default=True, help="Head LR; fine-tune peaks at 1/100."
+    "--learning-rate", type=float, default=1e-3, show_default=True, help="Head LR; fine-tuning peaks at 1/10."
 )
 @click.option(
     "--augment-views",

@@ -1,7 +1,7 @@
 """Training settings and the automatic choice of workflow and unfreeze depth.
 
 - ``fine-tune``: a warm-up of a new head on the frozen backbone, then the top of the backbone
-  unfrozen at a ~100x smaller peak learning rate with linear warm-up + cosine decay, AdamW,
+  unfrozen at a ~10x smaller peak learning rate with linear warm-up + cosine decay, AdamW,
   label smoothing, photo augmentation (random resized crop, flip, small rotation, colour)
   and early stopping on a smoothed validation accuracy that keeps the best weights;
   BatchNorm stays in inference mode throughout.
@@ -45,7 +45,7 @@ class TrainConfig:
     fine_tune_epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
-    fine_tune_lr_factor: float = 0.01  # 1e-3 -> 1e-5: the Keras fine-tuning guide's rates
+    fine_tune_lr_factor: float = 0.1
     unfreeze: str = "auto"
     cut_at: str = "top"
     dropout: float = 0.2
