@@ -99,9 +99,11 @@ def test_two_workers_match_one(colours, tmp_path):
     assert single.returncode == 0, err[-3000:]
     s = TrainedModel.from_dir(tmp_path / "single").manifest.to_json()
     assert s["config"]["runtime"]["replicas"] == 1
-    assert abs(m["metrics"]["val_loss"] - s["metrics"]["val_loss"]) < 0.02
-    assert abs(m["metrics"]["val_accuracy"] - s["metrics"]["val_accuracy"]) <= 1 / 12 + 1e-9  # one image
-    assert np.allclose(m["history"]["loss"], s["history"]["loss"], atol=0.02)
+    # measured: equal to 6 digits (BatchNorm frozen, so the per-replica batch of 4 does not matter)
+    assert abs(m["metrics"]["val_loss"] - s["metrics"]["val_loss"]) < 2e-3
+    assert m["metrics"]["val_accuracy"] == s["metrics"]["val_accuracy"]
+    assert np.allclose(m["history"]["loss"], s["history"]["loss"], atol=2e-3)
+    assert np.allclose(m["history"]["val_loss"], s["history"]["val_loss"], atol=2e-3)
 
 
 def test_missing_worker_times_out_naming_it(colours, tmp_path):
