@@ -48,7 +48,10 @@ def _spread(xs: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/datasets/hymenoptera"))
+    here = Path(__file__).resolve()
+    # ../shared beside the checkout, or beside the folder of worktrees (/work/wt/<name>)
+    near = [p / "shared/datasets/hymenoptera" for p in (here.parents[2], here.parents[3])]
+    ap.add_argument("--data", default=str(next((p for p in near if p.is_dir()), near[0])))
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--epochs", type=int, default=10, help="head epochs, the same for both workflows")
     ap.add_argument("--fine-tune-epochs", type=int, default=10)
