@@ -1,16 +1,19 @@
-"""Both training workflows on the same data, same head epochs, one run: accuracy and wall time.
+"""Both training workflows on the same data and head epochs, over several seeds: accuracy and wall time.
 
-    python benchmarks/train_workflows.py [--data ../shared/datasets/hymenoptera] [--epochs 10]
+    python benchmarks/train_workflows.py [--data ../shared/datasets/hymenoptera] [--seeds 0 1 2]
 
-Prints a table: workflow, val accuracy, wall seconds, images/s, and the ratio of wall times.
-The features run starts with a cold feature cache (its own temporary cache dir), so the
-time includes the one pass through the backbone.
+Runs ``features`` and ``fine-tune`` (auto unfreeze depth; ``--all`` adds ``--unfreeze all``)
+once per seed and prints each run, then per workflow the mean and spread (min-max, and the
+sample standard deviation) of validation accuracy and of wall time, and the wall-time ratio
+to ``features``. Each features run starts with a cold feature cache (its own temporary
+cache dir), so its time includes the one pass through the backbone.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -19,39 +22,63 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def _one(args, workflow: str, unfreeze: str, seed: int) -> tuple[float, float, int]:
+    from edgetransfer.training import TrainConfig, train
+
+    os.environ["EDGETRANSFER_CACHE"] = tempfile.mkdtemp(prefix="et-bench-")  # cold caches
+    cfg = TrainConfig(
+        backbone=args.backbone,
+        workflow=workflow,
+        epochs=args.epochs,
+        unfreeze=unfreeze,
+        fine_tune_epochs=args.fine_tune_epochs if workflow == "fine-tune" else 0,
+        patience=args.patience,
+        seed=seed,
+    )
+    out = Path(tempfile.mkdtemp(prefix="et-run-")) / workflow
+    start = time.perf_counter()
+    m = train(args.data, cfg, out=out).manifest.to_json()
+    return m["metrics"]["val_accuracy"], time.perf_counter() - start, len(m["history"]["loss"])
+
+
+def _spread(xs: list[float]) -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.4f} +- {sd:.4f} [{min(xs):.4f}, {max(xs):.4f}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/datasets/hymenoptera"))
+    here = Path(__file__).resolve()
+    # ../shared beside the checkout, or beside the folder of worktrees (/work/wt/<name>)
+    near = [p / "shared/datasets/hymenoptera" for p in (here.parents[2], here.parents[3])]
+    ap.add_argument("--data", default=str(next((p for p in near if p.is_dir()), near[0])))
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--epochs", type=int, default=10, help="head epochs, the same for both workflows")
     ap.add_argument("--fine-tune-epochs", type=int, default=10)
+    ap.add_argument("--patience", type=int, default=10, help="10 = the head epochs: no early stop")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--all", action="store_true", help="also fine-tune with --unfreeze all")
+    ap.add_argument("--workflows", nargs="+", default=["features", "fine-tune"])
     args = ap.parse_args()
-    os.environ["EDGETRANSFER_CACHE"] = tempfile.mkdtemp(prefix="et-bench-")  # cold caches
-    from edgetransfer.training import TrainConfig, train
-
-    rows = []
-    for workflow, unfreeze in (("features", "auto"), ("fine-tune", "auto"), ("fine-tune", "all")):
-        cfg = TrainConfig(
-            backbone=args.backbone,
-            workflow=workflow,
-            epochs=args.epochs,
-            unfreeze=unfreeze,
-            fine_tune_epochs=args.fine_tune_epochs if workflow == "fine-tune" else 0,
-            patience=args.epochs,
-        )
-        out = Path(tempfile.mkdtemp(prefix="et-run-")) / workflow
-        start = time.perf_counter()
-        run = train(args.data, cfg, out=out)
-        wall = time.perf_counter() - start
-        m = run.manifest.to_json()
-        name = workflow if unfreeze == "auto" else f"{workflow} (unfreeze {unfreeze})"
-        rows.append((name, m["metrics"]["val_accuracy"], wall, m["images_per_second"], len(m["history"]["loss"])))
-    print(f"\n{args.backbone} on {args.data}, {args.epochs} head epochs (fine-tune adds {args.fine_tune_epochs})")
-    print(f"{'workflow':26s} {'val_acc':>8s} {'wall_s':>8s} {'img/s':>8s} {'epochs':>7s}")
-    for w, acc, wall, ips, ep in rows:
-        print(f"{w:26s} {acc:8.4f} {wall:8.1f} {ips:8.1f} {ep:7d}")
-    for w, _, wall, _, _ in rows[1:]:
-        print(f"{w} / features wall time: {wall / rows[0][2]:.1f}x")
+    variants = [(w, "auto") for w in args.workflows] + ([("fine-tune", "all")] if args.all else [])
+    results: dict[str, list[tuple[float, float, int]]] = {}
+    for seed in args.seeds:
+        for workflow, unfreeze in variants:
+            name = workflow if unfreeze == "auto" else f"{workflow} (unfreeze {unfreeze})"
+            acc, wall, epochs = _one(args, workflow, unfreeze, seed)
+            results.setdefault(name, []).append((acc, wall, epochs))
+            print(f"seed {seed} {name:26s} val_acc {acc:.4f} wall {wall:7.1f} s epochs {epochs}", flush=True)
+    print(f"\n{args.backbone} on {args.data}, {args.epochs} head epochs (fine-tune adds {args.fine_tune_epochs}),")
+    print(f"patience {args.patience}, seeds {args.seeds}: mean +- sd [min, max]")
+    print(f"{'workflow':26s} {'val_acc':40s} {'wall_s':>24s}")
+    for name, rows in results.items():
+        accs, walls = [r[0] for r in rows], [r[1] for r in rows]
+        print(f"{name:26s} {_spread(accs):40s} {statistics.mean(walls):8.1f} [{min(walls):.0f}, {max(walls):.0f}]")
+    base = results.get("features")
+    for name, rows in results.items():
+        if base and name != "features":
+            ratio = statistics.mean(r[1] for r in rows) / statistics.mean(r[1] for r in base)
+            print(f"{name} / features mean wall time: {ratio:.1f}x")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..training import WORKFLOWS, TrainConfig, train
+from ..training.config import SCHEDULES
 from ._common import echo, emit, json_option
 
 
@@ -27,7 +28,9 @@ from ._common import echo, emit, json_option
 @click.option("--epochs", type=int, default=10, show_default=True, help="Head epochs.")
 @click.option("--fine-tune-epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Head LR; fine-tuning uses 1/10.")
+@click.option(
+    "--learning-rate", type=float, default=1e-3, show_default=True, help="Head LR; fine-tuning peaks at 1/10."
+)
 @click.option(
     "--augment-views",
     "feature_views",
@@ -37,7 +40,28 @@ from ._common import echo, emit, json_option
     help="features workflow: cached views per image (1 = clean only).",
 )
 @click.option("--no-augment", is_flag=True, help="fine-tune workflow: no augmentation.")
-@click.option("--mixed-precision", is_flag=True, help="float16 compute, float32 output (GPUs).")
+@click.option("--dropout", type=float, default=0.2, show_default=True, help="Dropout before the new head.")
+@click.option("--label-smoothing", type=float, default=0.1, show_default=True, help="fine-tune workflow.")
+@click.option("--weight-decay", type=float, default=0.01, show_default=True, help="fine-tune: AdamW decay (0 = Adam).")
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(SCHEDULES),
+    default="cosine",
+    show_default=True,
+    help="fine-tune phase: cosine decay after a linear warm-up, or constant.",
+)
+@click.option("--warmup-epochs", type=int, default=1, show_default=True, help="fine-tune phase LR warm-up.")
+@click.option(
+    "--crop-scale", type=float, default=0.5, show_default=True, help="Smallest random-resized-crop area (1 = off)."
+)
+@click.option("--mixed-precision", is_flag=True, help="float16 compute, float32 output (GPUs; ignored on CPU).")
+@click.option(
+    "--worker-timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Multi-worker (TF_CONFIG): seconds to wait for every worker to join.",
+)
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,11 +25,12 @@ from .. import backbones, metrics
 from .. import data as data_lib
 from ..backbones.weights import Weights
 from ..data import tfdata
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import atomic_path, require_writable, write_json
 from ..records import DataInfo, Metrics, RunManifest
+from . import cluster as cluster_lib
 from . import rundir
-from .config import WORKFLOWS, Plan, TrainConfig, choose
+from .config import RECIPE_SOURCES, WORKFLOWS, Plan, TrainConfig, choose
 from .fit import FitContext, FitResult, predict_files
 from .rundir import TrainedModel
 
@@ -89,12 +92,23 @@ def train(
             "no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data"
         )
     data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
+    cluster = cluster_lib.from_env() if cfg.strategy == "auto" else None
+    if cluster and resume:
+        raise ConfigError(
+            "--resume is not supported for multi-worker training", fix="start a new --out on every worker"
+        )
+    digest = cluster_lib.digest({"config": asdict(cfg), "data": data_now["fingerprint"], "n": len(train_files)})
+    ctx_of = lambda work: FitContext(  # noqa: E731
+        spec, cfg, size, len(ds.classes), tuple(train_files), tuple(val_files), work, cluster, digest
+    )
+    if cluster and not cluster.is_chief:
+        return _train_worker(ctx_of, ds, out)
     partial = rundir.prepare(out, resume, cfg, data_now)
     with rundir.locked(partial):
         full = False
         try:
             rundir.check_resume(partial, resume, cfg, data_now)
-            ctx = FitContext(spec, cfg, size, len(ds.classes), tuple(train_files), tuple(val_files), partial)
+            ctx = ctx_of(partial)
             start = time.perf_counter()
             from .fit import run
 
@@ -110,6 +124,48 @@ def train(
             rundir.disk_full(partial)
     rundir.finalize(partial, out)
     return TrainedModel(out, manifest)
+
+
+def _train_worker(ctx_of, ds: data_lib.Dataset, out: Path) -> TrainedModel:
+    """A non-chief worker: trains in step with the chief into a temporary folder, removed at
+    the end, so only the chief's ``out`` is written (TF's multi-worker guide: "only the chief
+    saves"; the others still run every collective)."""
+    from .fit import run
+
+    work = Path(tempfile.mkdtemp(prefix="edgetransfer-worker-"))
+    try:
+        ctx = ctx_of(work)
+        start = time.perf_counter()
+        result = run(ctx)
+        manifest = _write(ctx, result, ds, time.perf_counter() - start, False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("%s: trained in step with the chief, which writes %s", ctx.cluster.task, out)
+    return TrainedModel(out, manifest)
+
+
+def _recipe(cfg: TrainConfig, plan: Plan) -> dict:
+    """What the fine-tune phases actually used, with the sources of the defaults."""
+    if plan.workflow != "fine-tune":
+        return {"head": "Adam, sparse cross-entropy, EarlyStopping(val_loss, best weights)"}
+    return {
+        "head_warmup": f"{cfg.epochs} epochs, frozen backbone, lr {cfg.learning_rate:g}",
+        "fine_tune": (
+            f"{cfg.fine_tune_epochs} epochs, top {plan.unfreeze} layers, peak lr "
+            f"{cfg.learning_rate * cfg.fine_tune_lr_factor:g}, {cfg.lr_schedule}"
+            + (f" with {cfg.warmup_epochs} warm-up epoch(s)" if cfg.lr_schedule == "cosine" else "")
+        ),
+        "optimizer": f"AdamW(weight_decay={cfg.weight_decay:g})" if cfg.weight_decay else "Adam",
+        "loss": f"categorical cross-entropy, label_smoothing={cfg.label_smoothing:g}",
+        "augmentation": (
+            f"random resized crop (scale {cfg.crop_scale:g}-1), flip, rotation 0.05, brightness/contrast/saturation"
+            if cfg.augment
+            else "none"
+        ),
+        "early_stopping": f"EMA({cfg.stop_smoothing:g}) of val_accuracy, patience {cfg.patience}, best weights kept",
+        "batchnorm": "inference mode (training=False)",
+        "sources": RECIPE_SOURCES,
+    }
 
 
 def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, resumed: bool) -> RunManifest:
@@ -147,7 +203,7 @@ def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, 
             tuple(str(i.path) for i in ds.report.bad_files),
         ),
         seed=cfg.seed,
-        config=asdict(cfg),
+        config={**asdict(cfg), "recipe": _recipe(cfg, r.plan), "runtime": r.runtime},
         train_seconds=round(seconds, 2),
         images_per_second=round(r.images_trained / seconds, 2) if seconds else None,
         strategy=r.strategy,

@@ -1,7 +1,10 @@
 """Training settings and the automatic choice of workflow and unfreeze depth.
 
-- ``fine-tune``: frozen backbone + new head, then the top of the backbone unfrozen at a
-  ~10x smaller learning rate (BatchNorm stays in inference mode); augmentation on.
+- ``fine-tune``: a warm-up of a new head on the frozen backbone, then the top of the backbone
+  unfrozen at a ~10x smaller peak learning rate with linear warm-up + cosine decay, AdamW,
+  label smoothing, photo augmentation (random resized crop, flip, small rotation, colour)
+  and early stopping on a smoothed validation accuracy that keeps the best weights;
+  BatchNorm stays in inference mode throughout.
 - ``features``: every image through the frozen backbone once, vectors cached on disk,
   a small head trained on the cache; optionally K augmented views per image.
 """
@@ -17,6 +20,17 @@ WORKFLOWS = ("auto", "fine-tune", "features")
 # The usual guide (Keras transfer-learning guide, cs231n notes): with ~1k images the head
 # alone generalises best; up to ~10k, unfreezing the last blocks pays; from ~50k, all.
 FEATURES_MAX, LAST_BLOCKS_MAX, ALL_FROM = 1_000, 10_000, 50_000
+SCHEDULES = ("cosine", "constant")
+# Where the fine-tune defaults come from, recorded in the manifest with the values used.
+RECIPE_SOURCES = {
+    "warm-up of the head, then unfreeze at ~1/10 LR": "Keras guide 'Transfer learning & fine-tuning' (Chollet)",
+    "cosine decay with linear warm-up": "Loshchilov & Hutter 2017 (SGDR); Goyal et al. 2017 (warm-up)",
+    "label_smoothing 0.1": "Szegedy et al. 2016 (Inception-v3); Mueller et al. 2019",
+    "AdamW, decoupled weight decay 0.01 (PyTorch's default)": "Loshchilov & Hutter 2019",
+    "random resized crop, flip, rotation, colour": "Szegedy et al. 2015 (Inception crops), milder scale",
+    "BatchNorm in inference mode when unfrozen": "Keras guide 'Transfer learning & fine-tuning'",
+    "early stopping on EMA-smoothed val accuracy, best weights kept": "Prechelt 1998 ('Early stopping - but when?')",
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,14 @@ class TrainConfig:
     policy: str = "crop"
     mixed_precision: bool = False
     strategy: str = "auto"
+    # The fine-tune recipe (see RECIPE_SOURCES); the features workflow keeps the plain head.
+    label_smoothing: float = 0.1
+    weight_decay: float = 0.01
+    lr_schedule: str = "cosine"
+    warmup_epochs: int = 1
+    crop_scale: float = 0.5
+    stop_smoothing: float = 0.5
+    worker_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         backbones.get(self.backbone)
@@ -73,6 +95,13 @@ class TrainConfig:
                 f"--strategy {self.strategy!r}",
                 "use auto, default or mirrored",
             ),
+            (0 <= self.label_smoothing < 1, f"--label-smoothing {self.label_smoothing}", "use e.g. 0.1"),
+            (0 <= self.weight_decay < 1, f"--weight-decay {self.weight_decay}", "use e.g. 0.01"),
+            (self.lr_schedule in SCHEDULES, f"--lr-schedule {self.lr_schedule!r}", f"use {' or '.join(SCHEDULES)}"),
+            (self.warmup_epochs >= 0, f"--warmup-epochs {self.warmup_epochs}", "use 0 or more"),
+            (0 < self.crop_scale <= 1, f"--crop-scale {self.crop_scale}", "use a fraction such as 0.5 (1 = no crop)"),
+            (0 <= self.stop_smoothing < 1, f"--stop-smoothing {self.stop_smoothing}", "use a value in [0, 1)"),
+            (self.worker_timeout > 0, f"--worker-timeout {self.worker_timeout}", "use a positive number of seconds"),
             (
                 not (self.workflow == "features" and self.unfreeze not in ("auto", "0")),
                 "--unfreeze has no effect with --workflow features",

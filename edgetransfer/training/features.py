@@ -102,6 +102,9 @@ def extract(
             vecs = np.asarray(extractor.predict(xv, verbose=0, batch_size=batch_size))
             for k, vec in zip(idx, vecs):
                 cache.put(batch[k][1].sha256, view, vec)
-    feats = np.stack([cache.get(f.sha256, v) for v in range(views) for f in files])
+    found = [cache.get(f.sha256, v) for v in range(views) for f in files]
+    if any(v is None for v in found):  # every entry was put above; a vanished cache file is not silent
+        raise RuntimeError(f"feature cache entries went missing under {cache}")
+    feats = np.stack([v for v in found if v is not None])
     labels = np.array([f.label for _ in range(views) for f in files], dtype=np.int32)
     return feats, labels, CacheStats(hits=len(files) * views - len(todo), misses=len(todo))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import logging
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,13 @@ from ..backbones import graph
 from ..backbones.spec import BackboneSpec
 from ..backbones.weights import Weights, sha256_file
 from ..data import ImageFile, tfdata
+from ..errors import ConfigError
+from .cluster import Cluster, check_same
 from .config import Plan, TrainConfig, choose
 from .features import CacheStats, FeatureCache, FeatureKey, extract
-from .model import class_weights, classifier, compile_model, strategy_for, unfreeze
+from .model import class_weights, classifier, compile_model, cosine_schedule, strategy_for, unfreeze
+
+log = logging.getLogger("edgetransfer")
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class FitContext:
     train_files: tuple[ImageFile, ...]
     val_files: tuple[ImageFile, ...]
     work: Path
+    cluster: Cluster | None = None  # multi-worker training (TF_CONFIG), else None
+    digest: str = ""  # hash of settings + data, compared across workers
 
 
 @dataclass
@@ -41,6 +49,7 @@ class FitResult:
     cache: CacheStats | None
     strategy: str
     images_trained: int
+    runtime: dict = field(default_factory=dict)
 
 
 def _read_csv(path: Path) -> dict[str, list[float]]:
@@ -53,18 +62,62 @@ def _read_csv(path: Path) -> dict[str, list[float]]:
     return {k: [float(rows[e][k]) for e in sorted(rows)] for k in keys}
 
 
-def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwargs: dict) -> dict:
-    """One resumable phase: BackupAndRestore each epoch, weights saved when it ends."""
+def smoothed_stopping(patience: int, smoothing: float, monitor: str = "val_accuracy"):
+    """Early stopping on an exponential moving average of ``monitor`` (higher is better).
+
+    With ~150 validation images one image moves accuracy by 0.7%, so the raw curve is
+    noisy; stopping and picking weights on its EMA (``s = a*s + (1-a)*v``) avoids
+    stopping on one unlucky epoch and keeping a lucky one (Prechelt 1998). The EMA is
+    added to the logs as ``<monitor>_smoothed`` (so it lands in the CSV and the history),
+    and the weights of the best smoothed epoch are restored when the phase ends.
+    """
+    keras = _lazy.keras()
+
+    class SmoothedEarlyStopping(keras.callbacks.Callback):  # type: ignore[name-defined]  # keras is lazy
+        def on_train_begin(self, logs=None):
+            self.ema, self.best, self.best_weights, self.wait = None, -np.inf, None, 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is None or monitor not in logs:
+                return
+            v = float(logs[monitor])
+            self.ema = v if self.ema is None else smoothing * self.ema + (1 - smoothing) * v
+            logs[f"{monitor}_smoothed"] = self.ema
+            if self.ema >= self.best:  # ties: keep the later, longer-trained weights
+                self.best, self.best_weights, self.wait = self.ema, self.model.get_weights(), 0
+                return
+            self.wait += 1
+            if self.wait >= patience:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return SmoothedEarlyStopping()
+
+
+def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwargs: dict, stopper=None) -> dict:
+    """One resumable phase: BackupAndRestore each epoch, weights saved when it ends.
+
+    Args:
+        stopper: the early-stopping callback; default Keras ``EarlyStopping`` on
+            ``val_loss`` with the best weights restored. It runs before the CSV logger, so
+            what it adds to the logs is recorded.
+    """
     keras = _lazy.keras()
     done = work / f"{name}.weights.h5"
     log = work / f"{name}.csv"
     if done.exists():  # finished before an interruption
         model.load_weights(str(done))
         return _read_csv(log)
+    stopper = stopper or keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
     callbacks = [
         keras.callbacks.BackupAndRestore(str(work / f"backup_{name}")),
+        stopper,
         keras.callbacks.CSVLogger(str(log), append=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
     ]
     # BackupAndRestore sets model._initial_epoch when it restores and Keras never resets it,
     # so the next phase's fit() would start at that epoch and skip its own (issue #13).
@@ -93,10 +146,11 @@ def run(ctx: FitContext) -> FitResult:
     """Build, choose the workflow, train; returns the classifier and what happened."""
     keras = _lazy.keras()
     cfg = ctx.cfg
+    # The strategy first: a multi-worker one must exist before anything starts TF's runtime.
+    strategy, desc = strategy_for(cfg.strategy, ctx.cluster, cfg.worker_timeout)
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy, desc = strategy_for(cfg.strategy)
+    runtime = {"mixed_precision": _precision(cfg.mixed_precision)}
+    runtime.update(_split_batch(ctx, strategy))
     with strategy.scope():
         base = backbones.build(ctx.spec, weights=cfg.weights, input_size=ctx.size, cut_at=cfg.cut_at)
         base.trainable = False
@@ -104,14 +158,56 @@ def run(ctx: FitContext) -> FitResult:
     points = {c.name: c.layer for c in graph.cut_points(base)}
     after = [layer.name for layer in base.layers].index(points["stride16"]) + 1 if "stride16" in points else 0
     plan = choose(len(ctx.train_files), cfg, len(base.layers), len(base.layers) - after)
-    if plan.workflow == "features":
-        return _features(ctx, base, model, strategy, plan, desc)
-    return _fine_tune(ctx, base, model, strategy, plan, desc)
+    if ctx.cluster and plan.workflow == "features":
+        raise ConfigError(
+            "the features workflow trains on one worker (a small head on cached vectors)",
+            fix="use --workflow fine-tune for multi-worker training, or unset TF_CONFIG",
+        )
+    fit = _features if plan.workflow == "features" else _fine_tune
+    result = fit(ctx, base, model, strategy, plan, desc)
+    result.runtime = {**runtime, **result.runtime}
+    return result
+
+
+def _split_batch(ctx: FitContext, strategy) -> dict:
+    """Check the workers agree and the global batch splits evenly; what each one gets."""
+    replicas = strategy.num_replicas_in_sync
+    batch = ctx.cfg.batch_size
+    if ctx.cluster:
+        check_same(strategy, ctx.cluster, ctx.digest)
+    if batch % replicas:
+        raise ConfigError(
+            f"--batch-size {batch} does not split over {replicas} replicas",
+            fix=f"use a multiple of {replicas} (--batch-size is the global batch)",
+        )
+    workers = len(ctx.cluster.addresses) if ctx.cluster else 1
+    out = {"replicas": replicas, "global_batch": batch, "per_replica_batch": batch // replicas}
+    if ctx.cluster:
+        out.update(workers=workers, per_worker_batch=batch // workers, task=ctx.cluster.task)
+    return out
+
+
+def _precision(asked: bool) -> str:
+    """Set the mixed-float16 policy where it pays (a GPU); on CPU warn and keep float32.
+
+    float16 on CPU is emulated and slower, and Keras would still cast every layer, so the
+    flag is ignored there (Keras mixed-precision guide: "mixed precision ... on GPUs and TPUs").
+    """
+    keras, tf = _lazy.keras(), _lazy.tf()
+    if not asked:
+        return "off"
+    if not tf.config.list_logical_devices("GPU"):
+        log.warning("WARNING: --mixed-precision ignored: no GPU here, training stays float32.")
+        return "ignored (no GPU): float32"
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    return "mixed_float16"
 
 
 def _fine_tune(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> FitResult:
+    """Head warm-up on the frozen backbone, then the unfrozen top with the recipe in :mod:`.config`."""
+    tf = _lazy.tf()
     cfg = ctx.cfg
-    aug = tfdata.augmentation(cfg.seed) if cfg.augment else None
+    aug = tfdata.photo_augmentation(ctx.size, cfg.seed, crop_scale=cfg.crop_scale) if cfg.augment else None
     train_ds = tfdata.image_dataset(
         ctx.train_files,
         ctx.size,
@@ -122,20 +218,70 @@ def _fine_tune(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) ->
         augment=aug,
     )
     val_ds = tfdata.image_dataset(ctx.val_files, ctx.size, batch_size=cfg.batch_size, policy=cfg.policy)
+    # One-hot labels: Keras' sparse cross-entropy has no label smoothing.
+    one_hot = lambda x, y: (x, tf.one_hot(y, ctx.n_classes))  # noqa: E731
+    train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
     cw = class_weights(ctx.train_files, ctx.n_classes, cfg.class_weights)
     fit = {"x": train_ds, "validation_data": val_ds, "class_weight": cw, "shuffle": False}  # tf.data shuffles
+    opts = dict(label_smoothing=cfg.label_smoothing, weight_decay=cfg.weight_decay)
+    if ctx.cluster:
+        _local_symbolic_build(model, val_ds)
     with strategy.scope():
-        compile_model(model, cfg.learning_rate)
-    head = fit_phase(model, "head", ctx.work, cfg.epochs, cfg.patience, fit)
+        compile_model(model, cfg.learning_rate, **opts)
+    stop = lambda: smoothed_stopping(cfg.patience, cfg.stop_smoothing)  # noqa: E731
+    head = fit_phase(model, "head", ctx.work, cfg.epochs, cfg.patience, fit, stop())
     tune: dict = {}
     if cfg.fine_tune_epochs and plan.unfreeze != "0":
+        peak = cfg.learning_rate * cfg.fine_tune_lr_factor
+        steps = math.ceil(len(ctx.train_files) / cfg.batch_size)
+        lr = peak
+        if cfg.lr_schedule == "cosine":
+            lr = cosine_schedule(peak, steps, cfg.fine_tune_epochs, cfg.warmup_epochs)
         with strategy.scope():
             unfreeze(base, plan.unfreeze)
-            compile_model(model, cfg.learning_rate * cfg.fine_tune_lr_factor)
-        tune = fit_phase(model, "fine_tune", ctx.work, cfg.fine_tune_epochs, cfg.patience, fit)
+            compile_model(model, lr, **opts)
+        tune = fit_phase(model, "fine_tune", ctx.work, cfg.fine_tune_epochs, cfg.patience, fit, stop())
     history, starts = _merge(head, tune)
     epochs = len(history.get("loss", []))
     return FitResult(model, plan, history, starts, None, desc, epochs * len(ctx.train_files))
+
+
+def _local_symbolic_build(model, ds) -> None:
+    """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy``: ``fit`` builds the model
+    from a first batch ``strategy.reduce``-d across replicas, which the collective strategy
+    cannot do for a tuple of per-replica tensors (ValueError: "Attempt to convert a value
+    (PerReplica...)"). Only the shapes matter there, so build from a local batch instead."""
+    tf = _lazy.tf()
+    _patch_scalar_reduce()
+    x, y = next(iter(ds))
+    batch = (x, y, tf.ones(tf.shape(y)[:1]))
+
+    def build(iterator=None, data_batch=None) -> None:
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = build
+
+
+def _patch_scalar_reduce() -> None:
+    """Work around Keras 3.15's ``reduce_per_replica`` under a multi-worker strategy: it
+    reduces every log with ``strategy.reduce("MEAN", v, axis=0)``, which fails on the scalar
+    loss and metrics ("Invalid reduction dimension 0 for input with 0 dimensions"). Scalars
+    are reduced over replicas only (``axis=None``); everything else goes to Keras as before."""
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "edgetransfer_patch", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.edgetransfer_patch = True  # type: ignore[attr-defined]
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> FitResult:
@@ -175,6 +321,11 @@ def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> 
 
 
 def predict_files(model, files, size: int, policy: str, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities of ``model`` on ``files``, decoded as in training."""
+    """Class probabilities of ``model`` on ``files``, decoded as in training.
+
+    The model is called batch by batch rather than through ``model.predict``: under a
+    multi-worker strategy ``predict`` would shard the files and each worker would see only
+    its share, while a direct call on the local copy of the weights sees them all.
+    """
     ds = tfdata.image_dataset(files, size, batch_size=batch_size, policy=policy, cache=False)
-    return np.asarray(model.predict(ds, verbose=0))
+    return np.concatenate([np.asarray(model(x, training=False)) for x, _ in ds])
