@@ -38,7 +38,7 @@ def mediapipe_python():
 def test_mediapipe_image_classifier_reads_every_precision(tiny_run, mediapipe_python, tmp_path):
     arts = export(tiny_run, ["tflite"], RECIPES, out=tmp_path / "export")
     assert {a.precision for a in arts} == {"fp32", "fp16", "dynamic", "int8", "int16x8"}
-    files = sorted(glob.glob(str(tiny_run.manifest["data"]["root"]) + "/*/*.png"))[::3]
+    files = sorted(glob.glob(str(tiny_run.manifest.data.root) + "/*/*.png"))[::3]
     clf0 = Classifier(arts[0].path)
     # The same uint8 pixels for both (decoded and resized once), so only the runtimes can differ.
     pixels = np.stack([np.round(clf0.preprocess(f)[0]).astype(np.uint8) for f in files])
