@@ -6,7 +6,7 @@ exported file, so a partly delegated model is flagged before anyone deploys it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -59,4 +59,32 @@ def check(ops, delegate, precision: str) -> Compatibility:
         fallback,
         all(ok),
         note,
+    )
+
+
+def for_artifact(path, delegate, precision: str) -> Compatibility:
+    """Compatibility of an exported file: the vendor's own tool where one answers (ONNX Runtime's
+    mobile usability checker for NNAPI / Core ML, LiteRT's GPU analyzer), else the profile's op
+    list. ``source`` in the note says which answered; MACs shares always come from the op list
+    (the tools count nodes, not MACs)."""
+    from . import graphops
+    from .errors import MissingDependencyError, ToolchainError, UnsupportedError
+    from .formats import delegate_check
+
+    listed = check(graphops.ops_for(path), delegate, precision)
+    if delegate.precisions and precision not in delegate.precisions:
+        return listed  # refused by precision before any tool is asked
+    try:
+        r = delegate_check.check_delegate(path, delegate.name)
+    except (UnsupportedError, MissingDependencyError, ToolchainError):
+        return replace(listed, note=(listed.note + " (answered by the profile's op list)").strip())
+    return Compatibility(
+        delegate.name,
+        r.nodes_total,
+        r.nodes_supported,
+        listed.macs_share if not r.full else 1.0,
+        r.partitions,
+        r.unsupported_ops,
+        r.full,
+        f"answered by {r.tool}" + (f" ({r.verdict})" if r.verdict else ""),
     )

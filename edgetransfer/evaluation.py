@@ -368,7 +368,7 @@ def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float) -> V
         lat = latency_on(a, t, budget_s=budget_s, cache=cache)
         comp = None
         if t.delegate is not None:
-            c = compat.check(graphops.ops_for(a.path), t.delegate, a.precision)
+            c = compat.for_artifact(a.path, t.delegate, a.precision)
             comp = c.to_json()
             if not c.full:
                 findings.append(
