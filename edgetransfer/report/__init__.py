@@ -156,27 +156,8 @@ def _distributions(report) -> str | None:
 def _confusion(report) -> str:
     name = Path(next(iter(report.best.values())).artifact).name if report.best else "keras-float"
     matrix = np.array(report.confusion.get(name) or report.confusion["keras-float"])
-    plt = plots._plt()
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    n = len(report.classes)
-    ax.set_xticks(range(n), report.classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), report.classes, fontsize=8)
-    for i in range(n):
-        for j in range(n):
-            ax.text(
-                j,
-                i,
-                int(matrix[i, j]),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if norm[i, j] > 0.5 else "black",
-            )
-    ax.set_title(f"confusion: {name}", fontsize=9)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    fig, ax = plots._plt().subplots(figsize=(4.5, 4))
+    plots.draw_confusion(ax, matrix, report.classes, f"confusion: {name}")
     return _png(fig)
 
 

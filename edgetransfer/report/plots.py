@@ -43,29 +43,28 @@ def training_curves(history: dict[str, Sequence[float]], phase_starts: Sequence[
     return _save(fig, path)
 
 
-def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str = "validation") -> Path:
-    """Counts with row-normalised colour (true class per row)."""
-    plt = _plt()
+def draw_confusion(ax, matrix: np.ndarray, classes: Sequence[str], title: str, fontsize: int = 8) -> None:
+    """Counts with row-normalised colour (true class per row), on ``ax``: the one confusion plot,
+    used by the run's ``confusion.png`` and by the validation report."""
     n = len(classes)
-    side = min(12, 2.5 + 0.45 * n)
-    fig, ax = plt.subplots(figsize=(side, side))
     norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), classes, rotation=45, ha="right")
-    ax.set_yticks(range(n), classes)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticks(range(n), classes, fontsize=fontsize)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"confusion matrix ({title})")
-    if n <= 20:
+    ax.set_title(title, fontsize=fontsize + 1)
+    if n <= 20:  # beyond that the numbers overprint; the colours still read
         for i in range(n):
             for j in range(n):
-                ax.text(
-                    j,
-                    i,
-                    int(matrix[i, j]),
-                    ha="center",
-                    va="center",
-                    color="white" if norm[i, j] > 0.5 else "black",
-                    fontsize=8,
-                )
+                colour = "white" if norm[i, j] > 0.5 else "black"
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", color=colour, fontsize=fontsize - 1)
+
+
+def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str = "validation") -> Path:
+    """The run's ``confusion.png``."""
+    plt = _plt()
+    side = min(12, 2.5 + 0.45 * len(classes))
+    fig, ax = plt.subplots(figsize=(side, side))
+    draw_confusion(ax, matrix, classes, f"confusion matrix ({title})")
     return _save(fig, path)
