@@ -56,7 +56,8 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
         )
         echo(table(report_lib._rows(rep), report_lib.HEADER))
         for t, b in rep.best.items():
-            echo(f"best on {t}: {Path(b.artifact).name} ({b.p50_ms:.2f} ms, {b.provenance})")
+            runtime = f" with {b.runtime}" if b.runtime else ""
+            echo(f"best on {t}: {Path(b.artifact).name}{runtime} ({b.p50_ms:.2f} ms, {b.provenance})")
         for name, source in rep.targets.items():
             echo(f"target {name}: profile {source}")
         for f in rep.findings:

@@ -32,6 +32,7 @@ def _rows(report) -> list[list[str]]:
                 f"{lat.p50:.2f}",
                 f"{lat.p90:.2f}",
                 lat.provenance,
+                str(lat.detail.get("runtime") or lat.host.get("device") or "-"),
                 f"{r.size_bytes / 1e6:.2f}",
                 _compat(r.compatibility),
             ]
@@ -48,6 +49,7 @@ HEADER = [
     "p50 ms",
     "p90 ms",
     "latency is",
+    "runtime / device",
     "MB",
     "delegated",
 ]
@@ -147,6 +149,8 @@ def _distributions(report) -> str | None:
     ax.boxplot(list(series.values()), vert=False, showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(series) + 1), list(series.keys()), fontsize=8)
     ax.set_xscale("log")
+    # minor log ticks get labels like 2x10^-1 that overprint each other: label decades only
+    ax.xaxis.set_minor_formatter(_lazy_ticker().NullFormatter())
     ax.set_xlabel("latency per image, ms (log scale), measured runs")
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
@@ -194,7 +198,8 @@ def html_page(report, verdict=None) -> str:
     parts.append(
         "<h2>Best artifact per target</h2><ul>"
         + "".join(
-            f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)} ({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
+            f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)}{esc(' with ' + b.runtime if b.runtime else '')} "
+            f"({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
             for t, b in report.best.items()
         )
         + "</ul>"
@@ -229,3 +234,9 @@ def write(report, path: str | Path, verdict=None) -> Path:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, text)
+
+
+def _lazy_ticker():
+    from .. import _lazy
+
+    return _lazy.require("matplotlib.ticker")
