@@ -102,7 +102,7 @@ def export_backbone(backbone: str, work: Path, *, size: int = 32) -> list[Matrix
     x = np.random.default_rng(1).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
     ref = np.asarray(keras_model.predict(x, verbose=0))
     rows = []
-    for fmt in formats.names():
+    for fmt in formats.file_formats():  # packagings (tflm) are not file formats
         precisions = formats.get(fmt).precisions
         recipes = [QuantRecipe.named(p, calibration_size=8) for p in precisions]
         start = time.perf_counter()

@@ -37,6 +37,7 @@ def test_public_api_is_pinned():
             "MissingDependencyError",
             "QuantRecipe",
             "RuntimeBackendError",
+            "SweepResult",
             "ToolchainError",
             "TrainConfig",
             "TrainedModel",
@@ -48,6 +49,7 @@ def test_public_api_is_pinned():
             "check",
             "export",
             "load_dataset",
+            "sweep",
             "train",
             "validate",
         ]

@@ -445,7 +445,68 @@ def _interpreter(data: bytes, arena: int):
     return None, log
 
 
-def measure_arena(tflite: bytes | str | Path) -> int:
+_ARENAS: dict[str, int] = {}  # sha256 of the model -> measured arena (the search takes seconds)
+
+
+def measure_arena(tflite: bytes | str | Path, *, timeout_s: float = 600) -> int:
+    """The smallest tensor arena, in bytes, with which TFLM allocates and runs the model,
+    measured in a child process (see :func:`_measure_arena_here` for the method).
+
+    TFLM is native code that aborts the process on some graphs (e.g. an untrained ReLU6 model's
+    degenerate quantization), so it never runs first in this one: a crash becomes an error naming
+    the file. Results are cached per file content.
+
+    Raises:
+        UnsupportedError: the model cannot run under TFLM (op or precision).
+        RuntimeBackendError: TFLM crashed, timed out, or cannot allocate the model.
+    """
+    import subprocess
+    import sys
+
+    data = _bytes(tflite)
+    where = None if isinstance(tflite, (bytes, bytearray)) else Path(tflite)
+    check_tflm(data, path=where)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in _ARENAS:
+        return _ARENAS[digest]
+    with tempfile.TemporaryDirectory(prefix="et-tflm-") as tmp:
+        model = Path(tmp) / "model.tflite"
+        model.write_bytes(data)
+        cmd = [sys.executable, "-m", __name__, "arena", str(model)]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise RuntimeBackendError(
+                f"TFLM did not finish measuring the arena within {timeout_s:g} s",
+                path=where,
+                fix="check the file runs in LiteRT first",
+            ) from None
+    _ARENAS[digest] = _arena_answer(res, where)
+    return _ARENAS[digest]
+
+
+def _arena_answer(res, where) -> int:
+    """The child's JSON answer, or its error re-raised with its class, or its crash named."""
+    import signal
+
+    from .. import errors
+
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    doc = json.loads(lines[-1]) if lines else {}
+    if res.returncode == 0 and "arena_bytes" in doc:
+        return int(doc["arena_bytes"])
+    if "error" in doc:
+        cls = getattr(errors, doc["error"]["type"], RuntimeBackendError)
+        raise cls(doc["error"]["problem"], path=where, fix=doc["error"]["fix"])
+    how = f"crashed with {signal.Signals(-res.returncode).name}" if res.returncode < 0 else f"exited {res.returncode}"
+    raise RuntimeBackendError(
+        f"the TFLM interpreter {how} while allocating the model ({res.stderr.strip()[-200:]})",
+        path=where,
+        fix="this graph does not run under TFLM; check it runs in LiteRT, re-export",
+    )
+
+
+def _measure_arena_here(tflite: bytes | str | Path) -> int:
     """The smallest tensor arena, in bytes, with which TFLM allocates and runs the model.
 
     Method: the arena is what ``MicroInterpreter::AllocateTensors()`` needs (every kernel asks for
@@ -463,7 +524,6 @@ def measure_arena(tflite: bytes | str | Path) -> int:
     """
     where = None if isinstance(tflite, (bytes, bytearray)) else tflite
     data = _bytes(tflite)
-    check_tflm(data, path=where)
     lo, hi = 0, 64 * 1024  # lo fails (or is 0), hi is being searched for success
     while True:
         interp, log = _interpreter(data, hi)
@@ -722,3 +782,22 @@ def fits(arena_bytes: int, flash_bytes: int, profile) -> dict:
         "flash_ok": flash_ok,
         "fits": ram_ok and flash_ok,
     }
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m edgetransfer.formats.tflm arena MODEL``: the child of :func:`measure_arena`."""
+    from ..errors import EdgeTransferError
+
+    try:
+        print(json.dumps({"arena_bytes": _measure_arena_here(Path(argv[1]))}))
+    except EdgeTransferError as exc:
+        err = {"type": type(exc).__name__, "problem": exc.problem, "fix": exc.fix}
+        print(json.dumps({"error": err}))
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))
