@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/edgetransfer quickstart
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # ruff (lint + format) and mypy, configured in pyproject.toml; the same as .pre-commit-config.yaml.
 lint: $(STAMP)
