@@ -405,13 +405,13 @@ class _Engine:
         from .training import TrainedModel, train
 
         cfg, run_dir = self.cfg(b, s), self.out / "runs" / _slug(b, s)
-        want = json.dumps(asdict(cfg), sort_keys=True)
+        settings = asdict(cfg)
+        want = json.dumps(settings, sort_keys=True)
         try:
             run = TrainedModel.from_dir(run_dir)
-            if (
-                run.manifest.data.fingerprint == self.data_fp
-                and json.dumps(run.manifest.config, sort_keys=True) == want
-            ):
+            # the manifest's config also records what training added (the recipe, the runtime): compare settings only
+            had = {k: run.manifest.config.get(k) for k in settings}
+            if run.manifest.data.fingerprint == self.data_fp and json.dumps(had, sort_keys=True) == want:
                 self.stats["runs_reused"] += 1
                 return run, False
         except EdgeTransferError:
