@@ -296,3 +296,21 @@ def test_weights_none_with_features_warns_loudly(colours, tmp_path):
     res = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert "WARNING" in res.stderr and "RANDOM backbone" in res.stderr and "chance-level" in res.stderr
+
+
+def test_a_checkpoint_torn_by_kill_9_restarts_its_phase_instead_of_crashing(tmp_path):
+    """kill -9 while Keras writes its per-epoch backup leaves a torn HDF5 file (seen in CI:
+    "bad object header version number" on --resume); the phase must restart, not crash."""
+    from edgetransfer.training.fit import _drop_torn_backup
+
+    backup, log = tmp_path / "backup_head", tmp_path / "head.csv"
+    backup.mkdir()
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)  # a header, then nothing
+    log.write_text("epoch,loss\n0,1.0\n")
+    _drop_torn_backup(backup, log)
+    assert not backup.exists() and not log.exists()
+    good = tmp_path / "backup_ok"
+    good.mkdir()
+    (good / "training_metadata.json").write_text('{"epoch": 1}')
+    _drop_torn_backup(good, tmp_path / "ok.csv")
+    assert good.exists()  # an intact backup is kept

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +99,27 @@ def smoothed_stopping(patience: int, smoothing: float, monitor: str = "val_accur
     return SmoothedEarlyStopping()
 
 
+def _drop_torn_backup(backup: Path, log: Path) -> None:
+    """A ``kill -9`` while Keras writes its per-epoch backup leaves a torn HDF5 file, which
+    BackupAndRestore then fails to open. Such a backup is removed with its phase log, and the
+    phase starts again from its beginning (the finished phases before it are kept)."""
+    import h5py
+
+    for f in sorted(backup.glob("*")) if backup.is_dir() else []:
+        try:
+            if f.suffix == ".h5":
+                with h5py.File(f, "r"):
+                    pass
+            elif f.suffix == ".json":
+                json.loads(f.read_text())
+        except (OSError, ValueError):
+            log_ = logging.getLogger("edgetransfer")
+            log_.warning("WARNING: the checkpoint %s was torn by the interruption; this phase restarts", f)
+            shutil.rmtree(backup, ignore_errors=True)
+            log.unlink(missing_ok=True)
+            return
+
+
 def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwargs: dict, stopper=None) -> dict:
     """One resumable phase: BackupAndRestore each epoch, weights saved when it ends.
 
@@ -114,6 +137,7 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
     stopper = stopper or keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
+    _drop_torn_backup(work / f"backup_{name}", log)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(work / f"backup_{name}")),
         stopper,
