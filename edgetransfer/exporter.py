@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import _lazy, formats
 from ._version import __version__
-from .errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
+from .errors import EdgeTransferError, ExportError, UnsupportedError
 from .io import atomic_path, require_writable, sha256_file, write_json
 from .quantization import Calibration, QuantRecipe, calibration_set
 from .records import ArtifactManifest, IOSpec
@@ -367,13 +367,3 @@ def _write_index(out: Path, run: TrainedModel, calib: Calibration | None) -> Non
             else None,
         },
     )
-
-
-def check_pairs(fmts: Sequence[str], precisions: Sequence[str]) -> None:
-    """Refuse unknown format names early (used by the pipeline file reader)."""
-    for f in fmts:
-        if f != "all":
-            formats.get(f)
-    bad = [p for p in precisions if p not in formats.PRECISIONS]
-    if bad:
-        raise ConfigError(f"unknown precision(s) {bad}", fix=f"use {', '.join(formats.PRECISIONS)}")

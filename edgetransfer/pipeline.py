@@ -203,7 +203,7 @@ def run(flow: Flow, log=print) -> FlowResult:
     state, skipped = _state(out), []
     data_dir = flow.resolve(flow.data)
     ds = data_lib.load(data_dir, val_split=flow.train.val_split, seed=flow.train.seed)
-    searched = _sweep_stage(flow, data_dir, out, log) if flow.sweep is not None else None
+    searched = _sweep_stage(flow, flow.sweep, data_dir, out, log) if flow.sweep is not None else None
     run_dir = out / "run"
     fp_train = _fp(ds.fingerprint(), asdict(flow.train))
     if state.get("train") == fp_train and (run_dir / "manifest.json").exists():
@@ -232,13 +232,11 @@ def run(flow: Flow, log=print) -> FlowResult:
     return FlowResult(trained, tuple(arts), rep, verdict, path, tuple(skipped), searched)
 
 
-def _sweep_stage(flow: Flow, data_dir: Path, out: Path, log):
+def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log):
     """The ``sweep:`` stage: resumable by itself (finished configurations under ``out/sweep`` are
     skipped); a target with no configuration within budget stops the run with exit 1."""
     from .search import BudgetNotMetError, sweep
 
-    s = flow.sweep
-    assert s is not None
     res = sweep(
         data_dir,
         backbones=s.backbones or None,

@@ -103,7 +103,7 @@ def train(
     )
     if cluster and not cluster.is_chief:
         return _train_worker(ctx_of, ds, out)
-    partial = rundir.prepare(out, resume, cfg, data_now)
+    partial = rundir.prepare(out, resume)
     with rundir.locked(partial):
         full = False
         try:

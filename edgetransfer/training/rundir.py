@@ -150,14 +150,9 @@ def _differences(saved: dict, now: dict) -> list[str]:
     return out
 
 
-def prepare(out: Path, resume: bool, cfg: TrainConfig, data: dict) -> Path:
-    """The ``.partial`` work folder for ``out``; refuses what would lose or mix up work.
-
-    Args:
-        out: the final run directory.
-        resume: continue an interrupted run.
-        cfg: the settings of this run.
-        data: what the data looks like now (fingerprint, classes); a resume must match it.
+def prepare(out: Path, resume: bool) -> Path:
+    """The ``.partial`` work folder for ``out``; refuses what would lose or mix up work
+    (the settings and data of a resume are checked by :func:`check_resume` under the lock).
     """
     partial = out.with_name(out.name + ".partial")
     if out.exists():
