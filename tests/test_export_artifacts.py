@@ -5,6 +5,7 @@ domains they use, a slimmed fp32 ONNX, and delegate checks answered by the vendo
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +173,18 @@ def test_gpu_report_parsing_counts_partitions(arts, monkeypatch):
     monkeypatch.setattr(tf.lite.experimental.Analyzer, "analyze", staticmethod(lambda **k: print(report)))
     r = delegate_check.check_delegate(arts[("tflite", "fp32")].path, "gpu")
     assert (r.nodes_total, r.nodes_supported, r.partitions, r.unsupported_ops, r.full) == (3, 2, 2, ("CUSTOM",), False)
+
+
+def test_cli_dynamic_batch_keeps_a_free_batch_dimension(tiny_run, invoke, tmp_path):
+    import json
+
+    from edgetransfer.runtime.litert import interpreter_module
+
+    code, out, err = invoke(
+        "export", tiny_run.run_dir, "--precision", "fp32", "--dynamic-batch", "--out", tmp_path, "--json"
+    )
+    assert code == 0, err
+    path = json.loads(out)[0]["path"]
+    interp = interpreter_module().Interpreter(model_path=path)
+    assert int(interp.get_input_details()[0]["shape_signature"][0]) == -1
+    assert json.loads(Path(path + ".manifest.json").read_text())["io"]["batch"] is None
