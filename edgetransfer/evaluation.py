@@ -19,10 +19,12 @@ import numpy as np
 
 from . import compat, graphops, images, latency, metrics
 from . import data as data_lib
+from . import memo as memo_lib
 from . import targets as targets_lib
 from .errors import DataError, UnsupportedError
 from .exporter import ExportedArtifact
 from .io import require_writable, write_json
+from .memo import Memo
 from .runtime import isolate, load_session
 from .training import TrainedModel
 
@@ -83,9 +85,15 @@ def predict(session, x: np.ndarray, source: str = "model") -> np.ndarray:
     return metrics.require_finite(np.concatenate([session.run(x[i : i + 1]) for i in range(len(x))]), source)
 
 
-def reference_probs(run: TrainedModel, x: np.ndarray):  # -> (probs, keras model)
+def reference_probs(run: TrainedModel, x: np.ndarray, memo: Memo | None = None):  # -> (probs, keras model)
     model = run.load_model()
-    return metrics.require_finite(np.asarray(model.predict(x, verbose=0)), str(run.model_path)), model
+    key = memo_lib.digest("reference", memo_lib.model_digest(model), x) if memo is not None else ""
+    probs = memo.get_array("predictions", key) if memo is not None else None
+    if probs is None:
+        probs = metrics.require_finite(np.asarray(model.predict(x, verbose=0)), str(run.model_path))
+        if memo is not None:
+            memo.put_array("predictions", key, probs)
+    return probs, model
 
 
 def probe_batch(size: int) -> np.ndarray:
@@ -293,12 +301,15 @@ def validate(
     budget_s: float = 2.0,
     skip_incompatible: bool = False,
     report_path: str | Path | None = None,
+    memo: Memo | None = None,
 ) -> ValidationReport:
     """Accuracy, agreement and latency of ``artifacts`` on ``target_names``.
 
     Args:
         data_dir: held-out images; default the run's own held-out split.
         report_path: checked for writability before any work (written by the caller).
+        memo: reuse predictions made before by the same model or file on the same images
+            (:mod:`edgetransfer.memo`; the sweep passes one). Latency is measured every time.
 
     Raises:
         UnsupportedError: an artifact a target cannot run (unless ``skip_incompatible``).
@@ -328,7 +339,7 @@ def validate(
     run = arts[0].run()
     ho = held_out(run, data_dir)
     log.info("evaluating on %s", ho.describe())
-    return _evaluate(arts, pairs, run, ho, budget_s)
+    return _evaluate(arts, pairs, run, ho, budget_s, memo)
 
 
 def _session(path: Path, runtime: str):
@@ -339,28 +350,34 @@ def _session(path: Path, runtime: str):
     return load_session(path)
 
 
-def _accuracies(pairs, run: TrainedModel, ho: HeldOut, ref: np.ndarray) -> tuple[dict, dict]:
+def _accuracies(pairs, run: TrainedModel, ho: HeldOut, ref: np.ndarray, memo: Memo | None) -> tuple[dict, dict]:
     """Accuracy of each artifact in each runtime kind its targets use (TFLM kernels on an MCU
     target, the default runtime otherwise), keyed by ``(path, kind)``."""
     n = len(run.classes)
     confusion, acc = {}, {}
+    images = memo_lib.digest(ho.x) if memo is not None else ""
     for a, t in pairs:
         kind = "tflm" if t.runtime == "tflm" else "default"
         if (a.path, kind) in acc:
             continue
-        probs = predict(_session(a.path, kind), ho.x, str(a.path))
+        key = memo_lib.digest("predict", a.sha256, kind, images)
+        probs = memo.get_array("predictions", key) if memo is not None else None
+        if probs is None:
+            probs = predict(_session(a.path, kind), ho.x, str(a.path))
+            if memo is not None:
+                memo.put_array("predictions", key, probs)
         s = metrics.scores(probs, ho.y, n, str(a.path))
         acc[(a.path, kind)] = (s.accuracy, metrics.agreement(probs, ref), s.per_class)
         confusion[a.path.name + (" (tflm)" if kind == "tflm" else "")] = s.confusion
     return acc, confusion
 
 
-def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float) -> ValidationReport:
+def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo: Memo | None) -> ValidationReport:
     n = len(run.classes)
-    ref, model = reference_probs(run, ho.x)
+    ref, model = reference_probs(run, ho.x, memo)
     ref_scores = metrics.scores(ref, ho.y, n, str(run.model_path))
     keras_lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
-    acc, confusion = _accuracies(pairs, run, ho, ref)
+    acc, confusion = _accuracies(pairs, run, ho, ref, memo)
     confusion[FLOAT] = ref_scores.confusion
     cache: dict = {}
     records, findings = [], []

@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import _lazy, formats
+from . import memo as memo_lib
 from ._version import __version__
 from .errors import EdgeTransferError, ExportError, UnsupportedError
 from .io import atomic_path, require_writable, sha256_file, write_json
+from .memo import Memo
 from .quantization import Calibration, QuantRecipe, calibration_set
 from .records import ArtifactManifest, IOSpec
 from .training import TrainedModel
@@ -180,6 +182,7 @@ def export(
     max_accuracy_drop: float | None = None,
     data_dir: str | Path | None = None,
     recipe_file: str | Path | None = None,
+    memo: Memo | None = None,
 ) -> list[ExportedArtifact]:
     """Export ``run`` to every format x recipe.
 
@@ -200,6 +203,8 @@ def export(
         data_dir: held-out data for ``max_accuracy_drop`` (default: the run's validation split).
         recipe_file: a ``<file>.recipe.json`` the doctor wrote: export exactly that file again
             (its format, recipe, calibration and ops kept in float replace ``formats``/``recipes``).
+        memo: reuse files converted before from the same model, recipe, calibration and metadata
+            (:mod:`edgetransfer.memo`; the sweep passes one, ``edgetransfer export`` converts every time).
 
     Raises:
         UnsupportedError: a pair the format cannot do (before anything is written).
@@ -229,12 +234,25 @@ def export(
         n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
         calib = calibration_set(run.manifest, calibration, n, seed=seed)
     model = run.load_model()
+    # the doctor's search is not memoised: its file depends on its measured attempts
+    model_key = memo_lib.model_digest(model) if memo is not None and held is None else ""
     results: list[doctor.DoctorResult] = []
     with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
         sources: dict[str, object] = {}
         arts = []
         for fmt, r in pairs:
             fmt_layout = layout if fmt == "onnx" else "nhwc"
+            kept = keep.get((fmt, r), ())
+            key = _memo_key(run, fmt, r, calib, out, fmt_layout, dynamic_batch, kept, model_key) if model_key else ""
+            cached = memo.get_bytes("exports", key) if memo is not None and key else None
+            if cached is not None:
+                arts.append(
+                    write_artifact(
+                        None, run, fmt, r, calib, out, fmt_layout, dynamic_batch=dynamic_batch, keep_float=kept,
+                        prebuilt=cached,
+                    )
+                )  # fmt: skip
+                continue
             src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch)
             if held is not None and r.precision == "int8":
                 results.append(
@@ -252,9 +270,11 @@ def export(
                     out,
                     fmt_layout,
                     dynamic_batch=dynamic_batch,
-                    keep_float=keep.get((fmt, r), ()),
+                    keep_float=kept,
                 )
             )
+            if key and memo is not None:
+                memo.put_bytes("exports", key, arts[-1].path.read_bytes())
     for spec in packagings:
         for a in arts:
             if a.format == spec.packages and a.precision in spec.precisions:
@@ -262,6 +282,17 @@ def export(
     _write_index(out, run, calib)
     doctor.raise_unmet(results, arts)
     return arts
+
+
+def _memo_key(
+    run, fmt: str, r: QuantRecipe, calib, out: Path, layout: str, dynamic: bool, kept, model_key: str
+) -> str:
+    """Everything the written file's bytes depend on (the metadata embeds the relative run path)."""
+    meta = _metadata(run, fmt, r, layout, out, dynamic)
+    calib_key = memo_lib.digest(calib.images) if calib is not None and r.needs_calibration else ""
+    return memo_lib.digest(
+        "export", fmt, asdict(r), layout, dynamic, list(kept), model_key, calib_key, meta, _versions(fmt)
+    )
 
 
 def _packagings(fmts: Sequence[str]) -> list[formats.FormatSpec]:
@@ -299,11 +330,13 @@ def write_artifact(
     attempts: tuple[dict, ...] = (),
     dynamic_batch: bool = False,
     keep_float: Sequence[str] = (),
+    prebuilt: bytes | None = None,
 ) -> ExportedArtifact:
     """Write one file of ``fmt`` at ``recipe`` from a traced ``source``, with its manifest.
 
     ``keep_float`` (int8): ops left in float (TFLite output tensor names, ONNX node names),
-    recorded in the manifest's ``recipe``; ``attempts``: the doctor's search, recorded as is.
+    recorded in the manifest's ``recipe``; ``attempts``: the doctor's search, recorded as is;
+    ``prebuilt``: the file's bytes from the memo (``source`` unused; the manifest says ``memo``).
     """
     extra = {"keep_float": tuple(keep_float)} if keep_float else {}
     path = out / (name or _name(fmt, recipe, layout))
@@ -311,7 +344,10 @@ def write_artifact(
     start = time.perf_counter()
     try:
         with atomic_path(path) as tmp:
-            formats.get(fmt).exporter_module().write(source, recipe, calib, meta, tmp, **extra)
+            if prebuilt is not None:
+                tmp.write_bytes(prebuilt)
+            else:
+                formats.get(fmt).exporter_module().write(source, recipe, calib, meta, tmp, **extra)
     except EdgeTransferError:
         raise
     except Exception as exc:  # converters raise anything from ValueError to ConverterError
@@ -337,7 +373,7 @@ def write_artifact(
         calibration={"source": calib.source, "count": len(calib.images)}
         if calib and recipe.needs_calibration
         else None,
-        converter=_versions(fmt),
+        converter={**_versions(fmt), **({"from": "memo"} if prebuilt is not None else {})},
         export_seconds=round(time.perf_counter() - start, 2),
         attempts=attempts,
     )

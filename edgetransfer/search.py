@@ -30,6 +30,7 @@ from typing import Any
 
 from . import backbones
 from . import data as data_lib
+from . import memo as memo_lib
 from . import targets as targets_lib
 from ._version import __version__
 from .errors import EXIT_BUDGET, ConfigError, EdgeTransferError
@@ -161,6 +162,8 @@ class SweepStats:
     exports_reused: int = 0
     feature_hits: int = 0  # feature vectors read from the cache by the runs trained here
     feature_misses: int = 0
+    memo_hits: int = 0  # conversions and predictions reused from the memo (edgetransfer.memo)
+    memo_misses: int = 0
     stale: int = 0  # finished configurations recomputed because data or settings changed
     seconds: float = 0.0
 
@@ -346,6 +349,7 @@ class _Engine:
         self.opts, self.say = opts, say
         self.stats: dict = {k: 0 for k in SweepStats.__dataclass_fields__ if k != "seconds"}
         self.target_keys = [(t.name, _profile_digest(t)) for t in grid.targets]
+        self.memo = memo_lib.for_sweep()
 
     def cfg(self, backbone: str, size: int) -> TrainConfig:
         return dataclasses.replace(self.base, backbone=backbone, image_size=size, workflow="features", unfreeze="auto")
@@ -445,7 +449,7 @@ class _Engine:
             self.say(f"      exporting {FORMAT} {'/'.join(missing)}")
             n = self.opts["calibration_size"]
             recipes = [QuantRecipe.named(p, calibration_size=n) for p in missing]
-            for a in export(run, [FORMAT], recipes, out=folder):
+            for a in export(run, [FORMAT], recipes, out=folder, memo=self.memo):
                 have[a.precision] = a
             self.stats["exported"] += len(missing)
         return [have[p] for p in precisions]
@@ -462,6 +466,7 @@ class _Engine:
             targets_dir=self.opts["targets_dir"],
             budget_s=self.opts["budget_s"],
             skip_incompatible=True,
+            memo=self.memo,
         )
         points = []
         for a in arts:
@@ -586,6 +591,8 @@ def sweep(
     opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
     engine = _Engine(out, Path(data_dir), ds.fingerprint(), base, grid, opts, say)
     points = engine.run()
+    if engine.memo is not None:
+        engine.stats.update(memo_hits=engine.memo.hits, memo_misses=engine.memo.misses)
     stats = SweepStats(**engine.stats, seconds=round(time.perf_counter() - start, 2))
     names = tuple(t.name for t in grid.targets)
     limits = {t.name: Limits.for_target(t, max_latency_ms, max_size_mb, max_accuracy_drop) for t in grid.targets}

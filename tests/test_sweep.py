@@ -105,6 +105,49 @@ def test_rerun_recomputes_nothing(swept):
     assert json.loads(stdout)["configs"] == first["configs"]
 
 
+def test_a_second_sweep_elsewhere_converts_and_predicts_nothing_again(swept, tmp_path):
+    """A fresh --out with the same cache: the seeded heads come out the same, so every converted file
+    and every prediction comes from the memo (byte-identical files); latency is measured again."""
+    data, out, first = swept
+    code, stdout, err = _run(*_args(data, tmp_path / "again"))
+    assert code == 0, err
+    doc = json.loads(stdout)
+    s = doc["stats"]
+    assert s["trained"] == 2 and s["feature_misses"] == 0 and s["memo_misses"] == 0 and s["memo_hits"] >= 4
+    for a, b in zip(first["configs"], doc["configs"], strict=True):
+        assert (a["accuracy"], a["size_bytes"]) == (b["accuracy"], b["size_bytes"])
+    again = sorted((tmp_path / "again" / "exports").rglob("model_*.manifest.json"))
+    assert len(again) == 4
+    for m in again:
+        man = json.loads(m.read_text())
+        assert man["converter"]["from"] == "memo"
+        before = out / m.relative_to(tmp_path / "again")
+        assert man["sha256"] == json.loads(before.read_text())["sha256"]
+
+
+def test_memo_entries_are_verified_and_never_unpickled(tmp_path):
+    import io
+
+    import numpy as np
+
+    from edgetransfer.memo import Memo, digest
+
+    memo = Memo(tmp_path)
+    key = digest("x", np.arange(3))
+    assert key != digest("x", np.arange(3.0)) and memo.get_bytes("exports", key) is None
+    memo.put_bytes("exports", key, b"flatbuffer")
+    assert memo.get_bytes("exports", key) == b"flatbuffer"
+    entry = next((tmp_path / "exports").rglob(key))
+    entry.write_bytes(b"Flatbuffer" + entry.read_bytes()[10:])  # edited: its sha256 no longer matches
+    assert memo.get_bytes("exports", key) is None and not entry.exists()
+    memo.put_array("predictions", key, np.eye(2))
+    assert np.array_equal(memo.get_array("predictions", key), np.eye(2))
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    memo.put_bytes("predictions", key, pickled.getvalue())  # an entry that needs pickle to read: refused
+    assert memo.get_array("predictions", key) is None
+
+
 def test_resume_after_kill_recomputes_only_the_unfinished(swept):
     """A ``kill -9`` during the last configuration's export: no record, no artifact manifest."""
     data, out, _ = swept

@@ -41,6 +41,15 @@ def test_features_workflow_beats_chance(colours, tmp_path):
     model = TrainedModel.from_dir(tmp_path / "run").load_model()
     assert model.output.shape[-1] == 3 and model.input.shape[1] == 32
     assert m["data"]["fingerprint"] and m["versions"]["keras"] and m["preprocess"]["mean"]
+    # the reported metrics come from the head on the cached features: the whole model on the images agrees
+    from edgetransfer.training.fit import predict_files
+
+    ds = data_lib.load(colours, val_split=0.34, seed=TINY["seed"])
+    val = ds.split("val")
+    probs = predict_files(model, val, 32, run.manifest.resize_policy)
+    labels = np.array([f.label for f in val])
+    assert len(val) == m["metrics"]["val_images"]
+    assert np.mean(probs.argmax(1) == labels) == pytest.approx(run.val_accuracy)
 
 
 def test_fine_tune_workflow_two_phases(colours, tmp_path, invoke):

@@ -99,7 +99,7 @@ def _text(result) -> None:
     echo(
         f"configs {s.configs} ({s.computed} computed, {s.reused} reused from {result.out}); runs {s.trained} trained, "
         f"{s.runs_reused} reused; features {s.feature_hits} reused from the cache, {s.feature_misses} computed; "
-        f"{s.seconds:.1f} s"
+        f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; {s.seconds:.1f} s"
     )
     echo(f"report  {result.out / 'report.html'}")
 

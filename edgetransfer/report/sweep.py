@@ -122,6 +122,7 @@ def html_page(result) -> str:
             f"<style>{_CSS}</style></head><body><h1>edgetransfer model search</h1>",
             f"<p>{s.configs} configurations ({s.computed} computed, {s.reused} reused); {s.trained} runs trained, "
             f"{s.runs_reused} reused; feature cache {s.feature_hits} hits, {s.feature_misses} misses; "
+            f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; "
             f"{s.seconds:.0f} s. Accuracy drop is in points below each configuration's own float model; "
             "latency budgets are judged on p90.</p>",
             f"<h2>Pareto fronts</h2><img alt='Pareto fronts' src='data:image/png;base64,{_fronts_png(result)}'>",

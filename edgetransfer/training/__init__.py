@@ -173,7 +173,9 @@ def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, 
     from ..report import plots
 
     cfg, work = ctx.cfg, ctx.work
-    probs = predict_files(r.model, ctx.val_files, ctx.size, cfg.policy, cfg.batch_size)
+    probs = r.val_probs
+    if probs is None:
+        probs = predict_files(r.model, ctx.val_files, ctx.size, cfg.policy, cfg.batch_size)
     s = metrics.scores(probs, np.array([f.label for f in ctx.val_files]), ctx.n_classes, "the trained model")
     with atomic_path(work / "model.keras") as tmp:
         r.model.save(tmp)  # type: ignore[attr-defined]

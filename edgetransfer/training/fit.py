@@ -52,6 +52,9 @@ class FitResult:
     strategy: str
     images_trained: int
     runtime: dict = field(default_factory=dict)
+    # held-out probabilities when training already computed them (features: the head on the cached
+    # features is the whole model on the images, without a second pass through the backbone)
+    val_probs: np.ndarray | None = None
 
 
 def _read_csv(path: Path) -> dict[str, list[float]]:
@@ -341,7 +344,11 @@ def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> 
     history = fit_phase(head, "head", ctx.work, cfg.epochs, cfg.patience, fit)
     model.get_layer("classes").set_weights(head.get_layer("classes").get_weights())
     stats = CacheStats(s1.hits + s2.hits, s1.misses + s2.misses)
-    return FitResult(model, plan, history, [0], stats, desc, len(history.get("loss", [])) * len(xtr))
+    # called directly in chunks, not through predict(), which a multi-worker strategy would shard
+    chunks = [np.asarray(head(xva[i : i + 256], training=False)) for i in range(0, len(xva), 256)]
+    probs = np.concatenate(chunks) if chunks else None
+    n = len(history.get("loss", [])) * len(xtr)
+    return FitResult(model, plan, history, [0], stats, desc, n, val_probs=probs)
 
 
 def predict_files(model, files, size: int, policy: str, batch_size: int = 32) -> np.ndarray:
