@@ -3,11 +3,14 @@
     python benchmarks/sweep.py [--data ../shared/datasets/hymenoptera] [--backbone NAME ...]
         [--image-size N ...] [--precision P ...] [--target T ...] [--max-latency-ms 8]
 
-Runs the same ``edgetransfer sweep`` three times, each a fresh process timed end to end:
+Runs the same ``edgetransfer sweep`` four times, each a fresh process timed end to end:
 
 1. cold: a fresh ``EDGETRANSFER_CACHE`` (weights conversion and every feature computed) and a fresh --out;
-2. warm: the same cache, a fresh --out (features reused; heads, exports and validation redone);
-3. resume: the warm command again on its own --out (every configuration skipped).
+2. warm features, memo off (``EDGETRANSFER_MEMO=0``): a fresh --out, features reused; heads,
+   conversions, predictions and latency redone;
+3. warm features + memo: a fresh --out; heads retrained (the same, seeded), converted files and
+   predictions taken from the memo (:mod:`edgetransfer.memo`), latency measured again;
+4. resume: the warm command again on its own --out (every configuration skipped).
 
 Then the picks at ``--max-latency-ms`` (reusing every configuration), with a check that each pick
 meets the budget and that no configuration within it is more accurate.
@@ -27,13 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sweep(args, out: Path, cache: Path, *extra: str) -> tuple[dict, float, str]:
+def _sweep(args, out: Path, cache: Path, *extra: str, memo: bool = True) -> tuple[dict, float, str]:
     cmd = [sys.executable, "-m", "edgetransfer", "sweep", "--data", args.data, "--out", str(out), "--epochs", "10"]
     for flag, values in (("--backbone", args.backbone), ("--image-size", args.image_size)):
         cmd += [x for v in values for x in (flag, str(v))]
     cmd += [x for v in args.precision for x in ("--precision", v)]
     cmd += [x for v in args.target for x in ("--target", v)]
     env = {**os.environ, "EDGETRANSFER_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["EDGETRANSFER_MEMO"] = "1" if memo else "0"
     start = time.perf_counter()
     text = subprocess.run([*cmd, *extra], cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -78,6 +82,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="et-sweep-bench-"))
     cache = work / "cache"
     cold, t_cold, _ = _sweep(args, work / "cold", cache, "--json")
+    feats, t_feats, _ = _sweep(args, work / "warm-features", cache, "--json", memo=False)
     warm, t_warm, _ = _sweep(args, work / "warm", cache, "--json")
     again, t_again, _ = _sweep(args, work / "warm", cache, "--json")
     tight, _, _ = _sweep(args, work / "warm", cache, "--json", "--max-latency-ms", str(args.max_latency_ms))
@@ -111,13 +116,24 @@ def main() -> None:
     for t in args.target:
         print(_check_pick(tight, t, args.max_latency_ms))
     print("\n== wall time of the whole sweep ==")
-    for name, secs, doc in (("cold cache", t_cold, cold), ("warm cache", t_warm, warm), ("resume", t_again, again)):
+    runs = (
+        ("cold caches", t_cold, cold),
+        ("warm features, memo off", t_feats, feats),
+        ("warm features + memo", t_warm, warm),
+        ("resume", t_again, again),
+    )
+    for name, secs, doc in runs:
         s = doc["stats"]
         print(
-            f"{name:11s} {secs:7.1f} s  computed {s['computed']:2d}  reused {s['reused']:2d}  trained {s['trained']}  "
-            f"features hit {s['feature_hits']} / miss {s['feature_misses']}"
+            f"{name:24s} {secs:7.1f} s ({t_cold / secs:4.1f}x)  computed {s['computed']:2d}  reused {s['reused']:2d}  "
+            f"trained {s['trained']}  features hit {s['feature_hits']} / miss {s['feature_misses']}  "
+            f"memo hit {s.get('memo_hits', 0)} / miss {s.get('memo_misses', 0)}"
         )
-    print(f"warm / cold: {t_cold / t_warm:.1f}x faster; resume: {t_cold / t_again:.1f}x faster; work folder {work}")
+    same = all(
+        (a["accuracy"], a["size_bytes"]) == (b["accuracy"], b["size_bytes"])
+        for a, b in zip(cold["configs"], warm["configs"], strict=True)
+    )
+    print(f"warm configurations identical to cold (accuracy, file size): {same}; work folder {work}")
 
 
 if __name__ == "__main__":

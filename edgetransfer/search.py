@@ -37,6 +37,7 @@ from .errors import EXIT_BUDGET, ConfigError, EdgeTransferError
 from .io import atomic_write, write_json
 from .quantization import QuantRecipe
 from .training import TrainConfig
+from .training.rundir import locked
 
 LADDER = (128, 160, 192, 224)
 DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
@@ -584,42 +585,43 @@ def sweep(
     ds = data_lib.load(data_dir, val_split=base.val_split, seed=base.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    notes = _compare_state(out, grid, ds.fingerprint(), base)
-    for n in notes:
-        say(f"note: {n}")
-    opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
-    engine = _Engine(out, Path(data_dir), ds.fingerprint(), base, grid, opts, say)
-    points = engine.run()
-    if engine.memo is not None:
-        engine.stats.update(memo_hits=engine.memo.hits, memo_misses=engine.memo.misses)
-    stats = SweepStats(**engine.stats, seconds=round(time.perf_counter() - start, 2))
-    names = tuple(t.name for t in grid.targets)
-    limits = {t.name: Limits.for_target(t, max_latency_ms, max_size_mb, max_accuracy_drop) for t in grid.targets}
-    picks = {t: pick(points, t, limits[t]) for t in names}
-    result = SweepResult(
-        tuple(points),
-        names,
-        {t: pareto_front(points, t) for t in names},
-        {t: v[0] for t, v in picks.items()},
-        {t: v[1] for t, v in picks.items()},
-        limits,
-        stats,
-        out,
-        notes=tuple(notes),
-    )
-    n_train = len(ds.split("train")) or len(ds.files)
-    pipelines = {
-        t.name: str(_write_pipeline(result, t, Path(data_dir), base, calibration_size, n_train))
-        for t in grid.targets
-        if result.best[t.name] is not None
-    }
-    result = dataclasses.replace(result, pipelines=pipelines)
-    write_json(out / "sweep.json", result.to_json())
-    from .report import sweep as sweep_report
+    with locked(out, "sweep"):  # two sweeps in one folder would train and export over each other
+        start = time.perf_counter()
+        notes = _compare_state(out, grid, ds.fingerprint(), base)
+        for n in notes:
+            say(f"note: {n}")
+        opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
+        engine = _Engine(out, Path(data_dir), ds.fingerprint(), base, grid, opts, say)
+        points = engine.run()
+        if engine.memo is not None:
+            engine.stats.update(memo_hits=engine.memo.hits, memo_misses=engine.memo.misses)
+        stats = SweepStats(**engine.stats, seconds=round(time.perf_counter() - start, 2))
+        names = tuple(t.name for t in grid.targets)
+        limits = {t.name: Limits.for_target(t, max_latency_ms, max_size_mb, max_accuracy_drop) for t in grid.targets}
+        picks = {t: pick(points, t, limits[t]) for t in names}
+        result = SweepResult(
+            tuple(points),
+            names,
+            {t: pareto_front(points, t) for t in names},
+            {t: v[0] for t, v in picks.items()},
+            {t: v[1] for t, v in picks.items()},
+            limits,
+            stats,
+            out,
+            notes=tuple(notes),
+        )
+        n_train = len(ds.split("train")) or len(ds.files)
+        pipelines = {
+            t.name: str(_write_pipeline(result, t, Path(data_dir), base, calibration_size, n_train))
+            for t in grid.targets
+            if result.best[t.name] is not None
+        }
+        result = dataclasses.replace(result, pipelines=pipelines)
+        write_json(out / "sweep.json", result.to_json())
+        from .report import sweep as sweep_report
 
-    sweep_report.write_html(result, out / "report.html")
-    return result
+        sweep_report.write_html(result, out / "report.html")
+        return result
 
 
 def _workflow_for(backbone: str, size: int, cfg: TrainConfig, n_train: int):

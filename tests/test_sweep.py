@@ -125,6 +125,15 @@ def test_a_second_sweep_elsewhere_converts_and_predicts_nothing_again(swept, tmp
         assert man["sha256"] == json.loads(before.read_text())["sha256"]
 
 
+def test_a_second_sweep_into_a_live_sweeps_folder_is_refused(swept):
+    from edgetransfer.training.rundir import locked
+
+    data, out, _ = swept
+    with locked(out, "sweep"):  # as a live sweep holds it (released by the OS even on kill -9)
+        code, stdout, err = _run(*_args(data, out))
+    assert code == 2 and "a live sweep" in stdout + err and "--out" in stdout + err
+
+
 def test_memo_entries_are_verified_and_never_unpickled(tmp_path):
     import io
 

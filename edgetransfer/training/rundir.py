@@ -90,9 +90,9 @@ def _has_progress(partial: Path) -> bool:
 
 
 @contextlib.contextmanager
-def locked(partial: Path) -> Iterator[None]:
+def locked(partial: Path, what: str = "training run") -> Iterator[None]:
     """An exclusive lock on ``partial`` for this process's lifetime (released by the OS on
-    ``kill -9``), so a second ``train`` into the same ``--out`` is told a live run holds it."""
+    ``kill -9``), so a second ``train`` (or ``sweep``) into the same ``--out`` is told a live one holds it."""
     partial.mkdir(parents=True, exist_ok=True)
     fh = open(partial / LOCK_FILE, "a+")  # noqa: SIM115 (held for the whole run)
     try:
@@ -102,7 +102,7 @@ def locked(partial: Path) -> Iterator[None]:
         who = fh.read().strip() or "another process"
         fh.close()
         raise ConfigError(
-            f"a live training run ({who}) is writing this folder",
+            f"a live {what} ({who}) is writing this folder",
             path=partial,
             fix="wait for it to finish, or choose another --out",
         ) from None
