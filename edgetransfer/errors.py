@@ -58,6 +58,17 @@ class ToolchainError(EdgeTransferError):
     exit_code = EXIT_TOOLCHAIN
 
 
+class DiskFullError(ToolchainError):
+    """The disk filled up while a native library (HDF5 under Keras) was writing (exit 3).
+
+    HDF5 keeps the file whose write failed open and flushes it again when the process ends,
+    which crashes (SIGSEGV); the command line therefore exits at once after reporting this
+    error. A Python caller should end its process soon after, with ``os._exit``.
+    """
+
+    exit_at_once = True
+
+
 class ExportError(ToolchainError):
     """A converter failed to write an artifact (exit 3)."""
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
+import traceback
 
 import click
 
@@ -36,7 +38,8 @@ class _Group(click.Group):
         except EdgeTransferError as exc:
             if ctx.obj is not None and ctx.obj.debug:
                 raise
-            self._fail(ctx, exc.render(), exc.exit_code, exc.fix, type(exc).__name__)
+            now = getattr(exc, "exit_at_once", False)
+            self._fail(ctx, exc.render(), exc.exit_code, exc.fix, type(exc).__name__, now)
         except OSError as exc:  # a full or read-only disk deep inside a library (h5py, a converter)
             if (ctx.obj is not None and ctx.obj.debug) or exc.errno not in _DISK_ERRORS:
                 raise
@@ -58,12 +61,16 @@ class _Group(click.Group):
             JSON_MODE.reset(token)
 
     @staticmethod
-    def _fail(ctx: click.Context, message: str, code: int, fix: str | None, kind: str) -> None:
+    def _fail(ctx: click.Context, message: str, code: int, fix: str | None, kind: str, now: bool = False) -> None:
         if fix and "\n  fix: " not in message:  # Ctrl-C, out of memory: the fix is not in the message yet
             message = f"{message}\n  fix: {fix}"
         click.echo(f"error: {message}", err=True)
         if JSON_MODE.get():
             echo_error_json(message.split("\n  fix: ")[0], code, fix, kind)
+        if now:  # native state that would crash the normal exit (errors.DiskFullError)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         ctx.exit(code)
 
 
@@ -85,12 +92,23 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     ctx.obj = Obj(debug=debug, verbosity=-1 if quiet else verbose)
     if not debug:
         sys.unraisablehook = _quiet_unraisable
+        sys.excepthook = _quiet_h5py_dealloc
 
 
 def _quiet_unraisable(info) -> None:
     """Errors Python can only print, e.g. h5py failing to close a file on a full disk: a log line
     (``-vv``), not a traceback; the error that matters reaches the user through the exit path."""
     log.debug("ignored in %r: %s", info.object, info.exc_value)
+
+
+def _quiet_h5py_dealloc(kind, value, tb) -> None:
+    """h5py objects that fail to close (a full disk) print their error through ``sys.excepthook``
+    from Cython's ``__dealloc__`` while Keras unwinds: a log line (``-vv``), not a traceback each."""
+    frames = traceback.extract_tb(tb)
+    if frames and frames[-1].filename.endswith("h5py/_objects.pyx"):
+        log.debug("h5py failed to release an object: %s", value)
+        return
+    sys.__excepthook__(kind, value, tb)
 
 
 def _register() -> None:

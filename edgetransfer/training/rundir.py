@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .. import _lazy
-from ..errors import ConfigError, ToolchainError, UnsafeFileError
+from ..errors import ConfigError, DiskFullError, UnsafeFileError
 from ..records import RunManifest
 from .config import TrainConfig
 
@@ -133,7 +133,7 @@ def disk_full(partial: Path) -> NoReturn:
     for backup in partial.glob("backup_*"):
         if not (partial / f"{backup.name.removeprefix('backup_')}.weights.h5").exists():
             shutil.rmtree(backup, ignore_errors=True)
-    raise ToolchainError(
+    raise DiskFullError(
         "no space left on the device while writing the training checkpoints",
         path=partial,
         fix="free some disk space (or use another --out), then run the same command with --resume",
