@@ -30,7 +30,8 @@ def _summary(result: flow_lib.FlowResult) -> None:
     ]
     echo(table(rows, ["artifact", "target", "accuracy", "p50 ms", "latency is", "MB"]))
     for t, b in result.report.best.items():
-        echo(f"best on {t}: {Path(b.artifact).name} ({b.p50_ms:.2f} ms, {b.provenance})")
+        runtime = f" with {b.runtime}" if b.runtime else ""
+        echo(f"best on {t}: {Path(b.artifact).name}{runtime} ({b.p50_ms:.2f} ms, {b.provenance})")
     if result.verdict:
         for c in result.verdict.checks:
             echo(f"{c.status.upper():8s} {c.message}")
