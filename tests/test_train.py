@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -162,57 +160,7 @@ def test_bad_options(invoke, colours, tmp_path):
     assert code == 2 and "did you mean" in err
 
 
-# --- resume after kill -9, distributed ----------------------------------------------------------
-
-
-def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "edgetransfer", *map(str, args)]
-
-
-@pytest.mark.slow
-def test_resume_after_kill_9(colours, tmp_path):
-    out = tmp_path / "run"
-    args = _cli(
-        "train",
-        "--data",
-        colours,
-        "--backbone",
-        "efficientnet_lite0",
-        "--image-size",
-        "32",
-        "--workflow",
-        "fine-tune",
-        "--unfreeze",
-        "10",
-        "--epochs",
-        "40",
-        "--fine-tune-epochs",
-        "2",
-        "--batch-size",
-        "4",
-        "--val-split",
-        "0.34",
-        "--out",
-        out,
-        "--json",
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args + ["--seed", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    log = out.with_name("run.partial") / "head.csv"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = len(log.read_text().splitlines()) - 1
-    assert not out.exists() and done_before >= 2
-    res = subprocess.run(args + ["--seed", "0", "--resume"], env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    m = TrainedModel.from_dir(out).manifest.to_json()
-    assert m["resumed"] and not out.with_name("run.partial").exists()
-    # the resumed phase continued from the saved epoch instead of starting again
-    assert len(m["history"]["loss"]) >= done_before and m["metrics"]["val_accuracy"] > 0.6
+# --- distributed (kill -9 and --resume in both phases: tests/test_reliability_training.py) --------------
 
 
 DISTRIBUTED = r"""
