@@ -93,8 +93,10 @@ def synthetic_run(backbone: str, out: Path, *, size: int = 32, classes: int = 2)
     return TrainedModel.from_dir(out)
 
 
-def export_backbone(backbone: str, work: Path, *, size: int = 32) -> list[MatrixRow]:
-    """Export one backbone to every supported pair, run each file once; never raises."""
+def export_backbone(
+    backbone: str, work: Path, *, size: int = 32, only: tuple[str, ...] | None = None
+) -> list[MatrixRow]:
+    """Export one backbone to every supported pair (``only`` these precisions), run each file once; never raises."""
     from edgetransfer.runtime import load_session
 
     run = synthetic_run(backbone, work, size=size)
@@ -103,7 +105,7 @@ def export_backbone(backbone: str, work: Path, *, size: int = 32) -> list[Matrix
     ref = np.asarray(keras_model.predict(x, verbose=0))
     rows = []
     for fmt in formats.file_formats():  # packagings (tflm) are not file formats
-        precisions = formats.get(fmt).precisions
+        precisions = [p for p in formats.get(fmt).precisions if only is None or p in only]
         recipes = [QuantRecipe.named(p, calibration_size=8) for p in precisions]
         start = time.perf_counter()
         # known failures alone, so the rest share one trace (a failed batch is retried one by one)

@@ -50,13 +50,18 @@ FAMILY_REPRESENTATIVES = (
     "efficientnet_v2_b0",
     "efficientnet_lite0",
 )
-MATRIX = backbones.names() if os.environ.get("EDGETRANSFER_FULL_MATRIX") else FAMILY_REPRESENTATIVES
+FULL = bool(os.environ.get("EDGETRANSFER_FULL_MATRIX"))
+MATRIX = backbones.names() if FULL else FAMILY_REPRESENTATIVES
+# NASNet's ~1,000-op graph takes ~25 s a TFLite conversion on 2 cores: the suite converts it to float
+# and full int8 (its graph's ops and the calibrated path); fp16 / dynamic / int16x8 in the full matrix.
+SUITE_ONLY = {"nasnet_mobile": ("fp32", "int8")}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MATRIX)
 def test_backbone_exports_everywhere(name):
-    rows = export_backbone(name, Path(tempfile.mkdtemp(prefix=f"matrix-{name}-")))
+    only = None if FULL else SUITE_ONLY.get(name)
+    rows = export_backbone(name, Path(tempfile.mkdtemp(prefix=f"matrix-{name}-")), only=only)
     failed = [(r.format, r.precision, r.note) for r in rows if r.result == "failed"]
     assert not failed, failed
     known = {(name, r.format, r.precision) for r in rows if r.result == "known"}
