@@ -11,6 +11,7 @@ folder, so a run folder can be moved or copied between CI jobs.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -290,8 +291,9 @@ def _memo_key(
     """Everything the written file's bytes depend on (the metadata embeds the relative run path)."""
     meta = _metadata(run, fmt, r, layout, out, dynamic)
     calib_key = memo_lib.digest(calib.images) if calib is not None and r.needs_calibration else ""
+    code = memo_lib.source_digest(formats, sys.modules[__name__])  # every format module, and this one
     return memo_lib.digest(
-        "export", fmt, asdict(r), layout, dynamic, list(kept), model_key, calib_key, meta, _versions(fmt)
+        "export", fmt, asdict(r), layout, dynamic, list(kept), model_key, calib_key, meta, _versions(fmt), code
     )
 
 

@@ -47,6 +47,16 @@ def model_digest(model) -> str:
     return digest(model.to_json(), *[np.asarray(w) for w in model.get_weights()])
 
 
+def source_digest(*modules) -> str:
+    """The code that writes a result, by content: a development install that edits a converter
+    between two sweeps gets new entries, not files from the old code (the version alone would not)."""
+    files = []
+    for m in modules:
+        path = Path(getattr(m, "__file__", "") or "")
+        files += sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+    return digest(*[f.read_bytes() for f in files if f.is_file()])
+
+
 class Memo:
     """Entries under ``root/<kind>/<key[:2]>/<key>``; ``None`` from a getter means "compute it"."""
 

@@ -157,6 +157,23 @@ def test_memo_entries_are_verified_and_never_unpickled(tmp_path):
     assert memo.get_array("predictions", key) is None
 
 
+def test_memo_keys_change_with_the_converter_code(tmp_path):
+    """A development install that edits a format module between sweeps must not get the old files."""
+    import types
+
+    from edgetransfer.memo import source_digest
+
+    pkg = tmp_path / "fmt"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tflite.py").write_text("SCALE = 1\n")
+    module = types.SimpleNamespace(__file__=str(pkg / "__init__.py"))
+    before = source_digest(module)
+    assert source_digest(module) == before
+    (pkg / "tflite.py").write_text("SCALE = 2\n")
+    assert source_digest(module) != before
+
+
 def test_resume_after_kill_recomputes_only_the_unfinished(swept):
     """A ``kill -9`` during the last configuration's export: no record, no artifact manifest."""
     data, out, _ = swept
