@@ -85,9 +85,12 @@ def predict(session, x: np.ndarray, source: str = "model") -> np.ndarray:
     return metrics.require_finite(np.concatenate([session.run(x[i : i + 1]) for i in range(len(x))]), source)
 
 
-def reference_probs(run: TrainedModel, x: np.ndarray, memo: Memo | None = None):  # -> (probs, keras model)
+def reference_probs(run: TrainedModel, x: np.ndarray, memo: Memo | None = None, images: str = ""):
+    """(probabilities, Keras model); ``images``: the digest of ``x`` when the caller has it."""
     model = run.load_model()
-    key = memo_lib.digest("reference", memo_lib.model_digest(model), x) if memo is not None else ""
+    if memo is not None and not images:
+        images = memo_lib.digest(x)
+    key = memo_lib.digest("reference", memo_lib.model_digest(model), images) if memo is not None else ""
     probs = memo.get_array("predictions", key) if memo is not None else None
     if probs is None:
         probs = metrics.require_finite(np.asarray(model.predict(x, verbose=0)), str(run.model_path))
@@ -350,12 +353,11 @@ def _session(path: Path, runtime: str):
     return load_session(path)
 
 
-def _accuracies(pairs, run: TrainedModel, ho: HeldOut, ref: np.ndarray, memo: Memo | None) -> tuple[dict, dict]:
+def _accuracies(pairs, run: TrainedModel, ho: HeldOut, ref: np.ndarray, memo: Memo | None, images: str):
     """Accuracy of each artifact in each runtime kind its targets use (TFLM kernels on an MCU
-    target, the default runtime otherwise), keyed by ``(path, kind)``."""
+    target, the default runtime otherwise), keyed by ``(path, kind)``; ``images``: digest of ``ho.x``."""
     n = len(run.classes)
     confusion, acc = {}, {}
-    images = memo_lib.digest(ho.x) if memo is not None else ""
     for a, t in pairs:
         kind = "tflm" if t.runtime == "tflm" else "default"
         if (a.path, kind) in acc:
@@ -374,10 +376,11 @@ def _accuracies(pairs, run: TrainedModel, ho: HeldOut, ref: np.ndarray, memo: Me
 
 def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo: Memo | None) -> ValidationReport:
     n = len(run.classes)
-    ref, model = reference_probs(run, ho.x, memo)
+    images = memo_lib.digest(ho.x) if memo is not None else ""  # hashed once: ~90 MB at 224 px
+    ref, model = reference_probs(run, ho.x, memo, images)
     ref_scores = metrics.scores(ref, ho.y, n, str(run.model_path))
     keras_lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
-    acc, confusion = _accuracies(pairs, run, ho, ref, memo)
+    acc, confusion = _accuracies(pairs, run, ho, ref, memo, images)
     confusion[FLOAT] = ref_scores.confusion
     cache: dict = {}
     records, findings = [], []

@@ -106,9 +106,6 @@ class Memo:
         np.save(buf, np.asarray(arr), allow_pickle=False)
         self.put_bytes(kind, key, buf.getvalue())
 
-    def stats(self) -> dict:
-        return {"hits": self.hits, "misses": self.misses}
-
 
 def for_sweep() -> Memo | None:
     """The memo under the cache folder (``$EDGETRANSFER_CACHE``), or ``None`` where
