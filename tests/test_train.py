@@ -86,6 +86,15 @@ def test_fine_tune_workflow_two_phases(colours, tmp_path, invoke):
     assert len(m["history"]["loss"]) > m["phase_starts"][1]  # the fine-tune phase ran
 
 
+def test_fine_tune_same_seed_same_model(tmp_path):
+    """The augmentation's random numbers are drawn in batch order, so a seed gives one model
+    (a parallel map drew them in thread order: the losses differed from the first epoch)."""
+    data = make_folder(tmp_path / "colours", {"red": 24, "green": 24, "blue": 24}, size=(36, 36))
+    cfg = TrainConfig(**TINY, workflow="fine-tune", unfreeze="12", epochs=1, fine_tune_epochs=1, val_split=0.34)
+    a, b = (train(data, cfg, out=tmp_path / name).manifest.to_json()["history"] for name in ("a", "b"))
+    assert a["loss"] == b["loss"] and a["val_loss"] == b["val_loss"]
+
+
 @pytest.mark.parametrize(
     "n,workflow,depth",
     [
