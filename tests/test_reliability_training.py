@@ -148,11 +148,21 @@ def test_resume_refuses_changed_settings(interrupted, colours, invoke):
     assert code == 2 and "config.seed: was 0, now 7" in err
 
 
+def _default_sigint() -> None:
+    """Give the child the SIGINT of a terminal. pytest-xdist workers ignore SIGINT, and a
+    Python started with SIGINT ignored keeps ignoring it (no KeyboardInterrupt), as it should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_sigint_mid_epoch_exits_130_and_keeps_the_checkpoint(colours, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        _fine_tune_args(colours, out, head=40, tune=0), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        _fine_tune_args(colours, out, head=40, tune=0),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
     )
     partial = tmp_path / "run.partial"
     _wait_for(proc, lambda: _csv_lines(partial / "head.csv") >= 1)
