@@ -30,7 +30,7 @@ from ..errors import EdgeTransferError, RuntimeBackendError
 _MARK = "EDGETRANSFER-PROBE "  # prefix of the child's report lines on stdout; native logs are ignored
 _RUNTIMES = {".tflite": "LiteRT", ".onnx": "ONNX Runtime"}
 _MAX_INPUT_ELEMENTS = 64_000_000  # a [1, 4096, 4096, 3] batch; a mutated header may claim far more
-_cache: dict[tuple[str, str], EdgeTransferError | None] = {}
+_cache: dict[tuple[str, str, int], EdgeTransferError | None] = {}
 _cache_lock = threading.Lock()
 
 
@@ -57,7 +57,8 @@ def probe(path: str | Path, *, timeout_s: float = 60, memory_mb: int = 4096) -> 
             path=path,
             fix="check the path (see the export manifest.json)",
         ) from None
-    key = (str(path.resolve()), digest)
+    # The limit is part of the key: a file that fails under a small limit may load under a larger one.
+    key = (str(path.resolve()), digest, int(memory_mb))
     with _cache_lock:
         if key in _cache:
             cached = _cache[key]
