@@ -19,10 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/edgetransfer quickstart
 
-# Two pytest-xdist workers, each taking a whole test file (its module fixtures are built once).
-# Measured on CI's 2 cores: 17 min against 39.5 min in one process, with the same per-test
-# times (the converters and subprocesses are mostly single-threaded). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# TEST_WORKERS=2: two pytest-xdist workers, a whole test file each (module fixtures built once).
+# Measured on 2 cores: 17 min against 39.5 min in one process; but the Ctrl-C test
+# (test_sigint_mid_epoch...) exited 0 instead of 130 in 2 of 3 such runs, not yet understood,
+# so the default (and CI) stays one process.
+TEST_WORKERS ?= 0
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
