@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compat, graphops, images, latency, metrics
-from . import data as data_lib
+from . import compat, graphops, latency, metrics
 from . import memo as memo_lib
 from . import targets as targets_lib
 from .errors import DataError, UnsupportedError
@@ -26,6 +25,7 @@ from .exporter import ExportedArtifact
 from .io import require_writable, write_json
 from .memo import Memo
 from .runtime import isolate, load_session
+from .scoring import HeldOut, held_out, predict, probe_batch, reference_probs
 from .training import TrainedModel
 
 FLOAT = "keras-float"
@@ -34,74 +34,6 @@ log = logging.getLogger("edgetransfer")
 # typical post-training int8 costs 0-2 points on ImageNet-scale models (TFLite model
 # optimization guide table); 10 points means the calibration or a layer is broken.
 COLLAPSE_POINTS = 10.0
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """Images to evaluate on, as the model takes them, and where they came from."""
-
-    x: np.ndarray
-    y: np.ndarray
-    source: str  # folder
-    split: str  # "val", "test", "seeded 20% split (seed 0)", "whole folder"
-
-    def describe(self) -> str:
-        return f"{len(self.y)} images of {self.source} ({self.split})"
-
-    def to_json(self) -> dict:
-        return {"source": self.source, "split": self.split, "images": len(self.y)}
-
-
-def held_out(run: TrainedModel, data_dir: str | Path | None = None) -> HeldOut:
-    """The held-out images: the folder's val/ (or test/); for the run's own single-pool folder,
-    the same seeded split training held out; any other folder is held out whole. Without
-    ``data_dir``, the run's own data (as its manifest records it)."""
-    data_dir = Path(data_dir) if data_dir is not None else Path(run.manifest.data.root)
-    if not data_dir.is_dir():
-        raise DataError(
-            "held-out data folder not found", path=data_dir, fix="pass --data DIR (the run's data has moved or gone)"
-        )
-    cfg = run.manifest.config
-    same = Path(run.manifest.data.root).resolve() == data_dir.resolve()
-    ds = data_lib.load(data_dir)
-    split = "val" if ds.split("val") else "test" if ds.split("test") else "whole folder"
-    if split == "whole folder" and same and cfg.get("val_split"):
-        ds = data_lib.load(data_dir, val_split=cfg["val_split"], seed=cfg.get("seed", 0))
-        split = f"seeded {cfg['val_split']:.0%} split (seed {cfg.get('seed', 0)}), as in training"
-    if list(ds.classes) != run.classes:
-        raise DataError(
-            f"classes {list(ds.classes)} differ from the model's {run.classes}",
-            path=data_dir,
-            fix="validate on a folder with the model's class folders",
-        )
-    files = ds.split("val") or ds.split("test") or ds.files
-    policy = run.manifest.resize_policy
-    x = np.stack([images.load_array(f.path, run.input_size, policy) for f in files]).astype(np.float32)
-    return HeldOut(x, np.array([f.label for f in files]), str(data_dir), split)
-
-
-def predict(session, x: np.ndarray, source: str = "model") -> np.ndarray:
-    """Probabilities of ``session`` on ``x``, one image at a time (batch-1 files); non-finite is an error."""
-    return metrics.require_finite(np.concatenate([session.run(x[i : i + 1]) for i in range(len(x))]), source)
-
-
-def reference_probs(run: TrainedModel, x: np.ndarray, memo: Memo | None = None, images: str = ""):
-    """(probabilities, Keras model); ``images``: the digest of ``x`` when the caller has it."""
-    model = run.load_model()
-    if memo is not None and not images:
-        images = memo_lib.digest(x)
-    key = memo_lib.digest("reference", memo_lib.model_digest(model), images) if memo is not None else ""
-    probs = memo.get_array("predictions", key) if memo is not None else None
-    if probs is None:
-        probs = metrics.require_finite(np.asarray(model.predict(x, verbose=0)), str(run.model_path))
-        if memo is not None:
-            memo.put_array("predictions", key, probs)
-    return probs, model
-
-
-def probe_batch(size: int) -> np.ndarray:
-    """The one random batch used to time a model (seeded, RGB [0, 255], NHWC, batch 1)."""
-    return np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
 
 
 def on_device(target, art: ExportedArtifact) -> latency.Latency:

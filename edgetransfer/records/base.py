@@ -8,14 +8,14 @@ instead of reading as ``None`` (the shape follows ai-edge-quantizer's ``qtyping.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 T = TypeVar("T")
 
@@ -30,6 +30,14 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
         return _decode(inner[0], value, where) if len(inner) == 1 else value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return _from_dict(tp, value, where)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: {value!r} is not a {tp.__name__} (one of {', '.join(str(m.value) for m in tp)})",
+                fix="re-create the file with this version of edgetransfer (or correct the value named)",
+            ) from None
     if origin is tuple:
         args = typing.get_args(tp)
         return tuple(_decode(args[0], v, where) for v in value) if args else tuple(value)
@@ -66,6 +74,8 @@ def _encode(value: Any) -> Any:
         return [_encode(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, Path):
         return str(value)
     return value
@@ -110,100 +120,3 @@ class Record:
                 fix="re-create it with edgetransfer (or restore it from a backup)",
             ) from None
         return cls.from_json(doc, str(path))  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class Metrics(Record):
-    """Held-out scores of a model."""
-
-    val_accuracy: float | None
-    val_loss: float | None = None
-    val_images: int = 0
-    per_class_accuracy: tuple[float | None, ...] = ()
-    confusion: tuple[tuple[int, ...], ...] = ()
-
-
-@dataclass(frozen=True)
-class DataInfo(Record):
-    """Where a run's data came from and how it was split."""
-
-    root: str
-    fingerprint: str
-    split_source: str = "given"
-    train_images: int = 0
-    val_images: int = 0
-    counts: dict = field(default_factory=dict)
-    skipped: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RunManifest(Record):
-    """``manifest.json`` of a finished training run."""
-
-    KIND: ClassVar[str] = "edgetransfer.run"
-    SCHEMA: ClassVar[int] = 2
-
-    backbone: str
-    weights: str
-    input_size: int
-    preprocess: dict
-    classes: tuple[str, ...]
-    data: DataInfo
-    config: dict
-    metrics: Metrics
-    resize_policy: str = "crop"
-    cut_at: str = "top"
-    workflow: str = "features"
-    unfreeze: str = "0"
-    reason: str = ""
-    history: dict = field(default_factory=dict)
-    phase_starts: tuple[int, ...] = ()
-    seed: int = 0
-    train_seconds: float = 0.0
-    images_per_second: float | None = None
-    strategy: str = ""
-    feature_cache: dict | None = None
-    resumed: bool = False
-    versions: dict = field(default_factory=dict)
-    files: dict = field(default_factory=lambda: {"model": "model.keras"})
-
-
-@dataclass(frozen=True)
-class IOSpec(Record):
-    """What an exported file takes: RGB [0, 255] pixels at ``size``, in ``layout``/``dtype``."""
-
-    size: int
-    layout: str = "NHWC"
-    dtype: str = "float32"
-    color: str = "RGB"
-    range: tuple[float, float] = (0, 255)
-    resize_policy: str = "crop"
-    batch: int | None = 1
-
-
-@dataclass(frozen=True)
-class ArtifactManifest(Record):
-    """``<file>.manifest.json``: what an exported file is and where it came from.
-
-    ``source_run`` is stored relative to the manifest's folder (and absolute as a fallback),
-    so a run folder moved as a whole still validates from anywhere.
-    """
-
-    KIND: ClassVar[str] = "edgetransfer.artifact"
-    SCHEMA: ClassVar[int] = 2
-
-    path: str
-    format: str
-    precision: str
-    io: IOSpec
-    metadata: dict
-    sha256: str
-    size_bytes: int
-    source_run: str
-    source_run_abs: str = ""
-    source_fingerprint: str = ""
-    recipe: dict = field(default_factory=dict)
-    calibration: dict | None = None
-    converter: dict = field(default_factory=dict)
-    export_seconds: float = 0.0
-    attempts: tuple[dict, ...] = ()

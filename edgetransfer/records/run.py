@@ -1,0 +1,105 @@
+"""Records of training and export: the run manifest and the exported file's manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .base import Record
+
+
+@dataclass(frozen=True)
+class Metrics(Record):
+    """Held-out scores of a model."""
+
+    val_accuracy: float | None
+    val_loss: float | None = None
+    val_images: int = 0
+    per_class_accuracy: tuple[float | None, ...] = ()
+    confusion: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class DataInfo(Record):
+    """Where a run's data came from and how it was split."""
+
+    root: str
+    fingerprint: str
+    split_source: str = "given"
+    train_images: int = 0
+    val_images: int = 0
+    counts: dict = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunManifest(Record):
+    """``manifest.json`` of a finished training run."""
+
+    KIND: ClassVar[str] = "edgetransfer.run"
+    SCHEMA: ClassVar[int] = 2
+
+    backbone: str
+    weights: str
+    input_size: int
+    preprocess: dict
+    classes: tuple[str, ...]
+    data: DataInfo
+    config: dict
+    metrics: Metrics
+    resize_policy: str = "crop"
+    cut_at: str = "top"
+    workflow: str = "features"
+    unfreeze: str = "0"
+    reason: str = ""
+    history: dict = field(default_factory=dict)
+    phase_starts: tuple[int, ...] = ()
+    seed: int = 0
+    train_seconds: float = 0.0
+    images_per_second: float | None = None
+    strategy: str = ""
+    feature_cache: dict | None = None
+    resumed: bool = False
+    versions: dict = field(default_factory=dict)
+    files: dict = field(default_factory=lambda: {"model": "model.keras"})
+
+
+@dataclass(frozen=True)
+class IOSpec(Record):
+    """What an exported file takes: RGB [0, 255] pixels at ``size``, in ``layout``/``dtype``."""
+
+    size: int
+    layout: str = "NHWC"
+    dtype: str = "float32"
+    color: str = "RGB"
+    range: tuple[float, float] = (0, 255)
+    resize_policy: str = "crop"
+    batch: int | None = 1
+
+
+@dataclass(frozen=True)
+class ArtifactManifest(Record):
+    """``<file>.manifest.json``: what an exported file is and where it came from.
+
+    ``source_run`` is stored relative to the manifest's folder (and absolute as a fallback),
+    so a run folder moved as a whole still validates from anywhere.
+    """
+
+    KIND: ClassVar[str] = "edgetransfer.artifact"
+    SCHEMA: ClassVar[int] = 2
+
+    path: str
+    format: str
+    precision: str
+    io: IOSpec
+    metadata: dict
+    sha256: str
+    size_bytes: int
+    source_run: str
+    source_run_abs: str = ""
+    source_fingerprint: str = ""
+    recipe: dict = field(default_factory=dict)
+    calibration: dict | None = None
+    converter: dict = field(default_factory=dict)
+    export_seconds: float = 0.0
+    attempts: tuple[dict, ...] = ()
