@@ -5,12 +5,23 @@
 - ``base``: the :class:`Record` mixin and its strict decoder.
 - ``vocab``: the vocabularies (precision, provenance, measure mode, status) as enums.
 - ``run``: the run manifest and the exported file's manifest.
-- ``measure``: budgets, measurements, validation report, checks and verdicts.
+- ``budget``: the one budget type and its merge rule.
+- ``measure``: measurements, validation report, checks and verdicts.
 - ``export``: export index, quantization recipe and attempts, TFLM bundle.
 - ``flows``: sweep points and results, pipeline state.
 """
 
 from .base import Record
+from .budget import DEFAULT_PICK_ACCURACY_DROP, Budget
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 
-__all__ = ["ArtifactManifest", "DataInfo", "IOSpec", "Metrics", "Record", "RunManifest"]
+__all__ = [
+    "DEFAULT_PICK_ACCURACY_DROP",
+    "ArtifactManifest",
+    "Budget",
+    "DataInfo",
+    "IOSpec",
+    "Metrics",
+    "Record",
+    "RunManifest",
+]

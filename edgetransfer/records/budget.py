@@ -1,0 +1,92 @@
+"""The one budget type: limits a file must meet on a target, and the one rule that merges them.
+
+Profiles (``budgets:`` in a target YAML), pipeline files (``check:`` / ``sweep:``) and the
+command line all build a :class:`Budget`; :meth:`Budget.merge` lays them over each other in
+that order (profile < pipeline file < command line): a later layer's set field wins, an unset
+(``None``) one leaves the earlier value. ``None`` means not checked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar
+
+from ..errors import ConfigError
+from .base import Record
+
+# The accuracy budget used to pick a "best" file when neither the profile nor the user set one:
+# post-training int8 typically costs 0-2 points on ImageNet-scale models (TFLite model
+# optimization guide), so 1 point keeps an int8 file that quantized well and drops one that did not.
+DEFAULT_PICK_ACCURACY_DROP = 1.0
+
+
+@dataclass(frozen=True)
+class Budget(Record):
+    """Limits to enforce on one artifact on one target.
+
+    Attributes:
+        latency_p90_ms: p90 latency, ms (the target's own path: host, device runner or estimate).
+        latency_ratio: p50 of the file / p50 of a reference file, both measured the same way.
+        accuracy_drop: points below the float model on the held-out data (zero allowed).
+        size_mb: the file's bytes, in MB (1e6).
+        peak_memory_mb: peak resident memory of loading and running the file on the host, MB.
+        ram_kb: microcontrollers: the tensor arena the real TFLM interpreter needs, KiB.
+        flash_kb: microcontrollers: the model's bytes in flash, KiB.
+    """
+
+    KIND: ClassVar[str] = "edgetransfer.budget"
+    SCHEMA: ClassVar[int] = 1
+
+    latency_p90_ms: float | None = None
+    latency_ratio: float | None = None
+    accuracy_drop: float | None = None
+    size_mb: float | None = None
+    peak_memory_mb: float | None = None
+    ram_kb: float | None = None
+    flash_kb: float | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            zero_ok = f.name == "accuracy_drop"
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 0
+                or (v == 0 and not zero_ok)
+            ):
+                need = "zero or more" if zero_ok else "positive"
+                raise ConfigError(f"budget {f.name}={v!r} must be a finite, {need} number", fix=f"pass a {need} limit")
+
+    @classmethod
+    def merge(cls, *layers: Budget | None) -> Budget:
+        """Lay ``layers`` over each other, later ones winning field by field (profile < pipeline < CLI)."""
+        out = cls()
+        for layer in layers:
+            if layer is None:
+                continue
+            out = replace(
+                out, **{f.name: getattr(layer, f.name) for f in fields(layer) if getattr(layer, f.name) is not None}
+            )
+        return out
+
+    def set_fields(self) -> dict[str, float]:
+        """The budgets that are set, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def describe(self) -> str:
+        """``p90 <= 8 ms, size <= 4 MB`` (or ``no budgets``)."""
+        words = {
+            "latency_p90_ms": "p90 <= {:g} ms",
+            "latency_ratio": "p50 ratio <= {:g}x",
+            "accuracy_drop": "drop <= {:g} points",
+            "size_mb": "size <= {:g} MB",
+            "peak_memory_mb": "peak memory <= {:g} MB",
+            "ram_kb": "RAM <= {:g} KiB",
+            "flash_kb": "flash <= {:g} KiB",
+        }
+        return ", ".join(words[k].format(v) for k, v in self.set_fields().items()) or "no budgets"
