@@ -1,6 +1,7 @@
 """edgetransfer: transfer-learn a lightweight image model and ship it to a device.
 
     data -> backbones -> training -> exporter (formats, quantization) -> evaluation -> gate
+    flows (check, pipeline file, sweep, quickstart) run the stages; records carry what passes between them
 
 The functions are named for the verb (``train``, ``export``, ``validate``, ``check``), the
 modules for the stage, so no public name here hides a submodule.
@@ -26,8 +27,11 @@ from .errors import (
 )
 from .evaluation import ValidationReport, validate
 from .exporter import ExportedArtifact, export
-from .gate import Budget, Verdict, check
+from .flows.check import check
+from .gate import judge
 from .quantization import QuantRecipe
+from .records import Budget
+from .records.measure import Measurement, Verdict
 from .runtime import Classifier
 from .search import SweepResult, sweep
 from .training import TrainConfig, TrainedModel, train
@@ -45,6 +49,7 @@ __all__ = [
     "ExportedArtifact",
     "FileIssue",
     "ImageFile",
+    "Measurement",
     "MissingDependencyError",
     "QuantRecipe",
     "RuntimeBackendError",
@@ -59,6 +64,7 @@ __all__ = [
     "WeightsError",
     "check",
     "export",
+    "judge",
     "load_dataset",
     "sweep",
     "train",

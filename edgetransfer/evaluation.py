@@ -1,32 +1,55 @@
-"""The one evaluation path: held-out data of a run, predictions, scores, and latency of an
-artifact on a target (measured here, measured on the device by its runner, or estimated:
-chosen in :func:`latency_on` and nowhere else).
+"""Measure once: every figure of an artifact on a target comes from :func:`measure`.
 
-``validate`` (a report over artifacts x targets), ``check`` (the CI gate), training and the
-benchmarks all call these functions. Never raises on a missed budget: budgets are judged by
-:mod:`edgetransfer.gate`. It does raise on what cannot be validated at all.
+Accuracy on the held-out data (in the runtime the target uses for it), latency on the
+target's own path (this host's runtimes, the device's runner, or an estimate: chosen in
+:func:`measure_latency` and nowhere else), memory where the target's runtime measures it,
+delegate compatibility. ``validate`` writes a :class:`~edgetransfer.records.ValidationReport`
+of such measurements; ``check`` judges one (:mod:`edgetransfer.gate`). Never raises on a
+missed budget; does raise on what cannot be measured at all. Runtime capabilities come from
+the registry (:mod:`edgetransfer.runtime.spec`): no runtime or format name is compared here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import compat, graphops, latency, metrics
+from . import compat, graphops, latency, metrics, stats
 from . import memo as memo_lib
 from . import targets as targets_lib
-from .errors import DataError, UnsupportedError
+from .errors import DataError, RuntimeBackendError, UnsupportedError
 from .exporter import ExportedArtifact
 from .io import require_writable, write_json
 from .memo import Memo
+from .records import DEFAULT_PICK_ACCURACY_DROP
+from .records.measure import Best, Measurement, Reference, ValidationReport
+from .records.vocab import MeasureMode
 from .runtime import isolate, load_session
+from .runtime import spec as runtime_spec
 from .scoring import HeldOut, held_out, predict, probe_batch, reference_probs
 from .training import TrainedModel
+
+__all__ = [
+    "FLOAT",
+    "HeldOut",
+    "Measurement",
+    "ValidationReport",
+    "held_out",
+    "measure",
+    "measure_latency",
+    "predict",
+    "probe_batch",
+    "reference_probs",
+    "save",
+    "validate",
+]
 
 FLOAT = "keras-float"
 log = logging.getLogger("edgetransfer")
@@ -34,6 +57,34 @@ log = logging.getLogger("edgetransfer")
 # typical post-training int8 costs 0-2 points on ImageNet-scale models (TFLite model
 # optimization guide table); 10 points means the calibration or a layer is broken.
 COLLAPSE_POINTS = 10.0
+# validate's figure per (file, runtime) is split into this many repeats, so a report carries the
+# p90s the CI gate's t-interval needs (the live check makes at least as many).
+REPORT_REPEATS = 3
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Accuracy of one file in one runtime kind against the float model's predictions."""
+
+    accuracy: float
+    agreement: float | None
+    drop: float | None  # points below the float model
+    per_class: tuple[float | None, ...]
+    split: str
+
+
+def runtime_of(target) -> runtime_spec.RuntimeSpec:
+    return runtime_spec.get(target.runtime)
+
+
+def _accuracy_runtime(art: ExportedArtifact, target) -> runtime_spec.RuntimeSpec | None:
+    """The runtime accuracy is scored in on ``target``: its own (TFLM kernels) or, ``None``, the file's default."""
+    rt = runtime_of(target)
+    return rt if rt.own_accuracy else None
+
+
+def _session(path: Path, rt: runtime_spec.RuntimeSpec | None):
+    return rt.runtime().load(path) if rt is not None else load_session(path)
 
 
 def on_device(target, art: ExportedArtifact) -> latency.Latency:
@@ -46,348 +97,263 @@ def on_device(target, art: ExportedArtifact) -> latency.Latency:
     return dataclasses.replace(lat, provenance=latency.ON_DEVICE, host=host)
 
 
-def latency_on(art: ExportedArtifact, target, *, budget_s: float = 2.0, cache: dict | None = None) -> latency.Latency:
-    """Latency of ``art`` on ``target``: the ONE place that picks host, runner or estimate.
-
-    On the host every installed runtime that can run the file is measured (LiteRT; ONNX Runtime
-    and OpenVINO for ONNX) and the fastest p50 is reported, naming its runtime
-    (``detail["runtime"]``, all of them in ``detail["runtimes"]``).
-    """
-    if target.measure == "runner":
-        return on_device(target, art)
-    if target.runtime == "tflm":
-        from .formats import tflm
-
-        return tflm.estimate_latency(art.path, target)
-    if target.measure == "estimate":
-        return latency.estimate(graphops.ops_for(art.path), target.device, art.precision)
-    key = (art.path, target.threads, target.provider)
-    if cache is not None and key in cache:
-        cached: latency.Latency = cache[key]
-        return cached
-    lat = _fastest_on_host(art, target, budget_s)
-    if cache is not None:
-        cache[key] = lat
-    return lat
-
-
-def _fastest_on_host(art: ExportedArtifact, target, budget_s: float) -> latency.Latency:
+def _host_runtimes(art: ExportedArtifact, target) -> list:
     from .runtime import available_runtimes, get_runtime
 
     runtimes = [get_runtime(r.name, target.provider) for r in available_runtimes(art.path)]
-    if target.provider != "cpu":  # a provider is ONNX Runtime's: measure that runtime only
-        runtimes = [r for r in runtimes if r.name == "onnxruntime"]
-    found: dict[str, latency.Latency] = {}
-    for rt in runtimes:
-        found[rt.name] = latency.measure(
+    if target.provider != "cpu":  # a provider belongs to the runtimes that take it: measure those only
+        runtimes = [r for r in runtimes if target.provider in runtime_spec.get(r.name).providers]
+    return runtimes
+
+
+def _host_once(art: ExportedArtifact, target, runtimes, budget_s: float) -> dict[str, latency.Latency]:
+    return {
+        rt.name: latency.measure(
             lambda rt=rt: rt.load(art.path, target.threads),
             probe_batch(art.io.size),
             budget_s=budget_s,
             threads=target.threads,
             runtime_version=rt.version(),
         )
-    name = min(found, key=lambda n: found[n].p50)
-    best = found[name]
-    detail = {**best.detail, "runtime": name, "runtimes": {n: {"p50": v.p50, "p90": v.p90} for n, v in found.items()}}
-    return dataclasses.replace(best, detail=detail)
+        for rt in runtimes
+    }
 
 
-def tflm_memory(art: ExportedArtifact, target) -> dict:
-    """RAM (the TFLM arena, measured by the real interpreter) and flash (the model's bytes) on an MCU."""
-    from .formats import tflm
-
-    tflm.check_tflm(art.path.read_bytes(), path=art.path)
-    return tflm.fits(tflm.measure_arena(art.path), art.size_bytes, target)
-
-
-@dataclass(frozen=True)
-class Record:
-    """One artifact on one target."""
-
-    artifact: str
-    format: str
-    precision: str
-    target: str
-    accuracy: float
-    agreement: float | None
-    accuracy_drop: float | None  # points below the float model
-    per_class_accuracy: tuple[float | None, ...]
-    size_bytes: int
-    latency: latency.Latency
-    compatibility: dict | None = None
-    target_source: str = ""
-    memory: dict | None = None  # tflm targets: arena (RAM) and flash bytes, and whether they fit
-
-    def to_json(self, samples: bool = False) -> dict:
-        lat = self.latency
-        return {
-            "artifact": self.artifact,
-            "format": self.format,
-            "precision": self.precision,
-            "target": self.target,
-            "target_profile": self.target_source,
-            "accuracy": self.accuracy,
-            "agreement": self.agreement,
-            "accuracy_drop": self.accuracy_drop,
-            "per_class_accuracy": list(self.per_class_accuracy),
-            "size_bytes": self.size_bytes,
-            "latency_ms": {
-                "p50": lat.p50,
-                "p90": lat.p90,
-                "p99": lat.p99,
-                "mean": lat.mean,
-                "std": lat.std,
-                "runs": lat.runs,
-            },
-            "provenance": lat.provenance,
-            "runtime": lat.detail.get("runtime"),
-            "latency": lat.to_json(samples),
-            "compatibility": self.compatibility,
-            "memory": self.memory,
-        }
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The float Keras model on the same held-out data and host."""
-
-    accuracy: float
-    latency: latency.Latency
-    model: str
-
-    def to_json(self) -> dict:
-        lat = self.latency
-        return {
-            "accuracy": self.accuracy,
-            "model": self.model,
-            "latency": lat.to_json(samples=True),
-            "latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99},
-        }
-
-
-@dataclass(frozen=True)
-class Best:
-    """Per target: the fastest artifact within the target's accuracy budget."""
-
-    artifact: str
-    p50_ms: float
-    provenance: str
-    accuracy: float
-    runtime: str | None = None  # on the host: the fastest runtime for that file
-
-    def to_json(self) -> dict:
-        return {
-            "artifact": self.artifact,
-            "runtime": self.runtime,
-            "p50_ms": self.p50_ms,
-            "provenance": self.provenance,
-            "accuracy": self.accuracy,
-        }
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    records: tuple[Record, ...]
-    reference: Reference
-    best: dict[str, Best]
-    findings: tuple[str, ...]
-    classes: tuple[str, ...]
-    confusion: dict[str, tuple]  # artifact name (or keras-float) -> matrix
-    held_out: dict
-    host: dict = field(default_factory=dict)
-    targets: dict[str, str] = field(default_factory=dict)  # name -> profile file
-
-    @property
-    def data(self) -> str:
-        return str(self.held_out.get("source", ""))
-
-    def to_json(self, samples: bool = False) -> dict:
-        return {
-            "kind": "edgetransfer.validation",
-            "schema": 2,
-            "held_out": self.held_out,
-            "reference": self.reference.to_json(),
-            "records": [r.to_json(samples) for r in self.records],
-            "best": {t: b.to_json() for t, b in self.best.items()},
-            "findings": list(self.findings),
-            "classes": list(self.classes),
-            "confusion": {k: [list(r) for r in v] for k, v in self.confusion.items()},
-            "data": self.data,
-            "host": self.host,
-            "targets": self.targets,
-        }
-
-
-def _artifacts(paths: Sequence[str | Path]) -> list[ExportedArtifact]:
-    out = []
-    for p in paths:
-        if not Path(p).is_file():
-            raise DataError("artifact not found", path=p, fix="pass files written by `edgetransfer export`")
-        out.append(ExportedArtifact.from_manifest(p))
-    return out
-
-
-def validate(
-    artifacts: Sequence[str | Path],
-    data_dir: str | Path | None = None,
-    target_names: Sequence[str] = ("host-cpu",),
-    *,
-    targets_dir: str | Path | None = None,
-    budget_s: float = 2.0,
-    skip_incompatible: bool = False,
-    report_path: str | Path | None = None,
-    memo: Memo | None = None,
-) -> ValidationReport:
-    """Accuracy, agreement and latency of ``artifacts`` on ``target_names``.
-
-    Args:
-        data_dir: held-out images; default the run's own held-out split.
-        report_path: checked for writability before any work (written by the caller).
-        memo: reuse predictions made before by the same model or file on the same images
-            (:mod:`edgetransfer.memo`; the sweep passes one). Latency is measured every time.
-
-    Raises:
-        UnsupportedError: an artifact a target cannot run (unless ``skip_incompatible``).
-        DataError: data or artifacts unusable. RuntimeBackendError: a runtime or runner failed.
-    """
-    if report_path is not None:
-        require_writable(report_path, "report")
-    arts = _artifacts(artifacts)
-    tgts = [targets_lib.get(t, targets_dir) for t in target_names]
-    for a in arts:  # native runtimes on files we did not just write: load them in a child first
-        isolate.probe(a.path)
-    pairs = [(a, t) for a in arts for t in tgts]
-    bad = [(a, t, t.can_run(a.format, a.precision)) for a, t in pairs if t.can_run(a.format, a.precision)]
-    if bad and not skip_incompatible:
-        a, t, why = bad[0]
-        raise UnsupportedError(
-            f"{a.path.name} cannot run on target {t.name}: {why}",
-            fix=f"export a {'/'.join(t.precisions)} {'/'.join(t.formats)} file for {t.name}, "
-            "or pass --skip-incompatible",
-        )
-    pairs = [(a, t) for a, t in pairs if not t.can_run(a.format, a.precision)]
-    for a, t in pairs:
-        if t.runtime == "tflm":  # an op TFLM lacks is refused before anything runs (exit 2)
-            from .formats import tflm
-
-            tflm.check_tflm(a.path.read_bytes(), path=a.path)
-    run = arts[0].run()
-    ho = held_out(run, data_dir)
-    log.info("evaluating on %s", ho.describe())
-    return _evaluate(arts, pairs, run, ho, budget_s, memo)
-
-
-def _session(path: Path, runtime: str):
-    if runtime == "tflm":
-        from .formats import tflm
-
-        return tflm.TFLMSession.load(path)
-    return load_session(path)
-
-
-def _accuracies(pairs, run: TrainedModel, ho: HeldOut, ref: np.ndarray, memo: Memo | None, images: str):
-    """Accuracy of each artifact in each runtime kind its targets use (TFLM kernels on an MCU
-    target, the default runtime otherwise), keyed by ``(path, kind)``; ``images``: digest of ``ho.x``."""
-    n = len(run.classes)
-    confusion, acc = {}, {}
-    for a, t in pairs:
-        kind = "tflm" if t.runtime == "tflm" else "default"
-        if (a.path, kind) in acc:
-            continue
-        key = memo_lib.digest("predict", a.sha256, kind, images)
-        probs = memo.get_array("predictions", key) if memo is not None else None
-        if probs is None:
-            probs = predict(_session(a.path, kind), ho.x, str(a.path))
-            if memo is not None:
-                memo.put_array("predictions", key, probs)
-        s = metrics.scores(probs, ho.y, n, str(a.path))
-        acc[(a.path, kind)] = (s.accuracy, metrics.agreement(probs, ref), s.per_class)
-        confusion[a.path.name + (" (tflm)" if kind == "tflm" else "")] = s.confusion
-    return acc, confusion
-
-
-def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo: Memo | None) -> ValidationReport:
-    n = len(run.classes)
-    images = memo_lib.digest(ho.x) if memo is not None else ""  # hashed once: ~90 MB at 224 px
-    ref, model = reference_probs(run, ho.x, memo, images)
-    ref_scores = metrics.scores(ref, ho.y, n, str(run.model_path))
-    keras_lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
-    acc, confusion = _accuracies(pairs, run, ho, ref, memo, images)
-    confusion[FLOAT] = ref_scores.confusion
-    cache: dict = {}
-    records, findings = [], []
-    for a, t in pairs:
-        lat = latency_on(a, t, budget_s=budget_s, cache=cache)
-        comp = None
-        if t.delegate is not None:
-            c = compat.for_artifact(a.path, t.delegate, a.precision)
-            comp = c.to_json()
-            if not c.full:
-                findings.append(
-                    f"{a.path.name} on {t.name}: only {c.ops_delegated}/{c.ops_total} ops "
-                    f"({100 * c.macs_share:.0f}% of MACs) on {c.delegate}, {c.partitions} partition(s); "
-                    f"falls back: {', '.join(sorted(set(c.fallback_ops))) or 'all'}. {c.note}".strip()
-                )
-        a_acc, agree, per = acc[(a.path, "tflm" if t.runtime == "tflm" else "default")]
-        mem = tflm_memory(a, t) if t.runtime == "tflm" else None
-        if mem is not None and not mem["fits"]:
-            findings.append(
-                f"{a.path.name} does not fit {t.name}: arena {mem['arena_bytes']:,} B (RAM budget "
-                f"{mem['ram_budget_bytes']:,} B), flash {mem['flash_bytes']:,} B (budget "
-                f"{mem['flash_budget_bytes']:,} B)"
-            )
-        records.append(
-            Record(
-                str(a.path),
-                a.format,
-                a.precision,
-                t.name,
-                a_acc,
-                agree,
-                round(100 * (ref_scores.accuracy - a_acc), 3),
-                per,
-                a.size_bytes,
-                lat,
-                comp,
-                t.path,
-                mem,
-            )
-        )
-    default_acc = {p: v for (p, kind), v in acc.items() if kind == "default"}
-    findings += _quality_findings([a for a in arts if a.path in default_acc], default_acc, ref_scores.accuracy, n)
-    reference = Reference(ref_scores.accuracy, keras_lat, str(run.model_path))
-    return ValidationReport(
-        tuple(records),
-        reference,
-        _best(records, pairs),
-        tuple(findings),
-        tuple(run.classes),
-        confusion,
-        ho.to_json(),
-        latency.host_info(),
-        {t.name: t.path for _, t in pairs},
+def pool(runs: Sequence[latency.Latency]) -> latency.Latency:
+    """One figure from repeated measurements of the same file: percentiles over all samples."""
+    if len(runs) == 1:
+        return runs[0]
+    samples = np.concatenate([np.asarray(r.samples, dtype=float) for r in runs])
+    if samples.size == 0:
+        return runs[0]
+    p50, p90, p99 = (round(float(np.percentile(samples, q)), 4) for q in (50, 90, 99))
+    loads = [r.load_ms for r in runs if r.load_ms is not None]
+    mems = [r.peak_memory_mb for r in runs if r.peak_memory_mb is not None]
+    return dataclasses.replace(
+        runs[0],
+        p50=p50,
+        p90=p90,
+        p99=p99,
+        mean=round(float(samples.mean()), 4),
+        std=round(float(samples.std()), 4),
+        runs=int(samples.size),
+        load_ms=round(float(np.mean(loads)), 2) if loads else None,
+        peak_memory_mb=max(mems) if mems else None,
+        samples=tuple(round(float(s), 4) for s in samples),
     )
 
 
-def _quality_findings(arts, acc: dict, ref_acc: float, n_classes: int) -> list[str]:
-    """Accuracy collapses and degenerate calibrations, with the fix."""
-    out = []
-    for a in arts:
-        drop = 100 * (ref_acc - acc[a.path][0])
-        cal = a.manifest.calibration or {}
-        if drop >= COLLAPSE_POINTS:
-            out.append(
-                f"{a.path.name}: accuracy collapsed by {drop:.1f} points against the float model "
-                f"({acc[a.path][0]:.3f} vs {ref_acc:.3f}; chance is {1 / n_classes:.3f}). Fix: calibrate on "
-                "100-500 representative images (--calibration-size), or let `edgetransfer export "
-                "--max-accuracy-drop` search for a recipe that keeps the accuracy."
-            )
-        if cal and int(cal.get("count", 0)) < 10:
-            out.append(
-                f"{a.path.name}: calibrated on only {cal.get('count')} image(s) ({cal.get('source')}); "
-                "int8 ranges from so few images are unreliable."
-            )
-    return out
+def _keep_going(values: list[float], repeats: int, max_repeats: int, budget: float | None) -> bool:
+    if len(values) < repeats:
+        return True
+    return budget is not None and len(values) < max_repeats and stats.decide(values, budget) == stats.INCONCLUSIVE
+
+
+def measure_latency(
+    art: ExportedArtifact,
+    target,
+    *,
+    budget_s: float = 1.0,
+    repeats: int = REPORT_REPEATS,
+    max_repeats: int | None = None,
+    budget_ms: float | None = None,
+) -> tuple[latency.Latency, tuple[float, ...]]:
+    """(latency, p90 of each repeat) of ``art`` on ``target``: the ONE place that picks host, runner or estimate.
+
+    On the host every installed runtime that can run the file is measured in each repeat
+    (``budget_s`` of timed runs each) and the one with the fastest pooled p50 reported, naming
+    it (``detail["runtime"]``; all in ``detail["runtimes"]``). With ``budget_ms``, repeats go
+    on past ``repeats`` (up to ``max_repeats``) while the t-interval straddles the budget.
+    """
+    rt = runtime_of(target)
+    if target.measure != MeasureMode.RUNNER and not rt.measures_latency_here:
+        return rt.estimate_latency(art.path, target), ()
+    if target.measure == MeasureMode.ESTIMATE:
+        return latency.estimate(graphops.ops_for(art.path), target.device, art.precision), ()
+    top = max_repeats or repeats
+    if target.measure == MeasureMode.RUNNER:
+        runs: list[latency.Latency] = []
+        while _keep_going([r.p90 for r in runs], repeats, top, budget_ms):
+            runs.append(on_device(target, art))
+        return pool(runs), tuple(r.p90 for r in runs)
+    runtimes = _host_runtimes(art, target)
+    found: dict[str, list[latency.Latency]] = {rt.name: [] for rt in runtimes}
+    best_p90s: list[float] = []
+    while _keep_going(best_p90s, repeats, top, budget_ms):
+        for name, lat in _host_once(art, target, runtimes, budget_s).items():
+            found[name].append(lat)
+        best_p90s = [r.p90 for r in found[min(found, key=lambda n: pool(found[n]).p50)]]
+    pooled = {n: pool(v) for n, v in found.items()}
+    name = min(pooled, key=lambda n: pooled[n].p50)
+    best = pooled[name]
+    detail = {**best.detail, "runtime": name, "runtimes": {n: {"p50": v.p50, "p90": v.p90} for n, v in pooled.items()}}
+    return dataclasses.replace(best, detail=detail), tuple(r.p90 for r in found[name])
+
+
+def measure_ratio(
+    art: ExportedArtifact,
+    reference: ExportedArtifact,
+    target,
+    *,
+    budget_s: float = 1.0,
+    repeats: int = REPORT_REPEATS,
+    max_repeats: int | None = None,
+    max_ratio: float | None = None,
+) -> tuple[float, ...]:
+    """p50(art) / p50(reference) per repeat, the two measured one after the other on the
+    target's own path (host, runner or estimate), so the ratio holds across machines."""
+    values: list[float] = []
+    top = max_repeats or repeats
+    while _keep_going(values, repeats, top, max_ratio):
+        a = measure_latency(art, target, budget_s=budget_s, repeats=1)[0].p50
+        b = measure_latency(reference, target, budget_s=budget_s, repeats=1)[0].p50
+        values.append(a / b)
+        if target.measure == MeasureMode.ESTIMATE or not runtime_of(target).measures_latency_here:
+            break  # an estimate is the same every time: one ratio says it all
+    return tuple(values)
+
+
+_PEAK_CHILD = """
+import resource, sys
+import numpy as np
+from edgetransfer.runtime import load_session
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+session = load_session(sys.argv[1], int(sys.argv[2]) if sys.argv[2] else None)
+batch = np.random.default_rng(0).uniform(0, 255, (1, int(sys.argv[3]), int(sys.argv[3]), 3)).astype(np.float32)
+for _ in range(5):
+    session.run(batch)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024)
+"""
+
+
+def peak_memory_mb(art: ExportedArtifact, target, *, timeout_s: float = 120) -> float:
+    """Peak resident memory that loading and running ``art`` adds to a fresh Python process, in MB
+    (Linux ``ru_maxrss``, KiB): the runtime's own libraries, the weights and the arena."""
+    args = [sys.executable, "-c", _PEAK_CHILD, str(art.path), str(target.threads or ""), str(art.io.size)]
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise RuntimeBackendError(
+            f"measuring peak memory took over {timeout_s:.0f} s", path=art.path, fix="check the file runs with bench"
+        ) from None
+    try:
+        return round(float(out.stdout.strip().splitlines()[-1]), 2)
+    except (ValueError, IndexError):
+        raise RuntimeBackendError(
+            f"measuring peak memory failed: {(out.stderr or out.stdout).strip()[-300:]}",
+            path=art.path,
+            fix="run `python -m edgetransfer.runtime bench` on the file to see why",
+        ) from None
+
+
+def score(
+    art: ExportedArtifact,
+    target,
+    ho: HeldOut,
+    n_classes: int,
+    ref: np.ndarray | None,
+    ref_acc: float | None,
+    memo: Memo | None = None,
+    images: str = "",
+) -> tuple[Scores, tuple]:
+    """Accuracy of ``art`` on ``ho`` in the runtime ``target`` scores it in, against the float
+    model's predictions ``ref`` (accuracy ``ref_acc``); ``images``: the digest of ``ho.x`` if known."""
+    rt = _accuracy_runtime(art, target)
+    kind = rt.name if rt is not None else "default"
+    if memo is not None and not images:
+        images = memo_lib.digest(ho.x)
+    key = memo_lib.digest("predict", art.sha256, kind, images) if memo is not None else ""
+    probs = memo.get_array("predictions", key) if memo is not None else None
+    if probs is None:
+        probs = predict(_session(art.path, rt), ho.x, str(art.path))
+        if memo is not None:
+            memo.put_array("predictions", key, probs)
+    s = metrics.scores(probs, ho.y, n_classes, str(art.path))
+    agree = metrics.agreement(probs, ref) if ref is not None else None
+    drop = round(100 * (ref_acc - s.accuracy), 3) if ref_acc is not None else None
+    return Scores(s.accuracy, agree, drop, tuple(s.per_class), ho.describe()), s.confusion
+
+
+def measure(
+    art: ExportedArtifact,
+    target,
+    *,
+    scores: Scores | None = None,
+    budget_s: float = 1.0,
+    repeats: int = REPORT_REPEATS,
+    max_repeats: int | None = None,
+    latency_budget_ms: float | None = None,
+    reference: ExportedArtifact | None = None,
+    ratio_budget: float | None = None,
+    with_latency: bool = True,
+    with_peak_memory: bool = False,
+    p90_samples: Sequence[float] | None = None,
+) -> Measurement:
+    """Everything asked of ``art`` on ``target``, measured once, as a record.
+
+    Args:
+        scores: accuracy figures already computed (:func:`score`), or ``None`` for none.
+        latency_budget_ms / ratio_budget: repeat until the t-interval is clear of these.
+        reference: also measure p50(art)/p50(reference) per repeat (``--max-latency-ratio``).
+        p90_samples: p90s measured elsewhere (bench JSON of this file) instead of measuring here.
+    """
+    rt = runtime_of(target)
+    rt.require_supported(art.path)
+    lat: latency.Latency | None = None
+    p90s: tuple[float, ...] = ()
+    if p90_samples is not None:  # p90s measured elsewhere (bench JSON): they are the figure
+        p90s = tuple(p90_samples)
+        mid = float(np.median(p90s))
+        lat = latency.Latency(
+            mid, mid, mid, float(np.mean(p90s)), 0.0, 0, latency.MEASURED, detail={"source": "latency samples"}
+        )
+    elif with_latency:
+        lat, p90s = measure_latency(
+            art, target, budget_s=budget_s, repeats=repeats, max_repeats=max_repeats, budget_ms=latency_budget_ms
+        )
+    ratios: tuple[float, ...] = ()
+    if reference is not None:
+        ratios = measure_ratio(
+            art, reference, target, budget_s=budget_s, repeats=repeats, max_repeats=max_repeats, max_ratio=ratio_budget
+        )
+    peak = None
+    if with_peak_memory:
+        on_device_peak = lat.peak_memory_mb if lat is not None and lat.provenance == latency.ON_DEVICE else None
+        if on_device_peak is not None:
+            peak = on_device_peak
+        elif target.measure == MeasureMode.HOST and rt.measures_latency_here:
+            peak = peak_memory_mb(art, target)
+    comp = None
+    if target.delegate is not None:
+        comp = compat.for_artifact(art.path, target.delegate, art.precision).to_json()
+    return Measurement(
+        artifact=str(art.path),
+        format=art.format,
+        precision=art.precision,
+        target=target.name,
+        size_bytes=art.size_bytes,
+        latency=lat,
+        sha256=art.sha256,
+        target_profile=target.path,
+        accuracy=scores.accuracy if scores else None,
+        agreement=scores.agreement if scores else None,
+        accuracy_drop=scores.drop if scores else None,
+        accuracy_split=scores.split if scores else "",
+        per_class_accuracy=scores.per_class if scores else (),
+        p90_repeats=p90s,
+        ratio_reference=str(reference.path) if reference is not None else "",
+        ratio_repeats=ratios,
+        compatibility=comp,
+        memory=rt.measure_memory(art.path, art.size_bytes, target),
+        peak_memory_mb=peak,
+    )
+
+
+def accuracy_kind(art: ExportedArtifact, target) -> str:
+    """Which runtime's accuracy a target reports: its own (TFLM) or the file's default."""
+    rt = _accuracy_runtime(art, target)
+    return rt.name if rt is not None else "default"
 
 
 class _KerasSession:
@@ -404,24 +370,195 @@ class _KerasSession:
         return self.fn(batch).numpy()
 
 
-def _best(records: list[Record], pairs) -> dict[str, Best]:
-    """Per target: the fastest artifact (p50) whose accuracy drop is within the target's budget."""
-    best = {}
-    for t in {t.name: t for _, t in pairs}.values():
-        limit = t.budgets.accuracy_drop if t.budgets.accuracy_drop is not None else 1.0
-        ok = [r for r in records if r.target == t.name and (r.accuracy_drop or 0) <= limit]
-        if ok:
-            pick = min(ok, key=lambda r: r.latency.p50)
-            best[t.name] = Best(
-                pick.artifact,
-                pick.latency.p50,
-                pick.latency.provenance,
-                pick.accuracy,
-                pick.latency.detail.get("runtime"),
+def _artifacts(paths: Sequence[str | Path]) -> list[ExportedArtifact]:
+    out = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise DataError("artifact not found", path=p, fix="pass files written by `edgetransfer export`")
+        out.append(ExportedArtifact.from_manifest(p))
+    return out
+
+
+def _pairs(arts, tgts, skip_incompatible: bool) -> list:
+    pairs = [(a, t) for a in arts for t in tgts]
+    bad = [(a, t, t.can_run(a.format, a.precision)) for a, t in pairs if t.can_run(a.format, a.precision)]
+    if bad and not skip_incompatible:
+        a, t, why = bad[0]
+        raise UnsupportedError(
+            f"{a.path.name} cannot run on target {t.name}: {why}",
+            fix=f"export a {'/'.join(t.precisions)} {'/'.join(t.formats)} file for {t.name}, "
+            "or pass --skip-incompatible",
+        )
+    pairs = [(a, t) for a, t in pairs if not t.can_run(a.format, a.precision)]
+    for a, t in pairs:  # an op the target's runtime lacks is refused before anything runs (exit 2)
+        runtime_of(t).require_supported(a.path)
+    return pairs
+
+
+def validate(
+    artifacts: Sequence[str | Path],
+    data_dir: str | Path | None = None,
+    target_names: Sequence[str] = ("host-cpu",),
+    *,
+    targets_dir: str | Path | None = None,
+    budget_s: float = 2.0,
+    skip_incompatible: bool = False,
+    report_path: str | Path | None = None,
+    memo: Memo | None = None,
+    on_measure: Callable[[Measurement], None] | None = None,
+) -> ValidationReport:
+    """Accuracy, agreement and latency of ``artifacts`` on ``target_names``, each measured once.
+
+    Args:
+        data_dir: held-out images; default the run's own held-out split.
+        budget_s: seconds of timed runs per (file, runtime), split over :data:`REPORT_REPEATS` repeats.
+        report_path: checked for writability before any work (written by the caller).
+        memo: reuse predictions made before by the same model or file on the same images
+            (:mod:`edgetransfer.memo`; the sweep passes one). Latency is measured every time.
+        on_measure: called with each measurement as it is made (progress).
+
+    Raises:
+        UnsupportedError: an artifact a target cannot run (unless ``skip_incompatible``).
+        DataError: data or artifacts unusable. RuntimeBackendError: a runtime or runner failed.
+    """
+    if report_path is not None:
+        require_writable(report_path, "report")
+    arts = _artifacts(artifacts)
+    tgts = [targets_lib.get(t, targets_dir) for t in target_names]
+    for a in arts:  # native runtimes on files we did not just write: load them in a child first
+        isolate.probe(a.path)
+    pairs = _pairs(arts, tgts, skip_incompatible)
+    run = arts[0].run()
+    ho = held_out(run, data_dir)
+    log.info("evaluating on %s", ho.describe())
+    return _evaluate(arts, pairs, run, ho, budget_s, memo, on_measure)
+
+
+def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo, on_measure) -> ValidationReport:
+    n = len(run.classes)
+    images = memo_lib.digest(ho.x) if memo is not None else ""  # hashed once: ~90 MB at 224 px
+    ref, model = reference_probs(run, ho.x, memo, images)
+    ref_scores = metrics.scores(ref, ho.y, n, str(run.model_path))
+    keras_lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
+    confusion: dict[str, tuple] = {FLOAT: ref_scores.confusion}
+    scored: dict[tuple[Path, str], Scores] = {}
+    records = []
+    for a, t in pairs:
+        kind = accuracy_kind(a, t)
+        if (a.path, kind) not in scored:
+            s, conf = score(a, t, ho, n, ref, ref_scores.accuracy, memo, images)
+            scored[(a.path, kind)] = s
+            confusion[a.path.name + ("" if kind == "default" else f" ({kind})")] = conf
+        m = measure(a, t, scores=scored[(a.path, kind)], budget_s=budget_s / REPORT_REPEATS)
+        records.append(m)
+        if on_measure is not None:
+            on_measure(m)
+    findings = _target_findings(records)
+    default = {p: s for (p, kind), s in scored.items() if kind == "default"}
+    findings += _quality_findings([a for a in arts if a.path in default], default, ref_scores.accuracy, n)
+    return ValidationReport(
+        held_out=ho.to_json(),
+        reference=Reference(ref_scores.accuracy, str(run.model_path), keras_lat),
+        records=tuple(records),
+        best=best_per_target(records, {t.name: t for _, t in pairs}),
+        findings=tuple(findings),
+        classes=tuple(run.classes),
+        confusion=confusion,
+        host=latency.host_info(),
+        targets={t.name: t.path for _, t in pairs},
+    )
+
+
+def _target_findings(records: Sequence[Measurement]) -> list[str]:
+    """Partial delegation and files that do not fit a microcontroller."""
+    out = []
+    for m in records:
+        c, name = m.compatibility, Path(m.artifact).name
+        if c is not None and not c.get("full", True):
+            fallback = ", ".join(sorted(set(c.get("fallback_ops") or ()))) or "all"
+            out.append(
+                f"{name} on {m.target}: only {c['ops_delegated']}/{c['ops_total']} ops "
+                f"({100 * c['macs_share']:.0f}% of MACs) on {c['delegate']}, {c['partitions']} partition(s); "
+                f"falls back: {fallback}. {c.get('note', '')}".strip()
             )
+        mem = m.memory
+        if mem is not None and not mem["fits"]:
+            out.append(
+                f"{name} does not fit {m.target}: arena {mem['arena_bytes']:,} B (RAM budget "
+                f"{mem['ram_budget_bytes']:,} B), flash {mem['flash_bytes']:,} B (budget "
+                f"{mem['flash_budget_bytes']:,} B)"
+            )
+    return out
+
+
+def _quality_findings(arts, acc: dict, ref_acc: float, n_classes: int) -> list[str]:
+    """Accuracy collapses and degenerate calibrations, with the fix."""
+    out = []
+    for a in arts:
+        got = acc[a.path].accuracy
+        drop = 100 * (ref_acc - got)
+        cal = a.manifest.calibration or {}
+        if drop >= COLLAPSE_POINTS:
+            out.append(
+                f"{a.path.name}: accuracy collapsed by {drop:.1f} points against the float model "
+                f"({got:.3f} vs {ref_acc:.3f}; chance is {1 / n_classes:.3f}). Fix: calibrate on "
+                "100-500 representative images (--calibration-size), or let `edgetransfer export "
+                "--max-accuracy-drop` search for a recipe that keeps the accuracy."
+            )
+        if cal and int(cal.get("count", 0)) < 10:
+            out.append(
+                f"{a.path.name}: calibrated on only {cal.get('count')} image(s) ({cal.get('source')}); "
+                "int8 ranges from so few images are unreliable."
+            )
+    return out
+
+
+def best_per_target(records: Sequence[Measurement], targets: dict) -> dict[str, Best]:
+    """Per target: the fastest file (p50) within the target's accuracy budget that fits its memory."""
+    best = {}
+    for name, t in targets.items():
+        limit = t.budgets.accuracy_drop if t.budgets.accuracy_drop is not None else DEFAULT_PICK_ACCURACY_DROP
+        ok = [
+            m
+            for m in records
+            if m.target == name
+            and m.latency is not None
+            and (m.accuracy_drop or 0) <= limit
+            and (m.memory is None or m.memory.get("fits", True))
+        ]
+        if ok:
+            pick = min(ok, key=lambda m: m.latency.p50 if m.latency else float("inf"))
+            assert pick.latency is not None
+            best[name] = Best(pick.artifact, pick.latency.p50, pick.latency.provenance, pick.accuracy, pick.runtime)
     return best
 
 
+def accuracy_for_check(art: ExportedArtifact, target, data_dir: str | Path | None) -> Scores:
+    """The file's accuracy and drop against its run's float model on the held-out data (default
+    the run's own split), scored in the runtime ``target`` scores it in."""
+    run = art.run()
+    ho = held_out(run, data_dir)
+    ref, _ = reference_probs(run, ho.x)
+    n = len(run.classes)
+    ref_acc = metrics.scores(ref, ho.y, n, str(run.model_path)).accuracy
+    return score(art, target, ho, n, ref, ref_acc)[0]
+
+
+def has_held_out(art: ExportedArtifact, data_dir: str | Path | None) -> bool:
+    """Whether held-out data can be had: ``data_dir`` given, or the run's own data folder still there."""
+    if data_dir is not None:
+        return True
+    try:
+        return Path(art.run().manifest.data.root).is_dir()
+    except Exception:  # noqa: BLE001 - a run that cannot be read has no held-out data either
+        return False
+
+
 def save(report: ValidationReport, path: str | Path) -> Path:
-    """Write the report as JSON (atomically), for ``check`` or a CI job to start from."""
-    return write_json(path, report.to_json(samples=True))
+    """Write the report as JSON (atomically), for ``check --from-report`` or a CI job to start from."""
+    return write_json(path, report.to_json())
+
+
+def load_report(path: str | Path) -> ValidationReport:
+    """A ``validation.json`` written by ``validate``; another document or an older schema is refused naming it."""
+    return ValidationReport.read(path)

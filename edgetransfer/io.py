@@ -83,3 +83,13 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
             f"cannot write the {what} here: {probe} is not writable", path=path, fix="choose a folder you can write to"
         )
     return path
+
+
+def is_record(path: str | Path, kind: str) -> bool:
+    """Whether ``path`` holds an edgetransfer record of ``kind`` (a JSON object with that ``kind``)."""
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read(64 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == kind

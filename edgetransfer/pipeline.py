@@ -19,8 +19,10 @@ from . import strict_yaml
 from .errors import ConfigError
 from .evaluation import ValidationReport, validate
 from .exporter import ExportedArtifact, export
-from .gate import Budget, Verdict, check
+from .flows.check import check
 from .quantization import QuantRecipe
+from .records import Budget
+from .records.measure import Verdict
 from .training import TrainConfig, TrainedModel, train
 
 

@@ -474,12 +474,10 @@ class _Engine:
             recs = [r for r in rep.records if Path(r.artifact) == Path(a.path)]
             lat = {
                 r.target: TargetLatency(
-                    round(r.latency.p50, 4),
-                    round(r.latency.p90, 4),
-                    r.latency.provenance,
-                    r.latency.detail.get("runtime"),
+                    round(r.latency.p50, 4), round(r.latency.p90, 4), r.latency.provenance, r.runtime
                 )
                 for r in recs
+                if r.latency is not None
             }
             main = next((r for r in recs if not r.memory), recs[0])
             points.append(
@@ -487,8 +485,8 @@ class _Engine:
                     b,
                     s,
                     a.precision,
-                    main.accuracy,
-                    rep.reference.accuracy,
+                    float(main.accuracy or 0.0),
+                    float(rep.reference.accuracy or 0.0),
                     float(main.accuracy_drop or 0.0),
                     a.size_bytes,
                     int(macs),
@@ -576,7 +574,7 @@ def sweep(
         ConfigError, DataError: unknown names, an empty grid, bad budgets or data, before any training.
         ToolchainError: training, conversion or a runtime failed (exit 3).
     """
-    from .gate import Budget
+    from .records import Budget
 
     say = progress or (lambda _msg: None)
     grid = plan_grid(backbones, image_sizes, precisions, targets, targets_dir)

@@ -15,10 +15,11 @@ from pathlib import Path
 from . import formats, runners, strict_yaml
 from .errors import ConfigError, UnsupportedError
 from .formats import PRECISIONS
+from .records import Budget
+from .runtime import spec as runtime_spec
 from .strict_yaml import want_int, want_number, want_str, want_str_list
 
 MEASURE_MODES = ("host", "runner", "estimate")
-RUNTIMES = ("litert", "onnxruntime", "openvino", "tflm")
 OP_KINDS = ("conv", "depthwise", "dense", "elementwise", "pool", "other")
 
 
@@ -60,16 +61,6 @@ class Memory:
 
 
 @dataclass(frozen=True)
-class Budgets:
-    latency_p90_ms: float | None = None
-    accuracy_drop: float | None = None  # points, against the float model
-    size_mb: float | None = None
-    peak_memory_mb: float | None = None
-    ram_kb: float | None = None  # tflm: the tensor arena
-    flash_kb: float | None = None  # tflm: the model's bytes
-
-
-@dataclass(frozen=True)
 class TargetProfile:
     name: str
     description: str
@@ -83,7 +74,7 @@ class TargetProfile:
     runner: runners.Runner | None = None  # ssh / adb / command, each with its own timeout
     device: Device | None = None
     delegate: Delegate | None = None
-    budgets: Budgets = Budgets()
+    budgets: Budget = Budget()
     clock_mhz: float | None = None  # tflm: the core clock the latency estimate assumes
     memory: Memory | None = None  # tflm: SRAM / flash / PSRAM
     sources: tuple[str, ...] = ()
@@ -99,7 +90,7 @@ class TargetProfile:
         return None
 
 
-_SECTIONS = {"device": Device, "delegate": Delegate, "budgets": Budgets, "memory": Memory}
+_SECTIONS = {"device": Device, "delegate": Delegate, "budgets": Budget, "memory": Memory}
 
 
 def _strict(cls, raw: dict, path: Path, where: str):
@@ -169,8 +160,18 @@ def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
 
 
 def _check_values(p: TargetProfile, path: Path) -> None:
+    if p.runtime not in runtime_spec.names():
+        raise ConfigError(
+            f"unknown runtime {p.runtime!r}", path=path, fix=f"use one of {', '.join(runtime_spec.names())}"
+        )
+    if p.budgets.latency_ratio is not None:
+        raise ConfigError(
+            "budgets.latency_ratio is not a profile budget (it needs a second file)",
+            path=path,
+            fix="remove it; pass --max-latency-ratio with --reference to `check`",
+        )
+    rt = runtime_spec.get(p.runtime)
     problems = [
-        (p.runtime in RUNTIMES, f"unknown runtime {p.runtime!r}", f"use one of {', '.join(RUNTIMES)}"),
         (p.measure in MEASURE_MODES, f"unknown measure mode {p.measure!r}", f"use one of {', '.join(MEASURE_MODES)}"),
         (
             set(p.precisions) <= set(PRECISIONS),
@@ -188,14 +189,19 @@ def _check_values(p: TargetProfile, path: Path) -> None:
             "add device constants",
         ),
         (
-            p.runtime != "tflm" or p.memory is not None,
-            "runtime: tflm needs a 'memory' section",
+            runtime_spec.MEMORY not in rt.measures or p.memory is not None,
+            f"runtime: {p.runtime} needs a 'memory' section (it measures the model's memory on the part)",
             "add memory: {sram_kb: ..., flash_kb: ..., psram_kb: ...}",
         ),
         (
-            p.runtime != "tflm" or (p.formats == ("tflite",) and p.precisions == ("int8",)),
-            "runtime: tflm runs full-int8 TFLite files only",
-            "set formats: [tflite] and precisions: [int8]",
+            not rt.formats or set(p.formats) <= set(rt.formats),
+            f"runtime: {p.runtime} runs {'/'.join(rt.formats)} files only",
+            f"set formats: [{', '.join(rt.formats)}]",
+        ),
+        (
+            not rt.precisions or set(p.precisions) <= set(rt.precisions),
+            f"runtime: {p.runtime} runs {'/'.join(rt.precisions)} models only",
+            f"set precisions: [{', '.join(rt.precisions)}]",
         ),
     ]
     for ok, problem, fix in problems:

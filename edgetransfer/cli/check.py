@@ -8,10 +8,12 @@ from pathlib import Path
 
 import click
 
+from .. import gate
 from ..errors import ConfigError, EdgeTransferError
-from ..gate import Budget, check
 from ..io import atomic_write, require_writable
-from ..report.junit import junit_error_xml, junit_xml, summary_markdown
+from ..records import Budget
+from ..records.measure import Verdict
+from ..report.junit import junit_error_xml, junit_xml, junit_xml_many, summary_markdown
 from ._common import echo, emit, json_option
 from .targets import targets_dir_option
 
@@ -36,8 +38,14 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 
 
 @click.command("check")
-@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("artifact", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--target", "target_name", default="host-cpu", show_default=True)
+@click.option(
+    "--from-report",
+    "from_report",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Judge a validation.json measured earlier (no model loaded); ARTIFACT then picks one of its files.",
+)
 @targets_dir_option
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Held-out images, for the accuracy budget.")
 @click.option("--max-latency-ms", type=float, help="p90 latency budget (overrides the profile).")
@@ -68,6 +76,7 @@ def check_cmd(
     ctx,
     artifact,
     target_name,
+    from_report,
     targets_dir,
     data_dir,
     max_latency_ms,
@@ -88,37 +97,86 @@ def check_cmd(
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
     if junit:
         require_writable(junit, "JUnit file")
+    if artifact is None and from_report is None:
+        raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
+    label = artifact or from_report
     try:
-        budget = Budget(max_latency_ms, max_latency_ratio, max_accuracy_drop, max_size_mb, max_ram_kb, max_flash_kb)
-        verdict = check(
-            artifact,
-            target_name,
-            data_dir=data_dir,
-            budget=budget,
-            reference=reference,
-            latency_samples=_samples(latency_samples),
-            targets_dir=targets_dir,
-            budget_s=budget_s,
-            min_repeats=repeats,
-            max_repeats=max(repeats, max_repeats),
+        budget = Budget(
+            latency_p90_ms=max_latency_ms,
+            latency_ratio=max_latency_ratio,
+            accuracy_drop=max_accuracy_drop,
+            size_mb=max_size_mb,
+            ram_kb=max_ram_kb,
+            flash_kb=max_flash_kb,
         )
+        if from_report is not None:
+            verdicts = gate.judge_report(
+                from_report, target_name, budget=budget, artifact=artifact, targets_dir=targets_dir
+            )
+        else:
+            from ..flows.check import check
+
+            verdicts = [
+                check(
+                    artifact,
+                    target_name,
+                    data_dir=data_dir,
+                    budget=budget,
+                    reference=reference,
+                    latency_samples=_samples(latency_samples),
+                    targets_dir=targets_dir,
+                    budget_s=budget_s,
+                    min_repeats=repeats,
+                    max_repeats=max(repeats, max_repeats),
+                )
+            ]
     except EdgeTransferError as exc:
         if junit:  # a CI step reading the file must see this run's error, not the last run's pass
-            atomic_write(junit, junit_error_xml(artifact, target_name, exc))
+            atomic_write(junit, junit_error_xml(label, target_name, exc))
         raise
-    if junit:
-        atomic_write(junit, junit_xml(verdict))
-    if github_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
-            fh.write(summary_markdown(verdict))
+    _publish(verdicts, junit, github_summary)
+    code = max((v.exit_code for v in verdicts), key=_severity)
 
     def text() -> None:
-        for c in verdict.checks:
-            echo(f"{c.status.upper():12s} {c.message}")
-        echo(f"\n{verdict.status.upper()}: {Path(artifact).name} on {verdict.target} (exit {verdict.exit_code})")
+        for verdict in verdicts:
+            for c in verdict.checks:
+                echo(f"{c.status.upper():12s} {c.message}")
+            source = f", judged from {from_report}" if from_report else ""
+            echo(
+                f"\n{verdict.status.upper()}: {Path(verdict.artifact).name} on {verdict.target}{source} "
+                f"(exit {verdict.exit_code})"
+            )
 
-    emit(as_json, verdict.to_json(), text)
-    ctx.exit(verdict.exit_code)
+    doc = (
+        verdicts[0].to_json()
+        if len(verdicts) == 1
+        else {"verdicts": [v.to_json() for v in verdicts], "exit_code": code}
+    )
+    emit(as_json, doc, text)
+    ctx.exit(code)
+
+
+def _severity(code: int) -> int:
+    """Failed (1) outranks inconclusive (4), which outranks passed (0)."""
+    return {0: 0, 4: 1, 1: 2}.get(code, 3)
+
+
+def _publish(verdicts: list[Verdict], junit: Path | None, github_summary: bool) -> None:
+    if junit:
+        atomic_write(
+            junit, "".join(junit_xml(v) for v in verdicts[:1]) if len(verdicts) == 1 else junit_xml_many(verdicts)
+        )
+    if github_summary:
+        path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not path:
+            click.echo("note: --github-summary: $GITHUB_STEP_SUMMARY is not set, no summary written", err=True)
+            return
+        if Path(path).is_dir():
+            raise ConfigError(
+                "$GITHUB_STEP_SUMMARY names a folder", path=path, fix="point it at a file (GitHub Actions sets it)"
+            )
+        with open(path, "a") as fh:
+            fh.write("".join(summary_markdown(v) for v in verdicts))
 
 
 def register(cli: click.Group) -> None:

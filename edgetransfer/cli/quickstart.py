@@ -22,8 +22,8 @@ def _summary(result: flow_lib.FlowResult) -> None:
             Path(r.artifact).name,
             r.target,
             f"{r.accuracy:.4f}",
-            f"{r.latency.p50:.2f}",
-            r.latency.provenance,
+            f"{r.latency.p50:.2f}" if r.latency else "-",
+            r.provenance or "-",
             f"{r.size_bytes / 1e6:.2f}",
         ]
         for r in result.report.records

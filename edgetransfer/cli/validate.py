@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
 from .. import report as report_lib
-from ..evaluation import validate
+from ..evaluation import save, validate
+from ..io import is_record
+from ..records.measure import ValidationReport
 from ._common import echo, emit, json_option, table
 from .targets import targets_dir_option
+
+REPORT_NAME = "validation.json"
+log = logging.getLogger("edgetransfer")
 
 
 @click.command("validate")
@@ -46,6 +52,7 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
     )
     if report_path:
         report_lib.write(rep, report_path)
+    beside = write_beside(rep, artifacts)
 
     def text() -> None:
         ho = rep.held_out
@@ -64,8 +71,21 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
             echo(f"finding: {f}")
         if report_path:
             echo(f"report: {report_path}")
+        if beside is not None:
+            echo(f"measurements: {beside} (judge them later with `edgetransfer check --from-report {beside}`)")
 
     emit(as_json, rep.to_json(), text)
+
+
+def write_beside(rep, artifacts) -> Path | None:
+    """``validation.json`` beside the (first) files validated, unless a file of another kind is there:
+    a report replaces a report, never a file edgetransfer did not write as one."""
+    path = Path(artifacts[0]).parent / REPORT_NAME
+    if path.exists() and not is_record(path, ValidationReport.KIND):
+        log.warning("warning: %s exists and is not a validation report: left as it is", path)
+        return None
+    save(rep, path)
+    return path
 
 
 def register(cli: click.Group) -> None:

@@ -801,3 +801,14 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(_main(sys.argv[1:]))
+
+
+def require_tflm_ops(path: str | Path) -> None:
+    """Refuse a file using an op TFLM lacks (the runtime registry's ``ops`` hook)."""
+    check_tflm(Path(path).read_bytes(), path=path)
+
+
+def memory_fit(path: str | Path, size_bytes: int, profile) -> dict:
+    """Arena (measured by the real TFLM interpreter) and flash bytes against the part (the ``memory`` hook)."""
+    require_tflm_ops(path)
+    return fits(measure_arena(path), size_bytes, profile)

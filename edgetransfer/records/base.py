@@ -38,6 +38,11 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
                 f"{where}: {value!r} is not a {tp.__name__} (one of {', '.join(str(m.value) for m in tp)})",
                 fix="re-create the file with this version of edgetransfer (or correct the value named)",
             ) from None
+    if origin is dict:
+        args = typing.get_args(tp)
+        if args and isinstance(value, dict):
+            return {k: _decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return value
     if origin is tuple:
         args = typing.get_args(tp)
         return tuple(_decode(args[0], v, where) for v in value) if args else tuple(value)
@@ -52,6 +57,8 @@ def _from_dict(cls: type[T], raw: Any, where: str) -> T:
         )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    derived = set(getattr(cls, "DERIVED", ()))
+    raw = {k: v for k, v in raw.items() if k not in derived}
     unknown = sorted(set(raw) - names - {"kind", "schema"})
     required = {
         f.name
@@ -69,7 +76,11 @@ def _from_dict(cls: type[T], raw: Any, where: str) -> T:
 
 def _encode(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        body = {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        kind = getattr(value, "KIND", "")
+        head = {"kind": kind, "schema": value.SCHEMA} if kind else {}  # type: ignore[attr-defined]
+        extra = value.derived() if hasattr(value, "derived") else {}
+        return {**head, **body, **_encode(extra)}
     if isinstance(value, (tuple, list)):
         return [_encode(v) for v in value]
     if isinstance(value, dict):
@@ -86,10 +97,16 @@ class Record:
 
     KIND: ClassVar[str] = ""
     SCHEMA: ClassVar[int] = 1
+    # Keys written for readers (computed from the fields by ``derived``) and skipped when read back.
+    DERIVED: ClassVar[tuple[str, ...]] = ()
+
+    def derived(self) -> dict[str, Any]:
+        return {}
 
     def to_json(self) -> dict:
-        body = _encode(self)
-        return {"kind": self.KIND, "schema": self.SCHEMA, **body} if self.KIND else body
+        """Plain JSON: ``kind`` and ``schema`` first (for records that have a kind), then the fields."""
+        out: dict = _encode(self)
+        return out
 
     @classmethod
     def from_json(cls: type[T], doc: Any, where: str = "record") -> T:
@@ -105,6 +122,9 @@ class Record:
                     f"{where}: schema {doc.get('schema')!r}, this edgetransfer reads schema {schema}",
                     fix="re-create the file with this version of edgetransfer",
                 )
+        derived: tuple[str, ...] = getattr(cls, "DERIVED", ())
+        if isinstance(doc, dict) and derived:
+            doc = {k: v for k, v in doc.items() if k not in derived}
         return _from_dict(cls, doc, where)
 
     @classmethod

@@ -9,7 +9,17 @@ from __future__ import annotations
 import enum
 
 
-class Precision(str, enum.Enum):
+class _Vocab(str, enum.Enum):
+    """A ``str`` enum that prints as its value (``f"{Status.PASSED}"`` is ``passed``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Precision(_Vocab):
     """Numeric precision of an exported file (``--precision``)."""
 
     FP32 = "fp32"
@@ -19,7 +29,7 @@ class Precision(str, enum.Enum):
     INT16X8 = "int16x8"
 
 
-class Provenance(str, enum.Enum):
+class Provenance(_Vocab):
     """Where a figure comes from: always shown beside it."""
 
     MEASURED = "measured"  # on this machine
@@ -27,7 +37,7 @@ class Provenance(str, enum.Enum):
     ESTIMATED = "estimated"  # the per-op cost model
 
 
-class MeasureMode(str, enum.Enum):
+class MeasureMode(_Vocab):
     """How a target profile gets its latency (``measure:`` in the YAML)."""
 
     HOST = "host"
@@ -35,7 +45,7 @@ class MeasureMode(str, enum.Enum):
     ESTIMATE = "estimate"
 
 
-class Status(str, enum.Enum):
+class Status(_Vocab):
     """The outcome of one budget check, and of a verdict."""
 
     PASSED = "passed"

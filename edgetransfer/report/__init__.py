@@ -229,9 +229,7 @@ def write(report, path: str | Path, verdict=None) -> Path:
     elif path.suffix == ".md":
         text = markdown(report, verdict)
     else:
-        text = json.dumps(
-            {**report.to_json(samples=True), "verdict": verdict.to_json() if verdict else None}, indent=2
-        )
+        text = json.dumps({**report.to_json(), **({"verdict": verdict.to_json()} if verdict else {})}, indent=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, text)
 

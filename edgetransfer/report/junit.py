@@ -6,7 +6,10 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from ..errors import EdgeTransferError
-from ..gate import FAILED, INCONCLUSIVE, PASSED, Verdict
+from ..records.measure import Verdict
+from ..records.vocab import Status
+
+PASSED, FAILED, INCONCLUSIVE = Status.PASSED, Status.FAILED, Status.INCONCLUSIVE
 
 
 def junit_xml(verdict: Verdict) -> str:
@@ -29,6 +32,18 @@ def junit_xml(verdict: Verdict) -> str:
         f'tests="{len(verdict.checks)}" failures="{failures}" errors="{errors}">\n'
         + "\n".join(cases)
         + "\n</testsuite>\n"
+    )
+
+
+def junit_xml_many(verdicts: list[Verdict]) -> str:
+    """One JUnit document for several verdicts (``check --from-report`` over several files)."""
+    bodies = [junit_xml(v).split("\n", 2)[2].rsplit("</testsuite>", 1)[0] for v in verdicts]
+    tests = sum(len(v.checks) for v in verdicts)
+    failures = sum(c.status == FAILED for v in verdicts for c in v.checks)
+    errors = sum(c.status == INCONCLUSIVE for v in verdicts for c in v.checks)
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="edgetransfer.check" '
+        f'tests="{tests}" failures="{failures}" errors="{errors}">\n' + "".join(bodies) + "</testsuite>\n"
     )
 
 

@@ -53,6 +53,8 @@ class RuntimeSpec:
     ops: str = ""
     memory: str = ""
     estimate: str = ""
+    formats: tuple[str, ...] = ()  # the only formats it runs (empty: whatever the format registry says)
+    precisions: tuple[str, ...] = ()  # the only precisions it runs (empty: any)
 
     def runtime(self, provider: str = "cpu") -> Any:
         """An instance of the runtime (``provider`` only where :attr:`providers` has it)."""
@@ -140,6 +142,8 @@ register(
         ops="edgetransfer.formats.tflm:require_tflm_ops",
         memory="edgetransfer.formats.tflm:memory_fit",
         estimate="edgetransfer.formats.tflm:estimate_latency",
+        formats=("tflite",),
+        precisions=("int8",),
     )
 )
 

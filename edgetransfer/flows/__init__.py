@@ -1,0 +1,1 @@
+"""Orchestration over the stages: the pipeline file, the sweep, the quickstart, the live check."""

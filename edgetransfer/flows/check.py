@@ -1,0 +1,73 @@
+"""The live CI check: measure an artifact on a target (:func:`edgetransfer.evaluation.measure`),
+then judge it (:func:`edgetransfer.gate.judge`). ``check --from-report`` is
+:func:`edgetransfer.gate.judge_report`: the second half alone."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import evaluation, gate
+from .. import targets as targets_lib
+from ..exporter import ExportedArtifact
+from ..records import Budget
+from ..records.measure import Verdict
+from ..runtime import isolate
+
+log = logging.getLogger("edgetransfer")
+
+
+def check(
+    artifact: str | Path,
+    target_name: str,
+    *,
+    data_dir=None,
+    budget: Budget | None = None,
+    reference: str | Path | None = None,
+    latency_samples: Sequence[dict] | None = None,
+    targets_dir=None,
+    budget_s: float = 1.0,
+    min_repeats: int = 3,
+    max_repeats: int = 8,
+    pipeline_budget: Budget | None = None,
+) -> Verdict:
+    """Measure what ``target``'s budgets need (profile < ``pipeline_budget`` < ``budget``), then judge.
+
+    The profile's accuracy budget applies whenever held-out data can be had (``data_dir`` or the
+    run's own split); an explicit one always does. Every file, the reference included, is first
+    loaded in a child process (:func:`edgetransfer.runtime.isolate.probe`).
+    """
+    art = ExportedArtifact.from_manifest(artifact)
+    target = targets_lib.get(target_name, targets_dir)
+    isolate.probe(art.path)  # a file from anywhere: load it in a child before this process does
+    ref_art = ExportedArtifact.from_manifest(reference) if reference is not None else None
+    if ref_art is not None:
+        isolate.probe(ref_art.path)
+    targets_lib.require_runnable(target, art.format, art.precision, Path(art.path).name)
+    has_data = evaluation.has_held_out(art, data_dir)
+    b = gate.budget_for(target, pipeline_budget, budget, accuracy=has_data)
+    if not has_data and target.budgets.accuracy_drop is not None:
+        log.warning(
+            "warning: %s's accuracy budget is not checked: the run's held-out data is not here (pass --data DIR)",
+            target.name,
+        )
+    samples = (
+        gate.validate_samples(latency_samples, art.sha256, art.path.name) if latency_samples is not None else None
+    )
+    scores = evaluation.accuracy_for_check(art, target, data_dir) if b.accuracy_drop is not None else None
+    m = evaluation.measure(
+        art,
+        target,
+        scores=scores,
+        budget_s=budget_s,
+        repeats=min_repeats,
+        max_repeats=max_repeats,
+        latency_budget_ms=b.latency_p90_ms,
+        reference=ref_art if b.latency_ratio is not None else None,
+        ratio_budget=b.latency_ratio,
+        with_latency=b.latency_p90_ms is not None and samples is None,
+        with_peak_memory=b.peak_memory_mb is not None,
+        p90_samples=samples,
+    )
+    return gate.judge(m, b)
