@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgetransfer.evaluation import validate
-from edgetransfer.gate import decide
+from edgetransfer.stats import decide
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,11 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 @click.option("--max-accuracy-drop", type=float, help="points below the float model (overrides the profile).")
 @click.option("--max-size-mb", type=float, help="file size budget (overrides the profile).")
 @click.option(
+    "--max-peak-memory-mb",
+    type=float,
+    help="peak resident memory of loading and running the file, in MB (host: measured in a child process).",
+)
+@click.option(
     "--max-ram-kb", type=float, help="microcontrollers: tensor arena budget in KiB (default: the part's RAM)."
 )
 @click.option(
@@ -84,6 +89,7 @@ def check_cmd(
     reference,
     max_accuracy_drop,
     max_size_mb,
+    max_peak_memory_mb,
     max_ram_kb,
     max_flash_kb,
     latency_samples,
@@ -106,6 +112,7 @@ def check_cmd(
             latency_ratio=max_latency_ratio,
             accuracy_drop=max_accuracy_drop,
             size_mb=max_size_mb,
+            peak_memory_mb=max_peak_memory_mb,
             ram_kb=max_ram_kb,
             flash_kb=max_flash_kb,
         )
