@@ -190,3 +190,27 @@ def test_check_from_report_cli_loads_no_runtime(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[0, 1, 4] []", out.stdout + out.stderr
     assert "<testsuite" in junit.read_text()
+
+
+def test_junit_never_keeps_a_stale_pass(tmp_path):
+    """The JUnit file is replaced by an error case before any work starts, so a check that dies
+    (a native crash on a hostile file) leaves an error, not the previous run's pass."""
+    path = _report(tmp_path, [_m()])
+    junit = tmp_path / "j.xml"
+    junit.write_text('<testsuite tests="1" failures="0" errors="0"></testsuite>')
+    code = (
+        "import os, sys\n"
+        "from edgetransfer.report import junit\n"
+        "real = junit.junit_xml\n"
+        "def die(v):\n"
+        "    os._exit(134)  # stands for a SIGABRT mid-check, after the pending case was written\n"
+        "junit.junit_xml = die\n"
+        "import edgetransfer.cli.check as c\n"
+        "c.junit_xml = die\n"
+        "from edgetransfer.cli import cli\n"
+        f"cli(['check', '--from-report', {str(path)!r}, '--max-latency-ms', '12', '--junit', {str(junit)!r}])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 134
+    text = junit.read_text()
+    assert 'errors="1"' in text and "did not finish" in text

@@ -175,3 +175,40 @@ def test_decide_is_a_confidence_interval():
     assert decide([10.0, 10.1, 9.9], 8) == "failed"
     assert decide([10.0, 10.1, 9.9], 10.0) == "inconclusive"
     assert decide([10.0], 10.5) == "inconclusive"  # one sample says nothing about noise
+
+
+def test_validate_writes_measurements_that_check_judges_from_report(invoke, tiny_exports, tmp_path):
+    """validation.json beside the files; --from-report gives the verdict gate.judge gives on those numbers."""
+    from edgetransfer import gate, targets
+    from edgetransfer.records import Budget
+    from edgetransfer.records.measure import ValidationReport
+
+    art = tiny_exports[("tflite", "int8")].path
+    code, _, err = invoke("validate", art, "--budget-s", "0.3")
+    assert code == 0, err
+    report = ValidationReport.read(art.parent / "validation.json")
+    (m,) = [r for r in report.records if r.artifact == str(art)]
+    assert len(m.p90_repeats) == 3 and m.latency is not None and m.runtime
+    for limit in (m.latency.p90 * 100, m.latency.p90 / 100):
+        want = gate.judge(m, gate.budget_for(targets.get("host-cpu"), Budget(latency_p90_ms=limit)))
+        code, out, err = invoke(
+            "check",
+            "--from-report",
+            art.parent / "validation.json",
+            art.name,
+            "--max-latency-ms",
+            str(limit),
+            "--json",
+        )
+        assert code == want.exit_code, err
+        assert json.loads(out)["checks"] == [c.to_json() for c in want.checks]
+
+
+def test_peak_memory_budget_is_measured_in_a_child(invoke, tiny_exports):
+    art = tiny_exports[("tflite", "fp32")].path
+    code, out, err = invoke("check", art, "--max-peak-memory-mb", "4000", "--max-accuracy-drop", "100", "--json")
+    assert code == 0, err
+    chk = next(c for c in json.loads(out)["checks"] if c["name"] == "peak_memory")
+    assert 0 < chk["figure"] < 4000
+    code, _, err = invoke("check", art, "--target", "pixel4-gpu", "--max-peak-memory-mb", "100")
+    assert code == 2 and "peak_memory_mb" in err

@@ -106,6 +106,9 @@ def check_cmd(
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
     label = artifact or from_report
+    if junit:  # before any model is loaded: a crash mid-check must leave an error case, never a stale pass
+        pending = EdgeTransferError("the check did not finish (the process ended before a verdict)")
+        atomic_write(junit, junit_error_xml(label, target_name, pending))
     try:
         budget = Budget(
             latency_p90_ms=max_latency_ms,
