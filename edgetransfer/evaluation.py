@@ -522,14 +522,13 @@ def best_per_target(records: Sequence[Measurement], targets: dict) -> dict[str, 
             m
             for m in records
             if m.target == name
-            and m.latency is not None
             and (m.accuracy_drop or 0) <= limit
             and (m.memory is None or m.memory.get("fits", True))
         ]
-        if ok:
-            pick = min(ok, key=lambda m: m.latency.p50 if m.latency else float("inf"))
-            assert pick.latency is not None
-            best[name] = Best(pick.artifact, pick.latency.p50, pick.latency.provenance, pick.accuracy, pick.runtime)
+        timed = [(m, m.latency) for m in ok if m.latency is not None]
+        if timed:
+            pick, lat = min(timed, key=lambda pair: pair[1].p50)
+            best[name] = Best(pick.artifact, lat.p50, lat.provenance, pick.accuracy, pick.runtime)
     return best
 
 
