@@ -38,7 +38,7 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 
 
 @click.command("check")
-@click.argument("artifact", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("artifact", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", "target_name", default="host-cpu", show_default=True)
 @click.option(
     "--from-report",
@@ -105,6 +105,8 @@ def check_cmd(
         require_writable(junit, "JUnit file")
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
+    if from_report is None and not artifact.is_file():
+        raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
     label = artifact or from_report
     if junit:  # before any model is loaded: a crash mid-check must leave an error case, never a stale pass
         pending = EdgeTransferError("the check did not finish (the process ended before a verdict)")
