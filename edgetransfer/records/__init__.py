@@ -13,12 +13,24 @@
 
 from .base import Record
 from .budget import DEFAULT_PICK_ACCURACY_DROP, Budget
+from .export import Attempt, CalibrationInfo, ExportIndex, TFLMBundle
+from .measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 
 __all__ = [
     "DEFAULT_PICK_ACCURACY_DROP",
     "ArtifactManifest",
+    "Attempt",
+    "Best",
     "Budget",
+    "CalibrationInfo",
+    "Check",
+    "ExportIndex",
+    "Measurement",
+    "Reference",
+    "TFLMBundle",
+    "ValidationReport",
+    "Verdict",
     "DataInfo",
     "IOSpec",
     "Metrics",
