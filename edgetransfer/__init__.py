@@ -1,6 +1,7 @@
 """edgetransfer: transfer-learn a lightweight image model and ship it to a device.
 
     data -> backbones -> training -> exporter (formats, quantization) -> evaluation -> gate
+    flows (pipeline file, sweep, quickstart) run those stages; records are what they exchange
 
 The functions are named for the verb (``train``, ``export``, ``validate``, ``check``), the
 modules for the stage, so no public name here hides a submodule.
@@ -26,10 +27,11 @@ from .errors import (
 )
 from .evaluation import ValidationReport, validate
 from .exporter import ExportedArtifact, export
+from .flows.sweep import sweep
 from .gate import Budget, Verdict, check
 from .quantization import QuantRecipe
+from .records import SweepResult
 from .runtime import Classifier
-from .search import SweepResult, sweep
 from .training import TrainConfig, TrainedModel, train
 
 __all__ = [

@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from conftest import make_folder
 
 from edgetransfer.errors import ConfigError
-from edgetransfer.search import Limits, SweepPoint, TargetLatency, pareto_front, pick, plan_grid
+from edgetransfer.flows.pareto import pareto_front, pick
+from edgetransfer.flows.sweep import plan_grid
+from edgetransfer.records import Budget, SweepPoint, TargetLatency
 from edgetransfer.training import TrainConfig
 
 TARGETS = ("host-cpu", "pixel4-cpu")
@@ -52,7 +54,7 @@ def _dominated(doc: dict, i: int, t: str) -> bool:
 
 
 def test_two_size_sweep_end_to_end(swept):
-    from edgetransfer.pipeline import Flow
+    from edgetransfer.flows.pipeline import Flow
 
     _, out, doc = swept
     assert set(doc) >= {"configs", "pareto", "best"}
@@ -226,17 +228,17 @@ def test_ctrl_c_then_rerun_with_a_wider_grid(swept):
 
 
 def test_changed_data_is_detected(tmp_path):
-    from edgetransfer.search import _compare_state
+    from edgetransfer.flows.sweep import _compare_state
 
-    grid = plan_grid(["efficientnet_lite0"], [32], ["int8"], ["host-cpu"])
+    grid = plan_grid(["efficientnet_lite0"], [32], ["int8"], ["host-cpu"]).grid
     assert _compare_state(tmp_path, grid, "fp-1", TrainConfig()) == []
-    notes = _compare_state(tmp_path, plan_grid(["efficientnet_lite0"], [32, 48], ["int8"], ["host-cpu"]), "fp-2",
+    notes = _compare_state(tmp_path, plan_grid(["efficientnet_lite0"], [32, 48], ["int8"], ["host-cpu"]).grid, "fp-2",
                            TrainConfig())  # fmt: skip
     assert any("data changed" in n for n in notes) and any("1 configuration(s) added" in n for n in notes)
 
 
 def test_pipeline_sweep_section(tmp_path):
-    from edgetransfer.pipeline import Flow
+    from edgetransfer.flows.pipeline import Flow
 
     p = tmp_path / "pipeline.yaml"
     p.write_text("data: d\nsweep:\n  backbones: [efficientnet_lite0]\n  image_sizes: [32, 48]\n  max_latency_ms: 8\n")
@@ -267,7 +269,7 @@ def test_bad_input_exits_2_before_training(tmp_path, extra, message):
 def test_empty_grid_and_defaults():
     with pytest.raises(ConfigError, match="empty"):
         plan_grid(["efficientnet_lite0"], [32], [], ["host-cpu"])
-    grid = plan_grid(None, None, ["int8"], ["host-cpu"])
+    grid = plan_grid(None, None, ["int8"], ["host-cpu"]).grid
     assert list(grid.sizes) == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert grid.sizes["efficientnet_lite0"] == (128, 160, 192, 224)
     assert grid.sizes["efficientnet_lite2"] == (128, 160, 192, 224, 260)
@@ -280,6 +282,6 @@ def _pt(acc: float, ms: float, drop: float = 0.0, size: int = 1_000_000) -> Swee
 def test_front_and_pick_rules():
     pts = [_pt(0.80, 2.0), _pt(0.90, 5.0), _pt(0.85, 6.0), _pt(0.95, 9.0), _pt(0.96, 7.0, drop=3.0)]
     assert pareto_front(pts, "t") == (0, 1, 4)
-    assert pick(pts, "t", Limits(latency_ms=8.0, accuracy_drop=1.0)) == (1, 1)
-    best, closest = pick(pts, "t", Limits(latency_ms=1.0))
+    assert pick(pts, "t", Budget(latency_p90_ms=8.0, accuracy_drop=1.0)) == (1, 1)
+    best, closest = pick(pts, "t", Budget(latency_p90_ms=1.0))
     assert best is None and closest == 0

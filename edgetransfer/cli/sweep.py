@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from ..flows.pareto import failure
+from ..flows.sweep import DEFAULT_PRECISIONS, sweep
 from ..formats import PRECISIONS
-from ..search import DEFAULT_PRECISIONS, sweep
 from ..training import TrainConfig
 from ._common import echo, json_option, table
 
@@ -80,14 +81,14 @@ def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, target
         echo(json.dumps(doc, indent=2))
     else:
         _text(result)
-    failure = result.failure()
-    if failure:
-        click.echo(f"error: {failure}", err=True)
+    why = failure(result)
+    if why:
+        click.echo(f"error: {why}", err=True)
         ctx.exit(result.exit_code)
 
 
 def _text(result) -> None:
-    from ..report.sweep import front_lines, rows
+    from ..report.sweep import front_lines, rows, timing
 
     head, body = rows(result)
     echo(table(body, head))
@@ -99,9 +100,9 @@ def _text(result) -> None:
     echo(
         f"configs {s.configs} ({s.computed} computed, {s.reused} reused from {result.out}); runs {s.trained} trained, "
         f"{s.runs_reused} reused; features {s.feature_hits} reused from the cache, {s.feature_misses} computed; "
-        f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; {s.seconds:.1f} s"
+        f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; {timing(s)}"
     )
-    echo(f"report  {result.out / 'report.html'}")
+    echo(f"report  {Path(result.out) / 'report.html'}")
 
 
 def register(cli: click.Group) -> None:

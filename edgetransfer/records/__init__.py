@@ -13,6 +13,19 @@
 
 from .base import Record
 from .budget import DEFAULT_PICK_ACCURACY_DROP, Budget
+from .flows import (
+    CheckSpec,
+    ExportSpec,
+    Grid,
+    PipelineFile,
+    PipelineState,
+    SweepPoint,
+    SweepResult,
+    SweepSpec,
+    SweepStats,
+    TargetLatency,
+    ValidateSpec,
+)  # noqa: E501
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 
 __all__ = [
@@ -24,4 +37,15 @@ __all__ = [
     "Metrics",
     "Record",
     "RunManifest",
+    "CheckSpec",
+    "ExportSpec",
+    "Grid",
+    "PipelineFile",
+    "PipelineState",
+    "SweepPoint",
+    "SweepResult",
+    "SweepSpec",
+    "SweepStats",
+    "TargetLatency",
+    "ValidateSpec",
 ]
