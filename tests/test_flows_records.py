@@ -19,6 +19,7 @@ from edgetransfer.records import (
     PipelineState,
     SweepPoint,
     SweepResult,
+    SweepState,
     SweepStats,
     TargetLatency,
     ValidateSpec,
@@ -132,9 +133,11 @@ def test_sweep_records_refuse_unknown_keys_and_other_versions(tmp_path):
     assert SweepPoint.from_json(point) == PTS[0]
 
 
-def test_grid_round_trip():
+def test_grid_and_sweep_state_round_trip():
     g = Grid({"efficientnet_lite0": (32, 48)}, ("fp16", "int8"), ("host-cpu",))
     assert Grid.from_json(json.loads(json.dumps(g.to_json()))) == g
+    st = SweepState(grid=g, data="fp", train={"epochs": 2}, version="1")
+    assert SweepState.from_json(json.loads(json.dumps(st.to_json()))) == st
     assert g.configs()[0] == ("efficientnet_lite0", 32, "fp16") and len(g.configs()) == 4
 
 
@@ -181,3 +184,29 @@ def test_a_profile_name_that_is_not_a_folder_name_is_refused(tmp_path, name):
         picks.folder_name(t)
     assert info.value.exit_code == 2 and repr(name) in info.value.problem
     assert picks.folder_name(TargetProfile("pixel4-cpu", "d", "litert", ("tflite",), ("int8",))) == "pixel4-cpu"
+
+
+def test_the_data_folder_is_checked_once_per_flow(tmp_path, monkeypatch):
+    """Training, calibration and scoring each load the folder; inside a flow they share one check."""
+    from conftest import make_folder
+
+    from edgetransfer import data as data_lib
+    from edgetransfer.flows import stages
+
+    folder = make_folder(tmp_path / "d", {"a": 3, "b": 3})
+    scans: list[tuple] = []
+    real = data_lib.load
+
+    def counting(root, *, val_split=None, seed=0, workers=None):
+        scans.append((root, val_split, seed))
+        return real(root, val_split=val_split, seed=seed, workers=workers)
+
+    monkeypatch.setattr(data_lib, "load", counting)
+    with stages.data_checked_once():
+        first = data_lib.load(folder, val_split=0.34, seed=0)
+        for _ in range(3):  # e.g. train, calibrate, score: three configurations
+            assert data_lib.load(str(folder), val_split=0.34, seed=0) is first
+        with stages.data_checked_once():  # nested flows (the pipeline file's sweep: stage) share it
+            assert data_lib.load(folder, val_split=0.34, seed=0) is first
+        data_lib.load(folder, val_split=0.5, seed=0)  # another split is another scan
+    assert len(scans) == 2 and data_lib.load is counting

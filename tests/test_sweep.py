@@ -13,7 +13,7 @@ from conftest import make_folder
 from edgetransfer.errors import ConfigError
 from edgetransfer.flows.pareto import pareto_front, pick
 from edgetransfer.flows.sweep import plan_grid
-from edgetransfer.records import Budget, SweepPoint, TargetLatency
+from edgetransfer.records import Budget, SweepPoint, SweepResult, TargetLatency
 from edgetransfer.training import TrainConfig
 
 TARGETS = ("host-cpu", "pixel4-cpu")
@@ -78,6 +78,10 @@ def test_two_size_sweep_end_to_end(swept):
         _assert_best_within_budget(doc, t)
         Flow.from_yaml(doc["pipelines"][t])  # the pick's pipeline.yaml is a valid pipeline
     assert (out / "report.html").read_text().count("data:image/png;base64") == 1
+    res = SweepResult.read(out / "sweep.json")  # the file is the record, its pipelines exist
+    assert res.targets == TARGETS and res.configs[0].seconds > 0 and res.stats.compute_seconds > 0
+    for f in (out / "configs").glob("*.json"):
+        SweepPoint.read(f)
 
 
 def _assert_best_within_budget(doc: dict, t: str) -> None:
@@ -105,6 +109,9 @@ def test_rerun_recomputes_nothing(swept):
     s = json.loads(stdout)["stats"]
     assert (s["computed"], s["reused"], s["trained"], s["exported"]) == (0, 4, 0, 0)
     assert json.loads(stdout)["configs"] == first["configs"]
+    # the report keeps what computing them cost the first time, not "0 computed ... 0 s"
+    assert s["compute_seconds"] == first["stats"]["compute_seconds"] > 0
+    assert f"took {s['compute_seconds']:.0f} s in all" in (out / "report.html").read_text()
 
 
 def test_a_second_sweep_elsewhere_converts_and_predicts_nothing_again(swept, tmp_path):
@@ -264,6 +271,22 @@ def test_bad_input_exits_2_before_training(tmp_path, extra, message):
     code, stdout, err = _run("sweep", "--data", str(data), "--out", str(tmp_path / "out"), *extra)
     assert code == 2 and message in err
     assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "a\\nb"])
+def test_a_profile_name_that_would_leave_out_exits_2(tmp_path, name):
+    """The pick is written under <out>/picks/<profile name>: a name that is not one plain folder
+    name is refused before any work, naming the profile."""
+    import edgetransfer
+
+    host = Path(edgetransfer.__file__).parent / "profiles" / "host-cpu.yaml"
+    prof = tmp_path / "mine.yaml"
+    prof.write_text(host.read_text().replace("name: host-cpu", f'name: "{name}"'))
+    data = make_folder(tmp_path / "data", {"a": 2, "b": 2})
+    code, stdout, err = _run("sweep", "--data", str(data), "--out", str(tmp_path / "out"), "--target", str(prof),
+                             "--backbone", "efficientnet_lite0", "--image-size", "32")  # fmt: skip
+    assert code == 2 and "not a plain folder name" in err and "mine.yaml" in err
+    assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "x").exists()
 
 
 def test_empty_grid_and_defaults():

@@ -36,7 +36,7 @@ from .._version import __version__
 from ..errors import EXIT_BUDGET, ConfigError, EdgeTransferError
 from ..io import write_json
 from ..quantization import QuantRecipe
-from ..records import Budget, Grid, SweepPoint, SweepResult, SweepStats, TargetLatency
+from ..records import Budget, Grid, SweepPoint, SweepResult, SweepState, SweepStats, TargetLatency
 from ..training import TrainConfig
 from ..training.rundir import locked
 from . import pareto, picks, stages
@@ -296,28 +296,28 @@ class _Engine:
 def _compare_state(out: Path, grid: Grid, data_fp: str, base: TrainConfig) -> list[str]:
     """Say what changed since the last sweep in ``out`` (grid, data, settings); record the new state."""
     path = out / "sweep-state.json"
-    now: dict[str, Any] = {"grid": grid.to_json(), "data": data_fp, "train": asdict(base), "version": __version__}
+    now = SweepState(grid=grid, data=data_fp, train=json.loads(json.dumps(asdict(base))), version=__version__)
     notes = []
     try:
-        before = json.loads(path.read_text())
+        before = json.loads(path.read_text())  # read loosely: a state from any version only feeds notes
     except (OSError, ValueError):
         before = None
     if isinstance(before, dict):
         if before.get("data") != data_fp:
             notes.append("the data changed since the last sweep here: its finished configurations are recomputed")
-        if before.get("train") != json.loads(json.dumps(now["train"])):
+        if before.get("train") != now.train:
             notes.append("the training settings changed: finished configurations are recomputed")
         old = before.get("grid", {})
         old_set = {(b, s, p) for b, ss in old.get("sizes", {}).items() for s in ss for p in old.get("precisions", [])}
         new_set = set(grid.configs())
-        if old_set != new_set or old.get("targets") != now["grid"]["targets"]:
-            moved = old.get("targets") != now["grid"]["targets"]
+        if old_set != new_set or old.get("targets") != list(grid.targets):
+            moved = old.get("targets") != list(grid.targets)
             notes.append(
                 f"the grid changed: {len(new_set - old_set)} configuration(s) added, {len(old_set - new_set)} "
                 "dropped (kept on disk, not reported)"
-                + (f"; targets {old.get('targets')} -> {now['grid']['targets']}" if moved else "")
+                + (f"; targets {old.get('targets')} -> {list(grid.targets)}" if moved else "")
             )
-    write_json(path, now)
+    write_json(path, now.to_json())
     return notes
 
 

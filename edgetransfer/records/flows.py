@@ -1,7 +1,7 @@
 """Records of the orchestration above the stages: the sweep and the pipeline file.
 
 - :class:`SweepPoint` (one ``configs/<slug>.json``), :class:`SweepStats`, :class:`SweepResult`
-  (``sweep.json``) and :class:`Grid` (the grid recorded in ``sweep-state.json``);
+  (``sweep.json``), :class:`Grid` and :class:`SweepState` (``sweep-state.json``);
 - :class:`PipelineFile`: a ``pipeline.yaml`` as data (the sweep writes one per pick by dumping
   it, and :meth:`edgetransfer.flows.pipeline.Flow.from_yaml` reads it back), with its sections
   :class:`ExportSpec`, :class:`ValidateSpec`, :class:`CheckSpec`, :class:`SweepSpec`;
@@ -99,10 +99,21 @@ class Grid(Record):
     def configs(self) -> list[tuple[str, int, str]]:
         return [(b, s, p) for b, sizes in self.sizes.items() for s in sizes for p in self.precisions]
 
-    @classmethod
-    def from_json(cls, doc: Any, where: str = "grid") -> Grid:
-        g = _from_dict(cls, doc, where)
-        return replace(g, sizes={b: tuple(int(s) for s in v) for b, v in dict(g.sizes).items()})
+    def __post_init__(self) -> None:  # read from JSON, the sizes are lists: hold tuples either way
+        object.__setattr__(self, "sizes", {b: tuple(int(s) for s in v) for b, v in dict(self.sizes).items()})
+
+
+@dataclass(frozen=True)
+class SweepState(Record):
+    """``sweep-state.json``: what the last sweep in a folder ran, so the next one can say what changed."""
+
+    KIND: ClassVar[str] = "edgetransfer.sweep-state"
+    SCHEMA: ClassVar[int] = 1
+
+    grid: Grid
+    data: str  # the data fingerprint
+    train: dict[str, Any]  # the TrainConfig fields
+    version: str
 
 
 def limits_to_json(b: Budget) -> dict:
