@@ -85,13 +85,17 @@ def export(
     return list(export_run(run, list(formats), recipes, out=out, **kwargs))
 
 
-def exported(folder: Path) -> list[ExportedArtifact]:
-    """The files an earlier :func:`export` left in ``folder``, by their manifests (unreadable ones skipped)."""
+def exported(folder: Path, *, indexed: bool = True) -> list[ExportedArtifact]:
+    """The files an earlier :func:`export` left in ``folder``.
+
+    ``indexed``: those the folder's index (``manifest.json``, the last export's files in order)
+    lists; else every file with a readable manifest (a sweep exports a folder's precisions over
+    several calls), unreadable ones skipped.
+    """
     from ..exporter import ExportedArtifact
 
-    index = folder / "manifest.json"
-    if index.exists():
-        names = json.loads(index.read_text())["artifacts"]
+    if indexed:
+        names = json.loads((folder / "manifest.json").read_text())["artifacts"]
         return [ExportedArtifact.from_manifest(folder / n) for n in names]
     arts = []
     for m in sorted(folder.glob("*.manifest.json")):

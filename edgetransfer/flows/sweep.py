@@ -239,7 +239,7 @@ class _Engine:
         folder = self.out / "exports" / _slug(b, s)
         have: dict = {}
         if not fresh:
-            for a in stages.exported(folder):
+            for a in stages.exported(folder, indexed=False):
                 have.setdefault(a.precision, a)
         missing = [p for p in precisions if p not in have]
         self.stats["exports_reused"] += len(precisions) - len(missing)
