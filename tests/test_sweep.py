@@ -13,7 +13,7 @@ from conftest import make_folder
 from edgetransfer.errors import ConfigError
 from edgetransfer.flows.pareto import pareto_front, pick
 from edgetransfer.flows.sweep import plan_grid
-from edgetransfer.records import Budget, SweepPoint, SweepResult, TargetLatency
+from edgetransfer.records import Budget, SweepPoint, SweepResult, SweepState, TargetLatency
 from edgetransfer.training import TrainConfig
 
 TARGETS = ("host-cpu", "pixel4-cpu")
@@ -242,6 +242,8 @@ def test_changed_data_is_detected(tmp_path):
     notes = _compare_state(tmp_path, plan_grid(["efficientnet_lite0"], [32, 48], ["int8"], ["host-cpu"]).grid, "fp-2",
                            TrainConfig())  # fmt: skip
     assert any("data changed" in n for n in notes) and any("1 configuration(s) added" in n for n in notes)
+    state = SweepState.read(tmp_path / "sweep-state.json")  # the state file is a record
+    assert state.data == "fp-2" and state.grid.sizes == {"efficientnet_lite0": (32, 48)}
 
 
 def test_pipeline_sweep_section(tmp_path):
