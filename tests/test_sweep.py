@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import make_folder
 
 from edgetransfer.errors import ConfigError
+from edgetransfer.flows.grid import plan_grid
 from edgetransfer.flows.pareto import pareto_front, pick
-from edgetransfer.flows.sweep import plan_grid
 from edgetransfer.records import Budget, SweepPoint, SweepResult, SweepState, TargetLatency
 from edgetransfer.training import TrainConfig
 

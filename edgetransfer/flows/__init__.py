@@ -2,7 +2,8 @@
 
 - ``stages``: train -> export -> validate (-> check), the functions every flow calls;
 - ``pipeline``: ``edgetransfer run PIPELINE.yaml`` (fingerprinted stages, skipped when unchanged);
-- ``sweep``: the model search (backbone x size x precision), resumable; ``picks`` writes the
+- ``sweep``: the model search (backbone x size x precision), resumable; ``grid`` checks the grid
+  before any work; ``picks`` writes the
   pipeline file of each target's pick; ``pareto``: the pure front / pick / excess rules;
 - ``quickstart``: the embedded default, a pipeline file built in code.
 

@@ -118,7 +118,7 @@ def _check_names(flow: Flow, path: Path) -> None:
             targets.get(flow.check.target)
             flow.check.budget()
         if flow.sweep is not None:
-            from .sweep import plan_grid
+            from .grid import plan_grid
 
             s = flow.sweep
             plan_grid(s.backbones or None, s.image_sizes or None, s.precisions, s.targets)
