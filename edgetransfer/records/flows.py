@@ -287,16 +287,18 @@ class PipelineFile(Record):
     comment: tuple[str, ...] = ()
 
     def document(self) -> dict:
-        """The YAML mapping: the sections, without the comment and without absent sections."""
+        """The YAML mapping, in the order a person writes it (data, out, then the stages), without
+        the comment and without absent sections."""
         doc = self.to_json()
         doc.pop("comment")
-        return {k: v for k, v in doc.items() if v is not None}
+        order = ("data", "out", "sweep", "train", "export", "validate", "check")
+        return {k: doc[k] for k in order if doc[k] is not None}
 
     def to_yaml(self) -> str:
         import yaml
 
         head = "".join(f"# {line}\n" for line in self.comment)
-        return head + yaml.safe_dump(self.document(), sort_keys=False, default_flow_style=None)
+        return head + yaml.safe_dump(self.document(), sort_keys=False, default_flow_style=False)
 
 
 @dataclass(frozen=True)
