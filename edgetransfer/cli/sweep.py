@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..flows.pareto import failure
 from ..flows.sweep import DEFAULT_PRECISIONS, sweep
 from ..formats import PRECISIONS
 from ..training import TrainConfig
@@ -81,9 +80,9 @@ def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, target
         echo(json.dumps(doc, indent=2))
     else:
         _text(result)
-    why = failure(result)
-    if why:
-        click.echo(f"error: {why}", err=True)
+    failure = result.failure()
+    if failure:
+        click.echo(f"error: {failure}", err=True)
         ctx.exit(result.exit_code)
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..records import Budget, SweepPoint, SweepResult
+from ..records.flows import describe_limits as describe
+
+__all__ = ["describe", "excess", "failure", "pareto_front", "pick"]
 
 
 def excess(point: SweepPoint, target: str, budget: Budget) -> float:
@@ -28,16 +31,6 @@ def excess(point: SweepPoint, target: str, budget: Budget) -> float:
     if budget.accuracy_drop is not None:
         over += max(0.0, (point.accuracy_drop - budget.accuracy_drop) / max(budget.accuracy_drop, 1.0))
     return over
-
-
-def describe(budget: Budget) -> str:
-    """``p90 <= 8 ms, size <= 4 MB, drop <= 1 points`` (the sweep's three budgets), or ``no budgets``."""
-    parts = [
-        f"p90 <= {budget.latency_p90_ms:g} ms" if budget.latency_p90_ms is not None else "",
-        f"size <= {budget.size_mb:g} MB" if budget.size_mb is not None else "",
-        f"drop <= {budget.accuracy_drop:g} points" if budget.accuracy_drop is not None else "",
-    ]
-    return ", ".join(p for p in parts if p) or "no budgets"
 
 
 def pareto_front(points: Sequence[SweepPoint], target: str) -> tuple[int, ...]:
@@ -73,24 +66,6 @@ def pick(points: Sequence[SweepPoint], target: str, budget: Budget) -> tuple[int
     return (ok[0] if ok else None), closest
 
 
-def summary(result: SweepResult, i: int, target: str) -> str:
-    """One configuration's figures on ``target``, for messages."""
-    p = result.configs[i]
-    lat = p.latency[target]
-    return (
-        f"{p.name} (accuracy {p.accuracy:.4f}, drop {p.accuracy_drop:.2f} points, "
-        f"p90 {lat.p90_ms:.2f} ms {lat.provenance}, {p.size_bytes / 1e6:.2f} MB)"
-    )
-
-
 def failure(result: SweepResult) -> str | None:
     """Why the sweep failed its budgets (naming the closest configuration), or ``None``."""
-    bad = [t for t, v in result.best.items() if v is None]
-    if not bad:
-        return None
-    parts = []
-    for t in bad:
-        c = result.closest.get(t)
-        near = "no configuration runs there" if c is None else f"closest is #{c} {summary(result, c, t)}"
-        parts.append(f"no configuration meets the budget on {t} ({describe(result.limits[t])}); {near}")
-    return "; ".join(parts)
+    return result.failure()

@@ -210,7 +210,6 @@ def _run(flow: Flow, out: Path, log) -> FlowResult:
 def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log) -> SweepResult:
     """The ``sweep:`` stage: resumable by itself (finished configurations under ``out/sweep`` are
     skipped); a target with no configuration within budget stops the run with exit 1."""
-    from .pareto import failure
     from .sweep import BudgetNotMetError, sweep
 
     res = sweep(
@@ -229,7 +228,7 @@ def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log) -> Sw
         if i is not None:
             log(f"sweep     {t}: {res.configs[i].name} (accuracy {res.configs[i].accuracy:.4f}) -> {res.pipelines[t]}")
     log(f"sweep     {res.stats.computed} computed, {res.stats.reused} reused; report {out / 'sweep' / 'report.html'}")
-    why = failure(res)
+    why = res.failure()
     if why:
         raise BudgetNotMetError(why, path=out / "sweep", fix="relax the budgets or widen the sweep: grid")
     return res

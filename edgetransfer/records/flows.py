@@ -116,6 +116,16 @@ class SweepState(Record):
     version: str
 
 
+def describe_limits(b: Budget) -> str:
+    """The sweep's three budgets in words: ``p90 <= 8 ms, size <= 4 MB, drop <= 1 points`` (or ``no budgets``)."""
+    parts = [
+        f"p90 <= {b.latency_p90_ms:g} ms" if b.latency_p90_ms is not None else "",
+        f"size <= {b.size_mb:g} MB" if b.size_mb is not None else "",
+        f"drop <= {b.accuracy_drop:g} points" if b.accuracy_drop is not None else "",
+    ]
+    return ", ".join(p for p in parts if p) or "no budgets"
+
+
 def limits_to_json(b: Budget) -> dict:
     """The three budgets a sweep judges, under the keys ``sweep.json`` has always used."""
     return {"max_latency_ms": b.latency_p90_ms, "max_size_mb": b.size_mb, "max_accuracy_drop": b.accuracy_drop}
@@ -153,8 +163,27 @@ class SweepResult(Record):
 
     @property
     def exit_code(self) -> int:
-        """1 when a target has no configuration within its budgets (why: ``flows.pareto.failure``)."""
+        """1 when a target has no configuration within its budgets (:meth:`failure` says why)."""
         return EXIT_BUDGET if any(v is None for v in self.best.values()) else 0
+
+    def summary(self, i: int, target: str) -> str:
+        """Configuration ``i``'s figures on ``target``, for messages."""
+        p = self.configs[i]
+        lat = p.latency[target]
+        return (
+            f"{p.name} (accuracy {p.accuracy:.4f}, drop {p.accuracy_drop:.2f} points, "
+            f"p90 {lat.p90_ms:.2f} ms {lat.provenance}, {p.size_bytes / 1e6:.2f} MB)"
+        )
+
+    def failure(self) -> str | None:
+        """Why the sweep failed its budgets (naming the closest configuration), or ``None``."""
+        bad = [t for t, v in self.best.items() if v is None]
+        parts = []
+        for t in bad:
+            c = self.closest.get(t)
+            near = "no configuration runs there" if c is None else f"closest is #{c} {self.summary(c, t)}"
+            parts.append(f"no configuration meets the budget on {t} ({describe_limits(self.limits[t])}); {near}")
+        return "; ".join(parts) or None
 
     def to_json(self) -> dict:
         return {

@@ -8,9 +8,9 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from ..flows.pareto import describe
 from ..io import atomic_write
 from ..records import SweepResult, SweepStats
+from ..records.flows import describe_limits
 from . import _CSS, _png, plots
 
 HEADER = ["#", "backbone", "size", "precision", "accuracy", "drop", "size MB", "MACs"]
@@ -52,7 +52,7 @@ def front_lines(result: SweepResult) -> list[str]:
         )
         lines.append(f"front on {t} (accuracy vs p50): {front or 'none'}")
         b = result.best[t]
-        lim = describe(result.limits[t])
+        lim = describe_limits(result.limits[t])
         if b is None:
             c = result.closest.get(t)
             near = f"; closest #{c} {result.configs[c].name}" if c is not None else ""
