@@ -202,12 +202,12 @@ class SweepResult(Record):
 
     @classmethod
     def from_json(cls, doc: Any, where: str = "sweep.json") -> SweepResult:
-        """Strict read; a ``sweep.json`` from before ``kind`` (no ``kind``/``schema``) reads as schema 1.
+        """Strict read; a ``sweep.json`` of edgetransfer 0.1.0 (no ``kind``/``schema``) reads as schema 1.
 
         ``targets`` is not written: it is the order of ``pareto``'s keys."""
         if not isinstance(doc, dict):
             raise ConfigError(f"{where}: expected a mapping", fix="pass the sweep.json a sweep wrote")
-        if "kind" not in doc:  # written by edgetransfer <= 0.x before sweep.json was a record
+        if "kind" not in doc:  # written before sweep.json carried a kind (same keys otherwise)
             doc = {"kind": cls.KIND, "schema": 1, **doc}
         if doc.get("kind") != cls.KIND or doc.get("schema") != cls.SCHEMA:
             raise ConfigError(
