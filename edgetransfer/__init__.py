@@ -28,12 +28,12 @@ from .errors import (
 from .evaluation import ValidationReport, validate
 from .exporter import ExportedArtifact, export
 from .flows.check import check
+from .flows.sweep import sweep
 from .gate import judge
 from .quantization import QuantRecipe
-from .records import Budget
+from .records import Budget, SweepResult
 from .records.measure import Measurement, Verdict
 from .runtime import Classifier
-from .search import SweepResult, sweep
 from .training import TrainConfig, TrainedModel, train
 
 __all__ = [

@@ -5,6 +5,8 @@ import json
 import pytest
 from conftest import make_folder
 
+from edgetransfer.records import PipelineState
+
 
 def _pipeline(tmp_path, extra: str = "") -> str:
     make_folder(tmp_path / "imgs", {"red": 8, "green": 8, "blue": 8}, size=(36, 36))
@@ -28,6 +30,10 @@ def test_run_pipeline_then_skip_unchanged_stages(invoke, tmp_path):
     first = json.loads(out)
     assert first["skipped"] == [] and first["verdict"]["status"] == "passed"
     assert (tmp_path / "out" / "report.html").exists() and (tmp_path / "out" / "run" / "model.keras").exists()
+    state = tmp_path / "out" / "pipeline-state.json"
+    assert PipelineState.read(state).train and PipelineState.read(state).export
+    old = {k: v for k, v in json.loads(state.read_text()).items() if k not in ("kind", "schema")}
+    state.write_text(json.dumps(old))  # as the version before records wrote it: still honoured
     code, out, _ = invoke("run", path, "--json")
     assert code == 0 and json.loads(out)["skipped"] == ["train", "export"]
 

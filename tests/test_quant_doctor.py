@@ -112,7 +112,7 @@ def test_recipe_file_errors(tiny_run, tmp_path):
 
 
 def test_pipeline_key(tmp_path):
-    from edgetransfer.pipeline import Flow
+    from edgetransfer.flows.pipeline import Flow
 
     p = tmp_path / "PIPELINE.yaml"
     p.write_text("data: images\nexport:\n  max_accuracy_drop: 0.5\n")

@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from conftest import make_folder
 
 from edgetransfer.errors import ConfigError
-from edgetransfer.search import Limits, SweepPoint, TargetLatency, pareto_front, pick, plan_grid
+from edgetransfer.flows.grid import plan_grid
+from edgetransfer.flows.pareto import pareto_front, pick
+from edgetransfer.records import Budget, SweepPoint, SweepResult, SweepState, TargetLatency
 from edgetransfer.training import TrainConfig
 
 TARGETS = ("host-cpu", "pixel4-cpu")
@@ -52,7 +54,7 @@ def _dominated(doc: dict, i: int, t: str) -> bool:
 
 
 def test_two_size_sweep_end_to_end(swept):
-    from edgetransfer.pipeline import Flow
+    from edgetransfer.flows.pipeline import Flow
 
     _, out, doc = swept
     assert set(doc) >= {"configs", "pareto", "best"}
@@ -76,6 +78,10 @@ def test_two_size_sweep_end_to_end(swept):
         _assert_best_within_budget(doc, t)
         Flow.from_yaml(doc["pipelines"][t])  # the pick's pipeline.yaml is a valid pipeline
     assert (out / "report.html").read_text().count("data:image/png;base64") == 1
+    res = SweepResult.read(out / "sweep.json")  # the file is the record, its pipelines exist
+    assert res.targets == TARGETS and res.configs[0].seconds > 0 and res.stats.compute_seconds > 0
+    for f in (out / "configs").glob("*.json"):
+        SweepPoint.read(f)
 
 
 def _assert_best_within_budget(doc: dict, t: str) -> None:
@@ -103,6 +109,9 @@ def test_rerun_recomputes_nothing(swept):
     s = json.loads(stdout)["stats"]
     assert (s["computed"], s["reused"], s["trained"], s["exported"]) == (0, 4, 0, 0)
     assert json.loads(stdout)["configs"] == first["configs"]
+    # the report keeps what computing them cost the first time, not "0 computed ... 0 s"
+    assert s["compute_seconds"] == first["stats"]["compute_seconds"] > 0
+    assert f"took {s['compute_seconds']:.0f} s in all" in (out / "report.html").read_text()
 
 
 def test_a_second_sweep_elsewhere_converts_and_predicts_nothing_again(swept, tmp_path):
@@ -226,17 +235,19 @@ def test_ctrl_c_then_rerun_with_a_wider_grid(swept):
 
 
 def test_changed_data_is_detected(tmp_path):
-    from edgetransfer.search import _compare_state
+    from edgetransfer.flows.sweep import _compare_state
 
-    grid = plan_grid(["efficientnet_lite0"], [32], ["int8"], ["host-cpu"])
+    grid = plan_grid(["efficientnet_lite0"], [32], ["int8"], ["host-cpu"]).grid
     assert _compare_state(tmp_path, grid, "fp-1", TrainConfig()) == []
-    notes = _compare_state(tmp_path, plan_grid(["efficientnet_lite0"], [32, 48], ["int8"], ["host-cpu"]), "fp-2",
+    notes = _compare_state(tmp_path, plan_grid(["efficientnet_lite0"], [32, 48], ["int8"], ["host-cpu"]).grid, "fp-2",
                            TrainConfig())  # fmt: skip
     assert any("data changed" in n for n in notes) and any("1 configuration(s) added" in n for n in notes)
+    state = SweepState.read(tmp_path / "sweep-state.json")  # the state file is a record
+    assert state.data == "fp-2" and state.grid.sizes == {"efficientnet_lite0": (32, 48)}
 
 
 def test_pipeline_sweep_section(tmp_path):
-    from edgetransfer.pipeline import Flow
+    from edgetransfer.flows.pipeline import Flow
 
     p = tmp_path / "pipeline.yaml"
     p.write_text("data: d\nsweep:\n  backbones: [efficientnet_lite0]\n  image_sizes: [32, 48]\n  max_latency_ms: 8\n")
@@ -264,10 +275,26 @@ def test_bad_input_exits_2_before_training(tmp_path, extra, message):
     assert not (tmp_path / "out" / "runs").exists()
 
 
+@pytest.mark.parametrize("name", ["../x", "/abs", "a\\nb"])
+def test_a_profile_name_that_would_leave_out_exits_2(tmp_path, name):
+    """The pick is written under <out>/picks/<profile name>: a name that is not one plain folder
+    name is refused before any work, naming the profile."""
+    import edgetransfer
+
+    host = Path(edgetransfer.__file__).parent / "profiles" / "host-cpu.yaml"
+    prof = tmp_path / "mine.yaml"
+    prof.write_text(host.read_text().replace("name: host-cpu", f'name: "{name}"'))
+    data = make_folder(tmp_path / "data", {"a": 2, "b": 2})
+    code, stdout, err = _run("sweep", "--data", str(data), "--out", str(tmp_path / "out"), "--target", str(prof),
+                             "--backbone", "efficientnet_lite0", "--image-size", "32")  # fmt: skip
+    assert code == 2 and "not a plain folder name" in err and "mine.yaml" in err
+    assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "x").exists()
+
+
 def test_empty_grid_and_defaults():
     with pytest.raises(ConfigError, match="empty"):
         plan_grid(["efficientnet_lite0"], [32], [], ["host-cpu"])
-    grid = plan_grid(None, None, ["int8"], ["host-cpu"])
+    grid = plan_grid(None, None, ["int8"], ["host-cpu"]).grid
     assert list(grid.sizes) == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert grid.sizes["efficientnet_lite0"] == (128, 160, 192, 224)
     assert grid.sizes["efficientnet_lite2"] == (128, 160, 192, 224, 260)
@@ -280,6 +307,6 @@ def _pt(acc: float, ms: float, drop: float = 0.0, size: int = 1_000_000) -> Swee
 def test_front_and_pick_rules():
     pts = [_pt(0.80, 2.0), _pt(0.90, 5.0), _pt(0.85, 6.0), _pt(0.95, 9.0), _pt(0.96, 7.0, drop=3.0)]
     assert pareto_front(pts, "t") == (0, 1, 4)
-    assert pick(pts, "t", Limits(latency_ms=8.0, accuracy_drop=1.0)) == (1, 1)
-    best, closest = pick(pts, "t", Limits(latency_ms=1.0))
+    assert pick(pts, "t", Budget(latency_p90_ms=8.0, accuracy_drop=1.0)) == (1, 1)
+    best, closest = pick(pts, "t", Budget(latency_p90_ms=1.0))
     assert best is None and closest == 0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .. import pipeline as flow_lib
-from .. import quickstart as qs
+from ..flows import pipeline as flow_lib
+from ..flows import quickstart as qs
 from ._common import echo, emit, json_option, table
 
 

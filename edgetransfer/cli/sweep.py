@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..flows.sweep import DEFAULT_PRECISIONS, sweep
 from ..formats import PRECISIONS
-from ..search import DEFAULT_PRECISIONS, sweep
 from ..training import TrainConfig
 from ._common import echo, json_option, table
 
@@ -87,7 +87,7 @@ def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, target
 
 
 def _text(result) -> None:
-    from ..report.sweep import front_lines, rows
+    from ..report.sweep import front_lines, rows, timing
 
     head, body = rows(result)
     echo(table(body, head))
@@ -99,9 +99,9 @@ def _text(result) -> None:
     echo(
         f"configs {s.configs} ({s.computed} computed, {s.reused} reused from {result.out}); runs {s.trained} trained, "
         f"{s.runs_reused} reused; features {s.feature_hits} reused from the cache, {s.feature_misses} computed; "
-        f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; {s.seconds:.1f} s"
+        f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; {timing(s)}"
     )
-    echo(f"report  {result.out / 'report.html'}")
+    echo(f"report  {Path(result.out) / 'report.html'}")
 
 
 def register(cli: click.Group) -> None:

@@ -14,6 +14,20 @@
 from .base import Record
 from .budget import DEFAULT_PICK_ACCURACY_DROP, Budget
 from .export import Attempt, CalibrationInfo, ExportIndex, TFLMBundle
+from .flows import (
+    CheckSpec,
+    ExportSpec,
+    Grid,
+    PipelineFile,
+    PipelineState,
+    SweepPoint,
+    SweepResult,
+    SweepSpec,
+    SweepState,
+    SweepStats,
+    TargetLatency,
+    ValidateSpec,
+)  # noqa: E501
 from .measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 
@@ -36,4 +50,16 @@ __all__ = [
     "Metrics",
     "Record",
     "RunManifest",
+    "CheckSpec",
+    "ExportSpec",
+    "Grid",
+    "PipelineFile",
+    "PipelineState",
+    "SweepPoint",
+    "SweepResult",
+    "SweepSpec",
+    "SweepState",
+    "SweepStats",
+    "TargetLatency",
+    "ValidateSpec",
 ]

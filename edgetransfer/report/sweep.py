@@ -1,4 +1,4 @@
-"""Rendering of a model search (:class:`edgetransfer.search.SweepResult`): table, fronts, HTML.
+"""Rendering of a model search (:class:`edgetransfer.records.SweepResult`): table, fronts, HTML.
 
 Pure functions of the result; nothing here measures anything.
 """
@@ -9,12 +9,14 @@ import html
 from pathlib import Path
 
 from ..io import atomic_write
+from ..records import SweepResult, SweepStats
+from ..records.flows import describe_limits
 from . import _CSS, _png, plots
 
 HEADER = ["#", "backbone", "size", "precision", "accuracy", "drop", "size MB", "MACs"]
 
 
-def rows(result) -> tuple[list[str], list[list[str]]]:
+def rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
     """Header and one row per configuration: latency per target with its provenance."""
     head = [*HEADER[:6], *(f"{t} p50" for t in result.targets), *HEADER[6:]]
     out = []
@@ -39,7 +41,7 @@ def rows(result) -> tuple[list[str], list[list[str]]]:
     return head, out
 
 
-def front_lines(result) -> list[str]:
+def front_lines(result: SweepResult) -> list[str]:
     """Per target: the Pareto front (fastest first) and the pick within the budgets."""
     lines = []
     for t in result.targets:
@@ -50,7 +52,7 @@ def front_lines(result) -> list[str]:
         )
         lines.append(f"front on {t} (accuracy vs p50): {front or 'none'}")
         b = result.best[t]
-        lim = result.limits[t].describe()
+        lim = describe_limits(result.limits[t])
         if b is None:
             c = result.closest.get(t)
             near = f"; closest #{c} {result.configs[c].name}" if c is not None else ""
@@ -65,7 +67,16 @@ def front_lines(result) -> list[str]:
     return lines
 
 
-def _fronts_png(result) -> str:
+def timing(s: SweepStats) -> str:
+    """This call's seconds, and what computing the configurations cost when they were computed
+    (a resumed sweep that computed nothing keeps the original run's figure)."""
+    now = f"{s.seconds:.1f} s"
+    if s.reused and s.compute_seconds:
+        return f"{now} (computing the {s.configs} configurations took {s.compute_seconds:.0f} s in all)"
+    return now
+
+
+def _fronts_png(result: SweepResult) -> str:
     """One panel per target: every configuration grey, the front in colour, the pick starred."""
     plt = plots._plt()
     n = len(result.targets)
@@ -88,7 +99,7 @@ def _fronts_png(result) -> str:
         if b is not None:
             p = result.configs[b]
             ax.scatter(p.latency[t].p50_ms, 100 * p.accuracy, marker="*", s=260, color="C3", zorder=4, label="pick")
-        lim = result.limits[t].latency_ms
+        lim = result.limits[t].latency_p90_ms
         if lim is not None:
             ax.axvline(lim, color="C3", ls="--", lw=1, label=f"latency budget {lim:g} ms (p90)")
         prov = {result.configs[i].latency[t].provenance for i in on}
@@ -104,7 +115,7 @@ def _fronts_png(result) -> str:
     return _png(fig)
 
 
-def html_page(result) -> str:
+def html_page(result: SweepResult) -> str:
     """A standalone page: the fronts plotted, the picks, every configuration."""
     esc = html.escape
     head, body = rows(result)
@@ -123,7 +134,7 @@ def html_page(result) -> str:
             f"<p>{s.configs} configurations ({s.computed} computed, {s.reused} reused); {s.trained} runs trained, "
             f"{s.runs_reused} reused; feature cache {s.feature_hits} hits, {s.feature_misses} misses; "
             f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; "
-            f"{s.seconds:.0f} s. Accuracy drop is in points below each configuration's own float model; "
+            f"{esc(timing(s))}. Accuracy drop is in points below each configuration's own float model; "
             "latency budgets are judged on p90.</p>",
             f"<h2>Pareto fronts</h2><img alt='Pareto fronts' src='data:image/png;base64,{_fronts_png(result)}'>",
             f"<h2>Fronts and picks</h2><ul>{picks}</ul>",
@@ -135,7 +146,7 @@ def html_page(result) -> str:
     )
 
 
-def write_html(result, path: str | Path) -> Path:
+def write_html(result: SweepResult, path: str | Path) -> Path:
     """Write the HTML page atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,68 +1,36 @@
 """``edgetransfer run PIPELINE.yaml``: data -> train -> export -> validate -> check in one file.
 
-Each stage's inputs are fingerprinted; a stage whose fingerprint matches the last run is
-skipped. The run stops at the first failed stage with that stage's exit code.
+Each stage's inputs are fingerprinted (:class:`~edgetransfer.records.PipelineState`, written as
+``pipeline-state.json``); a stage whose fingerprint matches the last run is skipped. The run
+stops at the first failed stage with that stage's exit code. The stages themselves are
+:mod:`.stages`, the same functions the sweep calls; the file's sections are the records
+:class:`~edgetransfer.records.ExportSpec` and its siblings, so a file the sweep writes from a
+:class:`~edgetransfer.records.PipelineFile` reads back field for field.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import data as data_lib
-from . import report as report_lib
-from . import strict_yaml
-from .errors import ConfigError
-from .evaluation import ValidationReport, validate
-from .exporter import ExportedArtifact, export
-from .flows.check import check
-from .quantization import QuantRecipe
-from .records import Budget
-from .records.measure import Verdict
-from .training import TrainConfig, TrainedModel, train
+from .. import data as data_lib
+from .. import strict_yaml
+from ..errors import ConfigError, EdgeTransferError
+from ..io import write_json
+from ..quantization import QuantRecipe
+from ..records import CheckSpec, ExportSpec, PipelineState, SweepResult, SweepSpec, ValidateSpec
+from ..training import TrainConfig
+from . import stages
 
+if TYPE_CHECKING:
+    from ..exporter import ExportedArtifact
+    from ..training import TrainedModel
 
-@dataclass(frozen=True)
-class ExportSpec:
-    formats: tuple[str, ...] = ("tflite", "onnx")
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
-    calibration: str = "auto"
-    calibration_size: int = 100
-    max_accuracy_drop: float | None = None  # int8: search recipes within this many points (quantization doctor)
-
-
-@dataclass(frozen=True)
-class ValidateSpec:
-    targets: tuple[str, ...] = ("host-cpu", "pixel4-cpu", "pixel4-gpu", "edgetpu")
-    budget_s: float = 1.0
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    artifact: str = "model_int8_iouint8.tflite"
-    target: str = "host-cpu"
-    max_latency_ms: float | None = None
-    max_latency_ratio: float | None = None
-    reference: str | None = None
-    max_accuracy_drop: float | None = 1.0
-    max_size_mb: float | None = None
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """``sweep:``: a model search before training (:func:`edgetransfer.sweep`); empty lists take its defaults."""
-
-    backbones: tuple[str, ...] = ()
-    image_sizes: tuple[int, ...] = ()
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
-    targets: tuple[str, ...] = ("host-cpu",)
-    max_latency_ms: float | None = None
-    max_size_mb: float | None = None
-    max_accuracy_drop: float | None = None
+__all__ = ["CheckSpec", "ExportSpec", "Flow", "FlowResult", "SweepSpec", "ValidateSpec", "run"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +105,7 @@ def _typed(cls, name: str, value, path: Path, key: str):
 
 def _check_names(flow: Flow, path: Path) -> None:
     """Formats, precisions and targets that exist, and budgets that make sense, before any training."""
-    from . import formats, targets
+    from .. import formats, targets
 
     try:
         for f in flow.export.formats:
@@ -147,15 +115,14 @@ def _check_names(flow: Flow, path: Path) -> None:
         for t in flow.validate.targets:
             targets.get(t)
         if flow.check is not None:
-            c = flow.check
-            targets.get(c.target)
-            Budget(c.max_latency_ms, c.max_latency_ratio, c.max_accuracy_drop, c.max_size_mb)
+            targets.get(flow.check.target)
+            flow.check.budget()
         if flow.sweep is not None:
-            from .search import plan_grid
+            from .grid import plan_grid
 
             s = flow.sweep
             plan_grid(s.backbones or None, s.image_sizes or None, s.precisions, s.targets)
-            Budget(s.max_latency_ms, None, s.max_accuracy_drop, s.max_size_mb)
+            s.budget()
     except ConfigError as exc:
         raise ConfigError(exc.problem, path=exc.path or path, fix=exc.fix) from None
 
@@ -172,72 +139,78 @@ def _known(raw, known: set, path: Path, where: str) -> None:
 class FlowResult:
     run: TrainedModel
     artifacts: tuple[ExportedArtifact, ...]
-    report: ValidationReport
-    verdict: Verdict | None
+    report: Any  # edgetransfer.evaluation.ValidationReport
+    verdict: Any | None  # edgetransfer.gate.Verdict
     report_path: Path
     skipped: tuple[str, ...]
-    sweep: object | None = None  # edgetransfer.search.SweepResult when the pipeline has a sweep: section
+    sweep: SweepResult | None = None  # when the pipeline has a sweep: section
 
     @property
     def exit_code(self) -> int:
-        return self.verdict.exit_code if self.verdict else 0
+        return int(self.verdict.exit_code) if self.verdict else 0
 
 
-def _fp(*parts) -> str:
+def _fp(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _state(out: Path) -> dict:
+def read_state(out: Path) -> PipelineState:
+    """``out/pipeline-state.json`` (one written before it was a record reads too); none: nothing skipped."""
     p = out / "pipeline-state.json"
-    return json.loads(p.read_text()) if p.exists() else {}
+    if not p.exists():
+        return PipelineState()
+    try:
+        return PipelineState.read(p)
+    except EdgeTransferError:
+        return PipelineState()  # unreadable or from another version: every stage runs again
 
 
-def _save_state(out: Path, state: dict) -> None:
-    tmp = out / ".pipeline-state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, out / "pipeline-state.json")
+def _save_state(out: Path, state: PipelineState) -> None:
+    write_json(out / "pipeline-state.json", state.to_json())
 
 
 def run(flow: Flow, log=print) -> FlowResult:
     """Run every stage, skipping those whose inputs did not change."""
     out = flow.resolve(flow.out)
     out.mkdir(parents=True, exist_ok=True)
-    state, skipped = _state(out), []
+    with stages.data_checked_once():
+        return _run(flow, out, log)
+
+
+def _run(flow: Flow, out: Path, log) -> FlowResult:
+    from .. import report as report_lib
+
+    state, skipped = read_state(out), []
     data_dir = flow.resolve(flow.data)
     ds = data_lib.load(data_dir, val_split=flow.train.val_split, seed=flow.train.seed)
     searched = _sweep_stage(flow, flow.sweep, data_dir, out, log) if flow.sweep is not None else None
     run_dir = out / "run"
     fp_train = _fp(ds.fingerprint(), asdict(flow.train))
-    if state.get("train") == fp_train and (run_dir / "manifest.json").exists():
+    if state.train == fp_train and (run_dir / "manifest.json").exists():
+        from ..training import TrainedModel
+
         trained = TrainedModel.from_dir(run_dir)
         skipped.append("train")
     else:
-        _clear(run_dir)
-        trained = train(data_dir, flow.train, out=run_dir)
-        state["train"] = fp_train
+        trained = stages.train(data_dir, flow.train, run_dir)
+        state = replace(state, train=fp_train)
         _save_state(out, state)
     log(
         f"train     {trained.manifest.workflow}: val accuracy {trained.val_accuracy:.4f}"
         f"{' (skipped: unchanged)' if 'train' in skipped else ''}"
     )
     arts = _export_stage(flow, trained, out, state, fp_train, skipped, log)
-    rep = validate(
-        [a.path for a in arts],
-        data_dir,
-        flow.validate.targets,
-        budget_s=flow.validate.budget_s,
-        skip_incompatible=True,
-    )
+    rep = stages.validate(arts, data_dir, flow.validate.targets, budget_s=flow.validate.budget_s)
     verdict = _check_stage(flow, out, data_dir)
     path = report_lib.write(rep, out / "report.html", verdict)
     report_lib.write(rep, out / "report.json", verdict)
     return FlowResult(trained, tuple(arts), rep, verdict, path, tuple(skipped), searched)
 
 
-def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log):
+def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log) -> SweepResult:
     """The ``sweep:`` stage: resumable by itself (finished configurations under ``out/sweep`` are
     skipped); a target with no configuration within budget stops the run with exit 1."""
-    from .search import BudgetNotMetError, sweep
+    from .sweep import BudgetNotMetError, sweep
 
     res = sweep(
         data_dir,
@@ -255,47 +228,38 @@ def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log):
         if i is not None:
             log(f"sweep     {t}: {res.configs[i].name} (accuracy {res.configs[i].accuracy:.4f}) -> {res.pipelines[t]}")
     log(f"sweep     {res.stats.computed} computed, {res.stats.reused} reused; report {out / 'sweep' / 'report.html'}")
-    failure = res.failure()
-    if failure:
-        raise BudgetNotMetError(failure, path=out / "sweep", fix="relax the budgets or widen the sweep: grid")
+    why = res.failure()
+    if why:
+        raise BudgetNotMetError(why, path=out / "sweep", fix="relax the budgets or widen the sweep: grid")
     return res
 
 
-def _export_stage(flow, trained, out: Path, state: dict, upstream: str, skipped: list, log) -> list:
+def _export_stage(flow: Flow, trained, out: Path, state: PipelineState, upstream: str, skipped: list, log) -> list:
     exp_dir = out / "export"
     fp = _fp(upstream, asdict(flow.export))
-    recipes = [QuantRecipe.named(p, calibration_size=flow.export.calibration_size) for p in flow.export.precisions]
-    if state.get("export") == fp and (exp_dir / "manifest.json").exists():
-        names = json.loads((exp_dir / "manifest.json").read_text())["artifacts"]
-        arts = [ExportedArtifact.from_manifest(exp_dir / n) for n in names]
+    if state.export == fp and (exp_dir / "manifest.json").exists():
+        arts = stages.exported(exp_dir)
         skipped.append("export")
     else:
-        _clear(exp_dir)
-        arts = export(
+        stages.clear(exp_dir)
+        e = flow.export
+        arts = stages.export(
             trained,
-            flow.export.formats,
-            recipes,
-            out=exp_dir,
-            calibration=flow.export.calibration,
-            max_accuracy_drop=flow.export.max_accuracy_drop,
+            e.formats,
+            e.precisions,
+            exp_dir,
+            calibration=e.calibration,
+            calibration_size=e.calibration_size,
+            max_accuracy_drop=e.max_accuracy_drop,
         )
-        state["export"] = fp
-        _save_state(out, state)
+        _save_state(out, replace(state, export=fp))
     log(f"export    {len(arts)} files{' (skipped: unchanged)' if 'export' in skipped else ''}")
     return arts
 
 
-def _check_stage(flow, out: Path, data_dir: Path):
+def _check_stage(flow: Flow, out: Path, data_dir: Path):
     c = flow.check
     if c is None:
         return None
-    budget = Budget(c.max_latency_ms, c.max_latency_ratio, c.max_accuracy_drop, c.max_size_mb)
     ref = out / "export" / c.reference if c.reference else None
-    return check(out / "export" / c.artifact, c.target, data_dir=data_dir, budget=budget, reference=ref)
-
-
-def _clear(path: Path) -> None:
-    import shutil
-
-    for p in (path, path.with_name(path.name + ".partial")):
-        shutil.rmtree(p, ignore_errors=True)
+    return stages.check(out / "export" / c.artifact, c.target, data_dir, c.budget(), reference=ref)

@@ -4,6 +4,9 @@ scikit-learn's handwritten digits (1,797 real 8x8 scans) written out as an image
 EfficientNet-Lite0 with its offline ImageNet weights, features workflow at 96 px; TFLite
 and ONNX in fp32/fp16/int8; validation on the host CPU and three estimated mobile
 targets; a budget check; the HTML report.
+
+The quickstart is a pipeline file built in code (:func:`default_flow`) and run by
+:func:`edgetransfer.flows.pipeline.run`: the same stages as ``edgetransfer run`` and the sweep.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data import samples
+from ..training import TrainConfig
 from . import pipeline as flow_lib
-from .data import samples
-from .training import TrainConfig
 
 TRAIN = TrainConfig(
     backbone="efficientnet_lite0",

@@ -1,0 +1,71 @@
+"""Pure rules of the sweep: the Pareto front, the pick within a budget, how far a point misses it.
+
+Functions of records only (:class:`~edgetransfer.records.SweepPoint`,
+:class:`~edgetransfer.records.Budget`): no TensorFlow, no runtime, nothing measured here.
+A sweep judges three budgets: p90 latency, file size (MB) and accuracy drop (points below the
+configuration's own float model); the others a :class:`Budget` can hold are not the sweep's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..records import Budget, SweepPoint, SweepResult
+from ..records.flows import describe_limits as describe
+
+__all__ = ["describe", "excess", "failure", "pareto_front", "pick"]
+
+
+def excess(point: SweepPoint, target: str, budget: Budget) -> float:
+    """How far ``point`` is beyond ``budget`` on ``target``: 0 within, else the summed relative overshoot.
+
+    An accuracy overshoot is relative to the budget, or to 1 point when the budget is below 1
+    (a 0-point budget would otherwise divide by zero).
+    """
+    lat = point.latency[target]
+    over = 0.0
+    if budget.latency_p90_ms is not None:
+        over += max(0.0, lat.p90_ms / budget.latency_p90_ms - 1)
+    if budget.size_mb is not None:
+        over += max(0.0, point.size_bytes / 1e6 / budget.size_mb - 1)
+    if budget.accuracy_drop is not None:
+        over += max(0.0, (point.accuracy_drop - budget.accuracy_drop) / max(budget.accuracy_drop, 1.0))
+    return over
+
+
+def pareto_front(points: Sequence[SweepPoint], target: str) -> tuple[int, ...]:
+    """Indices of the points not dominated on ``target`` (higher accuracy, lower p50), fastest first.
+
+    A point is dominated when another is at least as accurate and at least as fast, and
+    strictly better in one of the two. Points without a latency on ``target`` are left out.
+    """
+    on = [i for i, p in enumerate(points) if target in p.latency]
+
+    def dominated(i: int) -> bool:
+        a, la = points[i].accuracy, points[i].latency[target].p50_ms
+        return any(
+            points[j].accuracy >= a
+            and points[j].latency[target].p50_ms <= la
+            and (points[j].accuracy > a or points[j].latency[target].p50_ms < la)
+            for j in on
+        )
+
+    return tuple(sorted((i for i in on if not dominated(i)), key=lambda i: points[i].latency[target].p50_ms))
+
+
+def pick(points: Sequence[SweepPoint], target: str, budget: Budget) -> tuple[int | None, int | None]:
+    """``(best, closest)`` on ``target``: the most accurate point within ``budget`` (ties: faster,
+    then smaller), and the point nearest to meeting it (for the message when none does)."""
+    on = [i for i, p in enumerate(points) if target in p.latency]
+
+    def order(i: int) -> tuple[float, float, int]:
+        return (-points[i].accuracy, points[i].latency[target].p50_ms, points[i].size_bytes)
+
+    ok = sorted((i for i in on if excess(points[i], target, budget) == 0), key=order)
+    closest = min(on, key=lambda i: (excess(points[i], target, budget), order(i)), default=None)
+    return (ok[0] if ok else None), closest
+
+
+def failure(result: SweepResult) -> str | None:
+    """Why the sweep failed its budgets (naming the closest configuration), or ``None``."""
+    return result.failure()

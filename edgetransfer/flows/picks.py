@@ -1,0 +1,121 @@
+"""The sweep's picks as pipeline files: ``<out>/picks/<target>/pipeline.yaml``.
+
+Each is a :class:`~edgetransfer.records.PipelineFile` serialised with ``yaml.safe_dump``;
+:meth:`edgetransfer.flows.pipeline.Flow.from_yaml` reads back the same fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .. import backbones
+from ..errors import ConfigError
+from ..io import atomic_write
+from ..records import CheckSpec, ExportSpec, PipelineFile, SweepResult, ValidateSpec
+from ..targets import TargetProfile
+from ..training import TrainConfig
+from .pareto import describe
+
+FORMAT = "tflite"  # the sweep exports one format: every mobile target runs it
+# the TrainConfig settings a pick's pipeline file spells out (the rest keep their defaults)
+TRAIN_KEYS = (
+    "backbone",
+    "weights",
+    "image_size",
+    "workflow",
+    "unfreeze",
+    "epochs",
+    "fine_tune_epochs",
+    "batch_size",
+    "learning_rate",
+    "cut_at",
+    "policy",
+    "seed",
+    "val_split",
+)
+
+
+def folder_name(t: TargetProfile) -> str:
+    """``t.name`` if it is one safe path component (the pick's folder under ``<out>/picks``).
+
+    Raises:
+        ConfigError: a name with a path separator, ``.``/``..``, a control character or
+            nothing in it, which would write outside ``--out`` or make an odd folder (exit 2).
+    """
+    name = t.name
+    bad = (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or Path(name).is_absolute()
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
+    if bad:
+        raise ConfigError(
+            f"target profile name {name!r} is not a plain folder name (the sweep writes its pick under "
+            "<out>/picks/<name>)",
+            path=t.path,
+            fix="name the profile with letters, digits, '-', '_' or '.' only",
+        )
+    return name
+
+
+def workflow_for(backbone: str, size: int, cfg: TrainConfig, n_train: int):
+    """What ``training.config.choose`` picks for this much data (the sweep itself ranks with features)."""
+    from ..training.config import FEATURES_MAX, choose
+
+    auto = dataclasses.replace(cfg, backbone=backbone, image_size=size, workflow="auto", unfreeze="auto")
+    if n_train <= FEATURES_MAX:
+        return choose(n_train, auto, 0, 0)
+    from ..backbones import graph
+
+    base = backbones.build(backbone, weights="none", input_size=size)
+    points = {c.name: c.layer for c in graph.cut_points(base)}
+    layers = [layer.name for layer in base.layers]
+    after = layers.index(points["stride16"]) + 1 if "stride16" in points else 0
+    return choose(n_train, auto, len(layers), len(layers) - after)
+
+
+def pipeline_for(
+    result: SweepResult, t: TargetProfile, data_dir: Path, cfg: TrainConfig, calibration_size: int, n_train: int
+) -> PipelineFile:
+    """The record of the pipeline file that trains, exports, validates and checks the pick for ``t``."""
+    p = result.configs[result.best[t.name]]  # type: ignore[index]
+    lim, lat = result.limits[t.name], p.latency[t.name]
+    plan = workflow_for(p.backbone, p.image_size, cfg, n_train)
+    target = str(t.path) if str(t.path).endswith((".yaml", ".yml")) and t.origin == "path" else t.name
+    train = {k: getattr(cfg, k) for k in TRAIN_KEYS}
+    train.update(backbone=p.backbone, image_size=p.image_size, workflow=plan.workflow)
+    if plan.workflow != "fine-tune":
+        del train["unfreeze"]
+    return PipelineFile(
+        data=str(data_dir.resolve()),
+        train=train,
+        export=ExportSpec(formats=(FORMAT,), precisions=(p.precision,), calibration_size=calibration_size),
+        validate=ValidateSpec(targets=(target,)),
+        check=CheckSpec(
+            artifact=Path(p.artifact).name,
+            target=target,
+            max_latency_ms=lim.latency_p90_ms,
+            max_accuracy_drop=lim.accuracy_drop,
+            max_size_mb=lim.size_mb,
+        ),
+        comment=(
+            f"edgetransfer run pipeline.yaml -- reproduces the sweep's pick for {t.name}: {p.name}",
+            f"accuracy {p.accuracy:.4f} (drop {p.accuracy_drop:.2f} points), p50 {lat.p50_ms:.2f} ms "
+            f"{lat.provenance}, {p.size_bytes / 1e6:.2f} MB, {p.macs / 1e6:.0f}M MACs; budgets: {describe(lim)}",
+            f"workflow: {plan.workflow} ({plan.reason})",
+        ),
+    )
+
+
+def write(
+    result: SweepResult, t: TargetProfile, data_dir: Path, cfg: TrainConfig, calibration_size: int, n_train: int
+) -> Path:
+    """Write ``<out>/picks/<target>/pipeline.yaml`` for ``t``'s pick; returns its path."""
+    doc = pipeline_for(result, t, data_dir, cfg, calibration_size, n_train)
+    path = Path(result.out) / "picks" / folder_name(t) / "pipeline.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, doc.to_yaml())

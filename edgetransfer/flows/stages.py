@@ -1,0 +1,167 @@
+"""The stage functions every flow calls: train -> export -> validate (-> check).
+
+The pipeline file (:mod:`.pipeline`), the sweep (:mod:`.sweep`) and the quickstart
+(:mod:`.quickstart`, through the pipeline file) run the stages through these functions only,
+so a stage behaves the same whichever flow runs it. Each takes and returns the library's
+objects (:class:`TrainedModel`, :class:`ExportedArtifact`, ``ValidationReport``, ``Verdict``)
+and records (:class:`~edgetransfer.records.Budget`); none of them decides what to skip: that
+is the flow's business (fingerprints for the pipeline file, keys per configuration for the sweep).
+
+Heavy stage modules (training, export, evaluation, gate) are imported on first use, so
+importing a flow stays TensorFlow-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import data as data_lib
+from ..errors import EdgeTransferError
+from ..records import Budget, ValidationReport, Verdict
+
+if TYPE_CHECKING:
+    from ..exporter import ExportedArtifact
+    from ..memo import Memo
+    from ..training import TrainConfig, TrainedModel
+
+
+def clear(path: Path) -> None:
+    """Remove ``path`` and its ``.partial`` twin (a stage rewrites its folder from scratch)."""
+    for p in (path, path.with_name(path.name + ".partial")):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def train(data_dir: Path, cfg: TrainConfig, run_dir: Path) -> TrainedModel:
+    """A new run of ``cfg`` on ``data_dir`` in ``run_dir`` (whatever was there is removed first)."""
+    from ..training import train as train_run
+
+    clear(run_dir)
+    return train_run(data_dir, cfg, out=run_dir)
+
+
+def finished_run(run_dir: Path, cfg: TrainConfig, data_fp: str) -> TrainedModel | None:
+    """The run in ``run_dir`` if it trained ``cfg`` on data with fingerprint ``data_fp``, else ``None``.
+
+    The manifest's config also records what training added (the recipe, the runtime), so
+    only the settings of ``cfg`` are compared.
+    """
+    from ..training import TrainedModel
+
+    try:
+        run = TrainedModel.from_dir(run_dir)
+    except EdgeTransferError:
+        return None
+    settings = asdict(cfg)
+    had = {k: run.manifest.config.get(k) for k in settings}
+    same = json.dumps(had, sort_keys=True) == json.dumps(settings, sort_keys=True)
+    return run if run.manifest.data.fingerprint == data_fp and same else None
+
+
+def export(
+    run: TrainedModel,
+    formats: Sequence[str],
+    precisions: Sequence[str],
+    out: Path,
+    *,
+    calibration: str | Path = "auto",
+    calibration_size: int = 100,
+    max_accuracy_drop: float | None = None,
+    memo: Memo | None = None,
+) -> list[ExportedArtifact]:
+    """Every format x precision of ``run`` under ``out`` (the model is traced once)."""
+    from ..exporter import export as export_run
+    from ..quantization import QuantRecipe
+
+    recipes = [QuantRecipe.named(p, calibration_size=calibration_size) for p in precisions]
+    kwargs: dict[str, Any] = {"calibration": calibration, "max_accuracy_drop": max_accuracy_drop}
+    if memo is not None:
+        kwargs["memo"] = memo
+    return list(export_run(run, list(formats), recipes, out=out, **kwargs))
+
+
+def exported(folder: Path, *, indexed: bool = True) -> list[ExportedArtifact]:
+    """The files an earlier :func:`export` left in ``folder``.
+
+    ``indexed``: those the folder's index (``manifest.json``, the last export's files in order)
+    lists; else every file with a readable manifest (a sweep exports a folder's precisions over
+    several calls), unreadable ones skipped.
+    """
+    from ..exporter import ExportedArtifact
+
+    if indexed:
+        names = json.loads((folder / "manifest.json").read_text())["artifacts"]
+        return [ExportedArtifact.from_manifest(folder / n) for n in names]
+    arts = []
+    for m in sorted(folder.glob("*.manifest.json")):
+        try:
+            arts.append(ExportedArtifact.from_manifest(m))
+        except EdgeTransferError:
+            continue
+    return arts
+
+
+def validate(
+    artifacts: Sequence[ExportedArtifact],
+    data_dir: Path,
+    targets: Sequence[str],
+    *,
+    targets_dir: str | Path | None = None,
+    budget_s: float = 1.0,
+    memo: Memo | None = None,
+) -> ValidationReport:
+    """The validation report of ``artifacts`` on ``targets`` (pairs a target cannot run are skipped)."""
+    from ..evaluation import validate as validate_files
+
+    return validate_files(
+        [a.path for a in artifacts],
+        data_dir,
+        list(targets),
+        targets_dir=targets_dir,
+        budget_s=budget_s,
+        skip_incompatible=True,
+        report_path=None,
+        memo=memo,
+    )
+
+
+def check(artifact: Path, target: str, data_dir: Path, budget: Budget, *, reference: Path | None = None) -> Verdict:
+    """The verdict of ``artifact`` on ``target``: the pipeline file's ``budget`` over the profile's."""
+    from .check import check as check_file
+
+    return check_file(artifact, target, data_dir=data_dir, pipeline_budget=budget, reference=reference)
+
+
+@contextlib.contextmanager
+def data_checked_once() -> Iterator[None]:
+    """Within the block, each image folder is scanned and checked once per split setting.
+
+    Training, int8 calibration and held-out scoring each load the data folder; in a sweep that
+    redrew the "checking images" pass (hashing and decoding every file) three times per
+    configuration. Inside this block :func:`edgetransfer.data.load` answers repeated calls with
+    the same folder and split from the first scan. The folder must not change during the block
+    (the sweep fingerprints it first and records that fingerprint in every configuration).
+    """
+    original: Callable[..., data_lib.Dataset] = data_lib.load
+    if getattr(original, "_checked_once", False):  # nested: the outer block already caches
+        yield
+        return
+    seen: dict[tuple, data_lib.Dataset] = {}
+
+    def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, workers: int | None = None):
+        key = (str(Path(root).resolve()), val_split, seed)
+        if key not in seen:
+            seen[key] = original(root, val_split=val_split, seed=seed, workers=workers)
+        return seen[key]
+
+    load._checked_once = True  # type: ignore[attr-defined]
+    data_lib.load = load
+    try:
+        yield
+    finally:
+        data_lib.load = original

@@ -1,0 +1,342 @@
+"""Model search: backbone x input size x precision against device budgets, as a Pareto front.
+
+For each backbone x input size one run is trained with the ``features`` workflow (pooled
+features are cached per backbone/weights/size/cut/policy/file, so a second sweep, or a second
+precision, never recomputes them), exported to TFLite at each precision and validated on the
+held-out split and on every target, through the same stage functions as the pipeline file
+(:mod:`.stages`). Per target the sweep reports the Pareto front (accuracy up, p50 latency down)
+and picks the most accurate configuration within the budgets (:mod:`.pareto`), and writes a
+``pipeline.yaml`` that reproduces the pick (:mod:`.picks`).
+
+Every finished configuration is one JSON file under ``<out>/configs`` written atomically, keyed
+by everything that decides its figures (data fingerprint, training settings, precision,
+target profiles); a rerun of the same command skips those, reuses finished runs and exports,
+and says what changed when the grid or the data did.
+
+The public function is ``edgetransfer.sweep``; this module is ``edgetransfer.flows.sweep`` and
+``flows/__init__`` does not re-export the function, so no public name hides this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .. import data as data_lib
+from .. import memo as memo_lib
+from .. import targets as targets_lib
+from .._version import __version__
+from ..errors import EXIT_BUDGET, EdgeTransferError
+from ..io import write_json
+from ..records import Budget, Grid, SweepPoint, SweepResult, SweepState, SweepStats, TargetLatency
+from ..training import TrainConfig
+from ..training.rundir import locked
+from . import pareto, picks, stages
+from .grid import SweepPlan, plan_grid, profile_budget
+
+DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
+FORMAT = picks.FORMAT  # every mobile target runs it; one format keeps the grid readable
+Progress = Callable[[str], None]
+
+
+class BudgetNotMetError(EdgeTransferError):
+    """No configuration of a sweep meets a target's budgets (exit 1)."""
+
+    exit_code = EXIT_BUDGET
+
+
+def _fp(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _slug(*parts: Any) -> str:
+    return "-".join(str(p) for p in parts)
+
+
+def _eta(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _profile_digest(t: targets_lib.TargetProfile) -> str:
+    try:
+        return hashlib.sha256(Path(t.path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return _fp(repr(t))
+
+
+def _target_arg(t: targets_lib.TargetProfile) -> str:
+    """How to name ``t`` to ``validate``: its file when it came from one passed by path."""
+    return str(t.path) if str(t.path).endswith((".yaml", ".yml")) else t.name
+
+
+class _Engine:
+    """Runs the grid group by group (one training run per backbone x size), persisting each configuration."""
+
+    def __init__(self, out: Path, data_dir: Path, data_fp: str, base: TrainConfig, plan: SweepPlan, opts: dict, say):
+        self.out, self.data_dir, self.data_fp, self.base, self.plan = out, data_dir, data_fp, base, plan
+        self.opts, self.say = opts, say
+        self.stats: dict = {k: 0 for k in SweepStats.__dataclass_fields__ if not k.endswith("seconds")}
+        self.target_keys = [(t.name, _profile_digest(t)) for t in plan.profiles]
+        self.memo = memo_lib.for_sweep()
+
+    def cfg(self, backbone: str, size: int) -> TrainConfig:
+        return dataclasses.replace(self.base, backbone=backbone, image_size=size, workflow="features", unfreeze="auto")
+
+    def key(self, b: str, s: int, p: str) -> str:
+        cfg = asdict(self.cfg(b, s))
+        return _fp(__version__, self.data_fp, cfg, p, self.opts["calibration_size"], self.target_keys)
+
+    def finished(self, b: str, s: int, p: str) -> SweepPoint | None:
+        """The persisted configuration if it matches this grid and data, else ``None`` (stale ones counted)."""
+        path = self.out / "configs" / f"{_slug(b, s, p)}.json"
+        try:
+            point = SweepPoint.from_json(json.loads(path.read_text()), str(path))
+        except (OSError, ValueError, TypeError, KeyError, EdgeTransferError):
+            return None  # absent, unreadable or from an older schema: recompute
+        if point.key != self.key(b, s, p):
+            self.stats["stale"] += 1
+            return None
+        return point
+
+    def run(self) -> list[SweepPoint]:
+        todo = self.plan.configs()
+        found = {c: self.finished(*c) for c in todo}
+        left = sum(v is None for v in found.values())
+        self.stats.update(configs=len(todo), reused=len(todo) - left)
+        if left < len(todo):
+            self.say(f"resuming: {len(todo) - left} of {len(todo)} configurations already finished in {self.out}")
+        spent, done = 0.0, 0
+        (self.out / "configs").mkdir(parents=True, exist_ok=True)
+        for b, sizes in self.plan.grid.sizes.items():
+            for s in sizes:
+                pending = [p for p in self.plan.grid.precisions if found[(b, s, p)] is None]
+                if not pending:
+                    continue
+                eta = _eta(spent / done * left) if done else "after the first configuration"
+                self.say(f"[{done + 1}/{done + left}] {b} {s} px {'/'.join(pending)}: running (ETA {eta})")
+                start = time.perf_counter()
+                points = self.group(b, s, pending)
+                took = time.perf_counter() - start
+                for point in points:
+                    point = dataclasses.replace(point, seconds=round(took / len(points), 2))
+                    write_json(self.out / "configs" / f"{_slug(b, s, point.precision)}.json", point.to_json())
+                    found[(b, s, point.precision)] = point
+                    self.say(f"      {point.name}: accuracy {point.accuracy:.4f}, drop {point.accuracy_drop:.2f}")
+                spent += took
+                done, left = done + len(pending), left - len(pending)
+                self.stats["computed"] += len(pending)
+        return [found[c] for c in todo]  # type: ignore[misc]
+
+    def group(self, b: str, s: int, precisions: list[str]) -> list[SweepPoint]:
+        from ..backbones import graph
+
+        run, fresh = self.train(b, s)
+        arts = self.export(run, b, s, precisions, fresh)
+        macs = graph.count_macs(run.load_model())
+        return self.validate(arts, macs, b, s)
+
+    def train(self, b: str, s: int):
+        """The finished run of ``b`` at ``s`` if it matches data and settings, else a new one."""
+        cfg, run_dir = self.cfg(b, s), self.out / "runs" / _slug(b, s)
+        run = stages.finished_run(run_dir, cfg, self.data_fp)
+        if run is not None:
+            self.stats["runs_reused"] += 1
+            return run, False
+        stages.clear(self.out / "exports" / _slug(b, s))
+        self.say(f"      training {b} at {s} px (features workflow)")
+        run = stages.train(self.data_dir, cfg, run_dir)
+        cache = run.manifest.feature_cache or {}
+        self.stats["trained"] += 1
+        self.stats["feature_hits"] += int(cache.get("hits", 0))
+        self.stats["feature_misses"] += int(cache.get("misses", 0))
+        return run, True
+
+    def export(self, run, b: str, s: int, precisions: list[str], fresh: bool) -> list:
+        """TFLite files of ``precisions`` (traced once per group); files already exported are reused."""
+        folder = self.out / "exports" / _slug(b, s)
+        have: dict = {}
+        if not fresh:
+            for a in stages.exported(folder, indexed=False):
+                have.setdefault(a.precision, a)
+        missing = [p for p in precisions if p not in have]
+        self.stats["exports_reused"] += len(precisions) - len(missing)
+        if missing:
+            self.say(f"      exporting {FORMAT} {'/'.join(missing)}")
+            n = self.opts["calibration_size"]
+            for a in stages.export(run, [FORMAT], missing, folder, calibration_size=n, memo=self.memo):
+                have[a.precision] = a
+            self.stats["exported"] += len(missing)
+        return [have[p] for p in precisions]
+
+    def validate(self, arts: list, macs: int, b: str, s: int) -> list[SweepPoint]:
+        names = [_target_arg(t) for t in self.plan.profiles]
+        self.say(f"      validating on the held-out split and {', '.join(self.plan.grid.targets)}")
+        rep = stages.validate(
+            arts,
+            self.data_dir,
+            names,
+            targets_dir=self.opts["targets_dir"],
+            budget_s=self.opts["budget_s"],
+            memo=self.memo,
+        )
+        return [self.point(a, rep, macs, b, s) for a in arts]
+
+    def point(self, a, rep, macs: int, b: str, s: int) -> SweepPoint:
+        """One configuration from the report's records of file ``a`` (only the fields the records promise)."""
+        recs = [r for r in rep.records if Path(r.artifact) == Path(a.path)]
+        lat = {
+            str(r.target): TargetLatency(
+                round(float(r.latency.p50), 4),
+                round(float(r.latency.p90), 4),
+                str(getattr(r.latency.provenance, "value", r.latency.provenance)),
+                r.latency.detail.get("runtime"),
+            )
+            for r in recs
+        }
+        main = recs[0]  # every record of one file holds the same held-out accuracy
+        path = Path(a.path)
+        return SweepPoint(
+            b,
+            s,
+            str(a.precision),
+            float(main.accuracy),
+            float(rep.reference.accuracy),
+            float(main.accuracy_drop or 0.0),
+            int(a.size_bytes),
+            int(macs),
+            lat,
+            str(path.relative_to(self.out) if path.is_relative_to(self.out) else path),
+            self.key(b, s, str(a.precision)),
+        )
+
+
+def _compare_state(out: Path, grid: Grid, data_fp: str, base: TrainConfig) -> list[str]:
+    """Say what changed since the last sweep in ``out`` (grid, data, settings); record the new state."""
+    path = out / "sweep-state.json"
+    now = SweepState(grid=grid, data=data_fp, train=json.loads(json.dumps(asdict(base))), version=__version__)
+    notes = []
+    try:
+        before = json.loads(path.read_text())  # read loosely: a state from any version only feeds notes
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict):
+        if before.get("data") != data_fp:
+            notes.append("the data changed since the last sweep here: its finished configurations are recomputed")
+        if before.get("train") != now.train:
+            notes.append("the training settings changed: finished configurations are recomputed")
+        old = before.get("grid", {})
+        old_set = {(b, s, p) for b, ss in old.get("sizes", {}).items() for s in ss for p in old.get("precisions", [])}
+        new_set = set(grid.configs())
+        if old_set != new_set or old.get("targets") != list(grid.targets):
+            moved = old.get("targets") != list(grid.targets)
+            notes.append(
+                f"the grid changed: {len(new_set - old_set)} configuration(s) added, {len(old_set - new_set)} "
+                "dropped (kept on disk, not reported)"
+                + (f"; targets {old.get('targets')} -> {list(grid.targets)}" if moved else "")
+            )
+    write_json(path, now.to_json())
+    return notes
+
+
+def sweep(
+    data_dir: str | Path,
+    *,
+    backbones: Sequence[str] | None = None,
+    image_sizes: Sequence[int] | None = None,
+    precisions: Sequence[str] = DEFAULT_PRECISIONS,
+    targets: Sequence[str] = ("host-cpu",),
+    max_latency_ms: float | None = None,
+    max_size_mb: float | None = None,
+    max_accuracy_drop: float | None = None,
+    out: str | Path = "sweep-out",
+    train_config: TrainConfig | None = None,
+    calibration_size: int = 100,
+    budget_s: float = 1.0,
+    targets_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> SweepResult:
+    """Train, export and validate every backbone x size x precision; the front and pick per target.
+
+    Args:
+        data_dir: image folder (class sub-folders, optionally train/ and val/).
+        backbones: names (default: those with offline ImageNet weights).
+        image_sizes: input sides (default per backbone: 128/160/192/224 and its native size, capped there).
+        precisions: TFLite precisions (fp32, fp16, dynamic, int8, int16x8).
+        targets: target profile names (or YAML paths).
+        max_latency_ms, max_size_mb, max_accuracy_drop: override every target's profile budgets
+            (latency is judged on p90; accuracy drop in points below the configuration's float model).
+        out: sweep folder; finished configurations there are reused by a rerun.
+        train_config: training settings; backbone, size and workflow (features) are set per run.
+        calibration_size: int8 calibration images.
+        budget_s: seconds of latency measurement per file on a host target.
+        targets_dir: extra folder of target profiles.
+        progress: called with one line per step (which configuration, ETA); default silent.
+
+    Returns:
+        A :class:`~edgetransfer.records.SweepResult`; ``exit_code`` is 1 when a target has no
+        configuration within budget (:func:`edgetransfer.flows.pareto.failure` says why).
+
+    Raises:
+        ConfigError, DataError: unknown names, an empty grid, bad budgets or data, before any training.
+        ToolchainError: training, conversion or a runtime failed (exit 3).
+    """
+    say = progress or (lambda _msg: None)
+    plan = plan_grid(backbones, image_sizes, precisions, targets, targets_dir)
+    cli = Budget(latency_p90_ms=max_latency_ms, accuracy_drop=max_accuracy_drop, size_mb=max_size_mb)
+    base = train_config or TrainConfig()
+    out = Path(out)
+    with stages.data_checked_once():
+        ds = data_lib.load(data_dir, val_split=base.val_split, seed=base.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        with locked(out, "sweep"):  # two sweeps in one folder would train and export over each other
+            return _run(plan, cli, base, ds, Path(data_dir), out, calibration_size, budget_s, targets_dir, say)
+
+
+def _run(plan, cli, base, ds, data_dir, out, calibration_size, budget_s, targets_dir, say) -> SweepResult:
+    start = time.perf_counter()
+    notes = _compare_state(out, plan.grid, ds.fingerprint(), base)
+    for n in notes:
+        say(f"note: {n}")
+    opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
+    engine = _Engine(out, data_dir, ds.fingerprint(), base, plan, opts, say)
+    points = engine.run()
+    if engine.memo is not None:
+        engine.stats.update(memo_hits=engine.memo.hits, memo_misses=engine.memo.misses)
+    stats = SweepStats(
+        **engine.stats,
+        seconds=round(time.perf_counter() - start, 2),
+        compute_seconds=round(sum(p.seconds for p in points), 2),
+    )
+    names = plan.grid.targets
+    limits = {t.name: Budget.merge(profile_budget(t), cli) for t in plan.profiles}
+    chosen = {t: pareto.pick(points, t, limits[t]) for t in names}
+    result = SweepResult(
+        configs=tuple(points),
+        targets=names,
+        pareto={t: pareto.pareto_front(points, t) for t in names},
+        best={t: v[0] for t, v in chosen.items()},
+        closest={t: v[1] for t, v in chosen.items()},
+        limits=limits,
+        stats=stats,
+        out=out,
+        notes=tuple(notes),
+    )
+    n_train = len(ds.split("train")) or len(ds.files)
+    written = {
+        t.name: str(picks.write(result, t, data_dir, base, calibration_size, n_train))
+        for t in plan.profiles
+        if result.best[t.name] is not None
+    }
+    result = dataclasses.replace(result, pipelines=written)
+    write_json(out / "sweep.json", result.to_json())
+    from ..report import sweep as sweep_report
+
+    sweep_report.write_html(result, out / "report.html")
+    return result
