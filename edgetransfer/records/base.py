@@ -29,7 +29,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         return _decode(inner[0], value, where) if len(inner) == 1 else value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _from_dict(tp, value, where)
+        return value if isinstance(value, tp) else _from_dict(tp, value, where)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)
