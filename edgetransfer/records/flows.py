@@ -14,7 +14,7 @@ before (no ``kind``) reads as schema 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,11 +60,10 @@ class SweepPoint(Record):
 
     @classmethod
     def from_json(cls, doc: Any, where: str = "sweep point") -> SweepPoint:
-        point = _from_dict(cls, doc, where)
+        point = _from_dict(cls, doc, where)  # dict[str, TargetLatency] values are decoded by the base
         if not isinstance(point.latency, dict):
             raise ConfigError(f"{where}.latency: expected a mapping", fix="re-create the file with this version")
-        lat = {t: TargetLatency.from_json(v, f"{where}.latency.{t}") for t, v in point.latency.items()}
-        return replace(point, latency=lat)
+        return point
 
 
 @dataclass(frozen=True)
