@@ -56,13 +56,16 @@ class RuntimeSpec:
 
     def runtime(self, provider: str = "cpu") -> Any:
         """An instance of the runtime (``provider`` only where :attr:`providers` has it)."""
-        if provider != "cpu" and provider not in self.providers:
-            raise ConfigError(
-                f"provider {provider!r} is not a setting of {self.name}",
-                fix="drop the provider, or use a runtime that takes it",
-            )
         cls = _resolve(self.factory)
-        return cls(provider) if self.providers else cls()
+        if self.providers:
+            return cls(provider)  # the runtime refuses a provider it does not know, naming the ones it does
+        if provider != "cpu":
+            takes = [n for n, s in _SPECS.items() if provider in s.providers]
+            raise ConfigError(
+                f"provider {provider!r} is not a setting of {self.name}; {self.name} runs on the CPU here",
+                fix=f"drop the provider, or use runtime: {' or '.join(takes) or 'onnxruntime'}",
+            )
+        return cls()
 
     def installed(self) -> bool:
         """Whether one of :attr:`modules` is installed, without importing it."""
@@ -114,7 +117,8 @@ register(
         "litert",
         HOST,
         "edgetransfer.runtime.litert:LiteRT",
-        ("ai_edge_litert", "tflite_runtime"),
+        # the interpreter modules LiteRT loads, in its order (runtime/litert.py _CANDIDATES)
+        ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"),
         frozenset({LATENCY}),
     )
 )
@@ -133,13 +137,13 @@ register(
     RuntimeSpec(
         "tflm",
         MCU,
-        "edgetransfer.formats.tflm:TFLM",
+        "edgetransfer.runtime.tflm:TFLM",
         ("tflite_micro",),
         frozenset({MEMORY}),
         own_accuracy=True,
-        ops="edgetransfer.formats.tflm:require_tflm_ops",
-        memory="edgetransfer.formats.tflm:memory_fit",
-        estimate="edgetransfer.formats.tflm:estimate_latency",
+        ops="edgetransfer.runtime.tflm:require_tflm_ops",
+        memory="edgetransfer.runtime.tflm:memory_fit",
+        estimate="edgetransfer.runtime.tflm:estimate_latency",
     )
 )
 
