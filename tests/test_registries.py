@@ -88,9 +88,11 @@ def test_tflm_is_a_microcontroller_runtime():
 
 
 def test_a_provider_only_where_the_runtime_takes_it():
-    with pytest.raises(ConfigError, match="not a setting of litert") as e:
+    with pytest.raises(ConfigError, match="'cuda' is an ONNX Runtime setting; litert runs on the CPU") as e:
         runtime.get_runtime("litert", "cuda")
-    assert "onnxruntime" in (e.value.fix or "")
+    assert "runtime: onnxruntime" in (e.value.fix or "")
+    with pytest.raises(ConfigError, match="unknown ONNX Runtime provider 'bogus'"):
+        runtime.get_runtime("onnxruntime", "bogus")
     with pytest.raises(ConfigError, match="did you mean 'litert'"):
         runtime.get_runtime("litrt")
 

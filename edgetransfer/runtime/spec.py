@@ -41,6 +41,7 @@ class RuntimeSpec:
         ops: ``module:function(path)`` that refuses a file using ops it lacks (exit 2), or ``""``.
         memory: ``module:function(path, size_bytes, target) -> dict`` (arena, flash, fits), or ``""``.
         estimate: ``module:function(path, target) -> Latency`` for ``kind == mcu``, or ``""``.
+        title: the name people write (``ONNX Runtime``), for messages; defaults to :attr:`name`.
     """
 
     name: str
@@ -53,6 +54,7 @@ class RuntimeSpec:
     ops: str = ""
     memory: str = ""
     estimate: str = ""
+    title: str = ""
 
     def runtime(self, provider: str = "cpu") -> Any:
         """An instance of the runtime (``provider`` only where :attr:`providers` has it)."""
@@ -60,10 +62,12 @@ class RuntimeSpec:
         if self.providers:
             return cls(provider)  # the runtime refuses a provider it does not know, naming the ones it does
         if provider != "cpu":
-            takes = [n for n, s in _SPECS.items() if provider in s.providers]
+            takes = [s for s in _SPECS.values() if provider in s.providers]
+            title = " or ".join(s.title or s.name for s in takes) or "no runtime's"
+            article = "an " if title[0].lower() in "aeiou" else "a "
             raise ConfigError(
-                f"provider {provider!r} is not a setting of {self.name}; {self.name} runs on the CPU here",
-                fix=f"drop the provider, or use runtime: {' or '.join(takes) or 'onnxruntime'}",
+                f"provider {provider!r} is {article}{title} setting; {self.name} runs on the CPU here",
+                fix="drop the provider" + "".join(f", or use runtime: {s.name}" for s in takes),
             )
         return cls()
 
@@ -120,6 +124,7 @@ register(
         # the interpreter modules LiteRT loads, in its order (runtime/litert.py _CANDIDATES)
         ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"),
         frozenset({LATENCY}),
+        title="LiteRT",
     )
 )
 register(
@@ -130,9 +135,19 @@ register(
         ("onnxruntime",),
         frozenset({LATENCY}),
         providers=("cuda", "coreml", "nnapi", "qnn", "tensorrt", "openvino", "dml"),
+        title="ONNX Runtime",
     )
 )
-register(RuntimeSpec("openvino", HOST, "edgetransfer.runtime.openvino:OpenVINO", ("openvino",), frozenset({LATENCY})))
+register(
+    RuntimeSpec(
+        "openvino",
+        HOST,
+        "edgetransfer.runtime.openvino:OpenVINO",
+        ("openvino",),
+        frozenset({LATENCY}),
+        title="OpenVINO",
+    )
+)
 register(
     RuntimeSpec(
         "tflm",
@@ -144,6 +159,7 @@ register(
         ops="edgetransfer.runtime.tflm:require_tflm_ops",
         memory="edgetransfer.runtime.tflm:memory_fit",
         estimate="edgetransfer.runtime.tflm:estimate_latency",
+        title="TFLM",
     )
 )
 
