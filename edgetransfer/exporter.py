@@ -242,7 +242,7 @@ def export(
         sources: dict[str, object] = {}
         arts = []
         for fmt, r in pairs:
-            fmt_layout = layout if fmt == "onnx" else "nhwc"
+            fmt_layout = _layout(fmt, layout)
             kept = keep.get((fmt, r), ())
             key = _memo_key(run, fmt, r, calib, out, fmt_layout, dynamic_batch, kept, model_key) if model_key else ""
             cached = memo.get_bytes("exports", key) if memo is not None and key else None
@@ -257,9 +257,24 @@ def export(
             src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch)
             if held is not None and r.precision == "int8":
                 results.append(
-                    doctor.search(src, run, fmt, r, calib, out, fmt_layout, held, max_accuracy_drop, calibration, seed)
+                    doctor.search(
+                        src,
+                        run,
+                        fmt,
+                        r,
+                        calib,
+                        out,
+                        fmt_layout,
+                        held,
+                        max_accuracy_drop,
+                        calibration,
+                        seed,
+                        write=write_artifact,
+                    )
                 )
-                arts.append(results[-1].artifact)
+                art = results[-1].artifact
+                assert isinstance(art, ExportedArtifact)  # written by write_artifact, passed in above
+                arts.append(art)
                 continue
             arts.append(
                 write_artifact(
@@ -295,6 +310,11 @@ def _memo_key(
     return memo_lib.digest(
         "export", fmt, asdict(r), layout, dynamic, list(kept), model_key, calib_key, meta, _versions(fmt), code
     )
+
+
+def _layout(fmt: str, layout: str) -> str:
+    """The input layout ``fmt`` is written in (the one asked for where the format has it)."""
+    return formats.get(fmt).layout_for(layout)
 
 
 def _packagings(fmts: Sequence[str]) -> list[formats.FormatSpec]:
@@ -386,8 +406,7 @@ def write_artifact(
 def _versions(fmt: str) -> dict:
     tf = _lazy.tf()
     v = {"edgetransfer": __version__, "tensorflow": tf.__version__}
-    if fmt == "onnx":
-        v.update({m: _lazy.require(m).__version__ for m in ("tf2onnx", "onnx", "onnxruntime")})
+    v.update({m: _lazy.require(m).__version__ for m in formats.get(fmt).converters})
     return v
 
 

@@ -120,3 +120,24 @@ def test_pipeline_key(tmp_path):
     p.write_text("data: images\nexport:\n  max_accuracy_drop: lots\n")
     with pytest.raises(ConfigError):
         Flow.from_yaml(p)
+
+
+def test_format_sensitivity_rankers_name_what_keep_float_takes(tiny_exports, tmp_path):
+    """The doctor's per-format rankers (``FormatSpec.sensitivity_ranker``), called as the doctor does."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from edgetransfer import formats
+    from edgetransfer.formats import onnx as onnx_format
+    from edgetransfer.quantization import Calibration
+
+    fp32, int8 = tiny_exports[("onnx", "fp32")].path, tiny_exports[("onnx", "int8")].path
+    cal = Calibration(np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32), "random", ())
+    rank = formats.get("onnx").sensitivity_ranker_fn()
+    ranked = rank(SimpleNamespace(path=fp32), int8, cal, layout="nhwc", images=4, size_allowance=1e9)
+    assert ranked and len(set(ranked)) == len(ranked)
+    onnx_format.prepare(fp32, tmp_path / "prep.onnx")  # nodes_to_exclude names nodes of this graph
+    assert set(ranked) <= {n.name for n in onnx.load(str(tmp_path / "prep.onnx")).graph.node}
+    tight = rank(SimpleNamespace(path=fp32), int8, cal, layout="nhwc", images=4, size_allowance=0)
+    assert set(tight) <= set(ranked) and len(tight) < len(ranked)  # weighted nodes cost size

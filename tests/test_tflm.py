@@ -1,4 +1,4 @@
-"""TFLM: refusals before anything runs, the real TFLM kernels against LiteRT, the arena, the C source."""
+"""TFLM (runtime/tflm.py, runtime/tflm_ops.py, formats/tflm.py): refusals before anything runs, the real TFLM kernels against LiteRT, the arena, the C source."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
 from edgetransfer import targets
 from edgetransfer.errors import EXIT_USAGE, UnsupportedError
-from edgetransfer.formats import tflm
+from edgetransfer.formats import tflm as tflm_format
+from edgetransfer.runtime import tflm, tflm_ops
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def int8(tiny_exports) -> Path:
 
 @pytest.fixture(scope="module")
 def held_out(tiny_run) -> np.ndarray:
-    from edgetransfer.evaluation import held_out
+    from edgetransfer.scoring import held_out
 
     x = held_out(tiny_run).x
     return x
@@ -67,7 +68,7 @@ def test_arena_is_the_smallest_that_allocates(int8):
 
 
 def test_export_bundle_and_c_source(int8, tmp_path):
-    out = tflm.export_tflm(int8, tmp_path / "fw")
+    out = tflm_format.export_tflm(int8, tmp_path / "fw")
     assert sorted(p.name for p in (tmp_path / "fw").iterdir()) == sorted(
         [int8.name, "model_data.cc", "model_data.h", "tflm_manifest.json"]
     )
@@ -83,7 +84,7 @@ def test_export_bundle_and_c_source(int8, tmp_path):
     assert f"#define G_MODEL_TENSOR_ARENA_SIZE {out.arena_bytes}" in h
     assert [
         ln.split("resolver.")[1].split("()")[0] for ln in h.splitlines() if "resolver.Add" in ln
-    ] == tflm.resolver_calls(list(out.ops))
+    ] == tflm_format.resolver_calls(list(out.ops))
     if shutil.which("g++"):
         _compile(tmp_path, out)
 
@@ -94,7 +95,7 @@ def _compile(tmp_path: Path, out) -> None:
     stub.parent.mkdir(parents=True)
     methods = "\n".join(
         f"  TfLiteStatus {m}() {{ return kTfLiteOk; }}"
-        for m in sorted({*tflm.TFLM_BUILTINS.values(), *tflm.TFLM_CUSTOM.values()})
+        for m in sorted({*tflm_ops.TFLM_BUILTINS.values(), *tflm_ops.TFLM_CUSTOM.values()})
     )
     stub.write_text(
         "#pragma once\nenum TfLiteStatus { kTfLiteOk = 0, kTfLiteError = 1 };\n"
@@ -122,7 +123,7 @@ def _compile(tmp_path: Path, out) -> None:
 def test_float_models_refused_naming_precision(tiny_exports):
     fp32 = tiny_exports[("tflite", "fp32")].path
     with pytest.raises(UnsupportedError) as e:
-        tflm.export_tflm(fp32, fp32.parent / "should_not_exist")
+        tflm_format.export_tflm(fp32, fp32.parent / "should_not_exist")
     assert e.value.exit_code == EXIT_USAGE and "fp32" in str(e.value) and "full-int8" in str(e.value)
     assert str(fp32) in str(e.value) and not (fp32.parent / "should_not_exist").exists()
     with pytest.raises(UnsupportedError, match="fp32"):
@@ -144,12 +145,12 @@ def _with_op(int8: Path, op: str) -> bytes:
 def test_unknown_op_refused_before_running(int8, tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(_with_op(int8, "LSH_PROJECTION"))
-    assert "LSH_PROJECTION" not in tflm.TFLM_BUILTINS and "LSH_PROJECTION" in tflm.required_ops(bad)
+    assert "LSH_PROJECTION" not in tflm_ops.TFLM_BUILTINS and "LSH_PROJECTION" in tflm_ops.required_ops(bad)
     calls = (
-        lambda: tflm.check_tflm(bad),
+        lambda: tflm_ops.check_tflm(bad),
         lambda: tflm.measure_arena(bad),
         lambda: tflm.TFLMSession.load(bad),
-        lambda: tflm.export_tflm(bad, tmp_path / "out"),
+        lambda: tflm_format.export_tflm(bad, tmp_path / "out"),
     )
     for call in calls:
         with pytest.raises(UnsupportedError, match="LSH_PROJECTION") as e:
@@ -170,3 +171,19 @@ def test_profiles_load_with_memory_and_estimate(int8):
     assert tflm.fits(600 * 1024, 1024, h7)["arena_in"] is None  # past the 512 KB AXI SRAM block
     assert not tflm.fits(1024, 3 * 1024 * 1024, h7)["flash_ok"]
     assert tflm.fits(600 * 1024, 1024, targets.get("esp32-s3"))["arena_in"] == "psram"
+
+
+def test_registry_functions_are_the_runtime_s(int8, tmp_path):
+    from edgetransfer.runtime import spec
+
+    tflm_spec, h7 = spec.get("tflm"), targets.get("stm32h7")
+    size = int8.stat().st_size
+    assert tflm_spec.measure_memory(int8, size, h7) == tflm.fits(tflm.measure_arena(int8), size, h7)
+    assert tflm_spec.estimate_latency(int8, h7).p50 == tflm.estimate_latency(int8, h7).p50
+    assert isinstance(tflm_spec.runtime().load(int8), tflm.TFLMSession)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(_with_op(int8, "LSH_PROJECTION"))
+    with pytest.raises(UnsupportedError, match="LSH_PROJECTION"):
+        tflm_spec.require_supported(bad)
+    with pytest.raises(UnsupportedError, match="LSH_PROJECTION"):
+        tflm_spec.measure_memory(bad, size, h7)

@@ -1,13 +1,16 @@
 """The format registry: what each exported file type is, can do, and which code handles it.
 
 One :class:`FormatSpec` per format, registered by the format's own module
-(``formats/tflite.py``, ``formats/onnx.py``, ...): name, file suffix, precisions, the
-exporter module, the runtimes that run it, the per-op graph reader and the metadata
-reader. Everything is referenced by dotted name and imported on first use, so reading the
-registry never imports TensorFlow (the app-side ``edgetransfer.runtime`` uses it).
+(``formats/tflite.py``, ``formats/onnx.py``, ...): name, file suffix and its capabilities
+(precisions, input layouts, int8 io types, calibration methods, weight granularities,
+runtimes, packaging), plus the code that handles it: the exporter module, the per-op graph
+reader, the metadata reader, the quantization doctor's sensitivity ranker. Code is referenced
+by ``module:function`` and imported on first use, so reading the registry never imports
+TensorFlow (the app-side ``edgetransfer.runtime`` uses it). The exporter and the quantization
+doctor ask a spec and never compare format names.
 
 Adding a format is adding one module that calls :func:`register`, and its name to
-``_MODULES``.
+``_MODULES`` (the README's "Adding a format or a runtime" lists what the module provides).
 """
 
 from __future__ import annotations
@@ -32,12 +35,28 @@ class FormatSpec:
         name: the ``--format`` name.
         suffix: file suffix, with the dot.
         precisions: precisions its exporter can write.
-        io_dtypes: input/output types an int8 file may take (``--io``).
-        runtimes: runtime names that run it (see ``edgetransfer.runtime``), the default first.
-        exporter: module with ``Source(model, run, layout, workdir)`` and ``write(...)``.
-        op_reader: ``module:function`` returning the graph's ops (``graphops.Op``).
-        metadata_reader: ``module:function`` reading labels and input metadata from a file.
+        runtimes: runtime names that run it (see ``edgetransfer.runtime.spec``), the default first.
+        exporter: module with ``make_source(model, size, layout, workdir, dynamic_batch)`` and
+            ``write(source, recipe, calibration, meta, path, *, keep_float=())`` (or, for a
+            packaging, ``package(artifact_path, out_dir)``).
+        op_reader: ``module:function(path) -> list[graphops.Op]``, the graph's ops.
+        metadata_reader: ``module:function(path) -> dict``, the labels and input metadata written
+            into a file (``{}`` for a file exported by something else); called by
+            ``edgetransfer.runtime.read_metadata``.
+        io_dtypes: input/output types an int8 file may take (``--io``), float32 last or alone.
+        layouts: input layouts it writes (``--layout``), the default first; any other request
+            gets the default.
+        calibration_methods: int8 calibration methods its quantizer has, the default first (the
+            doctor tries the others when int8 loses too much).
+        weight_granularities: int8 weight quantization it can choose from (``per_channel``,
+            ``per_tensor``); the doctor tries the other one when there are two.
+        sensitivity_ranker: ``module:function(source, path, calibration, *, layout, images,
+            size_allowance) -> list[str]``: the ops of an int8 file, most quantization error
+            first, as names its exporter's ``keep_float`` takes; ``""`` when it has none.
+        converters: Python packages whose versions each file's manifest records (TensorFlow
+            always is).
         in_all: exported by ``--format all``.
+        description: one line for ``--help`` and the docs.
         packages: for a format that packages another's file (TFLM: a full-int8 ``.tflite``
             as C source for a microcontroller), that format's name; its exporter module has
             ``package(artifact_path, out_dir)`` instead of ``make_source``/``write``.
@@ -51,6 +70,11 @@ class FormatSpec:
     op_reader: str
     metadata_reader: str
     io_dtypes: tuple[str, ...] = ("float32",)
+    layouts: tuple[str, ...] = ("nhwc",)
+    calibration_methods: tuple[str, ...] = ("minmax",)
+    weight_granularities: tuple[str, ...] = ("per_channel",)
+    sensitivity_ranker: str = ""
+    converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""
     packages: str | None = None
@@ -60,6 +84,14 @@ class FormatSpec:
 
     def metadata_reader_fn(self) -> Any:
         return _resolve(self.metadata_reader)
+
+    def sensitivity_ranker_fn(self) -> Any | None:
+        """The ranker, or ``None`` when the format has none."""
+        return _resolve(self.sensitivity_ranker) if self.sensitivity_ranker else None
+
+    def layout_for(self, requested: str) -> str:
+        """``requested`` where the format writes it, else its default layout."""
+        return requested if requested in self.layouts else self.layouts[0]
 
     def exporter_module(self) -> Any:
         return importlib.import_module(self.exporter)

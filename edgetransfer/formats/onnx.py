@@ -26,6 +26,11 @@ SPEC = register(
         exporter=__name__,
         op_reader="edgetransfer.graphops:onnx_ops",
         metadata_reader="edgetransfer.runtime.onnxrt:onnx_metadata",
+        layouts=("nhwc", "nchw"),
+        calibration_methods=("minmax", "entropy", "percentile"),
+        weight_granularities=("per_channel", "per_tensor"),
+        sensitivity_ranker=f"{__name__}:rank_sensitivity",
+        converters=("tf2onnx", "onnx", "onnxruntime"),
         description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",
     )
 )
@@ -172,3 +177,70 @@ def write(
         entry.key, entry.value = k, v
     onnx.save(final, str(path))
     onnx_graph.check(path)
+
+
+def rank_sensitivity(
+    source: Source, path: Path, calibration: Calibration, *, layout: str, images: int, size_allowance: float
+) -> list[str]:
+    """Node names, most error added first: per node, the noise-to-signal ratio of its output in the QDQ
+    file against the float graph (after the output's own quantize/dequantize) minus the worst of its
+    inputs': the error the node itself adds (weights and output rounding), as ONNX Runtime's
+    ``qdq_loss_debug`` compares them, streamed one image at a time to keep memory flat.
+
+    The format's ``sensitivity_ranker`` (the quantization doctor's): ``images`` of the calibration
+    set, in ``layout``; a node whose float weights alone would cost more than ``size_allowance``
+    bytes is skipped (the rest are ranked within that allowance).
+    """
+    onnx = _lazy.require("onnx")
+    ort = _lazy.require("onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="et-rank-") as tmp:
+        prep = Path(tmp) / "prep.onnx"
+        prepare(source.path, prep)
+        fmodel, qmodel = onnx.load(str(prep)), onnx.load(str(path))
+        qnames = {o for n in qmodel.graph.node for o in n.output}
+        tensors = [o for n in fmodel.graph.node for o in n.output if o in qnames]
+        post = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in qnames else t for t in tensors}
+        fsess = _session_with_outputs(onnx, ort, fmodel, tensors, Path(tmp) / "f.onnx")
+        qsess = _session_with_outputs(onnx, ort, qmodel, sorted(set(post.values())), Path(tmp) / "q.onnx")
+    err = dict.fromkeys(tensors, 0.0)
+    sig = dict.fromkeys(tensors, 0.0)
+    x = calibration.images[:images]
+    x = x.transpose(0, 3, 1, 2) if layout == "nchw" else x
+    fin, qin = fsess.get_inputs()[0].name, qsess.get_inputs()[0].name
+    fnames, qouts = [o.name for o in fsess.get_outputs()], [o.name for o in qsess.get_outputs()]
+    for i in range(len(x)):
+        batch = np.ascontiguousarray(x[i : i + 1], dtype=np.float32)
+        f = dict(zip(fnames, fsess.run(None, {fin: batch}), strict=True))
+        q = dict(zip(qouts, qsess.run(None, {qin: batch}), strict=True))
+        for t in tensors:
+            a, b = np.asarray(f[t], np.float64), np.asarray(q[post[t]], np.float64)
+            if a.shape == b.shape:
+                err[t] += float(((a - b) ** 2).sum())
+                sig[t] += float((a**2).sum())
+    nsr = {t: err[t] / sig[t] for t in tensors if sig[t] > 0}
+    params = {i.name: int(np.prod(i.dims)) for i in fmodel.graph.initializer}
+    added = []
+    for n in fmodel.graph.node:
+        outs = [nsr[o] for o in n.output if o in nsr]
+        if not n.name or not outs:
+            continue
+        ins = [nsr[i] for i in n.input if i in nsr]
+        added.append((max(outs) - max(ins, default=0.0), n.name, 3 * sum(params.get(i, 0) for i in n.input)))
+    allowance, ranked = size_allowance, []
+    for gain, name, extra in sorted(added, reverse=True):
+        if gain > 0 and extra <= allowance:  # skip a node whose float weights alone would outgrow the file
+            ranked.append(name)
+            allowance -= extra
+    return ranked
+
+
+def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path):
+    """An ONNX Runtime session that also outputs the tensors ``names`` (float intermediates)."""
+    have = {o.name for o in model.graph.output}
+    for t in names:
+        if t not in have:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
+    onnx.save(model, str(path))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

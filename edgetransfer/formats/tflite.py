@@ -24,6 +24,7 @@ SPEC = register(
         exporter=__name__,
         op_reader="edgetransfer.graphops:tflite_ops",
         metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
+        sensitivity_ranker=f"{__name__}:rank_sensitivity",
         description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",
     )
 )
@@ -180,3 +181,39 @@ def write(
     keep_float: Sequence[str] = (),
 ) -> None:
     path.write_bytes(with_metadata(convert(source, recipe, calibration, keep_float=keep_float), meta))
+
+
+def rank_sensitivity(
+    source: Source, path: Path, calibration: Calibration, *, layout: str, images: int, size_allowance: float
+) -> list[str]:
+    """Output tensor names of the quantized ops, most error added first: ``QuantizationDebugger``'s
+    per-layer ``rmse / scale`` (the quantization debugger guide's metric: ~0.29 is plain rounding
+    noise, 1/sqrt(12); more means the layer's ranges or weights quantize badly).
+
+    The format's ``sensitivity_ranker`` (the quantization doctor's): ``images`` of the calibration
+    set are run; ``path``, ``layout`` and ``size_allowance`` are not needed here (the names are
+    output tensors, which ``keep_float`` takes; TFLite float ops cost little size).
+    """
+    import csv
+    import io
+    import math
+
+    tf = _lazy.tf()
+    from tensorflow.lite.python import convert as tfl_convert
+
+    debug_model = tfl_convert.mlir_quantize(calibrated_model(source, calibration), enable_numeric_verify=True)
+    x = calibration.images[:images]
+    dbg = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=bytes(debug_model),
+        debug_dataset=lambda: ([x[i : i + 1]] for i in range(len(x))),
+    )
+    dbg.run()
+    buf = io.StringIO()
+    dbg.layer_statistics_dump(buf)
+    buf.seek(0)
+    scored = []
+    for row in csv.DictReader(buf):
+        scale = float(row["scale"] or 0)
+        if scale > 0:
+            scored.append((math.sqrt(float(row["mean_squared_error"])) / scale, row["tensor_name"]))
+    return [name for _, name in sorted(scored, reverse=True)]

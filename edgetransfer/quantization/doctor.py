@@ -18,23 +18,22 @@ manifest (``attempts``); the chosen recipe is written beside it as ``<file>.reci
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-import numpy as np
-
-from .. import _lazy, formats, latency, metrics
+from .. import formats, latency, metrics
 from ..errors import EXIT_BUDGET, ConfigError, DataError, EdgeTransferError, UnsupportedError
 from ..io import write_json
+from ..runtime import load_session, runtime_for
+from ..scoring import HeldOut, held_out, predict, probe_batch, reference_probs
+from ..training import TrainedModel
 from .calibration import Calibration, calibration_set
 from .recipe import QuantRecipe
 
@@ -119,11 +118,26 @@ class FileRecipe:
             ) from None
 
 
+class WrittenFile(Protocol):
+    """What the doctor reads of a written file (``exporter.ExportedArtifact`` is one)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size_bytes(self) -> int: ...
+
+
+# The exporter's ``write_artifact(source, run, fmt, recipe, calibration, out, layout, *, name=None,
+# attempts=(), keep_float=())``: passed in by the exporter, so this module does not import it.
+Writer = Callable[..., WrittenFile]
+
+
 @dataclass
 class Held:
     """The held-out data and the float model's accuracy on it (computed once, on first use)."""
 
-    data: Any  # evaluation.HeldOut (imported lazily: evaluation imports the exporter)
+    data: HeldOut
     reference: float | None = None
 
 
@@ -131,7 +145,7 @@ class Held:
 class DoctorResult:
     """One int8 file's search: the file written, every attempt, which was chosen, whether it met the budget."""
 
-    artifact: Any  # exporter.ExportedArtifact (imported lazily: the exporter imports this module)
+    artifact: WrittenFile  # the exporter's ExportedArtifact
     attempts: tuple[dict, ...]
     chosen: int  # 1-based attempt number
     met: bool
@@ -155,7 +169,7 @@ def check_budget(value) -> float:
     return points
 
 
-def prepare(run, pairs, max_accuracy_drop, data_dir) -> Held | None:
+def prepare(run: TrainedModel, pairs, max_accuracy_drop, data_dir) -> Held | None:
     """Refuse bad input before any work: the budget, a float-only export, no held-out data.
 
     Returns:
@@ -172,18 +186,14 @@ def prepare(run, pairs, max_accuracy_drop, data_dir) -> Held | None:
             + ", ".join(sorted({r.precision for _, r in pairs})),
             fix="add --precision int8",
         )
-    from ..evaluation import held_out
-
     held = held_out(run, data_dir)
     if len(held.y) == 0:
         raise DataError("no held-out images", path=held.source, fix="pass --data DIR with the model's class folders")
     return Held(held)
 
 
-def _reference(run, held: Held) -> float:
+def _reference(run: TrainedModel, held: Held) -> float:
     if held.reference is None:
-        from ..evaluation import reference_probs
-
         probs, _ = reference_probs(run, held.data.x)
         held.reference = metrics.scores(probs, held.data.y, len(run.classes), str(run.model_path)).accuracy
     return held.reference
@@ -191,9 +201,6 @@ def _reference(run, held: Held) -> float:
 
 def _measure(path: Path, held: Held, n_classes: int) -> tuple[float, float]:
     """Accuracy on the held-out data and host p50 (ms) of one file, in its default runtime."""
-    from ..evaluation import predict, probe_batch
-    from ..runtime import load_session, runtime_for
-
     x = held.data.x
     acc = metrics.scores(predict(load_session(path), x, str(path)), held.data.y, n_classes, str(path)).accuracy
     lat = latency.measure(
@@ -205,8 +212,10 @@ def _measure(path: Path, held: Held, n_classes: int) -> tuple[float, float]:
 class _Search:
     """The attempts of one int8 file, each written to a scratch folder and measured."""
 
-    def __init__(self, src, run, fmt: str, layout: str, held: Held, budget: float, scratch: Path):
-        self.src, self.run, self.fmt, self.layout = src, run, fmt, layout
+    def __init__(
+        self, src, run: TrainedModel, fmt: str, layout: str, held: Held, budget: float, scratch: Path, write: Writer
+    ):
+        self.src, self.run, self.fmt, self.layout, self.write = src, run, fmt, layout, write
         self.held, self.budget, self.scratch = held, budget, scratch
         self.reference = _reference(run, held)
         self.attempts: list[dict] = []
@@ -215,8 +224,6 @@ class _Search:
 
     def attempt(self, remedy: str, recipe: QuantRecipe, cal: Calibration, keep: Sequence[str] = ()) -> dict:
         """Write and measure one recipe; a converter or runtime failure is recorded, never raised."""
-        from ..exporter import write_artifact
-
         i = len(self.attempts) + 1
         rec: dict = {
             "attempt": i,
@@ -228,7 +235,7 @@ class _Search:
         start = time.perf_counter()
         try:
             name = f"attempt{i}{formats.get(self.fmt).suffix}"
-            art = write_artifact(self.src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
+            art = self.write(self.src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
                                  keep_float=keep)  # fmt: skip
             acc, p50 = _measure(art.path, self.held, len(self.run.classes))
             drop = round(100 * (self.reference - acc), 3)
@@ -272,7 +279,21 @@ def _summary(a: dict) -> str:
     return f"accuracy {a['accuracy']:.4f}, drop {a['accuracy_drop']:+.2f} pts, p50 {a['p50_ms']:.2f} ms"
 
 
-def search(src, run, fmt, recipe, calib, out, layout, held, budget, calibration="auto", seed=0) -> DoctorResult:
+def search(
+    src,
+    run: TrainedModel,
+    fmt,
+    recipe,
+    calib,
+    out,
+    layout,
+    held: Held,
+    budget,
+    calibration="auto",
+    seed=0,
+    *,
+    write: Writer,
+) -> DoctorResult:
     """Find an int8 recipe for ``fmt`` within ``budget`` points of the float model, and write it.
 
     Args:
@@ -280,16 +301,15 @@ def search(src, run, fmt, recipe, calib, out, layout, held, budget, calibration=
         recipe, calib: the plain int8 recipe and its calibration set (the first attempt).
         out: the export folder. layout: the file's input layout. held: from :func:`prepare`.
         budget: ``max_accuracy_drop`` in points. calibration, seed: where more calibration images come from.
+        write: the exporter's ``write_artifact`` (each attempt, and the chosen file, are written by it).
 
     Returns:
         The result; the file is written (at its best attempt) even when nothing met the budget.
     """
-    from ..exporter import write_artifact
-
     start = time.perf_counter()
     budget = check_budget(budget)
     with tempfile.TemporaryDirectory(prefix=".doctor-", dir=out) as tmp:
-        s = _Search(src, run, fmt, layout, held, budget, Path(tmp))
+        s = _Search(src, run, fmt, layout, held, budget, Path(tmp), write)
         s.attempt("plain int8", recipe, calib)
         for remedy in (_calibration_remedies, _sensitivity_remedies):
             if any(a["met_budget"] for a in s.attempts):
@@ -298,7 +318,7 @@ def search(src, run, fmt, recipe, calib, out, layout, held, budget, calibration=
         best = s.best()
         cal = s.cals[best["attempt"]]
         chosen = QuantRecipe(**best["recipe"])
-        art = write_artifact(src, run, fmt, chosen, cal, out, layout, attempts=tuple(s.attempts),
+        art = write(src, run, fmt, chosen, cal, out, layout, attempts=tuple(s.attempts),
                              keep_float=tuple(best["keep_float"]))  # fmt: skip
     file_recipe = FileRecipe(fmt, chosen, tuple(best["keep_float"]), str(calibration), seed)
     measured = {k: best[k] for k in ("attempt", "remedy", "accuracy", "accuracy_drop", "size_bytes", "p50_ms")}
@@ -320,9 +340,11 @@ def _met(s: _Search) -> bool:
 
 
 def _calibration_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibration, seed: int) -> None:
-    """2x then 4x the calibration images; ONNX: entropy and percentile, then the other weight granularity."""
+    """2x then 4x the calibration images; then, where the format has them (``FormatSpec.calibration_methods``,
+    ``weight_granularities``; ONNX), the other calibration methods and the other weight granularity."""
     from dataclasses import replace
 
+    spec = formats.get(s.fmt)
     have = len(calib.images)
     for factor in (2, 4):
         if _met(s):
@@ -332,18 +354,16 @@ def _calibration_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
             break  # the source has no more images
         have = len(cal.images)
         s.attempt(f"calibration {have} images", replace(recipe, calibration_size=have), cal)
-    if s.fmt != "onnx":
-        return  # TFLite's converter calibrates min/max only, always per-channel
     base = _best_ok(s) or s.attempts[0]
     base_cal = s.cals.get(base["attempt"], calib)
-    for method in ("entropy", "percentile"):
+    for method in spec.calibration_methods[1:]:  # the first is the default, tried already
         if _met(s):
             return
         n = min(len(base_cal.images), HISTOGRAM_MAX_IMAGES)
         cal = Calibration(base_cal.images[:n], base_cal.source, base_cal.files[:n])  # a prefix: replays exactly
         r = replace(QuantRecipe(**base["recipe"]), method=method, calibration_size=n)
         s.attempt(f"calibration method {method} ({n} images)", r, cal)
-    if not _met(s):
+    if not _met(s) and len(spec.weight_granularities) > 1:
         base = _best_ok(s) or s.attempts[0]
         r = QuantRecipe(**base["recipe"])
         r = replace(r, per_channel=not r.per_channel)
@@ -358,7 +378,12 @@ def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
     r, cal = QuantRecipe(**base["recipe"]), s.cals[base["attempt"]]
     start = time.perf_counter()
     try:
-        ranked = (_rank_tflite if s.fmt == "tflite" else _rank_onnx)(s, s.paths[base["attempt"]], cal)
+        ranker = formats.get(s.fmt).sensitivity_ranker_fn()
+        if ranker is None:
+            return  # a format without a ranker: nothing more to try
+        path = s.paths[base["attempt"]]
+        allowance = (MAX_SIZE_RATIO - 1) * path.stat().st_size
+        ranked = ranker(s.src, path, cal, layout=s.layout, images=SENSITIVITY_IMAGES, size_allowance=allowance)
     except Exception as exc:  # the analysis is a remedy too: a failure is recorded and the search ends here
         s.attempts.append(
             {
@@ -382,95 +407,6 @@ def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
                 return
             continue
         s.attempt(f"float top-{k} sensitive ops", r, cal, ranked[:k])
-
-
-def _rank_tflite(s: _Search, path: Path, cal: Calibration) -> list[str]:
-    """Output tensor names of the quantized ops, most error added first: ``QuantizationDebugger``'s
-    per-layer ``rmse / scale`` (the quantization debugger guide's metric: ~0.29 is plain rounding
-    noise, 1/sqrt(12); more means the layer's ranges or weights quantize badly)."""
-    from ..formats import tflite as fmt
-
-    tf = _lazy.tf()
-    from tensorflow.lite.python import convert as tfl_convert
-
-    debug_model = tfl_convert.mlir_quantize(fmt.calibrated_model(s.src, cal), enable_numeric_verify=True)
-    x = cal.images[:SENSITIVITY_IMAGES]
-    dbg = tf.lite.experimental.QuantizationDebugger(
-        quant_debug_model_content=bytes(debug_model),
-        debug_dataset=lambda: ([x[i : i + 1]] for i in range(len(x))),
-    )
-    dbg.run()
-    buf = io.StringIO()
-    dbg.layer_statistics_dump(buf)
-    buf.seek(0)
-    scored = []
-    for row in csv.DictReader(buf):
-        scale = float(row["scale"] or 0)
-        if scale > 0:
-            scored.append((math.sqrt(float(row["mean_squared_error"])) / scale, row["tensor_name"]))
-    return [name for _, name in sorted(scored, reverse=True)]
-
-
-def _rank_onnx(s: _Search, path: Path, cal: Calibration) -> list[str]:
-    """Node names, most error added first: per node, the noise-to-signal ratio of its output in the QDQ
-    file against the float graph (after the output's own quantize/dequantize) minus the worst of its
-    inputs': the error the node itself adds (weights and output rounding), as ONNX Runtime's
-    ``qdq_loss_debug`` compares them, streamed one image at a time to keep memory flat."""
-    from ..formats import onnx as fmt
-
-    onnx = _lazy.require("onnx")
-    ort = _lazy.require("onnxruntime")
-    with tempfile.TemporaryDirectory(prefix="et-rank-") as tmp:
-        prep = Path(tmp) / "prep.onnx"
-        fmt.prepare(s.src.path, prep)
-        fmodel, qmodel = onnx.load(str(prep)), onnx.load(str(path))
-        qnames = {o for n in qmodel.graph.node for o in n.output}
-        tensors = [o for n in fmodel.graph.node for o in n.output if o in qnames]
-        post = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in qnames else t for t in tensors}
-        fsess = _session_with_outputs(onnx, ort, fmodel, tensors, Path(tmp) / "f.onnx")
-        qsess = _session_with_outputs(onnx, ort, qmodel, sorted(set(post.values())), Path(tmp) / "q.onnx")
-    err = dict.fromkeys(tensors, 0.0)
-    sig = dict.fromkeys(tensors, 0.0)
-    x = cal.images[:SENSITIVITY_IMAGES]
-    x = x.transpose(0, 3, 1, 2) if s.layout == "nchw" else x
-    fin, qin = fsess.get_inputs()[0].name, qsess.get_inputs()[0].name
-    fnames, qouts = [o.name for o in fsess.get_outputs()], [o.name for o in qsess.get_outputs()]
-    for i in range(len(x)):
-        batch = np.ascontiguousarray(x[i : i + 1], dtype=np.float32)
-        f = dict(zip(fnames, fsess.run(None, {fin: batch}), strict=True))
-        q = dict(zip(qouts, qsess.run(None, {qin: batch}), strict=True))
-        for t in tensors:
-            a, b = np.asarray(f[t], np.float64), np.asarray(q[post[t]], np.float64)
-            if a.shape == b.shape:
-                err[t] += float(((a - b) ** 2).sum())
-                sig[t] += float((a**2).sum())
-    nsr = {t: err[t] / sig[t] for t in tensors if sig[t] > 0}
-    params = {i.name: int(np.prod(i.dims)) for i in fmodel.graph.initializer}
-    added = []
-    for n in fmodel.graph.node:
-        outs = [nsr[o] for o in n.output if o in nsr]
-        if not n.name or not outs:
-            continue
-        ins = [nsr[i] for i in n.input if i in nsr]
-        added.append((max(outs) - max(ins, default=0.0), n.name, 3 * sum(params.get(i, 0) for i in n.input)))
-    allowance, ranked = (MAX_SIZE_RATIO - 1) * path.stat().st_size, []
-    for gain, name, extra in sorted(added, reverse=True):
-        if gain > 0 and extra <= allowance:  # skip a node whose float weights alone would outgrow the file
-            ranked.append(name)
-            allowance -= extra
-    return ranked
-
-
-def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path):
-    """An ONNX Runtime session that also outputs the tensors ``names`` (float intermediates)."""
-    have = {o.name for o in model.graph.output}
-    for t in names:
-        if t not in have:
-            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-    onnx.save(model, str(path))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def raise_unmet(results: Sequence[DoctorResult], artifacts) -> None:

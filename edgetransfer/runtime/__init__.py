@@ -1,25 +1,26 @@
-"""The app side: run exported models with LiteRT, ONNX Runtime or OpenVINO, no TensorFlow needed.
+"""The app side: run exported models with LiteRT, ONNX Runtime, OpenVINO or TFLM, no TensorFlow needed.
 
 >>> from edgetransfer.runtime import Classifier
 >>> clf = Classifier("model_int8_iouint8.tflite")
 >>> clf.classify("bee.jpg", top=2)
 [('bees', 0.97), ('ants', 0.03)]
 
-Importable with only ``pip install "edgetransfer[runtime]"``.
+Importable with only ``pip install "edgetransfer[runtime]"``. Which runtimes exist and what each
+can measure is the registry in :mod:`edgetransfer.runtime.spec`; the names below read it.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import formats, images
-from ..errors import ConfigError, RuntimeBackendError
+from ..errors import RuntimeBackendError
+from . import spec as _specs
 from .base import InputSpec, Runtime, Session, read_metadata
-from .litert import _CANDIDATES as _TFLITE_MODULES
 from .litert import LiteRT
 from .onnxrt import OnnxRuntime
 from .openvino import OpenVINO
@@ -40,41 +41,35 @@ __all__ = [
     "runtime_for",
 ]
 
-# Runtime name (as in a target profile's ``runtime:``) -> (class, the module it needs).
-RUNTIMES: dict[str, tuple[Any, tuple[str, ...]]] = {
-    "litert": (LiteRT, _TFLITE_MODULES),
-    "onnxruntime": (OnnxRuntime, ("onnxruntime",)),
-    "openvino": (OpenVINO, ("openvino",)),
-}
+
+class _Runtimes(Mapping[str, tuple[Any, tuple[str, ...]]]):
+    """Runtime name (as in a target profile's ``runtime:``) -> (class, the modules it needs), read
+    from the registry (:mod:`edgetransfer.runtime.spec`); a class is imported when first asked for."""
+
+    def __getitem__(self, name: str) -> tuple[Any, tuple[str, ...]]:
+        if name not in _specs.names():
+            raise KeyError(name)
+        spec = _specs.get(name)
+        return _specs._resolve(spec.factory), spec.modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_specs.names())
+
+    def __len__(self) -> int:
+        return len(_specs.names())
 
 
-def _installed(modules: tuple[str, ...]) -> bool:
-    """Whether one of ``modules`` is installed, without importing it (OpenVINO takes a second to import)."""
-    for mod in modules:
-        try:
-            if importlib.util.find_spec(mod) is not None:
-                return True
-        except (ImportError, ValueError):  # a parent package that is missing or half-installed
-            continue
-    return False
+RUNTIMES: Mapping[str, tuple[Any, tuple[str, ...]]] = _Runtimes()
 
 
 def get_runtime(name: str, provider: str = "cpu") -> Runtime:
-    """The runtime called ``name`` (``litert``, ``onnxruntime``, ``openvino``); ``provider`` is ONNX Runtime's.
+    """The runtime called ``name`` (``litert``, ``onnxruntime``, ``openvino``, ``tflm``); ``provider``
+    only for a runtime that takes execution providers (ONNX Runtime).
 
     Raises:
-        ConfigError: an unknown name, or a provider with a runtime other than ONNX Runtime.
+        ConfigError: an unknown name, or a provider the runtime does not take.
     """
-    if name not in RUNTIMES:
-        raise ConfigError(f"unknown runtime {name!r}", fix=f"use one of {', '.join(RUNTIMES)}")
-    if name == "onnxruntime":
-        return OnnxRuntime(provider)
-    if provider != "cpu":
-        raise ConfigError(
-            f"provider {provider!r} is an ONNX Runtime setting; {name} runs on the CPU here",
-            fix="drop the provider, or use runtime: onnxruntime",
-        )
-    return RUNTIMES[name][0]()
+    return _specs.get(name).runtime(provider)
 
 
 def runtime_for(path: str | Path, provider: str = "cpu") -> Runtime:
@@ -89,7 +84,7 @@ def available_runtimes(path: str | Path) -> list[Runtime]:
     Raises:
         ConfigError: a file type no runtime takes.
     """
-    names = [n for n in formats.for_path(path).runtimes if n in RUNTIMES and _installed(RUNTIMES[n][1])]
+    names = [n for n in formats.for_path(path).runtimes if n in _specs.names() and _specs.get(n).installed()]
     return [get_runtime(n) for n in names]
 
 

@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .. import formats
 from ..errors import ConfigError, RuntimeBackendError
 
 METADATA_NAME = "edgetransfer.json"
@@ -116,16 +117,21 @@ def _bad_metadata(path: Path, why: Exception | str) -> RuntimeBackendError:
 def read_metadata(path: str | Path) -> dict:
     """Labels, normalisation, input size and layout written by ``edgetransfer export``.
 
+    The file's format (by suffix) names its reader (``FormatSpec.metadata_reader``).
     Returns ``{}`` for a model exported by something else.
+
+    Raises:
+        ConfigError: a file no format reads, or a packaging (TFLM C source) rather than a model file.
     """
     path = Path(path)
-    if path.suffix == ".tflite":
-        return read_tflite_metadata(path)
-    if path.suffix == ".onnx":
-        from .onnxrt import onnx_metadata
-
-        return onnx_metadata(path)
-    raise ConfigError(f"unknown model type {path.suffix!r}", path=path, fix="use a .tflite or .onnx file")
+    spec = formats.for_path(path)
+    if spec.packages:
+        raise ConfigError(
+            f"a {spec.name} file packages a {spec.packages} model; it has no metadata of its own",
+            path=path,
+            fix=f"read the {formats.get(spec.packages).suffix} file beside it",
+        )
+    return dict(spec.metadata_reader_fn()(path))
 
 
 def require_file(path: str | Path) -> Path:

@@ -41,6 +41,7 @@ class RuntimeSpec:
         ops: ``module:function(path)`` that refuses a file using ops it lacks (exit 2), or ``""``.
         memory: ``module:function(path, size_bytes, target) -> dict`` (arena, flash, fits), or ``""``.
         estimate: ``module:function(path, target) -> Latency`` for ``kind == mcu``, or ``""``.
+        title: the name people write (``ONNX Runtime``), for messages; defaults to :attr:`name`.
     """
 
     name: str
@@ -55,16 +56,22 @@ class RuntimeSpec:
     estimate: str = ""
     formats: tuple[str, ...] = ()  # the only formats it runs (empty: whatever the format registry says)
     precisions: tuple[str, ...] = ()  # the only precisions it runs (empty: any)
+    title: str = ""
 
     def runtime(self, provider: str = "cpu") -> Any:
         """An instance of the runtime (``provider`` only where :attr:`providers` has it)."""
-        if provider != "cpu" and provider not in self.providers:
-            raise ConfigError(
-                f"provider {provider!r} is not a setting of {self.name}",
-                fix="drop the provider, or use a runtime that takes it",
-            )
         cls = _resolve(self.factory)
-        return cls(provider) if self.providers else cls()
+        if self.providers:
+            return cls(provider)  # the runtime refuses a provider it does not know, naming the ones it does
+        if provider != "cpu":
+            takes = [s for s in _SPECS.values() if provider in s.providers]
+            title = " or ".join(s.title or s.name for s in takes) or "no runtime's"
+            article = "an " if title[0].lower() in "aeiou" else "a "
+            raise ConfigError(
+                f"provider {provider!r} is {article}{title} setting; {self.name} runs on the CPU here",
+                fix="drop the provider" + "".join(f", or use runtime: {s.name}" for s in takes),
+            )
+        return cls()
 
     def installed(self) -> bool:
         """Whether one of :attr:`modules` is installed, without importing it."""
@@ -116,8 +123,10 @@ register(
         "litert",
         HOST,
         "edgetransfer.runtime.litert:LiteRT",
-        ("ai_edge_litert", "tflite_runtime"),
+        # the interpreter modules LiteRT loads, in its order (runtime/litert.py _CANDIDATES)
+        ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"),
         frozenset({LATENCY}),
+        title="LiteRT",
     )
 )
 register(
@@ -128,20 +137,31 @@ register(
         ("onnxruntime",),
         frozenset({LATENCY}),
         providers=("cuda", "coreml", "nnapi", "qnn", "tensorrt", "openvino", "dml"),
+        title="ONNX Runtime",
     )
 )
-register(RuntimeSpec("openvino", HOST, "edgetransfer.runtime.openvino:OpenVINO", ("openvino",), frozenset({LATENCY})))
+register(
+    RuntimeSpec(
+        "openvino",
+        HOST,
+        "edgetransfer.runtime.openvino:OpenVINO",
+        ("openvino",),
+        frozenset({LATENCY}),
+        title="OpenVINO",
+    )
+)
 register(
     RuntimeSpec(
         "tflm",
         MCU,
-        "edgetransfer.formats.tflm:TFLM",
+        "edgetransfer.runtime.tflm:TFLM",
         ("tflite_micro",),
         frozenset({MEMORY}),
         own_accuracy=True,
-        ops="edgetransfer.formats.tflm:require_tflm_ops",
-        memory="edgetransfer.formats.tflm:memory_fit",
-        estimate="edgetransfer.formats.tflm:estimate_latency",
+        ops="edgetransfer.runtime.tflm:require_tflm_ops",
+        memory="edgetransfer.runtime.tflm:memory_fit",
+        estimate="edgetransfer.runtime.tflm:estimate_latency",
+        title="TFLM",
         formats=("tflite",),
         precisions=("int8",),
     )
