@@ -25,7 +25,7 @@ from .errors import EdgeTransferError, ExportError, UnsupportedError
 from .io import atomic_path, require_writable, sha256_file, write_json
 from .memo import Memo
 from .quantization import Calibration, QuantRecipe, calibration_set
-from .records import ArtifactManifest, IOSpec
+from .records import ArtifactManifest, CalibrationInfo, ExportIndex, IOSpec
 from .training import TrainedModel
 
 
@@ -412,15 +412,9 @@ def _versions(fmt: str) -> dict:
 
 def _write_index(out: Path, run: TrainedModel, calib: Calibration | None) -> None:
     listed = {p.name[: -len(".manifest.json")] for p in out.glob("*.manifest.json")}
-    write_json(
-        out / "manifest.json",
-        {
-            "kind": "edgetransfer.export",
-            "schema": 2,
-            "source_run": os.path.relpath(run.run_dir.resolve(), out.resolve()),
-            "artifacts": sorted(listed),
-            "calibration": {"source": calib.source, "count": len(calib.images), "files": list(calib.files)}
-            if calib
-            else None,
-        },
+    index = ExportIndex(
+        source_run=os.path.relpath(run.run_dir.resolve(), out.resolve()),
+        artifacts=tuple(sorted(listed)),
+        calibration=CalibrationInfo(calib.source, len(calib.images), tuple(calib.files)) if calib else None,
     )
+    write_json(out / "manifest.json", index.to_json())

@@ -60,3 +60,9 @@ def test_quickstart_end_to_end(invoke, tmp_path):
     assert res["val_accuracy"] > 0.9 and res["verdict"]["status"] == "passed"
     assert {a["format"] for a in res["artifacts"]} == {"tflite", "onnx"} and len(res["artifacts"]) == 6
     assert {"host-cpu", "pixel4-cpu"} <= set(res["best"])
+    from records_walk import every_json_is_a_record
+
+    kinds = every_json_is_a_record(tmp_path / "qs")
+    assert {"edgetransfer.run", "edgetransfer.artifact", "edgetransfer.export", "edgetransfer.validation"} <= set(
+        kinds
+    ), kinds

@@ -102,6 +102,16 @@ def _assert_best_within_budget(doc: dict, t: str) -> None:
         assert ok(doc["configs"][b]) and all(c["accuracy"] <= doc["configs"][b]["accuracy"] for c in within)
 
 
+def test_every_json_the_sweep_writes_is_a_record(swept):
+    from records_walk import every_json_is_a_record
+
+    _, out, _ = swept
+    kinds = every_json_is_a_record(out)
+    assert {"edgetransfer.sweep", "edgetransfer.sweep-point", "edgetransfer.run", "edgetransfer.artifact"} <= set(
+        kinds
+    ), kinds
+
+
 def test_rerun_recomputes_nothing(swept):
     data, out, first = swept
     code, stdout, err = _run(*_args(data, out))

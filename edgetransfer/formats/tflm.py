@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import ConfigError, ExportError
+from ..records import TFLMBundle
 from ..runtime.base import require_file
 from ..runtime.tflm import TFLMSession, estimate_latency, fits, measure_arena
 from ..runtime.tflm_ops import CUSTOM_PREFIX, TFLM_BUILTINS, TFLM_CUSTOM, check_tflm, model_precision, required_ops
@@ -237,17 +238,15 @@ def export_tflm(int8_tflite_path: str | Path, out_dir: str | Path, *, name: str 
         "manifest": out / "tflm_manifest.json",
     }
     result = TFLMExport(paths["tflite"], paths["cc"], paths["header"], paths["manifest"], arena, len(data), tuple(ops))
-    doc = {
-        "kind": "edgetransfer.tflm",
-        "schema": 1,
-        "edgetransfer": __version__,
-        "source": str(src),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "array": name,
+    doc = TFLMBundle(
         **result.to_json(),
-        "resolver": resolver_calls(ops),
-        "arena_method": "binary search on TFLM AllocateTensors (reference kernels)",
-    }
+        edgetransfer=__version__,
+        source=str(src),
+        sha256=hashlib.sha256(data).hexdigest(),
+        array=name,
+        resolver=tuple(resolver_calls(ops)),
+        arena_method="binary search on TFLM AllocateTensors (reference kernels)",
+    ).to_json()
     contents = {
         "tflite": data,
         "cc": cc.encode(),

@@ -13,7 +13,7 @@
 
 from .base import Record
 from .budget import DEFAULT_PICK_ACCURACY_DROP, Budget
-from .export import Attempt, CalibrationInfo, ExportIndex, TFLMBundle
+from .export import Attempt, CalibrationInfo, ExportIndex, RecipeFile, TFLMBundle
 from .flows import (
     CheckSpec,
     ExportSpec,
@@ -41,6 +41,7 @@ __all__ = [
     "Check",
     "ExportIndex",
     "Measurement",
+    "RecipeFile",
     "Reference",
     "TFLMBundle",
     "ValidationReport",
@@ -50,6 +51,7 @@ __all__ = [
     "Metrics",
     "Record",
     "RunManifest",
+    "by_kind",
     "CheckSpec",
     "ExportSpec",
     "Grid",
@@ -63,3 +65,20 @@ __all__ = [
     "TargetLatency",
     "ValidateSpec",
 ]
+
+
+def by_kind(kind: str) -> type[Record]:
+    """The record class written with ``kind`` (``edgetransfer.run``, ``edgetransfer.validation``, ...).
+
+    Raises:
+        ConfigError: no record has that kind.
+    """
+    from ..errors import ConfigError
+
+    def subclasses(cls: type) -> list[type]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]
+
+    kinds = {c.KIND: c for c in subclasses(Record) if getattr(c, "KIND", "")}
+    if kind not in kinds:
+        raise ConfigError(f"no edgetransfer record has kind {kind!r}", fix=f"known kinds: {', '.join(sorted(kinds))}")
+    return kinds[kind]

@@ -3,7 +3,7 @@ and the TFLite Micro bundle."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .base import Record
@@ -62,3 +62,24 @@ class TFLMBundle(Record):
     arena_bytes: int
     flash_bytes: int
     ops: tuple[str, ...] = ()
+    edgetransfer: str = ""
+    source: str = ""
+    sha256: str = ""
+    array: str = "g_model"
+    resolver: tuple[str, ...] = ()
+    arena_method: str = ""
+
+
+@dataclass(frozen=True)
+class RecipeFile(Record):
+    """``<file>.recipe.json``: everything that makes one exported file (``export --recipe`` reads it back)."""
+
+    KIND: ClassVar[str] = "edgetransfer.recipe"
+    SCHEMA: ClassVar[int] = 1
+
+    format: str
+    recipe: dict
+    keep_float: tuple[str, ...] = ()
+    calibration: str = "auto"
+    seed: int = 0
+    measured: dict = field(default_factory=dict)

@@ -41,6 +41,9 @@ class SweepPoint(Record):
     kept so a resumed sweep still reports the original timings.
     """
 
+    KIND: ClassVar[str] = "edgetransfer.sweep-point"
+    SCHEMA: ClassVar[int] = 1
+
     backbone: str
     image_size: int
     precision: str
