@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edgetransfer.cli._common import table  # noqa: E402
 from edgetransfer.data import samples  # noqa: E402
 from edgetransfer.exporter import export  # noqa: E402
+from edgetransfer.flows.quickstart import TRAIN  # noqa: E402
 from edgetransfer.quantization import QuantRecipe  # noqa: E402
 from edgetransfer.quantization.doctor import AccuracyBudgetError, attempts_table  # noqa: E402
-from edgetransfer.flows.quickstart import TRAIN  # noqa: E402
 from edgetransfer.training import TrainedModel, train  # noqa: E402
 
 # ../shared beside the checkout (as tests/conftest.py), else the shared machine's copy

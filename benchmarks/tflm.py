@@ -40,11 +40,12 @@ def main() -> None:
     ap.add_argument("--out", help="folder for the run and exports (default: a temporary one)")
     args = ap.parse_args()
     from edgetransfer import targets
-    from edgetransfer.evaluation import _eval_set
     from edgetransfer.exporter import export
-    from edgetransfer.formats import tflm
+    from edgetransfer.formats import tflm as tflm_format
     from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.runtime import tflm
     from edgetransfer.runtime.litert import LiteRT
+    from edgetransfer.scoring import held_out
     from edgetransfer.training import TrainConfig, TrainedModel, train
 
     out = Path(args.out or tempfile.mkdtemp(prefix="et-tflm-"))
@@ -60,11 +61,12 @@ def main() -> None:
     print(f"trained + exported in {time.perf_counter() - t0:.0f} s: {art.path.name} ({art.size_bytes} bytes)")
 
     t = time.perf_counter()
-    bundle = tflm.export_tflm(art.path, out / "tflm")
+    bundle = tflm_format.export_tflm(art.path, out / "tflm")
     print(f"TFLM bundle in {time.perf_counter() - t:.1f} s (arena by binary search): {bundle.cc.parent}")
     print(f"ops ({len(bundle.ops)}): {', '.join(bundle.ops)}")
 
-    x, y, _ = _eval_set(args.data, run)
+    ho = held_out(run, args.data)
+    x, y = ho.x, ho.y
     t = time.perf_counter()
     p_tflm = tflm.TFLMSession.load(bundle.tflite, bundle.arena_bytes).run(x)
     s_tflm = time.perf_counter() - t

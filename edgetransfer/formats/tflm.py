@@ -22,8 +22,8 @@ from .._version import __version__
 from ..errors import ConfigError, ExportError
 from ..records import TFLMBundle
 from ..runtime.base import require_file
-from ..runtime.tflm import TFLMSession, estimate_latency, fits, measure_arena
-from ..runtime.tflm_ops import CUSTOM_PREFIX, TFLM_BUILTINS, TFLM_CUSTOM, check_tflm, model_precision, required_ops
+from ..runtime.tflm import measure_arena
+from ..runtime.tflm_ops import CUSTOM_PREFIX, TFLM_BUILTINS, TFLM_CUSTOM, check_tflm
 from . import FormatSpec, register
 
 __all__ = [
@@ -33,15 +33,6 @@ __all__ = [
     "package",
     "resolver_calls",
     "to_c_source",
-    # The runtime's names, here before the TFLM runtime moved to edgetransfer.runtime.tflm and
-    # edgetransfer.runtime.tflm_ops: importable from here until every caller imports them from there.
-    "TFLMSession",
-    "check_tflm",
-    "estimate_latency",
-    "fits",
-    "measure_arena",
-    "model_precision",
-    "required_ops",
 ]
 
 

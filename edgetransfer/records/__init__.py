@@ -75,10 +75,10 @@ def by_kind(kind: str) -> type[Record]:
     """
     from ..errors import ConfigError
 
-    def subclasses(cls: type) -> list[type]:
+    def subclasses(cls: type[Record]) -> list[type[Record]]:
         return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]
 
-    kinds = {c.KIND: c for c in subclasses(Record) if getattr(c, "KIND", "")}
+    kinds = {c.KIND: c for c in subclasses(Record) if c.KIND}
     if kind not in kinds:
         raise ConfigError(f"no edgetransfer record has kind {kind!r}", fix=f"known kinds: {', '.join(sorted(kinds))}")
     return kinds[kind]
