@@ -8,6 +8,7 @@ import click
 
 from .. import report as report_lib
 from ..evaluation import validate
+from ..io import require_own_output
 from ._common import echo, emit, json_option, table
 from .targets import targets_dir_option
 
@@ -35,6 +36,8 @@ from .targets import targets_dir_option
 @json_option
 def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_incompatible, report_path, as_json):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
+    if report_path:  # a report replaces a report, never a run manifest or the user's file
+        require_own_output(report_path, "edgetransfer.validation", "report")
     rep = validate(
         artifacts,
         data_dir,
