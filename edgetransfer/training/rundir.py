@@ -11,8 +11,8 @@ import contextlib
 import fcntl
 import gc
 import io
-import logging
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
