@@ -228,7 +228,7 @@ def _child(path: str, memory_mb: int) -> int:
         _say(phase="loading")
         # Classifier, not just load_session: its metadata reading (labels, size, resize policy) is
         # parsed from the same untrusted file and must not fail in the parent either.
-        clf = Classifier(path, threads=1)
+        clf = Classifier(path, threads=1, safe=False)  # this is the probe
         size = int(clf.size)
         if not 0 < size * size * 3 <= _MAX_INPUT_ELEMENTS:
             raise RuntimeBackendError(
