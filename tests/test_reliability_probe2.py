@@ -171,3 +171,22 @@ def test_an_unexpected_exception_exits_70_and_says_it_is_a_bug(invoke, monkeypat
     assert code == 70 and json.loads(out)["exit_code"] == 70
     code, _, _ = invoke("validate", "--no-such-option")
     assert code == 2  # click's own usage errors are untouched
+
+
+def test_run_on_a_fifo_is_refused_not_blocked(tmp_path, invoke):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipeline.yaml"
+    os.mkfifo(fifo)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=invoke("run", fifo)), daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():  # unblock the reader so the test process can end
+        with open(fifo, "w") as fh:
+            fh.write("x: 1\n")
+        worker.join(5)
+        pytest.fail("`edgetransfer run FIFO` blocked")
+    code, _, err = result["r"]
+    assert code == 2 and "not a regular file" in err and str(fifo) in err
