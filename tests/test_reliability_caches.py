@@ -93,3 +93,27 @@ def test_garbage_weights_sidecar_is_remade(tmp_path, monkeypatch):
         assert weights.cached_conversion(source, "t", convert) == target
         assert target.read_bytes() == b"converted"
     assert len(made) == 5
+
+
+def test_weights_with_nan_blame_the_weights_file(tmp_path):
+    import keras
+    import pytest
+
+    from edgetransfer.backbones.weights import load_into
+    from edgetransfer.errors import WeightsError
+
+    def build():
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+
+    src = build()
+    kernel, bias = src.get_weights()
+    kernel[1, 2] = np.nan
+    src.set_weights([kernel, bias])
+    path = tmp_path / "nan.weights.h5"
+    src.save_weights(path)
+    with pytest.raises(WeightsError, match="NaN or inf") as err:
+        load_into(build(), path)
+    assert err.value.path == str(path)
+    src.set_weights([np.zeros_like(kernel), bias])
+    src.save_weights(path)
+    load_into(build(), path)

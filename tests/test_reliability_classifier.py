@@ -117,8 +117,8 @@ def test_our_files_skip_the_probe_and_foreign_copies_take_it(tiny_exports, tmp_p
     real_child = isolate._run_child
     monkeypatch.setattr(isolate, "_run_child", lambda *a: children.append(a[0]) or real_child(*a))
     timings = {}
+    isolate.clear_cache()
     for name, path, mode in (("ours", art, None), ("foreign", copy, None), ("foreign, safe=False", copy, False)):
-        isolate.clear_cache()
         t0 = time.perf_counter()
         Classifier(path, safe=mode).classify(IMAGE)
         timings[name] = time.perf_counter() - t0

@@ -190,3 +190,32 @@ def test_run_on_a_fifo_is_refused_not_blocked(tmp_path, invoke):
         pytest.fail("`edgetransfer run FIFO` blocked")
     code, _, err = result["r"]
     assert code == 2 and "not a regular file" in err and str(fifo) in err
+
+
+# -- options that cannot work ------------------------------------------------------------------------
+
+
+def test_image_size_zero_is_refused():
+    from edgetransfer.training import TrainConfig
+
+    with pytest.raises(ConfigError, match="--image-size 0"):
+        TrainConfig(image_size=0)
+    with pytest.raises(ConfigError, match="--image-size -5"):
+        TrainConfig(image_size=-5)
+    assert TrainConfig(image_size=None).image_size is None
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_validate_budget_s_must_be_positive_and_finite(invoke, tmp_path, value):
+    code, _, err = invoke("validate", tmp_path / "m.tflite", "--budget-s", value)
+    assert code == 2 and "--budget-s" in err
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--threads", "-2"], ["--budget-s", "nan"], ["--min-runs", "0"]])
+def test_bench_refuses_options_that_cannot_work_not_the_model(tmp_path, args, capsys):
+    from edgetransfer.runtime.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", str(tmp_path / "m.tflite"), *args])
+    assert exit_.value.code == 2
+    assert args[0] in capsys.readouterr().err

@@ -151,6 +151,22 @@ def load_into(model, path: Path) -> None:
         raise WeightsError(
             f"cannot read weights file ({exc})", path=path, fix="check it is an HDF5 weights file"
         ) from None
+    _require_finite_weights(model, path)
+
+
+def _require_finite_weights(model, path: Path) -> None:
+    """NaN or inf in a weights file is the file's fault: said here, not later by the export."""
+    import numpy as np
+
+    for var in model.weights:
+        value = np.asarray(var)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int(value.size - np.isfinite(value).sum())
+            raise WeightsError(
+                f"weights file holds NaN or inf ({bad} of {value.size} values of {var.path})",
+                path=path,
+                fix="use weights from a run that trained without diverging (check its loss curve)",
+            )
 
 
 def _mismatch(message: str) -> str:

@@ -10,6 +10,7 @@ from .. import report as report_lib
 from ..evaluation import validate
 from ..io import require_own_output
 from ._common import echo, emit, json_option, table
+from ._guards import SECONDS
 from .targets import targets_dir_option
 
 
@@ -30,7 +31,7 @@ from .targets import targets_dir_option
     help="Target profile name or YAML path; repeat for several.",
 )
 @targets_dir_option
-@click.option("--budget-s", type=float, default=2.0, show_default=True, help="Seconds of timed runs per measurement.")
+@click.option("--budget-s", type=SECONDS, default=2.0, show_default=True, help="Seconds of timing per measurement.")
 @click.option("--skip-incompatible", is_flag=True, help="Leave out artifact x target pairs the target cannot run.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write FILE.html, .md or .json too.")
 @json_option
