@@ -211,3 +211,22 @@ def safe_component(name: str) -> str:
     if clean != name or len(clean) > 200:
         clean = f"{clean[:180]}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
     return clean
+
+
+def append_text(path: str | Path, text: str, what: str) -> str | None:
+    """Append ``text`` to a file someone else owns (``$GITHUB_STEP_SUMMARY``); never raises.
+
+    Returns ``None`` when written, else why not (a folder, not writable...), for a warning: a
+    summary that cannot be written must not turn a passed check into a failure.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{what} {path} is a folder, not a file"
+    if path.exists() and not path.is_file():
+        return f"{what} {path} is not a regular file"
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        return f"cannot append to {what} {path} ({exc.strerror or exc})"
+    return None

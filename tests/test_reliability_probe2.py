@@ -219,3 +219,12 @@ def test_bench_refuses_options_that_cannot_work_not_the_model(tmp_path, args, ca
         main(["bench", str(tmp_path / "m.tflite"), *args])
     assert exit_.value.code == 2
     assert args[0] in capsys.readouterr().err
+
+
+def test_append_text_never_raises(tmp_path):
+    summary = tmp_path / "summary.md"
+    assert et_io.append_text(summary, "a\n", "GITHUB_STEP_SUMMARY") is None
+    assert et_io.append_text(summary, "b\n", "GITHUB_STEP_SUMMARY") is None
+    assert summary.read_text() == "a\nb\n"
+    assert "is a folder" in et_io.append_text(tmp_path, "x", "GITHUB_STEP_SUMMARY")
+    assert "cannot append" in et_io.append_text(tmp_path / "no" / "such", "x", "GITHUB_STEP_SUMMARY")
