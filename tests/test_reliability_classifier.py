@@ -27,7 +27,7 @@ from edgetransfer.errors import (
     MissingDependencyError,
     RuntimeBackendError,
 )
-from edgetransfer.runtime import Classifier, isolate, safe
+from edgetransfer.runtime import Classifier, isolate
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
 IMAGE = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
@@ -100,6 +100,8 @@ def test_onnx_constant_of_shape_bomb_stays_in_the_child(tmp_path):
 
 def test_our_files_skip_the_probe_and_foreign_copies_take_it(tiny_exports, tmp_path, monkeypatch):
     """Also measures the safe mode's cost (printed; the README quotes it)."""
+    from edgetransfer.runtime import safe
+
     art = tiny_exports[("tflite", "int8")].path
     assert safe.ours(art)
     copy = tmp_path / "copied.tflite"
@@ -186,6 +188,8 @@ def test_classifier_on_mutants_raises_naming_the_file_never_a_signal(tiny_export
     is loaded in-process, so the caller's peak stays under the probe's limit (the documented cap),
     never the many GB a crafted file can ask for."""
     from test_fuzz import mutate
+
+    from edgetransfer.runtime import safe
 
     paths = []
     for fmt, n in (("tflite", 3 * FUZZ_N), ("onnx", FUZZ_N)):
