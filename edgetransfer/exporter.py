@@ -21,8 +21,8 @@ from pathlib import Path
 from . import _lazy, formats
 from . import memo as memo_lib
 from ._version import __version__
-from .errors import EdgeTransferError, ExportError, UnsupportedError
-from .io import atomic_path, require_writable, sha256_file, write_json
+from .errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
+from .io import atomic_path, require_own_output, require_writable, sha256_file, write_json
 from .memo import Memo
 from .quantization import Calibration, QuantRecipe, calibration_set
 from .records import ArtifactManifest, CalibrationInfo, ExportIndex, IOSpec
@@ -229,12 +229,14 @@ def export(
         raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
     out = Path(out) if out else run.run_dir / "export"
     require_writable(out / "manifest.json", "export folder")
+    _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     calib = None
     if any(r.needs_calibration for _, r in pairs):
         n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
         calib = calibration_set(run.manifest, calibration, n, seed=seed)
     model = run.load_model()
+    _check_classes(run, model)
     # the doctor's search is not memoised: its file depends on its measured attempts
     model_key = memo_lib.model_digest(model) if memo is not None and held is None else ""
     results: list[doctor.DoctorResult] = []
@@ -401,6 +403,22 @@ def write_artifact(
     )
     write_json(path.with_name(path.name + ".manifest.json"), m.to_json())
     return ExportedArtifact(path, fmt, recipe.precision, io, m)
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` whose ``manifest.json`` is not an export index (a run folder, issue 25)."""
+    require_own_output(out / "manifest.json", "edgetransfer.export", "export index (manifest.json)")
+
+
+def _check_classes(run: TrainedModel, model) -> None:
+    """Refuse a run whose manifest lists another number of classes than the model has outputs."""
+    outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    if outputs is not None and outputs != len(run.manifest.classes):
+        raise ConfigError(
+            f"the run's manifest.json lists {len(run.manifest.classes)} classes but its model has {outputs} outputs",
+            path=run.run_dir / "manifest.json",
+            fix="restore the run's own manifest.json, or train the run again",
+        )
 
 
 def _versions(fmt: str) -> dict:

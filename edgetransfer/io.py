@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,11 +86,148 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
     return path
 
 
-def is_record(path: str | Path, kind: str) -> bool:
-    """Whether ``path`` holds an edgetransfer record of ``kind`` (a JSON object with that ``kind``)."""
+# -- what edgetransfer may write over ------------------------------------------------------------
+#
+# The rule (README, "Conventions"): edgetransfer never writes over a file it did not create in this
+# command unless it is its own output of the same kind (a report over a report, an export index
+# over an export index), never writes outside the folder the user named, and never writes into a
+# data folder. The commands check it at their entry, before any work.
+
+# Our .md and .html reports carry no "kind"; they start with these lines (report.markdown/html_page).
+_TEXT_KINDS = {
+    ".md": ("# edgetransfer validation", "edgetransfer.validation"),
+    ".html": ("<title>edgetransfer report</title>", "edgetransfer.validation"),
+    ".xml": ('<testsuite name="edgetransfer.check"', "edgetransfer.junit"),  # report.junit
+}
+
+
+def existing_kind(path: str | Path) -> str | None:
+    """The edgetransfer kind of an existing file: a JSON record's ``kind``, or ``edgetransfer.validation``
+    for one of our Markdown/HTML reports; ``None`` for anything else (not ours, unreadable)."""
+    path = Path(path)
     try:
         with open(path, "rb") as fh:
-            doc = json.loads(fh.read(64 << 20))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get("kind") == kind
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    text = head.decode("utf-8", errors="replace")
+    marker = _TEXT_KINDS.get(path.suffix.lower())
+    if marker is not None:
+        return marker[1] if marker[0] in text else None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) and kind.startswith("edgetransfer.") else None
+
+
+def require_own_output(path: str | Path, kinds: str | tuple[str, ...], what: str) -> Path:
+    """Refuse, before any work, to write ``path`` over a file that is not our own ``what`` of ``kinds``.
+
+    Raises:
+        ConfigError: ``path`` is a folder, not a regular file (a FIFO, a device), or an existing file
+            that is not an edgetransfer record of one of ``kinds`` (a run manifest, the user's file).
+    """
+    path = Path(path)
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    if not os.path.lexists(path):
+        return path
+    if path.is_dir():
+        raise ConfigError(f"the {what} path is a folder", path=path, fix=f"name a file for the {what}")
+    if not path.is_file():
+        raise ConfigError(
+            f"the {what} path is not a regular file (a FIFO, socket or device)",
+            path=path,
+            fix=f"name a new file for the {what}",
+        )
+    found = existing_kind(path)
+    if found not in kinds:
+        held = f"an edgetransfer {found.split('.', 1)[1]} record" if found else "a file edgetransfer did not write"
+        raise ConfigError(
+            f"refusing to write the {what} over {held}",
+            path=path,
+            fix=f"choose another path; edgetransfer only replaces its own {what} there",
+        )
+    return path
+
+
+def is_within(path: str | Path, folder: str | Path) -> bool:
+    """``path`` is ``folder`` or inside it (symbolic links resolved)."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
+
+
+def require_outside(path: str | Path, folder: str | Path, what: str, other: str) -> Path:
+    """Refuse ``path`` (the ``what`` to write) equal to or inside ``folder`` (the ``other``).
+
+    Raises:
+        ConfigError: ``path`` is ``folder`` or lies inside it.
+    """
+    if is_within(path, folder):
+        raise ConfigError(
+            f"the {what} is inside the {other} ({folder}): edgetransfer never writes there",
+            path=path,
+            fix=f"choose a {what} outside {folder}",
+        )
+    return Path(path)
+
+
+_UNSAFE_COMPONENT = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_component(name: object, what: str = "name") -> str:
+    """``name`` if it is safe as one path component, else a :class:`ConfigError`.
+
+    Safe: a non-empty string of at most 255 bytes, no ``/`` or ``\\``, no control character
+    (newline, NUL, tab...), not ``.`` or ``..``, not starting with ``-`` or ``.``.
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"{what} must be a string, not {type(name).__name__} ({name!r})", fix=f"give {what} as text")
+    problem = None
+    if not name.strip():
+        problem = "is empty"
+    elif _UNSAFE_COMPONENT.search(name):
+        problem = "holds a slash, backslash or control character (newline, NUL, tab)"
+    elif name.startswith((".", "-")):
+        problem = "starts with '.' or '-'"
+    elif len(name.encode("utf-8", errors="replace")) > 255:
+        problem = "is longer than 255 bytes"
+    if problem:
+        raise ConfigError(
+            f"{what} {name!r} {problem}: it must be usable as one file or folder name",
+            fix="use letters, digits, '-', '_' and '.' (not first)",
+        )
+    return name
+
+
+def safe_component(name: str) -> str:
+    """A folder name made from ``name`` that stays one path component, for names picked by the
+    toolkit (e.g. the sweep's ``picks/<profile name>``): unsafe characters become ``_``, a leading
+    ``.``/``-`` is prefixed with ``_``, empty becomes ``_``, long names are cut to 200 bytes plus a
+    hash so distinct names stay distinct. :func:`check_component` refuses instead."""
+    clean = re.sub(r"[^A-Za-z0-9._+@=-]", "_", name)
+    if clean.startswith((".", "-")) or not clean:
+        clean = "_" + clean
+    if clean != name or len(clean) > 200:
+        clean = f"{clean[:180]}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+    return clean
+
+
+def append_text(path: str | Path, text: str, what: str) -> str | None:
+    """Append ``text`` to a file someone else owns (``$GITHUB_STEP_SUMMARY``); never raises.
+
+    Returns ``None`` when written, else why not (a folder, not writable...), for a warning: a
+    summary that cannot be written must not turn a passed check into a failure.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{what} {path} is a folder, not a file"
+    if path.exists() and not path.is_file():
+        return f"{what} {path} is not a regular file"
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        return f"cannot append to {what} {path} ({exc.strerror or exc})"
+    return None

@@ -88,7 +88,9 @@ class _Call:
             f"{self.kind} runner on {self.device}: `{shlex.join(argv)}` {problem}", path=self.profile or None, fix=fix
         )
 
-    def exec(self, argv: list[str], *, timeout_s: float | None = None) -> subprocess.CompletedProcess:
+    def exec(
+        self, argv: list[str], *, timeout_s: float | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """Run ``argv`` in its own process group; kill the whole group when the time is up.
 
         Raises:
@@ -109,6 +111,7 @@ class _Call:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            env=env,
         )
         try:
             out, err = proc.communicate(timeout=max(limit, 0.01))
@@ -486,10 +489,42 @@ class AdbRunner:
 
 # -- a free command ------------------------------------------------------------------------------
 
+_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,16}$")
+
+
+@contextlib.contextmanager
+def safe_model_alias(model: str | Path):
+    """Yield a path to ``model`` that needs no quoting in any shell; removed afterwards.
+
+    A symbolic link ``<tmp>/edgetransfer-XXXX/model<.suffix>``: the folder comes from
+    :func:`tempfile.mkdtemp` (letters, digits, ``_``) under the first of ``$TMPDIR`` and ``/tmp``
+    whose path is itself ``[A-Za-z0-9_./-]``. Quoting the real name is not enough: a template that
+    calls a shell itself (``sh -c '... {model}'``) undoes the quotes with its own.
+    """
+    import tempfile
+
+    model = Path(model).resolve()
+    bases = [tempfile.gettempdir(), "/tmp"]
+    base = next((b for b in bases if _SAFE_PATH.match(b) and os.path.isdir(b)), None)
+    if base is None:
+        raise ConfigError(
+            f"no temporary folder with a plain name (tried {', '.join(map(repr, bases))})",
+            fix="set TMPDIR to a folder whose path is only letters, digits, _ . / -",
+        )
+    folder = Path(tempfile.mkdtemp(prefix="edgetransfer-", dir=base))
+    suffix = model.suffix if _SAFE_SUFFIX.match(model.suffix) else ""
+    alias = folder / f"model{suffix}"
+    try:
+        alias.symlink_to(model)
+        yield alias
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 @dataclass(frozen=True)
 class CommandRunner:
-    """A local command template (``{model}``: the model's path, shell-quoted; ``{threads}``) whose
+    """A local command template (``{model}``: a link to the model under a name no shell misreads,
+    the real path in ``$EDGETRANSFER_MODEL``; ``{threads}``) whose
     stdout ends with ``python -m edgetransfer.runtime bench --json`` output."""
 
     template: str
@@ -515,17 +550,27 @@ class CommandRunner:
             )
 
     def argv(self, model: Path, threads: int | None) -> list[str]:
+        """The template's words with ``{model}`` as given; :meth:`run` passes a safe alias instead.
+
+        ``model`` must be a path no shell can misread (see :func:`safe_model_alias`).
+        """
         return shlex.split(self.template.format(model=shlex.quote(str(model)), threads=threads or ""))
 
     def run(self, model: Path, threads: int | None = None) -> RunnerResult:
         """Run the template on ``model``; its last stdout line is the bench JSON.
 
+        ``{model}`` becomes a link to the model under a fresh temporary folder, a name of
+        ``[A-Za-z0-9_./-]`` only, so no shell the template calls (``sh -c '... {model}'``,
+        ``ssh host '... {model}'``) can read a command out of the file's name. The real path is
+        in the environment variable ``EDGETRANSFER_MODEL``, for commands that want it.
+
         Raises:
             RuntimeBackendError: missing executable, non-zero exit, no JSON, timeout.
         """
-        argv = self.argv(model, threads)
-        call = _Call("command", argv[0] if argv else "?", self.profile, self.timeout_s)
-        res = call.exec(argv)
+        with safe_model_alias(model) as alias:
+            argv = self.argv(alias, threads)
+            call = _Call("command", argv[0] if argv else "?", self.profile, self.timeout_s)
+            res = call.exec(argv, env={**os.environ, "EDGETRANSFER_MODEL": str(Path(model).resolve())})
         if res.returncode != 0:
             raise call.error(
                 argv,

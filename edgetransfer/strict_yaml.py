@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,12 @@ def load_file(path: str | Path) -> Any:
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the read forever
+            raise ConfigError(
+                "not a regular file (a FIFO, socket or device)", path=path, fix="pass the YAML file itself"
+            )
+        size = st.st_size
         if size > MAX_BYTES:
             raise _too_big(size, path)
         with path.open("rb") as fh:

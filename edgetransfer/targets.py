@@ -15,6 +15,7 @@ from pathlib import Path
 from . import formats, runners, strict_yaml
 from .errors import ConfigError, UnsupportedError
 from .formats import PRECISIONS
+from .io import check_component
 from .records import Budget
 from .runtime import spec as runtime_spec
 from .strict_yaml import want_int, want_number, want_str, want_str_list
@@ -159,7 +160,14 @@ def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
     return prof
 
 
+MAX_THREADS = 1024  # more than any device has cores; runtimes take a C int (ORT, LiteRT)
+
+
 def _check_values(p: TargetProfile, path: Path) -> None:
+    try:  # the name becomes a folder (sweep picks/<name>/): one plain path component
+        check_component(p.name, "name")
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, path=path, fix="give the profile a plain name, e.g. my-board-cpu") from None
     if p.runtime not in runtime_spec.names():
         raise ConfigError(
             f"unknown runtime {p.runtime!r}", path=path, fix=f"use one of {', '.join(runtime_spec.names())}"
@@ -172,6 +180,11 @@ def _check_values(p: TargetProfile, path: Path) -> None:
         )
     rt = runtime_spec.get(p.runtime)
     problems = [
+        (
+            p.threads is None or p.threads <= MAX_THREADS,
+            f"threads {p.threads} is more than {MAX_THREADS}",
+            "set threads to the device's core count (or leave it out for the runtime's default)",
+        ),
         (p.measure in MEASURE_MODES, f"unknown measure mode {p.measure!r}", f"use one of {', '.join(MEASURE_MODES)}"),
         (
             set(p.precisions) <= set(PRECISIONS),

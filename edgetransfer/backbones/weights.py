@@ -6,6 +6,7 @@ architecture this package builds, so a weights file can hold numbers and nothing
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError, ToolchainError, WeightsError
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5")
 
@@ -63,10 +64,19 @@ class Weights:
 def cache_dir() -> Path:
     """``$EDGETRANSFER_CACHE``, else ``$XDG_CACHE_HOME/edgetransfer``, else ``~/.cache/edgetransfer``."""
     if os.environ.get("EDGETRANSFER_CACHE"):
-        root = Path(os.environ["EDGETRANSFER_CACHE"])
+        root, what = Path(os.environ["EDGETRANSFER_CACHE"]), "$EDGETRANSFER_CACHE"
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgetransfer"
-    root.mkdir(parents=True, exist_ok=True)
+        what = "the cache folder"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name (FileExistsError), or a file above it (NotADirectoryError)
+        why = "is a file, not a folder" if root.exists() or isinstance(exc, NotADirectoryError) else exc.strerror
+        raise ConfigError(
+            f"{what} cannot be used: {why}",
+            path=root,
+            fix="set EDGETRANSFER_CACHE to a folder (it is created if missing), or unset it",
+        ) from None
     return root
 
 
@@ -92,22 +102,39 @@ def cached_conversion(source: Path, tag: str, convert) -> Path:
     key = sha256_file(source)
     target = cache_dir() / "weights" / f"{tag}-{key[:16]}.weights.h5"
     record = target.with_suffix(".json")
-    if target.exists() and record.exists():
-        want = json.loads(record.read_text()).get("sha256")
-        if want == sha256_file(target):
-            return target
+    if target.exists() and _recorded_sha256(record) == sha256_file(target):
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.weights.h5")
+    tmp_record = record.with_name(f".{record.name}.{os.getpid()}")
     try:
         convert(tmp)
         digest = sha256_file(tmp)
         os.replace(tmp, target)
+        tmp_record.write_text(json.dumps({"source": str(source), "source_sha256": key, "sha256": digest}, indent=2))
+        os.replace(tmp_record, record)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise ToolchainError(
+            "no space left on the device while writing converted weights to the cache",
+            path=target.parent,
+            fix="free some disk space there, or set EDGETRANSFER_CACHE to a folder on another disk",
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
-    tmp_record = record.with_name(f".{record.name}.{os.getpid()}")
-    tmp_record.write_text(json.dumps({"source": str(source), "source_sha256": key, "sha256": digest}, indent=2))
-    os.replace(tmp_record, record)
+        tmp_record.unlink(missing_ok=True)
     return target
+
+
+def _recorded_sha256(record: Path) -> str | None:
+    """The sha256 a cache entry's sidecar records; ``None`` when missing or garbage (re-made then)."""
+    try:
+        doc = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    want = doc.get("sha256") if isinstance(doc, dict) else None
+    return want if isinstance(want, str) else None
 
 
 def load_into(model, path: Path) -> None:
@@ -124,6 +151,22 @@ def load_into(model, path: Path) -> None:
         raise WeightsError(
             f"cannot read weights file ({exc})", path=path, fix="check it is an HDF5 weights file"
         ) from None
+    _require_finite_weights(model, path)
+
+
+def _require_finite_weights(model, path: Path) -> None:
+    """NaN or inf in a weights file is the file's fault: said here, not later by the export."""
+    import numpy as np
+
+    for var in model.weights:
+        value = np.asarray(var)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int(value.size - np.isfinite(value).sum())
+            raise WeightsError(
+                f"weights file holds NaN or inf ({bad} of {value.size} values of {var.path})",
+                path=path,
+                fix="use weights from a run that trained without diverging (check its loss curve)",
+            )
 
 
 def _mismatch(message: str) -> str:

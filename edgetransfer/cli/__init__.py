@@ -1,7 +1,8 @@
 """The ``edgetransfer`` command line: parse, call the library, render, exit code.
 
 Exit codes: 0 ok, 1 a budget or accuracy check failed, 2 usage/data/config error,
-3 toolchain failure, 4 inconclusive (noise straddles a budget).
+3 toolchain failure, 4 inconclusive (noise straddles a budget), 70 internal error (a bug),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -19,6 +21,11 @@ from ..errors import EXIT_INTERRUPTED, EXIT_TOOLCHAIN, EXIT_USAGE, EdgeTransferE
 from ._common import JSON_MODE, Obj, echo_error_json, library_output_to_stderr, native_stderr_captured
 
 log = logging.getLogger("edgetransfer")
+# An exception the toolkit did not expect: its own code, so CI never reads a bug as "a budget
+# failed" (1). 70 is EX_SOFTWARE, "an internal software error" (sysexits.h).
+EXIT_BUG = 70
+# click's own control flow (usage errors, --help, ctx.exit, Ctrl-C at a prompt): click handles these.
+_CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 # errno -> (exit code, problem, fix) for OSErrors that are the machine's state, not a bug.
 _DISK_ERRORS = {
     errno.ENOSPC: (EXIT_TOOLCHAIN, "no space left on the device", "free some disk space, or write to another folder"),
@@ -32,6 +39,26 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         token = JSON_MODE.set(False)
+        try:
+            return self._invoke_mapped(ctx)
+        except _CLICK_FLOW:
+            raise
+        except Exception as exc:  # not one of ours, not the machine's state: a bug (exit 70, not 1)
+            if ctx.obj is not None and ctx.obj.debug:
+                raise
+            frames = traceback.extract_tb(exc.__traceback__)
+            where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+            self._fail(
+                ctx,
+                f"internal error, a bug in edgetransfer: {type(exc).__name__}: {exc}{where}",
+                EXIT_BUG,
+                "rerun with --debug and report the traceback; this exit code (70) never means a budget failed",
+                "InternalError",
+            )
+        finally:
+            JSON_MODE.reset(token)
+
+    def _invoke_mapped(self, ctx: click.Context):
         try:
             with native_stderr_captured(not ctx.params.get("debug")), library_output_to_stderr():
                 return super().invoke(ctx)
@@ -57,8 +84,6 @@ class _Group(click.Group):
                 "rerun the same command (train: add --resume)",
                 "KeyboardInterrupt",
             )
-        finally:
-            JSON_MODE.reset(token)
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int, fix: str | None, kind: str, now: bool = False) -> None:

@@ -10,12 +10,15 @@ import click
 
 from .. import gate
 from ..errors import ConfigError, EdgeTransferError
-from ..io import atomic_write, require_writable
+from ..io import append_text, atomic_write, require_own_output, require_writable
 from ..records import Budget
 from ..records.measure import Verdict
 from ..report.junit import junit_error_xml, junit_xml, junit_xml_many, summary_markdown
 from ._common import echo, emit, json_option
+from ._guards import COUNT, SECONDS
 from .targets import targets_dir_option
+
+JUNIT_KIND = "edgetransfer.junit"  # what io.existing_kind calls our JUnit files
 
 
 def _samples(paths: tuple[Path, ...]) -> list | None:
@@ -70,9 +73,9 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Judge p90s measured elsewhere (bench --json outputs of THIS file) instead of measuring; repeatable.",
 )
-@click.option("--repeats", type=int, default=3, show_default=True, help="Minimum latency repeats.")
-@click.option("--max-repeats", type=int, default=8, show_default=True)
-@click.option("--budget-s", type=float, default=1.0, show_default=True, help="Seconds of timed runs per repeat.")
+@click.option("--repeats", type=COUNT, default=3, show_default=True, help="Minimum latency repeats.")
+@click.option("--max-repeats", type=COUNT, default=8, show_default=True)
+@click.option("--budget-s", type=SECONDS, default=1.0, show_default=True, help="Seconds of timed runs per repeat.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML (one test case per budget).")
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @json_option
@@ -103,6 +106,7 @@ def check_cmd(
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
     if junit:
         require_writable(junit, "JUnit file")
+        require_own_output(junit, JUNIT_KIND, "JUnit file")
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
     if from_report is None and not artifact.is_file():
@@ -183,12 +187,9 @@ def _publish(verdicts: list[Verdict], junit: Path | None, github_summary: bool) 
         if not path:
             click.echo("note: --github-summary: $GITHUB_STEP_SUMMARY is not set, no summary written", err=True)
             return
-        if Path(path).is_dir():
-            raise ConfigError(
-                "$GITHUB_STEP_SUMMARY names a folder", path=path, fix="point it at a file (GitHub Actions sets it)"
-            )
-        with open(path, "a") as fh:
-            fh.write("".join(summary_markdown(v) for v in verdicts))
+        why = append_text(path, "".join(summary_markdown(v) for v in verdicts), "$GITHUB_STEP_SUMMARY")
+        if why:  # a summary that cannot be written must not turn the verdict into another exit code
+            click.echo(f"warning: --github-summary: {why}", err=True)
 
 
 def register(cli: click.Group) -> None:

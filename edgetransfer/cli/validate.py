@@ -9,9 +9,10 @@ import click
 
 from .. import report as report_lib
 from ..evaluation import save, validate
-from ..io import is_record
+from ..io import existing_kind, require_own_output
 from ..records.measure import ValidationReport
 from ._common import echo, emit, json_option, table
+from ._guards import SECONDS
 from .targets import targets_dir_option
 
 REPORT_NAME = "validation.json"
@@ -35,12 +36,14 @@ log = logging.getLogger("edgetransfer")
     help="Target profile name or YAML path; repeat for several.",
 )
 @targets_dir_option
-@click.option("--budget-s", type=float, default=2.0, show_default=True, help="Seconds of timed runs per measurement.")
+@click.option("--budget-s", type=SECONDS, default=2.0, show_default=True, help="Seconds of timing per measurement.")
 @click.option("--skip-incompatible", is_flag=True, help="Leave out artifact x target pairs the target cannot run.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write FILE.html, .md or .json too.")
 @json_option
 def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_incompatible, report_path, as_json):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
+    if report_path:  # a report replaces a report, never a run manifest or the user's file
+        require_own_output(report_path, "edgetransfer.validation", "report")
     rep = validate(
         artifacts,
         data_dir,
@@ -81,7 +84,7 @@ def write_beside(rep, artifacts) -> Path | None:
     """``validation.json`` beside the (first) files validated, unless a file of another kind is there:
     a report replaces a report, never a file edgetransfer did not write as one."""
     path = Path(artifacts[0]).parent / REPORT_NAME
-    if path.exists() and not is_record(path, ValidationReport.KIND):
+    if path.exists() and existing_kind(path) != ValidationReport.KIND:
         log.warning("warning: %s exists and is not a validation report: left as it is", path)
         return None
     save(rep, path)

@@ -8,10 +8,12 @@ Layout (the Keras / torchvision convention)::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
 import statistics
+import unicodedata
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -124,9 +126,37 @@ def _layout(root: Path) -> dict[str, Path]:
     return {"all": root}
 
 
+def _hidden_class_warnings(layout: dict[str, Path]) -> tuple[str, ...]:
+    """A dot-named folder beside the classes is skipped (.git, .ipynb_checkpoints): said, not silent."""
+    out = tuple(
+        f"folder {str(p)!r} starts with '.': skipped, it is not a class (rename it to make it one)"
+        for folder in dict.fromkeys(layout.values())
+        for p in sorted(folder.iterdir())
+        if p.is_dir() and p.name.startswith(".") and p.name not in (".", "..")
+    )
+    for w in out:
+        warnings.warn(w, UserWarning, stacklevel=3)
+    return out
+
+
+def _check_class_name(name: str, folder: Path) -> None:
+    """A class name becomes one line of labels.txt (MediaPipe, the Task Library): a line break or
+    other control character in it would shift every later label, so it is refused."""
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")]
+    if bad:
+        raise DataError(
+            f"class folder name {name!r} holds {', '.join(sorted({repr(c) for c in bad}))}: "
+            "labels.txt holds one label per line",
+            path=folder / name,
+            fix="rename the folder to a plain name (letters, digits, spaces, - and _)",
+        )
+
+
 def _list_classes(layout: dict[str, Path]) -> tuple[str, ...]:
     first = next(iter(layout.values()))
     classes = tuple(p.name for p in _class_dirs(first))
+    for name in classes:
+        _check_class_name(name, first)
     if not classes:
         raise DataError(
             "no class folders found",
@@ -271,6 +301,7 @@ def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, wor
         good = _stratified(good, val_split, seed)
         source = f"val_split={val_split},seed={seed}"
     report = _report(root, classes, layout, good, infos, bad)
+    report = dataclasses.replace(report, warnings=report.warnings + _hidden_class_warnings(layout))
     return Dataset(root, classes, tuple(good), report, source)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import formats, images
 from ..errors import RuntimeBackendError
+from . import safe as _safe
 from . import spec as _specs
 from .base import InputSpec, Runtime, Session, read_metadata
 from .litert import LiteRT
@@ -109,8 +110,13 @@ def _metadata_size(path: Path, declared, actual: int) -> int:
 class Classifier:
     """An exported model with its labels and preprocessing, ready for an app."""
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, provider: str = "cpu"):
+    def __init__(
+        self, path: str | Path, *, threads: int | None = None, provider: str = "cpu", safe: bool | None = None
+    ):
+        """``safe``: probe the file in a child process first (:mod:`edgetransfer.runtime.safe`);
+        ``None`` (default) does so for files without a matching ``<file>.manifest.json``."""
         self.path = Path(path)
+        _safe.guard(self.path, safe)
         self.session = load_session(self.path, threads, provider)
         self.metadata = read_metadata(self.path)
         self.labels = list(self.metadata.get("labels") or [str(i) for i in range(10_000)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -37,15 +38,36 @@ def bench(model: str, threads: int | None, budget_s: float, warmup: int, min_run
     )
 
 
+def _count(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high if high is not None else ''}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgetransfer.runtime")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="latency of MODEL on this machine")
     b.add_argument("model")
-    b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--budget-s", type=float, default=2.0, help="seconds of timed runs")
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--min-runs", type=int, default=20)
+    # --threads 0 would reach the runtime and read as the model's fault: refused here (exit 2)
+    b.add_argument("--threads", type=_count(1, 1024), default=None)
+    b.add_argument("--budget-s", type=_seconds, default=2.0, help="seconds of timed runs")
+    b.add_argument("--warmup", type=_count(0), default=5)
+    b.add_argument("--min-runs", type=_count(1), default=20)
     b.add_argument("--provider", default="cpu", help="ONNX Runtime provider short name")
     b.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = ap.parse_args(argv)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError, RuntimeBackendError
 from .base import InputSpec, quantize_input, require_file, require_finite, require_input_shape
+from .safe import check_input_spec
 
 _CANDIDATES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
 
@@ -19,9 +20,13 @@ def interpreter_module():
     errors = []
     for name in _CANDIDATES:
         try:
-            return importlib.import_module(name)
+            mod = importlib.import_module(name)
         except Exception as exc:  # ImportError, or a binary built against another NumPy
             errors.append(f"{name}: {exc}")
+            continue
+        if hasattr(mod, "Interpreter"):  # TF 2.21's tensorflow.lite imports but has no Interpreter
+            return mod
+        errors.append(f"{name}: has no Interpreter")
     raise MissingDependencyError(
         "no TFLite interpreter could be imported (" + "; ".join(errors) + ")",
         fix='pip install "edgetransfer[runtime]"  (installs ai-edge-litert)',
@@ -53,6 +58,7 @@ class _Session:
             float(scale) if scale else None,
             int(zp) if scale else None,
         )
+        check_input_spec(self.input_spec, self.path)
         self._batch = int(inp["shape"][0])
         # A static batch-1 graph (the export default) cannot be resized: XNNPACK planned it once.
         signature = inp.get("shape_signature", inp["shape"])
@@ -108,6 +114,8 @@ class LiteRT:
         mod = interpreter_module()
         try:
             interp = mod.Interpreter(model_path=str(path), num_threads=threads)
+            for detail in interp.get_input_details()[:1]:  # before allocate_tensors sizes the buffers
+                check_input_spec(InputSpec(tuple(int(d) for d in detail["shape"]), "float32"), path)
             interp.allocate_tensors()
             return _Session(interp, path)
         except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as exc:  # IndexError: no inputs

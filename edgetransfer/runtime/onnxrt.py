@@ -10,6 +10,7 @@ import numpy as np
 from .. import _lazy
 from ..errors import ConfigError, RuntimeBackendError
 from .base import InputSpec, require_file, require_finite, require_input_shape, to_nchw
+from .safe import check_input_spec
 
 # Short names -> ONNX Runtime provider names (onnxruntime.ai/docs/execution-providers).
 PROVIDERS = {
@@ -59,7 +60,7 @@ class _Session:
         self.sess = sess
         inp = sess.get_inputs()[0]
         self._name = inp.name
-        self.input_spec = input_spec(inp.shape, _DTYPES.get(inp.type, "float32"))
+        self.input_spec = check_input_spec(input_spec(inp.shape, _DTYPES.get(inp.type, "float32")), path)
         self.providers = list(sess.get_providers())
         self.settings = {**settings, "providers": self.providers}
 

@@ -26,7 +26,7 @@ from .. import data as data_lib
 from ..backbones.weights import Weights
 from ..data import tfdata
 from ..errors import ConfigError, DataError
-from ..io import atomic_path, require_writable, write_json
+from ..io import atomic_path, require_outside, require_writable, write_json
 from ..records import DataInfo, Metrics, RunManifest
 from . import cluster as cluster_lib
 from . import rundir
@@ -84,6 +84,9 @@ def train(
     """
     cfg = config or TrainConfig()
     out = require_writable(Path(out), "run directory")  # before minutes of work, not at the end
+    for folder in (data_dir, val_data):  # a run inside the data would become a class next time
+        if folder is not None:
+            require_outside(out, folder, "run directory (--out)", "data folder")
     spec = backbones.get(cfg.backbone)
     size = spec.check_size(cfg.image_size or spec.input_size)
     ds, train_files, val_files = _splits(data_dir, val_data, cfg)

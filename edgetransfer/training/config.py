@@ -77,6 +77,11 @@ class TrainConfig:
                 "fix the counts",
             ),
             (self.batch_size >= 1, f"--batch-size {self.batch_size}", "use a positive batch size"),
+            (  # 0 is not "the backbone's default" (that is leaving it out): refused, not trained at 224
+                self.image_size is None or self.image_size >= 1,
+                f"--image-size {self.image_size}",
+                "use a positive side in pixels, or leave it out for the backbone's own",
+            ),
             (
                 0 < self.learning_rate < 1 and 0 < self.fine_tune_lr_factor <= 1,
                 "learning rate out of range",

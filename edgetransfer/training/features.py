@@ -7,7 +7,9 @@ the file's content hash). A rerun reuses every entry; a changed image misses onl
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import numpy as np
 from .. import _lazy, images
 from .._progress import progress
 from ..data import ImageFile
+from ..errors import ToolchainError
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class FeatureKey:
 
     def digest(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+
+_DIGEST = 32  # bytes of SHA-256 in front of each entry's .npy payload
 
 
 @dataclass(frozen=True)
@@ -50,20 +56,48 @@ class FeatureCache:
     def path(self, sha256: str, view: int) -> Path:
         return self.dir / sha256[:2] / f"{sha256}-v{view}.npy"
 
+    def _checksum(self, sha256: str, view: int, payload: bytes) -> bytes:
+        """SHA-256 of the entry's key, image hash, view and bytes: an entry that was altered, or
+        copied under another image's name, no longer matches (the weights and memo caches verify too)."""
+        head = f"{self.key.digest()}:{sha256}:{view}:".encode()
+        return hashlib.sha256(head + payload).digest()
+
     def get(self, sha256: str, view: int) -> np.ndarray | None:
+        """The cached vector, or ``None`` when missing, torn or failing its checksum (recomputed)."""
         p = self.path(sha256, view)
         try:
-            return np.load(p, allow_pickle=False)
-        except (OSError, ValueError):  # missing, or torn by a crash: recompute
+            raw = p.read_bytes()
+        except OSError:
             return None
+        digest, payload = raw[:_DIGEST], raw[_DIGEST:]
+        if len(raw) <= _DIGEST or digest != self._checksum(sha256, view, payload):
+            return None  # torn by a crash, edited, or an entry without a checksum: recompute
+        try:
+            vec = np.load(io.BytesIO(payload), allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return vec if vec.dtype == np.float32 and np.isfinite(vec).all() else None
 
     def put(self, sha256: str, view: int, vec: np.ndarray) -> None:
         p = self.path(sha256, view)
         p.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(vec, dtype=np.float32), allow_pickle=False)
+        payload = buf.getvalue()
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, vec.astype(np.float32), allow_pickle=False)
-        os.replace(tmp, p)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(self._checksum(sha256, view, payload) + payload)
+            os.replace(tmp, p)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise ToolchainError(  # the cache's disk, not --out's: say which (issue 25)
+                "no space left on the device while writing the feature cache",
+                path=self.dir,
+                fix="free some disk space there, or set EDGETRANSFER_CACHE to a folder on another disk",
+            ) from None
 
 
 def extract(

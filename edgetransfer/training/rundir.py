@@ -12,6 +12,7 @@ import fcntl
 import gc
 import io
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from .config import TrainConfig
 
 RESUME_FILE = "config.json"
 LOCK_FILE = ".lock"
+log = logging.getLogger("edgetransfer")
 # What counts as progress worth protecting in a .partial folder: a phase backup or a
 # finished phase's weights. A folder with only config.json is a failed start, not a run.
 _PROGRESS = ("backup_*", "*.weights.h5", "*.csv")
@@ -157,9 +159,13 @@ def prepare(out: Path, resume: bool) -> Path:
     partial = out.with_name(out.name + ".partial")
     if out.exists():
         raise ConfigError("run directory already exists", path=out, fix="choose another --out or delete it")
-    if partial.exists() and not _has_progress(partial) and not _is_locked(partial):
+    started = partial.exists()
+    if started and not _has_progress(partial) and not _is_locked(partial):
         shutil.rmtree(partial, ignore_errors=True)  # a failed start (no checkpoint): nothing to protect
-    if resume and not partial.exists():
+        if resume:  # stopped before the first checkpoint: --resume (the printed fix) starts it over
+            log.warning("%s: stopped before its first checkpoint; --resume starts the run from the beginning", partial)
+            return partial
+    if resume and not started:
         raise ConfigError(
             "nothing to resume: no interrupted run here", path=out, fix="drop --resume to start a new run"
         )
