@@ -108,17 +108,29 @@ def tiny_exports(tiny_run):
     return {(a.format, a.precision): a for a in arts}
 
 
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc; 0 elsewhere, which never triggers a clean-up)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+# Keras' clear_session() plus gc.collect() costs 1-2.5 s once TensorFlow holds ~400k objects
+# (measured on the 2-core machine under load): after every one of 365 tests that was several
+# minutes of the suite. Free only when the process has grown past this (a worker stays near it).
+_FREE_ABOVE_BYTES = int(os.environ.get("EDGETRANSFER_TEST_FREE_ABOVE_MB", "2048")) * 2**20
+
+
 @pytest.fixture(autouse=True)
 def _free_keras_graphs():
-    """Drop Keras' global graph state after each test: the suite builds ~100 models and
+    """Drop Keras' global graph state when memory has grown: the suite builds ~100 models and
     would otherwise hold them all (over 12 GB by the end of the export matrix)."""
     yield
-    import gc
     import sys
 
-    if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
-    gc.collect()
+    if "keras" in sys.modules and _rss_bytes() > _FREE_ABOVE_BYTES:
+        sys.modules["keras"].backend.clear_session()  # free_memory=True: it runs gc.collect() itself
 
 
 # -- the fast layer: a tiny untrained run, built in seconds --------------------------------------------------------
@@ -196,3 +208,25 @@ def untrained_images(untrained_run) -> tuple[np.ndarray, np.ndarray]:
     files = sorted((Path(untrained_run.manifest.data.root) / "val").rglob("*.png"))
     x = np.stack([images.load_array(f, 32) for f in files]).astype(np.float32)
     return x, np.asarray(untrained_run.load_model()(x, training=False))
+
+
+UNTRAINED_RECIPES = (
+    ("fp32", {}),
+    ("fp16", {}),
+    ("dynamic", {}),
+    ("int8", {"calibration_size": 12}),
+    ("int16x8", {"calibration_size": 12}),
+)
+
+
+@pytest.fixture(scope="session")
+def untrained_exports(untrained_run, tmp_path_factory):
+    """Every file format in every precision of ``untrained_run`` (TFLite x5, ONNX x4), exported
+    once per session: {(format, precision): ExportedArtifact}. A superset of ``tiny_exports``'
+    keys, for tests of mechanics (files, manifests, runtimes, exit codes), not of accuracy."""
+    from edgetransfer.exporter import export
+    from edgetransfer.quantization import QuantRecipe
+
+    recipes = [QuantRecipe.named(p, **kw) for p, kw in UNTRAINED_RECIPES]
+    arts = export(untrained_run, ["all"], recipes, out=tmp_path_factory.mktemp("untrained-export"))
+    return {(a.format, a.precision): a for a in arts}

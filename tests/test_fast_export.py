@@ -9,17 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from edgetransfer.exporter import ExportedArtifact, export
-from edgetransfer.quantization import QuantRecipe
+from edgetransfer.exporter import ExportedArtifact
 from edgetransfer.runtime import Classifier, load_session, read_metadata
 
-RECIPES = [
-    QuantRecipe.fp32(),
-    QuantRecipe.fp16(),
-    QuantRecipe.dynamic(),
-    QuantRecipe.int8(calibration_size=12),
-    QuantRecipe.int16x8(calibration_size=12),
-]
 # Max |probability - Keras probability| on the held-out images. float32 differs by rounding
 # only; fp16 weights by ~1e-3 relative; int8/int16x8 by the quantization steps of the input,
 # activations and the softmax output (1/256 per step, a few steps through the graph).
@@ -27,9 +19,8 @@ TOLERANCE = {"fp32": 1e-5, "fp16": 5e-3, "dynamic": 3e-2, "int8": 6e-2, "int16x8
 
 
 @pytest.fixture(scope="module")
-def exported(untrained_run, tmp_path_factory) -> dict[tuple[str, str], ExportedArtifact]:
-    arts = export(untrained_run, ["all"], RECIPES, out=tmp_path_factory.mktemp("fast-export"))
-    return {(a.format, a.precision): a for a in arts}
+def exported(untrained_exports) -> dict[tuple[str, str], ExportedArtifact]:
+    return untrained_exports
 
 
 def _probs(path, x: np.ndarray) -> np.ndarray:

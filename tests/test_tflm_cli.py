@@ -9,14 +9,14 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def int8(tiny_exports):
-    return tiny_exports[("tflite", "int8")].path
+def int8(untrained_exports):
+    return untrained_exports[("tflite", "int8")].path
 
 
-def test_export_tflm_writes_c_source_beside_the_int8_file(tiny_run, invoke, tmp_path):
+def test_export_tflm_writes_c_source_beside_the_int8_file(untrained_run, invoke, tmp_path):
     code, _, err = invoke(
         "export",
-        tiny_run.run_dir,
+        untrained_run.run_dir,
         "--format",
         "tflm",
         "--precision",
@@ -33,7 +33,7 @@ def test_export_tflm_writes_c_source_beside_the_int8_file(tiny_run, invoke, tmp_
     assert "alignas(16)" in (bundle / "model_data.cc").read_text()
     assert json.loads((bundle / "tflm_manifest.json").read_text())["arena_bytes"] > 0
     code, _, err = invoke(
-        "export", tiny_run.run_dir, "--format", "tflm", "--precision", "fp32", "--out", tmp_path / "y"
+        "export", untrained_run.run_dir, "--format", "tflm", "--precision", "fp32", "--out", tmp_path / "y"
     )
     assert code == 2 and "int8" in err and not (tmp_path / "y" / "tflm").exists()
 
