@@ -24,13 +24,14 @@ ALL = [
 
 
 @pytest.fixture(scope="module")
-def run(tiny_run):
-    return tiny_run
+def run(untrained_run):
+    """Mechanics only (files, metadata, refusals, the CLI): the tiny untrained run is enough."""
+    return untrained_run
 
 
 @pytest.fixture(scope="module")
-def arts(run, tmp_path_factory):
-    return export(run, ["all"], ALL, out=tmp_path_factory.mktemp("all-precisions"))
+def arts(untrained_exports):
+    return list(untrained_exports.values())  # ALL, exported once per session
 
 
 @pytest.fixture(scope="module")

@@ -247,6 +247,7 @@ def test_second_train_into_a_live_run_is_refused(colours, tmp_path, invoke):
         first.wait()
 
 
+@pytest.mark.slow
 def test_failed_start_leaves_nothing_in_the_way(colours, tmp_path, invoke):
     out = tmp_path / "run"
     code, _, err = invoke("train", "--data", colours, *FEATURES, "--weights", "/nonexistent.weights.h5", "--out", out)
@@ -263,6 +264,7 @@ def test_failed_start_leaves_nothing_in_the_way(colours, tmp_path, invoke):
 
 
 @pytest.mark.parametrize("workflow", ["features", "fine-tune"])
+@pytest.mark.slow
 def test_image_deleted_after_the_scan(colours, tmp_path, invoke, monkeypatch, workflow):
     victim = colours / "green" / "003.png"
     # content no other test wrote, so the features workflow's on-disk cache cannot answer for it
@@ -347,6 +349,7 @@ def test_disk_full_during_training_is_exit_3(colours, tmp_path):
         assert not [p for p in small.rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.slow
 def test_weights_none_with_features_warns_loudly(colours, tmp_path):
     args = _cli("train", "--data", colours, *FEATURES, "--weights", "none", "--out", tmp_path / "run")
     res = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=600)

@@ -51,6 +51,7 @@ def _dominated(doc: dict, i: int, t: str) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_two_size_sweep_end_to_end(swept):
     from edgetransfer.pipeline import Flow
 
@@ -96,6 +97,7 @@ def _assert_best_within_budget(doc: dict, t: str) -> None:
         assert ok(doc["configs"][b]) and all(c["accuracy"] <= doc["configs"][b]["accuracy"] for c in within)
 
 
+@pytest.mark.slow
 def test_rerun_recomputes_nothing(swept):
     data, out, first = swept
     code, stdout, err = _run(*_args(data, out))
@@ -105,6 +107,7 @@ def test_rerun_recomputes_nothing(swept):
     assert json.loads(stdout)["configs"] == first["configs"]
 
 
+@pytest.mark.slow
 def test_a_second_sweep_elsewhere_converts_and_predicts_nothing_again(swept, tmp_path):
     """A fresh --out with the same cache: the seeded heads come out the same, so every converted file
     and every prediction comes from the memo (byte-identical files); latency is measured again."""
@@ -125,6 +128,7 @@ def test_a_second_sweep_elsewhere_converts_and_predicts_nothing_again(swept, tmp
         assert man["sha256"] == json.loads(before.read_text())["sha256"]
 
 
+@pytest.mark.slow
 def test_a_second_sweep_into_a_live_sweeps_folder_is_refused(swept):
     from edgetransfer.training.rundir import locked
 
@@ -174,6 +178,7 @@ def test_memo_keys_change_with_the_converter_code(tmp_path):
     assert source_digest(module) != before
 
 
+@pytest.mark.slow
 def test_resume_after_kill_recomputes_only_the_unfinished(swept):
     """A ``kill -9`` during the last configuration's export: no record, no artifact manifest."""
     data, out, _ = swept
@@ -188,6 +193,7 @@ def test_resume_after_kill_recomputes_only_the_unfinished(swept):
     assert "resuming: 3 of 4" in err
 
 
+@pytest.mark.slow
 def test_budget_no_configuration_meets_exits_1(swept):
     data, out, _ = swept
     code, stdout, err = _run(*_args(data, out, "--max-latency-ms", "0.0001"))
@@ -197,6 +203,7 @@ def test_budget_no_configuration_meets_exits_1(swept):
     assert "no configuration meets the budget on pixel4-cpu" in err and "closest is #" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_rerun_with_a_wider_grid(swept):
     """Ctrl-C while a new size validates: its run and exports survive; the rerun only validates it."""
     from edgetransfer import sweep
