@@ -70,7 +70,9 @@ def test_validate_json_records_and_provenance(invoke, untrained_exports, data_di
 
 
 def test_model_the_target_cannot_run_is_exit_2(invoke, untrained_exports, data_dir):
-    code, _, err = invoke("validate", untrained_exports[("tflite", "fp32")].path, "--data", data_dir, "--target", "edgetpu")
+    code, _, err = invoke(
+        "validate", untrained_exports[("tflite", "fp32")].path, "--data", data_dir, "--target", "edgetpu"
+    )
     assert code == 2 and "cannot run on target edgetpu" in err and "int8" in err
     code, _, err = invoke(
         "check", untrained_exports[("tflite", "fp32")].path, "--target", "edgetpu", "--max-latency-ms", "5"
