@@ -21,10 +21,9 @@ RECIPES = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.int8(calibration_
 
 
 @pytest.fixture(scope="module")
-def arts(untrained_run, tmp_path_factory):
+def arts(untrained_exports):
     """fp32, fp16 and int8 TFLite and ONNX files of ``untrained_run``: {(format, precision): artifact}."""
-    out = export(untrained_run, ["tflite", "onnx"], RECIPES, out=tmp_path_factory.mktemp("artifacts"))
-    return {(a.format, a.precision): a for a in out}
+    return {k: v for k, v in untrained_exports.items() if k[1] in ("fp32", "fp16", "int8")}
 
 
 def _tflite(arts):
@@ -124,14 +123,16 @@ def test_onnx_static_names_full_check_and_opsets(arts):
         assert {o.domain for o in m.opset_import} <= used, (a.path, [o.domain for o in m.opset_import])
 
 
-def test_onnx_fp32_is_slimmed_and_identical(untrained_run, arts):
+@pytest.mark.slow
+def test_onnx_fp32_is_slimmed_and_identical(tiny_run, tiny_exports):
+    """On a real backbone (Lite0): the tiny test model has nothing for the slimming to fold."""
     import onnx
     import onnxruntime as ort
 
     from edgetransfer.formats.onnx import convert_fp32
 
-    raw = convert_fp32(untrained_run.load_model(), 32, "nhwc")
-    slim = onnx.load(str(arts[("onnx", "fp32")].path))
+    raw = convert_fp32(tiny_run.load_model(), 32, "nhwc")
+    slim = onnx.load(str(tiny_exports[("onnx", "fp32")].path))
     assert len(slim.graph.node) < len(raw.graph.node) - 16  # BatchNorm Mul+Add pairs folded into the convs
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
@@ -157,7 +158,7 @@ def test_delegates_answered_by_vendor_tools(arts):
         r = delegate_check.check_delegate(arts[("onnx", "fp32")].path, d)
         assert r.full and r.verdict == "YES" and "onnxruntime" in r.tool, r
     gpu = delegate_check.check_delegate(arts[("tflite", "fp32")].path, "gpu")
-    assert gpu.full and gpu.nodes_total > 30 and "Analyzer" in gpu.tool
+    assert gpu.full and gpu.nodes_total >= 5 and "Analyzer" in gpu.tool  # the tiny model has 8 ops
     with pytest.raises(UnsupportedError):
         delegate_check.check_delegate(arts[("tflite", "fp32")].path, "nnapi")
 

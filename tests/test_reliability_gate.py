@@ -146,6 +146,7 @@ def test_profile_type_errors_name_file_and_key(untrained_exports, tmp_path, invo
     _no_traceback(err)
 
 
+@pytest.mark.slow
 def test_runner_profile_in_the_current_folder_is_not_run_unless_pointed_at(untrained_exports, tmp_path, monkeypatch):
     """A repository cloned from anywhere may ship targets/evil.yaml with a command: not run from the cwd."""
     marker = tmp_path / "ran"

@@ -50,7 +50,10 @@ def test_validate_on_an_mcu_runs_tflm_and_measures_the_arena(invoke, int8):
     assert mcu["accuracy"] == recs["host-cpu"]["accuracy"]  # TFLM kernels agree with LiteRT's int8
 
 
-def test_check_on_stm32h7_fails_flash_with_both_sizes(invoke, int8):
+@pytest.mark.slow
+def test_check_on_stm32h7_fails_flash_with_both_sizes(invoke, tiny_exports):
+    """A real Lite0 int8 file (about 4 MB) against 2 MB of flash; the tiny test model fits."""
+    int8 = tiny_exports[("tflite", "int8")].path
     code, out, err = invoke("check", int8, "--target", "stm32h7", "--json")
     assert code == 1, err
     flash = next(c for c in json.loads(out)["checks"] if c["name"] == "flash")

@@ -125,9 +125,9 @@ def test_check_fails_naming_budget_figure_and_margin(invoke, untrained_exports, 
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     art = untrained_exports[("tflite", "int8")].path
-    code, out, _ = invoke("check", art, "--max-size-mb", "0.5", "--junit", tmp_path / "j.xml", "--github-summary")
+    code, out, _ = invoke("check", art, "--max-size-mb", "0.001", "--junit", tmp_path / "j.xml", "--github-summary")
     assert code == 1
-    assert "FAILED" in out and "size:" in out and "over the budget 0.5 MB" in out and "margin -" in out
+    assert "FAILED" in out and "size:" in out and "over the budget 0.001 MB" in out and "margin -" in out
     suite = ET.parse(tmp_path / "j.xml").getroot()
     assert suite.get("failures") == "1" and suite.find("testcase/failure") is not None
     assert "| size | ❌ failed |" in summary.read_text()
