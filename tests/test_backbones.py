@@ -43,7 +43,10 @@ def test_unknown_name_suggests_closest(invoke):
     assert code == 2 and "known backbones" in err and "mobilenet_v2" in err
 
 
-@pytest.mark.parametrize("name", ALL)
+# one family builder stays in the fast layer; every backbone is built in the slow run (20-100 s each under load)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[] if n == "mobilenet_v2_035" else [pytest.mark.slow]) for n in ALL]
+)
 def test_builds_without_weights_at_small_size(name):
     model = bb.build(name, weights="none", input_size=64)
     out = model.predict(np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32"), verbose=0)
@@ -64,6 +67,7 @@ def test_macs_counted_on_graph_match_published(name):
         )
 
 
+@pytest.mark.slow
 def test_cut_points_are_block_boundaries():
     model = bb.build("mobilenet_v2_035", weights="none", input_size=96)
     points = {c.name: c for c in graph.cut_points(model)}
@@ -79,6 +83,7 @@ def test_input_size_checked():
         bb.build("mobilenet_v2_035", weights="none", input_size=8)
 
 
+@pytest.mark.slow
 def test_weights_file_round_trip_and_mismatch_names_layer(tmp_path):
     src = bb.build("mobilenet_v2_035", weights="none", input_size=64)
     path = tmp_path / "w.weights.h5"
@@ -148,6 +153,7 @@ COFFEE = {967, 968}  # espresso, cup
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+@pytest.mark.slow
 def test_lite_imagenet_weights_put_the_right_class_first(invoke, photos, name):
     code, out, _ = invoke("backbones", "predict", name, photos["chelsea"], photos["coffee"], "--top", "3", "--json")
     assert code == 0
@@ -158,6 +164,7 @@ def test_lite_imagenet_weights_put_the_right_class_first(invoke, photos, name):
     assert cup[0]["label"] in ("espresso", "cup") and cat[0]["score"] > 0.3
 
 
+@pytest.mark.slow
 def test_converted_weights_cached_and_reverified(tmp_path, monkeypatch):
     from edgetransfer.backbones import efficientnet_lite as el
 
