@@ -188,6 +188,8 @@ def test_a_ctrl_c_swallowed_by_a_finaliser_is_raised_again():
         def __del__(self):
             signal.raise_signal(signal.SIGINT)  # the handler runs here, inside the finaliser
 
+    # a suite started with SIGINT ignored (a background job) must still test the terminal case
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     hook, sys.unraisablehook = sys.unraisablehook, lambda info: lost.append(info.exc_type)
     try:
         with interrupt.guard():
@@ -197,9 +199,10 @@ def test_a_ctrl_c_swallowed_by_a_finaliser_is_raised_again():
             with pytest.raises(KeyboardInterrupt):
                 interrupt.check()
         interrupt.check()  # the guard clears what it kept
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the guard restored it
     finally:
         sys.unraisablehook = hook
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_the_interrupt_check_stops_keras_fit_at_the_next_batch():
