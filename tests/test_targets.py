@@ -100,6 +100,7 @@ PUBLISHED = [
 
 
 @pytest.mark.parametrize("target,precision,published_ms", PUBLISHED)
+@pytest.mark.slow
 def test_cost_model_within_30_percent_of_published(lite0_224, target, precision, published_ms):
     est = latency.estimate(graphops.ops_for(lite0_224[precision]), targets.get(target).device, precision)
     assert est.provenance == "estimated"

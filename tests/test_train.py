@@ -118,6 +118,7 @@ def test_explicit_choices_override_auto():
     assert choose(90_000, TrainConfig(workflow="features"), 200, 40).workflow == "features"
 
 
+@pytest.mark.slow
 def test_changed_image_invalidates_only_its_cache_entry(colours, tmp_path):
     from edgetransfer import backbones
     from edgetransfer.training.features import FeatureCache, FeatureKey, extract
