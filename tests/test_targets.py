@@ -107,6 +107,7 @@ def test_cost_model_within_30_percent_of_published(lite0_224, target, precision,
     assert abs(est.p50 - published_ms) / published_ms <= 0.30, f"{target} {precision}: {est.p50:.2f} ms"
 
 
+@pytest.mark.slow
 def test_edge_tpu_compatibility_rules(lite0_224):
     from edgetransfer import compat
 
