@@ -124,6 +124,7 @@ def test_edge_tpu_compatibility_rules(lite0_224):
     assert not part.full and part.partitions == 1 and "MEAN" in part.fallback_ops and part.macs_share > 0.95
 
 
+@pytest.mark.slow
 def test_gpu_delegate_segments_count_partitions(lite0_224):
     from edgetransfer import compat
 
