@@ -36,7 +36,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # -m "not slow": the fast layer on a tiny untrained run (tests/conftest.py: untrained_run), records,
-# strict YAML, data, registries; the change-by-change check.
+# strict YAML, data, registries; the change-by-change check. Measured: 276 tests in 2 min 44 s with
+# 2 workers on the 2-core machine while shared (load average 9-12).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10 -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
