@@ -108,14 +108,125 @@ def tiny_exports(tiny_run):
     return {(a.format, a.precision): a for a in arts}
 
 
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc; 0 elsewhere, which never triggers a clean-up)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+# Keras' clear_session() plus gc.collect() costs 1-2.5 s once TensorFlow holds ~400k objects
+# (measured on the 2-core machine under load): after every one of 365 tests that was several
+# minutes of the suite. Free only when the process has grown past this (a worker stays near it).
+_FREE_ABOVE_BYTES = int(os.environ.get("EDGETRANSFER_TEST_FREE_ABOVE_MB", "2048")) * 2**20
+
+
 @pytest.fixture(autouse=True)
 def _free_keras_graphs():
-    """Drop Keras' global graph state after each test: the suite builds ~100 models and
+    """Drop Keras' global graph state when memory has grown: the suite builds ~100 models and
     would otherwise hold them all (over 12 GB by the end of the export matrix)."""
     yield
-    import gc
     import sys
 
-    if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
-    gc.collect()
+    if "keras" in sys.modules and _rss_bytes() > _FREE_ABOVE_BYTES:
+        sys.modules["keras"].backend.clear_session()  # free_memory=True: it runs gc.collect() itself
+
+
+# -- the fast layer: a tiny untrained run, built in seconds --------------------------------------------------------
+
+TINY_CLASSES = ("blue", "green", "red")
+
+
+def tiny_keras_model(size: int = 32, n_classes: int = 3, seed: int = 0):
+    """A few layers with EfficientNet-Lite's preprocessing in the graph (``Rescaling`` of
+    [0, 255] RGB, as every built backbone does), wrapped by the real head builder
+    (:func:`edgetransfer.training.model.classifier`): the shape of a real run, untrained."""
+    from edgetransfer import _lazy, backbones
+    from edgetransfer.training.model import classifier
+
+    keras = _lazy.keras()
+    keras.utils.set_random_seed(seed)
+    pre = backbones.get("efficientnet_lite0").preprocess
+    L = keras.layers
+    inp = keras.Input((size, size, 3))
+    x = L.Rescaling(1.0 / pre.std[0], offset=-pre.mean[0] / pre.std[0], name="preprocess")(inp)
+    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(6.0, name="stem_relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.ReLU(6.0, name="dw_relu")(x)
+    x = L.Conv2D(16, 1, name="project")(x)
+    base = keras.Model(inp, x, name="tiny_backbone")
+    model = classifier(base, n_classes, 0.2, size, "tiny_classifier")
+    dense = model.get_layer("classes")
+    w, b = dense.get_weights()
+    dense.set_weights([w * 4.0, b])  # spread the untrained probabilities, so formats can disagree visibly
+    return model
+
+
+def make_split_folder(root: Path, n_train: int = 8, n_val: int = 4, size: int = 32) -> Path:
+    """``root/{train,val}/<class>/<i>.png``: a few dozen 32x32 PNGs, one colour per class."""
+    make_folder(root / "train", dict.fromkeys(TINY_CLASSES, n_train), size=(size, size))
+    make_folder(root / "val", dict.fromkeys(TINY_CLASSES, n_val), size=(size, size))
+    return root
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory):
+    """A real run folder (``model.keras``, plots, ``manifest.json``) written by the same
+    functions ``edgetransfer train`` uses (:func:`rundir.prepare`, ``training._write``,
+    :func:`rundir.finalize`) around :func:`tiny_keras_model`: export, validate, check and the
+    runtime ``Classifier`` work on it end to end in seconds. Untrained: mechanics only, not accuracy."""
+    from edgetransfer import backbones, training
+    from edgetransfer.training import TrainConfig, rundir
+    from edgetransfer.training.config import Plan
+    from edgetransfer.training.fit import FitContext, FitResult
+
+    root = tmp_path_factory.mktemp("untrained")
+    folder = make_split_folder(root / "images")
+    cfg = TrainConfig(backbone="efficientnet_lite0", image_size=32, workflow="features", epochs=1, batch_size=8)
+    ds, train_files, val_files = training._splits(folder, None, cfg)
+    spec = backbones.get(cfg.backbone)
+    out = root / "run"
+    partial = rundir.prepare(out, False)
+    with rundir.locked(partial):
+        ctx = FitContext(spec, cfg, 32, len(ds.classes), tuple(train_files), tuple(val_files), partial)
+        history = {"loss": [1.1], "accuracy": [0.33], "val_loss": [1.1], "val_accuracy": [0.33]}
+        plan = Plan("features", "0", "untrained test model (tests/conftest.py)")
+        fit = FitResult(tiny_keras_model(), plan, history, [0], None, "single device (CPU)", len(train_files))
+        manifest = training._write(ctx, fit, ds, 0.1, False)
+    rundir.finalize(partial, out)
+    return rundir.TrainedModel(out, manifest)
+
+
+@pytest.fixture(scope="session")
+def untrained_images(untrained_run) -> tuple[np.ndarray, np.ndarray]:
+    """The run's held-out images as [0, 255] float32 NHWC and the Keras model's probabilities."""
+    from edgetransfer import images
+
+    files = sorted((Path(untrained_run.manifest.data.root) / "val").rglob("*.png"))
+    x = np.stack([images.load_array(f, 32) for f in files]).astype(np.float32)
+    return x, np.asarray(untrained_run.load_model()(x, training=False))
+
+
+UNTRAINED_RECIPES = (
+    ("fp32", {}),
+    ("fp16", {}),
+    ("dynamic", {}),
+    ("int8", {"calibration_size": 12}),
+    ("int16x8", {"calibration_size": 12}),
+)
+
+
+@pytest.fixture(scope="session")
+def untrained_exports(untrained_run, tmp_path_factory):
+    """Every file format in every precision of ``untrained_run`` (TFLite x5, ONNX x4), exported
+    once per session: {(format, precision): ExportedArtifact}. A superset of ``tiny_exports``'
+    keys, for tests of mechanics (files, manifests, runtimes, exit codes), not of accuracy."""
+    from edgetransfer.exporter import export
+    from edgetransfer.quantization import QuantRecipe
+
+    recipes = [QuantRecipe.named(p, **kw) for p, kw in UNTRAINED_RECIPES]
+    arts = export(untrained_run, ["all"], recipes, out=tmp_path_factory.mktemp("untrained-export"))
+    return {(a.format, a.precision): a for a in arts}

@@ -43,7 +43,10 @@ def test_unknown_name_suggests_closest(invoke):
     assert code == 2 and "known backbones" in err and "mobilenet_v2" in err
 
 
-@pytest.mark.parametrize("name", ALL)
+# one family builder stays in the fast layer; every backbone is built in the slow run (20-100 s each under load)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[] if n == "mobilenet_v2_035" else [pytest.mark.slow]) for n in ALL]
+)
 def test_builds_without_weights_at_small_size(name):
     model = bb.build(name, weights="none", input_size=64)
     out = model.predict(np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32"), verbose=0)
@@ -51,7 +54,10 @@ def test_builds_without_weights_at_small_size(name):
     assert np.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ALL)
+# MACs are counted on the full model built at its default size (cached per suite run, fresh on CI)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[] if n == "mobilenet_v2_035" else [pytest.mark.slow]) for n in ALL]
+)
 def test_macs_counted_on_graph_match_published(name):
     spec, prof = bb.get(name), bb.profile(name)
     ratio = prof.macs / spec.published_macs
@@ -64,6 +70,7 @@ def test_macs_counted_on_graph_match_published(name):
         )
 
 
+@pytest.mark.slow
 def test_cut_points_are_block_boundaries():
     model = bb.build("mobilenet_v2_035", weights="none", input_size=96)
     points = {c.name: c for c in graph.cut_points(model)}
@@ -79,6 +86,7 @@ def test_input_size_checked():
         bb.build("mobilenet_v2_035", weights="none", input_size=8)
 
 
+@pytest.mark.slow
 def test_weights_file_round_trip_and_mismatch_names_layer(tmp_path):
     src = bb.build("mobilenet_v2_035", weights="none", input_size=64)
     path = tmp_path / "w.weights.h5"
@@ -115,6 +123,7 @@ def test_keras_download_failure_says_how_to_preseed(monkeypatch):
     assert "https://storage.example/mobilenet_v2_x.h5" in msg and ".keras" in msg and "--weights" in msg
 
 
+@pytest.mark.slow
 def test_list_json(invoke):
     code, out, _ = invoke("backbones", "list", "--json")
     assert code == 0
@@ -148,6 +157,7 @@ COFFEE = {967, 968}  # espresso, cup
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+@pytest.mark.slow
 def test_lite_imagenet_weights_put_the_right_class_first(invoke, photos, name):
     code, out, _ = invoke("backbones", "predict", name, photos["chelsea"], photos["coffee"], "--top", "3", "--json")
     assert code == 0
@@ -158,6 +168,7 @@ def test_lite_imagenet_weights_put_the_right_class_first(invoke, photos, name):
     assert cup[0]["label"] in ("espresso", "cup") and cat[0]["score"] > 0.3
 
 
+@pytest.mark.slow
 def test_converted_weights_cached_and_reverified(tmp_path, monkeypatch):
     from edgetransfer.backbones import efficientnet_lite as el
 

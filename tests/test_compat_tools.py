@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 
-def test_compatibility_names_the_tool_that_answered(invoke, tiny_exports):
-    files = [tiny_exports[("tflite", "fp32")].path, tiny_exports[("onnx", "fp32")].path]
+def test_compatibility_names_the_tool_that_answered(invoke, untrained_exports):
+    files = [untrained_exports[("tflite", "fp32")].path, untrained_exports[("onnx", "fp32")].path]
     code, out, err = invoke(
         "validate",
         *files,

@@ -22,9 +22,9 @@ def _profile(folder, runner: str):
 BENCH = f"{sys.executable} -m edgetransfer.runtime bench {{model}} --threads {{threads}} --budget-s 0.2 --json"
 
 
-def test_check_on_a_runner_target_gates_the_device_figures(invoke, tiny_exports, tmp_path, monkeypatch):
+def test_check_on_a_runner_target_gates_the_device_figures(invoke, untrained_exports, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    art = tiny_exports[("tflite", "int8")].path
+    art = untrained_exports[("tflite", "int8")].path
     d = _profile(tmp_path / "profiles", BENCH)
     code, out, err = invoke(
         "check",
@@ -46,11 +46,11 @@ def test_check_on_a_runner_target_gates_the_device_figures(invoke, tiny_exports,
     assert chk["provenance"] == "on-device" and 0 < chk["figure"] < 500
 
 
-def test_runner_from_the_current_folder_is_not_run(invoke, tiny_exports, tmp_path, monkeypatch):
+def test_runner_from_the_current_folder_is_not_run(invoke, untrained_exports, tmp_path, monkeypatch):
     marker = tmp_path / "ran"
     _profile(tmp_path / "targets", f"touch {marker}")
     monkeypatch.chdir(tmp_path)
-    art = tiny_exports[("tflite", "int8")].path
+    art = untrained_exports[("tflite", "int8")].path
     code, _, err = invoke("check", art, "--target", "board", "--max-latency-ms", "500")
     assert code == 2 and "not in a file you pointed at" in err and "--targets-dir" in err
     assert not marker.exists()

@@ -21,10 +21,9 @@ RECIPES = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.int8(calibration_
 
 
 @pytest.fixture(scope="module")
-def arts(tiny_run, tmp_path_factory):
-    """fp32, fp16 and int8 TFLite and ONNX files of ``tiny_run``: {(format, precision): artifact}."""
-    out = export(tiny_run, ["tflite", "onnx"], RECIPES, out=tmp_path_factory.mktemp("artifacts"))
-    return {(a.format, a.precision): a for a in out}
+def arts(untrained_exports):
+    """fp32, fp16 and int8 TFLite and ONNX files of ``untrained_run``: {(format, precision): artifact}."""
+    return {k: v for k, v in untrained_exports.items() if k[1] in ("fp32", "fp16", "int8")}
 
 
 def _tflite(arts):
@@ -35,7 +34,7 @@ def _onnx(arts):
     return [a for (fmt, _), a in arts.items() if fmt == "onnx"]
 
 
-def test_tflite_has_standard_metadata(arts, tiny_run):
+def test_tflite_has_standard_metadata(arts, untrained_run):
     for a in _tflite(arts):
         data = a.path.read_bytes()
         m = tflite_metadata.read(data)
@@ -56,9 +55,9 @@ def test_tflite_has_standard_metadata(arts, tiny_run):
         zf = zipfile.ZipFile(io.BytesIO(data))
         assert sorted(zf.namelist()) == ["edgetransfer.json", "labels.txt"]
         assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
-        assert zf.read("labels.txt").decode().splitlines() == tiny_run.classes
+        assert zf.read("labels.txt").decode().splitlines() == untrained_run.classes
         assert json.loads(zf.read("edgetransfer.json"))["precision"] == a.precision
-        assert read_metadata(a.path)["labels"] == tiny_run.classes
+        assert read_metadata(a.path)["labels"] == untrained_run.classes
 
 
 def test_tflite_static_batch_and_io_names(arts):
@@ -73,12 +72,12 @@ def test_tflite_static_batch_and_io_names(arts):
     assert Interpreter(model_path=str(arts[("tflite", "int8")].path)).get_input_details()[0]["dtype"] == np.uint8
 
 
-def test_tflite_dynamic_batch_option(tiny_run, arts, tmp_path):
+def test_tflite_dynamic_batch_option(untrained_run, arts, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from edgetransfer.formats import tflite
 
-    source = tflite.Source(tiny_run.load_model(), tmp_path, dynamic_batch=True)
+    source = tflite.Source(untrained_run.load_model(), tmp_path, dynamic_batch=True)
     meta = read_metadata(arts[("tflite", "fp32")].path)
     path = tmp_path / "dyn.tflite"
     tflite.write(source, QuantRecipe.fp32(), None, meta, path)
@@ -87,13 +86,13 @@ def test_tflite_dynamic_batch_option(tiny_run, arts, tmp_path):
     assert tflite_metadata.read(path.read_bytes()) is not None
 
 
-def test_metadata_failure_names_the_file_and_writes_nothing(tiny_run, tmp_path, monkeypatch):
+def test_metadata_failure_names_the_file_and_writes_nothing(untrained_run, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise tflite_metadata.MetadataWriteError("labels missing")
 
     monkeypatch.setattr(tflite_metadata, "build", boom)
     with pytest.raises(ExportError, match="model_fp32.tflite") as err:
-        export(tiny_run, ["tflite"], [QuantRecipe.fp32()], out=tmp_path / "o")
+        export(untrained_run, ["tflite"], [QuantRecipe.fp32()], out=tmp_path / "o")
     assert "labels missing" in str(err.value)
     assert list((tmp_path / "o").iterdir()) == []
 
@@ -124,14 +123,16 @@ def test_onnx_static_names_full_check_and_opsets(arts):
         assert {o.domain for o in m.opset_import} <= used, (a.path, [o.domain for o in m.opset_import])
 
 
-def test_onnx_fp32_is_slimmed_and_identical(tiny_run, arts):
+@pytest.mark.slow
+def test_onnx_fp32_is_slimmed_and_identical(tiny_run, tiny_exports):
+    """On a real backbone (Lite0): the tiny test model has nothing for the slimming to fold."""
     import onnx
     import onnxruntime as ort
 
     from edgetransfer.formats.onnx import convert_fp32
 
     raw = convert_fp32(tiny_run.load_model(), 32, "nhwc")
-    slim = onnx.load(str(arts[("onnx", "fp32")].path))
+    slim = onnx.load(str(tiny_exports[("onnx", "fp32")].path))
     assert len(slim.graph.node) < len(raw.graph.node) - 16  # BatchNorm Mul+Add pairs folded into the convs
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
@@ -140,12 +141,12 @@ def test_onnx_fp32_is_slimmed_and_identical(tiny_run, arts):
     assert np.abs(run(raw) - run(slim)).max() <= 1e-5
 
 
-def test_onnx_dynamic_batch_option(tiny_run):
+def test_onnx_dynamic_batch_option(untrained_run):
     import onnxruntime as ort
 
     from edgetransfer.formats.onnx import convert_fp32
 
-    m = convert_fp32(tiny_run.load_model(), 32, "nhwc", dynamic_batch=True)
+    m = convert_fp32(untrained_run.load_model(), 32, "nhwc", dynamic_batch=True)
     assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     x = np.zeros((2, 32, 32, 3), np.float32)
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -157,7 +158,7 @@ def test_delegates_answered_by_vendor_tools(arts):
         r = delegate_check.check_delegate(arts[("onnx", "fp32")].path, d)
         assert r.full and r.verdict == "YES" and "onnxruntime" in r.tool, r
     gpu = delegate_check.check_delegate(arts[("tflite", "fp32")].path, "gpu")
-    assert gpu.full and gpu.nodes_total > 30 and "Analyzer" in gpu.tool
+    assert gpu.full and gpu.nodes_total >= 5 and "Analyzer" in gpu.tool  # the tiny model has 8 ops
     with pytest.raises(UnsupportedError):
         delegate_check.check_delegate(arts[("tflite", "fp32")].path, "nnapi")
 
@@ -175,13 +176,13 @@ def test_gpu_report_parsing_counts_partitions(arts, monkeypatch):
     assert (r.nodes_total, r.nodes_supported, r.partitions, r.unsupported_ops, r.full) == (3, 2, 2, ("CUSTOM",), False)
 
 
-def test_cli_dynamic_batch_keeps_a_free_batch_dimension(tiny_run, invoke, tmp_path):
+def test_cli_dynamic_batch_keeps_a_free_batch_dimension(untrained_run, invoke, tmp_path):
     import json
 
     from edgetransfer.runtime.litert import interpreter_module
 
     code, out, err = invoke(
-        "export", tiny_run.run_dir, "--precision", "fp32", "--dynamic-batch", "--out", tmp_path, "--json"
+        "export", untrained_run.run_dir, "--precision", "fp32", "--dynamic-batch", "--out", tmp_path, "--json"
     )
     assert code == 0, err
     path = json.loads(out)[0]["path"]

@@ -23,6 +23,7 @@ check: {{artifact: model_int8_iouint8.tflite, target: host-cpu, max_size_mb: 10,
     return path
 
 
+@pytest.mark.slow
 def test_run_pipeline_then_skip_unchanged_stages(invoke, tmp_path):
     path = _pipeline(tmp_path)
     code, out, err = invoke("run", path, "--json")
@@ -38,6 +39,7 @@ def test_run_pipeline_then_skip_unchanged_stages(invoke, tmp_path):
     assert code == 0 and json.loads(out)["skipped"] == ["train", "export"]
 
 
+@pytest.mark.slow
 def test_failed_budget_stops_with_exit_1(invoke, tmp_path):
     path = _pipeline(tmp_path)
     text = path.read_text().replace("max_size_mb: 10", "max_size_mb: 0.1")

@@ -197,7 +197,7 @@ def test_junit_never_keeps_a_stale_pass(tmp_path):
     (a native crash on a hostile file) leaves an error, not the previous run's pass."""
     path = _report(tmp_path, [_m()])
     junit = tmp_path / "j.xml"
-    junit.write_text('<testsuite tests="1" failures="0" errors="0"></testsuite>')
+    junit.write_text('<testsuite name="edgetransfer.check" tests="1" failures="0" errors="0"></testsuite>')
     code = (
         "import os, sys\n"
         "from edgetransfer.report import junit\n"

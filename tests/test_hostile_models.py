@@ -26,8 +26,8 @@ def test_require_finite_names_the_model():
         assert err.value.path == "m.tflite" and err.value.exit_code == EXIT_TOOLCHAIN
 
 
-def test_litert_session_refuses_nan_output(tiny_exports):
-    path = tiny_exports[("tflite", "fp32")].path
+def test_litert_session_refuses_nan_output(untrained_exports):
+    path = untrained_exports[("tflite", "fp32")].path
     session = load_session(path)
     batch = np.full((1, 32, 32, 3), np.nan, np.float32)  # a real NaN forward pass, no mock
     with pytest.raises(RuntimeBackendError, match="NaN/inf") as err:
@@ -36,8 +36,8 @@ def test_litert_session_refuses_nan_output(tiny_exports):
 
 
 @pytest.mark.parametrize("key", [("tflite", "fp32"), ("tflite", "int8")])
-def test_litert_wrong_input_shape_names_both_shapes(tiny_exports, key):
-    path = tiny_exports[key].path
+def test_litert_wrong_input_shape_names_both_shapes(untrained_exports, key):
+    path = untrained_exports[key].path
     session = load_session(path)
     for batch in (
         np.zeros((1, 64, 64, 3), np.float32),
@@ -49,8 +49,8 @@ def test_litert_wrong_input_shape_names_both_shapes(tiny_exports, key):
         assert str(batch.shape) in err.value.problem and err.value.path == str(path)
 
 
-def test_litert_classifier_is_thread_safe(tiny_exports, tmp_path):
-    clf = Classifier(tiny_exports[("tflite", "int8")].path)
+def test_litert_classifier_is_thread_safe(untrained_exports, tmp_path):
+    clf = Classifier(untrained_exports[("tflite", "int8")].path)
     imgs = [
         write_image(tmp_path / f"{i}.png", size=(40, 30), color=c, seed=i)
         for i, c in enumerate([(220, 40, 40), (40, 200, 60), (40, 60, 220), (200, 200, 200)])
@@ -74,9 +74,9 @@ def test_litert_classifier_is_thread_safe(tiny_exports, tmp_path):
 
 
 @pytest.mark.parametrize("key", [("tflite", "int8"), ("onnx", "fp32")])
-def test_probe_passes_good_files_once(tiny_exports, key):
+def test_probe_passes_good_files_once(untrained_exports, key):
     isolate.clear_cache()
-    path = tiny_exports[key].path
+    path = untrained_exports[key].path
     isolate.probe(path)
     t0 = time.perf_counter()
     isolate.probe(path)  # cached per (path, sha256): no second child
@@ -98,8 +98,8 @@ def test_probe_reraises_child_errors_with_their_class(tmp_path):
         isolate.probe(tmp_path / "missing.onnx")
 
 
-def test_probe_timeout_and_memory_limit(tiny_exports, tmp_path):
-    path = tiny_exports[("onnx", "fp32")].path
+def test_probe_timeout_and_memory_limit(untrained_exports, tmp_path):
+    path = untrained_exports[("onnx", "fp32")].path
     isolate.clear_cache()
     with pytest.raises(RuntimeBackendError, match=r"did not finish \w+ within 0.05 s \(killed\)") as err:
         isolate.probe(path, timeout_s=0.05)
@@ -143,8 +143,8 @@ def find_crashing_mutant(good: bytes, out_dir, suffix=".tflite", tries=300):
 
 
 @pytest.mark.slow  # a seeded search: about 1 mutant in 40 crashes LiteRT, 0.4 s a probe on 2 cores
-def test_probe_survives_a_real_litert_crash(tiny_exports, tmp_path):
-    good = tiny_exports[("tflite", "int8")].path.read_bytes()
+def test_probe_survives_a_real_litert_crash(untrained_exports, tmp_path):
+    good = untrained_exports[("tflite", "int8")].path.read_bytes()
     hit = find_crashing_mutant(good, tmp_path)
     if hit is None:
         pytest.skip("no 3-byte mutant crashed LiteRT in 300 tries on this build")

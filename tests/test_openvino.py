@@ -10,7 +10,7 @@ from edgetransfer.errors import EXIT_TOOLCHAIN, ConfigError, RuntimeBackendError
 
 pytest.importorskip("openvino")
 
-PALETTE = [(220, 40, 40), (40, 200, 60), (40, 60, 220)]  # the classes of the tiny_run fixture
+PALETTE = [(220, 40, 40), (40, 200, 60), (40, 60, 220)]  # the classes of the untrained_run fixture
 
 
 def colour_batch(size: int, n: int = 9) -> np.ndarray:
@@ -24,8 +24,8 @@ def colour_batch(size: int, n: int = 9) -> np.ndarray:
 # DequantizeLinear/QuantizeLinear pairs into its own int8 kernels); on this tiny model they differ by
 # up to ~0.06 in a probability, ~0.01 on average.
 @pytest.mark.parametrize("precision, atol, mean_tol", [("fp32", 1e-4, 1e-5), ("int8", 0.1, 0.02)])
-def test_openvino_agrees_with_onnxruntime(tiny_exports, precision, atol, mean_tol):
-    path = tiny_exports["onnx", precision].path
+def test_openvino_agrees_with_onnxruntime(untrained_exports, precision, atol, mean_tol):
+    path = untrained_exports["onnx", precision].path
     ov = runtime.OpenVINO().load(path, threads=1)
     ort = runtime.OnnxRuntime().load(path, threads=1)
     assert ov.input_spec == ort.input_spec
@@ -52,31 +52,31 @@ def test_openvino_is_a_runtime(tmp_path):
         rt.load("missing.onnx")
 
 
-def test_available_runtimes(tiny_exports):
-    assert [r.name for r in runtime.available_runtimes(tiny_exports["onnx", "fp32"].path)] == [
+def test_available_runtimes(untrained_exports):
+    assert [r.name for r in runtime.available_runtimes(untrained_exports["onnx", "fp32"].path)] == [
         "onnxruntime",
         "openvino",
     ]
-    assert [r.name for r in runtime.available_runtimes(tiny_exports["tflite", "fp32"].path)] == ["litert"]
-    assert runtime.runtime_for(tiny_exports["onnx", "fp32"].path).name == "onnxruntime"
+    assert [r.name for r in runtime.available_runtimes(untrained_exports["tflite", "fp32"].path)] == ["litert"]
+    assert runtime.runtime_for(untrained_exports["onnx", "fp32"].path).name == "onnxruntime"
     with pytest.raises(ConfigError, match="no format for '.pt'"):
         runtime.available_runtimes("model.pt")
 
 
-def test_onnxruntime_session_records_its_settings(tiny_exports):
-    sess = runtime.OnnxRuntime("cpu").load(tiny_exports["onnx", "fp32"].path, threads=2)
+def test_onnxruntime_session_records_its_settings(untrained_exports):
+    sess = runtime.OnnxRuntime("cpu").load(untrained_exports["onnx", "fp32"].path, threads=2)
     assert sess.providers == ["CPUExecutionProvider"]
     assert sess.settings["intra_op_num_threads"] == 2 and sess.settings["graph_optimization_level"] == "ORT_ENABLE_ALL"
     assert sess.sess.get_session_options().intra_op_num_threads == 2
 
 
-def test_unavailable_provider_is_refused_not_replaced(tiny_exports):
+def test_unavailable_provider_is_refused_not_replaced(untrained_exports):
     with pytest.raises(RuntimeBackendError) as err:
-        runtime.OnnxRuntime("cuda").load(tiny_exports["onnx", "fp32"].path)
+        runtime.OnnxRuntime("cuda").load(untrained_exports["onnx", "fp32"].path)
     assert err.value.exit_code == EXIT_TOOLCHAIN
     assert "'cuda' is not available" in str(err.value) and "available: " in str(err.value) and "cpu" in str(err.value)
     with pytest.raises(ConfigError, match="unknown ONNX Runtime provider 'bogus'") as err:
-        runtime.load_session(tiny_exports["onnx", "fp32"].path, provider="bogus")
+        runtime.load_session(untrained_exports["onnx", "fp32"].path, provider="bogus")
     assert "cpu, cuda" in err.value.fix
     with pytest.raises(ConfigError, match="ONNX Runtime setting"):
         runtime.get_runtime("openvino", provider="cuda")

@@ -17,6 +17,7 @@ from edgetransfer.training import TrainConfig, train
 TINY = {"backbone": "efficientnet_lite0", "image_size": 32, "batch_size": 8, "val_split": 0.34, "learning_rate": 1e-2}
 
 
+@pytest.mark.slow
 def test_relative_out_then_validate_and_check_from_elsewhere(invoke, tmp_path, monkeypatch):
     data = make_folder(tmp_path / "colours", {"red": 9, "green": 9, "blue": 9}, size=(36, 36))
     work, other = tmp_path / "job1", tmp_path / "job2"
@@ -55,8 +56,8 @@ def test_relative_out_then_validate_and_check_from_elsewhere(invoke, tmp_path, m
     assert code == 0, err
 
 
-def test_a_file_that_does_not_match_its_manifest_is_refused(invoke, tiny_exports, tmp_path):
-    src = tiny_exports[("tflite", "fp32")].path
+def test_a_file_that_does_not_match_its_manifest_is_refused(invoke, untrained_exports, tmp_path):
+    src = untrained_exports[("tflite", "fp32")].path
     shutil.copy(src, tmp_path / src.name)
     shutil.copy(src.with_name(src.name + ".manifest.json"), tmp_path / (src.name + ".manifest.json"))
     with open(tmp_path / src.name, "ab") as fh:
@@ -65,6 +66,7 @@ def test_a_file_that_does_not_match_its_manifest_is_refused(invoke, tiny_exports
     assert code == 2 and "does not match its manifest" in err and src.name in err
 
 
+@pytest.mark.slow
 def test_cold_and_warm_feature_cache_give_the_same_run(tmp_path, monkeypatch):
     data = make_folder(tmp_path / "colours", {"red": 8, "green": 8, "blue": 8}, size=(36, 36))
     monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path / "cache"))
@@ -93,7 +95,7 @@ def test_targets_list_lists_every_shipped_profile(invoke, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_wheel_installs_and_works_from_another_folder(tiny_exports, tmp_path):
+def test_wheel_installs_and_works_from_another_folder(untrained_exports, tmp_path):
     """A real, non-editable install: build the wheel, install it (with [full]) into a fresh venv,
     then list every shipped profile and validate on pixel4-cpu from an unrelated folder."""
     dist = tmp_path / "dist"
@@ -121,7 +123,7 @@ def test_wheel_installs_and_works_from_another_folder(tiny_exports, tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert {r["name"] for r in json.loads(res.stdout)} == {p.stem for p in (REPO / "targets").glob("*.yaml")}
-    art = tiny_exports[("tflite", "int8")].path
+    art = untrained_exports[("tflite", "int8")].path
     res = subprocess.run(
         [str(exe), "validate", str(art), "--target", "pixel4-cpu", "--json"],
         cwd=elsewhere,

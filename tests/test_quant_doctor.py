@@ -35,6 +35,7 @@ def black_calibration(tmp_path):
         ["--precision", "int8", "--data", "/no/such/folder"],
     ],
 )
+@pytest.mark.slow
 def test_bad_input_exits_2_before_any_work(invoke, tiny_run, tmp_path, args):
     out = tmp_path / "out"
     code, _, err = invoke("export", tiny_run.run_dir, "--out", out, *args)
@@ -42,6 +43,7 @@ def test_bad_input_exits_2_before_any_work(invoke, tiny_run, tmp_path, args):
     assert not list(out.glob("model_*")), "nothing is exported before the input is checked"
 
 
+@pytest.mark.slow
 def test_api_refuses_bad_budget_and_float_only(tiny_run, tmp_path):
     with pytest.raises(ConfigError):
         export(tiny_run, ["tflite"], [QuantRecipe.int8()], out=tmp_path, max_accuracy_drop=-0.5)
@@ -50,6 +52,7 @@ def test_api_refuses_bad_budget_and_float_only(tiny_run, tmp_path):
     assert not list(tmp_path.glob("model_*"))
 
 
+@pytest.mark.slow
 def test_unmet_budget_exits_1_with_best_attempt_written(invoke, tiny_run, tmp_path, black_calibration, monkeypatch):
     monkeypatch.setattr(doctor, "K_STEPS", (1,))  # one mixed-precision step keeps the test fast
     out = tmp_path / "out"
@@ -92,6 +95,7 @@ def test_unmet_budget_exits_1_with_best_attempt_written(invoke, tiny_run, tmp_pa
             assert r.sha256 == m.sha256  # the same converter on the same inputs: the same bytes
 
 
+@pytest.mark.slow
 def test_met_budget_records_attempts_onnx(tiny_run, tmp_path):
     arts = export(tiny_run, ["onnx"], [QuantRecipe.int8(calibration_size=12)], out=tmp_path, max_accuracy_drop=100)
     (a,) = arts
@@ -102,6 +106,7 @@ def test_met_budget_records_attempts_onnx(tiny_run, tmp_path):
     assert ArtifactManifest.read(a.path.with_name(a.path.name + ".manifest.json")).attempts == a.manifest.attempts
 
 
+@pytest.mark.slow
 def test_recipe_file_errors(tiny_run, tmp_path):
     bad = tmp_path / "bad.recipe.json"
     bad.write_text("{}")
@@ -111,6 +116,7 @@ def test_recipe_file_errors(tiny_run, tmp_path):
         export(tiny_run, out=tmp_path, recipe_file=bad, max_accuracy_drop=1)
 
 
+@pytest.mark.slow
 def test_pipeline_key(tmp_path):
     from edgetransfer.flows.pipeline import Flow
 

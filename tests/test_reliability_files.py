@@ -25,9 +25,9 @@ def _no_traceback(err: str) -> None:
 
 
 @pytest.fixture
-def run_copy(tiny_run, tmp_path):
+def run_copy(untrained_run, tmp_path):
     dst = tmp_path / "run"
-    shutil.copytree(tiny_run.run_dir, dst)
+    shutil.copytree(untrained_run.run_dir, dst)
     return dst
 
 
@@ -152,8 +152,8 @@ def test_manifest_model_outside_the_run_folder_is_refused(run_copy, invoke, tmp_
 
 
 @pytest.fixture
-def art_copy(tiny_exports, tmp_path):
-    src = tiny_exports[("tflite", "fp32")].path
+def art_copy(untrained_exports, tmp_path):
+    src = untrained_exports[("tflite", "fp32")].path
     dst = tmp_path / src.name
     shutil.copy(src, dst)
     shutil.copy(src.with_name(src.name + ".manifest.json"), dst.with_name(dst.name + ".manifest.json"))

@@ -32,8 +32,8 @@ def _sha(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tiny_run):
-    return tiny_run.manifest.data.root
+def data_dir(untrained_run):
+    return untrained_run.manifest.data.root
 
 
 # -- a model that outputs NaN -----------------------------------------------------------------------------------
@@ -113,9 +113,9 @@ def _profile(folder: Path, name: str, extra: str, base: str | None = None) -> Pa
     return path
 
 
-def test_duplicate_budget_key_in_a_profile_names_the_line(tiny_exports, tmp_path, invoke):
+def test_duplicate_budget_key_in_a_profile_names_the_line(untrained_exports, tmp_path, invoke):
     path = _profile(tmp_path / "t", "dup", "budgets:\n  accuracy_drop: 1.0\n  accuracy_drop: 50.0\n")
-    art = tiny_exports[("tflite", "fp32")].path
+    art = untrained_exports[("tflite", "fp32")].path
     code, _, err = invoke("check", art, "--target", "dup", "--targets-dir", tmp_path / "t", "--max-size-mb", "50")
     assert code == 2, err
     assert str(path) in err and "accuracy_drop" in err and "line 11" in err
@@ -132,27 +132,28 @@ def test_duplicate_budget_key_in_a_profile_names_the_line(tiny_exports, tmp_path
         ("formats: tflite\n", "formats"),
     ],
 )
-def test_profile_type_errors_name_file_and_key(tiny_exports, tmp_path, invoke, extra, key):
+def test_profile_type_errors_name_file_and_key(untrained_exports, tmp_path, invoke, extra, key):
     base = "name: typed\ndescription: t\nruntime: litert\nprecisions: [fp32]\nmeasure: host\nsources: [test]\n"
     if "formats" not in extra:
         base += "formats: [tflite]\n"
     if "threads" not in extra:
         base += "threads: 1\n"
     path = _profile(tmp_path / "t", "typed", extra, base=base)
-    art = tiny_exports[("tflite", "fp32")].path
+    art = untrained_exports[("tflite", "fp32")].path
     code, _, err = invoke("check", art, "--target", "typed", "--targets-dir", tmp_path / "t", "--max-size-mb", "50")
     assert code == 2, err
     assert str(path) in err and key in err
     _no_traceback(err)
 
 
-def test_runner_profile_in_the_current_folder_is_not_run_unless_pointed_at(tiny_exports, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_runner_profile_in_the_current_folder_is_not_run_unless_pointed_at(untrained_exports, tmp_path, monkeypatch):
     """A repository cloned from anywhere may ship targets/evil.yaml with a command: not run from the cwd."""
     marker = tmp_path / "ran"
     runner = f'runner: {{kind: command, template: "touch {marker} {{model}}", timeout_s: 30}}\n'
     path = _profile(tmp_path / "targets", "evil", runner)
     path.write_text(path.read_text().replace("measure: host", "measure: runner"))
-    art = tiny_exports[("tflite", "fp32")].path
+    art = untrained_exports[("tflite", "fp32")].path
     cmd = [sys.executable, "-m", "edgetransfer", "validate", art, "--target", "evil", "--budget-s", "0.05", "--json"]
     res = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2, res.stderr
@@ -181,12 +182,12 @@ def test_profiles_say_where_they_came_from(tmp_path, invoke):
 # -- calibration ------------------------------------------------------------------------------------------------------
 
 
-def test_int8_on_one_black_image_warns_and_validate_finds_it(tiny_run, tmp_path, invoke, caplog):
+def test_int8_on_one_black_image_warns_and_validate_finds_it(untrained_run, tmp_path, invoke, caplog):
     calib = tmp_path / "black"
     calib.mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(calib / "black.png")
     out = tmp_path / "exp"
-    args = ["export", tiny_run.run_dir, "--precision", "int8", "--calibration", calib, "--out", out]
+    args = ["export", untrained_run.run_dir, "--precision", "int8", "--calibration", calib, "--out", out]
     with caplog.at_level(logging.WARNING, logger="edgetransfer"):
         code, _, err = invoke(*args)
     assert code == 0, err
@@ -198,11 +199,11 @@ def test_int8_on_one_black_image_warns_and_validate_finds_it(tiny_run, tmp_path,
     assert any(art.name in f and "1 image" in f for f in findings), findings
 
 
-def test_calibration_size_3_warns(tiny_run, tmp_path, invoke, caplog):
+def test_calibration_size_3_warns(untrained_run, tmp_path, invoke, caplog):
     out = tmp_path / "exp"
     with caplog.at_level(logging.WARNING, logger="edgetransfer"):
         code, _, err = invoke(
-            "export", tiny_run.run_dir, "--precision", "int8", "--calibration-size", "3", "--out", out
+            "export", untrained_run.run_dir, "--precision", "int8", "--calibration-size", "3", "--out", out
         )
     assert code == 0, err
     assert "only 3 image(s) (asked for 3)" in caplog.text
@@ -234,18 +235,18 @@ def _bench(path: Path) -> dict:
     return json.loads(res.stdout)
 
 
-def test_latency_samples_of_another_file_are_refused(tiny_exports, tmp_path, invoke):
-    int8 = tiny_exports[("tflite", "int8")].path
+def test_latency_samples_of_another_file_are_refused(untrained_exports, tmp_path, invoke):
+    int8 = untrained_exports[("tflite", "int8")].path
     other = tmp_path / "onnx.json"
-    other.write_text(json.dumps(_bench(tiny_exports[("onnx", "fp32")].path)))
+    other.write_text(json.dumps(_bench(untrained_exports[("onnx", "fp32")].path)))
     code, _, err = invoke("check", int8, "--max-latency-ms", "1000", "--latency-samples", other)
     assert code == 2, err
     assert "measured another file" in err and int8.name in err and "model_fp32.onnx" in err
     _no_traceback(err)
 
 
-def test_repeated_latency_samples_are_all_used(tiny_exports, tmp_path, invoke):
-    art = tiny_exports[("tflite", "int8")].path
+def test_repeated_latency_samples_are_all_used(untrained_exports, tmp_path, invoke):
+    art = untrained_exports[("tflite", "int8")].path
     files = []
     for i, p90 in enumerate([5.0, 5.1, 4.9]):
         f = tmp_path / f"s{i}.json"
@@ -263,8 +264,8 @@ def test_repeated_latency_samples_are_all_used(tiny_exports, tmp_path, invoke):
     _no_traceback(err)
 
 
-def test_unstable_samples_are_inconclusive_with_the_reason(tiny_exports, tmp_path, invoke):
-    art = tiny_exports[("tflite", "int8")].path
+def test_unstable_samples_are_inconclusive_with_the_reason(untrained_exports, tmp_path, invoke):
+    art = untrained_exports[("tflite", "int8")].path
     f = tmp_path / "s.jsonl"
     f.write_text("\n".join(json.dumps({"p90": v, "sha256": _sha(art)}) for v in (5, 5, 12, 13)))
     code, out, err = invoke("check", art, "--max-latency-ms", "10", "--latency-samples", f)
@@ -275,9 +276,9 @@ def test_unstable_samples_are_inconclusive_with_the_reason(tiny_exports, tmp_pat
 # -- JUnit on an error ------------------------------------------------------------------------------------------------
 
 
-def test_failing_check_overwrites_a_passing_junit_with_the_error(tiny_exports, tmp_path, invoke):
+def test_failing_check_overwrites_a_passing_junit_with_the_error(untrained_exports, tmp_path, invoke):
     junit = tmp_path / "j.xml"
-    art = tiny_exports[("tflite", "fp32")]
+    art = untrained_exports[("tflite", "fp32")]
     code, _, err = invoke("check", art.path, "--max-size-mb", "50", "--junit", junit)
     assert code == 0, err
     assert ET.parse(junit).getroot().get("failures") == "0"

@@ -119,8 +119,8 @@ INFO: Memory footprint delta from the start of the tool (MB): init=55.4961 overa
 
 
 @pytest.mark.parametrize("key", [("tflite", "fp32"), ("onnx", "int8")])
-def test_ssh_measures_on_the_device_and_cleans_up(device, tiny_exports, key):
-    res = ssh_runner(timeout_s=120).run(tiny_exports[key].path, threads=1)
+def test_ssh_measures_on_the_device_and_cleans_up(device, untrained_exports, key):
+    res = ssh_runner(timeout_s=120).run(untrained_exports[key].path, threads=1)
     assert res.kind == "ssh" and res.latency.provenance == MEASURED
     assert res.latency.p50 > 0 and res.latency.runs >= 20 and res.latency.threads == 1
     assert res.device.startswith(f"{os.uname().sysname} {os.uname().nodename}")  # `uname -a` on the "device"
@@ -130,10 +130,10 @@ def test_ssh_measures_on_the_device_and_cleans_up(device, tiny_exports, key):
     assert left_on(device) == []
 
 
-def test_ssh_unreachable_host(device, tiny_exports, monkeypatch):
+def test_ssh_unreachable_host(device, untrained_exports, monkeypatch):
     fault(monkeypatch, "unreachable")
     with pytest.raises(RuntimeBackendError) as err:
-        ssh_runner().run(tiny_exports["tflite", "fp32"].path)
+        ssh_runner().run(untrained_exports["tflite", "fp32"].path)
     msg = str(err.value)
     assert err.value.exit_code == EXIT_TOOLCHAIN and err.value.path == PROFILE
     assert "pi@raspberrypi.local" in msg and "`ssh -o BatchMode=yes" in msg and "No route to host" in msg
@@ -141,44 +141,44 @@ def test_ssh_unreachable_host(device, tiny_exports, monkeypatch):
     assert left_on(device) == []
 
 
-def test_ssh_timeout_kills_and_cleans_up(device, tiny_exports, monkeypatch):
+def test_ssh_timeout_kills_and_cleans_up(device, untrained_exports, monkeypatch):
     fault(monkeypatch, "hang")
     t0 = time.monotonic()
     with pytest.raises(RuntimeBackendError, match=r"timeout_s \(2 s\); killed"):
-        ssh_runner(timeout_s=2).run(tiny_exports["tflite", "fp32"].path)
+        ssh_runner(timeout_s=2).run(untrained_exports["tflite", "fp32"].path)
     assert time.monotonic() - t0 < 8
     assert left_on(device) == []
 
 
-def test_ssh_garbage_output(device, tiny_exports, monkeypatch):
+def test_ssh_garbage_output(device, untrained_exports, monkeypatch):
     fault(monkeypatch, "garbage")
     with pytest.raises(RuntimeBackendError, match="printed no bench JSON") as err:
-        ssh_runner().run(tiny_exports["tflite", "fp32"].path)
+        ssh_runner().run(untrained_exports["tflite", "fp32"].path)
     assert "edgetransfer.runtime bench" in err.value.fix
     assert left_on(device) == []
 
 
-def test_ssh_device_without_edgetransfer(device, tiny_exports, monkeypatch):
+def test_ssh_device_without_edgetransfer(device, untrained_exports, monkeypatch):
     fault(monkeypatch, "nomodule")
     with pytest.raises(RuntimeBackendError, match="No module named edgetransfer") as err:
-        ssh_runner().run(tiny_exports["tflite", "fp32"].path)
+        ssh_runner().run(untrained_exports["tflite", "fp32"].path)
     assert 'pip install "edgetransfer[runtime]"' in err.value.fix
     assert left_on(device) == []
 
 
-def test_ssh_missing_local_binary(device, tiny_exports, monkeypatch, tmp_path):
+def test_ssh_missing_local_binary(device, untrained_exports, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(RuntimeBackendError, match="'ssh' is not on PATH") as err:
-        ssh_runner().run(tiny_exports["tflite", "fp32"].path)
+        ssh_runner().run(untrained_exports["tflite", "fp32"].path)
     assert "openssh-client" in err.value.fix
 
 
 # -- adb -----------------------------------------------------------------------------------------
 
 
-def test_adb_benchmark_model_on_the_device(device, tiny_exports):
+def test_adb_benchmark_model_on_the_device(device, untrained_exports):
     res = adb_runner(serial="standin-0001", use_gpu=True, timeout_s=120).run(
-        tiny_exports["tflite", "int8"].path, threads=2
+        untrained_exports["tflite", "int8"].path, threads=2
     )
     assert res.kind == "adb" and res.device == "Standin Pixel 8"
     lat = res.latency
@@ -204,11 +204,11 @@ def test_adb_benchmark_model_on_the_device(device, tiny_exports):
         ),
     ],
 )
-def test_adb_failures_name_device_and_command(device, tiny_exports, monkeypatch, name, kw, words):
+def test_adb_failures_name_device_and_command(device, untrained_exports, monkeypatch, name, kw, words):
     if name:
         fault(monkeypatch, name)
     with pytest.raises(RuntimeBackendError) as err:
-        adb_runner(**kw).run(tiny_exports["tflite", "fp32"].path, threads=1)
+        adb_runner(**kw).run(untrained_exports["tflite", "fp32"].path, threads=1)
     msg = str(err.value)
     assert err.value.exit_code == EXIT_TOOLCHAIN and "`adb " in msg and err.value.path == PROFILE
     for w in words:
@@ -216,11 +216,11 @@ def test_adb_failures_name_device_and_command(device, tiny_exports, monkeypatch,
     assert left_on(device) == []
 
 
-def test_adb_timeout(device, tiny_exports, monkeypatch):
+def test_adb_timeout(device, untrained_exports, monkeypatch):
     fault(monkeypatch, "hang")
     t0 = time.monotonic()
     with pytest.raises(RuntimeBackendError, match="killed"):
-        adb_runner(timeout_s=2).run(tiny_exports["tflite", "fp32"].path)
+        adb_runner(timeout_s=2).run(untrained_exports["tflite", "fp32"].path)
     assert time.monotonic() - t0 < 8
     assert left_on(device) == []
 
@@ -228,9 +228,9 @@ def test_adb_timeout(device, tiny_exports, monkeypatch):
 # -- command -------------------------------------------------------------------------------------
 
 
-def test_command_runner_runs_the_template(tiny_exports):
+def test_command_runner_runs_the_template(untrained_exports):
     template = f"{sys.executable} -m edgetransfer.runtime bench {{model}} --threads {{threads}} --budget-s 0.3 --json"
-    res = runners.parse(template, PROFILE).run(tiny_exports["onnx", "fp32"].path, threads=1)
+    res = runners.parse(template, PROFILE).run(untrained_exports["onnx", "fp32"].path, threads=1)
     assert res.kind == "command" and res.latency.provenance == MEASURED and res.latency.p50 > 0
     assert res.command[:4] == [sys.executable, "-m", "edgetransfer.runtime", "bench"]
     assert res.device and res.latency.host["device"] == res.device
@@ -245,11 +245,11 @@ def test_command_runner_runs_the_template(tiny_exports):
         ("no-such-tool-here {model}", ["'no-such-tool-here' is not on PATH"]),
     ],
 )
-def test_command_runner_failures(tiny_exports, template, words):
+def test_command_runner_failures(untrained_exports, template, words):
     t0 = time.monotonic()
     with pytest.raises(RuntimeBackendError) as err:
         runners.parse({"kind": "command", "template": template, "timeout_s": 2}, PROFILE).run(
-            tiny_exports["tflite", "fp32"].path
+            untrained_exports["tflite", "fp32"].path
         )
     assert time.monotonic() - t0 < 8
     for w in words:

@@ -53,6 +53,7 @@ def _dominated(doc: dict, i: int, t: str) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_two_size_sweep_end_to_end(swept):
     from edgetransfer.flows.pipeline import Flow
 
@@ -102,6 +103,7 @@ def _assert_best_within_budget(doc: dict, t: str) -> None:
         assert ok(doc["configs"][b]) and all(c["accuracy"] <= doc["configs"][b]["accuracy"] for c in within)
 
 
+@pytest.mark.slow
 def test_every_json_the_sweep_writes_is_a_record(swept):
     from records_walk import every_json_is_a_record
 
@@ -112,6 +114,7 @@ def test_every_json_the_sweep_writes_is_a_record(swept):
     ), kinds
 
 
+@pytest.mark.slow
 def test_rerun_recomputes_nothing(swept):
     data, out, first = swept
     code, stdout, err = _run(*_args(data, out))
@@ -124,6 +127,7 @@ def test_rerun_recomputes_nothing(swept):
     assert f"took {s['compute_seconds']:.0f} s in all" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_second_sweep_elsewhere_converts_and_predicts_nothing_again(swept, tmp_path):
     """A fresh --out with the same cache: the seeded heads come out the same, so every converted file
     and every prediction comes from the memo (byte-identical files); latency is measured again."""
@@ -144,6 +148,7 @@ def test_a_second_sweep_elsewhere_converts_and_predicts_nothing_again(swept, tmp
         assert man["sha256"] == json.loads(before.read_text())["sha256"]
 
 
+@pytest.mark.slow
 def test_a_second_sweep_into_a_live_sweeps_folder_is_refused(swept):
     from edgetransfer.training.rundir import locked
 
@@ -193,6 +198,7 @@ def test_memo_keys_change_with_the_converter_code(tmp_path):
     assert source_digest(module) != before
 
 
+@pytest.mark.slow
 def test_resume_after_kill_recomputes_only_the_unfinished(swept):
     """A ``kill -9`` during the last configuration's export: no record, no artifact manifest."""
     data, out, _ = swept
@@ -207,6 +213,7 @@ def test_resume_after_kill_recomputes_only_the_unfinished(swept):
     assert "resuming: 3 of 4" in err
 
 
+@pytest.mark.slow
 def test_budget_no_configuration_meets_exits_1(swept):
     data, out, _ = swept
     code, stdout, err = _run(*_args(data, out, "--max-latency-ms", "0.0001"))
@@ -216,6 +223,7 @@ def test_budget_no_configuration_meets_exits_1(swept):
     assert "no configuration meets the budget on pixel4-cpu" in err and "closest is #" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_rerun_with_a_wider_grid(swept):
     """Ctrl-C while a new size validates: its run and exports survive; the rerun only validates it."""
     from edgetransfer import sweep

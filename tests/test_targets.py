@@ -100,12 +100,14 @@ PUBLISHED = [
 
 
 @pytest.mark.parametrize("target,precision,published_ms", PUBLISHED)
+@pytest.mark.slow
 def test_cost_model_within_30_percent_of_published(lite0_224, target, precision, published_ms):
     est = latency.estimate(graphops.ops_for(lite0_224[precision]), targets.get(target).device, precision)
     assert est.provenance == "estimated"
     assert abs(est.p50 - published_ms) / published_ms <= 0.30, f"{target} {precision}: {est.p50:.2f} ms"
 
 
+@pytest.mark.slow
 def test_edge_tpu_compatibility_rules(lite0_224):
     from edgetransfer import compat
 
@@ -122,6 +124,7 @@ def test_edge_tpu_compatibility_rules(lite0_224):
     assert not part.full and part.partitions == 1 and "MEAN" in part.fallback_ops and part.macs_share > 0.95
 
 
+@pytest.mark.slow
 def test_gpu_delegate_segments_count_partitions(lite0_224):
     from edgetransfer import compat
 

@@ -19,15 +19,15 @@ from edgetransfer.runtime import tflm, tflm_ops
 
 
 @pytest.fixture(scope="module")
-def int8(tiny_exports) -> Path:
-    return tiny_exports[("tflite", "int8")].path
+def int8(untrained_exports) -> Path:
+    return untrained_exports[("tflite", "int8")].path
 
 
 @pytest.fixture(scope="module")
-def held_out(tiny_run) -> np.ndarray:
+def held_out(untrained_run) -> np.ndarray:
     from edgetransfer.scoring import held_out
 
-    x = held_out(tiny_run).x
+    x = held_out(untrained_run).x
     return x
 
 
@@ -120,8 +120,8 @@ def _compile(tmp_path: Path, out) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
 
 
-def test_float_models_refused_naming_precision(tiny_exports):
-    fp32 = tiny_exports[("tflite", "fp32")].path
+def test_float_models_refused_naming_precision(untrained_exports):
+    fp32 = untrained_exports[("tflite", "fp32")].path
     with pytest.raises(UnsupportedError) as e:
         tflm_format.export_tflm(fp32, fp32.parent / "should_not_exist")
     assert e.value.exit_code == EXIT_USAGE and "fp32" in str(e.value) and "full-int8" in str(e.value)

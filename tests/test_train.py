@@ -21,6 +21,7 @@ def colours(tmp_path):
     return make_folder(tmp_path / "colours", {"red": 12, "green": 12, "blue": 12}, size=(36, 36))
 
 
+@pytest.mark.slow
 def test_features_workflow_beats_chance(colours, tmp_path):
     run = train(
         colours, TrainConfig(**TINY, workflow="features", epochs=20, patience=20, val_split=0.34), out=tmp_path / "run"
@@ -50,6 +51,7 @@ def test_features_workflow_beats_chance(colours, tmp_path):
     assert np.mean(probs.argmax(1) == labels) == pytest.approx(run.val_accuracy)
 
 
+@pytest.mark.slow
 def test_fine_tune_workflow_two_phases(colours, tmp_path, invoke):
     code, out, err = invoke(
         "train",
@@ -86,6 +88,7 @@ def test_fine_tune_workflow_two_phases(colours, tmp_path, invoke):
     assert len(m["history"]["loss"]) > m["phase_starts"][1]  # the fine-tune phase ran
 
 
+@pytest.mark.slow
 def test_fine_tune_same_seed_same_model(tmp_path):
     """The augmentation's random numbers are drawn in batch order, so a seed gives one model
     (a parallel map drew them in thread order: the losses differed from the first epoch)."""
@@ -115,6 +118,7 @@ def test_explicit_choices_override_auto():
     assert choose(90_000, TrainConfig(workflow="features"), 200, 40).workflow == "features"
 
 
+@pytest.mark.slow
 def test_changed_image_invalidates_only_its_cache_entry(colours, tmp_path):
     from edgetransfer import backbones
     from edgetransfer.training.features import FeatureCache, FeatureKey, extract
@@ -152,6 +156,7 @@ def test_image_size_below_backbone_minimum(invoke, colours, tmp_path):
     assert code == 2 and "--image-size 16" in err and "32" in err
 
 
+@pytest.mark.slow
 def test_existing_run_dir_and_missing_resume(invoke, colours, tmp_path):
     (tmp_path / "done").mkdir()
     code, _, err = invoke("train", "--data", colours, "--out", tmp_path / "done")
@@ -196,6 +201,7 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "devices": seen[0],
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(colours, tmp_path):
     res = subprocess.run(
         [sys.executable, "-c", DISTRIBUTED, str(colours), str(tmp_path / "run")],
@@ -211,6 +217,7 @@ def test_mirrored_strategy_on_two_logical_cpus(colours, tmp_path):
     assert out["acc"] > 0.5
 
 
+@pytest.mark.slow
 def test_cut_at_shallower_prefix_and_augmented_views(colours, tmp_path):
     run = train(
         colours,

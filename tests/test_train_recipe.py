@@ -20,6 +20,7 @@ def colours(tmp_path):
     return make_folder(tmp_path / "colours", {"red": 12, "green": 12, "blue": 12}, size=(36, 36))
 
 
+@pytest.mark.slow
 def test_fine_tune_recipe_recorded_and_used(colours, tmp_path):
     cfg = TrainConfig(**TINY, workflow="fine-tune", unfreeze="10", epochs=3, fine_tune_epochs=3, val_split=0.34)
     run = train(colours, cfg, out=tmp_path / "run")
@@ -60,6 +61,7 @@ def test_recipe_options_validated():
             TrainConfig(**bad)
 
 
+@pytest.mark.slow
 def test_mixed_precision_ignored_on_cpu(colours, tmp_path, caplog):
     import keras
 

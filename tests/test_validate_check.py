@@ -12,15 +12,15 @@ from edgetransfer.stats import decide
 
 
 @pytest.fixture(scope="module")
-def data_dir(tiny_run):
-    return tiny_run.manifest.data.root
+def data_dir(untrained_run):
+    return untrained_run.manifest.data.root
 
 
-def test_validate_json_records_and_provenance(invoke, tiny_exports, data_dir, tmp_path):
+def test_validate_json_records_and_provenance(invoke, untrained_exports, data_dir, tmp_path):
     files = [
-        tiny_exports[("tflite", "fp32")].path,
-        tiny_exports[("tflite", "int8")].path,
-        tiny_exports[("onnx", "int8")].path,
+        untrained_exports[("tflite", "fp32")].path,
+        untrained_exports[("tflite", "int8")].path,
+        untrained_exports[("onnx", "int8")].path,
     ]
     code, out, err = invoke(
         "validate",
@@ -69,17 +69,19 @@ def test_validate_json_records_and_provenance(invoke, tiny_exports, data_dir, tm
     assert page.count("<img") >= 3 and "estimated" in page and "measured" in page
 
 
-def test_model_the_target_cannot_run_is_exit_2(invoke, tiny_exports, data_dir):
-    code, _, err = invoke("validate", tiny_exports[("tflite", "fp32")].path, "--data", data_dir, "--target", "edgetpu")
+def test_model_the_target_cannot_run_is_exit_2(invoke, untrained_exports, data_dir):
+    code, _, err = invoke(
+        "validate", untrained_exports[("tflite", "fp32")].path, "--data", data_dir, "--target", "edgetpu"
+    )
     assert code == 2 and "cannot run on target edgetpu" in err and "int8" in err
     code, _, err = invoke(
-        "check", tiny_exports[("tflite", "fp32")].path, "--target", "edgetpu", "--max-latency-ms", "5"
+        "check", untrained_exports[("tflite", "fp32")].path, "--target", "edgetpu", "--max-latency-ms", "5"
     )
     assert code == 2 and "edgetpu" in err
 
 
-def test_validate_report_python_api(tiny_exports, data_dir, tmp_path):
-    rep = validate([tiny_exports[("tflite", "int8")].path], data_dir, ["host-cpu", "edgetpu"], budget_s=0.2)
+def test_validate_report_python_api(untrained_exports, data_dir, tmp_path):
+    rep = validate([untrained_exports[("tflite", "int8")].path], data_dir, ["host-cpu", "edgetpu"], budget_s=0.2)
     assert set(rep.best) == {"host-cpu", "edgetpu"} and rep.reference.latency.p50 > 0
     tpu = next(r for r in rep.records if r.target == "edgetpu")
     assert tpu.compatibility["full"] and tpu.latency.provenance == "estimated"
@@ -92,8 +94,8 @@ def test_validate_report_python_api(tiny_exports, data_dir, tmp_path):
 # --- check: exit codes ---------------------------------------------------------------------
 
 
-def test_check_passes_with_generous_budgets(invoke, tiny_exports, data_dir, tmp_path):
-    art = tiny_exports[("tflite", "int8")].path
+def test_check_passes_with_generous_budgets(invoke, untrained_exports, data_dir, tmp_path):
+    art = untrained_exports[("tflite", "int8")].path
     code, out, err = invoke(
         "check",
         art,
@@ -119,22 +121,22 @@ def test_check_passes_with_generous_budgets(invoke, tiny_exports, data_dir, tmp_
     assert [c.get("name") for c in suite.iter("testcase")] == ["latency_p90", "accuracy_drop", "size"]
 
 
-def test_check_fails_naming_budget_figure_and_margin(invoke, tiny_exports, tmp_path, monkeypatch):
+def test_check_fails_naming_budget_figure_and_margin(invoke, untrained_exports, tmp_path, monkeypatch):
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    art = tiny_exports[("tflite", "int8")].path
-    code, out, _ = invoke("check", art, "--max-size-mb", "0.5", "--junit", tmp_path / "j.xml", "--github-summary")
+    art = untrained_exports[("tflite", "int8")].path
+    code, out, _ = invoke("check", art, "--max-size-mb", "0.001", "--junit", tmp_path / "j.xml", "--github-summary")
     assert code == 1
-    assert "FAILED" in out and "size:" in out and "over the budget 0.5 MB" in out and "margin -" in out
+    assert "FAILED" in out and "size:" in out and "over the budget 0.001 MB" in out and "margin -" in out
     suite = ET.parse(tmp_path / "j.xml").getroot()
     assert suite.get("failures") == "1" and suite.find("testcase/failure") is not None
     assert "| size | ❌ failed |" in summary.read_text()
 
 
-def test_check_inconclusive_when_noise_straddles_budget(invoke, tiny_exports, tmp_path):
+def test_check_inconclusive_when_noise_straddles_budget(invoke, untrained_exports, tmp_path):
     from edgetransfer.runtime.__main__ import bench
 
-    art = tiny_exports[("tflite", "int8")].path
+    art = untrained_exports[("tflite", "int8")].path
     p90s = [bench(str(art), 1, 0.2, 2, 10, "cpu").p90 for _ in range(4)]  # real, noisy measurements
     samples = tmp_path / "bench.jsonl"
     digest = hashlib.sha256(art.read_bytes()).hexdigest()  # samples name the file they measured (#13)
@@ -146,8 +148,8 @@ def test_check_inconclusive_when_noise_straddles_budget(invoke, tiny_exports, tm
     assert code == 0
 
 
-def test_relative_budget(invoke, tiny_exports):
-    art, ref = tiny_exports[("tflite", "int8")].path, tiny_exports[("tflite", "fp32")].path
+def test_relative_budget(invoke, untrained_exports):
+    art, ref = untrained_exports[("tflite", "int8")].path, untrained_exports[("tflite", "fp32")].path
     code, out, err = invoke(
         "check", art, "--max-latency-ratio", "20", "--reference", ref, "--budget-s", "0.2", "--json"
     )
@@ -158,8 +160,8 @@ def test_relative_budget(invoke, tiny_exports):
     assert code == 1
 
 
-def test_toolchain_failure_is_exit_3(invoke, tiny_exports, tmp_path):
-    src = tiny_exports[("tflite", "fp32")]
+def test_toolchain_failure_is_exit_3(invoke, untrained_exports, tmp_path):
+    src = untrained_exports[("tflite", "fp32")]
     broken = tmp_path / "model_fp32.tflite"
     broken.write_bytes(b"\0" * 256)
     manifest = json.loads(src.path.with_name(src.path.name + ".manifest.json").read_text())

@@ -29,7 +29,7 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_path, require_outside, require_writable, write_json
 from ..records import DataInfo, Metrics, RunManifest
 from . import cluster as cluster_lib
-from . import rundir
+from . import interrupt, rundir
 from .config import RECIPE_SOURCES, WORKFLOWS, Plan, TrainConfig, choose
 from .fit import FitContext, FitResult, predict_files
 from .rundir import TrainedModel
@@ -107,7 +107,7 @@ def train(
     if cluster and not cluster.is_chief:
         return _train_worker(ctx_of, ds, out)
     partial = rundir.prepare(out, resume)
-    with rundir.locked(partial):
+    with rundir.locked(partial), interrupt.guard():
         full = False
         try:
             rundir.check_resume(partial, resume, cfg, data_now)
@@ -117,8 +117,10 @@ def train(
 
             with tfdata.input_errors([f.path for f in (*train_files, *val_files)]):
                 result = run(ctx)
+                interrupt.check()
                 _warn(cfg, result.plan)
                 manifest = _write(ctx, result, ds, time.perf_counter() - start, resume)
+                interrupt.check()  # a Ctrl-C lost while writing: keep the .partial, exit 130
         except OSError as exc:  # h5py / Keras writing checkpoints on a full disk
             if exc.errno != errno.ENOSPC:
                 raise

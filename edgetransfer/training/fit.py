@@ -19,6 +19,7 @@ from ..backbones.spec import BackboneSpec
 from ..backbones.weights import Weights, sha256_file
 from ..data import ImageFile, tfdata
 from ..errors import ConfigError
+from . import interrupt
 from .cluster import Cluster, check_same
 from .config import Plan, TrainConfig, choose
 from .features import CacheStats, FeatureCache, FeatureKey, extract
@@ -142,6 +143,7 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
     )
     _drop_torn_backup(work / f"backup_{name}", log)
     callbacks = [
+        interrupt.callback(),  # first: a Ctrl-C lost in a finaliser stops the phase at the next batch
         keras.callbacks.BackupAndRestore(str(work / f"backup_{name}")),
         stopper,
         keras.callbacks.CSVLogger(str(log), append=True),
@@ -153,6 +155,7 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
         model.fit(epochs=epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
     finally:
         model._initial_epoch = None
+    interrupt.check()  # before the phase is marked finished
     tmp = work / f".{name}.tmp.weights.h5"
     model.save_weights(str(tmp))
     os.replace(tmp, done)
