@@ -165,8 +165,6 @@ def test_format_registry_answers_every_format_question():
 def test_records_refuse_renamed_keys(tmp_path):
     import json
 
-    import pytest
-
     from edgetransfer.errors import ConfigError
     from edgetransfer.records import IOSpec, RunManifest
 
