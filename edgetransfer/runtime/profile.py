@@ -39,6 +39,7 @@ _INT8_KERNEL = re.compile(r"(^|_)(I8|U8)($|_)", re.IGNORECASE)
 # Suffixes ONNX Runtime's graph transformers append to the node they rewrite (QDQ -> QLinearConv adds
 # "_quant"; layout transforms add "_nchwc"); stripped to find the source node.
 _ORT_SUFFIXES = ("_kernel_time", "_quant", "_nchwc", "_fused")
+_ORT_TOKEN = re.compile(r"_token_\d+$")  # the QDQ -> QLinear* transformer names its node <node>_token_<n>
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,7 @@ def _match(name: str, by_name: dict[str, GraphOp]) -> GraphOp | None:
     runtime adds, or the longest graph name it starts with (OpenVINO's ``conv/WithoutBiases``)."""
     if name in by_name:
         return by_name[name]
-    base = name
+    base = _ORT_TOKEN.sub("", name)
     for suffix in _ORT_SUFFIXES:
         base = base.removesuffix(suffix)
     if base in by_name:
