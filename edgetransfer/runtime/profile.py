@@ -483,7 +483,7 @@ def ort_events(trace: list[dict], runs: int) -> tuple[list[tuple[str, str, str, 
         row = acc.setdefault(name, [name, args.get("op_name", "?"), args.get("provider", ""), 0.0])
         row[3] += e["dur"] / 1e3
     wall = sum(e["dur"] for e in model_runs) / 1e3 / len(model_runs)
-    return list(acc.values()), wall
+    return [(str(n), str(t), str(k), float(ms)) for n, t, k, ms in acc.values()], wall
 
 
 def _profile_ort(path: Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> OpProfile:

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -268,7 +269,7 @@ def bf16_check(path: str | Path, threads: int | None = None, inputs: int = 20, b
         outs = {p: np.asarray(r.infer(feed)[0], dtype=np.float32).copy() for p, r in reqs.items()}
         diff = max(diff, float(np.max(np.abs(outs["f32"] - outs["bf16"]))))
         agree += int(np.argmax(outs["f32"]) == np.argmax(outs["bf16"]))
-    runs = {p: (lambda r=r: r.infer(feed0)) for p, r in reqs.items()}
+    runs: dict[str, Callable[[], object]] = {p: partial(r.infer, feed0) for p, r in reqs.items()}
     samples, _ = interleave(runs, budget_s)
     return Bf16Check(
         str(path),
