@@ -64,8 +64,8 @@ def artifacts(args) -> dict[tuple[str, str], Path]:
     return {k: found[k] for k in want}
 
 
-def measure_all(files: dict, threads: list[int], budget_s: float) -> dict:
-    """{(format, precision, runtime, threads, settings repr): (settings, p50 ms, runs)}, all interleaved."""
+def measure_all(files: dict, threads: list[int], budget_s: float) -> list[tuple]:
+    """[(format, precision, runtime, threads, settings, p50 ms, runs)], all timed interleaved."""
     from edgetransfer.runtime import tune
 
     runs, meta = {}, {}
@@ -86,10 +86,10 @@ def measure_all(files: dict, threads: list[int], budget_s: float) -> dict:
     print(f"{len(runs)} (file, runtime, threads, setting) sessions loaded; timing interleaved for {budget_s:.0f} s")
     samples, rounds = tune.interleave(runs, budget_s, per_turn=2)
     print(f"{rounds} rounds")
-    return {meta[k]: (float(np.median(v)), len(v)) for k, v in samples.items()}
+    return [(*meta[k], float(np.median(v)), len(v)) for k, v in samples.items()]
 
 
-def tables(results: dict, pk: dict, macs: int, threads: list[int]) -> list[tuple]:
+def tables(results: list[tuple], pk: dict, macs: int, threads: list[int]) -> list[tuple]:
     """Rows (file, runtime, threads, before ms, after ms, winning setting) and the printed table."""
     from edgetransfer.runtime import tune
 
@@ -98,23 +98,24 @@ def tables(results: dict, pk: dict, macs: int, threads: list[int]) -> list[tuple
         f"{'%peak b/a':>11s} {'%VNNI b/a':>11s}  winning setting"
     )
     rows = []
-    for fmt, prec in sorted({(m[0], m[1]) for m in results}):
+    for fmt, prec in sorted({(r[0], r[1]) for r in results}):
         for rt in RUNTIMES[fmt]:
             for t in threads:
-                mine = {m: v for m, v in results.items() if m[:4] == (fmt, prec, rt, t)}
+                mine = [r for r in results if r[:4] == (fmt, prec, rt, t)]
                 if not mine:
                     continue
-                before = next((v[0] for m, v in mine.items() if m[4] == tune.DEFAULTS[rt]), float("nan"))
-                best_m, (after, _) = min(mine.items(), key=lambda kv: kv[1][0])
+                before = next((r[5] for r in mine if r[4] == tune.DEFAULTS[rt]), float("nan"))
+                best = min(mine, key=lambda r: r[5])
+                after = best[5]
                 peak = pk[t]["int8" if prec == "int8" else "fp32"]
                 vnni = 4 * pk[t]["fp32"] if prec == "int8" else pk[t]["fp32"]
                 rate = lambda ms: macs / (ms / 1e3) / 1e9
                 print(
                     f"{fmt + ' ' + prec:10s} {rt:12s} {t:3d} {before:8.2f} {after:8.2f} {before / after:5.2f} "
                     f"{100 * rate(before) / peak:5.1f}/{100 * rate(after) / peak:5.1f} "
-                    f"{100 * rate(before) / vnni:5.1f}/{100 * rate(after) / vnni:5.1f}  {best_m[4]}"
+                    f"{100 * rate(before) / vnni:5.1f}/{100 * rate(after) / vnni:5.1f}  {best[4]}"
                 )
-                rows.append((fmt, prec, rt, t, before, after, best_m[4]))
+                rows.append((fmt, prec, rt, t, before, after, best[4]))
     return rows
 
 
