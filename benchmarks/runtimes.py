@@ -133,14 +133,16 @@ def where_int8_goes(files: dict, threads: list[int]) -> None:
                 {k for p in profs.values() for k in p.by_kind()}, key=lambda k: -profs[threads[0]].by_kind().get(k, 0)
             )
             print(f"\n{prec} ONNX on {rt}, ms by op kind (sum of op times; wall in brackets):")
-            print("  " + " ".join(f"{f'{t} thr':>16s}" for t in threads) + "   2/1 thr")
+            print("  " + " ".join(f"{f'{t} thr':>16s}" for t in threads) + "   2/1 thr  MAC %")
+            p0 = profs[threads[0]]
+            kind_macs = {k: sum(o.macs for o in p0.ops if (o.kind or "?") == k) for k in kinds}
             for k in kinds:
                 ms = [profs[t].by_kind().get(k, 0.0) for t in threads]
                 ratio = ms[-1] / ms[0] if ms[0] else float("nan")
                 print(
                     f"  {k:12s}"
                     + " ".join(f"{m:8.2f} ({100 * m / profs[t].total_ms:4.1f}%)" for m, t in zip(ms, threads))
-                    + f"   {ratio:5.2f}"
+                    + f"   {ratio:5.2f}  {100 * kind_macs[k] / max(1, p0.macs()):5.1f}"
                 )
             tot = [profs[t].total_ms for t in threads]
             print(
