@@ -30,7 +30,10 @@ from .profile import _ort_feed, _ov_feed, ort_session, ov_compile
 # "session.intra_op.allow_spinning"); OpenVINO CPU: the LATENCY hint with its own stream count or one
 # stream, and thread pinning (docs.openvino.ai, "CPU Device" properties); LiteRT's Python Interpreter:
 # XNNPACK (the default delegate) or the builtin kernels (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
-# the only kernel switch it exposes (XNNPACK flags and its weight cache are CompiledModel-only options).
+# the only kernel switch it exposes. XNNPACK flags, YNNPACK and the XNNPACK weight cache are options of
+# LiteRT's CompiledModel API (ai_edge_litert.cpu_options.CpuOptions), whose from_file fails here on every
+# file, ours and default options alike (ai_edge_litert 2.3.0: CreateCompiledModelFromFile RuntimeError),
+# so they are not candidates yet.
 CANDIDATES: dict[str, list[dict]] = {
     "onnxruntime": [
         {"graph_optimization_level": level, "allow_spinning": spin}
