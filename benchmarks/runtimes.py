@@ -1,13 +1,23 @@
-"""LiteRT, ONNX Runtime and OpenVINO on EfficientNet-Lite0 at 224 px, fp32 and int8, 1 and 2 threads.
+"""LiteRT, ONNX Runtime and OpenVINO on EfficientNet-Lite0 at 224 px, fp32 and int8, 1 and 2 threads,
+before and after tuning, against this machine's measured peak, and where the int8 time goes.
 
-    python benchmarks/runtimes.py [--run RUN_DIR] [--data DIR] [--budget-s 3] [--threads 1,2]
+    python benchmarks/runtimes.py [--run RUN_DIR] [--data DIR] [--budget-s 120] [--threads 1,2]
 
-Without --run it trains a features run of Lite0 at 224 px on hymenoptera first; the run's
-TFLite and ONNX fp32/int8 files are exported unless already there. Prints p50/p90 per
-runtime x file x threads and the share of this machine's peak, where the peak is measured
-here through the runtimes themselves: one big fp32 MatMul and one uint8 x int8 MatMulInteger
-ONNX graph (GMAC/s = M*N*K / fastest run), the best runtime per precision and thread count.
-Numbers on a shared machine are noisy: the load average is printed before and after.
+Without --run it trains a features run of Lite0 at 224 px on hymenoptera first; the run's TFLite
+and ONNX fp32/int8 files are exported unless already there. Then, in one process:
+
+1. the peak: ONNX Runtime's fp32 ``MatMul`` and uint8 x int8 ``MatMulInteger`` GEMMs per thread
+   count (``edgetransfer.runtime.profile.measure_peak``), before and after the models, best kept;
+   MLAS runs the int8 GEMM on AMX where the CPU has it, so the int8 peak is AMX's. The VNNI
+   bound is derived: 4 x the fp32 peak (VPDPBUSD does 4 uint8 x int8 MACs per fp32 FMA lane).
+2. every (file, runtime, threads, setting) of ``edgetransfer.runtime.tune.CANDIDATES`` and the
+   defaults loaded at once and timed interleaved (``tune.interleave``: a few runs of each in a
+   fresh random order per round, for ``--budget-s``), so load on a shared machine hits all alike;
+   "before" is the default setting (what ``load`` uses), "after" the best setting at that thread count.
+3. per-op profiles of the ONNX files (ONNX Runtime and OpenVINO, 1 and 2 threads, default settings):
+   time by op kind, and how each kind scales from 1 to 2 threads.
+4. OpenVINO bf16 against f32 on the fp32 ONNX file (``tune.bf16_check``).
+Figures on a shared machine are noisy: the load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -23,113 +33,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BACKBONE, SIZE = "efficientnet_lite0", 224
-# M = N = K of the peak GEMMs. Large enough for MLAS/oneDNN to reach full speed (operands of 2.4 and
-# 4 MB, past L2), small enough that one run (5-20 ms here) fits in a scheduler time slice: on a shared
-# machine a 2048^3 run (~0.2 s) is always interrupted and measured only about half the peak.
-GEMM_SIZES = (768, 1024)
+RUNTIMES = {"tflite": ("litert",), "onnx": ("onnxruntime", "openvino")}
 
 
-def gemm_models(folder: Path, n: int) -> dict[str, Path]:
-    """``{"fp32": MatMul, "int8": MatMulInteger(uint8, int8)}`` ONNX files, B a constant like a weight."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def peaks(threads: list[int]) -> dict[int, dict[str, float]]:
+    from edgetransfer.runtime.profile import measure_peak
 
-    rng = np.random.default_rng(0)
-    graphs = {
-        "fp32": (
-            TensorProto.FLOAT,
-            "MatMul",
-            TensorProto.FLOAT,
-            [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "B")],
-            ["A", "B"],
-        ),
-        "int8": (
-            TensorProto.UINT8,
-            "MatMulInteger",
-            TensorProto.INT32,
-            [
-                numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "B"),
-                numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
-                numpy_helper.from_array(np.array(0, np.int8), "b_zp"),
-            ],
-            ["A", "B", "a_zp", "b_zp"],
-        ),
-    }
-    out = {}
-    for prec, (in_type, op, out_type, inits, inputs) in graphs.items():
-        graph = helper.make_graph(
-            [helper.make_node(op, inputs, ["Y"])],
-            f"gemm_{prec}",
-            [helper.make_tensor_value_info("A", in_type, [n, n])],
-            [helper.make_tensor_value_info("Y", out_type, [n, n])],
-            inits,
-        )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        model.ir_version = 8
-        onnx.checker.check_model(model)
-        out[prec] = folder / f"gemm_{prec}_{n}.onnx"
-        onnx.save(model, out[prec])
-    return out
-
-
-def _time_raw(run, x, budget_s: float) -> float:
-    """Fastest seconds of ``run(x)`` after a warm-up, at least 5 runs: a peak is a best case, and on a
-    shared machine the fastest run is the one least disturbed by other jobs."""
-    import time
-
-    run(x)
-    samples, end = [], time.perf_counter() + budget_s
-    while len(samples) < 5 or time.perf_counter() < end:
-        t = time.perf_counter()
-        run(x)
-        samples.append(time.perf_counter() - t)
-    return float(np.min(samples))
-
-
-def gemm_peak(path: Path, runtime: str, threads: int, budget_s: float, n: int) -> float:
-    """GMAC/s of the GEMM graph in ``runtime`` (raw sessions: the Session wrappers expect images)."""
-    x = (
-        np.random.default_rng(1).integers(0, 255, (n, n)).astype(np.uint8)
-        if "int8" in path.name
-        else np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
-    )
-    if runtime == "onnxruntime":
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        run = lambda a: sess.run(None, {"A": a})
-    else:
-        import openvino as ov
-
-        from edgetransfer.runtime.openvino import PRECISION
-
-        core = ov.Core()
-        req = core.compile_model(
-            str(path),
-            "CPU",
-            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION},
-        ).create_infer_request()
-        run = lambda a: req.infer({0: a})
-    return n**3 / _time_raw(run, x, budget_s) / 1e9
-
-
-def measure_peaks(gemms: dict[int, dict[str, Path]], threads: list[int], budget_s: float) -> dict:
-    """{(precision, threads, runtime): GMAC/s}, the best over the GEMM sizes."""
-    peak: dict = {}
-    for n, models in gemms.items():
-        for prec, path in models.items():
-            for t in threads:
-                for rt in ("onnxruntime", "openvino"):
-                    try:
-                        g = gemm_peak(path, rt, t, budget_s, n)
-                    except Exception as exc:  # a runtime without a kernel for the op: leave it out
-                        print(f"GEMM {prec} {n} in {rt} failed: {exc}", file=sys.stderr)
-                        continue
-                    peak[prec, t, rt] = max(g, peak.get((prec, t, rt), 0.0))
-    return peak
+    return {t: measure_peak(t, budget_s=1.0) for t in threads}
 
 
 def artifacts(args) -> dict[tuple[str, str], Path]:
@@ -154,67 +64,135 @@ def artifacts(args) -> dict[tuple[str, str], Path]:
     return {k: found[k] for k in want}
 
 
-def measure_rows(files: dict, threads: list[int], macs: int, budget_s: float) -> list[tuple]:
-    """(file, runtime, threads, p50, p90, runs, GMAC/s) for every installed runtime of every file."""
-    from edgetransfer import latency
-    from edgetransfer.runtime import available_runtimes
+def measure_all(files: dict, threads: list[int], budget_s: float) -> list[tuple]:
+    """[(format, precision, runtime, threads, settings, p50 ms, runs)], all timed interleaved."""
+    from edgetransfer.runtime import tune
 
-    batch = np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)
-    rows = []
+    runs, meta = {}, {}
     for (fmt, prec), path in files.items():
-        for rt in available_runtimes(path):
+        for rt in RUNTIMES[fmt]:
+            cands = tune.CANDIDATES[rt] + [tune.DEFAULTS[rt]]
             for t in threads:
-                lat = latency.measure(
-                    lambda rt=rt, t=t, path=path: rt.load(path, t), batch, budget_s=budget_s, threads=t
+                for c in cands:
+                    key = f"{fmt}|{prec}|{rt}|{t}|{sorted(c.items(), key=str)}"
+                    if key in runs:
+                        continue
+                    try:
+                        runs[key] = tune.runner(path, rt, {**c, "threads": t})
+                    except Exception as exc:  # a setting the runtime refuses: say so, leave it out
+                        print(f"skip {fmt} {prec} {rt} {t} {c}: {exc}", file=sys.stderr)
+                        continue
+                    meta[key] = (fmt, prec, rt, t, c)
+    print(f"{len(runs)} (file, runtime, threads, setting) sessions loaded; timing interleaved for {budget_s:.0f} s")
+    samples, rounds = tune.interleave(runs, budget_s, per_turn=2)
+    print(f"{rounds} rounds")
+    return [(*meta[k], float(np.median(v)), len(v)) for k, v in samples.items()]
+
+
+def tables(results: list[tuple], pk: dict, macs: int, threads: list[int]) -> list[tuple]:
+    """Rows (file, runtime, threads, before ms, after ms, winning setting) and the printed table."""
+    from edgetransfer.runtime import tune
+
+    print(
+        f"\n{'file':10s} {'runtime':12s} {'thr':>3s} {'before':>8s} {'after':>8s} {'gain':>5s} "
+        f"{'%peak b/a':>11s} {'%VNNI b/a':>11s}  winning setting"
+    )
+    rows = []
+    for fmt, prec in sorted({(r[0], r[1]) for r in results}):
+        for rt in RUNTIMES[fmt]:
+            for t in threads:
+                mine = [r for r in results if r[:4] == (fmt, prec, rt, t)]
+                if not mine:
+                    continue
+                before = next((r[5] for r in mine if r[4] == tune.DEFAULTS[rt]), float("nan"))
+                best = min(mine, key=lambda r: r[5])
+                after = best[5]
+                peak = pk[t]["int8" if prec == "int8" else "fp32"]
+                vnni = 4 * pk[t]["fp32"] if prec == "int8" else pk[t]["fp32"]
+                rate = lambda ms: macs / (ms / 1e3) / 1e9
+                print(
+                    f"{fmt + ' ' + prec:10s} {rt:12s} {t:3d} {before:8.2f} {after:8.2f} {before / after:5.2f} "
+                    f"{100 * rate(before) / peak:5.1f}/{100 * rate(after) / peak:5.1f} "
+                    f"{100 * rate(before) / vnni:5.1f}/{100 * rate(after) / vnni:5.1f}  {best[4]}"
                 )
-                rows.append(((fmt, prec), rt.name, t, lat.p50, lat.p90, lat.runs, macs / (lat.p50 / 1e3) / 1e9))
-                if prec == "fp32" and t == threads[-1]:
-                    print(f"{rt.name} settings: {getattr(rt.load(path, t), 'settings', {})}")
+                rows.append((fmt, prec, rt, t, before, after, best[4]))
     return rows
 
 
-def report(files: dict, rows: list[tuple], before: dict, after: dict, macs: int, load0: float) -> None:
-    from edgetransfer import latency
+def where_int8_goes(files: dict, threads: list[int]) -> None:
+    """Per-op profiles of the ONNX files: ms by op kind per runtime and thread count, and the 2/1 ratio."""
+    from edgetransfer.runtime.profile import profile
 
-    print(f"host: {latency.host_info()['cpu']}, {os.cpu_count()} cores; load average before {load0:.2f}")
-    print(f"Lite0 {SIZE} px: {macs / 1e6:.0f}M MACs (edgetransfer.backbones.profile)")
-    print(f"\nGEMM peak, best of sizes {GEMM_SIZES} (GMAC/s), measured before and after the models:")
-    for key, g in before.items():
-        print(f"  {key[0]:5s} {key[1]} thr  {key[2]:12s} {g:8.1f} {after.get(key, 0):8.1f}")
-    best = {k[:2]: max(max(before.get(j, 0), after.get(j, 0)) for j in before if j[:2] == k[:2]) for k in before}
-    print(
-        f"\n{'file':28s} {'runtime':12s} {'thr':>3s} {'p50 ms':>8s} {'p90 ms':>8s} {'runs':>5s} "
-        f"{'GMAC/s':>7s} {'peak':>7s} {'% peak':>6s}"
-    )
-    for key, rt, t, p50, p90, runs, g in rows:
-        pk = best[key[1], t]
-        print(
-            f"{files[key].name:28s} {rt:12s} {t:3d} {p50:8.2f} {p90:8.2f} {runs:5d} {g:7.1f} {pk:7.1f} "
-            f"{100 * g / pk:5.1f}%"
-        )
-    print(f"\nload average after {os.getloadavg()[0]:.2f} (machine shared with other jobs: figures are noisy)")
+    for prec in ("int8", "fp32"):
+        path = files.get(("onnx", prec))
+        if path is None:
+            continue
+        for rt in ("onnxruntime", "openvino"):
+            profs = {t: profile(path, rt, t, runs=30) for t in threads}
+            kinds = sorted(
+                {k for p in profs.values() for k in p.by_kind()}, key=lambda k: -profs[threads[0]].by_kind().get(k, 0)
+            )
+            print(f"\n{prec} ONNX on {rt}, ms by op kind (sum of op times; wall in brackets):")
+            print("  " + " ".join(f"{f'{t} thr':>16s}" for t in threads) + "   2/1 thr  MAC %")
+            p0 = profs[threads[0]]
+            kind_macs = {k: sum(o.macs for o in p0.ops if (o.kind or "?") == k) for k in kinds}
+            for k in kinds:
+                ms = [profs[t].by_kind().get(k, 0.0) for t in threads]
+                ratio = ms[-1] / ms[0] if ms[0] else float("nan")
+                print(
+                    f"  {k:12s}"
+                    + " ".join(f"{m:8.2f} ({100 * m / profs[t].total_ms:4.1f}%)" for m, t in zip(ms, threads))
+                    + f"   {ratio:5.2f}  {100 * kind_macs[k] / max(1, p0.macs()):5.1f}"
+                )
+            tot = [profs[t].total_ms for t in threads]
+            print(
+                f"  {'total':12s}"
+                + " ".join(f"{m:8.2f} [{profs[t].wall_ms:6.2f}]" for m, t in zip(tot, threads))
+                + f"   {tot[-1] / tot[0]:5.2f}"
+            )
+            if prec == "int8":
+                print(profs[threads[-1]].render(top=8))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/datasets/hymenoptera"))
     ap.add_argument("--run", help="a finished Lite0 224 px run directory (skips training)")
-    ap.add_argument("--budget-s", type=float, default=3.0, help="seconds of timed runs per row")
+    ap.add_argument("--budget-s", type=float, default=120.0, help="seconds of interleaved timed runs, all rows")
     ap.add_argument("--threads", default="1,2")
     args = ap.parse_args()
-    from edgetransfer import backbones
+    from edgetransfer import backbones, latency
+    from edgetransfer.runtime import tune
 
     threads = [int(t) for t in args.threads.split(",")]
     load0 = os.getloadavg()[0]
     files = artifacts(args)
     # MACs of the backbone at 224 px as published (with its 1000-class head, ~1.3M MACs more than ours).
     macs = backbones.profile(BACKBONE).macs
-    with tempfile.TemporaryDirectory() as tmp:
-        gemms = {n: gemm_models(Path(tmp), n) for n in GEMM_SIZES}
-        before = measure_peaks(gemms, threads, args.budget_s / 2)
-        rows = measure_rows(files, threads, macs, args.budget_s)
-        after = measure_peaks(gemms, threads, args.budget_s / 2)
-    report(files, rows, before, after, macs, load0)
+    before = peaks(threads)
+    results = measure_all(files, threads, args.budget_s)
+    after = peaks(threads)
+    pk = {t: {p: max(before[t][p], after[t][p]) for p in before[t]} for t in threads}
+    print(f"\nhost: {latency.host_info()['cpu']}, {os.cpu_count()} cores; load average before {load0:.2f}")
+    print(f"Lite0 {SIZE} px: {macs / 1e6:.0f}M MACs (edgetransfer.backbones.profile)")
+    print("GEMM peak (GMAC/s, ONNX Runtime MLAS), before / after the models; VNNI bound = 4 x fp32:")
+    for t in threads:
+        print(
+            f"  {t} thr: fp32 {before[t]['fp32']:7.1f} / {after[t]['fp32']:7.1f}   int8 {before[t]['int8']:7.1f} / "
+            f"{after[t]['int8']:7.1f}   VNNI bound {4 * pk[t]['fp32']:7.1f}"
+        )
+    tables(results, pk, macs, threads)
+    where_int8_goes(files, threads)
+    print(f"\nbf16 support: {tune.bf16_support()}")
+    if ("onnx", "fp32") in files:
+        for t in threads:
+            b = tune.bf16_check(files["onnx", "fp32"], t, budget_s=10)
+            print(
+                f"  OpenVINO {t} thr: f32 {b.f32_p50_ms:.2f} ms, bf16 {b.bf16_p50_ms:.2f} ms ({b.speedup:.2f}x; "
+                f"compiled as {b.precision_read_back}); max |diff| {b.max_abs_diff:.4f}, "
+                f"top-1 agreement {b.top1_agreement:.0%} over {b.inputs} random inputs"
+            )
+    print(f"\nload average after {os.getloadavg()[0]:.2f} (machine shared with other jobs: figures are noisy)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``python -m edgetransfer.runtime bench MODEL [--threads N] [--json]``: measure on this machine.
+"""``python -m edgetransfer.runtime bench MODEL [--threads N] [--profile] [--json]``: measure on this machine.
 
 Needs only the ``runtime`` extra, so it runs on a Raspberry Pi, a phone with Python, or a
 CI runner; ``edgetransfer validate`` calls it over a target's ``runner`` command.
@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import EdgeTransferError
 from ..latency import measure
 from . import isolate, load_session, runtime_for
+from .profile import profile
 
 
 def bench(model: str, threads: int | None, budget_s: float, warmup: int, min_runs: int, provider: str):
@@ -70,21 +71,35 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--min-runs", type=_count(1), default=20)
     b.add_argument("--provider", default="cpu", help="ONNX Runtime provider short name")
     b.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    b.add_argument(
+        "--profile", action="store_true", help="per-op times too (ONNX Runtime, OpenVINO; LiteRT says why not)"
+    )
+    b.add_argument("--profile-runs", type=int, default=20, help="profiled runs (after the timed ones)")
+    b.add_argument("--top", type=int, default=15, help="ops in the --profile table")
     args = ap.parse_args(argv)
+    prof = None
     try:
         lat = bench(args.model, args.threads, args.budget_s, args.warmup, args.min_runs, args.provider)
+        if args.profile:
+            # after the timed runs, in its own session: a profiled run is slower than a plain one
+            prof = profile(args.model, runtime_for(args.model, args.provider).name, args.threads, args.profile_runs)
     except EdgeTransferError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
     if args.json:
         # sha256 names the exact file measured, so `check --latency-samples` can refuse samples of another one.
         digest = hashlib.sha256(Path(args.model).read_bytes()).hexdigest()
-        print(json.dumps({"model": args.model, "sha256": digest, **lat.to_json(samples=True)}))
+        doc = {"model": args.model, "sha256": digest, **lat.to_json(samples=True)}
+        if prof is not None:
+            doc["profile"] = prof.to_json()
+        print(json.dumps(doc))
     else:
         print(
             f"{args.model}: p50 {lat.p50:.2f} ms  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  ({lat.runs} runs, "
             f"load {lat.load_ms:.0f} ms, {lat.host['cpu']}, {lat.host['runtime']})"
         )
+        if prof is not None:
+            print(prof.render(args.top))
     return 0
 
 

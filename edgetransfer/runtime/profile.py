@@ -1,0 +1,709 @@
+"""Where the milliseconds go: per-op time from each runtime, joined to the graph's ops and the host's peak.
+
+``profile(path, runtime_name, threads, runs)`` returns an :class:`OpProfile`:
+
+- ONNX Runtime: its profiling JSON (``SessionOptions.enable_profiling``, ``end_profiling()``), the
+  ``Node`` events named ``<node>_kernel_time`` with ``dur`` in microseconds.
+- OpenVINO: the CPU plugin's performance counters (``PERF_COUNT``,
+  ``InferRequest.get_profiling_info()``), ``real_time`` per executed node and its kernel (``exec_type``).
+- LiteRT: the Python ``Interpreter`` of ``ai_edge_litert`` exposes no op profiler (its only profiling
+  switch, ``experimental_force_delegate_node_profiling``, feeds a native profiler Python cannot
+  attach), so the answer is ``supported=False`` with that reason and the end-to-end mean only. On a
+  runner target LiteRT's own ``benchmark_model --enable_op_profiling=true`` gives the table:
+  :func:`parse_benchmark_model` reads it.
+
+Each op is joined by name to the graph's ops (:mod:`edgetransfer.graphops`: kind, shape, MACs,
+bytes) and rated against this host's measured GEMM peak (:func:`host_peak`, cached), worst first:
+the ops that lose the most milliseconds against the peak lead. Needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import _lazy
+from ..errors import ConfigError, RuntimeBackendError
+from .base import require_file
+
+# ONNX Runtime / OpenVINO op types and kernels that compute in int8 (rated against the int8 peak).
+_INT8_TYPES = {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul"}
+_INT8_KERNEL = re.compile(r"(^|_)(I8|U8)($|_)", re.IGNORECASE)
+# Suffixes ONNX Runtime's graph transformers append to the node they rewrite (QDQ -> QLinearConv adds
+# "_quant"; layout transforms add "_nchwc"); stripped to find the source node.
+_ORT_SUFFIXES = ("_kernel_time", "_quant", "_nchwc", "_fused")
+_ORT_TOKEN = re.compile(r"_token_\d+$")  # the QDQ -> QLinear* transformer names its node <node>_token_<n>
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """One op as a runtime ran it, with what the graph says about it (zeros where not joined)."""
+
+    name: str
+    type: str
+    time_ms: float
+    share: float
+    kernel: str = ""
+    kind: str = ""
+    shape: tuple = ()
+    macs: int = 0
+    weight_bytes: int = 0
+    act_bytes: int = 0
+    precision: str = "fp32"
+    gmacs: float | None = None
+    peak_share: float | None = None
+
+    @property
+    def lost_ms(self) -> float:
+        """Milliseconds above what the op would take at the peak rate (all of it for a 0-MAC op)."""
+        if self.gmacs and self.peak_share:
+            return self.time_ms * (1.0 - min(1.0, self.peak_share))
+        return self.time_ms
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    """Per-op mean time of one file on one runtime at a thread count, worst first."""
+
+    model: str
+    runtime: str
+    threads: int | None
+    runs: int
+    total_ms: float
+    wall_ms: float
+    ops: tuple[OpTime, ...] = ()
+    peaks: dict = field(default_factory=dict)
+    source: str = ""
+    supported: bool = True
+    reason: str = ""
+    kind: str = "op_profile"
+    schema: int = 1
+
+    def by_type(self) -> dict[str, float]:
+        """``{op type: ms}``, largest first."""
+        out: dict[str, float] = {}
+        for op in self.ops:
+            out[op.type] = out.get(op.type, 0.0) + op.time_ms
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def by_kind(self) -> dict[str, float]:
+        """``{graph kind (conv, depthwise, dense, elementwise, ...): ms}``, largest first."""
+        out: dict[str, float] = {}
+        for op in self.ops:
+            k = op.kind or "?"
+            out[k] = out.get(k, 0.0) + op.time_ms
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+    def peak_share(self) -> float | None:
+        """The whole file's achieved MAC rate (by the sum of op times) over the peak of its main precision."""
+        macs = self.macs()
+        prec = "int8" if sum(o.macs for o in self.ops if o.precision == "int8") > macs / 2 else "fp32"
+        peak = self.peaks.get(prec)
+        return macs / (self.total_ms / 1e3) / 1e9 / peak if peak and macs and self.total_ms else None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["ops"] = [{**asdict(o), "shape": list(o.shape)} for o in self.ops]
+        d["by_type"] = self.by_type()
+        d["by_kind"] = self.by_kind()
+        d["file_peak_share"] = self.peak_share()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> OpProfile:
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        fields["ops"] = tuple(
+            OpTime(**{**{k: v for k, v in o.items() if k in OpTime.__dataclass_fields__}, "shape": tuple(o["shape"])})
+            for o in d.get("ops", ())
+        )
+        return cls(**fields)
+
+    def render(self, top: int = 15) -> str:
+        """Text table: the file's total, time by op type, and the ``top`` worst ops."""
+        head = f"{Path(self.model).name} on {self.runtime}, {self.threads or 'default'} threads"
+        if not self.supported:
+            return f"{head}: no per-op profile ({self.reason}); end-to-end mean {self.wall_ms:.2f} ms"
+        share = self.peak_share()
+        peaks = ", ".join(f"{k} {v:.0f} GMAC/s" for k, v in self.peaks.items() if v)
+        lines = [
+            f"{head}: ops sum {self.total_ms:.2f} ms of {self.wall_ms:.2f} ms per run ({self.runs} runs, "
+            f"{self.source})" + (f"; {100 * share:.0f}% of peak ({peaks})" if share else ""),
+            "  by type: " + ", ".join(f"{t} {ms:.2f} ms" for t, ms in list(self.by_type().items())[:8]),
+            f"  {'op':44s} {'type':16s} {'kernel':22s} {'ms':>6s} {'%':>5s} {'MMAC':>7s} {'GMAC/s':>7s} {'%peak':>6s}",
+        ]
+        for op in self.ops[:top]:
+            rate = f"{op.gmacs:7.1f}" if op.gmacs else f"{'':7s}"
+            pk = f"{100 * op.peak_share:5.0f}%" if op.peak_share else f"{'':6s}"
+            lines.append(
+                f"  {_short(op.name)[-44:]:44s} {op.type[:16]:16s} {op.kernel[:22]:22s} {op.time_ms:6.3f} "
+                f"{100 * op.share:4.1f}% {op.macs / 1e6:7.2f} {rate} {pk}"
+            )
+        return "\n".join(lines)
+
+
+def _short(name: str) -> str:
+    """A TFLite op's name lists every tensor fused into it (``[a;b;c]:12``): keep the first and the index."""
+    m = re.fullmatch(r"\[([^;\]]*)[^\]]*\](:\d+)", name)
+    return m.group(1) + m.group(2) if m else name
+
+
+def unsupported(model: str, runtime: str, threads: int | None, reason: str, wall_ms: float = 0.0) -> OpProfile:
+    return OpProfile(str(model), runtime, threads, 0, 0.0, wall_ms, supported=False, reason=reason)
+
+
+# --- the host's peak -------------------------------------------------------------------------------
+
+# M = N = K of the peak GEMMs, best of the three: 768 reaches MLAS's full fp32 speed on a quiet host, but
+# one fp32 run of it (~10-35 ms) spans several scheduler slices on a loaded one, where 256 and 512 (under
+# a millisecond to a few) fit in one and give the higher figure. A peak is a best case.
+GEMM_SIZES = (256, 512, 768)
+
+
+def cache_dir() -> Path:
+    """``$EDGETRANSFER_CACHE``, else ``$XDG_CACHE_HOME/edgetransfer``, else ``~/.cache/edgetransfer``."""
+    if os.environ.get("EDGETRANSFER_CACHE"):
+        return Path(os.environ["EDGETRANSFER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgetransfer"
+
+
+def gemm_model(n: int, precision: str) -> bytes:
+    """A one-node ONNX GEMM: fp32 ``MatMul``, or int8 ``MatMulInteger`` (uint8 x int8, B a constant weight)."""
+    _lazy.require("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if precision == "fp32":
+        inits = [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "B")]
+        node, in_t, out_t, inputs = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT, ["A", "B"]
+    else:
+        inits = [
+            numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "B"),
+            numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
+            numpy_helper.from_array(np.array(0, np.int8), "b_zp"),
+        ]
+        node, in_t, out_t, inputs = "MatMulInteger", TensorProto.UINT8, TensorProto.INT32, ["A", "B", "a_zp", "b_zp"]
+    graph = helper.make_graph(
+        [helper.make_node(node, inputs, ["Y"])],
+        f"gemm_{precision}",
+        [helper.make_tensor_value_info("A", in_t, [n, n])],
+        [helper.make_tensor_value_info("Y", out_t, [n, n])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def _fastest_s(run, budget_s: float) -> float:
+    """Fastest seconds of ``run()`` after a warm-up, at least 5 runs: a peak is a best case, and on a
+    shared machine the fastest run is the one least disturbed."""
+    run()
+    samples: list[float] = []
+    end = time.perf_counter() + budget_s
+    while len(samples) < 5 or time.perf_counter() < end:
+        t = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - t)
+    return min(samples)
+
+
+def measure_peak(threads: int, budget_s: float = 1.0) -> dict[str, float]:
+    """``{"fp32": GMAC/s, "int8": GMAC/s}`` of ONNX Runtime's GEMMs (MLAS: AVX-512 FMA, VNNI/AMX for
+    uint8 x int8) at ``threads``, the best over :data:`GEMM_SIZES`."""
+    ort = _lazy.require("onnxruntime", extra="runtime")
+    out: dict[str, float] = {}
+    for n in GEMM_SIZES:
+        for prec in ("fp32", "int8"):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            sess = ort.InferenceSession(gemm_model(n, prec), opts, providers=["CPUExecutionProvider"])
+            rng = np.random.default_rng(1)
+            a = rng.integers(0, 255, (n, n)).astype(np.uint8) if prec == "int8" else rng.standard_normal((n, n))
+            feed = {"A": a.astype(np.uint8 if prec == "int8" else np.float32)}
+            out[prec] = max(
+                out.get(prec, 0.0), n**3 / _fastest_s(lambda s=sess, f=feed: s.run(None, f), budget_s) / 1e9
+            )
+    return out
+
+
+def _host_key(threads: int) -> str:
+    from ..latency import host_info
+
+    ort = _lazy.require("onnxruntime", extra="runtime")
+    h = host_info()
+    return f"{h['cpu']}|{h['cores']} cores|onnxruntime {ort.__version__}|{threads} threads"
+
+
+def host_peak(threads: int | None, refresh: bool = False) -> dict[str, float]:
+    """This host's fp32/int8 GEMM peak at ``threads`` (default: all cores), measured once and cached in
+    ``cache_dir()/peaks.json``; ``{}`` when ONNX Runtime or ``onnx`` is missing."""
+    threads = threads or os.cpu_count() or 1
+    try:
+        key = _host_key(threads)
+    except Exception:  # MissingDependencyError: no ONNX Runtime, no peak
+        return {}
+    path = cache_dir() / "peaks.json"
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if not refresh and isinstance(cached.get(key), dict):
+        return {k: float(v) for k, v in cached[key].items() if k in ("fp32", "int8")}
+    try:
+        peak = measure_peak(threads)
+    except Exception:  # no onnx to build the GEMM graphs: rate nothing rather than fail the profile
+        return {}
+    cached[key] = {**peak, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return peak
+
+
+# --- the graph's ops, by name ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GraphOp:
+    """An op of the file as exported: name, type, output shape and :class:`graphops.Op` facts."""
+
+    name: str
+    type: str
+    kind: str
+    shape: tuple
+    macs: int
+    weight_bytes: int
+    act_bytes: int
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+def onnx_graph_ops(path: str | Path) -> list[GraphOp]:
+    """The ONNX file's nodes with names (``graphops.onnx_ops`` walks the same nodes in the same order)."""
+    onnx = _lazy.require("onnx")
+    from .. import graphops
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    g = model.graph
+    shapes = {
+        v.name: tuple(d.dim_value or 1 for d in v.type.tensor_type.shape.dim)
+        for v in list(g.value_info) + list(g.output) + list(g.input)
+    }
+    out = []
+    for node, op in zip(g.node, graphops.onnx_ops(path)):
+        name = node.name or (node.output[0] if node.output else node.op_type)
+        shape = shapes.get(node.output[0], ()) if node.output else ()
+        out.append(
+            GraphOp(
+                name,
+                node.op_type,
+                op.kind,
+                shape,
+                op.macs,
+                op.weight_bytes,
+                op.act_bytes,
+                tuple(node.input),
+                tuple(node.output),
+            )
+        )
+    return out
+
+
+def _graph_ops(path: Path) -> list[GraphOp]:
+    try:
+        return onnx_graph_ops(path) if path.suffix == ".onnx" else []
+    except Exception:  # no onnx package, or a graph shape inference rejects: profile without the join
+        return []
+
+
+def _index(graph: list[GraphOp]) -> dict[str, GraphOp]:
+    """Graph ops by node name, then by output tensor name (ONNX Runtime names a node it rewrites after
+    its output: a fused Conv+Relu in NCHWc layout becomes ``<relu output>_nchwc``)."""
+    out = {g.name: g for g in graph}
+    for g in graph:
+        for o in g.outputs:
+            out.setdefault(o, g)
+    return out
+
+
+def _match(name: str, by_name: dict[str, GraphOp]) -> GraphOp | None:
+    """The graph op a runtime's op name stands for: the same name, the name without the suffixes the
+    runtime adds, or the longest graph name it starts with (OpenVINO's ``conv/WithoutBiases``)."""
+    if name in by_name:
+        return by_name[name]
+    base = _ORT_TOKEN.sub("", name)
+    for suffix in _ORT_SUFFIXES:
+        base = base.removesuffix(suffix)
+    if base in by_name:
+        return by_name[base]
+    best = max((n for n in by_name if len(n) > 2 and base.startswith(n + "/")), key=len, default=None)
+    return by_name[best] if best else None
+
+
+def _with_macs(g: GraphOp, op_type: str, by_name: dict[str, GraphOp]) -> GraphOp:
+    """A conv/matmul the runtime fused with the activations after it carries the activations' name:
+    walk back up to 4 single-input 0-MAC producers to the op with the MACs."""
+    if g.macs or not any(k in op_type for k in ("Conv", "MatMul", "Gemm", "FullyConnected")):
+        return g
+    cur = g
+    for _ in range(4):
+        prev = next((by_name[i] for i in cur.inputs if i in by_name and i not in cur.outputs), None)
+        if prev is None:
+            return g
+        if prev.macs:
+            return prev
+        cur = prev
+    return g
+
+
+def _precision(op_type: str, kernel: str, graph: GraphOp | None) -> str:
+    if op_type in _INT8_TYPES or _INT8_KERNEL.search(kernel or ""):
+        return "int8"
+    return "fp32"
+
+
+def join(raw: list[tuple[str, str, str, float]], runs: int, graph: list[GraphOp], peaks: dict) -> tuple[OpTime, ...]:
+    """``(name, type, kernel, total ms over runs)`` rows -> :class:`OpTime` per op, worst first.
+
+    A graph op matched by several runtime ops (a node split in two) gives its MACs to the first only.
+    """
+    by_name = _index(graph)
+    total = sum(r[3] for r in raw) / max(runs, 1)
+    used: set[str] = set()
+    out = []
+    for name, op_type, kernel, ms in raw:
+        ms /= max(runs, 1)
+        g = _match(name, by_name)
+        g = _with_macs(g, op_type, by_name) if g is not None else None
+        if g is not None and g.name in used:
+            g = None
+        if g is not None:
+            used.add(g.name)
+        prec = _precision(op_type, kernel, g)
+        macs = g.macs if g else 0
+        gmacs = macs / (ms / 1e3) / 1e9 if macs and ms > 0 else None
+        peak = peaks.get(prec)
+        out.append(
+            OpTime(
+                name,
+                op_type,
+                ms,
+                ms / total if total else 0.0,
+                kernel,
+                g.kind if g else "",
+                g.shape if g else (),
+                macs,
+                g.weight_bytes if g else 0,
+                g.act_bytes if g else 0,
+                prec,
+                gmacs,
+                gmacs / peak if gmacs and peak else None,
+            )
+        )
+    return tuple(sorted(out, key=lambda o: -o.lost_ms))
+
+
+# --- the runtimes ----------------------------------------------------------------------------------
+
+
+def _feed(shape, dtype: str) -> np.ndarray:
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+    rng = np.random.default_rng(0)
+    if dtype in ("uint8", "int8"):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, shape).astype(dtype)
+    return rng.uniform(0, 255, shape).astype(dtype)
+
+
+def ort_session(path: Path, threads: int | None, settings: dict | None = None, profile_prefix: str = ""):
+    """An ONNX Runtime CPU session with ``settings`` (``graph_optimization_level``: ``disable``/``basic``/
+    ``extended``/``all``; ``allow_spinning``: bool; ``execution_mode``: ``sequential``/``parallel``)."""
+    ort = _lazy.require("onnxruntime", extra="runtime")
+    settings = settings or {}
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = levels[settings.get("graph_optimization_level", "all")]
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    if "allow_spinning" in settings:  # onnxruntime_session_options_config_keys.h
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
+    if settings.get("execution_mode") == "parallel":
+        opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise RuntimeBackendError(f"ONNX Runtime could not load the model ({exc})", path=path) from None
+
+
+def _ort_feed(sess) -> dict:
+    types = {
+        "tensor(float)": "float32",
+        "tensor(float16)": "float16",
+        "tensor(uint8)": "uint8",
+        "tensor(int8)": "int8",
+    }
+    return {i.name: _feed(i.shape, types.get(i.type, "float32")) for i in sess.get_inputs()}
+
+
+def ort_events(trace: list[dict], runs: int) -> tuple[list[tuple[str, str, str, float]], float]:
+    """Per-node ``(name, op type, provider, total ms)`` over the last ``runs`` ``model_run`` events of an
+    ONNX Runtime profile, and their mean wall ms (warm-up runs before them are left out)."""
+    model_runs = sorted((e for e in trace if e.get("name") == "model_run"), key=lambda e: e["ts"])[-runs:]
+    if not model_runs:
+        return [], 0.0
+    start = model_runs[0]["ts"]
+    acc: dict[str, list] = {}
+    for e in trace:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time") or e["ts"] < start:
+            continue
+        name = e["name"].removesuffix("_kernel_time")
+        args = e.get("args", {})
+        row = acc.setdefault(name, [name, args.get("op_name", "?"), args.get("provider", ""), 0.0])
+        row[3] += e["dur"] / 1e3
+    wall = sum(e["dur"] for e in model_runs) / 1e3 / len(model_runs)
+    return [(str(n), str(t), str(k), float(ms)) for n, t, k, ms in acc.values()], wall
+
+
+def _profile_ort(path: Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> OpProfile:
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = ort_session(path, threads, settings, profile_prefix=str(Path(tmp) / "ort"))
+        feed = _ort_feed(sess)
+        for _ in range(warmup + runs):
+            sess.run(None, feed)
+        trace = json.loads(Path(sess.end_profiling()).read_text())
+    raw, wall = ort_events(trace, runs)
+    raw = [(n, t, "", ms) for n, t, _prov, ms in raw]  # one provider (CPU): the column says nothing
+    ops = join(raw, runs, _graph_ops(path), host_peak(threads))
+    return OpProfile(
+        str(path),
+        "onnxruntime",
+        threads,
+        runs,
+        sum(o.time_ms for o in ops),
+        wall,
+        ops,
+        host_peak(threads),
+        "onnxruntime profiling JSON (Node kernel_time events)",
+    )
+
+
+def ov_compile(path: Path, threads: int | None, settings: dict | None = None, perf_count: bool = False):
+    """An OpenVINO CPU ``CompiledModel`` with ``settings`` (OpenVINO property names, e.g. ``PERFORMANCE_HINT``,
+    ``NUM_STREAMS``, ``INFERENCE_PRECISION_HINT``); f32 and the LATENCY hint unless they say otherwise."""
+    ov = _lazy.require("openvino", extra="openvino")
+    config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(settings or {})}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    if perf_count:
+        config["PERF_COUNT"] = True
+    try:
+        core = ov.Core()
+        return core.compile_model(core.read_model(str(path)), "CPU", config)
+    except Exception as exc:
+        raise RuntimeBackendError(f"OpenVINO could not compile the model for CPU ({exc})", path=path) from None
+
+
+def _ov_feed(compiled) -> dict:
+    types = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8"}
+    out = {}
+    for i, port in enumerate(compiled.inputs):
+        shape = [d.get_length() if d.is_static else 1 for d in port.get_partial_shape()]
+        out[i] = _feed(shape, types.get(port.get_element_type().get_type_name(), "float32"))
+    return out
+
+
+def _profile_ov(path: Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> OpProfile:
+    compiled = ov_compile(path, threads, settings, perf_count=True)
+    req = compiled.create_infer_request()
+    feed = _ov_feed(compiled)
+    for _ in range(warmup):
+        req.infer(feed)
+    acc: dict[str, list] = {}
+    wall = 0.0
+    for _ in range(runs):
+        t = time.perf_counter()
+        req.infer(feed)
+        wall += time.perf_counter() - t
+        for info in req.get_profiling_info():  # the counters of the last infer
+            if str(info.status).endswith("EXECUTED") and not str(info.status).endswith("NOT_RUN"):
+                row = acc.setdefault(info.node_name, [info.node_name, info.node_type, info.exec_type, 0.0])
+                row[3] += info.real_time.total_seconds() * 1e3
+    raw = [(n, t, k, ms) for n, t, k, ms in acc.values() if t not in ("Parameter", "Result", "Constant")]
+    ops = join(raw, runs, _graph_ops(path), host_peak(threads))
+    return OpProfile(
+        str(path),
+        "openvino",
+        threads,
+        runs,
+        sum(o.time_ms for o in ops),
+        wall * 1e3 / runs,
+        ops,
+        host_peak(threads),
+        "OpenVINO performance counters (PERF_COUNT, real_time)",
+    )
+
+
+LITERT_REASON = (
+    "ai_edge_litert's Python Interpreter exposes no op profiler (only experimental_force_delegate_node_profiling, "
+    "which feeds a native profiler the Python API cannot attach); use benchmark_model --enable_op_profiling=true "
+    "on a runner target"
+)
+
+
+def _profile_litert(path: Path, threads: int | None, runs: int, warmup: int) -> OpProfile:
+    from .litert import LiteRT
+
+    session = LiteRT().load(path, threads)
+    spec = session.input_spec
+    batch = np.random.default_rng(0).uniform(0, 255, (1, spec.size, spec.size, 3)).astype(np.float32)
+    for _ in range(warmup):
+        session.run(batch)
+    t = time.perf_counter()
+    for _ in range(runs):
+        session.run(batch)
+    return unsupported(str(path), "litert", threads, LITERT_REASON, (time.perf_counter() - t) * 1e3 / runs)
+
+
+def profile(
+    path: str | Path,
+    runtime_name: str,
+    threads: int | None = None,
+    runs: int = 20,
+    warmup: int = 5,
+    settings: dict | None = None,
+) -> OpProfile:
+    """Per-op mean time of ``path`` on ``runtime_name`` (``onnxruntime``, ``openvino``, ``litert``).
+
+    ``settings`` are the runtime's own (see :func:`ort_session`, :func:`ov_compile`), e.g. a
+    :func:`edgetransfer.runtime.tune.tune` winner's. LiteRT answers ``supported=False``.
+
+    Raises:
+        ConfigError: an unknown runtime, or a file the runtime does not read.
+        RuntimeBackendError: the runtime cannot load the file.
+    """
+    path = require_file(path)
+    if runtime_name == "onnxruntime" and path.suffix == ".onnx":
+        return _profile_ort(path, threads, runs, warmup, settings)
+    if runtime_name == "openvino" and path.suffix == ".onnx":
+        return _profile_ov(path, threads, runs, warmup, settings)
+    if runtime_name == "litert" and path.suffix == ".tflite":
+        return _profile_litert(path, threads, runs, warmup)
+    raise ConfigError(
+        f"no per-op profile of a {path.suffix} file on {runtime_name!r}",
+        path=path,
+        fix="profile .onnx on onnxruntime or openvino, .tflite on litert",
+    )
+
+
+# --- LiteRT's benchmark_model on a device ----------------------------------------------------------
+
+# benchmark_model (tensorflow/lite/tools/benchmark) with --enable_op_profiling=true prints, after the
+# timings, "Operator-wise Profiling Info for Regular Benchmark Runs:" and StatsCalculator tables
+# (tensorflow/core/util/stats_calculator.cc): "Run Order", "Top by Computation Time", "Summary by node
+# type"; every field is "\t" + right-aligned text, so tabs split a row (XNNPACK's node types hold spaces
+# and commas: "Convolution (NHWC, QU8) IGEMM"). Older builds add a [start] column: the header says.
+BENCHMARK_MODEL_SECTION = "Operator-wise Profiling Info for Regular Benchmark Runs"
+_TABLE = re.compile(r"=+ (.+?) =+")
+_NODE_INDEX = re.compile(r":(\d+)$")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.split("\t") if c.strip()]
+
+
+def _run_order(lines: list[str]) -> list[dict]:
+    """The rows of the first "Run Order" table in ``lines`` as ``{column: text}``."""
+    rows: list[dict] = []
+    header: list[str] = []
+    in_table = False
+    for line in lines:
+        text = line.split("INFO: ", 1)[-1] if "INFO: " in line else line
+        m = _TABLE.search(text)
+        if m:
+            if in_table:
+                break
+            in_table = m.group(1).strip() == "Run Order"
+            continue
+        if not in_table:
+            continue
+        cells = _cells(text)
+        if not cells:
+            if rows:
+                break
+            continue
+        if cells[0].startswith("[node type]"):
+            header = [c.strip("[]") for c in cells]
+        elif header and len(cells) >= len(header):
+            # a node type with a tab in it never occurs; the name (last) may hold anything but a tab
+            rows.append(dict(zip(header, cells[: len(header) - 1] + ["\t".join(cells[len(header) - 1 :])])))
+    return rows
+
+
+def parse_benchmark_model(output: str, model: str = "", threads: int | None = None, tflite_ops=None) -> OpProfile:
+    """The per-op table of ``benchmark_model --enable_op_profiling=true`` output as an :class:`OpProfile`.
+
+    ``tflite_ops`` (``graphops.tflite_ops(path)``, in node order) joins a builtin op's row to the graph by
+    the node index ending its name (``[tensor]:12``); rows of XNNPACK's delegate (``Delegate/...:3``) are
+    numbered by XNNPACK, not by the graph, and stay unjoined. Only the regular runs' table is read (the
+    initialization table before it holds ModifyGraphWithDelegate and AllocateTensors).
+
+    Raises:
+        RuntimeBackendError: the output has no op-profiling section (the flag was not passed, or the
+            binary was built without profiling).
+    """
+    lines = output.splitlines()
+    at = next((i for i, ln in enumerate(lines) if BENCHMARK_MODEL_SECTION in ln), None)
+    if at is None:
+        raise RuntimeBackendError(
+            f"benchmark_model printed no op profile (no {BENCHMARK_MODEL_SECTION!r} section)",
+            path=model or None,
+            fix="run it with --enable_op_profiling=true",
+        )
+    rows = _run_order(lines[at + 1 :])
+    avg = re.search(r"Inference \(avg\): ([\d.]+)", output)
+    count = re.search(r"count=(\d+) first=", output)
+    raw = []
+    graph: list[GraphOp] = []
+    for r in rows:
+        name, op_type = r.get("Name", "?"), r.get("node type", "?")
+        ms = float(r.get("avg ms", "0") or 0)  # the node's mean time per run, all its calls together
+        m = _NODE_INDEX.search(name)
+        if tflite_ops is not None and m and not name.startswith("Delegate/") and int(m.group(1)) < len(tflite_ops):
+            op = tflite_ops[int(m.group(1))]
+            graph.append(GraphOp(name, op.type, op.kind, (), op.macs, op.weight_bytes, op.act_bytes))
+        raw.append((name, op_type, "", ms))
+    ops = join(raw, 1, graph, {})  # a device's peak is not this host's: rate nothing
+    wall = float(avg.group(1)) / 1e3 if avg else sum(o.time_ms for o in ops)
+    return OpProfile(
+        str(model),
+        "litert (benchmark_model)",
+        threads,
+        int(count.group(1)) if count else 0,
+        sum(o.time_ms for o in ops),
+        wall,
+        ops,
+        {},
+        "benchmark_model --enable_op_profiling=true",
+    )
