@@ -20,6 +20,7 @@ from ..backbones.weights import Weights, sha256_file
 from ..data import ImageFile, tfdata
 from ..errors import ConfigError
 from .cluster import Cluster, check_same
+from . import checkpoint
 from .config import Plan, TrainConfig, choose
 from .features import CacheStats, FeatureCache, FeatureKey, extract
 from .model import class_weights, classifier, compile_model, cosine_schedule, strategy_for, unfreeze
@@ -103,9 +104,8 @@ def smoothed_stopping(patience: int, smoothing: float, monitor: str = "val_accur
 
 
 def _drop_torn_backup(backup: Path, log: Path) -> None:
-    """A ``kill -9`` while Keras writes its per-epoch backup leaves a torn HDF5 file, which
-    BackupAndRestore then fails to open. Such a backup is removed with its phase log, and the
-    phase starts again from its beginning (the finished phases before it are kept)."""
+    """Kept for callers of the old name: a backup with nothing loadable is removed with its log
+    (the checks themselves now run when the phase restores, in :mod:`.checkpoint`)."""
     import h5py
 
     for f in sorted(backup.glob("*")) if backup.is_dir() else []:
@@ -116,8 +116,9 @@ def _drop_torn_backup(backup: Path, log: Path) -> None:
             elif f.suffix == ".json":
                 json.loads(f.read_text())
         except (OSError, ValueError):
-            log_ = logging.getLogger("edgetransfer")
-            log_.warning("WARNING: the checkpoint %s was torn by the interruption; this phase restarts", f)
+            logging.getLogger("edgetransfer").warning(
+                "warning: the checkpoint %s was torn by the interruption; this phase restarts", f
+            )
             shutil.rmtree(backup, ignore_errors=True)
             log.unlink(missing_ok=True)
             return
@@ -140,12 +141,8 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
     stopper = stopper or keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
-    _drop_torn_backup(work / f"backup_{name}", log)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(work / f"backup_{name}")),
-        stopper,
-        keras.callbacks.CSVLogger(str(log), append=True),
-    ]
+    restore, save = checkpoint.callbacks(work / f"backup_{name}", log)
+    callbacks = [restore, stopper, keras.callbacks.CSVLogger(str(log), append=True), save]
     # BackupAndRestore sets model._initial_epoch when it restores and Keras never resets it,
     # so the next phase's fit() would start at that epoch and skip its own (issue #13).
     model._initial_epoch = None

@@ -1,0 +1,205 @@
+"""Issue #26, the first hour again: file modes under the umask, torn checkpoints, a class with
+one image, progress on a terminal, noise, output that matches the README. Tiny fixtures only."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_folder
+
+# -- (2) file modes follow the umask ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask():
+    def set_(mask: int) -> None:
+        os.umask(mask)
+
+    old = os.umask(0o022)
+    os.umask(old)
+    yield set_
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("mask", "file_mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_get_the_mode_open_would_give(tmp_path, umask, mask, file_mode):
+    from edgetransfer import io
+
+    umask(mask)
+    assert io.default_mode() == file_mode
+    assert _mode(io.atomic_write(tmp_path / "a.tflite", b"x")) == file_mode
+    assert _mode(io.write_json(tmp_path / "manifest.json", {"a": 1})) == file_mode
+    with io.atomic_path(tmp_path / "model.keras") as tmp:
+        tmp.write_bytes(b"k")
+    assert _mode(tmp_path / "model.keras") == file_mode
+
+
+def test_sample_digits_folder_is_not_private(tmp_path, umask):
+    from edgetransfer.data import samples
+
+    umask(0o022)
+    out = samples.write_digits(tmp_path / "quickstart-out" / "digits", size=8, per_class=1)
+    assert _mode(out) == 0o755
+    assert all(_mode(p) == 0o644 for p in out.rglob("*.png"))
+
+
+# -- (3) a torn checkpoint never crashes --resume ---------------------------------------------------------------
+
+
+def _tiny_model():
+    from edgetransfer import _lazy
+
+    keras = _lazy.keras()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 3, 16)
+
+
+def _fit_and_keep(model, work: Path, epochs: int) -> None:
+    """Train ``epochs`` epochs with the checkpoints of :mod:`checkpoint`, as if interrupted at the end."""
+    from edgetransfer.training import checkpoint
+
+    restore, save = checkpoint.callbacks(work / "backup_head", work / "head.csv")
+    save.on_train_end = lambda logs=None: None  # an interruption: the backups stay
+    x, y = _data()
+    from edgetransfer import _lazy
+
+    csv = _lazy.keras().callbacks.CSVLogger(str(work / "head.csv"), append=True)
+    model.fit(x, y, epochs=epochs, batch_size=8, verbose=0, callbacks=[restore, csv, save])
+
+
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ckpt")
+    _fit_and_keep(_tiny_model(), work, 3)
+    return work
+
+
+def test_checkpoints_are_renamed_into_place_and_two_are_kept(checkpointed):
+    names = sorted(p.name for p in (checkpointed / "backup_head").iterdir())
+    assert names == ["epoch-0002.weights.h5", "epoch-0003.weights.h5"]
+    assert len((checkpointed / "head.csv").read_text().splitlines()) == 4
+
+
+def _cuts(size: int) -> list[int]:
+    """Every kind of byte boundary a write can stop at: empty, inside the HDF5 superblock, inside the
+    object headers, a few points through the data, one byte short."""
+    return sorted({0, 1, 7, 8, 47, 96, 512, 2048, size // 4, size // 2, (3 * size) // 4, size - 64, size - 1})
+
+
+def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(checkpointed, tmp_path, caplog):
+    import shutil
+
+    from edgetransfer.training import checkpoint
+
+    newest = checkpointed / "backup_head" / "epoch-0003.weights.h5"
+    data = newest.read_bytes()
+    for cut in _cuts(len(data)):
+        backup = tmp_path / f"cut{cut}"
+        shutil.copytree(checkpointed / "backup_head", backup)
+        (backup / newest.name).write_bytes(data[:cut])
+        model = _tiny_model()
+        before = [w.copy() for w in model.get_weights()]
+        assert checkpoint.restore(model, backup) == 2, cut
+        assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert "torn or unreadable" in caplog.text
+
+
+def test_every_checkpoint_torn_restarts_the_phase_from_clean_weights(checkpointed, tmp_path):
+    from edgetransfer.training import checkpoint
+
+    backup = tmp_path / "backup_head"
+    backup.mkdir()
+    for p in (checkpointed / "backup_head").iterdir():
+        (backup / p.name).write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+    model = _tiny_model()
+    before = [w.copy() for w in model.get_weights()]
+    assert checkpoint.restore(model, backup) is None
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing half-loaded
+
+
+def test_keras_layout_torn_mid_write_resumes_instead_of_crashing(checkpointed, tmp_path):
+    """The layout Keras' BackupAndRestore left (``latest.weights.h5`` torn at 362 KB of 14 MB in the
+    report): the phase restarts, the CSV log is dropped, fit runs every epoch, nothing raises."""
+    from edgetransfer.training import checkpoint
+
+    work = tmp_path / "run.partial"
+    backup = work / "backup_head"
+    backup.mkdir(parents=True)
+    good = (checkpointed / "backup_head" / "epoch-0003.weights.h5").read_bytes()
+    (backup / "latest.weights.h5").write_bytes(good[: len(good) // 3])
+    (backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    (work / "head.csv").write_text("epoch,loss\n0,1.0\n1,0.9\n2,0.8\n")
+    model = _tiny_model()
+    _fit_and_keep(model, work, 2)
+    assert len((work / "head.csv").read_text().splitlines()) == 3  # header + the 2 epochs rerun
+    assert checkpoint.restore(_tiny_model(), backup) == 2
+
+
+def test_resume_from_a_fallback_trims_the_log_to_the_checkpoint(checkpointed, tmp_path):
+    import shutil
+
+    work = tmp_path / "run.partial"
+    shutil.copytree(checkpointed, work)
+    newest = work / "backup_head" / "epoch-0003.weights.h5"
+    newest.write_bytes(newest.read_bytes()[:100])
+    model = _tiny_model()
+    _fit_and_keep(model, work, 4)  # restored at epoch 2: epochs 3 and 4 run again
+    rows = (work / "head.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
+
+
+def test_disk_full_mid_checkpoint_leaves_the_previous_one_and_no_temporary(checkpointed, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from edgetransfer.training import checkpoint
+
+    backup = tmp_path / "backup_head"
+    shutil.copytree(checkpointed / "backup_head", backup)
+    model = _tiny_model()
+
+    def full(path):
+        Path(path).write_bytes(b"\x89HDF\r\n\x1a\n")  # half a file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model, "save_weights", full)
+    with pytest.raises(OSError):
+        checkpoint.save(model, backup, 4)
+    assert sorted(p.name for p in backup.iterdir()) == ["epoch-0002.weights.h5", "epoch-0003.weights.h5"]
+    assert checkpoint.restore(_tiny_model(), backup) == 3
+
+
+# -- (4) a class too small to be trained and validated -----------------------------------------------------------
+
+
+def test_one_image_class_is_exit_2_with_counts_and_fix(tmp_path, invoke):
+    root = make_folder(tmp_path / "d", {"ants": 8, "bees": 1}, size=(32, 32))
+    code, out, err = invoke(
+        "train", "--data", root, "--backbone", "efficientnet_lite0", "--image-size", "32", "--out", tmp_path / "r"
+    )
+    assert code == 2, err
+    assert "bees" in err and "1 image" in err and "fix:" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+def test_data_inspect_warns_about_a_one_image_class(tmp_path, invoke):
+    root = make_folder(tmp_path / "d", {"ants": 8, "bees": 1}, size=(32, 32))
+    code, out, err = invoke("data", "inspect", root)
+    assert code == 0
+    assert "warning:" in (out + err) and "bees" in (out + err)
+    assert "UserWarning" not in err
