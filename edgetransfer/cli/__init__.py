@@ -89,10 +89,23 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
     ctx.obj = Obj(debug=debug, verbosity=-1 if quiet else verbose)
     if not debug:
         sys.unraisablehook = _quiet_unraisable
         sys.excepthook = _quiet_h5py_dealloc
+
+
+class _Formatter(logging.Formatter):
+    """Our own warnings as ``warning: ...`` lines, like ``error: ...`` (issue #26); a message that
+    already shouts ``WARNING`` as is; other libraries' records and our info/debug as before."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.split(".")[0] == "edgetransfer" and record.levelno == logging.WARNING:
+            msg = record.getMessage()
+            return msg if msg.startswith("WARNING") else f"warning: {msg}"
+        return super().format(record)
 
 
 def _quiet_unraisable(info) -> None:

@@ -9,10 +9,10 @@ Layout (the Keras / torchvision convention)::
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import statistics
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +24,9 @@ from .._progress import progress
 from ..errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")
+# One image to train on and one to validate with: below that a class is never scored (issue #26).
+MIN_PER_CLASS = 2
+log = logging.getLogger("edgetransfer")
 _DUP_FIX = "delete one copy of each duplicate so train and val do not share images"
 
 
@@ -351,18 +354,28 @@ def _mislabelled(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tupl
 
 
 def _split_warnings(classes, good: list[ImageFile]) -> tuple[str, ...]:
-    """A class with no validation image when there is a validation split: its accuracy is unmeasured."""
-    if not any(f.split == "val" for f in good):
-        return ()
-    have = {f.label for f in good if f.split == "val"}
-    out = tuple(
-        f"class {c!r} has no validation image: its accuracy will not be measured (add images, or put some in val/)"
+    """A class with no validation image when there is a validation split (its accuracy is
+    unmeasured), and a class too small to be both trained and validated (issue #26: 1 image gave
+    "val accuracy 1.0000" measured on the other class alone). Logged as ``warning:`` lines, not
+    Python ``UserWarning`` (which would print our source path)."""
+    out: list[str] = []
+    if any(f.split == "val" for f in good):
+        have = {f.label for f in good if f.split == "val"}
+        out += [
+            f"class {c!r} has no validation image: its accuracy will not be measured (add images, or put some in val/)"
+            for i, c in enumerate(classes)
+            if i not in have
+        ]
+    per_class = Counter(f.label for f in good)
+    out += [
+        f"class {c!r} has {per_class[i]} image{'s' if per_class[i] != 1 else ''}: it cannot be both trained and "
+        f"validated (train needs at least 2 per class; add images)"
         for i, c in enumerate(classes)
-        if i not in have
-    )
+        if per_class[i] < MIN_PER_CLASS and not any(f.split == "val" for f in good)
+    ]
     for w in out:
-        warnings.warn(w, UserWarning, stacklevel=3)
-    return out
+        log.warning("%s", w)
+    return tuple(out)
 
 
 def _suspects(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tuple[FileIssue, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections import Counter
 import shutil
 import tempfile
 import time
@@ -53,6 +54,23 @@ def _splits(data_dir, val_data, cfg: TrainConfig) -> tuple[data_lib.Dataset, tup
     return ds, train_files, tuple(f for f in vds.files if f.split in ("val", "all", "train"))
 
 
+def _require_trained_and_validated(classes, train_files, val_files, data_dir) -> None:
+    """Every class needs an image to train on and one to be scored on: a class with one image
+    "trained" to val accuracy 1.0 measured on the other classes alone (issue #26)."""
+    n_train, n_val = Counter(f.label for f in train_files), Counter(f.label for f in val_files)
+    short = [i for i in range(len(classes)) if not n_train[i] or not n_val[i]]
+    if short:
+        counts = ", ".join(f"{classes[i]}: train {n_train[i]} / val {n_val[i]}" for i in short)
+        raise DataError(
+            f"{'a class' if len(short) == 1 else 'classes'} cannot be both trained and validated ({counts})",
+            path=data_dir,
+            fix=(
+                f"add images to {', '.join(repr(classes[i]) for i in short)} (at least 2 each; "
+                "tens to measure anything), or remove the class folder"
+            ),
+        )
+
+
 def _warn(cfg: TrainConfig, plan: Plan) -> None:
     if Weights.parse(cfg.weights).kind == "none" and plan.workflow == "features":
         log.warning(
@@ -91,6 +109,7 @@ def train(
         raise DataError(
             "no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data"
         )
+    _require_trained_and_validated(ds.classes, train_files, val_files, data_dir)
     data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
     cluster = cluster_lib.from_env() if cfg.strategy == "auto" else None
     if cluster and resume:
