@@ -14,6 +14,7 @@ import traceback
 
 import click
 
+from .. import progress
 from .._version import __version__
 from ..errors import EXIT_INTERRUPTED, EXIT_TOOLCHAIN, EXIT_USAGE, EdgeTransferError
 from ._common import JSON_MODE, Obj, echo_error_json, library_output_to_stderr, native_stderr_captured
@@ -32,6 +33,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         token = JSON_MODE.set(False)
+        progress_token = progress.enable()
         try:
             with native_stderr_captured(not ctx.params.get("debug")), library_output_to_stderr():
                 return super().invoke(ctx)
@@ -59,6 +61,7 @@ class _Group(click.Group):
             )
         finally:
             JSON_MODE.reset(token)
+            progress.restore(progress_token)
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int, fix: str | None, kind: str, now: bool = False) -> None:
@@ -90,7 +93,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
+            handler.setStream(_AboveProgress())  # type: ignore[arg-type]
     ctx.obj = Obj(debug=debug, verbosity=-1 if quiet else verbose)
     if not debug:
         sys.unraisablehook = _quiet_unraisable
@@ -106,6 +111,16 @@ class _Formatter(logging.Formatter):
             msg = record.getMessage()
             return msg if msg.startswith("WARNING") else f"warning: {msg}"
         return super().format(record)
+
+
+class _AboveProgress:
+    """The log handler's stream: a record is written above a live progress bar, not into it."""
+
+    def write(self, text: str) -> None:
+        progress.write_above(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def _quiet_unraisable(info) -> None:

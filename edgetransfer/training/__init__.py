@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backbones, metrics
+from .. import backbones, metrics, progress
 from .. import data as data_lib
 from ..backbones.weights import Weights
 from ..data import tfdata
@@ -71,6 +71,16 @@ def _require_trained_and_validated(classes, train_files, val_files, data_dir) ->
         )
 
 
+def _show_split(classes, train_files, val_files) -> None:
+    """The split, on a terminal, before minutes of training (issue #26: known at 3 s, shown at 100 s)."""
+    if not progress.active():
+        return
+    n_train, n_val = Counter(f.label for f in train_files), Counter(f.label for f in val_files)
+    progress.line(f"data         {len(train_files)} training / {len(val_files)} held-out images")
+    for i, c in enumerate(classes):
+        progress.line(f"             {c}: train {n_train[i]} / val {n_val[i]}")
+
+
 def _warn(cfg: TrainConfig, plan: Plan) -> None:
     if Weights.parse(cfg.weights).kind == "none" and plan.workflow == "features":
         log.warning(
@@ -110,6 +120,7 @@ def train(
             "no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data"
         )
     _require_trained_and_validated(ds.classes, train_files, val_files, data_dir)
+    _show_split(ds.classes, train_files, val_files)
     data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
     cluster = cluster_lib.from_env() if cfg.strategy == "auto" else None
     if cluster and resume:
@@ -194,12 +205,14 @@ def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, 
     cfg, work = ctx.cfg, ctx.work
     probs = r.val_probs
     if probs is None:
-        probs = predict_files(r.model, ctx.val_files, ctx.size, cfg.policy, cfg.batch_size)
+        with progress.stage(f"scoring the {len(ctx.val_files)} held-out images"):
+            probs = predict_files(r.model, ctx.val_files, ctx.size, cfg.policy, cfg.batch_size)
     s = metrics.scores(probs, np.array([f.label for f in ctx.val_files]), ctx.n_classes, "the trained model")
-    with atomic_path(work / "model.keras") as tmp:
-        r.model.save(tmp)  # type: ignore[attr-defined]
-    plots.training_curves(r.history, r.phase_starts, work / "curves.png")
-    plots.confusion_matrix(np.array(s.confusion), ds.classes, work / "confusion.png")
+    with progress.stage("writing model.keras and the plots"):
+        with atomic_path(work / "model.keras") as tmp:
+            r.model.save(tmp)  # type: ignore[attr-defined]
+        plots.training_curves(r.history, r.phase_starts, work / "curves.png")
+        plots.confusion_matrix(np.array(s.confusion), ds.classes, work / "confusion.png")
     manifest = RunManifest(
         backbone=ctx.spec.name,
         weights=Weights.parse(cfg.weights).describe(),

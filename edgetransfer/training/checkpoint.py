@@ -128,3 +128,58 @@ def callbacks(backup: Path, csv_log: Path) -> tuple:
             shutil.rmtree(backup, ignore_errors=True)
 
     return Restore(), Save()
+
+
+def progress_callback(phase: str, epochs: int):
+    """A Keras callback: a bar per epoch (batches, then validation) and a line per finished epoch,
+    on a terminal (:mod:`edgetransfer.progress`); the same line as an info log otherwise (``-v``)."""
+    import time
+
+    from .. import progress
+
+    keras = _lazy.keras()
+
+    class EpochProgress(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self._bar = None
+            self._ctx = None
+            self._start = 0.0
+
+        def _open(self, total: int, label: str) -> None:
+            self._close()
+            self._ctx = progress.bar(total, label)
+            self._bar = self._ctx.__enter__()
+
+        def _close(self) -> None:
+            if self._ctx is not None:
+                self._ctx.__exit__(None, None, None)
+            self._ctx = self._bar = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.monotonic()
+            self._open(int(self.params.get("steps") or 0), f"batches  {phase} epoch {epoch + 1}/{epochs}")
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self._bar is not None:
+                self._bar.update(1, suffix=f"loss {float((logs or {}).get('loss', float('nan'))):.4f}")
+
+        def on_test_begin(self, logs=None):
+            if self._bar is not None:  # validation inside fit
+                self._bar.update(0, suffix="validating")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._close()
+            logs = logs or {}
+            keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
+            text = f"{phase} epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k} {float(logs[k]):.4f}" for k in keys)
+            text += f"  ({time.monotonic() - self._start:.1f}s)"
+            if progress.active():
+                progress.line("  " + text)
+            else:
+                log.info("%s", text)
+
+        def on_train_end(self, logs=None):
+            self._close()
+
+    return EpochProgress()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _lazy, backbones
+from .. import _lazy, backbones, progress
 from ..backbones import graph
 from ..backbones.spec import BackboneSpec
 from ..backbones.weights import Weights, sha256_file
@@ -124,6 +124,9 @@ def _drop_torn_backup(backup: Path, log: Path) -> None:
             return
 
 
+_PHASE_WORDS = {"head": "head", "fine_tune": "fine-tune"}
+
+
 def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwargs: dict, stopper=None) -> dict:
     """One resumable phase: BackupAndRestore each epoch, weights saved when it ends.
 
@@ -142,12 +145,14 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
     restore, save = checkpoint.callbacks(work / f"backup_{name}", log)
-    callbacks = [restore, stopper, keras.callbacks.CSVLogger(str(log), append=True), save]
+    shown = checkpoint.progress_callback(_PHASE_WORDS.get(name, name), epochs)
+    callbacks = [restore, stopper, keras.callbacks.CSVLogger(str(log), append=True), save, shown]
     # BackupAndRestore sets model._initial_epoch when it restores and Keras never resets it,
     # so the next phase's fit() would start at that epoch and skip its own (issue #13).
     model._initial_epoch = None
     try:
-        model.fit(epochs=epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
+        with progress.stage(f"{_PHASE_WORDS.get(name, name)}: up to {epochs} epoch{'s' if epochs != 1 else ''}", done=False):
+            model.fit(epochs=epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
     finally:
         model._initial_epoch = None
     tmp = work / f".{name}.tmp.weights.h5"
@@ -175,7 +180,7 @@ def run(ctx: FitContext) -> FitResult:
     keras.utils.set_random_seed(cfg.seed)
     runtime = {"mixed_precision": _precision(cfg.mixed_precision)}
     runtime.update(_split_batch(ctx, strategy))
-    with strategy.scope():
+    with strategy.scope(), progress.stage(f"building {ctx.spec.name} at {ctx.size} px (weights {cfg.weights})"):
         base = backbones.build(ctx.spec, weights=cfg.weights, input_size=ctx.size, cut_at=cfg.cut_at)
         base.trainable = False
         model = classifier(base, ctx.n_classes, cfg.dropout, ctx.size, f"{ctx.spec.name}_classifier")
@@ -356,4 +361,9 @@ def predict_files(model, files, size: int, policy: str, batch_size: int = 32) ->
     its share, while a direct call on the local copy of the weights sees them all.
     """
     ds = tfdata.image_dataset(files, size, batch_size=batch_size, policy=policy, cache=False)
-    return np.concatenate([np.asarray(model(x, training=False)) for x, _ in ds])
+    out = []
+    with progress.bar(len(files), "images scored") as b:
+        for x, _ in ds:
+            out.append(np.asarray(model(x, training=False)))
+            b.update(len(out[-1]))
+    return np.concatenate(out)
