@@ -203,3 +203,88 @@ def test_data_inspect_warns_about_a_one_image_class(tmp_path, invoke, caplog):
     assert code == 0
     assert "class 'bees' has 1 image: it cannot be both trained and validated" in caplog.text
     assert "UserWarning" not in err
+
+
+# -- (1) progress on a terminal; backbones list/show without building models -------------------------------------
+
+
+def test_backbones_list_and_show_import_no_tensorflow(tmp_path):
+    """A listing answers from the shipped profile table: no TensorFlow import, no model built
+    (issue #26: 102 s warm, 137 s cold)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = (
+        "import sys; from click.testing import CliRunner; from edgetransfer.cli import cli; r = CliRunner();"
+        "a = r.invoke(cli, ['backbones', 'list']); b = r.invoke(cli, ['backbones', 'show', 'mobilenet_v2']);"
+        "assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output);"
+        "assert 'mobilenet_v2_035' in a.output and 'stride16' in b.output;"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGETRANSFER_CACHE": str(tmp_path / "empty-cache")}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v2_035", "efficientnet_lite0"])
+def test_shipped_profiles_match_the_built_graph(name, tmp_path, monkeypatch):
+    from edgetransfer import backbones as bb
+    from edgetransfer.backbones import _profiles, api
+
+    monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path))
+    monkeypatch.setattr(_profiles, "PROFILES", {})
+    counted = api.profile(name)
+    monkeypatch.undo()
+    assert bb.profile(name) == counted
+
+
+def test_progress_is_silent_off_a_terminal_and_under_json(capsys, monkeypatch):
+    import io
+
+    from edgetransfer import progress
+
+    with progress.stage("exporting"), progress.bar(3, "files") as b:
+        b.update(3)
+    progress.line("data 1 / 2")
+    assert capsys.readouterr().err == ""  # pytest's stderr is not a terminal
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    with progress.stage("exporting 2 files"):
+        for _ in progress.iterate([1, 2], "files"):
+            pass
+    progress.line("data 1 / 2")
+    shown = tty.getvalue()
+    assert "» exporting 2 files" in shown and "2/2 files" in shown and "data 1 / 2\n" in shown
+    token = progress.disable()
+    try:
+        before = tty.getvalue()
+        with progress.stage("quiet"), progress.bar(2, "x") as b:
+            b.update(2)
+        progress.line("nothing")
+        assert tty.getvalue() == before
+    finally:
+        progress.restore(token)
+
+
+def test_epoch_lines_reach_the_log_when_not_a_terminal(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="edgetransfer")
+    _fit_and_keep_with_progress(_tiny_model(), tmp_path, 2)
+    assert "head epoch 1/2  loss" in caplog.text and "head epoch 2/2" in caplog.text
+
+
+def _fit_and_keep_with_progress(model, work: Path, epochs: int) -> None:
+    from edgetransfer.training import checkpoint
+
+    x, y = _data()
+    model.fit(x, y, epochs=epochs, batch_size=8, verbose=0, callbacks=[checkpoint.progress_callback("head", epochs)])
