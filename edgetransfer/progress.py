@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import sys
 import threading
 import time
@@ -174,9 +175,37 @@ def iterate(items: Iterable[T], label: str, total: int | None = None) -> Iterato
 
 
 @contextlib.contextmanager
-def stage(name: str, *, done: bool = True) -> Iterator[None]:
+def _info_as_lines() -> Iterator[None]:
+    """While a stage runs, our own info records (the doctor's attempts, "evaluating on ...") are
+    shown as progress lines, as they happen; with ``-v`` they are already logged: left alone."""
+    logger = logging.getLogger("edgetransfer")
+    if logger.isEnabledFor(logging.INFO):
+        yield
+        return
+
+    def show(record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            line(f"  {record.getMessage()}")
+            return False
+        return record.levelno > logging.INFO
+
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addFilter(show)
+    try:
+        yield
+    finally:
+        logger.removeFilter(show)
+        logger.setLevel(old)
+
+
+@contextlib.contextmanager
+def stage(name: str, *, done: bool = True, info: bool = False) -> Iterator[None]:
     """Announce a stage with a line (``» name``), tick its elapsed time while it runs (so a stage
-    with no count still shows life each second), and say how long it took when it took > 1 s."""
+    with no count still shows life each second), and say how long it took when it took > 1 s.
+
+    ``info``: show the library's info log records as lines while the stage runs.
+    """
     if not active():
         yield
         return
@@ -194,7 +223,8 @@ def stage(name: str, *, done: bool = True) -> Iterator[None]:
     ticker.start()
     ok = False
     try:
-        yield
+        with _info_as_lines() if info else contextlib.nullcontext():
+            yield
         ok = True
     finally:
         stop.set()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .. import progress
 from .. import report as report_lib
 from ..evaluation import validate
 from ._common import echo, emit, json_option, table
@@ -35,15 +36,17 @@ from .targets import targets_dir_option
 @json_option
 def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_incompatible, report_path, as_json):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
-    rep = validate(
-        artifacts,
-        data_dir,
-        target_names,
-        targets_dir=targets_dir,
-        budget_s=budget_s,
-        skip_incompatible=skip_incompatible,
-        report_path=report_path,
-    )
+    files = "1 file" if len(artifacts) == 1 else f"{len(artifacts)} files"
+    with progress.stage(f"measuring {files} on {', '.join(target_names)} (accuracy, then latency)", info=True):
+        rep = validate(
+            artifacts,
+            data_dir,
+            target_names,
+            targets_dir=targets_dir,
+            budget_s=budget_s,
+            skip_incompatible=skip_incompatible,
+            report_path=report_path,
+        )
     if report_path:
         report_lib.write(rep, report_path)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import images
-from .._progress import progress
+from .. import progress
 from ..errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -257,7 +257,7 @@ def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, wor
     classes = _list_classes(layout)
     cands, skipped = _candidates(layout, classes, root)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        results = list(progress(pool.map(lambda c: _check(c[0]), cands), len(cands), "checking images"))
+        results = list(progress.iterate(pool.map(lambda c: _check(c[0]), cands), "images checked", total=len(cands)))
     good, infos, bad = [], {}, _loose_files(root, layout) + skipped
     for (path, label, split), (digest, info, reason) in zip(cands, results):
         if reason:
