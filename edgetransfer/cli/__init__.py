@@ -95,7 +95,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
             handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
-            handler.setStream(_AboveProgress())  # type: ignore[arg-type]
+            handler.setStream(_AboveProgress())
     ctx.obj = Obj(debug=debug, verbosity=-1 if quiet else verbose)
     if not debug:
         sys.unraisablehook = _quiet_unraisable

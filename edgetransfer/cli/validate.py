@@ -57,8 +57,13 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
             f"float model: accuracy {rep.reference.accuracy:.4f}, Keras p50 {rep.reference.latency.p50:.2f} ms "
             "(measured)"
         )
-        echo(table(report_lib._rows(rep), report_lib.HEADER))
-        for t, b in rep.best.items():
+        header, rows = report_lib.table(rep)
+        echo(table(rows, header))
+        echo("drop: points of accuracy each file loses against the float model (negative: it gained)")
+        for t, b in report_lib.best(rep).items():
+            if b is None:
+                echo(f"best on {t}: none (no file fits its memory)")
+                continue
             runtime = f" with {b.runtime}" if b.runtime else ""
             echo(f"best on {t}: {Path(b.artifact).name}{runtime} ({b.p50_ms:.2f} ms, {b.provenance})")
         for name, source in rep.targets.items():

@@ -19,8 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import images
-from .. import progress
+from .. import images, progress
 from ..errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")

@@ -18,25 +18,63 @@ from ..io import atomic_write
 from . import plots
 
 
-def _rows(report) -> list[list[str]]:
-    out = []
+def _drop(r) -> str:
+    """Points of accuracy the file loses against the float model (negative: it gained)."""
+    return f"{r.accuracy_drop:.2f}" if getattr(r, "accuracy_drop", None) is not None else "-"
+
+
+def _kib(n: int | None, ok: bool | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:,.0f}" + ("" if ok or ok is None else " (over)")
+
+
+def _has_memory(report) -> bool:
+    return any(getattr(r, "memory", None) for r in report.records)
+
+
+def table(report) -> tuple[list[str], list[list[str]]]:
+    """The per-file table: header and rows. A ``drop`` column (points lost against the float
+    model, as the README promises); RAM and flash in KiB when a target is a microcontroller."""
+    memory = _has_memory(report)
+    header = HEADER[:4] + ["drop"] + HEADER[4:]
+    if memory:
+        header = header[:-1] + ["RAM KiB", "flash KiB"] + header[-1:]
+    rows = []
     for r in report.records:
         lat = r.latency
-        out.append(
-            [
-                Path(r.artifact).name,
-                r.target,
-                r.precision,
-                f"{r.accuracy:.4f}",
-                f"{r.agreement:.4f}" if r.agreement is not None else "-",
-                f"{lat.p50:.2f}",
-                f"{lat.p90:.2f}",
-                lat.provenance,
-                str(lat.detail.get("runtime") or lat.host.get("device") or "-"),
-                f"{r.size_bytes / 1e6:.2f}",
-                _compat(r.compatibility),
-            ]
-        )
+        row = [
+            Path(r.artifact).name,
+            r.target,
+            r.precision,
+            f"{r.accuracy:.4f}",
+            _drop(r),
+            f"{r.agreement:.4f}" if r.agreement is not None else "-",
+            f"{lat.p50:.2f}",
+            f"{lat.p90:.2f}",
+            lat.provenance,
+            str(lat.detail.get("runtime") or lat.host.get("device") or "-"),
+            f"{r.size_bytes / 1e6:.2f}",
+        ]
+        if memory:
+            m = getattr(r, "memory", None) or {}
+            row += [_kib(m.get("arena_bytes"), m.get("ram_ok")), _kib(m.get("flash_bytes"), m.get("flash_ok"))]
+        rows.append([*row, _compat(r.compatibility)])
+    return header, rows
+
+
+def _rows(report) -> list[list[str]]:
+    """Rows of :func:`table` (kept for callers of the old name)."""
+    return table(report)[1]
+
+
+def best(report) -> dict:
+    """``report.best`` without a file that does not fit its target's memory: a file that cannot
+    run there is never the best (issue #26); such a target maps to None."""
+    unfit = {(r.artifact, r.target) for r in report.records if (getattr(r, "memory", None) or {}).get("fits") is False}
+    out: dict = {t: (None if (b.artifact, t) in unfit else b) for t, b in report.best.items()}
+    for _, target in sorted(unfit):
+        out.setdefault(target, None)  # a target where nothing fits is said, not left out
     return out
 
 
@@ -72,12 +110,15 @@ def markdown(report, verdict=None) -> str:
         "(or on the device through its runner); *estimated* comes from the per-op cost model.",
         "",
     ]
-    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
+    header, rows = table(report)
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "## Best artifact per target", ""]
     lines += [
         f"- **{t}**: `{Path(b.artifact).name}` ({b.p50_ms:.2f} ms, {b.provenance}, accuracy {b.accuracy:.4f})"
-        for t, b in report.best.items()
+        if b is not None
+        else f"- **{t}**: none (no file fits its memory)"
+        for t, b in best(report).items()
     ]
     if report.findings:
         lines += ["", "## Findings", ""] + [f"- {f}" for f in report.findings]
@@ -174,10 +215,12 @@ td:first-child,th:first-child{text-align:left}.estimated{color:#8a5a00}.measured
 def html_page(report, verdict=None) -> str:
     """A standalone HTML page: tables, plots (inline PNG), findings and the budget verdict."""
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
+    header, rows = table(report)
+    kind = header.index("latency is")
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td class='{esc(c) if i == 7 else ''}'>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
-        for r in _rows(report)
+        "<tr>" + "".join(f"<td class='{esc(c) if i == kind else ''}'>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in rows
     )
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer report</title>"
@@ -198,9 +241,13 @@ def html_page(report, verdict=None) -> str:
     parts.append(
         "<h2>Best artifact per target</h2><ul>"
         + "".join(
-            f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)}{esc(' with ' + b.runtime if b.runtime else '')} "
-            f"({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
-            for t, b in report.best.items()
+            (
+                f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)}{esc(' with ' + b.runtime if b.runtime else '')} "
+                f"({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
+                if b is not None
+                else f"<li><b>{esc(t)}</b>: none (no file fits its memory)</li>"
+            )
+            for t, b in best(report).items()
         )
         + "</ul>"
     )

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections import Counter
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 

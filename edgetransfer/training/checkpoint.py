@@ -11,6 +11,7 @@ when a load fails half-way. Nothing loadable: the phase restarts from its beginn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -107,7 +108,7 @@ def callbacks(backup: Path, csv_log: Path) -> tuple:
     saves once the epoch's row is written, so a checkpoint never runs ahead of the log)."""
     keras = _lazy.keras()
 
-    class Restore(keras.callbacks.Callback):
+    class Restore(keras.callbacks.Callback):  # type: ignore[name-defined]  # keras is lazy
         def on_train_begin(self, logs=None):
             had = backup.is_dir() and any(backup.iterdir())
             epoch = restore(self.model, backup)
@@ -120,7 +121,7 @@ def callbacks(backup: Path, csv_log: Path) -> tuple:
             self.model._initial_epoch = epoch
             truncate_log(csv_log, epoch)
 
-    class Save(keras.callbacks.Callback):
+    class Save(keras.callbacks.Callback):  # type: ignore[name-defined]  # keras is lazy
         def on_epoch_end(self, epoch, logs=None):
             save(self.model, backup, epoch + 1)
 
@@ -139,11 +140,11 @@ def progress_callback(phase: str, epochs: int):
 
     keras = _lazy.keras()
 
-    class EpochProgress(keras.callbacks.Callback):
+    class EpochProgress(keras.callbacks.Callback):  # type: ignore[name-defined]  # keras is lazy
         def __init__(self) -> None:
             super().__init__()
-            self._bar = None
-            self._ctx = None
+            self._bar: progress.Bar | None = None
+            self._ctx: contextlib.AbstractContextManager[progress.Bar] | None = None
             self._start = 0.0
 
         def _open(self, total: int, label: str) -> None:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _lazy, images
-from .. import progress
+from .. import _lazy, images, progress
 from ..data import ImageFile
 
 

@@ -19,8 +19,8 @@ from ..backbones.spec import BackboneSpec
 from ..backbones.weights import Weights, sha256_file
 from ..data import ImageFile, tfdata
 from ..errors import ConfigError
-from .cluster import Cluster, check_same
 from . import checkpoint
+from .cluster import Cluster, check_same
 from .config import Plan, TrainConfig, choose
 from .features import CacheStats, FeatureCache, FeatureKey, extract
 from .model import class_weights, classifier, compile_model, cosine_schedule, strategy_for, unfreeze
@@ -151,7 +151,9 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
     # so the next phase's fit() would start at that epoch and skip its own (issue #13).
     model._initial_epoch = None
     try:
-        with progress.stage(f"{_PHASE_WORDS.get(name, name)}: up to {epochs} epoch{'s' if epochs != 1 else ''}", done=False):
+        with progress.stage(
+            f"{_PHASE_WORDS.get(name, name)}: up to {epochs} epoch{'s' if epochs != 1 else ''}", done=False
+        ):
             model.fit(epochs=epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
     finally:
         model._initial_epoch = None

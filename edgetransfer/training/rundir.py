@@ -118,8 +118,9 @@ def locked(partial: Path, what: str = "training run") -> Iterator[None]:
 
 def disk_full(partial: Path) -> NoReturn:
     """After a full disk while training (Keras checkpoints, weights, model.keras): remove what was
-    being written (temporary files: checkpoints are renamed into place, so none is torn) and raise a ToolchainError naming the folder. Finished phases and the
-    epoch logs stay, so ``--resume`` continues once there is space.
+    being written (temporary files: checkpoints are renamed into place, so none is torn) and raise
+    a ToolchainError naming the folder. Finished phases, the epoch checkpoints and the epoch logs
+    stay, so ``--resume`` continues once there is space.
 
     Call it after the ``except`` block has ended: h5py files left open by the failed write are
     held by the traceback's frames; they are closed here while the interpreter is whole (HDF5 can
