@@ -324,3 +324,52 @@ def test_a_file_that_does_not_fit_is_never_best():
     assert report.best(_fake_report(mem)) == {"stm32h7": None}
     fits = {**mem, "ram_ok": True, "fits": True}
     assert report.best(_fake_report(fits))["stm32h7"] is not None
+
+
+# -- (5) noise the README says is hidden ----------------------------------------------------------------------
+
+
+def test_onnxruntime_calibration_prints_are_debug_records(capsys, caplog):
+    import logging
+
+    pytest.importorskip("onnxruntime")
+    from onnxruntime.quantization import calibrate
+
+    from edgetransfer.quantization.calibration import quiet_ort_calibration
+
+    caplog.set_level(logging.DEBUG, logger="edgetransfer")
+    quiet_ort_calibration()
+    quiet_ort_calibration()  # idempotent
+    calibrate.print("Collecting tensor data and making histogram ...")
+    calibrate.print("Finding optimal threshold for each tensor using 'entropy' algorithm ...")
+    calibrate.print("something else")
+    out = capsys.readouterr().out
+    assert out == "something else\n"
+    assert "Collecting tensor data" in caplog.text
+
+
+def test_classifier_prints_no_litert_info_line(tmp_path):
+    """``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` is written by native code to fd 2:
+    checked in a child process, on the real descriptor."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = f"""
+import os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import numpy as np, tensorflow as tf
+m = tf.keras.Sequential([tf.keras.Input((8, 8, 3)), tf.keras.layers.Conv2D(2, 3), tf.keras.layers.GlobalAveragePooling2D()])
+open({str(tmp_path / "m.tflite")!r}, "wb").write(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+os.write(2, b"--- converted ---\\n")
+from edgetransfer.runtime.litert import LiteRT
+s = LiteRT().load({str(tmp_path / "m.tflite")!r})
+print(s.run(np.zeros((1, 8, 8, 3), np.float32)).shape)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("EDGETRANSFER_NATIVE_LOGS", None)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    after = res.stderr.split("--- converted ---", 1)[1]
+    assert "INFO:" not in after and "XNNPACK" not in after, after
