@@ -373,3 +373,27 @@ print(s.run(np.zeros((1, 8, 8, 3), np.float32)).shape)
     assert res.returncode == 0, res.stderr
     after = res.stderr.split("--- converted ---", 1)[1]
     assert "INFO:" not in after and "XNNPACK" not in after, after
+
+
+def test_mobilenet_v2_builds_without_a_keras_input_shape_warning(recwarn, monkeypatch):
+    """Keras warns on every MobileNetV2(input_tensor=..., weights="imagenet") (its input_shape is
+    None then); the weights download is stubbed here, the warning is Keras' own text."""
+    import warnings
+
+    from edgetransfer import _lazy
+    from edgetransfer import backbones as bb
+
+    apps = _lazy.keras().applications
+    real = apps.MobileNetV2
+
+    def offline(*args, **kwargs):
+        warnings.warn(
+            "`input_shape` is undefined or non-square, or `rows` is not in [96, 128, 160, 192, 224]. "
+            "Weights for input shape (224, 224) will be loaded as the default.",
+            stacklevel=2,
+        )
+        return real(*args, **{**kwargs, "weights": None})
+
+    monkeypatch.setattr(apps, "MobileNetV2", offline)
+    bb.build("mobilenet_v2_035", weights="imagenet", input_size=96)
+    assert not [w for w in recwarn if "input_shape" in str(w.message)]
