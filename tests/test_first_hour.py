@@ -397,3 +397,17 @@ def test_mobilenet_v2_builds_without_a_keras_input_shape_warning(recwarn, monkey
     monkeypatch.setattr(apps, "MobileNetV2", offline)
     bb.build("mobilenet_v2_035", weights="imagenet", input_size=96)
     assert not [w for w in recwarn if "input_shape" in str(w.message)]
+
+
+def test_targets_show_prints_no_python_tuples_or_none(invoke):
+    code, out, _ = invoke("targets", "show", "stm32h7")
+    assert code == 0
+    assert "None" not in out and "('" not in out and "{'" not in out
+    assert "budgets      ram_kb 1024, flash_kb 2048" in out and "formats      tflite" in out
+
+
+def test_gitignore_covers_sweep_and_junit_outputs():
+    from conftest import REPO
+
+    lines = (REPO / ".gitignore").read_text().splitlines()
+    assert "sweep-out/" in lines and "budgets*.xml" in lines
