@@ -411,3 +411,14 @@ def test_gitignore_covers_sweep_and_junit_outputs():
 
     lines = (REPO / ".gitignore").read_text().splitlines()
     assert "sweep-out/" in lines and "budgets*.xml" in lines
+
+
+def test_did_you_mean_suggests_backbones_that_train_offline_first():
+    from edgetransfer import backbones as bb
+    from edgetransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        bb.get("efficientnet_lite")
+    fix = exc.value.fix or ""
+    assert fix.startswith("did you mean 'efficientnet_lite0', 'efficientnet_lite1' or 'efficientnet_lite2'")
+    assert "efficientnet_lite3, efficientnet_lite4 have no ImageNet weights here" in fix
