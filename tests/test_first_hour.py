@@ -422,3 +422,13 @@ def test_did_you_mean_suggests_backbones_that_train_offline_first():
     fix = exc.value.fix or ""
     assert fix.startswith("did you mean 'efficientnet_lite0', 'efficientnet_lite1' or 'efficientnet_lite2'")
     assert "efficientnet_lite3, efficientnet_lite4 have no ImageNet weights here" in fix
+
+
+def test_val_split_ignored_for_a_folder_with_val_is_said(tmp_path, invoke, caplog):
+    root = tmp_path / "d"
+    make_folder(root / "train", {"a": 1, "b": 1}, size=(32, 32))
+    make_folder(root / "val", {"a": 1, "b": 1}, size=(32, 32))
+    (tmp_path / "r").mkdir()  # "run directory already exists": stops before any training
+    code, _, err = invoke("train", "--data", root, "--val-split", "0.3", "--image-size", "32", "--out", tmp_path / "r")
+    assert code == 2
+    assert "--val-split 0.3 is ignored: the held-out images come from its own val/ folder" in caplog.text + err

@@ -120,8 +120,8 @@ def quiet_ort_calibration() -> None:
             return
         print(*args, **kwargs)
 
-    calibrate.print = _print  # type: ignore[attr-defined]  # a module global shadowing the builtin
-    calibrate._edgetransfer_quiet = True  # type: ignore[attr-defined]
+    calibrate.print = _print  # a module global shadowing the builtin
+    calibrate._edgetransfer_quiet = True
 
 
 def degenerate(calib: Calibration, asked: int) -> list[str]:

@@ -36,7 +36,9 @@ def interpreter_module():
 
 # LiteRT's C++ logger writes this to file descriptor 2 on every Interpreter (the README says the
 # runtime is quiet; issue #26): dropped, and anything else written meanwhile is passed on.
-_NOISE = re.compile(rb"^INFO: (Created TensorFlow Lite (XNNPACK )?delegate for CPU\.|Initialized TensorFlow Lite runtime\.)\s*$")
+_NOISE = re.compile(
+    rb"^INFO: (Created TensorFlow Lite (XNNPACK )?delegate for CPU\.|Initialized TensorFlow Lite runtime\.)\s*$"
+)
 _FD_LOCK = threading.Lock()
 
 
@@ -55,7 +57,7 @@ def quiet_native_stderr(noise: re.Pattern[bytes] = _NOISE) -> Iterator[None]:
         except (OSError, ValueError):
             yield
             return
-        sink = tempfile.TemporaryFile()
+        sink = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finally, after fd 2 is restored)
         try:
             os.dup2(sink.fileno(), 2)
             try:
