@@ -432,3 +432,10 @@ def test_val_split_ignored_for_a_folder_with_val_is_said(tmp_path, invoke, caplo
     code, _, err = invoke("train", "--data", root, "--val-split", "0.3", "--image-size", "32", "--out", tmp_path / "r")
     assert code == 2
     assert "--val-split 0.3 is ignored: the held-out images come from its own val/ folder" in caplog.text + err
+
+
+def test_validate_on_a_readme_says_not_a_model(invoke):
+    from conftest import REPO
+
+    code, _, err = invoke("validate", REPO / "README.md")
+    assert code == 2 and "not a model file" in err and ".tflite" in err

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from .. import formats as formats_lib
 from .. import progress
 from .. import report as report_lib
+from ..errors import ConfigError
 from ..evaluation import validate
 from ._common import echo, emit, json_option, table
 from .targets import targets_dir_option
@@ -36,6 +38,12 @@ from .targets import targets_dir_option
 @json_option
 def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_incompatible, report_path, as_json):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
+    for a in artifacts:  # "not a model" before "no manifest beside it" (issue #26: validate README.md)
+        if Path(a).is_file():
+            try:
+                formats_lib.for_path(a)
+            except ConfigError as exc:
+                raise ConfigError(f"not a model file ({exc.problem})", path=a, fix=exc.fix) from None
     files = "1 file" if len(artifacts) == 1 else f"{len(artifacts)} files"
     with progress.stage(f"measuring {files} on {', '.join(target_names)} (accuracy, then latency)", info=True):
         rep = validate(
