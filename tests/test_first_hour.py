@@ -439,3 +439,20 @@ def test_validate_on_a_readme_says_not_a_model(invoke):
 
     code, _, err = invoke("validate", REPO / "README.md")
     assert code == 2 and "not a model file" in err and ".tflite" in err
+
+
+def test_a_split_folder_linked_outside_the_data_root_is_named_and_can_be_allowed(tmp_path, invoke):
+    from edgetransfer import data as data_lib
+
+    elsewhere = make_folder(tmp_path / "elsewhere" / "train", {"a": 3, "b": 3}, size=(32, 32))
+    root = tmp_path / "data"
+    make_folder(root / "val", {"a": 1, "b": 1}, size=(32, 32))
+    (root / "train").symlink_to(elsewhere, target_is_directory=True)
+    code, _, err = invoke("data", "inspect", root)
+    assert code == 2, err
+    assert f"train/ is a symbolic link to {elsewhere.resolve()}, outside the data folder" in err
+    assert "--follow-links" in err and "failed to decode" not in err
+    ds = data_lib.load(root, follow_links=True)
+    assert len(ds.split("train")) == 6 and len(ds.split("val")) == 2
+    code, out, err = invoke("data", "inspect", root, "--follow-links")
+    assert code == 0, err

@@ -70,16 +70,17 @@ log = logging.getLogger("edgetransfer")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--follow-links", is_flag=True, help="Read split/class folders that are symbolic links leaving --data.")
 @json_option
 @click.pass_context
-def train_cmd(ctx, data_dir, val_data, out, resume, as_json, no_augment, **options) -> None:
+def train_cmd(ctx, data_dir, val_data, out, resume, as_json, no_augment, follow_links, **options) -> None:
     """Transfer-learn a backbone; writes model.keras, manifest.json and plots to --out."""
     cfg = TrainConfig(**options, augment=not no_augment)
     if ctx.get_parameter_source("val_split") == click.core.ParameterSource.COMMANDLINE:
         given = "--val-data" if val_data else ("its own val/ folder" if (Path(data_dir) / "val").is_dir() else None)
         if given:  # said, not silently dropped (issue #26)
             log.warning("--val-split %g is ignored: the held-out images come from %s", cfg.val_split, given)
-    run = train(data_dir, cfg, out=out, val_data=val_data, resume=resume)
+    run = train(data_dir, cfg, out=out, val_data=val_data, resume=resume, follow_links=follow_links)
     m = run.manifest
     payload = {
         "run_dir": str(run.run_dir),

@@ -174,8 +174,25 @@ def _loose_files(root: Path, layout: dict[str, Path]) -> list[FileIssue]:
     ]
 
 
+def _linked_folder_base(folder: Path, base: Path, follow_links: bool) -> Path:
+    """Where the files of ``folder`` may live: inside ``base``, or, for a split or class folder
+    that is a symbolic link leaving it, inside the link's target when ``follow_links`` allows
+    it; else a DataError that says so (issue #26: it blamed the images instead)."""
+    real = folder.resolve()
+    if real.is_relative_to(base):
+        return base
+    link = next((p for p in (folder.parent, folder) if p.is_symlink()), folder)
+    if not follow_links:
+        raise DataError(
+            f"{link.name}/ is a symbolic link to {link.resolve()}, outside the data folder {base}: not followed",
+            path=link,
+            fix="allow it with --follow-links (data inspect, train), or pass the real folder as --data",
+        )
+    return real
+
+
 def _candidates(
-    layout: dict[str, Path], classes: Iterable[str], root: Path | None = None
+    layout: dict[str, Path], classes: Iterable[str], root: Path | None = None, follow_links: bool = False
 ) -> tuple[list[tuple[Path, int, str]], list[FileIssue]]:
     """Every file of every class folder, and the files skipped on the way (links out of ``root``).
 
@@ -186,6 +203,7 @@ def _candidates(
     out, skipped = [], []
     for split, folder in layout.items():
         for label, name in enumerate(classes):
+            allowed = _linked_folder_base(folder / name, base, follow_links)
             entries = sorted(p for p in (folder / name).rglob("*") if not p.name.startswith("."))
             if not any(p.is_file() or p.is_symlink() for p in entries):  # links out: reported, not "empty"
                 raise DataError(
@@ -198,7 +216,7 @@ def _candidates(
                     skipped.append(FileIssue(str(p), f"broken symbolic link (to {os.readlink(p)})"))
                 elif not p.is_file():
                     continue
-                elif not p.resolve().is_relative_to(base):
+                elif not p.resolve().is_relative_to(allowed):
                     skipped.append(
                         FileIssue(
                             str(p), f"symbolic link to {p.resolve()}, outside the dataset folder {base}: not followed"
@@ -236,7 +254,14 @@ def _check(path: Path) -> tuple[str, images.DecodedInfo | None, str | None]:
     return digest, info, None
 
 
-def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, workers: int | None = None) -> Dataset:
+def load(
+    root: str | Path,
+    *,
+    val_split: float | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    follow_links: bool = False,
+) -> Dataset:
     """Scan, check every file and split an image-folder dataset.
 
     Args:
@@ -244,6 +269,8 @@ def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, wor
         val_split: fraction of each class moved to ``val`` when the folder has no ``val/``.
         seed: seed of that split.
         workers: decoding threads (default: CPU count).
+        follow_links: read split or class folders that are symbolic links leaving ``root``
+            (refused by default, with an error saying so).
 
     Raises:
         DataError: the folder cannot be used (missing, no classes, one class, an empty class,
@@ -254,7 +281,7 @@ def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, wor
         raise ConfigError(f"--val-split {val_split} is outside (0, 1)", fix="use a fraction such as 0.2")
     layout = _layout(root)
     classes = _list_classes(layout)
-    cands, skipped = _candidates(layout, classes, root)
+    cands, skipped = _candidates(layout, classes, root, follow_links)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         results = list(progress.iterate(pool.map(lambda c: _check(c[0]), cands), "images checked", total=len(cands)))
     good, infos, bad = [], {}, _loose_files(root, layout) + skipped

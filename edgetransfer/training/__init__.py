@@ -39,11 +39,13 @@ __all__ = ["WORKFLOWS", "Plan", "TrainConfig", "TrainedModel", "choose", "train"
 log = logging.getLogger("edgetransfer")
 
 
-def _splits(data_dir, val_data, cfg: TrainConfig) -> tuple[data_lib.Dataset, tuple, tuple]:
-    ds = data_lib.load(data_dir, val_split=None if val_data else cfg.val_split, seed=cfg.seed)
+def _splits(data_dir, val_data, cfg: TrainConfig, follow_links: bool = False) -> tuple[data_lib.Dataset, tuple, tuple]:
+    ds = data_lib.load(
+        data_dir, val_split=None if val_data else cfg.val_split, seed=cfg.seed, follow_links=follow_links
+    )
     if val_data is None:
         return ds, ds.split("train"), ds.split("val")
-    vds = data_lib.load(val_data)
+    vds = data_lib.load(val_data, follow_links=follow_links)
     if vds.classes != ds.classes:
         raise DataError(
             f"classes differ: training has {list(ds.classes)}, validation has {list(vds.classes)}",
@@ -97,6 +99,7 @@ def train(
     out: str | Path = "runs/latest",
     val_data: str | Path | None = None,
     resume: bool = False,
+    follow_links: bool = False,
 ) -> TrainedModel:
     """Train a classifier on an image folder and write a run directory.
 
@@ -106,6 +109,7 @@ def train(
         out: run directory; written as ``<out>.partial`` and renamed when complete.
         val_data: a separate validation folder (else the folder's val/ or a seeded split).
         resume: continue an interrupted ``<out>.partial``.
+        follow_links: read split or class folders that are symbolic links leaving the data folder.
 
     Raises:
         ConfigError, DataError: bad options or data (exit 2). ToolchainError: TF failed (3).
@@ -114,7 +118,7 @@ def train(
     out = require_writable(Path(out), "run directory")  # before minutes of work, not at the end
     spec = backbones.get(cfg.backbone)
     size = spec.check_size(cfg.image_size or spec.input_size)
-    ds, train_files, val_files = _splits(data_dir, val_data, cfg)
+    ds, train_files, val_files = _splits(data_dir, val_data, cfg, follow_links)
     if not val_files:
         raise DataError(
             "no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data"
