@@ -456,3 +456,16 @@ def test_a_split_folder_linked_outside_the_data_root_is_named_and_can_be_allowed
     assert len(ds.split("train")) == 6 and len(ds.split("val")) == 2
     code, out, err = invoke("data", "inspect", root, "--follow-links")
     assert code == 0, err
+
+
+def test_report_colours_follow_precision_and_host_is_not_raw_json():
+    from types import SimpleNamespace as NS
+
+    from edgetransfer.report import _plain_value, _styles
+
+    recs = [NS(artifact=f"/x/{n}", precision=p) for n, p in [("a_int8.onnx", "int8"), ("b_fp32.tflite", "fp32"),
+                                                               ("c_int8.tflite", "int8")]]  # fmt: skip
+    style = _styles(recs)
+    assert style["a_int8.onnx"][0] == style["c_int8.tflite"][0] != style["b_fp32.tflite"][0]
+    assert style["a_int8.onnx"][1] != style["c_int8.tflite"][1]  # same colour, told apart by marker
+    assert _plain_value({"litert": "1.2", "ort": None}) == "litert: 1.2, ort: -"

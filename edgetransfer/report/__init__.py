@@ -128,11 +128,38 @@ def markdown(report, verdict=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _plain_value(v) -> str:
+    """A host fact as text: lists joined, mappings as ``key: value`` pairs (not raw JSON)."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_plain_value(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_plain_value(x) for x in v)
+    return "-" if v is None else str(v)
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plots._plt().close(fig)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+# One colour per precision, so a glance tells fp32 from int8 whatever the file order (issue #26).
+_PRECISION_COLOURS = {"fp32": "C0", "fp16": "C2", "int8": "C3", "int16x8": "C4", "dynamic": "C1"}
+
+
+def _styles(records) -> dict[str, tuple[str, str]]:
+    """File name -> (colour by precision, marker): each file of a precision gets its own marker."""
+    out: dict[str, tuple[str, str]] = {}
+    per_colour: dict[str, int] = {}
+    for r in records:
+        name = Path(r.artifact).name
+        if name in out:
+            continue
+        colour = _PRECISION_COLOURS.get(str(r.precision), "C7")
+        i = per_colour[colour] = per_colour.get(colour, -1) + 1
+        out[name] = (colour, "osD^vP*Xh<>p"[i % 12])
+    return out
 
 
 def _tradeoff(report) -> str:
@@ -141,24 +168,35 @@ def _tradeoff(report) -> str:
     plt = plots._plt()
     targets = sorted({r.target for r in report.records})
     names = list(dict.fromkeys(Path(r.artifact).name for r in report.records))
-    style = {n: (f"C{i % 10}", "osD^vP*Xh<>p"[i % 12]) for i, n in enumerate(names)}
+    style = _styles(report.records)
     cols = min(3, len(targets))
     rows_n = (len(targets) + cols - 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.4 * rows_n + 0.4 * len(names) / 3), squeeze=False)
     accs = [100 * r.accuracy for r in report.records] + [100 * report.reference.accuracy]
     low = max(0.0, min(accs) - 2.0)
     for ax, t in zip(axes.flat, targets):
-        for r in (r for r in report.records if r.target == t):
+        here = [r for r in report.records if r.target == t]
+        # Files at the same point (to the plotted precision) are drawn as concentric markers,
+        # the first largest, so none hides another (issue #26).
+        stack: dict[tuple, int] = {}
+        for r in here:
+            key = (round(r.latency.p50, 2), round(100 * r.accuracy, 2))
+            stack[key] = stack.get(key, 0) + 1
+        seen: dict[tuple, int] = {}
+        for r in here:
             colour, marker = style[Path(r.artifact).name]
             measured = r.latency.provenance != "estimated"
+            key = (round(r.latency.p50, 2), round(100 * r.accuracy, 2))
+            k = seen[key] = seen.get(key, -1) + 1
             ax.scatter(
                 r.latency.p50,
                 100 * r.accuracy,
-                s=60,
+                s=60 + 90 * (stack[key] - 1 - k),
                 marker=marker,
                 edgecolors=colour,
                 facecolors=colour if measured else "none",
-                zorder=3,
+                linewidths=1.5,
+                zorder=3 + k,
                 clip_on=False,
             )
         ax.axhline(100 * report.reference.accuracy, color="grey", ls=":", lw=1)
@@ -264,7 +302,10 @@ def html_page(report, verdict=None) -> str:
     )
     if report.findings:
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{esc(f)}</li>" for f in report.findings) + "</ul>")
-    parts.append(f"<h2>Host</h2><pre>{esc(json.dumps(report.host, indent=2))}</pre></body></html>")
+    host_rows = "".join(
+        f"<tr><td>{esc(str(k))}</td><td>{esc(_plain_value(v))}</td></tr>" for k, v in report.host.items()
+    )
+    parts.append(f"<h2>Host</h2><table class='host'>{host_rows}</table></body></html>")
     return "\n".join(parts)
 
 
