@@ -469,3 +469,45 @@ def test_report_colours_follow_precision_and_host_is_not_raw_json():
     assert style["a_int8.onnx"][0] == style["c_int8.tflite"][0] != style["b_fp32.tflite"][0]
     assert style["a_int8.onnx"][1] != style["c_int8.tflite"][1]  # same colour, told apart by marker
     assert _plain_value({"litert": "1.2", "ort": None}) == "litert: 1.2, ort: -"
+
+
+@pytest.mark.slow
+def test_resume_after_a_checkpoint_torn_at_every_boundary_kind_is_never_a_traceback(tmp_path, invoke, monkeypatch):
+    """End to end through the CLI: a run interrupted in its head phase with its newest epoch
+    checkpoint torn (empty, inside the HDF5 header, half-way) resumes with exit 0."""
+    import shutil
+
+    from edgetransfer.training import checkpoint, rundir
+
+    root = make_folder(tmp_path / "d", {"red": 6, "green": 6}, size=(32, 32))
+    args = ["train", "--data", root, "--backbone", "efficientnet_lite0", "--image-size", "32", "--batch-size", "4",
+            "--val-split", "0.34", "--workflow", "fine-tune", "--unfreeze", "4", "--epochs", "3",
+            "--fine-tune-epochs", "0", "--no-augment", "--out"]  # fmt: skip
+
+    def interrupted(partial, out):
+        raise KeyboardInterrupt
+
+    real_callbacks = checkpoint.callbacks
+
+    def keep_backups(backup, log):
+        restore, save = real_callbacks(backup, log)
+        save.on_train_end = lambda logs=None: None
+        return restore, save
+
+    with monkeypatch.context() as m:
+        m.setattr(rundir, "finalize", interrupted)
+        m.setattr(checkpoint, "callbacks", keep_backups)
+        code, _, err = invoke(*args, tmp_path / "run")
+    assert code == 130, err
+    partial = tmp_path / "run.partial"
+    (partial / "head.weights.h5").unlink()  # as if interrupted inside the head phase
+    newest = partial / "backup_head" / "epoch-0003.weights.h5"
+    data = newest.read_bytes()
+    for i, cut in enumerate((0, 48, len(data) // 2)):
+        work = tmp_path / f"cut{i}.partial"
+        shutil.copytree(partial, work)
+        (work / "backup_head" / newest.name).write_bytes(data[:cut])
+        code, out, err = invoke(*args, tmp_path / f"cut{i}", "--resume")
+        assert code == 0, err
+        assert "Traceback" not in err
+        assert (tmp_path / f"cut{i}" / "model.keras").is_file()
