@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backbones, metrics, progress
+from .. import _lazy, backbones, metrics, progress
 from .. import data as data_lib
 from ..backbones.weights import Weights
 from ..data import tfdata
@@ -144,7 +144,10 @@ def train(
             rundir.check_resume(partial, resume, cfg, data_now)
             ctx = ctx_of(partial)
             start = time.perf_counter()
-            from .fit import run
+            with progress.stage("loading TensorFlow and Keras"):  # 5-20 s of silence otherwise (issue #26)
+                from .fit import run
+
+                _lazy.keras()
 
             with tfdata.input_errors([f.path for f in (*train_files, *val_files)]):
                 result = run(ctx)
