@@ -73,13 +73,13 @@ def _fit_and_keep(model, work: Path, epochs: int) -> None:
     """Train ``epochs`` epochs with the checkpoints of :mod:`checkpoint`, as if interrupted at the end."""
     from edgetransfer.training import checkpoint
 
-    restore, save = checkpoint.callbacks(work / "backup_head", work / "head.csv")
-    save.on_train_end = lambda logs=None: None  # an interruption: the backups stay
+    backup = checkpoint.callback(work / "backup_head", work / "head.csv")
+    backup.on_train_end = lambda logs=None: None  # an interruption: the backups stay
     x, y = _data()
     from edgetransfer import _lazy
 
     csv = _lazy.keras().callbacks.CSVLogger(str(work / "head.csv"), append=True)
-    model.fit(x, y, epochs=epochs, batch_size=8, verbose=0, callbacks=[restore, csv, save])
+    model.fit(x, y, epochs=epochs, batch_size=8, verbose=0, callbacks=[backup, csv])
 
 
 @pytest.fixture(scope="module")
@@ -487,16 +487,16 @@ def test_resume_after_a_checkpoint_torn_at_every_boundary_kind_is_never_a_traceb
     def interrupted(partial, out):
         raise KeyboardInterrupt
 
-    real_callbacks = checkpoint.callbacks
+    real_callback = checkpoint.callback
 
     def keep_backups(backup, log):
-        restore, save = real_callbacks(backup, log)
-        save.on_train_end = lambda logs=None: None
-        return restore, save
+        cb = real_callback(backup, log)
+        cb.on_train_end = lambda logs=None: None
+        return cb
 
     with monkeypatch.context() as m:
         m.setattr(rundir, "finalize", interrupted)
-        m.setattr(checkpoint, "callbacks", keep_backups)
+        m.setattr(checkpoint, "callback", keep_backups)
         code, _, err = invoke(*args, tmp_path / "run")
     assert code == 130, err
     partial = tmp_path / "run.partial"

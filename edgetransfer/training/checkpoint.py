@@ -102,13 +102,14 @@ def truncate_log(csv_log: Path, epochs: int) -> None:
         atomic_write(csv_log, "".join(lines[: epochs + 1]))
 
 
-def callbacks(backup: Path, csv_log: Path) -> tuple:
-    """Two Keras callbacks: put the first before every other (it restores, or restarts the phase,
-    and trims the CSV log before ``CSVLogger`` opens it) and the second after ``CSVLogger`` (it
-    saves once the epoch's row is written, so a checkpoint never runs ahead of the log)."""
+def callback(backup: Path, csv_log: Path):
+    """A Keras callback to put before every other: at the start of ``fit`` it restores the newest
+    loadable checkpoint (or restarts the phase) and trims the CSV log before ``CSVLogger`` opens
+    it; at each epoch's end it saves, before the log's row is written (as Keras' own
+    ``BackupAndRestore`` did: an interruption then leaves the checkpoint, at worst without its row)."""
     keras = _lazy.keras()
 
-    class Restore(keras.callbacks.Callback):  # type: ignore[name-defined]  # keras is lazy
+    class SafeBackup(keras.callbacks.Callback):  # type: ignore[name-defined]  # keras is lazy
         def on_train_begin(self, logs=None):
             had = backup.is_dir() and any(backup.iterdir())
             epoch = restore(self.model, backup)
@@ -121,14 +122,13 @@ def callbacks(backup: Path, csv_log: Path) -> tuple:
             self.model._initial_epoch = epoch
             truncate_log(csv_log, epoch)
 
-    class Save(keras.callbacks.Callback):  # type: ignore[name-defined]  # keras is lazy
         def on_epoch_end(self, epoch, logs=None):
             save(self.model, backup, epoch + 1)
 
         def on_train_end(self, logs=None):
             shutil.rmtree(backup, ignore_errors=True)
 
-    return Restore(), Save()
+    return SafeBackup()
 
 
 def progress_callback(phase: str, epochs: int):

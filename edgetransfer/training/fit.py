@@ -144,9 +144,9 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
     stopper = stopper or keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
-    restore, save = checkpoint.callbacks(work / f"backup_{name}", log)
+    backup = checkpoint.callback(work / f"backup_{name}", log)
     shown = checkpoint.progress_callback(_PHASE_WORDS.get(name, name), epochs)
-    callbacks = [restore, stopper, keras.callbacks.CSVLogger(str(log), append=True), save, shown]
+    callbacks = [backup, stopper, keras.callbacks.CSVLogger(str(log), append=True), shown]
     # BackupAndRestore sets model._initial_epoch when it restores and Keras never resets it,
     # so the next phase's fit() would start at that epoch and skip its own (issue #13).
     model._initial_epoch = None
