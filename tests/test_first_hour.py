@@ -511,3 +511,12 @@ def test_resume_after_a_checkpoint_torn_at_every_boundary_kind_is_never_a_traceb
         assert code == 0, err
         assert "Traceback" not in err
         assert (tmp_path / f"cut{i}" / "model.keras").is_file()
+
+
+def test_a_resumed_sweep_report_does_not_read_as_zero_cost():
+    from edgetransfer.report.sweep import _stats_line
+    from edgetransfer.search import SweepStats
+
+    line = _stats_line(SweepStats(configs=8, computed=0, reused=8, seconds=0.4))
+    assert "all reused from the earlier sweep" in line and "0 computed" not in line
+    assert "3 computed, 5 reused" in _stats_line(SweepStats(configs=8, computed=3, reused=5, seconds=60))

@@ -104,6 +104,21 @@ def _fronts_png(result) -> str:
     return _png(fig)
 
 
+def _stats_line(s) -> str:
+    """What this call did. A resumed sweep that reused every configuration says so, rather than
+    reading as the sweep's own cost ("0 computed ... 0 s", issue #26)."""
+    if s.reused and not s.computed:
+        return (
+            f"{s.configs} configurations, all reused from the earlier sweep in this folder (resumed: their "
+            f"figures are the ones measured then); this call took {s.seconds:.0f} s."
+        )
+    return (
+        f"This call: {s.configs} configurations ({s.computed} computed, {s.reused} reused); {s.trained} runs "
+        f"trained, {s.runs_reused} reused; feature cache {s.feature_hits} hits, {s.feature_misses} misses; "
+        f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; {s.seconds:.0f} s."
+    )
+
+
 def html_page(result) -> str:
     """A standalone page: the fronts plotted, the picks, every configuration."""
     esc = html.escape
@@ -120,10 +135,7 @@ def html_page(result) -> str:
         [
             f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer sweep</title>"
             f"<style>{_CSS}</style></head><body><h1>edgetransfer model search</h1>",
-            f"<p>{s.configs} configurations ({s.computed} computed, {s.reused} reused); {s.trained} runs trained, "
-            f"{s.runs_reused} reused; feature cache {s.feature_hits} hits, {s.feature_misses} misses; "
-            f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; "
-            f"{s.seconds:.0f} s. Accuracy drop is in points below each configuration's own float model; "
+            f"<p>{_stats_line(s)} Accuracy drop is in points below each configuration's own float model; "
             "latency budgets are judged on p90.</p>",
             f"<h2>Pareto fronts</h2><img alt='Pareto fronts' src='data:image/png;base64,{_fronts_png(result)}'>",
             f"<h2>Fronts and picks</h2><ul>{picks}</ul>",
