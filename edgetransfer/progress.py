@@ -183,11 +183,13 @@ def _info_as_lines() -> Iterator[None]:
         yield
         return
 
+    before = logger.getEffectiveLevel()
+
     def show(record: logging.LogRecord) -> bool:
         if record.levelno == logging.INFO:
             line(f"  {record.getMessage()}")
             return False
-        return record.levelno > logging.INFO
+        return record.levelno >= before  # what would have passed anyway (-q keeps warnings out)
 
     old = logger.level
     logger.setLevel(logging.INFO)

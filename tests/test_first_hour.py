@@ -520,3 +520,25 @@ def test_a_resumed_sweep_report_does_not_read_as_zero_cost():
     line = _stats_line(SweepStats(configs=8, computed=0, reused=8, seconds=0.4))
     assert "all reused from the earlier sweep" in line and "0 computed" not in line
     assert "3 computed, 5 reused" in _stats_line(SweepStats(configs=8, computed=3, reused=5, seconds=60))
+
+
+def test_stage_shows_info_records_as_lines_and_keeps_quiet_quiet(monkeypatch, caplog):
+    import io
+    import logging
+
+    from edgetransfer import progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    log = logging.getLogger("edgetransfer")
+    monkeypatch.setattr(log, "level", logging.ERROR)  # as under -q's root level, effective ERROR
+    with progress.stage("searching", info=True):
+        log.info("doctor tflite #1 calibration 400 images: drop 0.4")
+        log.warning("a warning -q hides")
+    assert "  doctor tflite #1 calibration 400 images: drop 0.4\n" in tty.getvalue()
+    assert "a warning -q hides" not in caplog.text
+    assert log.level == logging.ERROR and not log.filters

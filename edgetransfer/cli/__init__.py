@@ -97,6 +97,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
             handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
             handler.setStream(_AboveProgress())
     ctx.obj = Obj(debug=debug, verbosity=-1 if quiet else verbose)
+    if quiet:
+        progress.disable()  # -q: only errors on stderr, no stage lines or bars either
     if not debug:
         sys.unraisablehook = _quiet_unraisable
         sys.excepthook = _quiet_h5py_dealloc
