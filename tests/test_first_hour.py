@@ -542,3 +542,40 @@ def test_stage_shows_info_records_as_lines_and_keeps_quiet_quiet(monkeypatch, ca
     assert "  doctor tflite #1 calibration 400 images: drop 0.4\n" in tty.getvalue()
     assert "a warning -q hides" not in caplog.text
     assert log.level == logging.ERROR and not log.filters
+
+
+def _on_a_terminal(args: list[str]) -> str:
+    """Run the CLI with stdout and stderr on a pseudo-terminal; everything it wrote."""
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgetransfer", *args], stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_terminal_gets_the_bar_and_json_gets_one_document(tmp_path):
+    import json
+
+    root = make_folder(tmp_path / "d", {"a": 12, "b": 12}, size=(32, 32))
+    shown = _on_a_terminal(["data", "inspect", str(root)])
+    assert "24/24 images checked" in shown
+    doc = _on_a_terminal(["data", "inspect", str(root), "--json"])
+    assert "images checked" not in doc and "\x1b[" not in doc
+    assert json.loads(doc)["classes"] == ["a", "b"]
