@@ -26,6 +26,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, else it is removed.
 
     The temporary name keeps the suffix (some writers, e.g. Keras, insist on ``.keras``).
+    ``mkstemp`` creates it 0600; before the rename it gets the mode a plain ``open()`` would
+    have given (0666 less the umask), so a CI job's or container's other users can read it.
     """
     path = Path(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -33,6 +35,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        if tmp.is_file():
+            os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -46,6 +50,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (``/proc``: Linux >= 4.7),
+    else by the set-and-restore of ``os.umask`` (briefly process-wide, hence second)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open()`` (0666) or ``mkdir()`` (0777) would give under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:

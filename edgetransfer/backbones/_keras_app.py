@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from .. import _lazy
 from .spec import Preprocess
 from .weights import Weights, keras_imagenet_error, load_into
@@ -30,12 +32,17 @@ def keras_app_builder(ctor: str, preprocess: Preprocess | None, **kwargs):
                 scale, offset=[-m / s for m, s in zip(preprocess.mean, preprocess.std)], name="preprocess"
             )(x)
         try:
-            model = app(
-                input_tensor=x,
-                include_top=include_top,
-                weights="imagenet" if weights.kind == "imagenet" else None,
-                **kwargs,
-            )
+            with warnings.catch_warnings():
+                # MobileNet/V2 warn "`input_shape` is undefined or non-square ... Weights for input
+                # shape (224, 224) will be loaded" whenever given an input_tensor: the spec's size
+                # rules and caveats already say this, and a Python UserWarning is noise (issue #26).
+                warnings.filterwarnings("ignore", message=r".*`input_shape` is undefined or non-square")
+                model = app(
+                    input_tensor=x,
+                    include_top=include_top,
+                    weights="imagenet" if weights.kind == "imagenet" else None,
+                    **kwargs,
+                )
         except (OSError, ConnectionError, TimeoutError) as exc:
             raise keras_imagenet_error(ctor, exc) from None
         except Exception as exc:  # keras wraps URL errors in a bare Exception("URL fetch failure ...")

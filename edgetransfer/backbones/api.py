@@ -59,17 +59,43 @@ class Profile:
     cut_points: tuple[dict, ...]
 
 
+def _keras_version() -> str:
+    """Keras' version from the installed package's metadata: no 10-20 s TensorFlow import for a
+    listing (issue #26: a warm ``backbones list`` spent its time importing Keras for this string)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return str(_lazy.keras().__version__)
+
+
+def _shipped(spec: BackboneSpec, keras_version: str) -> Profile | None:
+    """The profile counted when the package was made (:mod:`._profiles`), for the same Keras
+    major version and default size; None for a backbone registered since (it is counted)."""
+    from ._profiles import KERAS, PROFILES
+
+    row = PROFILES.get(spec.name)
+    if row is None or row["input_size"] != spec.input_size or keras_version.split(".")[0] != KERAS.split(".")[0]:
+        return None
+    return Profile(spec.name, **{**row, "cut_points": tuple(row["cut_points"])})
+
+
 def profile(spec: BackboneSpec | str) -> Profile:
     """Params and MACs (with the ImageNet classifier, as published) at the default size.
 
     Counted on the built graph and cached on disk per edgetransfer and Keras version.
     """
     spec = _spec(spec)
-    keras = _lazy.keras()
-    path = cache_dir() / "profiles" / f"{spec.name}-{__version__}-keras{keras.__version__}.json"
+    version = _keras_version()
+    shipped = _shipped(spec, version)
+    if shipped is not None:
+        return shipped
+    path = cache_dir() / "profiles" / f"{spec.name}-{__version__}-keras{version}.json"
     if path.exists():
         data = json.loads(path.read_text())
         return Profile(**{**data, "cut_points": tuple(data["cut_points"])})
+    keras = _lazy.keras()
     full = spec.builder(spec.input_size, Weights("none"), True)
     base = spec.builder(spec.input_size, Weights("none"), False)
     prof = Profile(

@@ -141,6 +141,27 @@ def get(name: str) -> BackboneSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"unknown backbone {name!r}", fix=f"{hint}known backbones: {', '.join(_REGISTRY)}") from None
+        raise ConfigError(
+            f"unknown backbone {name!r}", fix=f"{_did_you_mean(name)}known backbones: {', '.join(_REGISTRY)}"
+        ) from None
+
+
+def _did_you_mean(name: str) -> str:
+    """Close names that train offline first; the others named with why they may not (issue #26:
+    'efficientnet_lite' suggested efficientnet_lite4, which has no ImageNet weights here)."""
+    close = difflib.get_close_matches(name, _REGISTRY, n=6, cutoff=0.5)
+    if not close:
+        return ""
+    ready = sorted(c for c in close if _REGISTRY[c].weights_source == "offline")[:3]
+    other = sorted(c for c in close[:3] if c not in ready)
+    why = {"download": "need a download of their ImageNet weights", "none": "have no ImageNet weights here"}
+    if ready:
+        names = ", ".join(repr(c) for c in ready[:-1]) + (" or " if len(ready) > 1 else "") + repr(ready[-1])
+        groups: dict[str, list[str]] = {}
+        for c in other:
+            groups.setdefault(why.get(_REGISTRY[c].weights_source, ""), []).append(c)
+        tail = "; ".join(f"{', '.join(cs)} {w}" for w, cs in groups.items())
+        return f"did you mean {names} (ImageNet weights offline)? {f'({tail}) ' if tail else ''}"
+    c = close[0]
+    single = {"download": "needs a download of its ImageNet weights", "none": "has no ImageNet weights here"}
+    return f"did you mean {c!r} ({single.get(_REGISTRY[c].weights_source, '')})? "

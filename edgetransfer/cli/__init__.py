@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from .. import progress
 from .._version import __version__
 from ..errors import EXIT_INTERRUPTED, EXIT_TOOLCHAIN, EXIT_USAGE, EdgeTransferError
 from ._common import JSON_MODE, Obj, echo_error_json, library_output_to_stderr, native_stderr_captured
@@ -39,6 +40,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         token = JSON_MODE.set(False)
+        progress_token = progress.enable()
         try:
             return self._invoke_mapped(ctx)
         except _CLICK_FLOW:
@@ -57,6 +59,7 @@ class _Group(click.Group):
             )
         finally:
             JSON_MODE.reset(token)
+            progress.restore(progress_token)
 
     def _invoke_mapped(self, ctx: click.Context):
         try:
@@ -114,10 +117,37 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
+            handler.setStream(_AboveProgress())
     ctx.obj = Obj(debug=debug, verbosity=-1 if quiet else verbose)
+    if quiet:
+        progress.disable()  # -q: only errors on stderr, no stage lines or bars either
     if not debug:
         sys.unraisablehook = _quiet_unraisable
         sys.excepthook = _quiet_h5py_dealloc
+
+
+class _Formatter(logging.Formatter):
+    """Our own warnings as ``warning: ...`` lines, like ``error: ...`` (issue #26); a message that
+    already shouts ``WARNING`` as is; other libraries' records and our info/debug as before."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.split(".")[0] == "edgetransfer" and record.levelno == logging.WARNING:
+            msg = record.getMessage()
+            return msg if msg.startswith("WARNING") else f"warning: {msg}"
+        return super().format(record)
+
+
+class _AboveProgress:
+    """The log handler's stream: a record is written above a live progress bar, not into it."""
+
+    def write(self, text: str) -> None:
+        progress.write_above(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def _quiet_unraisable(info) -> None:

@@ -86,6 +86,9 @@ class Obj:
 def _json_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         JSON_MODE.set(True)
+        from .. import progress
+
+        progress.disable()  # one JSON document: no bars, no stage lines (issue #26)
     return value
 
 

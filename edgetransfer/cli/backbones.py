@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import backbones as bb
+from .. import progress
 from ._common import echo, emit, json_option, table
 
 
@@ -32,7 +33,8 @@ def _row(name: str) -> dict:
 @json_option
 def list_cmd(as_json: bool) -> None:
     """Every registered backbone: input size, params, MACs (counted on the graph), weights."""
-    rows = [_row(n) for n in bb.names()]
+    names = bb.names()
+    rows = [_row(n) for n in progress.iterate(names, "backbones profiled")]
     emit(
         as_json,
         rows,

@@ -19,10 +19,13 @@ def data_group() -> None:
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--val-split", type=float, default=None, help="Fraction per class held out when DIR has no val/ folder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split.")
+@click.option(
+    "--follow-links", is_flag=True, help="Read split/class folders that are symbolic links leaving DIRECTORY."
+)
 @json_option
-def inspect_cmd(directory: Path, val_split: float | None, seed: int, as_json: bool) -> None:
+def inspect_cmd(directory: Path, val_split: float | None, seed: int, follow_links: bool, as_json: bool) -> None:
     """Classes, counts, formats, sizes, undecodable files, duplicates and imbalance of DIRECTORY."""
-    ds = data_lib.load(directory, val_split=val_split, seed=seed)
+    ds = data_lib.load(directory, val_split=val_split, seed=seed, follow_links=follow_links)
     doc = {**ds.report.to_json(), "split_source": ds.split_source}
     emit(as_json, doc, lambda: _render(ds.report, ds.split_source.startswith("val_split=")))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import formats as formats_lib
+from .. import progress
 from ..exporter import export as _export
 from ..quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
 from ..quantization.doctor import AccuracyBudgetError, attempts_table, check_budget
@@ -111,20 +112,23 @@ def export_cmd(
         )
         for p in dict.fromkeys(precisions)
     ]
+    fmts = [f for f in formats_lib.names() if f in formats or "all" in formats]
+    what = f"exporting {', '.join(fmts)} at {', '.join(r.precision for r in recipes)}"
     try:
-        arts = _export(
-            run_dir,
-            formats,
-            recipes,
-            out=out,
-            calibration=calibration,
-            layout=layout,
-            explicit_io=io_dtype is not None,
-            dynamic_batch=dynamic_batch,
-            max_accuracy_drop=max_accuracy_drop,
-            data_dir=data_dir,
-            recipe_file=recipe_file,
-        )
+        with progress.stage(what + (" (int8 recipe search)" if max_accuracy_drop is not None else ""), info=True):
+            arts = _export(
+                run_dir,
+                formats,
+                recipes,
+                out=out,
+                calibration=calibration,
+                layout=layout,
+                explicit_io=io_dtype is not None,
+                dynamic_batch=dynamic_batch,
+                max_accuracy_drop=max_accuracy_drop,
+                data_dir=data_dir,
+                recipe_file=recipe_file,
+            )
     except AccuracyBudgetError as exc:
         if not as_json:  # the search is the answer too: show it before the error
             _print_attempts(exc.artifacts)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .. import report as report_lib
 from ..flows import pipeline as flow_lib
 from ..flows import quickstart as qs
 from ._common import echo, emit, json_option, table
@@ -17,19 +18,26 @@ def _log(as_json: bool):
 
 
 def _summary(result: flow_lib.FlowResult) -> None:
+    rep = result.report
     rows = [
         [
             Path(r.artifact).name,
             r.target,
             f"{r.accuracy:.4f}",
+            f"{r.accuracy_drop:.2f}" if r.accuracy_drop is not None else "-",
             f"{r.latency.p50:.2f}" if r.latency else "-",
             r.provenance or "-",
             f"{r.size_bytes / 1e6:.2f}",
         ]
-        for r in result.report.records
+        for r in rep.records
     ]
-    echo(table(rows, ["artifact", "target", "accuracy", "p50 ms", "latency is", "MB"]))
-    for t, b in result.report.best.items():
+    echo(f"float     accuracy {rep.reference.accuracy:.4f} on {rep.held_out.get('images')} held-out images")
+    echo(table(rows, ["artifact", "target", "accuracy", "drop", "p50 ms", "latency is", "MB"]))
+    echo("drop: points of accuracy each file loses against the float model (negative: it gained)")
+    for t, b in report_lib.best(rep).items():
+        if b is None:
+            echo(f"best on {t}: none (no file fits its memory)")
+            continue
         runtime = f" with {b.runtime}" if b.runtime else ""
         echo(f"best on {t}: {Path(b.artifact).name}{runtime} ({b.p50_ms:.2f} ms, {b.provenance})")
     if result.verdict:

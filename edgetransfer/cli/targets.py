@@ -89,10 +89,32 @@ def show_cmd(name, targets_dir, as_json) -> None:
 
     def text() -> None:
         for k, v in doc.items():
-            if v not in (None, (), {}):
-                echo(f"{k:12s} {v}")
+            if v in (None, (), {}, []):
+                continue
+            if isinstance(v, dict):
+                echo(f"{k:12s} {_plain(v) or '-'}")
+            elif isinstance(v, (tuple, list)) and k == "sources":
+                echo(f"{k:12s} " + f"\n{'':12s} ".join(str(x) for x in v))
+            else:
+                echo(f"{k:12s} {_plain(v)}")
 
     emit(as_json, doc, text)
+
+
+def _plain(v) -> str:
+    """A value as people read it: lists joined with ``/``, mappings as ``key value`` pairs with the
+    unset (None) ones left out; no Python tuples, braces or ``None`` (issue #26)."""
+    if isinstance(v, dict):
+        return ", ".join(
+            f"{k} ({_plain(x)})" if isinstance(x, dict) else f"{k} {_plain(x)}"
+            for k, x in v.items()
+            if x is not None and x not in ((), {}, [])
+        )
+    if isinstance(v, (tuple, list)):
+        return "/".join(_plain(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 def register(cli: click.Group) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import click
@@ -9,6 +11,8 @@ import click
 from ..training import WORKFLOWS, TrainConfig, train
 from ..training.config import SCHEDULES
 from ._common import echo, emit, json_option
+
+log = logging.getLogger("edgetransfer")
 
 
 @click.command("train")
@@ -66,11 +70,17 @@ from ._common import echo, emit, json_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--follow-links", is_flag=True, help="Read split/class folders that are symbolic links leaving --data.")
 @json_option
-def train_cmd(data_dir, val_data, out, resume, as_json, no_augment, **options) -> None:
+@click.pass_context
+def train_cmd(ctx, data_dir, val_data, out, resume, as_json, no_augment, follow_links, **options) -> None:
     """Transfer-learn a backbone; writes model.keras, manifest.json and plots to --out."""
     cfg = TrainConfig(**options, augment=not no_augment)
-    run = train(data_dir, cfg, out=out, val_data=val_data, resume=resume)
+    if ctx.get_parameter_source("val_split") == click.core.ParameterSource.COMMANDLINE:
+        given = "--val-data" if val_data else ("its own val/ folder" if (Path(data_dir) / "val").is_dir() else None)
+        if given:  # said, not silently dropped (issue #26)
+            log.warning("--val-split %g is ignored: the held-out images come from %s", cfg.val_split, given)
+    run = train(data_dir, cfg, out=out, val_data=val_data, resume=resume, follow_links=follow_links)
     m = run.manifest
     payload = {
         "run_dir": str(run.run_dir),
@@ -98,7 +108,7 @@ def train_cmd(data_dir, val_data, out, resume, as_json, no_augment, **options) -
         echo(f"workflow     {m.workflow} ({m.reason})")
         echo(f"val accuracy {m.metrics.val_accuracy:.4f} on {m.metrics.val_images} images")
         echo(f"time         {m.train_seconds:.1f} s ({m.images_per_second} images/s, {m.strategy})")
-        echo(f"run          {run.run_dir}  (model.keras, manifest.json, curves.png, confusion.png)")
+        echo(f"run          {os.path.normpath(run.run_dir)}  (model.keras, manifest.json, curves.png, confusion.png)")
 
     emit(as_json, payload, text)
 

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
+from .. import formats as formats_lib
+from .. import progress
 from .. import report as report_lib
+from ..errors import ConfigError
 from ..evaluation import save, validate
 from ..io import existing_kind, require_own_output
 from ..records.measure import ValidationReport
@@ -44,15 +47,23 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
     if report_path:  # a report replaces a report, never a run manifest or the user's file
         require_own_output(report_path, "edgetransfer.validation", "report")
-    rep = validate(
-        artifacts,
-        data_dir,
-        target_names,
-        targets_dir=targets_dir,
-        budget_s=budget_s,
-        skip_incompatible=skip_incompatible,
-        report_path=report_path,
-    )
+    for a in artifacts:  # "not a model" before "no manifest beside it" (issue #26: validate README.md)
+        if Path(a).is_file():
+            try:
+                formats_lib.for_path(a)
+            except ConfigError as exc:
+                raise ConfigError(f"not a model file ({exc.problem})", path=a, fix=exc.fix) from None
+    files = "1 file" if len(artifacts) == 1 else f"{len(artifacts)} files"
+    with progress.stage(f"measuring {files} on {', '.join(target_names)} (accuracy, then latency)", info=True):
+        rep = validate(
+            artifacts,
+            data_dir,
+            target_names,
+            targets_dir=targets_dir,
+            budget_s=budget_s,
+            skip_incompatible=skip_incompatible,
+            report_path=report_path,
+        )
     if report_path:
         report_lib.write(rep, report_path)
     beside = write_beside(rep, artifacts)
@@ -64,8 +75,13 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
             f"float model: accuracy {rep.reference.accuracy:.4f}, Keras p50 {rep.reference.latency.p50:.2f} ms "
             "(measured)"
         )
-        echo(table(report_lib._rows(rep), report_lib.HEADER))
-        for t, b in rep.best.items():
+        header, rows = report_lib.table(rep)
+        echo(table(rows, header))
+        echo("drop: points of accuracy each file loses against the float model (negative: it gained)")
+        for t, b in report_lib.best(rep).items():
+            if b is None:
+                echo(f"best on {t}: none (no file fits its memory)")
+                continue
             runtime = f" with {b.runtime}" if b.runtime else ""
             echo(f"best on {t}: {Path(b.artifact).name}{runtime} ({b.p50_ms:.2f} ms, {b.provenance})")
         for name, source in rep.targets.items():

@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import random
 import statistics
 import unicodedata
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import images
-from .._progress import progress
+from .. import images, progress
 from ..errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")
+# One image to train on and one to validate with: below that a class is never scored (issue #26).
+MIN_PER_CLASS = 2
+log = logging.getLogger("edgetransfer")
 _DUP_FIX = "delete one copy of each duplicate so train and val do not share images"
 
 
@@ -135,7 +137,7 @@ def _hidden_class_warnings(layout: dict[str, Path]) -> tuple[str, ...]:
         if p.is_dir() and p.name.startswith(".") and p.name not in (".", "..")
     )
     for w in out:
-        warnings.warn(w, UserWarning, stacklevel=3)
+        log.warning("%s", w)
     return out
 
 
@@ -202,8 +204,25 @@ def _loose_files(root: Path, layout: dict[str, Path]) -> list[FileIssue]:
     ]
 
 
+def _linked_folder_base(folder: Path, base: Path, follow_links: bool) -> Path:
+    """Where the files of ``folder`` may live: inside ``base``, or, for a split or class folder
+    that is a symbolic link leaving it, inside the link's target when ``follow_links`` allows
+    it; else a DataError that says so (issue #26: it blamed the images instead)."""
+    real = folder.resolve()
+    if real.is_relative_to(base):
+        return base
+    link = next((p for p in (folder.parent, folder) if p.is_symlink()), folder)
+    if not follow_links:
+        raise DataError(
+            f"{link.name}/ is a symbolic link to {link.resolve()}, outside the data folder {base}: not followed",
+            path=link,
+            fix="allow it with --follow-links (data inspect, train), or pass the real folder as --data",
+        )
+    return real
+
+
 def _candidates(
-    layout: dict[str, Path], classes: Iterable[str], root: Path | None = None
+    layout: dict[str, Path], classes: Iterable[str], root: Path | None = None, follow_links: bool = False
 ) -> tuple[list[tuple[Path, int, str]], list[FileIssue]]:
     """Every file of every class folder, and the files skipped on the way (links out of ``root``).
 
@@ -214,6 +233,7 @@ def _candidates(
     out, skipped = [], []
     for split, folder in layout.items():
         for label, name in enumerate(classes):
+            allowed = _linked_folder_base(folder / name, base, follow_links)
             entries = sorted(p for p in (folder / name).rglob("*") if not p.name.startswith("."))
             if not any(p.is_file() or p.is_symlink() for p in entries):  # links out: reported, not "empty"
                 raise DataError(
@@ -226,7 +246,7 @@ def _candidates(
                     skipped.append(FileIssue(str(p), f"broken symbolic link (to {os.readlink(p)})"))
                 elif not p.is_file():
                     continue
-                elif not p.resolve().is_relative_to(base):
+                elif not p.resolve().is_relative_to(allowed):
                     skipped.append(
                         FileIssue(
                             str(p), f"symbolic link to {p.resolve()}, outside the dataset folder {base}: not followed"
@@ -264,7 +284,14 @@ def _check(path: Path) -> tuple[str, images.DecodedInfo | None, str | None]:
     return digest, info, None
 
 
-def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, workers: int | None = None) -> Dataset:
+def load(
+    root: str | Path,
+    *,
+    val_split: float | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    follow_links: bool = False,
+) -> Dataset:
     """Scan, check every file and split an image-folder dataset.
 
     Args:
@@ -272,6 +299,8 @@ def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, wor
         val_split: fraction of each class moved to ``val`` when the folder has no ``val/``.
         seed: seed of that split.
         workers: decoding threads (default: CPU count).
+        follow_links: read split or class folders that are symbolic links leaving ``root``
+            (refused by default, with an error saying so).
 
     Raises:
         DataError: the folder cannot be used (missing, no classes, one class, an empty class,
@@ -282,9 +311,9 @@ def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, wor
         raise ConfigError(f"--val-split {val_split} is outside (0, 1)", fix="use a fraction such as 0.2")
     layout = _layout(root)
     classes = _list_classes(layout)
-    cands, skipped = _candidates(layout, classes, root)
+    cands, skipped = _candidates(layout, classes, root, follow_links)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        results = list(progress(pool.map(lambda c: _check(c[0]), cands), len(cands), "checking images"))
+        results = list(progress.iterate(pool.map(lambda c: _check(c[0]), cands), "images checked", total=len(cands)))
     good, infos, bad = [], {}, _loose_files(root, layout) + skipped
     for (path, label, split), (digest, info, reason) in zip(cands, results):
         if reason:
@@ -382,18 +411,28 @@ def _mislabelled(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tupl
 
 
 def _split_warnings(classes, good: list[ImageFile]) -> tuple[str, ...]:
-    """A class with no validation image when there is a validation split: its accuracy is unmeasured."""
-    if not any(f.split == "val" for f in good):
-        return ()
-    have = {f.label for f in good if f.split == "val"}
-    out = tuple(
-        f"class {c!r} has no validation image: its accuracy will not be measured (add images, or put some in val/)"
+    """A class with no validation image when there is a validation split (its accuracy is
+    unmeasured), and a class too small to be both trained and validated (issue #26: 1 image gave
+    "val accuracy 1.0000" measured on the other class alone). Logged as ``warning:`` lines, not
+    Python ``UserWarning`` (which would print our source path)."""
+    out: list[str] = []
+    if any(f.split == "val" for f in good):
+        have = {f.label for f in good if f.split == "val"}
+        out += [
+            f"class {c!r} has no validation image: its accuracy will not be measured (add images, or put some in val/)"
+            for i, c in enumerate(classes)
+            if i not in have
+        ]
+    per_class = Counter(f.label for f in good)
+    out += [
+        f"class {c!r} has {per_class[i]} image{'s' if per_class[i] != 1 else ''}: it cannot be both trained and "
+        f"validated (train needs at least 2 per class; add images)"
         for i, c in enumerate(classes)
-        if i not in have
-    )
+        if per_class[i] < MIN_PER_CLASS and not any(f.split == "val" for f in good)
+    ]
     for w in out:
-        warnings.warn(w, UserWarning, stacklevel=3)
-    return out
+        log.warning("%s", w)
+    return tuple(out)
 
 
 def _suspects(good: list[ImageFile], infos: list[images.DecodedInfo]) -> tuple[FileIssue, ...]:

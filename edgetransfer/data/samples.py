@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .. import _lazy
+from ..io import default_mode
 
 
 def write_digits(out_dir: str | Path, *, size: int = 32, per_class: int | None = None) -> Path:
@@ -35,6 +36,7 @@ def write_digits(out_dir: str | Path, *, size: int = 32, per_class: int | None =
     digits = _lazy.require("sklearn.datasets").load_digits()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    os.chmod(tmp, default_mode(directory=True))  # mkdtemp makes it 0700; give what mkdir would
     seen: dict[int, int] = {}
     for i, (img, label) in enumerate(zip(digits.images, digits.target)):
         label = int(label)

@@ -153,10 +153,17 @@ def data_checked_once() -> Iterator[None]:
         return
     seen: dict[tuple, data_lib.Dataset] = {}
 
-    def load(root: str | Path, *, val_split: float | None = None, seed: int = 0, workers: int | None = None):
-        key = (str(Path(root).resolve()), val_split, seed)
+    def load(
+        root: str | Path,
+        *,
+        val_split: float | None = None,
+        seed: int = 0,
+        workers: int | None = None,
+        follow_links: bool = False,
+    ) -> data_lib.Dataset:
+        key = (str(Path(root).resolve()), val_split, seed, follow_links)
         if key not in seen:
-            seen[key] = original(root, val_split=val_split, seed=seed, workers=workers)
+            seen[key] = original(root, val_split=val_split, seed=seed, workers=workers, follow_links=follow_links)
         return seen[key]
 
     load._checked_once = True  # type: ignore[attr-defined]

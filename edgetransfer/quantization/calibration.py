@@ -94,9 +94,34 @@ def calibration_set(run_manifest: RunManifest, source: str | Path, n: int, *, se
             "no calibration image could be decoded", path=str(source), fix="run `edgetransfer data inspect` on it"
         )
     calib = Calibration(np.stack(arrays).astype(np.float32), label, tuple(used))
+    quiet_ort_calibration()  # int8 is next: keep ONNX Runtime's calibration prints off stdout
     for warning in degenerate(calib, n):
         log.warning("WARNING: calibration: %s", warning)
     return calib
+
+
+def quiet_ort_calibration() -> None:
+    """ONNX Runtime's calibrators ``print`` their progress to stdout ("Collecting tensor data and
+    making histogram ...", "Finding optimal threshold ..."), several lines per calibration, into a
+    ``--json`` document's stdout or a Python caller's (issue #26). Those prints become debug
+    records (``-vv``); anything else the module prints still prints. Idempotent; a no-op without
+    onnxruntime."""
+    try:
+        from onnxruntime.quantization import calibrate
+    except Exception:  # not installed, or a build that fails to import: nothing prints then
+        return
+    if getattr(calibrate, "_edgetransfer_quiet", False):
+        return
+
+    def _print(*args, **kwargs) -> None:
+        text = " ".join(str(a) for a in args)
+        if kwargs.get("file") is None and text.startswith(("Collecting tensor data", "Finding optimal threshold")):
+            log.debug("onnxruntime calibration: %s", text)
+            return
+        print(*args, **kwargs)
+
+    calibrate.print = _print  # a module global shadowing the builtin
+    calibrate._edgetransfer_quiet = True
 
 
 def degenerate(calib: Calibration, asked: int) -> list[str]:

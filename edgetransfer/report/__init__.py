@@ -18,25 +18,63 @@ from ..io import atomic_write
 from . import plots
 
 
-def _rows(report) -> list[list[str]]:
-    out = []
+def _drop(r) -> str:
+    """Points of accuracy the file loses against the float model (negative: it gained)."""
+    return f"{r.accuracy_drop:.2f}" if getattr(r, "accuracy_drop", None) is not None else "-"
+
+
+def _kib(n: int | None, ok: bool | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:,.0f}" + ("" if ok or ok is None else " (over)")
+
+
+def _has_memory(report) -> bool:
+    return any(getattr(r, "memory", None) for r in report.records)
+
+
+def table(report) -> tuple[list[str], list[list[str]]]:
+    """The per-file table: header and rows. A ``drop`` column (points lost against the float
+    model, as the README promises); RAM and flash in KiB when a target is a microcontroller."""
+    memory = _has_memory(report)
+    header = HEADER[:4] + ["drop"] + HEADER[4:]
+    if memory:
+        header = header[:-1] + ["RAM KiB", "flash KiB"] + header[-1:]
+    rows = []
     for r in report.records:
         lat = r.latency
-        out.append(
-            [
-                Path(r.artifact).name,
-                r.target,
-                r.precision,
-                f"{r.accuracy:.4f}",
-                f"{r.agreement:.4f}" if r.agreement is not None else "-",
-                f"{lat.p50:.2f}",
-                f"{lat.p90:.2f}",
-                lat.provenance,
-                str(lat.detail.get("runtime") or lat.host.get("device") or "-"),
-                f"{r.size_bytes / 1e6:.2f}",
-                _compat(r.compatibility),
-            ]
-        )
+        row = [
+            Path(r.artifact).name,
+            r.target,
+            r.precision,
+            f"{r.accuracy:.4f}",
+            _drop(r),
+            f"{r.agreement:.4f}" if r.agreement is not None else "-",
+            f"{lat.p50:.2f}",
+            f"{lat.p90:.2f}",
+            lat.provenance,
+            str(lat.detail.get("runtime") or lat.host.get("device") or "-"),
+            f"{r.size_bytes / 1e6:.2f}",
+        ]
+        if memory:
+            m = getattr(r, "memory", None) or {}
+            row += [_kib(m.get("arena_bytes"), m.get("ram_ok")), _kib(m.get("flash_bytes"), m.get("flash_ok"))]
+        rows.append([*row, _compat(r.compatibility)])
+    return header, rows
+
+
+def _rows(report) -> list[list[str]]:
+    """Rows of :func:`table` (kept for callers of the old name)."""
+    return table(report)[1]
+
+
+def best(report) -> dict:
+    """``report.best`` without a file that does not fit its target's memory: a file that cannot
+    run there is never the best (issue #26); such a target maps to None."""
+    unfit = {(r.artifact, r.target) for r in report.records if (getattr(r, "memory", None) or {}).get("fits") is False}
+    out: dict = {t: (None if (b.artifact, t) in unfit else b) for t, b in report.best.items()}
+    for _, target in sorted(unfit):
+        out.setdefault(target, None)  # a target where nothing fits is said, not left out
     return out
 
 
@@ -72,12 +110,15 @@ def markdown(report, verdict=None) -> str:
         "(or on the device through its runner); *estimated* comes from the per-op cost model.",
         "",
     ]
-    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
+    header, rows = table(report)
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "## Best artifact per target", ""]
     lines += [
         f"- **{t}**: `{Path(b.artifact).name}` ({b.p50_ms:.2f} ms, {b.provenance}, accuracy {b.accuracy:.4f})"
-        for t, b in report.best.items()
+        if b is not None
+        else f"- **{t}**: none (no file fits its memory)"
+        for t, b in best(report).items()
     ]
     if report.findings:
         lines += ["", "## Findings", ""] + [f"- {f}" for f in report.findings]
@@ -87,11 +128,38 @@ def markdown(report, verdict=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _plain_value(v) -> str:
+    """A host fact as text: lists joined, mappings as ``key: value`` pairs (not raw JSON)."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_plain_value(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_plain_value(x) for x in v)
+    return "-" if v is None else str(v)
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plots._plt().close(fig)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+# One colour per precision, so a glance tells fp32 from int8 whatever the file order (issue #26).
+_PRECISION_COLOURS = {"fp32": "C0", "fp16": "C2", "int8": "C3", "int16x8": "C4", "dynamic": "C1"}
+
+
+def _styles(records) -> dict[str, tuple[str, str]]:
+    """File name -> (colour by precision, marker): each file of a precision gets its own marker."""
+    out: dict[str, tuple[str, str]] = {}
+    per_colour: dict[str, int] = {}
+    for r in records:
+        name = Path(r.artifact).name
+        if name in out:
+            continue
+        colour = _PRECISION_COLOURS.get(str(r.precision), "C7")
+        i = per_colour[colour] = per_colour.get(colour, -1) + 1
+        out[name] = (colour, "osD^vP*Xh<>p"[i % 12])
+    return out
 
 
 def _tradeoff(report) -> str:
@@ -100,24 +168,35 @@ def _tradeoff(report) -> str:
     plt = plots._plt()
     targets = sorted({r.target for r in report.records})
     names = list(dict.fromkeys(Path(r.artifact).name for r in report.records))
-    style = {n: (f"C{i % 10}", "osD^vP*Xh<>p"[i % 12]) for i, n in enumerate(names)}
+    style = _styles(report.records)
     cols = min(3, len(targets))
     rows_n = (len(targets) + cols - 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.4 * rows_n + 0.4 * len(names) / 3), squeeze=False)
     accs = [100 * r.accuracy for r in report.records] + [100 * report.reference.accuracy]
     low = max(0.0, min(accs) - 2.0)
     for ax, t in zip(axes.flat, targets):
-        for r in (r for r in report.records if r.target == t):
+        here = [r for r in report.records if r.target == t]
+        # Files at the same point (to the plotted precision) are drawn as concentric markers,
+        # the first largest, so none hides another (issue #26).
+        stack: dict[tuple, int] = {}
+        for r in here:
+            key = (round(r.latency.p50, 2), round(100 * r.accuracy, 2))
+            stack[key] = stack.get(key, 0) + 1
+        seen: dict[tuple, int] = {}
+        for r in here:
             colour, marker = style[Path(r.artifact).name]
             measured = r.latency.provenance != "estimated"
+            key = (round(r.latency.p50, 2), round(100 * r.accuracy, 2))
+            k = seen[key] = seen.get(key, -1) + 1
             ax.scatter(
                 r.latency.p50,
                 100 * r.accuracy,
-                s=60,
+                s=60 + 90 * (stack[key] - 1 - k),
                 marker=marker,
                 edgecolors=colour,
                 facecolors=colour if measured else "none",
-                zorder=3,
+                linewidths=1.5,
+                zorder=3 + k,
                 clip_on=False,
             )
         ax.axhline(100 * report.reference.accuracy, color="grey", ls=":", lw=1)
@@ -174,10 +253,12 @@ td:first-child,th:first-child{text-align:left}.estimated{color:#8a5a00}.measured
 def html_page(report, verdict=None) -> str:
     """A standalone HTML page: tables, plots (inline PNG), findings and the budget verdict."""
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
+    header, rows = table(report)
+    kind = header.index("latency is")
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td class='{esc(c) if i == 7 else ''}'>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
-        for r in _rows(report)
+        "<tr>" + "".join(f"<td class='{esc(c) if i == kind else ''}'>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in rows
     )
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer report</title>"
@@ -198,9 +279,13 @@ def html_page(report, verdict=None) -> str:
     parts.append(
         "<h2>Best artifact per target</h2><ul>"
         + "".join(
-            f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)}{esc(' with ' + b.runtime if b.runtime else '')} "
-            f"({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
-            for t, b in report.best.items()
+            (
+                f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)}{esc(' with ' + b.runtime if b.runtime else '')} "
+                f"({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
+                if b is not None
+                else f"<li><b>{esc(t)}</b>: none (no file fits its memory)</li>"
+            )
+            for t, b in best(report).items()
         )
         + "</ul>"
     )
@@ -217,7 +302,10 @@ def html_page(report, verdict=None) -> str:
     )
     if report.findings:
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{esc(f)}</li>" for f in report.findings) + "</ul>")
-    parts.append(f"<h2>Host</h2><pre>{esc(json.dumps(report.host, indent=2))}</pre></body></html>")
+    host_rows = "".join(
+        f"<tr><td>{esc(str(k))}</td><td>{esc(_plain_value(v))}</td></tr>" for k, v in report.host.items()
+    )
+    parts.append(f"<h2>Host</h2><table class='host'>{host_rows}</table></body></html>")
     return "\n".join(parts)
 
 

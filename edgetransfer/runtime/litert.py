@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import re
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +37,45 @@ def interpreter_module():
         "no TFLite interpreter could be imported (" + "; ".join(errors) + ")",
         fix='pip install "edgetransfer[runtime]"  (installs ai-edge-litert)',
     )
+
+
+# LiteRT's C++ logger writes this to file descriptor 2 on every Interpreter (the README says the
+# runtime is quiet; issue #26): dropped, and anything else written meanwhile is passed on.
+_NOISE = re.compile(
+    rb"^INFO: (Created TensorFlow Lite (XNNPACK )?delegate for CPU\.|Initialized TensorFlow Lite runtime\.)\s*$"
+)
+_FD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(noise: re.Pattern[bytes] = _NOISE) -> Iterator[None]:
+    """While the block runs, lines native code writes to fd 2 that match ``noise`` are dropped;
+    every other line is written to stderr afterwards (so errors are never hidden). Set
+    ``EDGETRANSFER_NATIVE_LOGS=1`` to see everything as written."""
+    if os.environ.get("EDGETRANSFER_NATIVE_LOGS"):
+        yield
+        return
+    with _FD_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield
+            return
+        sink = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finally, after fd 2 is restored)
+        try:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                kept = [ln for ln in sink.read().splitlines(keepends=True) if not noise.match(ln)]
+                if kept:
+                    os.write(2, b"".join(kept))
+        finally:
+            os.close(saved)
+            sink.close()
 
 
 class _Session:
@@ -113,10 +158,11 @@ class LiteRT:
         path = require_file(path)
         mod = interpreter_module()
         try:
-            interp = mod.Interpreter(model_path=str(path), num_threads=threads)
-            for detail in interp.get_input_details()[:1]:  # before allocate_tensors sizes the buffers
-                check_input_spec(InputSpec(tuple(int(d) for d in detail["shape"]), "float32"), path)
-            interp.allocate_tensors()
+            with quiet_native_stderr():
+                interp = mod.Interpreter(model_path=str(path), num_threads=threads)
+                for detail in interp.get_input_details()[:1]:  # before allocate_tensors sizes the buffers
+                    check_input_spec(InputSpec(tuple(int(d) for d in detail["shape"]), "float32"), path)
+                interp.allocate_tensors()
             return _Session(interp, path)
         except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as exc:  # IndexError: no inputs
             raise RuntimeBackendError(

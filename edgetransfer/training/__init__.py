@@ -16,12 +16,13 @@ import logging
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from .. import backbones, metrics
+from .. import _lazy, backbones, metrics, progress
 from .. import data as data_lib
 from ..backbones.weights import Weights
 from ..data import tfdata
@@ -38,11 +39,13 @@ __all__ = ["WORKFLOWS", "Plan", "TrainConfig", "TrainedModel", "choose", "train"
 log = logging.getLogger("edgetransfer")
 
 
-def _splits(data_dir, val_data, cfg: TrainConfig) -> tuple[data_lib.Dataset, tuple, tuple]:
-    ds = data_lib.load(data_dir, val_split=None if val_data else cfg.val_split, seed=cfg.seed)
+def _splits(data_dir, val_data, cfg: TrainConfig, follow_links: bool = False) -> tuple[data_lib.Dataset, tuple, tuple]:
+    ds = data_lib.load(
+        data_dir, val_split=None if val_data else cfg.val_split, seed=cfg.seed, follow_links=follow_links
+    )
     if val_data is None:
         return ds, ds.split("train"), ds.split("val")
-    vds = data_lib.load(val_data)
+    vds = data_lib.load(val_data, follow_links=follow_links)
     if vds.classes != ds.classes:
         raise DataError(
             f"classes differ: training has {list(ds.classes)}, validation has {list(vds.classes)}",
@@ -51,6 +54,33 @@ def _splits(data_dir, val_data, cfg: TrainConfig) -> tuple[data_lib.Dataset, tup
         )
     train_files = tuple(f for f in ds.files if f.split in ("train", "all"))
     return ds, train_files, tuple(f for f in vds.files if f.split in ("val", "all", "train"))
+
+
+def _require_trained_and_validated(classes, train_files, val_files, data_dir) -> None:
+    """Every class needs an image to train on and one to be scored on: a class with one image
+    "trained" to val accuracy 1.0 measured on the other classes alone (issue #26)."""
+    n_train, n_val = Counter(f.label for f in train_files), Counter(f.label for f in val_files)
+    short = [i for i in range(len(classes)) if not n_train[i] or not n_val[i]]
+    if short:
+        counts = ", ".join(f"{classes[i]}: train {n_train[i]} / val {n_val[i]}" for i in short)
+        raise DataError(
+            f"{'a class' if len(short) == 1 else 'classes'} cannot be both trained and validated ({counts})",
+            path=data_dir,
+            fix=(
+                f"add images to {', '.join(repr(classes[i]) for i in short)} (at least 2 each; "
+                "tens to measure anything), or remove the class folder"
+            ),
+        )
+
+
+def _show_split(classes, train_files, val_files) -> None:
+    """The split, on a terminal, before minutes of training (issue #26: known at 3 s, shown at 100 s)."""
+    if not progress.active():
+        return
+    n_train, n_val = Counter(f.label for f in train_files), Counter(f.label for f in val_files)
+    progress.line(f"data         {len(train_files)} training / {len(val_files)} held-out images")
+    for i, c in enumerate(classes):
+        progress.line(f"             {c}: train {n_train[i]} / val {n_val[i]}")
 
 
 def _warn(cfg: TrainConfig, plan: Plan) -> None:
@@ -69,6 +99,7 @@ def train(
     out: str | Path = "runs/latest",
     val_data: str | Path | None = None,
     resume: bool = False,
+    follow_links: bool = False,
 ) -> TrainedModel:
     """Train a classifier on an image folder and write a run directory.
 
@@ -78,6 +109,7 @@ def train(
         out: run directory; written as ``<out>.partial`` and renamed when complete.
         val_data: a separate validation folder (else the folder's val/ or a seeded split).
         resume: continue an interrupted ``<out>.partial``.
+        follow_links: read split or class folders that are symbolic links leaving the data folder.
 
     Raises:
         ConfigError, DataError: bad options or data (exit 2). ToolchainError: TF failed (3).
@@ -89,11 +121,13 @@ def train(
             require_outside(out, folder, "run directory (--out)", "data folder")
     spec = backbones.get(cfg.backbone)
     size = spec.check_size(cfg.image_size or spec.input_size)
-    ds, train_files, val_files = _splits(data_dir, val_data, cfg)
+    ds, train_files, val_files = _splits(data_dir, val_data, cfg, follow_links)
     if not val_files:
         raise DataError(
             "no validation images", path=data_dir, fix="add a val/ folder, or use --val-split / --val-data"
         )
+    _require_trained_and_validated(ds.classes, train_files, val_files, data_dir)
+    _show_split(ds.classes, train_files, val_files)
     data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
     cluster = cluster_lib.from_env() if cfg.strategy == "auto" else None
     if cluster and resume:
@@ -113,7 +147,10 @@ def train(
             rundir.check_resume(partial, resume, cfg, data_now)
             ctx = ctx_of(partial)
             start = time.perf_counter()
-            from .fit import run
+            with progress.stage("loading TensorFlow and Keras"):  # 5-20 s of silence otherwise (issue #26)
+                from .fit import run
+
+                _lazy.keras()
 
             with tfdata.input_errors([f.path for f in (*train_files, *val_files)]):
                 result = run(ctx)
@@ -180,12 +217,14 @@ def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, 
     cfg, work = ctx.cfg, ctx.work
     probs = r.val_probs
     if probs is None:
-        probs = predict_files(r.model, ctx.val_files, ctx.size, cfg.policy, cfg.batch_size)
+        with progress.stage(f"scoring the {len(ctx.val_files)} held-out images"):
+            probs = predict_files(r.model, ctx.val_files, ctx.size, cfg.policy, cfg.batch_size)
     s = metrics.scores(probs, np.array([f.label for f in ctx.val_files]), ctx.n_classes, "the trained model")
-    with atomic_path(work / "model.keras") as tmp:
-        r.model.save(tmp)  # type: ignore[attr-defined]
-    plots.training_curves(r.history, r.phase_starts, work / "curves.png")
-    plots.confusion_matrix(np.array(s.confusion), ds.classes, work / "confusion.png")
+    with progress.stage("writing model.keras and the plots"):
+        with atomic_path(work / "model.keras") as tmp:
+            r.model.save(tmp)  # type: ignore[attr-defined]
+        plots.training_curves(r.history, r.phase_starts, work / "curves.png")
+        plots.confusion_matrix(np.array(s.confusion), ds.classes, work / "confusion.png")
     manifest = RunManifest(
         backbone=ctx.spec.name,
         weights=Weights.parse(cfg.weights).describe(),

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _lazy, images
-from .._progress import progress
+from .. import _lazy, images, progress
 from ..data import ImageFile
 from ..errors import ToolchainError
 
@@ -125,7 +124,7 @@ def extract(
     size = cache.key.input_size
     todo = [(i, f, v) for v in range(views) for i, f in enumerate(files) if cache.get(f.sha256, v) is None]
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    for batch in progress(batches, len(batches), "extracting features"):
+    for batch in progress.iterate(batches, "batches of features extracted"):
         x = np.stack([images.load_array(f.path, size, cache.key.policy) for _, f, _ in batch]).astype(np.float32)
         for view in sorted({v for _, _, v in batch}):
             idx = [k for k, (_, _, v) in enumerate(batch) if v == view]

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _lazy, backbones
+from .. import _lazy, backbones, progress
 from ..backbones import graph
 from ..backbones.spec import BackboneSpec
 from ..backbones.weights import Weights, sha256_file
 from ..data import ImageFile, tfdata
 from ..errors import ConfigError
-from . import interrupt
+from . import checkpoint, interrupt
 from .cluster import Cluster, check_same
 from .config import Plan, TrainConfig, choose
 from .features import CacheStats, FeatureCache, FeatureKey, extract
@@ -104,9 +104,8 @@ def smoothed_stopping(patience: int, smoothing: float, monitor: str = "val_accur
 
 
 def _drop_torn_backup(backup: Path, log: Path) -> None:
-    """A ``kill -9`` while Keras writes its per-epoch backup leaves a torn HDF5 file, which
-    BackupAndRestore then fails to open. Such a backup is removed with its phase log, and the
-    phase starts again from its beginning (the finished phases before it are kept)."""
+    """Kept for callers of the old name: a backup with nothing loadable is removed with its log
+    (the checks themselves now run when the phase restores, in :mod:`.checkpoint`)."""
     import h5py
 
     for f in sorted(backup.glob("*")) if backup.is_dir() else []:
@@ -117,11 +116,15 @@ def _drop_torn_backup(backup: Path, log: Path) -> None:
             elif f.suffix == ".json":
                 json.loads(f.read_text())
         except (OSError, ValueError):
-            log_ = logging.getLogger("edgetransfer")
-            log_.warning("WARNING: the checkpoint %s was torn by the interruption; this phase restarts", f)
+            logging.getLogger("edgetransfer").warning(
+                "warning: the checkpoint %s was torn by the interruption; this phase restarts", f
+            )
             shutil.rmtree(backup, ignore_errors=True)
             log.unlink(missing_ok=True)
             return
+
+
+_PHASE_WORDS = {"head": "head", "fine_tune": "fine-tune"}
 
 
 def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwargs: dict, stopper=None) -> dict:
@@ -141,18 +144,18 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
     stopper = stopper or keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
-    _drop_torn_backup(work / f"backup_{name}", log)
-    callbacks = [
-        interrupt.callback(),  # first: a Ctrl-C lost in a finaliser stops the phase at the next batch
-        keras.callbacks.BackupAndRestore(str(work / f"backup_{name}")),
-        stopper,
-        keras.callbacks.CSVLogger(str(log), append=True),
-    ]
+    backup = checkpoint.callback(work / f"backup_{name}", log)
+    shown = checkpoint.progress_callback(_PHASE_WORDS.get(name, name), epochs)
+    # interrupt first: a Ctrl-C lost in a finaliser stops the phase at the next batch
+    callbacks = [interrupt.callback(), backup, stopper, keras.callbacks.CSVLogger(str(log), append=True), shown]
     # BackupAndRestore sets model._initial_epoch when it restores and Keras never resets it,
     # so the next phase's fit() would start at that epoch and skip its own (issue #13).
     model._initial_epoch = None
     try:
-        model.fit(epochs=epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
+        with progress.stage(
+            f"{_PHASE_WORDS.get(name, name)}: up to {epochs} epoch{'s' if epochs != 1 else ''}", done=False
+        ):
+            model.fit(epochs=epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
     finally:
         model._initial_epoch = None
     interrupt.check()  # before the phase is marked finished
@@ -181,7 +184,7 @@ def run(ctx: FitContext) -> FitResult:
     keras.utils.set_random_seed(cfg.seed)
     runtime = {"mixed_precision": _precision(cfg.mixed_precision)}
     runtime.update(_split_batch(ctx, strategy))
-    with strategy.scope():
+    with strategy.scope(), progress.stage(f"building {ctx.spec.name} at {ctx.size} px (weights {cfg.weights})"):
         base = backbones.build(ctx.spec, weights=cfg.weights, input_size=ctx.size, cut_at=cfg.cut_at)
         base.trainable = False
         model = classifier(base, ctx.n_classes, cfg.dropout, ctx.size, f"{ctx.spec.name}_classifier")
@@ -362,4 +365,9 @@ def predict_files(model, files, size: int, policy: str, batch_size: int = 32) ->
     its share, while a direct call on the local copy of the weights sees them all.
     """
     ds = tfdata.image_dataset(files, size, batch_size=batch_size, policy=policy, cache=False)
-    return np.concatenate([np.asarray(model(x, training=False)) for x, _ in ds])
+    out = []
+    with progress.bar(len(files), "images scored") as b:
+        for x, _ in ds:
+            out.append(np.asarray(model(x, training=False)))
+            b.update(len(out[-1]))
+    return np.concatenate(out)

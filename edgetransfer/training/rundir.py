@@ -120,9 +120,9 @@ def locked(partial: Path, what: str = "training run") -> Iterator[None]:
 
 def disk_full(partial: Path) -> NoReturn:
     """After a full disk while training (Keras checkpoints, weights, model.keras): remove what was
-    being written (temporary files, and the checkpoint of the unfinished phase, which Keras writes
-    in place, so it is torn) and raise a ToolchainError naming the folder. Finished phases and the
-    epoch logs stay, so ``--resume`` continues once there is space.
+    being written (temporary files: checkpoints are renamed into place, so none is torn) and raise
+    a ToolchainError naming the folder. Finished phases, the epoch checkpoints and the epoch logs
+    stay, so ``--resume`` continues once there is space.
 
     Call it after the ``except`` block has ended: h5py files left open by the failed write are
     held by the traceback's frames; they are closed here while the interpreter is whole (HDF5 can
@@ -130,11 +130,10 @@ def disk_full(partial: Path) -> NoReturn:
     """
     with contextlib.redirect_stderr(io.StringIO()):
         gc.collect()
-    for tmp in partial.glob(".*.tmp*"):
+    # Epoch checkpoints are written under temporary names and renamed (training.checkpoint), so
+    # only the temporaries can be torn: the finished checkpoints stay for --resume.
+    for tmp in partial.rglob(".*.tmp*"):
         tmp.unlink(missing_ok=True)
-    for backup in partial.glob("backup_*"):
-        if not (partial / f"{backup.name.removeprefix('backup_')}.weights.h5").exists():
-            shutil.rmtree(backup, ignore_errors=True)
     raise DiskFullError(
         "no space left on the device while writing the training checkpoints",
         path=partial,

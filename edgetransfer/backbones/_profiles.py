@@ -1,0 +1,271 @@
+"""Profiles counted on the built graphs (``profile()`` with an empty cache), shipped so that
+``backbones list`` / ``show`` answer without building 20 Keras models (issue #26: 137 s cold).
+
+Counted with Keras 3.15.1; used for any Keras 3.x (the architectures and the
+``keras.applications`` layer names behind the cut points are stable across 3.x); another major
+version counts on the graph again. Regenerate: clear the cache, run ``edgetransfer backbones
+list``, and dump ``<cache>/profiles/*.json`` here; ``tests/test_first_hour.py`` checks a few
+entries against the built graph.
+"""
+
+KERAS = "3.15.1"
+PROFILES: dict[str, dict] = {
+    "efficientnet_b0": {
+        "cut_points": [
+            {"channels": 24, "layer": "block2b_add", "name": "stride4", "stride": 4},
+            {"channels": 40, "layer": "block3b_add", "name": "stride8", "stride": 8},
+            {"channels": 112, "layer": "block5c_add", "name": "stride16", "stride": 16},
+            {"channels": 192, "layer": "block6d_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "top_activation", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 224,
+        "macs": 385814752,
+        "params": 5330571,
+    },
+    "efficientnet_b1": {
+        "cut_points": [
+            {"channels": 24, "layer": "block2c_add", "name": "stride4", "stride": 4},
+            {"channels": 40, "layer": "block3c_add", "name": "stride8", "stride": 8},
+            {"channels": 112, "layer": "block5d_add", "name": "stride16", "stride": 16},
+            {"channels": 320, "layer": "block7b_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "top_activation", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 240,
+        "macs": 686802832,
+        "params": 7856239,
+    },
+    "efficientnet_b2": {
+        "cut_points": [
+            {"channels": 24, "layer": "block2c_add", "name": "stride4", "stride": 4},
+            {"channels": 48, "layer": "block3c_add", "name": "stride8", "stride": 8},
+            {"channels": 120, "layer": "block5d_add", "name": "stride16", "stride": 16},
+            {"channels": 352, "layer": "block7b_add", "name": "stride32", "stride": 32},
+            {"channels": 1408, "layer": "top_activation", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1408,
+        "input_size": 260,
+        "macs": 993561872,
+        "params": 9177569,
+    },
+    "efficientnet_b3": {
+        "cut_points": [
+            {"channels": 32, "layer": "block2c_add", "name": "stride4", "stride": 4},
+            {"channels": 48, "layer": "block3c_add", "name": "stride8", "stride": 8},
+            {"channels": 136, "layer": "block5e_add", "name": "stride16", "stride": 16},
+            {"channels": 384, "layer": "block7b_add", "name": "stride32", "stride": 32},
+            {"channels": 1536, "layer": "top_activation", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1536,
+        "input_size": 300,
+        "macs": 1827141392,
+        "params": 12320535,
+    },
+    "efficientnet_lite0": {
+        "cut_points": [
+            {"channels": 24, "layer": "block2_add", "name": "stride4", "stride": 4},
+            {"channels": 40, "layer": "block4_add", "name": "stride8", "stride": 8},
+            {"channels": 112, "layer": "block10_add", "name": "stride16", "stride": 16},
+            {"channels": 192, "layer": "block14_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "head_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 224,
+        "macs": 385187552,
+        "params": 4694024,
+    },
+    "efficientnet_lite1": {
+        "cut_points": [
+            {"channels": 24, "layer": "block3_add", "name": "stride4", "stride": 4},
+            {"channels": 40, "layer": "block6_add", "name": "stride8", "stride": 8},
+            {"channels": 112, "layer": "block14_add", "name": "stride16", "stride": 16},
+            {"channels": 192, "layer": "block19_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "head_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 240,
+        "macs": 600185232,
+        "params": 5470344,
+    },
+    "efficientnet_lite2": {
+        "cut_points": [
+            {"channels": 24, "layer": "block3_add", "name": "stride4", "stride": 4},
+            {"channels": 48, "layer": "block6_add", "name": "stride8", "stride": 8},
+            {"channels": 120, "layer": "block14_add", "name": "stride16", "stride": 16},
+            {"channels": 208, "layer": "block19_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "head_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 260,
+        "macs": 859736272,
+        "params": 6150168,
+    },
+    "efficientnet_lite3": {
+        "cut_points": [
+            {"channels": 32, "layer": "block3_add", "name": "stride4", "stride": 4},
+            {"channels": 48, "layer": "block6_add", "name": "stride8", "stride": 8},
+            {"channels": 136, "layer": "block16_add", "name": "stride16", "stride": 16},
+            {"channels": 232, "layer": "block22_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "head_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 280,
+        "macs": 1331029072,
+        "params": 8269208,
+    },
+    "efficientnet_lite4": {
+        "cut_points": [
+            {"channels": 32, "layer": "block4_add", "name": "stride4", "stride": 4},
+            {"channels": 56, "layer": "block8_add", "name": "stride8", "stride": 8},
+            {"channels": 160, "layer": "block20_add", "name": "stride16", "stride": 16},
+            {"channels": 272, "layer": "block28_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "head_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 300,
+        "macs": 2553034336,
+        "params": 13118936,
+    },
+    "efficientnet_v2_b0": {
+        "cut_points": [
+            {"channels": 32, "layer": "block2b_add", "name": "stride4", "stride": 4},
+            {"channels": 48, "layer": "block3b_add", "name": "stride8", "stride": 8},
+            {"channels": 112, "layer": "block5e_add", "name": "stride16", "stride": 16},
+            {"channels": 192, "layer": "block6h_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "top_activation", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 224,
+        "macs": 718086176,
+        "params": 7200312,
+    },
+    "mobilenet_v1": {
+        "cut_points": [
+            {"channels": 128, "layer": "conv_pw_3_relu", "name": "stride4", "stride": 4},
+            {"channels": 256, "layer": "conv_pw_5_relu", "name": "stride8", "stride": 8},
+            {"channels": 512, "layer": "conv_pw_11_relu", "name": "stride16", "stride": 16},
+            {"channels": 1024, "layer": "conv_pw_13_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1024,
+        "input_size": 224,
+        "macs": 568740352,
+        "params": 4253864,
+    },
+    "mobilenet_v2": {
+        "cut_points": [
+            {"channels": 24, "layer": "block_2_add", "name": "stride4", "stride": 4},
+            {"channels": 32, "layer": "block_5_add", "name": "stride8", "stride": 8},
+            {"channels": 96, "layer": "block_12_add", "name": "stride16", "stride": 16},
+            {"channels": 160, "layer": "block_15_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "out_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 224,
+        "macs": 300774272,
+        "params": 3538984,
+    },
+    "mobilenet_v2_035": {
+        "cut_points": [
+            {"channels": 8, "layer": "block_2_add", "name": "stride4", "stride": 4},
+            {"channels": 16, "layer": "block_5_add", "name": "stride8", "stride": 8},
+            {"channels": 32, "layer": "block_12_add", "name": "stride16", "stride": 16},
+            {"channels": 56, "layer": "block_15_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "out_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 224,
+        "macs": 59285808,
+        "params": 1691208,
+    },
+    "mobilenet_v2_050": {
+        "cut_points": [
+            {"channels": 16, "layer": "block_2_add", "name": "stride4", "stride": 4},
+            {"channels": 16, "layer": "block_5_add", "name": "stride8", "stride": 8},
+            {"channels": 48, "layer": "block_12_add", "name": "stride16", "stride": 16},
+            {"channels": 80, "layer": "block_15_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "out_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 224,
+        "macs": 97131840,
+        "params": 1987224,
+    },
+    "mobilenet_v2_075": {
+        "cut_points": [
+            {"channels": 24, "layer": "block_2_add", "name": "stride4", "stride": 4},
+            {"channels": 24, "layer": "block_5_add", "name": "stride8", "stride": 8},
+            {"channels": 72, "layer": "block_12_add", "name": "stride16", "stride": 16},
+            {"channels": 120, "layer": "block_15_add", "name": "stride32", "stride": 32},
+            {"channels": 1280, "layer": "out_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1280,
+        "input_size": 224,
+        "macs": 209069792,
+        "params": 2663064,
+    },
+    "mobilenet_v2_130": {
+        "cut_points": [
+            {"channels": 32, "layer": "block_2_add", "name": "stride4", "stride": 4},
+            {"channels": 40, "layer": "block_5_add", "name": "stride8", "stride": 8},
+            {"channels": 128, "layer": "block_12_add", "name": "stride16", "stride": 16},
+            {"channels": 208, "layer": "block_15_add", "name": "stride32", "stride": 32},
+            {"channels": 1664, "layer": "out_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1664,
+        "input_size": 224,
+        "macs": 509374560,
+        "params": 5431048,
+    },
+    "mobilenet_v2_140": {
+        "cut_points": [
+            {"channels": 32, "layer": "block_2_add", "name": "stride4", "stride": 4},
+            {"channels": 48, "layer": "block_5_add", "name": "stride8", "stride": 8},
+            {"channels": 136, "layer": "block_12_add", "name": "stride16", "stride": 16},
+            {"channels": 224, "layer": "block_15_add", "name": "stride32", "stride": 32},
+            {"channels": 1792, "layer": "out_relu", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1792,
+        "input_size": 224,
+        "macs": 582195824,
+        "params": 6156712,
+    },
+    "mobilenet_v3_large": {
+        "cut_points": [
+            {"channels": 24, "layer": "expanded_conv_2_add", "name": "stride4", "stride": 4},
+            {"channels": 40, "layer": "expanded_conv_5_add", "name": "stride8", "stride": 8},
+            {"channels": 112, "layer": "expanded_conv_11_add", "name": "stride16", "stride": 16},
+            {"channels": 160, "layer": "expanded_conv_14_add", "name": "stride32", "stride": 32},
+            {"channels": 960, "layer": "activation_40", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 960,
+        "input_size": 224,
+        "macs": 216589760,
+        "params": 5507432,
+    },
+    "mobilenet_v3_small": {
+        "cut_points": [
+            {"channels": 24, "layer": "expanded_conv_2_add", "name": "stride8", "stride": 8},
+            {"channels": 48, "layer": "expanded_conv_7_add", "name": "stride16", "stride": 16},
+            {"channels": 96, "layer": "expanded_conv_10_add", "name": "stride32", "stride": 32},
+            {"channels": 576, "layer": "activation_36", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 576,
+        "input_size": 224,
+        "macs": 56510400,
+        "params": 2554968,
+    },
+    "nasnet_mobile": {
+        "cut_points": [
+            {"channels": 11, "layer": "reduction_add4_stem_1", "name": "stride4", "stride": 4},
+            {"channels": 44, "layer": "normal_add_5_3", "name": "stride8", "stride": 8},
+            {"channels": 88, "layer": "normal_add_5_8", "name": "stride16", "stride": 16},
+            {"channels": 176, "layer": "normal_add_5_12", "name": "stride32", "stride": 32},
+            {"channels": 1056, "layer": "activation_375", "name": "top", "stride": 32},
+        ],
+        "feature_dim": 1056,
+        "input_size": 224,
+        "macs": 563638816,
+        "params": 5326716,
+    },
+}
