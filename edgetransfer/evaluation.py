@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compat, graphops, latency, metrics, stats
+from . import compat, graphops, latency, metrics, progress, stats
 from . import memo as memo_lib
 from . import targets as targets_lib
 from .errors import DataError, RuntimeBackendError, UnsupportedError
@@ -447,13 +447,14 @@ def validate(
 def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo, on_measure) -> ValidationReport:
     n = len(run.classes)
     images = memo_lib.digest(ho.x) if memo is not None else ""  # hashed once: ~90 MB at 224 px
-    ref, model = reference_probs(run, ho.x, memo, images)
+    with progress.stage("float model on the held-out images", done=False):
+        ref, model = reference_probs(run, ho.x, memo, images)
     ref_scores = metrics.scores(ref, ho.y, n, str(run.model_path))
     keras_lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
     confusion: dict[str, tuple] = {FLOAT: ref_scores.confusion}
     scored: dict[tuple[Path, str], Scores] = {}
     records = []
-    for a, t in pairs:
+    for a, t in progress.iterate(pairs, "files measured"):
         kind = accuracy_kind(a, t)
         if (a.path, kind) not in scored:
             s, conf = score(a, t, ho, n, ref, ref_scores.accuracy, memo, images)
@@ -461,6 +462,15 @@ def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo
             confusion[a.path.name + ("" if kind == "default" else f" ({kind})")] = conf
         m = measure(a, t, scores=scored[(a.path, kind)], budget_s=budget_s / REPORT_REPEATS)
         records.append(m)
+        log.info(
+            "%s on %s: accuracy %s, drop %s points, p50 %s (%s)",
+            a.path.name,
+            t.name,
+            f"{m.accuracy:.4f}" if m.accuracy is not None else "-",
+            f"{m.accuracy_drop:+.2f}" if m.accuracy_drop is not None else "-",
+            f"{m.latency.p50:.2f} ms" if m.latency else "-",
+            m.provenance or "not timed",
+        )
         if on_measure is not None:
             on_measure(m)
     findings = _target_findings(records)

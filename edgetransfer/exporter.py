@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import _lazy, formats
+from . import _lazy, formats, progress
 from . import memo as memo_lib
 from ._version import __version__
 from .errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
@@ -243,7 +243,7 @@ def export(
     with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
         sources: dict[str, object] = {}
         arts = []
-        for fmt, r in pairs:
+        for fmt, r in progress.iterate(pairs, "files exported"):
             fmt_layout = _layout(fmt, layout)
             kept = keep.get((fmt, r), ())
             key = _memo_key(run, fmt, r, calib, out, fmt_layout, dynamic_batch, kept, model_key) if model_key else ""

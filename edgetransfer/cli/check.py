@@ -112,6 +112,8 @@ def check_cmd(
     if from_report is None and not artifact.is_file():
         raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
     label = artifact or from_report
+    if ctx.get_parameter_source("target_name") == click.core.ParameterSource.DEFAULT and not as_json:
+        click.echo(f"note: no --target given: checking on {target_name} (this machine)", err=True)
     if junit:  # before any model is loaded: a crash mid-check must leave an error case, never a stale pass
         pending = EdgeTransferError("the check did not finish (the process ended before a verdict)")
         atomic_write(junit, junit_error_xml(label, target_name, pending))
