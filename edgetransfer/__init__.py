@@ -27,6 +27,7 @@ from .errors import (
 from .evaluation import ValidationReport, validate
 from .exporter import ExportedArtifact, export
 from .gate import Budget, Verdict, check
+from .importer import import_model
 from .quantization import QuantRecipe
 from .runtime import Classifier
 from .search import SweepResult, sweep
@@ -59,6 +60,7 @@ __all__ = [
     "WeightsError",
     "check",
     "export",
+    "import_model",
     "load_dataset",
     "sweep",
     "train",
