@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_folder
 
 SIZE = 64
@@ -298,3 +297,26 @@ def test_export_imported_run(user, folder, tmp_path):
             assert np.abs(got - want).max() < 1e-4, a.path
         else:
             assert np.allclose(got.sum(1), 1, atol=0.02)
+    # validate: the float reference is the imported model; its accuracy is Keras' own evaluate
+    from edgetransfer import validate
+
+    fp32 = next(a for a in arts if a.format == "tflite" and a.precision == "fp32")
+    rep = validate([fp32.path], budget_s=0.2)
+    x_user, y = _preprocess_fn("caffe")(x.copy()), _xy(folder)[1]
+    keras_acc = float(np.mean((model.predict(x_user, verbose=0)[:, 0] > 0).astype(int) == y))
+    assert abs(rep.reference.accuracy - keras_acc) <= 1e-6
+    assert abs(rep.records[0].accuracy - keras_acc) <= 1e-6
+
+
+@pytest.mark.slow
+def test_check_gates_imported_files(user, folder, tmp_path, invoke):
+    """`check` gates an exported file of an imported run (accuracy drop, latency, size) with exit 0 / 1."""
+    from edgetransfer import QuantRecipe, export, import_model
+
+    _, paths = user["tf"]
+    run = import_model(paths[".h5"], folder, preprocess="tf", out=tmp_path / "run").run
+    (art,) = export(run, ("tflite",), (QuantRecipe.fp32(),))
+    code, out, err = invoke("check", art.path, "--data", folder, "--max-accuracy-drop", "0.5", "--budget-s", "0.2")
+    assert code == 0, out + err
+    code, out, err = invoke("check", art.path, "--max-size-mb", "0.001", "--budget-s", "0.2")
+    assert code == 1, out + err
