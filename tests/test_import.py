@@ -320,3 +320,31 @@ def test_check_gates_imported_files(user, folder, tmp_path, invoke):
     assert code == 0, out + err
     code, out, err = invoke("check", art.path, "--max-size-mb", "0.001", "--budget-s", "0.2")
     assert code == 1, out + err
+
+
+@pytest.mark.slow
+def test_mediapipe_names_the_classes_of_an_imported_model(user, folder, tmp_path):
+    """MediaPipe Tasks' ImageClassifier loads the imported run's TFLite files and names their classes
+    (the cached venv of tests/mediapipe_lib.py; skipped where pip cannot install MediaPipe)."""
+    import mediapipe_lib as mediapipe_check
+
+    from edgetransfer import QuantRecipe, export, import_model
+    from edgetransfer.errors import MissingDependencyError
+    from edgetransfer.runtime import Classifier
+
+    try:
+        python = mediapipe_check.venv_python()
+    except MissingDependencyError as exc:
+        pytest.skip(f"pip could not install mediapipe=={mediapipe_check.MEDIAPIPE_VERSION}: {exc}")
+    _, paths = user["torch"]
+    run = import_model(paths[".keras"], folder, preprocess="torch", out=tmp_path / "run").run
+    arts = export(run, ("tflite",), (QuantRecipe.fp32(), QuantRecipe.int8(calibration_size=12)))
+    x, _ = _xy(folder)
+    pixels = x.astype(np.uint8)
+    got = mediapipe_check.classify(python, [a.path for a in arts], pixels)
+    for a in arts:
+        res = got[a.path]
+        assert not res.error, f"MediaPipe refused {a.path.name}: {res.error}"
+        assert all(n == run.classes[i] for row in res.categories for i, n, _ in row)
+        ours = np.stack([Classifier(a.path).probabilities(p) for p in pixels]).argmax(1)
+        assert (np.array(res.top1) == ours).mean() == 1.0, a.path.name
