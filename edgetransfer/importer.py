@@ -16,11 +16,13 @@ its manifest says (``files`` has no ``model``, ``config.imported.float_reference
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import shutil
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -409,6 +411,20 @@ def _source_info(path: Path) -> dict:
     return {"path": str(path.resolve()), "name": path.name, "sha256": digest}
 
 
+@contextlib.contextmanager
+def _work_folder(out: Path) -> Iterator[Path]:
+    """``<out>.partial`` under the run lock, renamed to ``out`` when the import completes; removed when it
+    fails (an import is seconds of work with nothing to resume, and a refusal must leave nothing behind)."""
+    partial = rundir.prepare(out, resume=False)
+    try:
+        with rundir.locked(partial, "import"):
+            yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    rundir.finalize(partial, out)
+
+
 def _manifest(
     path: Path, ds: data_lib.Dataset, labels: tuple[str, ...], size: int, pre: dict, policy: str, imported: dict
 ) -> RunManifest:
@@ -499,8 +515,7 @@ def import_model(
 def _write_keras_run(path: Path, user, pre: Preprocessing, manifest: RunManifest, out: Path, data_dir: Path):
     from .scoring import held_out, reference_probs
 
-    partial = rundir.prepare(out, resume=False)
-    with rundir.locked(partial, "import"):
+    with _work_folder(out) as partial:
         ho = held_out(TrainedModel(partial, manifest), data_dir)
         if not len(ho.y):
             raise DataError("no held-out images", path=data_dir, fix="pass --data with images in each class folder")
@@ -524,7 +539,6 @@ def _write_keras_run(path: Path, user, pre: Preprocessing, manifest: RunManifest
         probs, _ = reference_probs(run, ho.x)  # reloaded from model.keras: safe mode accepts what was written
         manifest = _scored(manifest, probs, ho)
         write_json(partial / "manifest.json", manifest.to_json())
-    rundir.finalize(partial, out)
     return ImportResult(TrainedModel(out, manifest), kind, tuple(notes))
 
 
@@ -711,8 +725,7 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
     imported = {"source": _source_info(path), "preset": pre.name, "labels_from": labels_from, "float_reference": None}
     manifest = _manifest(path, ds, names, size, pre.to_json(), policy, imported)
     manifest = replace(manifest, files={"artifact": f"export/{path.name}"})
-    partial = rundir.prepare(out, resume=False)
-    with rundir.locked(partial, "import"):
+    with _work_folder(out) as partial:
         ho = held_out(TrainedModel(partial, manifest), data_dir)
         y = predict(session, to_model_input(ho.x, transform), str(path))
         if y.ndim != 2 or y.shape[1] != len(names):
@@ -728,7 +741,6 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
         manifest = _scored(replace(manifest, config={"imported": imported}), to_probabilities(y, kind), ho)
         art = _write_artifact(path, partial / "export", manifest, spec, imported)
         write_json(partial / "manifest.json", manifest.to_json())
-    rundir.finalize(partial, out)
     notes = [f"labels from {labels_from}; preprocessing {pre.name!r} ({transform['kind']})", f"artifact {art}"]
     if kind == "logits":
         notes.append("it outputs logits (scores outside [0, 1] or not summing to 1): scored after a softmax")

@@ -162,7 +162,7 @@ def test_refusals(folder, tmp_path, invoke):
         "import", three, "--data", folder, "--labels", labels, "--preprocess", "tf", "--out", tmp_path / "r"
     )
     assert code == 2 and "differ from the class folders" in err
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
 
 
 def test_preprocess_specs():
