@@ -204,15 +204,21 @@ def test_cli_json(user, folder, tmp_path, invoke):
     assert doc["output"] == "logits" and doc["float_model"] == "model.keras" and doc["held_out"]["images"] == 20
 
 
-def _foreign_tflite(model, tmp_path: Path, *, metadata: bool) -> Path:
+@pytest.fixture(scope="module")
+def converted(user) -> bytes:
+    """The user's 'tf' model through the TF converter (once for the module)."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(user["tf"][0]).convert()
+
+
+def _foreign_tflite(flat: bytes, tmp_path: Path, *, metadata: bool) -> Path:
     """A .tflite written by the TF converter from the user's model (which takes 'tf'-normalised input),
     with the standard TFLite Metadata (NormalizationOptions 127.5 / 127.5, labels.txt) and no edgetransfer.json."""
-    import tensorflow as tf
     from tensorflow.lite.tools import flatbuffer_utils as fbu
 
     from edgetransfer.formats import tflite_metadata as tm
 
-    flat = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     path = tmp_path / ("with_metadata.tflite" if metadata else "bare.tflite")
     if not metadata:
         path.write_bytes(flat)
@@ -235,7 +241,7 @@ def _foreign_tflite(model, tmp_path: Path, *, metadata: bool) -> Path:
     return path
 
 
-def test_foreign_tflite_with_metadata(user, folder, tmp_path):
+def test_foreign_tflite_with_metadata(user, converted, folder, tmp_path):
     from edgetransfer import import_model
     from edgetransfer.exporter import ExportedArtifact
     from edgetransfer.importer import to_model_input
@@ -243,7 +249,7 @@ def test_foreign_tflite_with_metadata(user, folder, tmp_path):
     from edgetransfer.runtime.base import read_metadata
 
     model, _ = user["tf"]
-    path = _foreign_tflite(model, tmp_path, metadata=True)
+    path = _foreign_tflite(converted, tmp_path, metadata=True)
     assert read_metadata(path) == {}  # not ours: only the standard TFLite Metadata names its labels
     res = import_model(path, folder, out=tmp_path / "run")  # no --labels, no --preprocess: from the metadata
     m = res.run.manifest
@@ -266,11 +272,10 @@ def test_foreign_tflite_with_metadata(user, folder, tmp_path):
     assert abs(m.metrics.val_accuracy - keras_acc) <= 1e-6
 
 
-def test_foreign_tflite_without_metadata(user, folder, tmp_path, invoke):
+def test_foreign_tflite_without_metadata(converted, folder, tmp_path, invoke):
     from edgetransfer import ConfigError, import_model
 
-    model, _ = user["tf"]
-    path = _foreign_tflite(model, tmp_path, metadata=False)
+    path = _foreign_tflite(converted, tmp_path, metadata=False)
     with pytest.raises(ConfigError, match="says nothing about its input normalisation"):
         import_model(path, folder, out=tmp_path / "run")
     labels = tmp_path / "labels.txt"
@@ -372,3 +377,40 @@ def test_mediapipe_names_the_classes_of_an_imported_model(user, folder, tmp_path
         assert all(n == run.classes[i] for row in res.categories for i, n, _ in row)
         ours = np.stack([Classifier(a.path).probabilities(p) for p in pixels]).argmax(1)
         assert (np.array(res.top1) == ours).mean() == 1.0, a.path.name
+
+
+@pytest.mark.slow
+def test_foreign_uint8_tflite_takes_raw_pixels(user, folder, tmp_path):
+    """A Model Maker-style uint8 file (input quantization encodes [-1, 1], metadata says mean/std 127.5):
+    MediaPipe feeds it raw pixels, and so does the imported run (input transform ``raw_quantized``)."""
+    import tensorflow as tf
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    from edgetransfer import import_model
+    from edgetransfer.formats import tflite_metadata as tm
+
+    model, _ = user["tf"]
+    x, y = _xy(folder)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([v[None]] for v in _preprocess_fn("tf")(x.copy()))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.uint8
+    fb = fbu.read_model_from_bytearray(bytearray(conv.convert()))
+    meta = {
+        "edgetransfer": "0",
+        "backbone": "other tool",
+        "precision": "int8",
+        "labels": sorted(CLASSES),
+        "input": {"size": SIZE, "dtype": "uint8", "range": [0, 255]},
+        "normalization": {"mean": [127.5], "std": [127.5]},
+    }
+    buf = tm.build(meta, input_name="image", output_name="probabilities", labels_name="labels.txt", json_name="a.json")
+    path = tmp_path / "model_maker_style.tflite"
+    path.write_bytes(tm.attach(fb, buf, {"labels.txt": b"cats\ndogs\n", "a.json": b"{}"}))
+    m = import_model(path, folder, out=tmp_path / "run").run.manifest
+    t = m.config["imported"]["input_transform"]
+    assert t["kind"] == "raw_quantized" and m.config["imported"]["precision"] == "int8"
+    want = model.predict(_preprocess_fn("tf")(x.copy()), verbose=0).argmax(1)
+    keras_acc = float(np.mean(want == y))
+    assert abs(m.metrics.val_accuracy - keras_acc) <= 0.1  # int8: within two of 20 images
