@@ -339,6 +339,15 @@ def _last_activation(model) -> str:
     return getattr(act, "__name__", str(act)) if act is not None else ""
 
 
+def _own_normalization(model) -> str:
+    """The first layer's class when the model normalises its own input (Rescaling, Normalization), else ''."""
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    while layers and hasattr(layers[0], "layers") and layers[0].layers:  # a nested base model comes first
+        layers = [layer for layer in layers[0].layers if type(layer).__name__ != "InputLayer"]
+    kind = type(layers[0]).__name__ if layers else ""
+    return kind if kind in ("Rescaling", "Normalization") else ""
+
+
 def output_kind(model, x: np.ndarray, n_labels: int, path: Path, labels_from: str) -> str:
     """``probabilities``, ``logits``, ``binary_probability`` or ``binary_logits`` (one sigmoid unit, 2 labels).
 
@@ -522,6 +531,13 @@ def _write_keras_run(path: Path, user, pre: Preprocessing, manifest: RunManifest
         labels_from = manifest.config["imported"]["labels_from"]
         kind = output_kind(user, pre.apply(ho.x[:64]), len(manifest.classes), path, labels_from)
         notes = [f"preprocessing {pre.name!r} folded into the graph: {pre.note or 'x * scale + offset'}"]
+        own = _own_normalization(user)
+        if own and not pre.identity:
+            notes.append(
+                f"WARNING: the model starts with its own {own} layer and --preprocess {pre.name} adds another in "
+                "front; if your code fed it raw pixels, import it again with --preprocess none"
+            )
+            log.warning("WARNING: %s: %s", path.name, notes[-1].removeprefix("WARNING: "))
         if kind == "logits":
             notes.append("it outputs logits (a linear last layer, or scores not summing to 1): softmax appended")
         elif kind.startswith("binary"):

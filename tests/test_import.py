@@ -414,3 +414,23 @@ def test_foreign_uint8_tflite_takes_raw_pixels(user, folder, tmp_path):
     want = model.predict(_preprocess_fn("tf")(x.copy()), verbose=0).argmax(1)
     keras_acc = float(np.mean(want == y))
     assert abs(m.metrics.val_accuracy - keras_acc) <= 0.1  # int8: within two of 20 images
+
+
+def test_a_model_that_normalises_itself(folder, tmp_path):
+    """A model that starts with its own Rescaling (the EfficientNet way) imports with 'none' as is; a
+    preset on top of it is said to double the normalisation."""
+    import keras
+
+    from edgetransfer import import_model
+
+    inp = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(4, 3, strides=4)(keras.layers.Rescaling(1 / 255.0)(inp))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h)))
+    path = tmp_path / "self_normalising.keras"
+    model.save(path)
+    res = import_model(path, folder, preprocess="none", out=tmp_path / "a")
+    assert res.output == "probabilities" and not any("WARNING" in n for n in res.notes)
+    x, _ = _xy(folder)
+    assert np.abs(res.run.load_model().predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 1e-6
+    res = import_model(path, folder, preprocess="tf", out=tmp_path / "b")
+    assert any("own Rescaling layer" in n for n in res.notes)
