@@ -500,13 +500,13 @@ def import_model(
         return _import_file(path, Path(data_dir), labels, preprocess, out, resize_policy)
     if path.suffix not in KERAS_SUFFIXES and not path.is_dir():
         raise ConfigError(
-            f"{path.name}: unknown model type {path.suffix!r}",
+            f"unknown model type {path.suffix!r}",
             path=path,
             fix="pass a .keras or .h5 Keras model, or a .tflite / .onnx file",
         )
     if preprocess is None:
         raise ConfigError(
-            f"{path.name}: which preprocessing was it trained with?",
+            "which preprocessing was this model trained with? (a Keras model does not say)",
             path=path,
             fix=f"pass --preprocess: {_SPEC_HELP}",
         )
