@@ -3,7 +3,7 @@ import json
 import edgetransfer
 from edgetransfer.cli import cli
 
-GROUPS = ["data", "backbones", "train", "export", "validate", "check", "targets", "quickstart"]
+GROUPS = ["data", "backbones", "train", "import", "export", "validate", "check", "targets", "quickstart"]
 
 
 def test_version(invoke):
@@ -48,6 +48,7 @@ def test_public_api_is_pinned():
             "WeightsError",
             "check",
             "export",
+            "import_model",
             "load_dataset",
             "sweep",
             "train",
