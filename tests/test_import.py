@@ -51,16 +51,24 @@ def _user_model(preset: str, folder: Path, out: Path):
     keras.utils.set_random_seed(0)
     _, act, units = _USER[preset]
     base = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), include_top=False, weights=None, alpha=0.35)
+    x, y = _xy(folder)
+    x_user = _preprocess_fn(preset)(x.copy())
+    # Stand-in for ImageNet weights: BatchNorm statistics from one pass over the images (a random base with
+    # untouched statistics outputs the same scores for every image, and the equalities below would be empty).
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    base(x_user, training=True)
+    base.trainable = False  # the guide's first phase: frozen base, new head
     inp = keras.Input((SIZE, SIZE, 3))
-    h = keras.layers.GlobalAveragePooling2D()(base(inp))
+    h = keras.layers.GlobalAveragePooling2D()(base(inp, training=False))
     model = keras.Model(inp, keras.layers.Dense(units, activation=act)(h))
     if units == 1:
         loss, acc = keras.losses.BinaryCrossentropy(from_logits=True), keras.metrics.BinaryAccuracy(threshold=0.0)
     else:
         loss, acc = keras.losses.SparseCategoricalCrossentropy(from_logits=act is None), "accuracy"
-    model.compile(keras.optimizers.Adam(1e-3), loss, metrics=[acc])
-    x, y = _xy(folder)
-    model.fit(_preprocess_fn(preset)(x.copy()), y, epochs=2, batch_size=10, verbose=0)
+    model.compile(keras.optimizers.Adam(1e-2), loss, metrics=[acc])
+    model.fit(x_user, y, epochs=5, batch_size=10, verbose=0)
     paths = {}
     for suffix in (".keras", ".h5"):
         paths[suffix] = out / f"{preset}_model{suffix}"
