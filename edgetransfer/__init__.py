@@ -30,6 +30,7 @@ from .exporter import ExportedArtifact, export
 from .flows.check import check
 from .flows.sweep import sweep
 from .gate import judge
+from .importer import import_model
 from .quantization import QuantRecipe
 from .records import Budget, SweepResult
 from .records.measure import Measurement, Verdict
@@ -65,6 +66,7 @@ __all__ = [
     "check",
     "export",
     "judge",
+    "import_model",
     "load_dataset",
     "sweep",
     "train",

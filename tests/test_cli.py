@@ -3,7 +3,7 @@ import json
 import edgetransfer
 from edgetransfer.cli import cli
 
-GROUPS = ["data", "backbones", "train", "export", "validate", "check", "targets", "quickstart"]
+GROUPS = ["data", "backbones", "train", "import", "export", "validate", "check", "targets", "quickstart"]
 
 
 def test_version(invoke):
@@ -50,6 +50,7 @@ def test_public_api_is_pinned():
             "check",
             "export",
             "judge",
+            "import_model",
             "load_dataset",
             "sweep",
             "train",

@@ -74,6 +74,8 @@ class FormatSpec:
     calibration_methods: tuple[str, ...] = ("minmax",)
     weight_granularities: tuple[str, ...] = ("per_channel",)
     sensitivity_ranker: str = ""
+    precision_reader: str = ""  # module:function(path) -> precision of a file from another tool
+    standard_metadata_reader: str = ""  # module:function(path) -> {labels, normalization} others write
     converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""
@@ -84,6 +86,14 @@ class FormatSpec:
 
     def metadata_reader_fn(self) -> Any:
         return _resolve(self.metadata_reader)
+
+    def precision_reader_fn(self) -> Any:
+        if not self.precision_reader:
+            raise ConfigError(f"{self.name} files cannot be read as models", fix="pass a .tflite or .onnx file")
+        return _resolve(self.precision_reader)
+
+    def standard_metadata_reader_fn(self) -> Any | None:
+        return _resolve(self.standard_metadata_reader) if self.standard_metadata_reader else None
 
     def sensitivity_ranker_fn(self) -> Any | None:
         """The ranker, or ``None`` when the format has none."""

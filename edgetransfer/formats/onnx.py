@@ -30,6 +30,7 @@ SPEC = register(
         calibration_methods=("minmax", "entropy", "percentile"),
         weight_granularities=("per_channel", "per_tensor"),
         sensitivity_ranker=f"{__name__}:rank_sensitivity",
+        precision_reader="edgetransfer.formats.foreign:onnx_precision",
         converters=("tf2onnx", "onnx", "onnxruntime"),
         description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",
     )

@@ -25,6 +25,8 @@ SPEC = register(
         op_reader="edgetransfer.graphops:tflite_ops",
         metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
         sensitivity_ranker=f"{__name__}:rank_sensitivity",
+        precision_reader="edgetransfer.formats.foreign:tflite_precision",
+        standard_metadata_reader="edgetransfer.formats.foreign:tflite_standard_metadata",
         description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",
     )
 )
