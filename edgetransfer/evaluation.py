@@ -33,7 +33,7 @@ from .records.measure import Best, Measurement, Reference, ValidationReport
 from .records.vocab import MeasureMode
 from .runtime import isolate, load_session
 from .runtime import spec as runtime_spec
-from .scoring import HeldOut, held_out, predict, probe_batch, reference_probs
+from .scoring import Adapted, HeldOut, held_out, predict, probe_batch, reference_probs
 from .training import TrainedModel
 
 __all__ = [
@@ -276,7 +276,7 @@ def score(
     key = memo_lib.digest("predict", art.sha256, kind, images) if memo is not None else ""
     probs = memo.get_array("predictions", key) if memo is not None else None
     if probs is None:
-        probs = predict(_session(art.path, rt), ho.x, str(art.path))
+        probs = predict(Adapted(_session(art.path, rt), art.metadata.get("imported")), ho.x, str(art.path))
         if memo is not None:
             memo.put_array("predictions", key, probs)
     s = metrics.scores(probs, ho.y, n_classes, str(art.path))
@@ -447,17 +447,17 @@ def validate(
 def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo, on_measure) -> ValidationReport:
     n = len(run.classes)
     images = memo_lib.digest(ho.x) if memo is not None else ""  # hashed once: ~90 MB at 224 px
-    with progress.stage("float model on the held-out images", done=False):
-        ref, model = reference_probs(run, ho.x, memo, images)
-    ref_scores = metrics.scores(ref, ho.y, n, str(run.model_path))
-    keras_lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
-    confusion: dict[str, tuple] = {FLOAT: ref_scores.confusion}
+    reference, ref = _reference(run, ho, budget_s, memo, images)
+    ref_acc = reference.accuracy if reference is not None else None
+    confusion: dict[str, tuple] = {}
+    if ref is not None:
+        confusion[FLOAT] = metrics.scores(ref, ho.y, n, str(run.model_path)).confusion
     scored: dict[tuple[Path, str], Scores] = {}
     records = []
     for a, t in progress.iterate(pairs, "files measured"):
         kind = accuracy_kind(a, t)
         if (a.path, kind) not in scored:
-            s, conf = score(a, t, ho, n, ref, ref_scores.accuracy, memo, images)
+            s, conf = score(a, t, ho, n, ref, ref_acc, memo, images)
             scored[(a.path, kind)] = s
             confusion[a.path.name + ("" if kind == "default" else f" ({kind})")] = conf
         m = measure(a, t, scores=scored[(a.path, kind)], budget_s=budget_s / REPORT_REPEATS)
@@ -475,10 +475,13 @@ def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo
             on_measure(m)
     findings = _target_findings(records)
     default = {p: s for (p, kind), s in scored.items() if kind == "default"}
-    findings += _quality_findings([a for a in arts if a.path in default], default, ref_scores.accuracy, n)
+    if ref_acc is not None:
+        findings += _quality_findings([a for a in arts if a.path in default], default, ref_acc, n)
+    else:
+        findings.append("no float model in this run (imported from an exported file): accuracy without a drop")
     return ValidationReport(
         held_out=ho.to_json(),
-        reference=Reference(ref_scores.accuracy, str(run.model_path), keras_lat),
+        reference=reference,
         records=tuple(records),
         best=best_per_target(records, {t.name: t for _, t in pairs}),
         findings=tuple(findings),
@@ -487,6 +490,17 @@ def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo
         host=latency.host_info(),
         targets={t.name: t.path for _, t in pairs},
     )
+
+
+def _reference(run: TrainedModel, ho: HeldOut, budget_s: float, memo, images: str):
+    """(the float model's Reference, its probabilities), or (None, None) for a run with no Keras model."""
+    if not run.has_float_model:
+        return None, None
+    with progress.stage("float model on the held-out images", done=False):
+        ref, model = reference_probs(run, ho.x, memo, images)
+    acc = metrics.scores(ref, ho.y, len(run.classes), str(run.model_path)).accuracy
+    lat = latency.measure(lambda: _KerasSession(model), ho.x[:1], budget_s=budget_s, runtime_version="keras")
+    return Reference(acc, str(run.model_path), lat), ref
 
 
 def _target_findings(records: Sequence[Measurement]) -> list[str]:
@@ -557,8 +571,10 @@ def accuracy_for_check(art: ExportedArtifact, target, data_dir: str | Path | Non
     the run's own split), scored in the runtime ``target`` scores it in."""
     run = art.run()
     ho = held_out(run, data_dir)
-    ref, _ = reference_probs(run, ho.x)
     n = len(run.classes)
+    if not run.has_float_model:  # imported from a file: its own accuracy, no drop (the gate refuses a drop budget)
+        return score(art, target, ho, n, None, None)[0]
+    ref, _ = reference_probs(run, ho.x)
     ref_acc = metrics.scores(ref, ho.y, n, str(run.model_path)).accuracy
     return score(art, target, ho, n, ref, ref_acc)[0]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _lazy, formats, metrics, safe_keras
+from . import _lazy, formats, metrics, safe_keras, scoring
 from . import data as data_lib
 from ._version import __version__
 from .errors import ConfigError, DataError, UnsafeFileError
@@ -608,30 +608,8 @@ def input_transform(pre: Preprocessing, spec) -> dict:
     return {"kind": "raw_quantized", "scale": float(spec.scale or 1.0), "zero_point": int(spec.zero_point or 0)}
 
 
-def to_model_input(x: np.ndarray, transform: dict | None) -> np.ndarray:
-    """The float batch to pass to ``Session.run`` for RGB [0, 255] images ``x`` (see :func:`input_transform`);
-    ``x`` unchanged for ``pixels`` or no transform (every file edgetransfer exported)."""
-    kind = (transform or {}).get("kind", "pixels")
-    if kind == "pixels":
-        return x
-    if kind == "normalize":
-        assert transform is not None
-        bgr = bool(transform.get("bgr"))
-        t = Preprocessing("manifest", tuple(transform["scale"]), tuple(transform["offset"]), bgr)
-        return t.apply(x)
-    if kind == "raw_quantized":
-        assert transform is not None
-        return ((np.asarray(x, np.float32) - transform["zero_point"]) * transform["scale"]).astype(np.float32)
-    raise ConfigError(f"unknown input transform {kind!r} in the artifact manifest", fix="import the file again")
-
-
-def to_probabilities(y: np.ndarray, output: str) -> np.ndarray:
-    """Scores of a foreign file as probabilities: a softmax over ``logits`` (recorded as ``metadata['output']``)."""
-    if output != "logits":
-        return y
-    z = np.asarray(y, np.float64) - np.max(y, axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+to_model_input = scoring.to_model_input  # kept here for callers of the import API
+to_probabilities = scoring.to_probabilities
 
 
 def _file_preprocessing(path: Path, preprocess, found: dict) -> Preprocessing:

@@ -85,3 +85,45 @@ def reference_probs(run: TrainedModel, x: np.ndarray, memo: Memo | None = None, 
 def probe_batch(size: int) -> np.ndarray:
     """The one random batch used to time a model (seeded, RGB [0, 255], NHWC, batch 1)."""
     return np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+
+
+def to_model_input(x: np.ndarray, transform: dict | None) -> np.ndarray:
+    """The float batch to hand a file's session for RGB [0, 255] images ``x``.
+
+    ``transform`` is what ``edgetransfer import`` recorded for a file from another tool
+    (``metadata["imported"]["input_transform"]``): ``pixels`` (every file edgetransfer exported),
+    ``normalize`` (scale/offset per channel, optionally BGR, for a float input), or ``raw_quantized``
+    (an integer input whose quantization encodes the normalised range takes the raw pixels).
+    """
+    kind = (transform or {}).get("kind", "pixels")
+    if transform is None or kind == "pixels":
+        return x
+    if kind == "normalize":
+        x = np.asarray(x, dtype=np.float32)
+        if transform.get("bgr"):
+            x = x[..., ::-1]
+        return x * np.asarray(transform["scale"], np.float32) + np.asarray(transform["offset"], np.float32)
+    if kind == "raw_quantized":
+        return ((np.asarray(x, np.float32) - transform["zero_point"]) * transform["scale"]).astype(np.float32)
+    raise DataError(f"unknown input transform {kind!r} in the artifact manifest", fix="import the file again")
+
+
+def to_probabilities(y: np.ndarray, output: str | None) -> np.ndarray:
+    """Scores as probabilities: a softmax over ``logits`` (a foreign file's recorded output), else as they are."""
+    if output != "logits":
+        return y
+    z = np.asarray(y, np.float64) - np.max(y, axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class Adapted:
+    """A session of a file from another tool, fed and read the way its import recorded (identity otherwise)."""
+
+    def __init__(self, session, imported: dict | None):
+        self.session = session
+        self.transform = (imported or {}).get("input_transform")
+        self.output = (imported or {}).get("output")
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return to_probabilities(self.session.run(to_model_input(batch, self.transform)), self.output)

@@ -71,10 +71,7 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
     def text() -> None:
         ho = rep.held_out
         echo(f"held-out data: {ho['images']} images of {ho['source']} ({ho['split']})")
-        echo(
-            f"float model: accuracy {rep.reference.accuracy:.4f}, Keras p50 {rep.reference.latency.p50:.2f} ms "
-            "(measured)"
-        )
+        echo(report_lib.float_model_words(rep) + (" (measured)" if rep.reference is not None else ""))
         header, rows = report_lib.table(rep)
         echo(table(rows, header))
         echo("drop: points of accuracy each file loses against the float model (negative: it gained)")

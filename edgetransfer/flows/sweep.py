@@ -207,7 +207,7 @@ class _Engine:
             s,
             str(a.precision),
             float(main.accuracy),
-            float(rep.reference.accuracy),
+            float(rep.reference.accuracy if rep.reference is not None else main.accuracy),
             float(main.accuracy_drop or 0.0),
             int(a.size_bytes),
             int(macs),

@@ -110,7 +110,7 @@ class ValidationReport(Record):
     DERIVED: ClassVar[tuple[str, ...]] = ("data", "verdict")
 
     held_out: dict
-    reference: Reference
+    reference: Reference | None  # None: a run imported from an exported file has no float model
     records: tuple[Measurement, ...]
     best: dict[str, Best]
     findings: tuple[str, ...] = ()

@@ -63,6 +63,14 @@ def table(report) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def float_model_words(report) -> str:
+    """``Float model accuracy 0.9500, Keras p50 3.10 ms``, or that there is no float model."""
+    ref = report.reference
+    if ref is None:
+        return "No float model (a run imported from an exported file: accuracy without a drop)"
+    return f"Float model accuracy {ref.accuracy:.4f}, Keras p50 {ref.latency.p50:.2f} ms"
+
+
 def _rows(report) -> list[list[str]]:
     """Rows of :func:`table` (kept for callers of the old name)."""
     return table(report)[1]
@@ -104,8 +112,7 @@ def markdown(report, verdict=None) -> str:
         "# edgetransfer validation",
         "",
         f"Data: `{report.data}` ({report.held_out.get('split')}, {report.held_out.get('images')} images). "
-        "Float model accuracy "
-        f"{report.reference.accuracy:.4f}, Keras p50 {report.reference.latency.p50:.2f} ms on "
+        f"{float_model_words(report)} on "
         f"{report.host.get('cpu', '?')} ({report.host.get('cores')} cores). Latency marked *measured* ran here "
         "(or on the device through its runner); *estimated* comes from the per-op cost model.",
         "",
@@ -172,7 +179,8 @@ def _tradeoff(report) -> str:
     cols = min(3, len(targets))
     rows_n = (len(targets) + cols - 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.4 * rows_n + 0.4 * len(names) / 3), squeeze=False)
-    accs = [100 * r.accuracy for r in report.records] + [100 * report.reference.accuracy]
+    accs = [100 * r.accuracy for r in report.records if r.accuracy is not None]
+    accs += [100 * report.reference.accuracy] if report.reference is not None else []
     low = max(0.0, min(accs) - 2.0)
     for ax, t in zip(axes.flat, targets):
         here = [r for r in report.records if r.target == t]
@@ -199,7 +207,8 @@ def _tradeoff(report) -> str:
                 zorder=3 + k,
                 clip_on=False,
             )
-        ax.axhline(100 * report.reference.accuracy, color="grey", ls=":", lw=1)
+        if report.reference is not None:
+            ax.axhline(100 * report.reference.accuracy, color="grey", ls=":", lw=1)
         ax.set_ylim(low, 100.0)  # accuracy cannot exceed 100%: the axis stops there
         ax.set_title(t, fontsize=10)
         ax.set_xlabel("p50 latency, ms (filled: measured, hollow: estimated)", fontsize=7)
@@ -217,7 +226,7 @@ def _tradeoff(report) -> str:
 def _distributions(report) -> str | None:
     """One box per (file, target) that was measured, labelled with the file's own name."""
     plt = plots._plt()
-    series = {"keras float (host)": list(report.reference.latency.samples)}
+    series = {"keras float (host)": list(report.reference.latency.samples)} if report.reference is not None else {}
     for r in report.records:
         if r.latency.provenance != "estimated" and r.latency.samples:
             series.setdefault(f"{Path(r.artifact).name} ({r.target})", list(r.latency.samples))
@@ -264,8 +273,8 @@ def html_page(report, verdict=None) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer report</title>"
         f"<style>{_CSS}</style></head><body><h1>edgetransfer validation</h1>",
         f"<p>Data <code>{esc(report.data)}</code> ({esc(str(report.held_out.get('split')))}, "
-        f"{report.held_out.get('images')} images); float model accuracy <b>{report.reference.accuracy:.4f}</b>, "
-        f"Keras p50 {report.reference.latency.p50:.2f} ms on {esc(str(report.host.get('cpu')))} "
+        f"{report.held_out.get('images')} images); {esc(float_model_words(report))} on "
+        f"{esc(str(report.host.get('cpu')))} "
         f"({report.host.get('cores')} cores). <span class='measured'>measured</span> figures ran on the host or "
         f"the device; <span class='estimated'>estimated</span> ones come from the per-op cost model.</p>",
     ]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .. import _lazy
-from ..errors import ConfigError, DiskFullError, UnsafeFileError
+from ..errors import ConfigError, DataError, DiskFullError, UnsafeFileError
 from ..records import RunManifest
 from .config import TrainConfig
 
@@ -49,7 +49,18 @@ class TrainedModel:
         return int(self.manifest.input_size)
 
     @property
+    def has_float_model(self) -> bool:
+        """Whether the run has a Keras float model (a run imported from a .tflite/.onnx has none)."""
+        return "model" in self.manifest.files
+
+    @property
     def model_path(self) -> Path:
+        if not self.has_float_model:
+            raise DataError(
+                "this run has no float Keras model (it was imported from an exported file)",
+                path=self.run_dir / "manifest.json",
+                fix="measure the file's own accuracy, or import the original Keras model for a float reference",
+            )
         path = (self.run_dir / self.manifest.files["model"]).resolve()
         if self.run_dir.resolve() not in path.parents:
             raise UnsafeFileError(
