@@ -66,6 +66,12 @@ class TrainConfig:
     crop_scale: float = 0.5
     stop_smoothing: float = 0.5
     worker_timeout: float = 120.0
+    # Distillation (distill.py): a finished run as teacher. T = 4 sits in Hinton et al. 2015's
+    # 1-20; alpha weighs the teacher's soft loss against the hard labels.
+    teacher: str | None = None
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.9
+    distill_views: int = 4
 
     def __post_init__(self) -> None:
         backbones.get(self.backbone)
@@ -102,6 +108,14 @@ class TrainConfig:
             (0 < self.crop_scale <= 1, f"--crop-scale {self.crop_scale}", "use a fraction such as 0.5 (1 = no crop)"),
             (0 <= self.stop_smoothing < 1, f"--stop-smoothing {self.stop_smoothing}", "use a value in [0, 1)"),
             (self.worker_timeout > 0, f"--worker-timeout {self.worker_timeout}", "use a positive number of seconds"),
+            (self.distill_temperature > 0, f"--distill-temperature {self.distill_temperature}", "use e.g. 4"),
+            (0 <= self.distill_alpha <= 1, f"--distill-alpha {self.distill_alpha}", "use a value in [0, 1]"),
+            (self.distill_views >= 1, f"--distill-views {self.distill_views}", "use 1 or more"),
+            (
+                not (self.teacher and self.feature_views > 1),
+                "--augment-views with --teacher",
+                "use --distill-views: the student trains on the views the teacher labelled",
+            ),
             (
                 not (self.workflow == "features" and self.unfreeze not in ("auto", "0")),
                 "--unfreeze has no effect with --workflow features",

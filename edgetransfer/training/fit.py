@@ -55,6 +55,7 @@ class FitResult:
     # held-out probabilities when training already computed them (features: the head on the cached
     # features is the whole model on the images, without a second pass through the backbone)
     val_probs: np.ndarray | None = None
+    distill: dict | None = None  # the teacher and settings when distilled (distill.py)
 
 
 def _read_csv(path: Path) -> dict[str, list[float]]:
@@ -191,6 +192,8 @@ def run(ctx: FitContext) -> FitResult:
             fix="use --workflow fine-tune for multi-worker training, or unset TF_CONFIG",
         )
     fit = _features if plan.workflow == "features" else _fine_tune
+    if cfg.teacher and plan.workflow == "fine-tune":
+        from .distill import fine_tune as fit
     result = fit(ctx, base, model, strategy, plan, desc)
     result.runtime = {**runtime, **result.runtime}
     return result
@@ -324,6 +327,10 @@ def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> 
         pooled, ctx.train_files, cache, views=cfg.feature_views, augment=aug, batch_size=cfg.batch_size
     )
     xva, yva, s2 = extract(pooled, ctx.val_files, cache, batch_size=cfg.batch_size)
+    if cfg.teacher:  # the same head, trained on the teacher's soft labels too
+        from .distill import features as distilled
+
+        return distilled(ctx, pooled, key.digest(), (xtr, ytr, s1), (xva, yva, s2), model, strategy, plan, desc)
     # Computing features (a cold cache) consumes random state that a warm cache does not:
     # seed again so the head starts the same either way (issue #11: 0.948 cold vs 0.967 warm).
     keras.utils.set_random_seed(cfg.seed)
