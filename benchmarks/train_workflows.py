@@ -8,6 +8,15 @@ sample standard deviation) of validation accuracy and of wall time, and the wall
 to ``features``. Each features run starts with a cold feature cache (its own temporary
 cache dir), so its time includes the one pass through the backbone.
 
+``--distill`` compares, per seed, a student (``--backbone``) trained plainly, trained on the
+teacher's augmented views with hard labels only (``alpha 0``: what the views alone give),
+and distilled from a teacher (``--teacher-backbone`` at its own size, the same workflow,
+trained first with the same seed), plus the teacher itself; then checks the distilled
+student is the plain student's graph (Keras config equal, TFLite op list and size equal)
+and measures both TFLite files' host p50. One feature cache serves all of it.
+
+    python benchmarks/train_workflows.py --distill --seeds 0 1 2 [--distill-workflow features]
+
 ``--resplit K`` pools the train and val folders and draws K new stratified splits of the
 same sizes (split k with seed k), so a comparison rests on K different held-out sets rather
 than one: with 153 val images one image is 0.65 points, and three seeds on one split cannot
@@ -71,6 +80,73 @@ def _one(args, workflow: str, unfreeze: str, seed: int) -> tuple[float, float, i
     return m["metrics"]["val_accuracy"], time.perf_counter() - start, len(m["history"]["loss"])
 
 
+def _distill(args) -> None:
+    from edgetransfer.training import TrainConfig, train
+
+    os.environ.setdefault("EDGETRANSFER_CACHE", tempfile.mkdtemp(prefix="et-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="et-distill-"))
+    common = dict(
+        workflow=args.distill_workflow,
+        epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs if args.distill_workflow == "fine-tune" else 0,
+        patience=args.patience,
+    )
+    kw = dict(distill_temperature=args.temperature, distill_alpha=args.alpha, distill_views=args.views)
+    rows: dict[str, list[float]] = {}
+    runs: dict[str, Path] = {}
+    for seed in args.seeds:
+        teacher = root / f"teacher{seed}"
+        variants = [
+            ("teacher " + args.teacher_backbone, TrainConfig(backbone=args.teacher_backbone, seed=seed, **common), teacher),
+            ("student plain", TrainConfig(backbone=args.backbone, seed=seed, **common), None),
+            (
+                f"student views x{args.views}, alpha 0",
+                TrainConfig(
+                    backbone=args.backbone, seed=seed, teacher=str(teacher), **common, **{**kw, "distill_alpha": 0.0}
+                ),
+                None,
+            ),
+            ("student distilled", TrainConfig(backbone=args.backbone, seed=seed, teacher=str(teacher), **common, **kw), None),
+        ]
+        for name, cfg, out in variants:
+            out = out or root / f"{name.replace(' ', '_').replace(',', '')}{seed}"
+            start = time.perf_counter()
+            m = train(args.data, cfg, out=out).manifest
+            acc = m.metrics.val_accuracy
+            rows.setdefault(name, []).append(acc)
+            runs[name] = out
+            print(f"seed {seed} {name:32s} val_acc {acc:.4f} wall {time.perf_counter() - start:7.1f} s", flush=True)
+    where = f"{args.distill_workflow} workflow, seeds {args.seeds}"
+    print(f"\n{args.data}: {where}; T {args.temperature:g}, alpha {args.alpha:g}, {args.views} views; mean +- sd [min, max]")
+    for name, accs in rows.items():
+        print(f"{name:32s} {_spread(accs)}")
+    plain = rows["student plain"]
+    for name in list(rows)[2:]:
+        print(f"{name} - student plain, paired by seed: {_spread([a - b for a, b in zip(rows[name], plain)])}")
+    _same_graph(runs["student plain"], runs["student distilled"])
+
+
+def _same_graph(plain: Path, distilled: Path) -> None:
+    """The distilled student is the plain one's graph: Keras configs, TFLite ops and sizes, host p50."""
+    from edgetransfer.exporter import export
+    from edgetransfer.runtime.__main__ import bench
+    from edgetransfer.training import TrainedModel
+
+    a, b = (TrainedModel.from_dir(p).load_model() for p in (plain, distilled))
+    print(f"Keras model config equal: {a.get_config() == b.get_config()}")
+    files = [export(p, ["tflite"], out=p / "export")[0].path for p in (plain, distilled)]
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+    ops = [sorted(d["op_name"] for d in Interpreter(str(f))._get_ops_details()) for f in files]
+    sizes = [Path(f).stat().st_size for f in files]
+    print(f"TFLite op lists equal: {ops[0] == ops[1]} ({len(ops[0])} ops); sizes {sizes[0]} / {sizes[1]} bytes")
+    for name, f in zip(("plain", "distilled"), files):
+        lat = bench(str(f), None, 3.0, 5, 30, "cpu")
+        print(f"host p50 {name:10s} {lat.p50:.2f} ms ({lat.runs} runs)")
+
+
 def _spread(xs: list[float]) -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
     return f"{statistics.mean(xs):.4f} +- {sd:.4f} [{min(xs):.4f}, {max(xs):.4f}]"
@@ -95,7 +171,16 @@ def main() -> None:
         default=0,
         help="K new train/val splits of the pooled images (seeds 0..K-1)",
     )
+    ap.add_argument("--distill", action="store_true", help="student with/without a teacher (see above)")
+    ap.add_argument("--teacher-backbone", default="efficientnet_lite2")
+    ap.add_argument("--distill-workflow", default="features", choices=["features", "fine-tune"])
+    ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--alpha", type=float, default=0.9)
+    ap.add_argument("--views", type=int, default=4)
     args = ap.parse_args()
+    if args.distill:
+        _distill(args)
+        return
     if args.resplit:
         args.seeds = list(range(args.resplit))
         args.split_root = tempfile.mkdtemp(prefix="et-splits-")
