@@ -17,6 +17,12 @@ and measures both TFLite files' host p50. One feature cache serves all of it.
 
     python benchmarks/train_workflows.py --distill --seeds 0 1 2 [--distill-workflow features]
 
+``--auto`` runs ``--workflow auto`` against each by-hand choice ({features, features at
+``stride16``, fine-tune, fine-tune all}) per seed: which workflow auto chose and why, its
+accuracy against the best by hand, and its wall time against trying them all.
+
+    python benchmarks/train_workflows.py --auto --data DIGITS --image-size 64 --seeds 0
+
 ``--resplit K`` pools the train and val folders and draws K new stratified splits of the
 same sizes (split k with seed k), so a comparison rests on K different held-out sets rather
 than one: with 153 val images one image is 0.65 points, and three seeds on one split cannot
@@ -126,6 +132,40 @@ def _distill(args) -> None:
     _same_graph(runs["student plain"], runs["student distilled"])
 
 
+def _auto(args) -> None:
+    from edgetransfer.training import TrainConfig, train
+
+    os.environ.setdefault("EDGETRANSFER_CACHE", tempfile.mkdtemp(prefix="et-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="et-auto-"))
+    common = dict(
+        backbone=args.backbone, image_size=args.image_size, epochs=args.epochs, patience=args.patience
+    )
+    variants = {
+        "auto": dict(workflow="auto", fine_tune_epochs=args.fine_tune_epochs),
+        "features": dict(workflow="features"),
+        "features stride16": dict(workflow="features", cut_at="stride16"),
+        "fine-tune": dict(workflow="fine-tune", fine_tune_epochs=args.fine_tune_epochs),
+        "fine-tune all": dict(workflow="fine-tune", unfreeze="all", fine_tune_epochs=args.fine_tune_epochs),
+    }
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for seed in args.seeds:
+        for name, kw in variants.items():
+            start = time.perf_counter()
+            m = train(args.data, TrainConfig(**common, **kw, seed=seed), out=root / f"{name}{seed}".replace(" ", "_"))
+            acc, wall = m.manifest.metrics.val_accuracy, time.perf_counter() - start
+            rows.setdefault(name, []).append((acc, wall))
+            extra = f"  -> {m.manifest.workflow}: {m.manifest.reason}" if name == "auto" else ""
+            print(f"seed {seed} {name:18s} val_acc {acc:.4f} wall {wall:7.1f} s{extra}", flush=True)
+    print(f"\n{args.data}, {args.backbone} at {args.image_size or 'its'} px, seeds {args.seeds}: mean +- sd [min, max]")
+    for name, r in rows.items():
+        print(f"{name:18s} {_spread([a for a, _ in r]):40s} wall {statistics.mean(w for _, w in r):7.1f} s")
+    best = max((statistics.mean(a for a, _ in r), n) for n, r in rows.items() if n != "auto")
+    by_hand = sum(w for n, r in rows.items() if n != "auto" for _, w in r)
+    auto_acc = statistics.mean(a for a, _ in rows["auto"])
+    print(f"auto - best by hand ({best[1]}): {auto_acc - best[0]:+.4f}")
+    print(f"auto wall / all by hand: {sum(w for _, w in rows['auto']) / by_hand:.2f}")
+
+
 def _same_graph(plain: Path, distilled: Path) -> None:
     """The distilled student is the plain one's graph: Keras configs, TFLite ops and sizes, host p50."""
     from edgetransfer.exporter import export
@@ -177,7 +217,12 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.9)
     ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--auto", action="store_true", help="--workflow auto against each choice by hand")
+    ap.add_argument("--image-size", type=int, default=None)
     args = ap.parse_args()
+    if args.auto:
+        _auto(args)
+        return
     if args.distill:
         _distill(args)
         return

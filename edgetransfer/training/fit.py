@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from ..backbones.weights import Weights, sha256_file
 from ..data import ImageFile, tfdata
 from ..errors import ConfigError
 from .cluster import Cluster, check_same
-from .config import Plan, TrainConfig, choose
+from .config import Plan, TrainConfig, choose, reconsider
 from .features import CacheStats, FeatureCache, FeatureKey, extract
 from .model import class_weights, classifier, compile_model, cosine_schedule, strategy_for, unfreeze
 
@@ -195,7 +195,32 @@ def run(ctx: FitContext) -> FitResult:
     if cfg.teacher and plan.workflow == "fine-tune":
         from .distill import fine_tune as fit
     result = fit(ctx, base, model, strategy, plan, desc)
+    if cfg.workflow == "auto" and plan.workflow == "features":
+        result = _then_fine_tune(ctx, base, model, strategy, result, desc, len(base.layers) - after)
     result.runtime = {**runtime, **result.runtime}
+    return result
+
+
+def _then_fine_tune(ctx: FitContext, base, model, strategy, first: FitResult, desc: str, last: int) -> FitResult:
+    """``auto``: keep the features head, or fine-tune (in ``work/fine_tune``) when it shows the
+    features do not fit the data (:func:`.config.reconsider`); the head starts the warm-up."""
+    train_acc = max(first.history.get("accuracy", [0.0]))
+    labels = np.array([f.label for f in ctx.val_files])
+    val_acc = float(np.mean(np.argmax(first.val_probs, 1) == labels)) if first.val_probs is not None else 0.0
+    plan = reconsider(first.plan, train_acc, val_acc, last)
+    seen = {"features_head": {"train_accuracy": round(train_acc, 4), "val_accuracy": round(val_acc, 4)}}
+    if plan.workflow == "features":
+        first.plan, first.runtime = plan, {**first.runtime, **seen}
+        return first
+    log.info("auto: %s", plan.reason)
+    work = ctx.work / "fine_tune"
+    work.mkdir(exist_ok=True)
+    fit = _fine_tune
+    if ctx.cfg.teacher:
+        from .distill import fine_tune as fit
+    result = fit(replace(ctx, work=work), base, model, strategy, plan, desc)
+    result.images_trained += first.images_trained
+    result.runtime = {**result.runtime, **seen}
     return result
 
 
