@@ -103,7 +103,11 @@ def _distill(args) -> None:
     for seed in args.seeds:
         teacher = root / f"teacher{seed}"
         variants = [
-            ("teacher " + args.teacher_backbone, TrainConfig(backbone=args.teacher_backbone, seed=seed, **common), teacher),
+            (
+                "teacher " + args.teacher_backbone,
+                TrainConfig(backbone=args.teacher_backbone, seed=seed, **common),
+                teacher,
+            ),
             ("student plain", TrainConfig(backbone=args.backbone, seed=seed, **common), None),
             (
                 f"student views x{args.views}, alpha 0",
@@ -112,7 +116,11 @@ def _distill(args) -> None:
                 ),
                 None,
             ),
-            ("student distilled", TrainConfig(backbone=args.backbone, seed=seed, teacher=str(teacher), **common, **kw), None),
+            (
+                "student distilled",
+                TrainConfig(backbone=args.backbone, seed=seed, teacher=str(teacher), **common, **kw),
+                None,
+            ),
         ]
         for name, cfg, out in variants:
             out = out or root / f"{name.replace(' ', '_').replace(',', '')}{seed}"
@@ -123,7 +131,10 @@ def _distill(args) -> None:
             runs[name] = out
             print(f"seed {seed} {name:32s} val_acc {acc:.4f} wall {time.perf_counter() - start:7.1f} s", flush=True)
     where = f"{args.distill_workflow} workflow, seeds {args.seeds}"
-    print(f"\n{args.data}: {where}; T {args.temperature:g}, alpha {args.alpha:g}, {args.views} views; mean +- sd [min, max]")
+    print(
+        f"\n{args.data}: {where}; T {args.temperature:g}, alpha {args.alpha:g}, {args.views} views;"
+        " mean +- sd [min, max]"
+    )
     for name, accs in rows.items():
         print(f"{name:32s} {_spread(accs)}")
     plain = rows["student plain"]
@@ -137,9 +148,7 @@ def _auto(args) -> None:
 
     os.environ.setdefault("EDGETRANSFER_CACHE", tempfile.mkdtemp(prefix="et-bench-"))
     root = Path(tempfile.mkdtemp(prefix="et-auto-"))
-    common = dict(
-        backbone=args.backbone, image_size=args.image_size, epochs=args.epochs, patience=args.patience
-    )
+    common = dict(backbone=args.backbone, image_size=args.image_size, epochs=args.epochs, patience=args.patience)
     variants = {
         "auto": dict(workflow="auto", fine_tune_epochs=args.fine_tune_epochs),
         "features": dict(workflow="features"),
@@ -156,7 +165,9 @@ def _auto(args) -> None:
             rows.setdefault(name, []).append((acc, wall))
             extra = f"  -> {m.manifest.workflow}: {m.manifest.reason}" if name == "auto" else ""
             print(f"seed {seed} {name:18s} val_acc {acc:.4f} wall {wall:7.1f} s{extra}", flush=True)
-    print(f"\n{args.data}, {args.backbone} at {args.image_size or 'its'} px, seeds {args.seeds}: mean +- sd [min, max]")
+    print(
+        f"\n{args.data}, {args.backbone} at {args.image_size or 'its'} px, seeds {args.seeds}: mean +- sd [min, max]"
+    )
     for name, r in rows.items():
         print(f"{name:18s} {_spread([a for a, _ in r]):40s} wall {statistics.mean(w for _, w in r):7.1f} s")
     best = max((statistics.mean(a for a, _ in r), n) for n, r in rows.items() if n != "auto")

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_folder
 
 from edgetransfer.errors import ConfigError
 from edgetransfer.records import DataInfo, Metrics, RunManifest
-from edgetransfer.training import TrainConfig, train
-from edgetransfer.training import distill
-
-from conftest import make_folder
+from edgetransfer.training import TrainConfig, distill, train
 
 TINY = dict(
     backbone="efficientnet_lite0",
@@ -113,7 +111,9 @@ def test_distilled_features_student(tiny_run, tmp_path, monkeypatch):
     assert second.metrics.val_accuracy == first.metrics.val_accuracy
 
     plain = train(data, TrainConfig(**TINY), out=tmp_path / "plain")
-    zero = train(data, TrainConfig(**TINY, teacher=str(tiny_run.run_dir), distill_alpha=0, distill_views=1), out=tmp_path / "a0")
+    zero = train(
+        data, TrainConfig(**TINY, teacher=str(tiny_run.run_dir), distill_alpha=0, distill_views=1), out=tmp_path / "a0"
+    )
     assert zero.manifest.metrics.val_accuracy == plain.manifest.metrics.val_accuracy
     a, b = plain.load_model(), zero.load_model()
     assert a.get_config() == b.get_config()  # same graph: distillation changes only weights
@@ -133,3 +133,30 @@ def test_distilled_fine_tune_student(tiny_run, tmp_path, monkeypatch):
     assert len(run.manifest.phase_starts) == 2
     plain = train(data, TrainConfig(**fast), out=tmp_path / "plain")
     assert run.load_model().get_config() == plain.load_model().get_config()
+
+
+def test_auto_reconsiders_after_the_features_head():
+    from edgetransfer.training.config import Plan, reconsider
+
+    first = Plan("features", "0", "245 training images <= 1,000: the head alone generalises best")
+    kept = reconsider(first, 0.99, 0.95, 40)
+    assert kept.workflow == "features" and "kept after the features head" in kept.reason
+    inseparable = reconsider(first, 0.80, 0.95, 40)
+    assert (inseparable.workflow, inseparable.unfreeze) == ("fine-tune", "40")
+    assert "do not separate the classes" in inseparable.reason
+    poor = reconsider(first, 0.99, 0.60, 40)
+    assert poor.workflow == "fine-tune" and "val 0.600 < 0.9" in poor.reason
+
+
+@pytest.mark.slow
+def test_auto_goes_on_to_fine_tune(tmp_path, monkeypatch):
+    """When the head cannot fit its training set (forced here), auto fine-tunes and says why."""
+    from edgetransfer.training import config
+
+    monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(config, "SEPARABLE_TRAIN_MIN", 1.01)
+    data = make_folder(tmp_path / "data", {"blue": 8, "green": 8, "red": 8}, size=(36, 36))
+    cfg = TrainConfig(**{**TINY, "workflow": "auto", "epochs": 2, "fine_tune_epochs": 1})
+    m = train(data, cfg, out=tmp_path / "auto").manifest
+    assert m.workflow == "fine-tune" and "do not separate the classes" in m.reason
+    assert set(m.config["runtime"]["features_head"]) == {"train_accuracy", "val_accuracy"}

@@ -196,5 +196,6 @@ def reconsider(plan: Plan, train_acc: float, val_acc: float, last_blocks: int) -
     return Plan(
         "fine-tune",
         str(last_blocks),
-        f"auto; {plan.reason.split(':')[0]}, but the {seen}; {why}; so fine-tune the last blocks ({last_blocks} layers)",
+        f"auto; {plan.reason.split(':')[0]}, but the {seen}; {why}; "
+        f"so fine-tune the last blocks ({last_blocks} layers)",
     )

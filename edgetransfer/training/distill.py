@@ -201,27 +201,59 @@ class SoftLabels:
     view_size: int
 
 
-def soft_labels(teacher: Teacher, files: Sequence[ImageFile], views: int, seed: int, policy: str, student_size: int,
-                batch_size: int = 32) -> SoftLabels:
+def soft_labels(
+    teacher: Teacher,
+    files: Sequence[ImageFile],
+    views: int,
+    seed: int,
+    policy: str,
+    student_size: int,
+    batch_size: int = 32,
+) -> SoftLabels:
     """The teacher's logits on ``files`` x ``views``, from the cache or computed once."""
     m = teacher.run.manifest
     size = max(m.input_size, student_size)
-    path = backbones.cache_dir() / "distill" / f"teacher-{teacher.digest}" / f"{_views_key(files, views, seed, size, policy)}.npy"
+    path = (
+        backbones.cache_dir()
+        / "distill"
+        / f"teacher-{teacher.digest}"
+        / f"{_views_key(files, views, seed, size, policy)}.npy"
+    )
     found = _load(path)
     if found is not None and found.shape[0] == len(files) * views:
         return SoftLabels(found, True, size)
     fn = _teacher_logits_fn(teacher.run.load_model())
-    clean = [fn(np.stack([images.load_array(f.path, m.input_size, m.resize_policy) for f in files[i : i + batch_size]]).astype(np.float32))
-             for i in range(0, len(files), batch_size)]
+    clean = [
+        fn(
+            np.stack(
+                [images.load_array(f.path, m.input_size, m.resize_policy) for f in files[i : i + batch_size]]
+            ).astype(np.float32)
+        )
+        for i in range(0, len(files), batch_size)
+    ]
     n_batches = (views - 1) * math.ceil(len(files) / batch_size)
-    aug = [fn(resize(x, m.input_size)) for _, x in progress(view_batches(files, size, views, seed, policy, batch_size), n_batches, "teacher soft labels")]
+    aug = [
+        fn(resize(x, m.input_size))
+        for _, x in progress(
+            view_batches(files, size, views, seed, policy, batch_size), n_batches, "teacher soft labels"
+        )
+    ]
     logits = np.concatenate(clean + aug).astype(np.float32)
     _save(path, logits)
     return SoftLabels(logits, False, size)
 
 
-def student_view_features(extractor, feature_digest: str, files: Sequence[ImageFile], views: int, seed: int,
-                          policy: str, view_size: int, student_size: int, batch_size: int = 32) -> tuple[np.ndarray, bool]:
+def student_view_features(
+    extractor,
+    feature_digest: str,
+    files: Sequence[ImageFile],
+    views: int,
+    seed: int,
+    policy: str,
+    view_size: int,
+    student_size: int,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, bool]:
     """The student's pooled features on views 1..views-1 (the clean view comes from the feature cache)."""
     if views <= 1:
         return np.zeros((0, 0), np.float32), True
@@ -231,8 +263,12 @@ def student_view_features(extractor, feature_digest: str, files: Sequence[ImageF
     if found is not None and found.shape[0] == len(files) * (views - 1):
         return found, True
     n_batches = (views - 1) * math.ceil(len(files) / batch_size)
-    out = [np.asarray(extractor.predict(resize(x, student_size), verbose=0, batch_size=batch_size))
-           for _, x in progress(view_batches(files, view_size, views, seed, policy, batch_size), n_batches, "student features on the views")]
+    out = [
+        np.asarray(extractor.predict(resize(x, student_size), verbose=0, batch_size=batch_size))
+        for _, x in progress(
+            view_batches(files, view_size, views, seed, policy, batch_size), n_batches, "student features on the views"
+        )
+    ]
     feats = np.concatenate(out).astype(np.float32)
     _save(path, feats)
     return feats, False
@@ -277,7 +313,14 @@ def features(ctx, pooled, feature_digest: str, train, val, model, strategy, plan
     teacher = load_teacher(cfg.teacher)
     labels = soft_labels(teacher, ctx.train_files, cfg.distill_views, cfg.seed, cfg.policy, ctx.size, cfg.batch_size)
     xv, _ = student_view_features(
-        pooled, feature_digest, ctx.train_files, cfg.distill_views, cfg.seed, cfg.policy, labels.view_size, ctx.size,
+        pooled,
+        feature_digest,
+        ctx.train_files,
+        cfg.distill_views,
+        cfg.seed,
+        cfg.policy,
+        labels.view_size,
+        ctx.size,
         cfg.batch_size,
     )
     xtr = np.concatenate([x0, xv]) if len(xv) else x0
