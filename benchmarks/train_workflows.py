@@ -92,6 +92,7 @@ def _distill(args) -> None:
     os.environ.setdefault("EDGETRANSFER_CACHE", tempfile.mkdtemp(prefix="et-bench-"))
     root = Path(tempfile.mkdtemp(prefix="et-distill-"))
     common = dict(
+        image_size=args.image_size,  # None: each backbone at its own size
         workflow=args.distill_workflow,
         epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs if args.distill_workflow == "fine-tune" else 0,

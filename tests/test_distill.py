@@ -91,8 +91,8 @@ def test_distilled_features_student(tiny_run, tmp_path, monkeypatch):
     """The manifest records the teacher; the soft labels are cached and reused; alpha = 0 on
     the clean view only is the plain student; the saved graph is the plain student's."""
     monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path / "cache"))
-    data = make_folder(tmp_path / "data", {"blue": 10, "green": 10, "red": 10}, size=(36, 36))
-    # the tiny teacher was trained on red/green/blue: same names, in sorted order
+    data = make_folder(tmp_path / "data", {"red": 10, "green": 10, "blue": 10}, size=(36, 36))
+    # as the tiny teacher: make_folder colours classes by insertion order, so the same order
     cfg = TrainConfig(**TINY, teacher=str(tiny_run.run_dir), distill_views=3)
     first = train(data, cfg, out=tmp_path / "s1").manifest
     d = first.config["distill"]
@@ -125,7 +125,7 @@ def test_distilled_features_student(tiny_run, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_distilled_fine_tune_student(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path / "cache"))
-    data = make_folder(tmp_path / "data", {"blue": 8, "green": 8, "red": 8}, size=(36, 36))
+    data = make_folder(tmp_path / "data", {"red": 8, "green": 8, "blue": 8}, size=(36, 36))
     fast = {**TINY, "workflow": "fine-tune", "epochs": 2, "fine_tune_epochs": 1, "unfreeze": "10"}
     run = train(data, TrainConfig(**fast, teacher=str(tiny_run.run_dir), distill_views=2), out=tmp_path / "ft")
     assert run.manifest.workflow == "fine-tune"
@@ -155,7 +155,7 @@ def test_auto_goes_on_to_fine_tune(tmp_path, monkeypatch):
 
     monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(config, "SEPARABLE_TRAIN_MIN", 1.01)
-    data = make_folder(tmp_path / "data", {"blue": 8, "green": 8, "red": 8}, size=(36, 36))
+    data = make_folder(tmp_path / "data", {"red": 8, "green": 8, "blue": 8}, size=(36, 36))
     cfg = TrainConfig(**{**TINY, "workflow": "auto", "epochs": 2, "fine_tune_epochs": 1})
     m = train(data, cfg, out=tmp_path / "auto").manifest
     assert m.workflow == "fine-tune" and "do not separate the classes" in m.reason

@@ -218,7 +218,17 @@ def _then_fine_tune(ctx: FitContext, base, model, strategy, first: FitResult, de
     fit = _fine_tune
     if ctx.cfg.teacher:
         from .distill import fine_tune as fit
+    head = model.get_weights()
     result = fit(replace(ctx, work=work), base, model, strategy, plan, desc)
+    result.val_probs = predict_files(model, ctx.val_files, ctx.size, ctx.cfg.policy, ctx.cfg.batch_size)
+    tuned = float(np.mean(np.argmax(result.val_probs, 1) == labels))
+    seen["fine_tune"] = {"val_accuracy": round(tuned, 4)}
+    if tuned < val_acc:  # fine-tuning did worse (e.g. photo augmentation on digits): keep the head
+        model.set_weights(head)
+        first.plan = Plan("features", "0", f"{plan.reason}; but fine-tuning reached only {tuned:.3f}: head kept")
+        first.runtime = {**first.runtime, **seen}
+        first.images_trained += result.images_trained
+        return first
     result.images_trained += first.images_trained
     result.runtime = {**result.runtime, **seen}
     return result
