@@ -105,8 +105,10 @@ def test_distilled_features_student(tiny_run, tmp_path, monkeypatch):
     def boom(model):
         raise AssertionError("the teacher ran again: soft labels were not reused")
 
+    original = distill._teacher_logits_fn
     monkeypatch.setattr(distill, "_teacher_logits_fn", boom)
     second = train(data, cfg, out=tmp_path / "s2").manifest
+    monkeypatch.setattr(distill, "_teacher_logits_fn", original)
     assert second.config["distill"]["soft_labels"] == "cached"
     assert second.metrics.val_accuracy == first.metrics.val_accuracy
 
