@@ -194,9 +194,12 @@ def _same_graph(plain: Path, distilled: Path) -> None:
     ops = [sorted(d["op_name"] for d in Interpreter(str(f))._get_ops_details()) for f in files]
     sizes = [Path(f).stat().st_size for f in files]
     print(f"TFLite op lists equal: {ops[0] == ops[1]} ({len(ops[0])} ops); sizes {sizes[0]} / {sizes[1]} bytes")
-    for name, f in zip(("plain", "distilled"), files):
-        lat = bench(str(f), None, 3.0, 5, 30, "cpu")
-        print(f"host p50 {name:10s} {lat.p50:.2f} ms ({lat.runs} runs)")
+    p50s: dict[str, list[float]] = {"plain": [], "distilled": []}
+    for _ in range(6):  # interleaved rounds, so both files see the same load on a shared machine
+        for name, f in zip(p50s, files):
+            p50s[name].append(bench(str(f), None, 1.5, 3, 20, "cpu").p50)
+    for name, v in p50s.items():
+        print(f"host p50 {name:10s} median {statistics.median(v):.2f} ms over 6 rounds {[round(x, 1) for x in v]}")
 
 
 def _spread(xs: list[float]) -> str:
