@@ -24,7 +24,7 @@ SCHEDULES = ("cosine", "constant")
 # --workflow auto looks at the data too (issue 28): the features head is fitted first (cheap),
 # and when it cannot fit its own training set (the frozen features do not separate the
 # classes) or its held-out accuracy is low, auto goes on to fine-tune. Thresholds chosen
-# here, not from a paper: hymenoptera's head fits (train ~0.97, val ~0.95) and stays;
+# here, not from a paper: hymenoptera's head fits (train 0.99, val 0.95) and stays;
 # see benchmarks/train_workflows.py --auto for the measurements behind them.
 SEPARABLE_TRAIN_MIN, FEATURES_VAL_MIN = 0.95, 0.90
 # Where the fine-tune defaults come from, recorded in the manifest with the values used.
