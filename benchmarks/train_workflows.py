@@ -8,6 +8,21 @@ sample standard deviation) of validation accuracy and of wall time, and the wall
 to ``features``. Each features run starts with a cold feature cache (its own temporary
 cache dir), so its time includes the one pass through the backbone.
 
+``--distill`` compares, per seed, a student (``--backbone``) trained plainly, trained on the
+teacher's augmented views with hard labels only (``alpha 0``: what the views alone give),
+and distilled from a teacher (``--teacher-backbone`` at its own size, the same workflow,
+trained first with the same seed), plus the teacher itself; then checks the distilled
+student is the plain student's graph (Keras config equal, TFLite op list and size equal)
+and measures both TFLite files' host p50. One feature cache serves all of it.
+
+    python benchmarks/train_workflows.py --distill --seeds 0 1 2 [--distill-workflow features]
+
+``--auto`` runs ``--workflow auto`` against each by-hand choice ({features, features at
+``stride16``, fine-tune, fine-tune all}) per seed: which workflow auto chose and why, its
+accuracy against the best by hand, and its wall time against trying them all.
+
+    python benchmarks/train_workflows.py --auto --data DIGITS --image-size 64 --seeds 0
+
 ``--resplit K`` pools the train and val folders and draws K new stratified splits of the
 same sizes (split k with seed k), so a comparison rests on K different held-out sets rather
 than one: with 153 val images one image is 0.65 points, and three seeds on one split cannot
@@ -71,6 +86,122 @@ def _one(args, workflow: str, unfreeze: str, seed: int) -> tuple[float, float, i
     return m["metrics"]["val_accuracy"], time.perf_counter() - start, len(m["history"]["loss"])
 
 
+def _distill(args) -> None:
+    from edgetransfer.training import TrainConfig, train
+
+    os.environ.setdefault("EDGETRANSFER_CACHE", tempfile.mkdtemp(prefix="et-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="et-distill-"))
+    common = dict(
+        image_size=args.image_size,  # None: each backbone at its own size
+        workflow=args.distill_workflow,
+        epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs if args.distill_workflow == "fine-tune" else 0,
+        patience=args.patience,
+    )
+    kw = dict(distill_temperature=args.temperature, distill_alpha=args.alpha, distill_views=args.views)
+    rows: dict[str, list[float]] = {}
+    runs: dict[str, Path] = {}
+    for seed in args.seeds:
+        teacher = root / f"teacher{seed}"
+        variants = [
+            (
+                "teacher " + args.teacher_backbone,
+                TrainConfig(backbone=args.teacher_backbone, seed=seed, **common),
+                teacher,
+            ),
+            ("student plain", TrainConfig(backbone=args.backbone, seed=seed, **common), None),
+            (
+                f"student views x{args.views}, alpha 0",
+                TrainConfig(
+                    backbone=args.backbone, seed=seed, teacher=str(teacher), **common, **{**kw, "distill_alpha": 0.0}
+                ),
+                None,
+            ),
+            (
+                "student distilled",
+                TrainConfig(backbone=args.backbone, seed=seed, teacher=str(teacher), **common, **kw),
+                None,
+            ),
+        ]
+        for name, cfg, out in variants:
+            out = out or root / f"{name.replace(' ', '_').replace(',', '')}{seed}"
+            start = time.perf_counter()
+            m = train(args.data, cfg, out=out).manifest
+            acc = m.metrics.val_accuracy
+            rows.setdefault(name, []).append(acc)
+            runs[name] = out
+            print(f"seed {seed} {name:32s} val_acc {acc:.4f} wall {time.perf_counter() - start:7.1f} s", flush=True)
+    where = f"{args.distill_workflow} workflow, seeds {args.seeds}"
+    print(
+        f"\n{args.data}: {where}; T {args.temperature:g}, alpha {args.alpha:g}, {args.views} views;"
+        " mean +- sd [min, max]"
+    )
+    for name, accs in rows.items():
+        print(f"{name:32s} {_spread(accs)}")
+    plain = rows["student plain"]
+    for name in list(rows)[2:]:
+        print(f"{name} - student plain, paired by seed: {_spread([a - b for a, b in zip(rows[name], plain)])}")
+    _same_graph(runs["student plain"], runs["student distilled"])
+
+
+def _auto(args) -> None:
+    from edgetransfer.training import TrainConfig, train
+
+    os.environ.setdefault("EDGETRANSFER_CACHE", tempfile.mkdtemp(prefix="et-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="et-auto-"))
+    common = dict(backbone=args.backbone, image_size=args.image_size, epochs=args.epochs, patience=args.patience)
+    variants = {
+        "auto": dict(workflow="auto", fine_tune_epochs=args.fine_tune_epochs),
+        "features": dict(workflow="features"),
+        "features stride16": dict(workflow="features", cut_at="stride16"),
+        "fine-tune": dict(workflow="fine-tune", fine_tune_epochs=args.fine_tune_epochs),
+        "fine-tune all": dict(workflow="fine-tune", unfreeze="all", fine_tune_epochs=args.fine_tune_epochs),
+    }
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for seed in args.seeds:
+        for name, kw in variants.items():
+            start = time.perf_counter()
+            m = train(args.data, TrainConfig(**common, **kw, seed=seed), out=root / f"{name}{seed}".replace(" ", "_"))
+            acc, wall = m.manifest.metrics.val_accuracy, time.perf_counter() - start
+            rows.setdefault(name, []).append((acc, wall))
+            extra = f"  -> {m.manifest.workflow}: {m.manifest.reason}" if name == "auto" else ""
+            print(f"seed {seed} {name:18s} val_acc {acc:.4f} wall {wall:7.1f} s{extra}", flush=True)
+    print(
+        f"\n{args.data}, {args.backbone} at {args.image_size or 'its'} px, seeds {args.seeds}: mean +- sd [min, max]"
+    )
+    for name, r in rows.items():
+        print(f"{name:18s} {_spread([a for a, _ in r]):40s} wall {statistics.mean(w for _, w in r):7.1f} s")
+    best = max((statistics.mean(a for a, _ in r), n) for n, r in rows.items() if n != "auto")
+    by_hand = sum(w for n, r in rows.items() if n != "auto" for _, w in r)
+    auto_acc = statistics.mean(a for a, _ in rows["auto"])
+    print(f"auto - best by hand ({best[1]}): {auto_acc - best[0]:+.4f}")
+    print(f"auto wall / all by hand: {sum(w for _, w in rows['auto']) / by_hand:.2f}")
+
+
+def _same_graph(plain: Path, distilled: Path) -> None:
+    """The distilled student is the plain one's graph: Keras configs, TFLite ops and sizes, host p50."""
+    from edgetransfer.exporter import export
+    from edgetransfer.runtime.__main__ import bench
+    from edgetransfer.training import TrainedModel
+
+    a, b = (TrainedModel.from_dir(p).load_model() for p in (plain, distilled))
+    print(f"Keras model config equal: {a.get_config() == b.get_config()}")
+    files = [export(p, ["tflite"], out=p / "export")[0].path for p in (plain, distilled)]
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+    ops = [sorted(d["op_name"] for d in Interpreter(str(f))._get_ops_details()) for f in files]
+    sizes = [Path(f).stat().st_size for f in files]
+    print(f"TFLite op lists equal: {ops[0] == ops[1]} ({len(ops[0])} ops); sizes {sizes[0]} / {sizes[1]} bytes")
+    p50s: dict[str, list[float]] = {"plain": [], "distilled": []}
+    for _ in range(6):  # interleaved rounds, so both files see the same load on a shared machine
+        for name, f in zip(p50s, files):
+            p50s[name].append(bench(str(f), None, 1.5, 3, 20, "cpu").p50)
+    for name, v in p50s.items():
+        print(f"host p50 {name:10s} median {statistics.median(v):.2f} ms over 6 rounds {[round(x, 1) for x in v]}")
+
+
 def _spread(xs: list[float]) -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
     return f"{statistics.mean(xs):.4f} +- {sd:.4f} [{min(xs):.4f}, {max(xs):.4f}]"
@@ -95,7 +226,21 @@ def main() -> None:
         default=0,
         help="K new train/val splits of the pooled images (seeds 0..K-1)",
     )
+    ap.add_argument("--distill", action="store_true", help="student with/without a teacher (see above)")
+    ap.add_argument("--teacher-backbone", default="efficientnet_lite2")
+    ap.add_argument("--distill-workflow", default="features", choices=["features", "fine-tune"])
+    ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--alpha", type=float, default=0.9)
+    ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--auto", action="store_true", help="--workflow auto against each choice by hand")
+    ap.add_argument("--image-size", type=int, default=None)
     args = ap.parse_args()
+    if args.auto:
+        _auto(args)
+        return
+    if args.distill:
+        _distill(args)
+        return
     if args.resplit:
         args.seeds = list(range(args.resplit))
         args.split_root = tempfile.mkdtemp(prefix="et-splits-")

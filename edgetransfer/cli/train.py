@@ -67,6 +67,20 @@ log = logging.getLogger("edgetransfer")
     help="Multi-worker (TF_CONFIG): seconds to wait for every worker to join.",
 )
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]), default="auto", show_default=True)
+@click.option(
+    "--teacher",
+    type=click.Path(path_type=str),
+    help="Distil from this finished run (same classes): the student learns its soft predictions.",
+)
+@click.option(
+    "--distill-temperature", type=float, default=4.0, show_default=True, help="Softmax temperature T (1-20)."
+)
+@click.option(
+    "--distill-alpha", type=float, default=0.9, show_default=True, help="Weight of the teacher's soft loss (0-1)."
+)
+@click.option(
+    "--distill-views", type=int, default=4, show_default=True, help="Views per image the teacher labels (1 = clean)."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
@@ -92,6 +106,7 @@ def train_cmd(ctx, data_dir, val_data, out, resume, as_json, no_augment, follow_
         "images_per_second": m.images_per_second,
         "backbone": m.backbone,
         "input_size": m.input_size,
+        "distill": m.config.get("distill"),
         "classes": list(m.classes),
         "data": {
             "split_source": m.data.split_source,
@@ -107,6 +122,13 @@ def train_cmd(ctx, data_dir, val_data, out, resume, as_json, no_augment, follow_
             echo(f"             {line}")
         echo(f"workflow     {m.workflow} ({m.reason})")
         echo(f"val accuracy {m.metrics.val_accuracy:.4f} on {m.metrics.val_images} images")
+        if d := m.config.get("distill"):
+            t = d["teacher"]
+            echo(
+                f"distilled    from {t['backbone']} at {t['input_size']} px (val accuracy {t['val_accuracy']:.4f}, "
+                f"{t['run']}), T {d['temperature']:g}, alpha {d['alpha']:g}, {d['views']} views, "
+                f"soft labels {d['soft_labels']}"
+            )
         echo(f"time         {m.train_seconds:.1f} s ({m.images_per_second} images/s, {m.strategy})")
         echo(f"run          {os.path.normpath(run.run_dir)}  (model.keras, manifest.json, curves.png, confusion.png)")
 

@@ -128,6 +128,10 @@ def train(
         )
     _require_trained_and_validated(ds.classes, train_files, val_files, data_dir)
     _show_split(ds.classes, train_files, val_files)
+    if cfg.teacher:  # before minutes of work: a missing teacher or other classes is exit 2 now
+        from .distill import load_teacher
+
+        load_teacher(cfg.teacher, ds.classes)
     data_now = {"fingerprint": ds.fingerprint(), "classes": list(ds.classes), "root": str(Path(data_dir).resolve())}
     cluster = cluster_lib.from_env() if cfg.strategy == "auto" else None
     if cluster and resume:
@@ -249,7 +253,12 @@ def _write(ctx: FitContext, r: FitResult, ds: data_lib.Dataset, seconds: float, 
             tuple(str(i.path) for i in ds.report.bad_files),
         ),
         seed=cfg.seed,
-        config={**asdict(cfg), "recipe": _recipe(cfg, r.plan), "runtime": r.runtime},
+        config={
+            **asdict(cfg),
+            "recipe": _recipe(cfg, r.plan),
+            "runtime": r.runtime,
+            **({"distill": r.distill} if r.distill else {}),
+        },
         train_seconds=round(seconds, 2),
         images_per_second=round(r.images_trained / seconds, 2) if seconds else None,
         strategy=r.strategy,

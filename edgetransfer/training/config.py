@@ -21,6 +21,12 @@ WORKFLOWS = ("auto", "fine-tune", "features")
 # alone generalises best; up to ~10k, unfreezing the last blocks pays; from ~50k, all.
 FEATURES_MAX, LAST_BLOCKS_MAX, ALL_FROM = 1_000, 10_000, 50_000
 SCHEDULES = ("cosine", "constant")
+# --workflow auto looks at the data too (issue 28): the features head is fitted first (cheap),
+# and when it cannot fit its own training set (the frozen features do not separate the
+# classes) or its held-out accuracy is low, auto goes on to fine-tune. Thresholds chosen
+# here, not from a paper: hymenoptera's head fits (train 0.99, val 0.95) and stays;
+# see benchmarks/train_workflows.py --auto for the measurements behind them.
+SEPARABLE_TRAIN_MIN, FEATURES_VAL_MIN = 0.95, 0.90
 # Where the fine-tune defaults come from, recorded in the manifest with the values used.
 RECIPE_SOURCES = {
     "warm-up of the head, then unfreeze at ~1/10 LR": "Keras guide 'Transfer learning & fine-tuning' (Chollet)",
@@ -66,6 +72,12 @@ class TrainConfig:
     crop_scale: float = 0.5
     stop_smoothing: float = 0.5
     worker_timeout: float = 120.0
+    # Distillation (distill.py): a finished run as teacher. T = 4 sits in Hinton et al. 2015's
+    # 1-20; alpha weighs the teacher's soft loss against the hard labels.
+    teacher: str | None = None
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.9
+    distill_views: int = 4
 
     def __post_init__(self) -> None:
         backbones.get(self.backbone)
@@ -107,6 +119,14 @@ class TrainConfig:
             (0 < self.crop_scale <= 1, f"--crop-scale {self.crop_scale}", "use a fraction such as 0.5 (1 = no crop)"),
             (0 <= self.stop_smoothing < 1, f"--stop-smoothing {self.stop_smoothing}", "use a value in [0, 1)"),
             (self.worker_timeout > 0, f"--worker-timeout {self.worker_timeout}", "use a positive number of seconds"),
+            (self.distill_temperature > 0, f"--distill-temperature {self.distill_temperature}", "use e.g. 4"),
+            (0 <= self.distill_alpha <= 1, f"--distill-alpha {self.distill_alpha}", "use a value in [0, 1]"),
+            (self.distill_views >= 1, f"--distill-views {self.distill_views}", "use 1 or more"),
+            (
+                not (self.teacher and self.feature_views > 1),
+                "--augment-views with --teacher",
+                "use --distill-views: the student trains on the views the teacher labelled",
+            ),
             (
                 not (self.workflow == "features" and self.unfreeze not in ("auto", "0")),
                 "--unfreeze has no effect with --workflow features",
@@ -160,3 +180,27 @@ def choose(n_train: int, cfg: TrainConfig, base_layers: int, last_blocks: int) -
         why = f"{LAST_BLOCKS_MAX:,} < {n} < {ALL_FROM:,}: unfreeze the last two stages ({depth} layers)"
     source = "chosen by --workflow" if cfg.workflow == "fine-tune" else "auto"
     return Plan("fine-tune", depth, f"{source}; {why}")
+
+
+def reconsider(plan: Plan, train_acc: float, val_acc: float, last_blocks: int) -> Plan:
+    """After an ``auto`` features head: keep it, or go on to fine-tune the last blocks, and why.
+
+    Args:
+        plan: the features plan that ran.
+        train_acc: the head's best training accuracy (dropout on, so slightly low).
+        val_acc: its held-out accuracy.
+        last_blocks: layers after the backbone's ``stride16`` cut point.
+    """
+    seen = f"features head: train accuracy {train_acc:.3f}, val accuracy {val_acc:.3f}"
+    if train_acc < SEPARABLE_TRAIN_MIN:
+        why = f"train {train_acc:.3f} < {SEPARABLE_TRAIN_MIN}: the frozen features do not separate the classes"
+    elif val_acc < FEATURES_VAL_MIN:
+        why = f"val {val_acc:.3f} < {FEATURES_VAL_MIN}: the frozen features generalise poorly here"
+    else:
+        return Plan(plan.workflow, plan.unfreeze, f"{plan.reason}; kept after the {seen}")
+    return Plan(
+        "fine-tune",
+        str(last_blocks),
+        f"auto; {plan.reason.split(':')[0]}, but the {seen}; {why}; "
+        f"so fine-tune the last blocks ({last_blocks} layers)",
+    )

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from ..data import ImageFile, tfdata
 from ..errors import ConfigError
 from . import checkpoint, interrupt
 from .cluster import Cluster, check_same
-from .config import Plan, TrainConfig, choose
+from .config import Plan, TrainConfig, choose, reconsider
 from .features import CacheStats, FeatureCache, FeatureKey, extract
 from .model import class_weights, classifier, compile_model, cosine_schedule, strategy_for, unfreeze
 
@@ -56,6 +56,7 @@ class FitResult:
     # held-out probabilities when training already computed them (features: the head on the cached
     # features is the whole model on the images, without a second pass through the backbone)
     val_probs: np.ndarray | None = None
+    distill: dict | None = None  # the teacher and settings when distilled (distill.py)
 
 
 def _read_csv(path: Path) -> dict[str, list[float]]:
@@ -197,8 +198,45 @@ def run(ctx: FitContext) -> FitResult:
             fix="use --workflow fine-tune for multi-worker training, or unset TF_CONFIG",
         )
     fit = _features if plan.workflow == "features" else _fine_tune
+    if cfg.teacher and plan.workflow == "fine-tune":
+        from .distill import fine_tune as fit
     result = fit(ctx, base, model, strategy, plan, desc)
+    if cfg.workflow == "auto" and plan.workflow == "features":
+        result = _then_fine_tune(ctx, base, model, strategy, result, desc, len(base.layers) - after)
     result.runtime = {**runtime, **result.runtime}
+    return result
+
+
+def _then_fine_tune(ctx: FitContext, base, model, strategy, first: FitResult, desc: str, last: int) -> FitResult:
+    """``auto``: keep the features head, or fine-tune (in ``work/fine_tune``) when it shows the
+    features do not fit the data (:func:`.config.reconsider`); the head starts the warm-up."""
+    train_acc = max(first.history.get("accuracy", [0.0]))
+    labels = np.array([f.label for f in ctx.val_files])
+    val_acc = float(np.mean(np.argmax(first.val_probs, 1) == labels)) if first.val_probs is not None else 0.0
+    plan = reconsider(first.plan, train_acc, val_acc, last)
+    seen = {"features_head": {"train_accuracy": round(train_acc, 4), "val_accuracy": round(val_acc, 4)}}
+    if plan.workflow == "features":
+        first.plan, first.runtime = plan, {**first.runtime, **seen}
+        return first
+    log.info("auto: %s", plan.reason)
+    work = ctx.work / "fine_tune"
+    work.mkdir(exist_ok=True)
+    fit = _fine_tune
+    if ctx.cfg.teacher:
+        from .distill import fine_tune as fit
+    head = model.get_weights()
+    result = fit(replace(ctx, work=work), base, model, strategy, plan, desc)
+    result.val_probs = predict_files(model, ctx.val_files, ctx.size, ctx.cfg.policy, ctx.cfg.batch_size)
+    tuned = float(np.mean(np.argmax(result.val_probs, 1) == labels))
+    seen["fine_tune"] = {"val_accuracy": round(tuned, 4)}
+    if tuned < val_acc:  # fine-tuning did worse (e.g. photo augmentation on digits): keep the head
+        model.set_weights(head)
+        first.plan = Plan("features", "0", f"{plan.reason}; but fine-tuning reached only {tuned:.3f}: head kept")
+        first.runtime = {**first.runtime, **seen}
+        first.images_trained += result.images_trained
+        return first
+    result.images_trained += first.images_trained
+    result.runtime = {**result.runtime, **seen}
     return result
 
 
@@ -330,6 +368,10 @@ def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> 
         pooled, ctx.train_files, cache, views=cfg.feature_views, augment=aug, batch_size=cfg.batch_size
     )
     xva, yva, s2 = extract(pooled, ctx.val_files, cache, batch_size=cfg.batch_size)
+    if cfg.teacher:  # the same head, trained on the teacher's soft labels too
+        from .distill import features as distilled
+
+        return distilled(ctx, pooled, key.digest(), (xtr, ytr, s1), (xva, yva, s2), model, strategy, plan, desc)
     # Computing features (a cold cache) consumes random state that a warm cache does not:
     # seed again so the head starts the same either way (issue #11: 0.948 cold vs 0.967 warm).
     keras.utils.set_random_seed(cfg.seed)

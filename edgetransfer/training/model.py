@@ -50,7 +50,9 @@ def classifier(base, n_classes: int, dropout: float, size: int, name: str):  # -
     return keras.Model(inp, out, name=name)
 
 
-def compile_model(model, lr, *, label_smoothing: float | None = None, weight_decay: float = 0.0) -> None:
+def compile_model(
+    model, lr, *, label_smoothing: float | None = None, weight_decay: float = 0.0, loss=None, metrics=None
+) -> None:
     """Compile for integer labels (``label_smoothing=None``) or one-hot labels with smoothing.
 
     Args:
@@ -60,6 +62,7 @@ def compile_model(model, lr, *, label_smoothing: float | None = None, weight_dec
             are one-hot and ``CategoricalCrossentropy(label_smoothing=...)`` is used
             (``SparseCategoricalCrossentropy`` has no smoothing).
         weight_decay: > 0 uses AdamW (decoupled decay; biases and BatchNorm excluded), else Adam.
+        loss, metrics: given, they replace the above (distillation's combined targets, distill.py).
     """
     keras = _lazy.keras()
     if weight_decay > 0:
@@ -69,6 +72,9 @@ def compile_model(model, lr, *, label_smoothing: float | None = None, weight_dec
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     else:
         opt = keras.optimizers.Adam(lr)
+    if loss is not None:
+        model.compile(optimizer=opt, loss=loss, metrics=metrics)
+        return
     if label_smoothing is None:
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return
