@@ -363,7 +363,7 @@ def test_weights_none_with_features_warns_loudly(colours, tmp_path):
 def test_a_checkpoint_torn_by_kill_9_restarts_its_phase_instead_of_crashing(tmp_path):
     """kill -9 while Keras writes its per-epoch backup leaves a torn HDF5 file (seen in CI:
     "bad object header version number" on --resume); the phase must restart, not crash."""
-    from edgetransfer.training.fit import _drop_torn_backup
+    from edgetransfer.training.phases import _drop_torn_backup
 
     backup, log = tmp_path / "backup_head", tmp_path / "head.csv"
     backup.mkdir()

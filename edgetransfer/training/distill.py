@@ -304,8 +304,8 @@ def features(ctx, pooled, feature_digest: str, train, val, model, strategy, plan
         train, val: ``(features, labels, CacheStats)`` of the clean images from the feature cache.
     """
     from .features import CacheStats
-    from .fit import FitResult, fit_phase
     from .model import compile_model
+    from .phases import FitResult, fit_phase
 
     keras = _lazy.keras()
     cfg, n = ctx.cfg, ctx.n_classes
@@ -363,8 +363,8 @@ def fine_tune(ctx, base, model, strategy, plan, desc):
     The views replace the online augmentation: each epoch draws as many rows as there are
     training images from the shuffled clean + augmented set, so an epoch costs what a plain one does.
     """
-    from .fit import FitResult, _merge, fit_phase, smoothed_stopping
     from .model import compile_model, cosine_schedule, unfreeze
+    from .phases import FitResult, _merge, fit_phase, smoothed_stopping
 
     tf, keras = _lazy.tf(), _lazy.keras()
     cfg, n = ctx.cfg, ctx.n_classes
