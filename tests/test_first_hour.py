@@ -514,13 +514,12 @@ def test_resume_after_a_checkpoint_torn_at_every_boundary_kind_is_never_a_traceb
 
 
 def test_a_resumed_sweep_report_does_not_read_as_zero_cost():
-    from edgetransfer.search import SweepStats
+    from edgetransfer.records import SweepStats
+    from edgetransfer.report.sweep import timing
 
-    from edgetransfer.report.sweep import _stats_line
-
-    line = _stats_line(SweepStats(configs=8, computed=0, reused=8, seconds=0.4))
-    assert "all reused from the earlier sweep" in line and "0 computed" not in line
-    assert "3 computed, 5 reused" in _stats_line(SweepStats(configs=8, computed=3, reused=5, seconds=60))
+    line = timing(SweepStats(configs=8, computed=0, reused=8, seconds=0.4, compute_seconds=125.0))
+    assert line == "0.4 s (computing the 8 configurations took 125 s in all)"
+    assert timing(SweepStats(configs=8, computed=8, reused=0, seconds=60, compute_seconds=60)) == "60.0 s"
 
 
 def test_stage_shows_info_records_as_lines_and_keeps_quiet_quiet(monkeypatch, caplog):

@@ -197,9 +197,9 @@ def test_the_data_folder_is_checked_once_per_flow(tmp_path, monkeypatch):
     scans: list[tuple] = []
     real = data_lib.load
 
-    def counting(root, *, val_split=None, seed=0, workers=None):
+    def counting(root, *, val_split=None, seed=0, workers=None, follow_links=False):
         scans.append((root, val_split, seed))
-        return real(root, val_split=val_split, seed=seed, workers=workers)
+        return real(root, val_split=val_split, seed=seed, workers=workers, follow_links=follow_links)
 
     monkeypatch.setattr(data_lib, "load", counting)
     with stages.data_checked_once():
