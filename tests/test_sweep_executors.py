@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,17 +68,41 @@ def test_processes_match_local_and_resume(local):
     assert again["stats"]["reused"] == 4 and again["stats"]["computed"] == 0  # a rerun skips what is done
 
 
+def _kill_one_task(killed: list, stop: threading.Event) -> None:
+    """SIGKILL the first Ray worker seen running a sweep task (its title is ``ray::run_group``)."""
+    while not stop.is_set() and not killed:
+        res = subprocess.run(["pgrep", "-f", "ray::run_group"], capture_output=True, text=True)
+        pids = [int(p) for p in res.stdout.split()]
+        if pids:
+            time.sleep(2)  # inside the task, not at its start
+            try:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            except ProcessLookupError:
+                continue
+        stop.wait(0.3)
+
+
 @pytest.mark.slow
-def test_ray_matches_local(local):
+def test_ray_matches_local_with_a_worker_killed_mid_sweep(local):
+    """A local Ray cluster on 127.0.0.1; one worker is killed while it runs a group: Ray runs
+    that task again and the sweep finishes every configuration, the same as ``local``."""
     pytest.importorskip("ray")
     import ray
 
     data, root, doc = local
+    killed: list[int] = []
+    stop = threading.Event()
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        _, par, _ = _run(*_args(data, root / "ray", "--executor", "ray"))
+        killer = threading.Thread(target=_kill_one_task, args=(killed, stop), daemon=True)
+        killer.start()
+        _, par, err = _run(*_args(data, root / "ray", "--executor", "ray"))
     finally:
+        stop.set()
         ray.shutdown()
+    assert killed, "no Ray worker was seen running a task"
+    assert "failed" not in err
     _same(doc, par)
 
 
