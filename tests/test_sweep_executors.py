@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -160,3 +161,39 @@ def test_bad_executor_options_refused_before_work(tmp_path):
     data = make_folder(tmp_path / "data", {"red": 2, "blue": 2})
     res = CliRunner().invoke(cli, [*_args(data, tmp_path / "o"), "--executor", "processes", "--jobs", "0"])
     assert res.exit_code == 2
+
+
+_CTRL_C = """
+import os, sys, time
+from edgetransfer.flows import executors
+
+def nap(seconds):
+    print(os.getpid(), flush=True)
+    time.sleep(seconds)
+    return seconds
+
+if __name__ == "__main__":
+    try:
+        executors.run("processes", nap, [600, 600, 600], lambda o: None, workers=2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+"""
+
+
+def test_processes_ctrl_c_stops_the_workers(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) ends the pool's workers now,
+    not after their 10-minute tasks, and the sweep's process exits 130."""
+    (tmp_path / "naps.py").write_text(_CTRL_C)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])])}
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "naps.py")], stdout=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    pids = [int(proc.stdout.readline()), int(proc.stdout.readline())]  # both workers inside a task
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    time.sleep(0.5)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
