@@ -425,7 +425,7 @@ def sweep(
     plan = plan_grid(backbones, image_sizes, precisions, targets, targets_dir)
     cli = Budget(latency_p90_ms=max_latency_ms, accuracy_drop=max_accuracy_drop, size_mb=max_size_mb)
     base = train_config or TrainConfig()
-    out = Path(out).resolve()  # tasks may run in another folder (Ray workers)
+    out = Path(out)
     spread = {"executor": executor, "jobs": jobs, "address": ray_address}
     with stages.data_checked_once():
         ds = data_lib.load(data_dir, val_split=base.val_split, seed=base.seed)
@@ -434,7 +434,7 @@ def sweep(
             opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
             if targets_dir is not None:
                 opts["targets_dir"] = str(Path(targets_dir).resolve())
-            return _run(plan, cli, base, ds, Path(data_dir).resolve(), out, opts, spread, say)
+            return _run(plan, cli, base, ds, Path(data_dir), out, opts, spread, say)
 
 
 def _run(plan, cli, base, ds, data_dir, out, opts, spread, say) -> SweepResult:
@@ -443,7 +443,9 @@ def _run(plan, cli, base, ds, data_dir, out, opts, spread, say) -> SweepResult:
     notes = _compare_state(out, plan.grid, ds.fingerprint(), base)
     for n in notes:
         say(f"note: {n}")
-    engine = _Engine(out, data_dir, ds.fingerprint(), base, plan, opts, say)
+    # absolute paths: a task may run in another working folder (Ray workers); the result and the
+    # picks keep the paths as given
+    engine = _Engine(out.resolve(), data_dir.resolve(), ds.fingerprint(), base, plan, opts, say)
     points = engine.run(**spread)
     if engine.memo is not None:  # added to what the tasks counted in their own processes
         engine.stats["memo_hits"] += engine.memo.hits
