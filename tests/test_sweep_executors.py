@@ -136,17 +136,15 @@ def test_processes_retry_a_dead_task_once_and_fail_a_raising_one(tmp_path):
 
 
 def test_ray_retries_a_dead_task_once(tmp_path, monkeypatch):
+    """The executor starts a local Ray cluster of 2 CPUs itself, and leaves it at the end."""
     pytest.importorskip("ray")
     import ray
 
     # Ray's workers import this module by name (the task is pickled by reference): put tests/ on their path.
     here = str(Path(__file__).parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        got = _collect("ray", tmp_path)
-    finally:
-        ray.shutdown()
+    got = _collect("ray", tmp_path, workers=2)
+    assert not ray.is_initialized()
     assert {i: o.result for i, o in got.items() if o.error is None} == {0: 0, 1: 10, 2: 20, 4: 40}
     assert (tmp_path / "marker").exists() and "bad configuration" in (got[3].error or "")
 

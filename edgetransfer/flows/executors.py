@@ -141,7 +141,8 @@ def import_ray():
 def _ray(fn: Task, jobs: Sequence[Any], done: Done, workers: int | None, address: str | None) -> None:
     """One Ray task per job (1 CPU each, and a GPU where the cluster has one); ``max_retries=1``."""
     ray = import_ray()
-    if not ray.is_initialized():
+    mine = not ray.is_initialized()  # a cluster this call starts (or joins) it also leaves
+    if mine:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address:
             kwargs["address"] = address
@@ -168,3 +169,6 @@ def _ray(fn: Task, jobs: Sequence[Any], done: Done, workers: int | None, address
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+    finally:
+        if mine:
+            ray.shutdown()
