@@ -13,6 +13,11 @@ by everything that decides its figures (data fingerprint, training settings, pre
 target profiles); a rerun of the same command skips those, reuses finished runs and exports,
 and says what changed when the grid or the data did.
 
+The groups run one after another in this process (``executor="local"``), or as tasks of a
+process pool or a Ray cluster (:mod:`.executors`): a task is a :class:`GroupJob` in and
+:func:`run_group`'s JSON-able records out, and the targets whose latency is measured on a machine
+(``measure: host``, runners) are validated here after every task, never inside one.
+
 The public function is ``edgetransfer.sweep``; this module is ``edgetransfer.flows.sweep`` and
 ``flows/__init__`` does not re-export the function, so no public name hides this module.
 """
