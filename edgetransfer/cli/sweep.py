@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import EXIT_TOOLCHAIN
 from ..flows.executors import EXECUTORS
 from ..flows.sweep import DEFAULT_PRECISIONS, sweep
 from ..formats import PRECISIONS
@@ -92,6 +93,10 @@ def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, target
         echo(json.dumps(doc, indent=2))
     else:
         _text(result)
+    lost = result.stats.configs - len(result.configs)
+    if lost:  # tasks that died twice or raised (--executor processes|ray); the others are reported
+        click.echo(f"error: {lost} configuration(s) failed (see notes); rerun the command to retry them", err=True)
+        ctx.exit(EXIT_TOOLCHAIN)
     failure = result.failure()
     if failure:
         click.echo(f"error: {failure}", err=True)
