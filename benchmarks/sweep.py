@@ -3,7 +3,15 @@
     python benchmarks/sweep.py [--data ../shared/datasets/hymenoptera] [--backbone NAME ...]
         [--image-size N ...] [--precision P ...] [--target T ...] [--max-latency-ms 8]
 
-Runs the same ``edgetransfer sweep`` four times, each a fresh process timed end to end:
+    python benchmarks/sweep.py --quick [--executor processes --jobs 2] [--base-tree DIR]
+
+``--quick`` (the issue 30 measurement): a cold sweep (fresh cache, fresh --out), the warm sweep
+(memo warm, fresh --out), and a second sweep into another --out with one more precision
+(``--extra-precision``, default fp16), each with the share of conversions reused (exported files
+whose manifest says ``converter.from: memo``). ``--base-tree`` times the same cold sweep with another
+checkout (e.g. ``git archive <commit>`` of the code before a change) first, in the same sitting.
+
+Without ``--quick`` it runs the same ``edgetransfer sweep`` four times, each a fresh process timed end to end:
 
 1. cold: a fresh ``EDGETRANSFER_CACHE`` (weights conversion and every feature computed) and a fresh --out;
 2. warm features, memo off (``EDGETRANSFER_MEMO=0``): a fresh --out, features reused; heads,
@@ -30,16 +38,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sweep(args, out: Path, cache: Path, *extra: str, memo: bool = True) -> tuple[dict, float, str]:
+def _sweep(
+    args, out: Path, cache: Path, *extra: str, memo: bool = True, precisions=None, tree: Path = ROOT, spread=True
+) -> tuple[dict, float, str]:
     cmd = [sys.executable, "-m", "edgetransfer", "sweep", "--data", args.data, "--out", str(out), "--epochs", "10"]
     for flag, values in (("--backbone", args.backbone), ("--image-size", args.image_size)):
         cmd += [x for v in values for x in (flag, str(v))]
-    cmd += [x for v in args.precision for x in ("--precision", v)]
+    cmd += [x for v in (precisions or args.precision) for x in ("--precision", v)]
     cmd += [x for v in args.target for x in ("--target", v)]
-    env = {**os.environ, "EDGETRANSFER_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if spread and getattr(args, "executor", "local") != "local":
+        cmd += ["--executor", args.executor] + (["--jobs", str(args.jobs)] if args.jobs else [])
+    env = {**os.environ, "EDGETRANSFER_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(tree)}
     env["EDGETRANSFER_MEMO"] = "1" if memo else "0"
     start = time.perf_counter()
-    text = subprocess.run([*cmd, *extra], cwd=ROOT, env=env, capture_output=True, text=True)
+    text = subprocess.run([*cmd, *extra], cwd=tree, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if text.returncode not in (0, 1):
         sys.exit(f"sweep failed ({text.returncode}):\n{text.stderr[-3000:]}")
@@ -64,6 +76,46 @@ def _check_pick(doc: dict, target: str, limit: float) -> str:
     return f"{target} @ {limit} ms: pick #{b} meets the budget and is the most accurate within it: {ok}"
 
 
+def _reuse(out: Path) -> tuple[int, int]:
+    """(conversions taken from the memo, files exported) in this sweep's export folders."""
+    mans = [json.loads(m.read_text()) for m in out.glob("exports/*/*.manifest.json")]
+    return sum((m.get("converter") or {}).get("from") == "memo" for m in mans), len(mans)
+
+
+def quick(args, work: Path) -> None:
+    """Cold, warm, and a second --out with one more precision; the conversions each reused."""
+    rows = []
+    if args.base_tree:
+        base_cache = work / "cache-base"
+        doc, secs, _ = _sweep(args, work / "base-cold", base_cache, "--json", tree=Path(args.base_tree), spread=False)
+        rows.append(("cold, code before (local)", secs, doc, work / "base-cold"))
+    cache = work / "cache"
+    runs = (
+        ("cold", work / "cold", None),
+        ("warm (fresh --out)", work / "warm", None),
+        (f"second --out, +{args.extra_precision}", work / "second", [*args.precision, args.extra_precision]),
+    )
+    for name, out, precs in runs:
+        doc, secs, _ = _sweep(args, out, cache, "--json", precisions=precs)
+        rows.append((f"{name} ({args.executor})", secs, doc, out))
+    cold = rows[0][1]
+    for name, secs, doc, out in rows:
+        hit, n = _reuse(out)
+        s = doc["stats"]
+        print(
+            f"{name:34s} {secs:7.1f} s ({cold / secs:4.2f}x of the first row)  configs {s['configs']}  "
+            f"conversions reused {hit}/{n} ({hit / max(n, 1):.0%})  "
+            f"memo hit {s['memo_hits']} / miss {s['memo_misses']}"
+        )
+    ref = rows[0][2]["configs"]
+    same = all(
+        (a["accuracy"], a["size_bytes"]) == (b["accuracy"], b["size_bytes"])
+        for a, b in zip(ref, rows[-2][2]["configs"], strict=True)
+    )
+    print(f"picks {[r[2]['best'] for r in rows]}; warm configurations identical to the first (accuracy, size): {same}")
+    print(f"work folder {work}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     shared = next(
@@ -78,8 +130,16 @@ def main() -> None:
     ap.add_argument("--target", nargs="+", default=["host-cpu", "pixel4-cpu"])
     ap.add_argument("--max-latency-ms", type=float, default=8.0, help="the pixel4-cpu budget for the pick check")
     ap.add_argument("--work", default=None, help="folder for caches and sweeps (default: a new temporary one)")
+    ap.add_argument("--quick", action="store_true", help="cold, warm, second --out with one more precision")
+    ap.add_argument("--executor", default="local", choices=("local", "processes", "ray"))
+    ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--extra-precision", default="fp16")
+    ap.add_argument("--base-tree", default=None, help="--quick: time the cold sweep of this checkout first")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="et-sweep-bench-"))
+    if args.quick:
+        quick(args, work)
+        return
     cache = work / "cache"
     cold, t_cold, _ = _sweep(args, work / "cold", cache, "--json")
     feats, t_feats, _ = _sweep(args, work / "warm-features", cache, "--json", memo=False)

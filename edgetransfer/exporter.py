@@ -256,7 +256,8 @@ def export(
                     )
                 )  # fmt: skip
                 continue
-            src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch)
+            skey = _source_key(fmt, fmt_layout, dynamic_batch, model_key) if model_key else ""
+            src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch, memo, skey)
             if held is not None and r.precision == "int8":
                 results.append(
                     doctor.search(
@@ -314,6 +315,13 @@ def _memo_key(
     )
 
 
+def _source_key(fmt: str, layout: str, dynamic: bool, model_key: str) -> str:
+    """The traced float graph depends on the weights, the layout and the batch only: every
+    precision of those weights, in any sweep or folder, starts from the same one."""
+    code = memo_lib.source_digest(formats, sys.modules[__name__])
+    return memo_lib.digest("source", fmt, layout, dynamic, model_key, _versions(fmt), code)
+
+
 def _layout(fmt: str, layout: str) -> str:
     """The input layout ``fmt`` is written in (the one asked for where the format has it)."""
     return formats.get(fmt).layout_for(layout)
@@ -323,13 +331,23 @@ def _packagings(fmts: Sequence[str]) -> list[formats.FormatSpec]:
     return [formats.get(f) for f in dict.fromkeys(fmts) if f != "all" and formats.get(f).packages]
 
 
-def _source(cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: Path, dynamic_batch: bool = False):
-    """Trace or convert the float model once per format, shared by every precision."""
+def _source(
+    cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: Path, dynamic_batch: bool = False,
+    memo: Memo | None = None, key: str = "",
+):  # fmt: skip
+    """Trace or convert the float model once per format, shared by every precision; with a memo and
+    a format that packs its source (``source_blob``/``source_from_blob``), once per weights."""
+    mod = formats.get(fmt).exporter_module()
+    packs = memo is not None and key and hasattr(mod, "source_from_blob")
+    if fmt not in cache and packs:
+        blob = memo.get_bytes("sources", key)  # type: ignore[union-attr]
+        if blob is not None:
+            cache[fmt] = mod.source_from_blob(blob, tmp)
     if fmt not in cache:
         try:
-            cache[fmt] = (
-                formats.get(fmt).exporter_module().make_source(model, run.input_size, layout, tmp, dynamic_batch)
-            )
+            cache[fmt] = mod.make_source(model, run.input_size, layout, tmp, dynamic_batch)
+            if packs:
+                memo.put_bytes("sources", key, mod.source_blob(cache[fmt]))  # type: ignore[union-attr]
         except EdgeTransferError:
             raise
         except Exception as exc:

@@ -13,6 +13,11 @@ by everything that decides its figures (data fingerprint, training settings, pre
 target profiles); a rerun of the same command skips those, reuses finished runs and exports,
 and says what changed when the grid or the data did.
 
+The groups run one after another in this process (``executor="local"``), or as tasks of a
+process pool or a Ray cluster (:mod:`.executors`): a task is a :class:`GroupJob` in and
+:func:`run_group`'s JSON-able records out, and the targets whose latency is measured on a machine
+(``measure: host``, runners) are validated here after every task, never inside one.
+
 The public function is ``edgetransfer.sweep``; this module is ``edgetransfer.flows.sweep`` and
 ``flows/__init__`` does not re-export the function, so no public name hides this module.
 """
@@ -22,9 +27,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +38,12 @@ from .. import data as data_lib
 from .. import memo as memo_lib
 from .. import targets as targets_lib
 from .._version import __version__
-from ..errors import EXIT_BUDGET, EdgeTransferError
+from ..errors import EXIT_BUDGET, EdgeTransferError, ToolchainError
 from ..io import write_json
 from ..records import Budget, Grid, SweepPoint, SweepResult, SweepState, SweepStats, TargetLatency
 from ..training import TrainConfig
 from ..training.rundir import locked
-from . import pareto, picks, stages
+from . import executors, pareto, picks, stages
 from .grid import SweepPlan, plan_grid, profile_budget
 
 DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
@@ -76,6 +82,53 @@ def _target_arg(t: targets_lib.TargetProfile) -> str:
     return str(t.path) if str(t.path).endswith((".yaml", ".yml")) else t.name
 
 
+@dataclass(frozen=True)
+class GroupJob:
+    """One task of a spread sweep: a backbone x size group and everything its process needs (picklable)."""
+
+    out: Path
+    data_dir: Path
+    data_fp: str
+    base: TrainConfig
+    plan: SweepPlan
+    opts: dict
+    backbone: str
+    size: int
+    precisions: tuple[str, ...]
+    targets: tuple[str, ...]  # the (estimated) targets validated in the task; the others in the sweep's process
+
+
+def run_group(job: GroupJob) -> dict:
+    """A task: train, export and validate one group in this process; JSON-able records back.
+
+    ``points`` are :meth:`SweepPoint.to_json` documents (empty where no target is validated in the
+    task), ``stats`` the counters to add to the sweep's, ``seconds`` what the group took here."""
+    start = time.perf_counter()
+    with stages.data_checked_once():
+        engine = _Engine(job.out, job.data_dir, job.data_fp, job.base, job.plan, job.opts, lambda _m: None)
+        profiles = [t for t in job.plan.profiles if _target_arg(t) in job.targets]
+        points, macs = engine.group_macs(job.backbone, job.size, list(job.precisions), profiles)
+    stats = {k: v for k, v in engine.stats.items() if v}
+    if engine.memo is not None:
+        stats.update(memo_hits=engine.memo.hits, memo_misses=engine.memo.misses)
+    return {
+        "points": [p.to_json() for p in points],
+        "stats": stats,
+        "macs": macs,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def _interleave(groups: list) -> list:
+    """Groups ordered size-major (lite0 160, lite1 160, lite0 224, ...): tasks running side by side
+    then mostly hold different backbones, so two of them rarely convert the same weights at once."""
+    by_backbone: dict[str, list] = {}
+    for g in groups:
+        by_backbone.setdefault(g[0], []).append(g)
+    rounds = max((len(v) for v in by_backbone.values()), default=0)
+    return [v[i] for i in range(rounds) for v in by_backbone.values() if i < len(v)]
+
+
 class _Engine:
     """Runs the grid group by group (one training run per backbone x size), persisting each configuration."""
 
@@ -85,6 +138,8 @@ class _Engine:
         self.stats: dict = {k: 0 for k in SweepStats.__dataclass_fields__ if not k.endswith("seconds")}
         self.target_keys = [(t.name, _profile_digest(t)) for t in plan.profiles]
         self.memo = memo_lib.for_sweep()
+        self.failed: list[str] = []  # groups a task could not finish, with why
+        self.notes: list[str] = []
 
     def cfg(self, backbone: str, size: int) -> TrainConfig:
         return dataclasses.replace(self.base, backbone=backbone, image_size=size, workflow="features", unfreeze="auto")
@@ -105,42 +160,113 @@ class _Engine:
             return None
         return point
 
-    def run(self) -> list[SweepPoint]:
+    def run(self, executor: str = "local", jobs: int | None = None, address: str | None = None) -> list[SweepPoint]:
         todo = self.plan.configs()
         found = {c: self.finished(*c) for c in todo}
         left = sum(v is None for v in found.values())
         self.stats.update(configs=len(todo), reused=len(todo) - left)
         if left < len(todo):
             self.say(f"resuming: {len(todo) - left} of {len(todo)} configurations already finished in {self.out}")
-        spent, done = 0.0, 0
         (self.out / "configs").mkdir(parents=True, exist_ok=True)
-        for b, sizes in self.plan.grid.sizes.items():
-            for s in sizes:
-                pending = [p for p in self.plan.grid.precisions if found[(b, s, p)] is None]
-                if not pending:
-                    continue
-                eta = _eta(spent / done * left) if done else "after the first configuration"
-                self.say(f"[{done + 1}/{done + left}] {b} {s} px {'/'.join(pending)}: running (ETA {eta})")
-                start = time.perf_counter()
-                points = self.group(b, s, pending)
-                took = time.perf_counter() - start
-                for point in points:
-                    point = dataclasses.replace(point, seconds=round(took / len(points), 2))
-                    write_json(self.out / "configs" / f"{_slug(b, s, point.precision)}.json", point.to_json())
-                    found[(b, s, point.precision)] = point
-                    self.say(f"      {point.name}: accuracy {point.accuracy:.4f}, drop {point.accuracy_drop:.2f}")
-                spent += took
-                done, left = done + len(pending), left - len(pending)
-                self.stats["computed"] += len(pending)
-        return [found[c] for c in todo]  # type: ignore[misc]
+        groups = [
+            (b, s, [p for p in self.plan.grid.precisions if found[(b, s, p)] is None])
+            for b, sizes in self.plan.grid.sizes.items()
+            for s in sizes
+        ]
+        groups = [g for g in groups if g[2]]
+        if executor == "local":
+            self._run_here(groups, found, left)
+        else:
+            self._run_spread(groups, found, left, executor, jobs, address)
+        return [found[c] for c in todo if found[c] is not None]  # type: ignore[misc]
 
-    def group(self, b: str, s: int, precisions: list[str]) -> list[SweepPoint]:
+    def _save(self, b: str, s: int, points: list[SweepPoint], took: float, found: dict) -> None:
+        for point in points:
+            point = dataclasses.replace(point, seconds=round(took / len(points), 2))
+            write_json(self.out / "configs" / f"{_slug(b, s, point.precision)}.json", point.to_json())
+            found[(b, s, point.precision)] = point
+            self.say(f"      {point.name}: accuracy {point.accuracy:.4f}, drop {point.accuracy_drop:.2f}")
+        self.stats["computed"] += len(points)
+
+    def _run_here(self, groups: list, found: dict, left: int) -> None:
+        """Group after group in this process (``--executor local``), as the sweep always ran."""
+        spent, done = 0.0, 0
+        for b, s, pending in groups:
+            eta = _eta(spent / done * left) if done else "after the first configuration"
+            self.say(f"[{done + 1}/{done + left}] {b} {s} px {'/'.join(pending)}: running (ETA {eta})")
+            start = time.perf_counter()
+            points = self.group(b, s, pending)
+            took = time.perf_counter() - start
+            self._save(b, s, points, took, found)
+            spent += took
+            done, left = done + len(pending), left - len(pending)
+
+    def _run_spread(self, groups: list, found: dict, left: int, executor: str, jobs, address) -> None:
+        """Groups as tasks of ``executor``; targets measured on a host (``measure: host`` or a
+        runner) are validated afterwards here, one file at a time on a machine no task loads."""
+        here = [t for t in self.plan.profiles if t.measure != "estimate"]
+        away = tuple(_target_arg(t) for t in self.plan.profiles if t.measure == "estimate")
+        groups = _interleave(groups)  # two tasks at once rarely convert the same backbone's weights
+        tasks = [GroupJob(self.out, self.data_dir, self.data_fp, self.base, self.plan, self.opts, b, s, tuple(p), away)
+                 for b, s, p in groups]  # fmt: skip
+        total, start, state = left, time.perf_counter(), {"done": 0}
+        width = f"{jobs or 'one per CPU'}" if executor == "processes" else (address or "a local cluster")
+        self.say(f"{len(tasks)} group(s) of {total} configuration(s) on --executor {executor} ({width})")
+        waiting: list[tuple[GroupJob, dict]] = []
+
+        def finished(o: executors.Outcome) -> None:
+            job = tasks[o.index]
+            n = len(job.precisions)
+            if o.error is not None:
+                self.failed.append(f"{job.backbone} {job.size} px {'/'.join(job.precisions)} failed: {o.error}")
+                self.say(f"      {self.failed[-1]} (after {o.attempts} attempt(s))")
+            else:
+                for k, v in o.result["stats"].items():
+                    self.stats[k] = self.stats.get(k, 0) + v
+                if here:
+                    waiting.append((job, o.result))
+                else:
+                    pts = [SweepPoint.from_json(d, "task result") for d in o.result["points"]]
+                    self._save(job.backbone, job.size, pts, o.result["seconds"], found)
+            state["done"] += n
+            spent = time.perf_counter() - start
+            eta = _eta(spent / state["done"] * (total - state["done"])) if state["done"] < total else "0s"
+            self.say(f"[{state['done']}/{total}] {job.backbone} {job.size} px: {'failed' if o.error else 'done'} "
+                     f"(ETA {eta}{' before host latency' if here else ''})")  # fmt: skip
+
+        executors.run(executor, run_group, tasks, finished, workers=jobs, address=address)
+        if here and waiting:
+            self.say(f"      host latency: measured here on {platform.node()}, one file at a time, after every task")
+            self.notes.append(f"host-target latency measured in the sweep's own process on {platform.node()}")
+        for job, res in waiting:
+            t0 = time.perf_counter()
+            points = self.measure_here(job, res, here)
+            self._save(job.backbone, job.size, points, res["seconds"] + time.perf_counter() - t0, found)
+
+    def measure_here(self, job: GroupJob, res: dict, here: list) -> list[SweepPoint]:
+        """The task's points with the latencies of the host targets, measured in this process."""
+        folder = self.out / "exports" / _slug(job.backbone, job.size)
+        have = {a.precision: a for a in stages.exported(folder, indexed=False)}
+        arts = [have[p] for p in job.precisions]
+        mine = {p.precision: p for p in self.validate(arts, res["macs"], job.backbone, job.size, here)}
+        if not res["points"]:
+            return [mine[p] for p in job.precisions]
+        points = [SweepPoint.from_json(d, "task result") for d in res["points"]]
+        return [dataclasses.replace(p, latency={**p.latency, **mine[p.precision].latency}) for p in points]
+
+    def group(self, b: str, s: int, precisions: list[str], profiles=None) -> list[SweepPoint]:
+        points, _ = self.group_macs(b, s, precisions, profiles)
+        return points
+
+    def group_macs(self, b: str, s: int, precisions: list[str], profiles=None) -> tuple[list[SweepPoint], int]:
+        """Train, export and validate one group (on ``profiles``; none: no validation, no points)."""
         from ..backbones import graph
 
         run, fresh = self.train(b, s)
         arts = self.export(run, b, s, precisions, fresh)
         macs = graph.count_macs(run.load_model())
-        return self.validate(arts, macs, b, s)
+        profiles = self.plan.profiles if profiles is None else profiles
+        return (self.validate(arts, macs, b, s, profiles) if profiles else []), macs
 
     def train(self, b: str, s: int):
         """The finished run of ``b`` at ``s`` if it matches data and settings, else a new one."""
@@ -175,9 +301,9 @@ class _Engine:
             self.stats["exported"] += len(missing)
         return [have[p] for p in precisions]
 
-    def validate(self, arts: list, macs: int, b: str, s: int) -> list[SweepPoint]:
-        names = [_target_arg(t) for t in self.plan.profiles]
-        self.say(f"      validating on the held-out split and {', '.join(self.plan.grid.targets)}")
+    def validate(self, arts: list, macs: int, b: str, s: int, profiles) -> list[SweepPoint]:
+        names = [_target_arg(t) for t in profiles]
+        self.say(f"      validating on the held-out split and {', '.join(t.name for t in profiles)}")
         rep = stages.validate(
             arts,
             self.data_dir,
@@ -261,6 +387,9 @@ def sweep(
     budget_s: float = 1.0,
     targets_dir: str | Path | None = None,
     progress: Progress | None = None,
+    executor: str = "local",
+    jobs: int | None = None,
+    ray_address: str | None = None,
 ) -> SweepResult:
     """Train, export and validate every backbone x size x precision; the front and pick per target.
 
@@ -278,6 +407,13 @@ def sweep(
         budget_s: seconds of latency measurement per file on a host target.
         targets_dir: extra folder of target profiles.
         progress: called with one line per step (which configuration, ETA); default silent.
+        executor: where the groups (one per backbone x size) run: ``local`` (this process, one
+            after another), ``processes`` (a local pool of ``jobs`` processes) or ``ray`` (one Ray
+            task each, on the cluster at ``ray_address``, else a local one); see
+            :mod:`edgetransfer.flows.executors`. Latency on host targets is measured in this
+            process after the tasks, never inside them.
+        jobs: processes (``processes``), or CPUs of a local Ray cluster (``ray``).
+        ray_address: an existing Ray cluster (``ray://host:10001`` or ``host:6379``), ``ray`` only.
 
     Returns:
         A :class:`~edgetransfer.records.SweepResult`; ``exit_code`` is 1 when a target has no
@@ -288,27 +424,40 @@ def sweep(
         ToolchainError: training, conversion or a runtime failed (exit 3).
     """
     say = progress or (lambda _msg: None)
+    executors.check(executor, jobs, ray_address)
+    if executor == "ray":
+        executors.import_ray()  # the install hint before any training
     plan = plan_grid(backbones, image_sizes, precisions, targets, targets_dir)
     cli = Budget(latency_p90_ms=max_latency_ms, accuracy_drop=max_accuracy_drop, size_mb=max_size_mb)
     base = train_config or TrainConfig()
     out = Path(out)
+    spread = {"executor": executor, "jobs": jobs, "address": ray_address}
     with stages.data_checked_once():
         ds = data_lib.load(data_dir, val_split=base.val_split, seed=base.seed)
         out.mkdir(parents=True, exist_ok=True)
         with locked(out, "sweep"):  # two sweeps in one folder would train and export over each other
-            return _run(plan, cli, base, ds, Path(data_dir), out, calibration_size, budget_s, targets_dir, say)
+            opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
+            if targets_dir is not None:
+                opts["targets_dir"] = str(Path(targets_dir).resolve())
+            return _run(plan, cli, base, ds, Path(data_dir), out, opts, spread, say)
 
 
-def _run(plan, cli, base, ds, data_dir, out, calibration_size, budget_s, targets_dir, say) -> SweepResult:
+def _run(plan, cli, base, ds, data_dir, out, opts, spread, say) -> SweepResult:
     start = time.perf_counter()
+    calibration_size = opts["calibration_size"]
     notes = _compare_state(out, plan.grid, ds.fingerprint(), base)
     for n in notes:
         say(f"note: {n}")
-    opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
-    engine = _Engine(out, data_dir, ds.fingerprint(), base, plan, opts, say)
-    points = engine.run()
-    if engine.memo is not None:
-        engine.stats.update(memo_hits=engine.memo.hits, memo_misses=engine.memo.misses)
+    # absolute paths: a task may run in another working folder (Ray workers); the result and the
+    # picks keep the paths as given
+    engine = _Engine(out.resolve(), data_dir.resolve(), ds.fingerprint(), base, plan, opts, say)
+    points = engine.run(**spread)
+    if engine.memo is not None:  # added to what the tasks counted in their own processes
+        engine.stats["memo_hits"] += engine.memo.hits
+        engine.stats["memo_misses"] += engine.memo.misses
+    notes += engine.notes + engine.failed
+    if not points and engine.failed:
+        raise ToolchainError(f"every configuration failed; first: {engine.failed[0]}", fix="see the lines above")
     stats = SweepStats(
         **engine.stats,
         seconds=round(time.perf_counter() - start, 2),

@@ -71,6 +71,36 @@ class Source:
     def converter(self):
         return _lazy.tf().lite.TFLiteConverter.from_saved_model(str(self.path))
 
+    @classmethod
+    def unpacked(cls, path: Path) -> Source:
+        """A source whose SavedModel is already at ``path`` (from :func:`source_from_blob`)."""
+        self = cls.__new__(cls)
+        self.path, self.calibrated = path, {}
+        return self
+
+
+def source_blob(source: Source) -> bytes:
+    """The traced SavedModel as one tar (the exporter's memo hook: a second sweep that adds a
+    precision to the same weights converts without tracing again)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(source.path, arcname="saved_model")
+    return buf.getvalue()
+
+
+def source_from_blob(blob: bytes, workdir: Path) -> Source:
+    """The source :func:`source_blob` packed, unpacked under ``workdir`` (regular files and
+    folders only: the memo checked the blob's sha256, and nothing may land outside ``workdir``)."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
+        tar.extractall(workdir, filter="data")
+    return Source.unpacked(workdir / "saved_model")
+
 
 def convert(
     source: Source, recipe: QuantRecipe, calibration: Calibration | None, *, keep_float: Sequence[str] = ()

@@ -103,3 +103,14 @@ class ArtifactManifest(Record):
     converter: dict = field(default_factory=dict)
     export_seconds: float = 0.0
     attempts: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResumeState(Record):
+    """``config.json`` of a run in progress: the settings and data a ``--resume`` must match."""
+
+    KIND: ClassVar[str] = "edgetransfer.train-state"
+    SCHEMA: ClassVar[int] = 2
+
+    config: dict
+    data: dict

@@ -23,6 +23,7 @@ from typing import NoReturn
 from .. import _lazy
 from ..errors import ConfigError, DataError, DiskFullError, UnsafeFileError
 from ..records import RunManifest
+from ..records.run import ResumeState
 from .config import TrainConfig
 
 RESUME_FILE = "config.json"
@@ -203,11 +204,13 @@ def _is_locked(partial: Path) -> bool:
 
 def check_resume(partial: Path, resume: bool, cfg: TrainConfig, data: dict) -> None:
     """Record this run's settings and data; on resume, refuse any difference and list it."""
-    now = {"config": asdict(cfg), "data": data}
+    state = ResumeState(config=asdict(cfg), data=data)
+    now = {"config": state.config, "data": state.data}
     saved_path = partial / RESUME_FILE
     if resume and saved_path.exists():
         saved = json.loads(saved_path.read_text())
         saved = saved if "config" in saved else {"config": saved}  # schema 1 stored the config alone
+        saved = {k: v for k, v in saved.items() if k in now}  # kind and schema are not settings
         diff = _differences(saved, now)
         if diff:
             raise ConfigError(
@@ -217,7 +220,7 @@ def check_resume(partial: Path, resume: bool, cfg: TrainConfig, data: dict) -> N
             )
     from ..io import write_json
 
-    write_json(saved_path, now)
+    write_json(saved_path, state.to_json())
 
 
 def finalize(partial: Path, out: Path) -> None:
