@@ -1,6 +1,6 @@
 """Quantization doctor (issue #15): int8 within --max-accuracy-drop, TFLite and ONNX, on real runs.
 
-Cases: the quickstart's digits run (scikit-learn digits as an image folder, Lite0 features at 96 px)
+Cases: the quickstart's digits run (scikit-learn digits as an image folder, Lite0 features at 96 and 128 px)
 and hymenoptera (Lite0 features at 224 px), each exported to int8 TFLite and ONNX with
 ``max_accuracy_drop=0.5``. Prints every attempt, the doctor's wall time per case, and the chosen file
 against the plain int8 file of the same search (attempt 1): drop within 0.5 points, host p50 and size
@@ -27,7 +27,7 @@ from edgetransfer.data import samples  # noqa: E402
 from edgetransfer.exporter import export  # noqa: E402
 from edgetransfer.flows.quickstart import TRAIN  # noqa: E402
 from edgetransfer.quantization import QuantRecipe  # noqa: E402
-from edgetransfer.quantization.doctor import AccuracyBudgetError, attempts_table  # noqa: E402
+from edgetransfer.quantization.doctor import AccuracyBudgetError, _widths, attempts_table  # noqa: E402
 from edgetransfer.training import TrainedModel, train  # noqa: E402
 
 # ../shared beside the checkout (as tests/conftest.py), else the shared machine's copy
@@ -76,7 +76,7 @@ def case(name: str, run: TrainedModel, out: Path, budget: float, fmts=("tflite",
                 f"{name} {fmt}",
                 f"{chosen['accuracy_drop']:+.2f}",
                 chosen["attempt"],
-                len(chosen["keep_float"]),
+                _widths(chosen["keep_float"]),
                 f"{p50_ratio:.2f}x",
                 f"{size_ratio:.2f}x",
                 f"{wall:.0f}",
@@ -93,18 +93,20 @@ def main() -> int:
     ap.add_argument("--skip-hymenoptera", action="store_true")
     ap.add_argument("--formats", nargs="+", default=["tflite", "onnx"])
     ap.add_argument("--cases", nargs="+", default=["digits", "hymenoptera"])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[96, 128], help="digits input sizes (px)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []
     if "digits" in args.cases:
         digits = samples.write_digits(args.out / "digits")
-        run = _run(digits, TRAIN, args.out / "digits-run")
-        rows += case("digits", run, args.out, args.budget, args.formats)
+        for size in args.sizes:
+            run = _run(digits, dataclasses.replace(TRAIN, image_size=size), args.out / f"digits-run{size}")
+            rows += case(f"digits{size}", run, args.out, args.budget, args.formats)
     if "hymenoptera" in args.cases and not args.skip_hymenoptera and HYMENOPTERA.is_dir():
         cfg = dataclasses.replace(TRAIN, image_size=224, epochs=20)
         rows += case("hymenoptera", _run(HYMENOPTERA, cfg, args.out / "hym-run"), args.out, args.budget, args.formats)
     print(f"\nmax accuracy drop {args.budget} points; p50 and size against the plain int8 file (attempt 1)")
-    print(table(rows, ["case", "drop pts", "attempt", "float ops", "p50", "size", "wall s", ""]))
+    print(table(rows, ["case", "drop pts", "attempt", "float/16-bit", "p50", "size", "wall s", ""]))
     return 0 if all(r[-1] == "PASS" for r in rows) else 1
 
 
