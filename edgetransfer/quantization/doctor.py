@@ -414,10 +414,16 @@ def _activation16_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, 
         _failed_analysis(s, "per-tensor SNR analysis", r, cal, start, exc)
         return
     log.info("doctor %s: lowest-SNR activations: %s", s.fmt, ", ".join(ranked[:8]))
+    plain_p50 = s.attempts[0].get("p50_ms")
     for k in A16_STEPS:
         if _met(s) or k > len(ranked):
             return
-        s.attempt(f"16-bit activations top-{k} low-SNR tensors", r, cal, ranked[:k])
+        a = s.attempt(f"16-bit activations top-{k} low-SNR tensors", r, cal, ranked[:k])
+        if plain_p50 and a["status"] == "ok" and a["p50_ms"] > MAX_P50_RATIO * plain_p50:
+            # more 16-bit tensors only add ops outside the fused int8 kernels: stop here
+            log.info("doctor %s: 16-bit activations over %.1fx the plain p50, not widened further", s.fmt,
+                     MAX_P50_RATIO)  # fmt: skip
+            return
 
 
 def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibration, seed: int) -> None:
