@@ -67,7 +67,8 @@ def test_doctor_records_16bit_remedy_and_replays(tiny_run, tmp_path, monkeypatch
     a16 = att[1]
     assert a16["status"] == "ok", a16
     assert len(a16["keep_float"]) == 2 and all(k.startswith("a16:") for k in a16["keep_float"])
-    assert {"accuracy", "accuracy_drop", "size_bytes", "p50_ms"} <= set(a16)
+    assert {"accuracy", "accuracy_drop", "size_bytes", "p50_ms", "output_snr_db"} <= set(a16)
+    assert all(isinstance(a["output_snr_db"], float) for a in att)  # the error left, continuous
     assert a16["size_bytes"] <= 1.1 * att[0]["size_bytes"]  # int8 weights: the file hardly grows
     rows, header = doctor.attempts_table(att)
     assert header[3] == "float/16-bit" and rows[1][3] == "0/2"

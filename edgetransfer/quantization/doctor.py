@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import formats, latency, metrics
 from ..errors import EXIT_BUDGET, ConfigError, DataError, EdgeTransferError, UnsupportedError
@@ -147,6 +147,7 @@ class Held:
 
     data: HeldOut
     reference: float | None = None
+    probs: Any = None  # the float model's probabilities on ``data`` (numpy array)
 
 
 @dataclass(frozen=True)
@@ -203,18 +204,32 @@ def prepare(run: TrainedModel, pairs, max_accuracy_drop, data_dir) -> Held | Non
 def _reference(run: TrainedModel, held: Held) -> float:
     if held.reference is None:
         probs, _ = reference_probs(run, held.data.x)
+        held.probs = probs
         held.reference = metrics.scores(probs, held.data.y, len(run.classes), str(run.model_path)).accuracy
     return held.reference
 
 
-def _measure(path: Path, held: Held, n_classes: int) -> tuple[float, float]:
-    """Accuracy on the held-out data and host p50 (ms) of one file, in its default runtime."""
+def output_snr_db(reference, probs) -> float | None:
+    """Signal-to-noise ratio (dB) of a file's output probabilities against the float model's: a continuous
+    measure of the error a recipe leaves, where accuracy on a few hundred images moves by whole images."""
+    import numpy as np
+
+    ref, got = np.asarray(reference, np.float64), np.asarray(probs, np.float64)
+    if ref.shape != got.shape:
+        return None
+    noise = float(((ref - got) ** 2).sum())
+    return round(10 * math.log10(float((ref**2).sum()) / noise), 2) if noise > 0 else 99.0
+
+
+def _measure(path: Path, held: Held, n_classes: int) -> tuple[float, float, float | None]:
+    """Accuracy on the held-out data, host p50 (ms) and output SNR of one file, in its default runtime."""
     x = held.data.x
-    acc = metrics.scores(predict(load_session(path), x, str(path)), held.data.y, n_classes, str(path)).accuracy
+    probs = predict(load_session(path), x, str(path))
+    acc = metrics.scores(probs, held.data.y, n_classes, str(path)).accuracy
     lat = latency.measure(
         lambda: runtime_for(path).load(path, None), probe_batch(x.shape[1]), budget_s=LATENCY_BUDGET_S
     )
-    return acc, lat.p50
+    return acc, lat.p50, output_snr_db(held.probs, probs) if held.probs is not None else None
 
 
 class _Search:
@@ -245,9 +260,10 @@ class _Search:
             name = f"attempt{i}{formats.get(self.fmt).suffix}"
             art = self.write(self.src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
                                  keep_float=keep)  # fmt: skip
-            acc, p50 = _measure(art.path, self.held, len(self.run.classes))
+            acc, p50, snr = _measure(art.path, self.held, len(self.run.classes))
             drop = round(100 * (self.reference - acc), 3)
             rec.update(status="ok", accuracy=acc, accuracy_drop=drop, size_bytes=art.size_bytes, p50_ms=p50)
+            rec["output_snr_db"] = snr
             first = self.attempts[0] if self.attempts else {}
             plain, plain_p50 = first.get("size_bytes"), first.get("p50_ms")
             rec["met_budget"] = (
@@ -498,7 +514,8 @@ def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
                 f"{a['accuracy_drop']:+.2f}" if ok else "-",
                 f"{a['size_bytes'] / 1e6:.2f} MB" if ok else "-",
                 f"{a['p50_ms']:.2f}" if ok else "-",
+                f"{a['output_snr_db']:.1f}" if ok and a.get("output_snr_db") is not None else "-",
                 ("met" if a["met_budget"] else "over") if ok else "failed",
             ]
         )
-    return rows, ["#", "remedy", "method/weights/images", "float/16-bit", "accuracy", "drop pts", "size", "p50 ms", ""]
+    return rows, ["#", "remedy", "method/weights/images", "float/16-bit", "accuracy", "drop pts", "size", "p50 ms", "SNR dB", ""]
