@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,6 +139,31 @@ def _quantize(
         prep.unlink(missing_ok=True)
 
 
+_COUNTER = re.compile(r"__(\d+)")
+
+
+def stable_names(proto):
+    """Renumber tf2onnx's generated ``__<n>`` name suffixes in graph order: its counter is global to the
+    process, so a second conversion of the same model got other names, and a recipe's ``keep_float``
+    (node and tensor names) replayed in the same process named nothing. Returns ``proto``, renamed."""
+    numbers: dict[str, int] = {}
+
+    def fix(name: str) -> str:
+        return _COUNTER.sub(lambda m: f"__{numbers.setdefault(m.group(1), len(numbers))}", name)
+
+    g = proto.graph
+    for n in g.node:
+        n.name = fix(n.name)
+        ins, outs = [fix(i) for i in n.input], [fix(o) for o in n.output]
+        del n.input[:], n.output[:]
+        n.input.extend(ins)
+        n.output.extend(outs)
+    for coll in (g.initializer, g.input, g.output, g.value_info):
+        for v in coll:
+            v.name = fix(v.name)
+    return proto
+
+
 class Source:
     """The float32 ONNX graph, converted once, simplified by onnxslim (BatchNorm folded into the
     convolutions: fewer nodes, the same outputs) and quantized per recipe."""
@@ -146,7 +172,7 @@ class Source:
         onnx = _lazy.require("onnx")
         self.layout = layout
         self.path = workdir / f"fp32_{layout}.onnx"
-        proto = onnx_graph.slim(convert_fp32(model, size, layout, dynamic_batch))
+        proto = stable_names(onnx_graph.slim(convert_fp32(model, size, layout, dynamic_batch)))
         onnx_graph.set_batch(proto, dynamic_batch)  # keep the batch symbol / 1 whatever slim inferred
         onnx.save(proto, str(self.path))
 
