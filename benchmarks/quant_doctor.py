@@ -88,6 +88,7 @@ def case(name: str, run: TrainedModel, out: Path, budget: float, fmts=("tflite",
                 f"{chosen['accuracy_drop']:+.2f}",
                 chosen["attempt"],
                 _widths(chosen["keep_float"]),
+                f"{plain.get('output_snr_db')} -> {chosen.get('output_snr_db')}",
                 f"{p50_ratio:.2f}x",
                 f"{size_ratio:.2f}x",
                 f"{wall:.0f}",
@@ -117,7 +118,7 @@ def main() -> int:
         cfg = dataclasses.replace(TRAIN, image_size=224, epochs=20)
         rows += case("hymenoptera", _run(HYMENOPTERA, cfg, args.out / "hym-run"), args.out, args.budget, args.formats)
     print(f"\nmax accuracy drop {args.budget} points; p50 and size against the plain int8 file (attempt 1)")
-    print(table(rows, ["case", "drop pts", "attempt", "float/16-bit", "p50", "size", "wall s", ""]))
+    print(table(rows, ["case", "drop pts", "attempt", "float/16-bit", "SNR dB", "p50", "size", "wall s", ""]))
     return 0 if all(r[-1] == "PASS" for r in rows) else 1
 
 
