@@ -53,6 +53,11 @@ class FormatSpec:
         sensitivity_ranker: ``module:function(source, path, calibration, *, layout, images,
             size_allowance) -> list[str]``: the ops of an int8 file, most quantization error
             first, as names its exporter's ``keep_float`` takes; ``""`` when it has none.
+        activation16_ranker: ``module:function(source, path, calibration, *, layout, images) ->
+            list[str]``: activation tensors of an int8 file, lowest signal-to-noise ratio against the
+            float graph first, that its int8 writer can keep at 16 bits (``keep_float`` entries
+            ``a16:<tensor>``, int8 weights unchanged); ``""`` when its quantizer cannot mix 8- and
+            16-bit activations per tensor (the TFLite converter: int16x8 is whole-model only).
         converters: Python packages whose versions each file's manifest records (TensorFlow
             always is).
         in_all: exported by ``--format all``.
@@ -76,6 +81,7 @@ class FormatSpec:
     sensitivity_ranker: str = ""
     precision_reader: str = ""  # module:function(path) -> precision of a file from another tool
     standard_metadata_reader: str = ""  # module:function(path) -> {labels, normalization} others write
+    activation16_ranker: str = ""
     converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""
@@ -98,6 +104,10 @@ class FormatSpec:
     def sensitivity_ranker_fn(self) -> Any | None:
         """The ranker, or ``None`` when the format has none."""
         return _resolve(self.sensitivity_ranker) if self.sensitivity_ranker else None
+
+    def activation16_ranker_fn(self) -> Any | None:
+        """The 16-bit activation ranker, or ``None`` when the format cannot mix activation widths."""
+        return _resolve(self.activation16_ranker) if self.activation16_ranker else None
 
     def layout_for(self, requested: str) -> str:
         """``requested`` where the format writes it, else its default layout."""

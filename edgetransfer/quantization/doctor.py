@@ -6,10 +6,14 @@ cost, stopping at the first that fits:
 
 1. calibration: 2x and 4x the images (up to what the source has); ONNX also the entropy and percentile
    methods and per-tensor weights;
-2. per-layer sensitivity: ops ranked by the error they add (TFLite: ``QuantizationDebugger`` layer
+2. 16-bit activations (formats whose quantizer mixes activation widths per tensor,
+   ``FormatSpec.activation16_ranker``; ONNX): the activation tensors with the lowest signal-to-noise
+   ratio against the float graph, the top 1, 2, 4, 8, 16 kept at 16 bits with int8 weights
+   (``keep_float`` entries ``a16:<tensor>``; issue 27);
+3. per-layer sensitivity: ops ranked by the error they add (TFLite: ``QuantizationDebugger`` layer
    statistics ``rmse / scale``; ONNX: float vs QDQ activations per node), the top 1, 2, 4, 8, ... kept in
    float (TFLite ``denylisted_nodes``, ONNX ``nodes_to_exclude``);
-3. nothing fits: the best attempt is written and :class:`AccuracyBudgetError` (exit 1) names it.
+4. nothing fits: the best attempt is written and :class:`AccuracyBudgetError` (exit 1) names it.
 
 Every attempt (recipe, accuracy, drop, size, host p50, ops in float, or why it failed) lands in the file's
 manifest (``attempts``); the chosen recipe is written beside it as ``<file>.recipe.json``, which
@@ -26,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import formats, latency, metrics
 from ..errors import EXIT_BUDGET, ConfigError, DataError, EdgeTransferError, UnsupportedError
@@ -47,6 +51,10 @@ HISTOGRAM_MAX_IMAGES = 64
 # The issue's bound: a mixed-precision file at most 1.5x the plain int8 file's size (float weights cost
 # 4 bytes a parameter instead of 1, so the float ops are chosen within that allowance).
 MAX_SIZE_RATIO = 1.5
+# and at most 1.5x its host p50 (16-bit or float ops fall out of the fused int8 kernels).
+MAX_P50_RATIO = 1.5
+A16_STEPS = (1, 2, 4, 8, 16)  # activation tensors kept at 16 bits
+A16 = "a16:"  # a keep_float entry naming an activation tensor kept at 16 bits (formats/onnx.py's A16)
 LATENCY_BUDGET_S = 0.5  # per attempt; latency.measure runs at least 20 timed runs anyway
 
 
@@ -139,6 +147,7 @@ class Held:
 
     data: HeldOut
     reference: float | None = None
+    probs: Any = None  # the float model's probabilities on ``data`` (numpy array)
 
 
 @dataclass(frozen=True)
@@ -195,18 +204,32 @@ def prepare(run: TrainedModel, pairs, max_accuracy_drop, data_dir) -> Held | Non
 def _reference(run: TrainedModel, held: Held) -> float:
     if held.reference is None:
         probs, _ = reference_probs(run, held.data.x)
+        held.probs = probs
         held.reference = metrics.scores(probs, held.data.y, len(run.classes), str(run.model_path)).accuracy
     return held.reference
 
 
-def _measure(path: Path, held: Held, n_classes: int) -> tuple[float, float]:
-    """Accuracy on the held-out data and host p50 (ms) of one file, in its default runtime."""
+def output_snr_db(reference, probs) -> float | None:
+    """Signal-to-noise ratio (dB) of a file's output probabilities against the float model's: a continuous
+    measure of the error a recipe leaves, where accuracy on a few hundred images moves by whole images."""
+    import numpy as np
+
+    ref, got = np.asarray(reference, np.float64), np.asarray(probs, np.float64)
+    if ref.shape != got.shape:
+        return None
+    noise = float(((ref - got) ** 2).sum())
+    return round(10 * math.log10(float((ref**2).sum()) / noise), 2) if noise > 0 else 99.0
+
+
+def _measure(path: Path, held: Held, n_classes: int) -> tuple[float, float, float | None]:
+    """Accuracy on the held-out data, host p50 (ms) and output SNR of one file, in its default runtime."""
     x = held.data.x
-    acc = metrics.scores(predict(load_session(path), x, str(path)), held.data.y, n_classes, str(path)).accuracy
+    probs = predict(load_session(path), x, str(path))
+    acc = metrics.scores(probs, held.data.y, n_classes, str(path)).accuracy
     lat = latency.measure(
         lambda: runtime_for(path).load(path, None), probe_batch(x.shape[1]), budget_s=LATENCY_BUDGET_S
     )
-    return acc, lat.p50
+    return acc, lat.p50, output_snr_db(held.probs, probs) if held.probs is not None else None
 
 
 class _Search:
@@ -237,11 +260,17 @@ class _Search:
             name = f"attempt{i}{formats.get(self.fmt).suffix}"
             art = self.write(self.src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
                                  keep_float=keep)  # fmt: skip
-            acc, p50 = _measure(art.path, self.held, len(self.run.classes))
+            acc, p50, snr = _measure(art.path, self.held, len(self.run.classes))
             drop = round(100 * (self.reference - acc), 3)
             rec.update(status="ok", accuracy=acc, accuracy_drop=drop, size_bytes=art.size_bytes, p50_ms=p50)
-            plain = self.attempts[0].get("size_bytes") if self.attempts else None
-            rec["met_budget"] = drop <= self.budget and (not plain or art.size_bytes <= MAX_SIZE_RATIO * plain)
+            rec["output_snr_db"] = snr
+            first = self.attempts[0] if self.attempts else {}
+            plain, plain_p50 = first.get("size_bytes"), first.get("p50_ms")
+            rec["met_budget"] = (
+                drop <= self.budget
+                and (not plain or art.size_bytes <= MAX_SIZE_RATIO * plain)
+                and (not plain_p50 or p50 <= MAX_P50_RATIO * plain_p50)
+            )
             self.paths[i], self.cals[i] = art.path, cal
         except Exception as exc:  # a remedy that crashes the converter or runtime: recorded, the search goes on
             rec.update(
@@ -311,7 +340,7 @@ def search(
     with tempfile.TemporaryDirectory(prefix=".doctor-", dir=out) as tmp:
         s = _Search(src, run, fmt, layout, held, budget, Path(tmp), write)
         s.attempt("plain int8", recipe, calib)
-        for remedy in (_calibration_remedies, _sensitivity_remedies):
+        for remedy in (_calibration_remedies, _activation16_remedies, _sensitivity_remedies):
             if any(a["met_budget"] for a in s.attempts):
                 break
             remedy(s, recipe, calib, calibration, seed)
@@ -330,8 +359,8 @@ def search(
     )  # fmt: skip
 
 
-def _best_ok(s: _Search) -> dict | None:
-    ok = [a for a in s.attempts if a["status"] == "ok"]
+def _best_ok(s: _Search, all_int8: bool = False) -> dict | None:
+    ok = [a for a in s.attempts if a["status"] == "ok" and not (all_int8 and a["keep_float"])]
     return min(ok, key=lambda a: a["accuracy_drop"]) if ok else None
 
 
@@ -370,9 +399,52 @@ def _calibration_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
         s.attempt(f"{'per-channel' if r.per_channel else 'per-tensor'} weights", r, s.cals.get(base["attempt"], calib))
 
 
-def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibration, seed: int) -> None:
-    """Rank the ops of the best attempt so far by the error they add; keep the top 1, 2, 4, ... in float."""
+def _failed_analysis(s: _Search, what: str, r: QuantRecipe, cal: Calibration, start: float, exc: Exception) -> None:
+    """An analysis step that crashed: recorded as a failed attempt (the search goes on with the next remedy)."""
+    s.attempts.append(
+        {
+            "attempt": len(s.attempts) + 1,
+            "remedy": what,
+            "recipe": asdict(r),
+            "calibration_count": len(cal.images),
+            "keep_float": [],
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+            "met_budget": False,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+    )
+
+
+def _activation16_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibration, seed: int) -> None:
+    """Keep the 1, 2, 4, 8, 16 lowest-SNR activation tensors of the best attempt so far at 16 bits."""
     base = _best_ok(s)
+    ranker = formats.get(s.fmt).activation16_ranker_fn()
+    if base is None or ranker is None:
+        return
+    r, cal = QuantRecipe(**base["recipe"]), s.cals[base["attempt"]]
+    start = time.perf_counter()
+    try:
+        ranked = ranker(s.src, s.paths[base["attempt"]], cal, layout=s.layout, images=SENSITIVITY_IMAGES)
+    except Exception as exc:
+        _failed_analysis(s, "per-tensor SNR analysis", r, cal, start, exc)
+        return
+    log.info("doctor %s: lowest-SNR activations: %s", s.fmt, ", ".join(ranked[:8]))
+    plain_p50 = s.attempts[0].get("p50_ms")
+    for k in A16_STEPS:
+        if _met(s) or k > len(ranked):
+            return
+        a = s.attempt(f"16-bit activations top-{k} low-SNR tensors", r, cal, ranked[:k])
+        if plain_p50 and a["status"] == "ok" and a["p50_ms"] > MAX_P50_RATIO * plain_p50:
+            # more 16-bit tensors only add ops outside the fused int8 kernels: stop here
+            log.info("doctor %s: 16-bit activations over %.1fx the plain p50, not widened further", s.fmt,
+                     MAX_P50_RATIO)  # fmt: skip
+            return
+
+
+def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibration, seed: int) -> None:
+    """Rank the ops of the best all-int8 attempt so far by the error they add; keep the top 1, 2, 4, ... in float."""
+    base = _best_ok(s, all_int8=True)
     if base is None:
         return
     r, cal = QuantRecipe(**base["recipe"]), s.cals[base["attempt"]]
@@ -385,24 +457,12 @@ def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
         allowance = (MAX_SIZE_RATIO - 1) * path.stat().st_size
         ranked = ranker(s.src, path, cal, layout=s.layout, images=SENSITIVITY_IMAGES, size_allowance=allowance)
     except Exception as exc:  # the analysis is a remedy too: a failure is recorded and the search ends here
-        s.attempts.append(
-            {
-                "attempt": len(s.attempts) + 1,
-                "remedy": "per-layer sensitivity analysis",
-                "recipe": asdict(r),
-                "calibration_count": len(cal.images),
-                "keep_float": [],
-                "status": "failed",
-                "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
-                "met_budget": False,
-                "seconds": round(time.perf_counter() - start, 2),
-            }
-        )
+        _failed_analysis(s, "per-layer sensitivity analysis", r, cal, start, exc)
         return
     log.info("doctor %s: most sensitive ops: %s", s.fmt, ", ".join(ranked[:8]))
     for k in K_STEPS:
         k = min(k, len(ranked))
-        if _met(s) or k == 0 or any(len(a["keep_float"]) == k and a["recipe"] == asdict(r) for a in s.attempts):
+        if _met(s) or k == 0 or any(a["keep_float"] == ranked[:k] and a["recipe"] == asdict(r) for a in s.attempts):
             if _met(s) or k == len(ranked):
                 return
             continue
@@ -431,6 +491,12 @@ def raise_unmet(results: Sequence[DoctorResult], artifacts) -> None:
     )
 
 
+def _widths(keep: Sequence[str]) -> str:
+    """``float ops/16-bit tensors`` of a ``keep_float`` list (``a16:`` entries are 16-bit activations)."""
+    wide = sum(1 for k in keep if k.startswith(A16))
+    return f"{len(keep) - wide}/{wide}"
+
+
 def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
     """Rows and header of the attempt table the CLI and the benchmark print."""
     rows = []
@@ -443,12 +509,14 @@ def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
                 a["attempt"],
                 a["remedy"],
                 recipe,
-                len(a["keep_float"]),
+                _widths(a["keep_float"]),
                 f"{a['accuracy']:.4f}" if ok else "-",
                 f"{a['accuracy_drop']:+.2f}" if ok else "-",
                 f"{a['size_bytes'] / 1e6:.2f} MB" if ok else "-",
                 f"{a['p50_ms']:.2f}" if ok else "-",
+                f"{a['output_snr_db']:.1f}" if ok and a.get("output_snr_db") is not None else "-",
                 ("met" if a["met_budget"] else "over") if ok else "failed",
             ]
         )
-    return rows, ["#", "remedy", "method/weights/images", "float ops", "accuracy", "drop pts", "size", "p50 ms", ""]
+    header = ["#", "remedy", "method/weights/images", "float/16-bit", "accuracy", "drop pts", "size", "p50 ms"]
+    return rows, [*header, "SNR dB", ""]
