@@ -274,7 +274,8 @@ def test_standin_benchmark_model_prints_a_profile_that_parses(tiny_tflite, tmp_p
     out = subprocess.run([*cmd, "--enable_op_profiling=true"], capture_output=True, text=True, env=env, check=True)
     ops = graphops.tflite_ops(tiny_tflite)
     prof = P.parse_benchmark_model(out.stdout, str(tiny_tflite), 1, ops)
-    assert len(prof.ops) == len(ops) and prof.total_ms == pytest.approx(prof.wall_ms, rel=0.01)
+    # the table prints each op's ms with 3 decimals: on a tiny model rounding alone is up to 0.0005 ms an op
+    assert len(prof.ops) == len(ops) and prof.total_ms == pytest.approx(prof.wall_ms, rel=0.01, abs=5e-4 * len(ops))
     # builtin rows are "[tensor]:index": each joins the graph op at its index
     assert {o.type for o in prof.ops} == {op.type for op in ops}
     assert sum(o.macs for o in prof.ops) == sum(op.macs for op in ops) > 0
