@@ -173,7 +173,7 @@ def run(flow: Flow, log=print) -> FlowResult:
     """Run every stage, skipping those whose inputs did not change."""
     out = flow.resolve(flow.out)
     out.mkdir(parents=True, exist_ok=True)
-    with stages.data_checked_once():
+    with data_lib.checked_once():
         return _run(flow, out, log)
 
 
