@@ -211,3 +211,25 @@ def test_the_data_folder_is_checked_once_per_flow(tmp_path, monkeypatch):
     assert len(scans) == 2
     data_lib.load(folder, val_split=0.34, seed=0)  # outside the block every call scans again
     assert len(scans) == 3
+
+
+def test_a_target_file_in_a_pipeline_is_read_beside_the_pipeline_file(tmp_path, monkeypatch):
+    """``validate.targets: [board.yaml]`` means the file beside pipeline.yaml, from any working folder."""
+    import shutil
+
+    from edgetransfer.flows.pipeline import Flow
+    from edgetransfer.targets import get
+
+    here = tmp_path / "project"
+    here.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "targets" / "host-cpu.yaml", here / "board.yaml")
+    (here / "pipeline.yaml").write_text(
+        "data: images\nvalidate:\n  targets: [board.yaml, pixel4-cpu]\ncheck:\n  target: ./board.yaml\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    flow = Flow.from_yaml(here / "pipeline.yaml")
+    assert flow.validate.targets == (str(here / "board.yaml"), "pixel4-cpu")
+    assert flow.check is not None and Path(flow.check.target).resolve() == (here / "board.yaml").resolve()
+    assert get(flow.validate.targets[0]).name == "host-cpu"
