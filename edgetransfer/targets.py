@@ -286,9 +286,14 @@ def all_profiles(targets_dir: str | Path | None = None) -> dict[str, TargetProfi
     return profiles
 
 
+def is_path(name: str) -> bool:
+    """Whether a target reference names a YAML file rather than a profile by name."""
+    return name.endswith((".yaml", ".yml")) or "/" in name
+
+
 def get(name: str, targets_dir: str | Path | None = None) -> TargetProfile:
     """A profile by name (or a path to a YAML file)."""
-    if name.endswith((".yaml", ".yml")) or "/" in name:
+    if is_path(name):
         return load_file(name, "path")
     profiles, errors = scan(targets_dir)
     if name not in profiles:

@@ -191,22 +191,45 @@ def test_the_data_folder_is_checked_once_per_flow(tmp_path, monkeypatch):
     from conftest import make_folder
 
     from edgetransfer import data as data_lib
-    from edgetransfer.flows import stages
 
     folder = make_folder(tmp_path / "d", {"a": 3, "b": 3})
     scans: list[tuple] = []
-    real = data_lib.load
+    real = data_lib._scan
 
-    def counting(root, *, val_split=None, seed=0, workers=None, follow_links=False):
+    def counting(root, *, val_split, seed, workers, follow_links):
         scans.append((root, val_split, seed))
         return real(root, val_split=val_split, seed=seed, workers=workers, follow_links=follow_links)
 
-    monkeypatch.setattr(data_lib, "load", counting)
-    with stages.data_checked_once():
+    monkeypatch.setattr(data_lib, "_scan", counting)
+    with data_lib.checked_once():
         first = data_lib.load(folder, val_split=0.34, seed=0)
         for _ in range(3):  # e.g. train, calibrate, score: three configurations
             assert data_lib.load(str(folder), val_split=0.34, seed=0) is first
-        with stages.data_checked_once():  # nested flows (the pipeline file's sweep: stage) share it
+        with data_lib.checked_once():  # nested flows (the pipeline file's sweep: stage) share it
             assert data_lib.load(folder, val_split=0.34, seed=0) is first
         data_lib.load(folder, val_split=0.5, seed=0)  # another split is another scan
-    assert len(scans) == 2 and data_lib.load is counting
+    assert len(scans) == 2
+    data_lib.load(folder, val_split=0.34, seed=0)  # outside the block every call scans again
+    assert len(scans) == 3
+
+
+def test_a_target_file_in_a_pipeline_is_read_beside_the_pipeline_file(tmp_path, monkeypatch):
+    """``validate.targets: [board.yaml]`` means the file beside pipeline.yaml, from any working folder."""
+    import shutil
+
+    from edgetransfer.flows.pipeline import Flow
+    from edgetransfer.targets import get
+
+    here = tmp_path / "project"
+    here.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "targets" / "host-cpu.yaml", here / "board.yaml")
+    (here / "pipeline.yaml").write_text(
+        "data: images\nvalidate:\n  targets: [board.yaml, pixel4-cpu]\ncheck:\n  target: ./board.yaml\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    flow = Flow.from_yaml(here / "pipeline.yaml")
+    assert flow.validate.targets == (str(here / "board.yaml"), "pixel4-cpu")
+    assert flow.check is not None and Path(flow.check.target).resolve() == (here / "board.yaml").resolve()
+    assert get(flow.validate.targets[0]).name == "host-cpu"

@@ -8,6 +8,7 @@ Layout (the Keras / torchvision convention)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -16,7 +17,7 @@ import random
 import statistics
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,32 @@ def _check(path: Path) -> tuple[str, images.DecodedInfo | None, str | None]:
     return digest, info, None
 
 
+# The scans shared inside a :func:`checked_once` block, by (folder, split, seed, links); None outside one.
+_shared_scans: dict[tuple, Dataset] | None = None
+
+
+@contextlib.contextmanager
+def checked_once() -> Iterator[None]:
+    """Within the block, each image folder is scanned and checked once per split setting.
+
+    Training, int8 calibration and held-out scoring each load the data folder; in a sweep that
+    redrew the "checking images" pass (hashing and decoding every file) three times per
+    configuration. Inside this block :func:`load` answers repeated calls with the same folder and
+    split from the first scan. The folder must not change during the block (the sweep fingerprints
+    it first and records that fingerprint in every configuration). Nested blocks share the outer
+    block's scans.
+    """
+    global _shared_scans
+    if _shared_scans is not None:
+        yield
+        return
+    _shared_scans = {}
+    try:
+        yield
+    finally:
+        _shared_scans = None
+
+
 def load(
     root: str | Path,
     *,
@@ -292,7 +319,7 @@ def load(
     workers: int | None = None,
     follow_links: bool = False,
 ) -> Dataset:
-    """Scan, check every file and split an image-folder dataset.
+    """Scan, check every file and split an image-folder dataset (once per :func:`checked_once` block).
 
     Args:
         root: the dataset folder.
@@ -306,6 +333,16 @@ def load(
         DataError: the folder cannot be used (missing, no classes, one class, an empty class,
             classes differing between splits, a class left with no usable image).
     """
+    shared = _shared_scans
+    if shared is None:
+        return _scan(root, val_split=val_split, seed=seed, workers=workers, follow_links=follow_links)
+    key = (str(Path(root).resolve()), val_split, seed, follow_links)
+    if key not in shared:
+        shared[key] = _scan(root, val_split=val_split, seed=seed, workers=workers, follow_links=follow_links)
+    return shared[key]
+
+
+def _scan(root: str | Path, *, val_split: float | None, seed: int, workers: int | None, follow_links: bool) -> Dataset:
     root = Path(root)
     if val_split is not None and not 0.0 < val_split < 1.0:
         raise ConfigError(f"--val-split {val_split} is outside (0, 1)", fix="use a fraction such as 0.2")

@@ -70,12 +70,28 @@ class Flow:
             kwargs[key] = value
         if "data" not in kwargs:
             raise ConfigError("missing 'data' (the image folder)", path=path, fix="add data: path/to/images")
-        flow = cls(**kwargs, base=str(path.parent))
+        flow = _anchor_target_files(cls(**kwargs, base=str(path.parent)))
         _check_names(flow, path)
         return flow
 
     def resolve(self, p: str) -> Path:
         return Path(p) if Path(p).is_absolute() else Path(self.base) / p
+
+
+def _anchor_target_files(flow: Flow) -> Flow:
+    """Target profiles named by a relative path are read beside the pipeline file, as ``data`` and
+    ``out`` are, not from wherever the command happens to run."""
+    from .. import targets
+
+    def anchored(name: str) -> str:
+        return str(flow.resolve(name)) if targets.is_path(name) else name
+
+    flow = replace(flow, validate=replace(flow.validate, targets=tuple(anchored(t) for t in flow.validate.targets)))
+    if flow.check is not None:
+        flow = replace(flow, check=replace(flow.check, target=anchored(flow.check.target)))
+    if flow.sweep is not None:
+        flow = replace(flow, sweep=replace(flow.sweep, targets=tuple(anchored(t) for t in flow.sweep.targets)))
+    return flow
 
 
 def _typed(cls, name: str, value, path: Path, key: str):
@@ -173,7 +189,7 @@ def run(flow: Flow, log=print) -> FlowResult:
     """Run every stage, skipping those whose inputs did not change."""
     out = flow.resolve(flow.out)
     out.mkdir(parents=True, exist_ok=True)
-    with stages.data_checked_once():
+    with data_lib.checked_once():
         return _run(flow, out, log)
 
 

@@ -13,15 +13,13 @@ importing a flow stays TensorFlow-free.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import data as data_lib
 from ..errors import EdgeTransferError
 from ..records import Budget, ValidationReport, Verdict
 
@@ -135,40 +133,3 @@ def check(artifact: Path, target: str, data_dir: Path, budget: Budget, *, refere
     from .check import check as check_file
 
     return check_file(artifact, target, data_dir=data_dir, pipeline_budget=budget, reference=reference)
-
-
-@contextlib.contextmanager
-def data_checked_once() -> Iterator[None]:
-    """Within the block, each image folder is scanned and checked once per split setting.
-
-    Training, int8 calibration and held-out scoring each load the data folder; in a sweep that
-    redrew the "checking images" pass (hashing and decoding every file) three times per
-    configuration. Inside this block :func:`edgetransfer.data.load` answers repeated calls with
-    the same folder and split from the first scan. The folder must not change during the block
-    (the sweep fingerprints it first and records that fingerprint in every configuration).
-    """
-    original: Callable[..., data_lib.Dataset] = data_lib.load
-    if getattr(original, "_checked_once", False):  # nested: the outer block already caches
-        yield
-        return
-    seen: dict[tuple, data_lib.Dataset] = {}
-
-    def load(
-        root: str | Path,
-        *,
-        val_split: float | None = None,
-        seed: int = 0,
-        workers: int | None = None,
-        follow_links: bool = False,
-    ) -> data_lib.Dataset:
-        key = (str(Path(root).resolve()), val_split, seed, follow_links)
-        if key not in seen:
-            seen[key] = original(root, val_split=val_split, seed=seed, workers=workers, follow_links=follow_links)
-        return seen[key]
-
-    load._checked_once = True  # type: ignore[attr-defined]
-    data_lib.load = load
-    try:
-        yield
-    finally:
-        data_lib.load = original

@@ -104,7 +104,7 @@ def run_group(job: GroupJob) -> dict:
     ``points`` are :meth:`SweepPoint.to_json` documents (empty where no target is validated in the
     task), ``stats`` the counters to add to the sweep's, ``seconds`` what the group took here."""
     start = time.perf_counter()
-    with stages.data_checked_once():
+    with data_lib.checked_once():
         engine = _Engine(job.out, job.data_dir, job.data_fp, job.base, job.plan, job.opts, lambda _m: None)
         profiles = [t for t in job.plan.profiles if _target_arg(t) in job.targets]
         points, macs = engine.group_macs(job.backbone, job.size, list(job.precisions), profiles)
@@ -432,7 +432,7 @@ def sweep(
     base = train_config or TrainConfig()
     out = Path(out)
     spread = {"executor": executor, "jobs": jobs, "address": ray_address}
-    with stages.data_checked_once():
+    with data_lib.checked_once():
         ds = data_lib.load(data_dir, val_split=base.val_split, seed=base.seed)
         out.mkdir(parents=True, exist_ok=True)
         with locked(out, "sweep"):  # two sweeps in one folder would train and export over each other
