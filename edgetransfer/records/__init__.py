@@ -9,6 +9,7 @@
 - ``measure``: measurements, validation report, checks and verdicts.
 - ``export``: export index, quantization recipe and attempts, TFLM bundle.
 - ``flows``: sweep points and results, pipeline state.
+- ``quant``: the per-tensor diagnosis of an int8 file.
 """
 
 from .base import Record
@@ -28,6 +29,7 @@ from .flows import (
     TargetLatency,
     ValidateSpec,
 )  # noqa: E501
+from .quant import QuantDiagnosis, TensorDiagnosis
 from .measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 
@@ -64,6 +66,8 @@ __all__ = [
     "SweepStats",
     "TargetLatency",
     "ValidateSpec",
+    "QuantDiagnosis",
+    "TensorDiagnosis",
 ]
 
 
