@@ -310,7 +310,9 @@ def tensor_diagnosis(source: Source, path: Path, images: np.ndarray, *, layout: 
     QDQ file ``path`` against the float graph's (after :func:`prepare`, whose names ``nodes_to_exclude``
     and ``TensorQuantOverrides`` take), the QDQ value read after the tensor's own quantize/dequantize as
     ONNX Runtime's ``qdq_loss_debug`` pairs them; one image at a time (memory stays flat). ``fix_float`` is
-    the node name, ``fix_a16`` the ``a16:<tensor>`` entry. ``meta`` is not needed here."""
+    the node name, ``fix_a16`` the ``a16:<tensor>`` entry, ``weights`` the names of the node's initializers
+    (onnxslim renames a Conv with its BatchNorm folded in ``Conv__<n>``; its weights keep the Keras layer's
+    name). ``meta`` is not needed here."""
     from .tensor_stats import TensorStats
 
     onnx = _lazy.require("onnx")
@@ -334,10 +336,12 @@ def tensor_diagnosis(source: Source, path: Path, images: np.ndarray, *, layout: 
         q = dict(zip(qouts, qsess.run(None, {qin: batch}), strict=True))
         for t in tensors:
             stats.add(t, f[t], q[post[t]])
+    params = {i.name for i in fmodel.graph.initializer}
     rows = []
     for n in fmodel.graph.node:
         for o in n.output:
             fields = {"node": n.name, "op_type": n.op_type, "fix_float": n.name, "fix_a16": A16 + o}
+            fields["weights"] = ";".join(i for i in n.input if i in params)  # names the layer a Conv__<n> came from
             row = stats.row(o, list(n.input), **fields)
             if row is not None:
                 rows.append(row)

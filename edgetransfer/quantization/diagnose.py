@@ -72,7 +72,9 @@ def open_file(path: str | Path) -> tuple[Path, ArtifactManifest]:
     """The int8 file and its manifest; anything else is a clear error naming the file (exit 2)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError("file not found", path=path, fix="pass an int8 .tflite or .onnx file `edgetransfer export` wrote")
+        raise DataError(
+            "file not found", path=path, fix="pass an int8 .tflite or .onnx file `edgetransfer export` wrote"
+        )
     spec = formats.for_path(path)
     mpath = path.with_name(path.name + ".manifest.json")
     if not mpath.is_file():
@@ -96,7 +98,9 @@ def open_file(path: str | Path) -> tuple[Path, ArtifactManifest]:
             fix=f"export with --precision int8 and pass that file (model_int8*{spec.suffix})",
         )
     if spec.tensor_diagnosis_fn() is None:
-        raise UnsupportedError(f"{spec.name} files have no per-tensor diagnosis", path=path, fix="diagnose its .tflite")
+        raise UnsupportedError(
+            f"{spec.name} files have no per-tensor diagnosis", path=path, fix="diagnose its .tflite"
+        )
     return path, m
 
 
@@ -165,6 +169,8 @@ def diagnose(
     with tempfile.TemporaryDirectory(prefix="et-diagnose-") as tmp:
         src = spec.exporter_module().make_source(model, run.input_size, layout, Path(tmp), m.io.batch is None)
         rows = spec.tensor_diagnosis_fn()(src, path, held.x[:images], layout=layout, meta=m.metadata)
+        for i, r in enumerate(rows):
+            r["position"] = i
         rows.sort(key=lambda r: r["added"], reverse=True)
         tensors = [_tensor(r, layers, containers) for r in rows]
         ref_acc = file_acc = None
@@ -209,11 +215,14 @@ def _tensor(r: dict, layers: dict[str, int], containers: frozenset[str]) -> Tens
     return TensorDiagnosis(
         tensor=r["tensor"],
         op_type=r["op_type"],
-        layer=layer_of(r["tensor"], layers, containers) or layer_of(r["node"], layers, containers),
+        layer=next(
+            (n for k in ("tensor", "node", "weights") if (n := layer_of(r.get(k, ""), layers, containers))), ""
+        ),
         snr_db=r["snr_db"],
         cosine=r["cosine"],
         added_db=r["added_db"],
         node=r["node"],
+        position=r["position"],
         fix_float=r["fix_float"],
         fix_a16=r["fix_a16"],
     )
@@ -314,7 +323,9 @@ def unmet_note(results: Sequence, top: int = 3) -> str:
         except Exception as exc:  # the note is a courtesy: the budget error is the answer
             log.warning("the per-tensor diagnosis of %s failed: %s", r.artifact.path.name, exc)
             continue
-        worst = ", ".join(f"{t.layer or _short(t.tensor, 40)} ({t.op_type}) adds {t.added_db:.1f} dB" for t in d.tensors[:top])
-        lines.append(f"{r.artifact.path.name}: the ops adding most error: {worst} "
-                     f"(`edgetransfer quant diagnose {r.artifact.path}` measures the accuracy of fixing each)")  # fmt: skip
+        worst = ", ".join(
+            f"{t.layer or _short(t.tensor, 40)} ({t.op_type}) adds {t.added_db:.1f} dB" for t in d.tensors[:top]
+        )
+        how = f"`edgetransfer quant diagnose {r.artifact.path}` measures the accuracy of fixing each"
+        lines.append(f"{r.artifact.path.name}: the ops adding most error: {worst} ({how})")
     return "; ".join(lines)

@@ -29,8 +29,8 @@ from .flows import (
     TargetLatency,
     ValidateSpec,
 )  # noqa: E501
-from .quant import QuantDiagnosis, TensorDiagnosis
 from .measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
+from .quant import QuantDiagnosis, TensorDiagnosis
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 
 __all__ = [

@@ -25,6 +25,7 @@ class TensorDiagnosis(Record):
     cosine: float
     added_db: float
     node: str = ""
+    position: int = 0  # in graph order (the record lists tensors worst first)
     fix_float: str = ""
     fix_a16: str = ""
     float_fixed_accuracy: float | None = None
