@@ -337,15 +337,38 @@ def tensor_diagnosis(source: Source, path: Path, images: np.ndarray, *, layout: 
         for t in tensors:
             stats.add(t, f[t], q[post[t]])
     params = {i.name for i in fmodel.graph.initializer}
+    producer = {o: n for n in fmodel.graph.node for o in n.output}
     rows = []
     for n in fmodel.graph.node:
+        folded, inputs = _folded(producer, n, set(tensors))
         for o in n.output:
-            fields = {"node": n.name, "op_type": n.op_type, "fix_float": n.name, "fix_a16": A16 + o}
-            fields["weights"] = ";".join(i for i in n.input if i in params)  # names the layer a Conv__<n> came from
-            row = stats.row(o, list(n.input), **fields)
+            fields = {
+                "node": n.name,
+                "op_type": "+".join(f.op_type for f in folded),
+                "fix_float": folded[0].name,  # the op with the weights: the quantizer folds a Clip after it
+                "fix_a16": A16 + o,
+                "weights": ";".join(i for f in folded for i in f.input if i in params),  # names a Conv__<n>'s layer
+            }
+            row = stats.row(o, inputs, **fields)
             if row is not None:
                 rows.append(row)
     return rows
+
+
+def _folded(producer: dict, node, matched: set[str], depth: int = 3) -> tuple[list, list[str]]:
+    """``node`` with the nodes before it whose outputs the QDQ file does not have (ONNX Runtime's quantizer
+    folds a Relu/Clip into the Conv before it: the Conv's own output is never quantized), in graph order,
+    and their inputs that both graphs have: the error of such a chain is charged to it as one op."""
+    nodes, inputs, todo = [node], [], list(node.input)
+    while todo:
+        i = todo.pop()
+        p = producer.get(i)
+        if i in matched or p is None or len(nodes) > depth:
+            inputs.append(i)
+        else:
+            nodes.insert(0, p)
+            todo.extend(p.input)
+    return nodes, inputs
 
 
 def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path):

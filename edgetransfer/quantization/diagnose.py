@@ -163,16 +163,10 @@ def diagnose(
         raise DataError("no held-out images", path=held.source, fix="pass --data DIR with the model's class folders")
     spec = formats.get(m.format)
     model = run.load_model()
-    layers = keras_layers(model)
-    containers = frozenset(n for n in layers if n in {model.name} | _nested(model))
     layout, notes = m.io.layout.lower(), []
     with tempfile.TemporaryDirectory(prefix="et-diagnose-") as tmp:
         src = spec.exporter_module().make_source(model, run.input_size, layout, Path(tmp), m.io.batch is None)
-        rows = spec.tensor_diagnosis_fn()(src, path, held.x[:images], layout=layout, meta=m.metadata)
-        for i, r in enumerate(rows):
-            r["position"] = i
-        rows.sort(key=lambda r: r["added"], reverse=True)
-        tensors = [_tensor(r, layers, containers) for r in rows]
+        tensors = _per_tensor(spec, src, path, m, held.x[:images], model)
         ref_acc = file_acc = None
         replay = ""
         if top:
@@ -205,6 +199,20 @@ def diagnose(
     )
 
 
+def _per_tensor(spec, src, path: Path, m: ArtifactManifest, x, model) -> list[TensorDiagnosis]:
+    """The format's per-tensor rows, worst first by the error each op adds, named by Keras layer."""
+    measure = spec.tensor_diagnosis_fn()
+    if measure is None:  # open_file refused it already; kept for the type checker
+        raise UnsupportedError(f"{spec.name} files have no per-tensor diagnosis", path=path)
+    rows = measure(src, path, x, layout=m.io.layout.lower(), meta=m.metadata)
+    for i, r in enumerate(rows):
+        r["position"] = i
+    rows.sort(key=lambda r: r["added"], reverse=True)
+    layers = keras_layers(model)
+    containers = frozenset(n for n in layers if n in {model.name} | _nested(model))
+    return [_tensor(r, layers, containers) for r in rows]
+
+
 def _nested(model) -> set[str]:
     return {layer.name for layer in model.layers if hasattr(layer, "layers")} | {
         n for layer in model.layers if hasattr(layer, "layers") for n in _nested(layer)
@@ -215,9 +223,7 @@ def _tensor(r: dict, layers: dict[str, int], containers: frozenset[str]) -> Tens
     return TensorDiagnosis(
         tensor=r["tensor"],
         op_type=r["op_type"],
-        layer=next(
-            (n for k in ("tensor", "node", "weights") if (n := layer_of(r.get(k, ""), layers, containers))), ""
-        ),
+        layer=layer_of(";".join(r.get(k, "") for k in ("tensor", "node", "weights")), layers, containers),
         snr_db=r["snr_db"],
         cosine=r["cosine"],
         added_db=r["added_db"],
