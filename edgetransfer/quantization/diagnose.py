@@ -167,7 +167,7 @@ def diagnose(
     with tempfile.TemporaryDirectory(prefix="et-diagnose-") as tmp:
         src = spec.exporter_module().make_source(model, run.input_size, layout, Path(tmp), m.io.batch is None)
         tensors = _per_tensor(spec, src, path, m, held.x[:images], model)
-        ref_acc = file_acc = None
+        ref_acc = file_acc = baseline = None
         replay = ""
         if top:
             probs, _ = reference_probs(run, held.x)
@@ -178,6 +178,7 @@ def diagnose(
             cal = calibration_set(run.manifest, cal_source, count, seed=seed)
             fixer = _Fixer(spec, src, recipe, cal, m.metadata, keep, held, len(run.classes), Path(tmp))
             replay = fixer.replay(m.sha256)
+            baseline = fixer.baseline(m.sha256, file_acc)
             tensors = [fixer.fix(t) if i < top else t for i, t in enumerate(tensors)]
             if replay != "exact":
                 notes.append(f"the file written again from its recipe is not byte-identical ({replay}): each fix's "
@@ -193,6 +194,7 @@ def diagnose(
         float_accuracy=ref_acc,
         file_accuracy=file_acc,
         replay=replay,
+        fix_baseline_accuracy=baseline,
         keep_float=tuple(m.recipe.get("keep_float", ())),
         seconds=round(time.perf_counter() - start, 1),
         notes=tuple(notes),
@@ -259,6 +261,13 @@ class _Fixer:
             return "exact"
         return f"accuracy {_accuracy(out, self.held, self.n_classes):.4f}"
 
+    def baseline(self, sha256: str, file_accuracy: float) -> float:
+        """The accuracy of the file written the way each fix is, with nothing more kept: an entry that names
+        no op (``""``) takes the same per-op path (TFLite: the MLIR quantizer with ``denylisted_nodes``,
+        not the converter's default one), so a fix is compared with its own path, not only with FILE."""
+        out = self._write((*self.keep, ""))
+        return file_accuracy if sha256_file(out) == sha256 else _accuracy(out, self.held, self.n_classes)
+
     def fix(self, t: TensorDiagnosis) -> TensorDiagnosis:
         got: dict = {}
         errors = []
@@ -315,6 +324,14 @@ def summary(d: QuantDiagnosis) -> list[str]:
         "worst first by the error each op adds (adds dB: the SNR of what it adds; SNR dB / cosine: the error "
         "accumulated up to the tensor); op float / 16-bit acc: the file written again with that one op in float "
         "/ that tensor at 16 bits, scored on the held-out images",
+        *(
+            [
+                f"the fixes' baseline (the file written through the same per-op path with nothing more in float): "
+                f"{d.fix_baseline_accuracy:.4f}"
+            ]
+            if d.fix_baseline_accuracy is not None and d.fix_baseline_accuracy != d.file_accuracy
+            else []
+        ),
         *d.notes,
     ]
 

@@ -39,7 +39,9 @@ class QuantDiagnosis(Record):
 
     ``tensors`` are ordered by the error their op adds (``added_db``, lowest first); the first ``top``
     carry the measured accuracy of fixing each. ``replay``: whether the file written again from its
-    recipe (the baseline of each fix) is byte-identical to ``file`` (``exact``), or else its accuracy.
+    recipe is byte-identical to ``file`` (``exact``), or else its accuracy; ``fix_baseline_accuracy``: the
+    file written through the fixes' own per-op path with nothing more in float (TFLite: the MLIR quantizer,
+    not the converter's default path), each fix's fair comparison.
     """
 
     KIND: ClassVar[str] = "edgetransfer.quant-diagnosis"
@@ -55,6 +57,7 @@ class QuantDiagnosis(Record):
     float_accuracy: float | None = None
     file_accuracy: float | None = None
     replay: str = ""
+    fix_baseline_accuracy: float | None = None  # FILE written the fixes' way with nothing more in float
     keep_float: tuple[str, ...] = ()
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
