@@ -51,6 +51,7 @@ def test_json_round_trips_through_the_record_worst_first(diagnosed, fmt):
 def test_the_top_tensors_get_their_fixes_measured(diagnosed, fmt):
     _, d, _ = diagnosed[fmt]
     assert d.replay == "exact", "the recipe writes the file again byte for byte: the fixes' baseline is FILE"
+    assert d.fix_baseline_accuracy is not None
     top = d.tensors[: d.top]
     fixable = [t for t in top if t.fix_float]
     assert fixable, [t.tensor for t in top]

@@ -326,10 +326,10 @@ def summary(d: QuantDiagnosis) -> list[str]:
         "/ that tensor at 16 bits, scored on the held-out images",
         *(
             [
-                f"the fixes' baseline (the file written through the same per-op path with nothing more in float): "
+                "baseline of the fixes (the file written the same per-op way with nothing more in float): "
                 f"{d.fix_baseline_accuracy:.4f}"
             ]
-            if d.fix_baseline_accuracy is not None and d.fix_baseline_accuracy != d.file_accuracy
+            if d.fix_baseline_accuracy is not None
             else []
         ),
         *d.notes,
