@@ -103,3 +103,18 @@ def test_layer_names_from_converter_names():
     assert layer_of(fused, layers, box) == "stem_conv, stem_relu"  # model order, fused ops both named
     assert layer_of("clf_1/dense_1_1/MatMul", layers, box) == "dense_1"
     assert layer_of("Conv__18:0", layers, box) == ""
+
+
+def test_unmet_budget_error_names_the_worst_tensors(untrained_exports):
+    """``export --max-accuracy-drop`` that cannot meet its bound: the doctor's error names the ops adding the
+    most error in the file it wrote (quantization.doctor.raise_unmet -> diagnose.unmet_note)."""
+    from edgetransfer.quantization import doctor
+
+    art = untrained_exports[("onnx", "int8")]
+    best = {"attempt": 1, "remedy": "plain int8", "accuracy_drop": 2.0}
+    result = doctor.DoctorResult(art, (best,), 1, False, 0.5, 0.9, art.path.with_name("x.recipe.json"))
+    with pytest.raises(doctor.AccuracyBudgetError) as info:
+        doctor.raise_unmet([result], [art])
+    problem = info.value.problem
+    assert "diagnosis:" in problem and f"{art.path.name}: the ops adding most error" in problem
+    assert "adds" in problem and "dB" in problem and "quant diagnose" in problem

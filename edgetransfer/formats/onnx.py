@@ -336,7 +336,8 @@ def tensor_diagnosis(source: Source, path: Path, images: np.ndarray, *, layout: 
         q = dict(zip(qouts, qsess.run(None, {qin: batch}), strict=True))
         for t in tensors:
             stats.add(t, f[t], q[post[t]])
-    params = {i.name for i in fmodel.graph.initializer}
+    # weights and biases, not scalars: onnxslim shares one Clip min/max constant among all Clips, named after the first
+    params = {i.name for i in fmodel.graph.initializer if int(np.prod(i.dims)) > 1}
     producer = {o: n for n in fmodel.graph.node for o in n.output}
     rows = []
     for n in fmodel.graph.node:

@@ -9,6 +9,7 @@ import html
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..formats.tensor_stats import FLOOR_DB
 from ..io import atomic_write
 from ..quantization.diagnose import summary, table
 from ..records import QuantDiagnosis
@@ -19,23 +20,27 @@ SHOWN = 40  # rows in the page's table (the JSON has every tensor)
 
 
 def _plot(d: QuantDiagnosis) -> str:
-    """Per tensor in graph order: the SNR accumulated up to it (line) and the SNR of what its op adds (bars,
-    the worst ``top`` in red); the x axis names the Keras layers where there is room."""
+    """Per tensor in graph order: above, the SNR accumulated up to it (lower is worse); below, the noise its
+    op adds as a share of the tensor's signal power (taller is worse; the worst in red). The x axis names
+    the Keras layers."""
     plt = plots._plt()
     order = sorted(range(len(d.tensors)), key=lambda i: d.tensors[i].position)
     ts = [d.tensors[i] for i in order]
     worst = {order.index(i) for i in range(min(max(d.top, 5), len(ts)))}
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.12 * len(ts)), 4.2))
-    x = range(len(ts))
-    ax.bar(x, [t.added_db for t in ts], color=["C3" if i in worst else "0.7" for i in x], label="adds (dB)")
-    ax.plot(x, [t.snr_db for t in ts], color="C0", lw=1.4, marker=".", label="accumulated SNR (dB)")
-    step = max(1, len(ts) // 40)
-    ax.set_xticks(list(x)[::step], [(t.layer or t.op_type)[:28] for t in ts][::step], rotation=90, fontsize=6)
-    ax.set_ylabel("SNR against float, dB (lower is worse)")
-    ax.set_title(f"{Path(d.file).name}: error per tensor, graph order (red: worst {len(worst)})", fontsize=10)
-    ax.set_ylim(0, min(60.0, max([t.added_db for t in ts] + [t.snr_db for t in ts] + [10.0]) + 5))
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(max(8.0, 0.14 * len(ts)), 6.0))
+    x = list(range(len(ts)))
+    top.plot(x, [t.snr_db for t in ts], color="C0", lw=1.4, marker=".")
+    top.set_ylabel("accumulated SNR, dB")
+    top.set_title(f"{Path(d.file).name}: int8 vs float per tensor, graph order (red: worst {len(worst)})", fontsize=10)
+    added = [0.0 if t.added_db >= FLOOR_DB else 100 * 10 ** (-t.added_db / 10) for t in ts]
+    bottom.bar(x, added, color=["C3" if i in worst else "0.6" for i in x])
+    bottom.set_ylabel("noise the op adds, % of signal")
+    step = max(1, len(ts) // 60)
+    bottom.set_xticks(x[::step], [(t.layer or t.op_type).split(",")[0][:24] for t in ts][::step], rotation=90,
+                      fontsize=6)  # fmt: skip
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
     return _png(fig)
 
 
