@@ -55,10 +55,10 @@ def test_the_top_tensors_get_their_fixes_measured(diagnosed, fmt):
     top = d.tensors[: d.top]
     fixable = [t for t in top if t.fix_float]
     assert fixable, [t.tensor for t in top]
-    assert all(t.float_fixed_accuracy is not None or t.fix_error for t in fixable)
+    assert all(t.float_fixed_accuracy is not None for t in fixable), [t.fix_error for t in fixable]
     assert all(t.float_fixed_accuracy is None for t in d.tensors[d.top :]), "only the top are measured"
     if fmt == "onnx":  # 16-bit activations per tensor: ONNX only (the TFLite converter's int16x8 is whole-model)
-        assert all(t.a16_fixed_accuracy is not None or t.fix_error for t in top if t.fix_a16)
+        assert all(t.a16_fixed_accuracy is not None for t in top if t.fix_a16), [t.fix_error for t in top]
     else:
         assert not any(t.fix_a16 for t in d.tensors)
 

@@ -247,6 +247,7 @@ class _Fixer:
         self.spec, self.src, self.recipe, self.cal, self.meta = spec, src, recipe, cal, meta
         self.keep, self.held, self.n_classes, self.tmp = tuple(keep), held, n_classes, tmp
         self.n = 0
+        self.baseline_sha = ""  # set by baseline(), before any fix
 
     def _write(self, keep: Sequence[str]) -> Path:
         self.n += 1
@@ -266,7 +267,8 @@ class _Fixer:
         no op (``""``) takes the same per-op path (TFLite: the MLIR quantizer with ``denylisted_nodes``,
         not the converter's default one), so a fix is compared with its own path, not only with FILE."""
         out = self._write((*self.keep, ""))
-        return file_accuracy if sha256_file(out) == sha256 else _accuracy(out, self.held, self.n_classes)
+        self.baseline_sha = sha256_file(out)
+        return file_accuracy if self.baseline_sha == sha256 else _accuracy(out, self.held, self.n_classes)
 
     def fix(self, t: TensorDiagnosis) -> TensorDiagnosis:
         got: dict = {}
@@ -275,7 +277,11 @@ class _Fixer:
             if not entry or entry in self.keep:
                 continue
             try:
-                got[field] = _accuracy(self._write((*self.keep, entry)), self.held, self.n_classes)
+                out = self._write((*self.keep, entry))
+                if sha256_file(out) == self.baseline_sha:  # the writer matched no op to the entry
+                    errors.append(f"{field.split('_')[0]}: {entry!r} changed nothing in the file")
+                    continue
+                got[field] = _accuracy(out, self.held, self.n_classes)
             except EdgeTransferError:
                 raise
             except Exception as exc:  # a converter that refuses this one fix: recorded, the others go on
