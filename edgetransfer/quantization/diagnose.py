@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import formats, metrics
-from ..errors import ConfigError, DataError, EdgeTransferError, UnsupportedError
+from ..errors import ConfigError, DataError, EdgeTransferError, ExportError, UnsupportedError
 from ..io import sha256_file
 from ..records import ArtifactManifest, QuantDiagnosis, RecipeFile, TensorDiagnosis
 from ..runtime import load_session
@@ -165,8 +165,17 @@ def diagnose(
     model = run.load_model()
     layout, notes = m.io.layout.lower(), []
     with tempfile.TemporaryDirectory(prefix="et-diagnose-") as tmp:
-        src = spec.exporter_module().make_source(model, run.input_size, layout, Path(tmp), m.io.batch is None)
-        tensors = _per_tensor(spec, src, path, m, held.x[:images], model)
+        try:
+            src = spec.exporter_module().make_source(model, run.input_size, layout, Path(tmp), m.io.batch is None)
+            tensors = _per_tensor(spec, src, path, m, held.x[:images], model)
+        except EdgeTransferError:
+            raise
+        except Exception as exc:  # a converter or runtime failure: the toolchain's (exit 3), not a bug of ours
+            raise ExportError(
+                f"tracing the float model or running both graphs failed: {type(exc).__name__}: {str(exc)[:300]}",
+                path=path,
+                fix="run with --debug for the traceback",
+            ) from exc
         ref_acc = file_acc = baseline = None
         replay = ""
         if top:
