@@ -118,3 +118,17 @@ def test_unmet_budget_error_names_the_worst_tensors(untrained_exports):
     problem = info.value.problem
     assert "diagnosis:" in problem and f"{art.path.name}: the ops adding most error" in problem
     assert "adds" in problem and "dB" in problem and "quant diagnose" in problem
+
+
+def test_export_that_misses_its_bound_prints_the_diagnosis(invoke, untrained_run, tmp_path, monkeypatch):
+    """End to end through ``edgetransfer export``: the plain attempt only, a budget nothing meets (exit 1)."""
+    from edgetransfer.quantization import doctor
+
+    monkeypatch.setattr(doctor, "A16_STEPS", ())
+    monkeypatch.setattr(doctor, "K_STEPS", ())
+    monkeypatch.setattr(doctor, "_calibration_remedies", lambda *a: None)
+    monkeypatch.setattr(doctor, "check_budget", lambda v: -1.0)  # a budget no attempt meets
+    args = ["--format", "onnx", "--precision", "int8", "--calibration-size", "4", "--out", tmp_path / "out"]
+    code, out, err = invoke("export", untrained_run.run_dir, *args, "--max-accuracy-drop", "0")
+    assert code == 1, err
+    assert "diagnosis: model_int8.onnx: the ops adding most error:" in err and "quant diagnose" in err

@@ -362,7 +362,8 @@ def unmet_note(results: Sequence, top: int = 3) -> str:
             log.warning("the per-tensor diagnosis of %s failed: %s", r.artifact.path.name, exc)
             continue
         worst = ", ".join(
-            f"{t.layer or _short(t.tensor, 40)} ({t.op_type}) adds {t.added_db:.1f} dB" for t in d.tensors[:top]
+            f"{t.layer or _short(t.tensor, 40)} ({t.op_type}, adds noise at {t.added_db:.1f} dB SNR)"
+            for t in d.tensors[:top]
         )
         how = f"`edgetransfer quant diagnose {r.artifact.path}` measures the accuracy of fixing each"
         lines.append(f"{r.artifact.path.name}: the ops adding most error: {worst} ({how})")
