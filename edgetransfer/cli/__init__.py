@@ -167,9 +167,9 @@ def _quiet_h5py_dealloc(kind, value, tb) -> None:
 
 
 def _register() -> None:
-    from . import backbones, check, data, export, importer, quickstart, sweep, targets, train, validate
+    from . import backbones, check, data, export, importer, quant, quickstart, sweep, targets, train, validate
 
-    for module in (data, backbones, train, importer, export, validate, check, targets, quickstart, sweep):
+    for module in (data, backbones, train, importer, export, quant, validate, check, targets, quickstart, sweep):
         module.register(cli)
 
 

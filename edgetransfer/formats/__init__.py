@@ -58,6 +58,14 @@ class FormatSpec:
             float graph first, that its int8 writer can keep at 16 bits (``keep_float`` entries
             ``a16:<tensor>``, int8 weights unchanged); ``""`` when its quantizer cannot mix 8- and
             16-bit activations per tensor (the TFLite converter: int16x8 is whole-model only).
+        tensor_diagnosis: ``module:function(source, path, images, *, layout, meta) -> list[dict]``:
+            every activation tensor of the int8 file ``path`` against the same tensor of the float
+            model traced in ``source``, on ``images`` (RGB [0, 255] NHWC), in graph order: ``tensor``,
+            ``node``, ``op_type``, ``snr_db`` and ``cosine`` (the error accumulated up to it), ``added``
+            (its noise-to-signal ratio minus its inputs' worst: the error this op adds), ``fix_float``
+            (the ``keep_float`` entry that leaves its op in float, ``""`` if none) and ``fix_a16`` (the
+            entry keeping it at 16 bits, ``""`` where the format cannot); ``meta`` is the file's
+            metadata. ``""`` when the format has none (``edgetransfer quant diagnose``).
         converters: Python packages whose versions each file's manifest records (TensorFlow
             always is).
         in_all: exported by ``--format all``.
@@ -82,6 +90,7 @@ class FormatSpec:
     precision_reader: str = ""  # module:function(path) -> precision of a file from another tool
     standard_metadata_reader: str = ""  # module:function(path) -> {labels, normalization} others write
     activation16_ranker: str = ""
+    tensor_diagnosis: str = ""
     converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""
@@ -108,6 +117,10 @@ class FormatSpec:
     def activation16_ranker_fn(self) -> Any | None:
         """The 16-bit activation ranker, or ``None`` when the format cannot mix activation widths."""
         return _resolve(self.activation16_ranker) if self.activation16_ranker else None
+
+    def tensor_diagnosis_fn(self) -> Any | None:
+        """The per-tensor diagnosis, or ``None`` when the format has none."""
+        return _resolve(self.tensor_diagnosis) if self.tensor_diagnosis else None
 
     def layout_for(self, requested: str) -> str:
         """``requested`` where the format writes it, else its default layout."""

@@ -37,6 +37,7 @@ SPEC = register(
         sensitivity_ranker=f"{__name__}:rank_sensitivity",
         precision_reader="edgetransfer.formats.foreign:onnx_precision",
         activation16_ranker=f"{__name__}:rank_activations16",
+        tensor_diagnosis=f"{__name__}:tensor_diagnosis",
         converters=("tf2onnx", "onnx", "onnxruntime"),
         description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",
     )
@@ -302,6 +303,73 @@ def rank_activations16(source: Source, path: Path, calibration: Calibration, *, 
     """
     rows = tensor_errors(source, path, calibration, layout=layout, images=images)
     return [A16 + r["tensor"] for r in sorted(rows, key=lambda r: r["nsr"], reverse=True)]
+
+
+def tensor_diagnosis(source: Source, path: Path, images: np.ndarray, *, layout: str, meta: dict) -> list[dict]:
+    """The format's ``tensor_diagnosis`` (``edgetransfer quant diagnose``): every activation tensor of the
+    QDQ file ``path`` against the float graph's (after :func:`prepare`, whose names ``nodes_to_exclude``
+    and ``TensorQuantOverrides`` take), the QDQ value read after the tensor's own quantize/dequantize as
+    ONNX Runtime's ``qdq_loss_debug`` pairs them; one image at a time (memory stays flat). ``fix_float`` is
+    the node name, ``fix_a16`` the ``a16:<tensor>`` entry, ``weights`` the names of the node's initializers
+    (onnxslim renames a Conv with its BatchNorm folded in ``Conv__<n>``; its weights keep the Keras layer's
+    name). ``meta`` is not needed here."""
+    from .tensor_stats import TensorStats
+
+    onnx = _lazy.require("onnx")
+    ort = _lazy.require("onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="et-diagnose-") as tmp:
+        prep = Path(tmp) / "prep.onnx"
+        prepare(source.path, prep)
+        fmodel, qmodel = onnx.load(str(prep)), onnx.load(str(path))
+        qnames = {o for n in qmodel.graph.node for o in n.output}
+        tensors = [o for n in fmodel.graph.node for o in n.output if o in qnames]
+        post = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in qnames else t for t in tensors}
+        fsess = _session_with_outputs(onnx, ort, fmodel, tensors, Path(tmp) / "f.onnx")
+        qsess = _session_with_outputs(onnx, ort, qmodel, sorted(set(post.values())), Path(tmp) / "q.onnx")
+    x = images.transpose(0, 3, 1, 2) if layout == "nchw" else images
+    fin, qin = fsess.get_inputs()[0].name, qsess.get_inputs()[0].name
+    fnames, qouts = [o.name for o in fsess.get_outputs()], [o.name for o in qsess.get_outputs()]
+    stats = TensorStats()
+    for i in range(len(x)):
+        batch = np.ascontiguousarray(x[i : i + 1], dtype=np.float32)
+        f = dict(zip(fnames, fsess.run(None, {fin: batch}), strict=True))
+        q = dict(zip(qouts, qsess.run(None, {qin: batch}), strict=True))
+        for t in tensors:
+            stats.add(t, f[t], q[post[t]])
+    # weights and biases, not scalars: onnxslim shares one Clip min/max constant among all Clips, named after the first
+    params = {i.name for i in fmodel.graph.initializer if int(np.prod(i.dims)) > 1}
+    producer = {o: n for n in fmodel.graph.node for o in n.output}
+    rows = []
+    for n in fmodel.graph.node:
+        folded, inputs = _folded(producer, n, set(tensors))
+        for o in n.output:
+            fields = {
+                "node": n.name,
+                "op_type": "+".join(f.op_type for f in folded),
+                "fix_float": folded[0].name,  # the op with the weights: the quantizer folds a Clip after it
+                "fix_a16": A16 + o,
+                "weights": ";".join(i for f in folded for i in f.input if i in params),  # names a Conv__<n>'s layer
+            }
+            row = stats.row(o, inputs, **fields)
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def _folded(producer: dict, node, matched: set[str], depth: int = 3) -> tuple[list, list[str]]:
+    """``node`` with the nodes before it whose outputs the QDQ file does not have (ONNX Runtime's quantizer
+    folds a Relu/Clip into the Conv before it: the Conv's own output is never quantized), in graph order,
+    and their inputs that both graphs have: the error of such a chain is charged to it as one op."""
+    nodes, inputs, todo = [node], [], list(node.input)
+    while todo:
+        i = todo.pop()
+        p = producer.get(i)
+        if i in matched or p is None or len(nodes) > depth:
+            inputs.append(i)
+        else:
+            nodes.insert(0, p)
+            todo.extend(p.input)
+    return nodes, inputs
 
 
 def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path):

@@ -25,6 +25,7 @@ SPEC = register(
         op_reader="edgetransfer.graphops:tflite_ops",
         metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
         sensitivity_ranker=f"{__name__}:rank_sensitivity",
+        tensor_diagnosis=f"{__name__}:tensor_diagnosis",
         precision_reader="edgetransfer.formats.foreign:tflite_precision",
         standard_metadata_reader="edgetransfer.formats.foreign:tflite_standard_metadata",
         description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",
@@ -249,3 +250,76 @@ def rank_sensitivity(
         if scale > 0:
             scored.append((math.sqrt(float(row["mean_squared_error"])) / scale, row["tensor_name"]))
     return [name for _, name in sorted(scored, reverse=True)]
+
+
+def _debug_interpreter(content: bytes):
+    """A TFLite interpreter that keeps every intermediate tensor (no delegate: XNNPACK would fuse them away)."""
+    tf = _lazy.tf()
+    interp = tf.lite.Interpreter(
+        model_content=content,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interp.allocate_tensors()
+    return interp
+
+
+def _as_float(value, detail: dict):
+    """A tensor's real values: integer tensors dequantized with their (per-tensor) scale and zero point."""
+    import numpy as np
+
+    scale, zero = detail["quantization"]
+    if np.issubdtype(value.dtype, np.integer) and scale:
+        return (value.astype(np.float64) - zero) * scale
+    return value
+
+
+def _feed(interp, image):
+    """Set the input of ``interp`` to one RGB [0, 255] image, quantized where its input is an integer."""
+    import numpy as np
+
+    d = interp.get_input_details()[0]
+    scale, zero = d["quantization"]
+    x = image[None]
+    if np.issubdtype(d["dtype"], np.integer):
+        info = np.iinfo(d["dtype"])
+        x = np.clip(np.round(x / scale + zero) if scale else x, info.min, info.max)
+    interp.set_tensor(d["index"], x.astype(d["dtype"]))
+
+
+def tensor_diagnosis(source: Source, path: Path, images, *, layout: str, meta: dict) -> list[dict]:
+    """The format's ``tensor_diagnosis`` (``edgetransfer quant diagnose``): every activation tensor of the
+    int8 file ``path`` against the same tensor of the float conversion of ``source`` (the converter keeps
+    the tensor names across precisions; the float file gets ``meta`` so its I/O names match), both run
+    without delegates, tensor by tensor. ``fix_float`` is the tensor name (``keep_float`` /
+    ``denylisted_nodes`` takes the op's output tensor) where the int8 op is the float op, ``""`` for the
+    input/output (de)quantize; ``fix_a16`` is always ``""``: the converter's int16x8 is whole-model only.
+    ``layout`` is NHWC here."""
+    from ..quantization import QuantRecipe
+    from .tensor_stats import TensorStats
+
+    fi = _debug_interpreter(with_metadata(convert(source, QuantRecipe.fp32(), None), meta))
+    qi = _debug_interpreter(Path(path).read_bytes())
+    fdet = {d["index"]: d for d in fi.get_tensor_details()}
+    qdet = {d["index"]: d for d in qi.get_tensor_details()}
+    fops = {fdet[o]["name"]: op["op_name"] for op in fi._get_ops_details() for o in op["outputs"]}
+    fidx = {d["name"]: i for i, d in fdet.items()}
+    matched = [
+        (op, o, qdet[o]["name"]) for op in qi._get_ops_details() for o in op["outputs"] if qdet[o]["name"] in fops
+    ]
+    stats = TensorStats()
+    for image in images:
+        _feed(fi, image)
+        _feed(qi, image)
+        fi.invoke()
+        qi.invoke()
+        for _, o, name in matched:
+            stats.add(name, fi.get_tensor(fidx[name]), _as_float(qi.get_tensor(o), qdet[o]))
+    rows = []
+    for op, _, name in matched:
+        same = op["op_name"] == fops[name] and name not in (INPUT_NAME, OUTPUT_NAME)
+        fields = {"node": name, "op_type": fops[name], "fix_float": name if same else "", "fix_a16": ""}
+        row = stats.row(name, [qdet[i]["name"] for i in op["inputs"] if i >= 0], **fields)
+        if row is not None:
+            rows.append(row)
+    return rows

@@ -481,8 +481,13 @@ def raise_unmet(results: Sequence[DoctorResult], artifacts) -> None:
             f"{r.artifact.path.name}: best attempt #{best['attempt']} ({best['remedy']}) loses "
             f"{best['accuracy_drop']:.2f} points (budget {r.budget:g})"
         )
+    from .diagnose import unmet_note  # issue 27: the tensors adding most error in each file written
+
+    note = unmet_note(unmet)
     raise AccuracyBudgetError(
-        "no int8 recipe met --max-accuracy-drop; the best attempt was written: " + "; ".join(parts),
+        "no int8 recipe met --max-accuracy-drop; the best attempt was written: "
+        + "; ".join(parts)
+        + (f"\n  diagnosis: {note}" if note else ""),
         path=unmet[0].artifact.path,
         fix="raise --max-accuracy-drop, calibrate on more representative images (--calibration DIR), "
         "or ship fp16 / int16x8 for this model",

@@ -9,6 +9,7 @@
 - ``measure``: measurements, validation report, checks and verdicts.
 - ``export``: export index, quantization recipe and attempts, TFLM bundle.
 - ``flows``: sweep points and results, pipeline state.
+- ``quant``: the per-tensor diagnosis of an int8 file.
 """
 
 from .base import Record
@@ -29,6 +30,7 @@ from .flows import (
     ValidateSpec,
 )  # noqa: E501
 from .measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
+from .quant import QuantDiagnosis, TensorDiagnosis
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 
 __all__ = [
@@ -64,6 +66,8 @@ __all__ = [
     "SweepStats",
     "TargetLatency",
     "ValidateSpec",
+    "QuantDiagnosis",
+    "TensorDiagnosis",
 ]
 
 
