@@ -76,6 +76,11 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 @click.option("--repeats", type=COUNT, default=3, show_default=True, help="Minimum latency repeats.")
 @click.option("--max-repeats", type=COUNT, default=8, show_default=True)
 @click.option("--budget-s", type=SECONDS, default=1.0, show_default=True, help="Seconds of timed runs per repeat.")
+@click.option(
+    "--settings-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Load the runtime with the settings a validation.json recorded for this file and target (validate --tune).",
+)
 @click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML (one test case per budget).")
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @json_option
@@ -99,6 +104,7 @@ def check_cmd(
     repeats,
     max_repeats,
     budget_s,
+    settings_from,
     junit,
     github_summary,
     as_json,
@@ -109,6 +115,10 @@ def check_cmd(
         require_own_output(junit, JUNIT_KIND, "JUnit file")
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
+    if from_report is not None and settings_from is not None:
+        raise click.UsageError(
+            "--from-report judges figures as measured (with their recorded settings): drop --settings-from"
+        )
     if from_report is None and not artifact.is_file():
         raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
     label = artifact or from_report
@@ -146,6 +156,7 @@ def check_cmd(
                     budget_s=budget_s,
                     min_repeats=repeats,
                     max_repeats=max(repeats, max_repeats),
+                    settings_from=settings_from,
                 )
             ]
     except EdgeTransferError as exc:
@@ -159,6 +170,8 @@ def check_cmd(
         for verdict in verdicts:
             for c in verdict.checks:
                 echo(f"{c.status.upper():12s} {c.message}")
+            if verdict.settings:
+                echo("runtime settings: " + ", ".join(f"{k}={v}" for k, v in verdict.settings.items()))
             source = f", judged from {from_report}" if from_report else ""
             echo(
                 f"\n{verdict.status.upper()}: {Path(verdict.artifact).name} on {verdict.target}{source} "

@@ -19,6 +19,15 @@ PRECISION = "f32"
 _DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8"}
 
 
+def compile_config(threads: int | None, settings: dict | None = None) -> dict:
+    """The CPU plugin's config: the LATENCY hint and f32 unless ``settings`` (OpenVINO property names:
+    ``PERFORMANCE_HINT``, ``NUM_STREAMS``, ``ENABLE_CPU_PINNING``, ``INFERENCE_PRECISION_HINT``) say otherwise."""
+    config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION, **(settings or {})}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
 def _ov():
     return _lazy.require("openvino", extra="openvino")
 
@@ -54,17 +63,16 @@ class OpenVINO:
     def version(self) -> str:
         return f"openvino {_ov().get_version()}"
 
-    def load(self, path: str | Path, threads: int | None = None) -> _Session:
-        """Read and compile ``path`` for the CPU with the LATENCY hint and ``threads`` inference threads.
+    def load(self, path: str | Path, threads: int | None = None, settings: dict | None = None) -> _Session:
+        """Read and compile ``path`` for the CPU with ``threads`` inference threads and ``settings``
+        (:func:`compile_config`: the LATENCY hint and f32 unless they say otherwise).
 
         Raises:
             RuntimeBackendError: OpenVINO cannot read or compile the model.
         """
         path = require_file(path)
         ov = _ov()
-        config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        config = compile_config(threads, settings)
         try:
             core = ov.Core()
             compiled = core.compile_model(core.read_model(str(path)), DEVICE, config)
@@ -75,7 +83,8 @@ class OpenVINO:
                 fix="re-export it; check it is an .onnx file OpenVINO supports",
             ) from None
         settings = {"runtime": "openvino", "device": DEVICE}
-        for key in ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "NUM_STREAMS"):
+        keys = ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "NUM_STREAMS", *config)
+        for key in dict.fromkeys(keys):
             value = compiled.get_property(key)  # an element Type prints as "<Type: 'float32'>": use "f32"
             settings[key] = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
         return _Session(compiled, settings, path)
