@@ -17,7 +17,7 @@ MAX_TYPES = 12
 
 def _head(m, prof: OpProfile) -> str:
     threads = prof.threads or "default"
-    return f"{Path(m.artifact).name} ({m.label}) on {m.target}, {prof.runtime}, {threads} threads"
+    return f"{Path(m.artifact).name} ({m.label}) on {m.target}, {prof.runtime}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def _settings(s: dict) -> str:
