@@ -16,8 +16,8 @@ MAX_TYPES = 12
 
 
 def _head(m, prof: OpProfile) -> str:
-    threads = prof.threads or "default"
-    return f"{Path(m.artifact).name} ({m.label}) on {m.target}, {prof.runtime}, {threads} thread{'' if threads == 1 else 's'}"
+    threads = f"{prof.threads or 'default'} thread" + ("" if prof.threads == 1 else "s")
+    return f"{Path(m.artifact).name} ({m.label}) on {m.target}, {prof.runtime}, {threads}"
 
 
 def _settings(s: dict) -> str:
