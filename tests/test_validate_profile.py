@@ -83,7 +83,11 @@ def test_tuned_settings_are_recorded_with_the_figure(tuned):
         assert r["settings"] == r["tuning"][rt]["settings"] and "threads" in r["settings"]
         assert r["latency"]["threads"] == r["settings"]["threads"]
         cands = [dict(c) for c in runtime_spec.get(rt).tune_candidates]
-        assert {k: v for k, v in r["settings"].items() if k != "threads"} in cands
+        # the winner is a candidate or the default (always among the trials, so the gain is known)
+        assert {k: v for k, v in r["settings"].items() if k != "threads"} in [
+            *cands,
+            runtime_spec.get(rt).default_settings,
+        ]
         assert r["tuning"][rt]["trials"] >= len(cands) * len(speed.thread_candidates(targets.get("host-cpu")))
     best = doc["best"]["host-cpu"]
     picked = next(r for r in doc["records"] if r["artifact"] == best["artifact"])
