@@ -12,10 +12,12 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgetransfer import report as report_lib
 from edgetransfer import speed, targets
+from edgetransfer.errors import ConfigError
 from edgetransfer.records.measure import ValidationReport
 from edgetransfer.runtime import profile as P
 from edgetransfer.runtime import spec as runtime_spec
@@ -211,3 +213,22 @@ def test_runner_profile_is_the_devices_op_table(device, invoke, untrained_export
     assert len(prof["ops"]) == len(ops) and sum(o["macs"] for o in prof["ops"]) == sum(op.macs for op in ops) > 0
     assert all(o["kind"] for o in prof["ops"]) and prof["peaks"] == {}  # a device's peak is not this host's
     assert not list((device / "data/local/tmp").iterdir())  # the copy is gone again
+
+
+@pytest.mark.parametrize("name", [n for n in runtime_spec.names() if runtime_spec.get(n).tune_candidates])
+def test_every_candidate_setting_loads(name, untrained_exports):
+    """The registry's candidates (and bf16 switch) are settings the runtime's own load() takes."""
+    from edgetransfer import formats
+
+    spec = runtime_spec.get(name)
+    if not spec.installed():
+        pytest.skip(f"{name} is not installed here")
+    assert callable(runtime_spec._resolve(spec.profiler))
+    art = next(
+        a for (fmt, prec), a in untrained_exports.items() if prec == "fp32" and name in formats.get(fmt).runtimes
+    )
+    for settings in (*spec.tune_candidates, spec.default_settings, *([spec.bf16] if spec.bf16 else [])):
+        session = spec.runtime().load(art.path, 1, dict(settings))
+        assert session.run(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 3)
+    with pytest.raises(ConfigError, match="not ones it takes"):
+        spec.runtime().load(art.path, 1, {"no_such_setting": 1})

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _lazy
-from ..errors import RuntimeBackendError
+from ..errors import ConfigError, RuntimeBackendError
 from .base import require_file, require_finite, require_input_shape, to_nchw
 from .onnxrt import input_spec
 
@@ -16,12 +16,24 @@ DEVICE = "CPU"
 # (docs.openvino.ai, "CPU Device", Inference Precision): ask for f32 so it computes what the other
 # runtimes compute. Quantized (QDQ) graphs still run their int8 parts in int8.
 PRECISION = "f32"
+# The CPU plugin properties a target's settings may set (docs.openvino.ai, "CPU Device", Supported Properties).
+SETTING_KEYS = (
+    "PERFORMANCE_HINT",
+    "NUM_STREAMS",
+    "ENABLE_CPU_PINNING",
+    "ENABLE_HYPER_THREADING",
+    "SCHEDULING_CORE_TYPE",
+    "INFERENCE_PRECISION_HINT",
+)
 _DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8"}
 
 
 def compile_config(threads: int | None, settings: dict | None = None) -> dict:
     """The CPU plugin's config: the LATENCY hint and f32 unless ``settings`` (OpenVINO property names:
     ``PERFORMANCE_HINT``, ``NUM_STREAMS``, ``ENABLE_CPU_PINNING``, ``INFERENCE_PRECISION_HINT``) say otherwise."""
+    unknown = sorted(set(settings or {}) - set(SETTING_KEYS))
+    if unknown:
+        raise ConfigError(f"OpenVINO settings {unknown} are not ones it takes", fix=f"use {', '.join(SETTING_KEYS)}")
     config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION, **(settings or {})}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)

@@ -265,16 +265,30 @@ def _precision(op_type: str, kernel: str, graph: GraphOp | None) -> str:
 
 
 _SCOPE_NOISE = re.compile(r"^(StatefulPartitionedCall(_\d+)?|PartitionedCall|serving_default)$")
+# A Keras layer's ops sit at most this deep below its name scope (``stem_bn/batchnorm/mul_1``); a
+# model's scope (the classifier, a nested backbone) holds its layers' scopes, so deeper.
+_LAYER_DEPTH = 2
 
 
-def keras_layer(name: str) -> str:
-    """The Keras layer an op came from, where its name keeps the layer's name scope: tf2onnx and the
-    TFLite converter name ops ``<model>/<layer>/<op>`` (``model/block1a_dwconv/depthwise``), TFLite
-    fusing several (``[a;b]:12``, the first kept); ``""`` for a name with no scope (nothing guessed)."""
-    parts = [p for p in _NODE_INDEX.sub("", short_name(name)).split("/") if p and not _SCOPE_NOISE.match(p)]
-    if len(parts) >= 3:
-        return parts[1]
-    return parts[0] if len(parts) == 2 else ""
+def _scope(name: str) -> list[str]:
+    return [p for p in _NODE_INDEX.sub("", short_name(name)).split("/") if p and not _SCOPE_NOISE.match(p)]
+
+
+def keras_layers(names: list[str]) -> dict[str, str]:
+    """``{op name: Keras layer}`` where the names keep the layers' name scopes (tf2onnx and the TFLite
+    converter name ops ``<model>/<nested model>/<layer>/<op>``; TFLite fuses several as ``[a;b]:12``):
+    the outermost scope under which no op lies more than two levels deep. A name with no scope gets none."""
+    paths = {n: _scope(n) for n in names}
+    depth: dict[tuple[str, ...], int] = {}  # scope -> deepest op below it
+    for parts in paths.values():
+        for i in range(1, len(parts)):
+            key = tuple(parts[:i])
+            depth[key] = max(depth.get(key, 0), len(parts) - i)
+    out = {}
+    for n, parts in paths.items():
+        layer = next((parts[i - 1] for i in range(1, len(parts)) if depth[tuple(parts[:i])] <= _LAYER_DEPTH), "")
+        out[n] = layer
+    return out
 
 
 def join(raw: list[tuple[str, str, str, float]], runs: int, graph: list[GraphOp], peaks: dict) -> tuple[OpTime, ...]:
@@ -283,6 +297,7 @@ def join(raw: list[tuple[str, str, str, float]], runs: int, graph: list[GraphOp]
     A graph op matched by several runtime ops (a node split in two) gives its MACs to the first only.
     """
     by_name = _index(graph)
+    layers = keras_layers([g.name for g in graph] + [r[0] for r in raw])
     total = sum(r[3] for r in raw) / max(runs, 1)
     used: set[str] = set()
     out = []
@@ -313,7 +328,7 @@ def join(raw: list[tuple[str, str, str, float]], runs: int, graph: list[GraphOp]
                 prec,
                 gmacs,
                 gmacs / peak if gmacs and peak else None,
-                keras_layer(g.name if g else name),
+                layers.get(g.name if g else name, ""),
             )
         )
     return tuple(sorted(out, key=lambda o: -o.lost_ms))
