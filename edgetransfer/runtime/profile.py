@@ -1,6 +1,8 @@
 """Where the milliseconds go: per-op time from each runtime, joined to the graph's ops and the host's peak.
 
-``profile(path, runtime_name, threads, runs)`` returns an :class:`OpProfile`:
+``profile(path, runtime_name, threads, runs)`` returns an :class:`OpProfile` (a record,
+:mod:`edgetransfer.records.profile`) from the runtime's registered profiler
+(``RuntimeSpec.profiler``: :func:`profile_ort`, :func:`profile_ov`, :func:`profile_litert`):
 
 - ONNX Runtime: its profiling JSON (``SessionOptions.enable_profiling``, ``end_profiling()``), the
   ``Node`` events named ``<node>_kernel_time`` with ``dur`` in microseconds.
@@ -13,8 +15,9 @@
   :func:`parse_benchmark_model` reads it.
 
 Each op is joined by name to the graph's ops (:mod:`edgetransfer.graphops`: kind, shape, MACs,
-bytes) and rated against this host's measured GEMM peak (:func:`host_peak`, cached), worst first:
-the ops that lose the most milliseconds against the peak lead. Needs no TensorFlow.
+bytes, the Keras layer its name scope names: :func:`keras_layers`) and rated against this host's
+measured GEMM peak (:func:`host_peak`, cached), worst first: the ops that lose the most milliseconds
+against the peak lead. Needs no TensorFlow.
 """
 
 from __future__ import annotations
