@@ -232,3 +232,16 @@ def test_every_candidate_setting_loads(name, untrained_exports):
         assert session.run(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 3)
     with pytest.raises(ConfigError, match="not ones it takes"):
         spec.runtime().load(art.path, 1, {"no_such_setting": 1})
+
+
+def test_a_report_from_before_profiles_still_reads(tuned):
+    doc, _ = tuned
+    old = json.loads(json.dumps(doc))
+    for r in old["records"]:
+        for key in ("settings", "execution", "profiles", "tuning"):
+            del r[key]
+    for b in old["best"].values():
+        del b["execution"], b["settings"]
+    rep = ValidationReport.from_json(old)
+    assert all(not m.profiles and not m.settings and m.label == m.precision for m in rep.records)
+    assert report_lib.speed_lines(rep) == [] and "Where the milliseconds go" not in report_lib.html_section(rep)
