@@ -277,20 +277,22 @@ def _scope(name: str) -> list[str]:
     return [p for p in _NODE_INDEX.sub("", short_name(name)).split("/") if p and not _SCOPE_NOISE.match(p)]
 
 
-def keras_layers(names: list[str]) -> dict[str, str]:
-    """``{op name: Keras layer}`` where the names keep the layers' name scopes (tf2onnx and the TFLite
-    converter name ops ``<model>/<nested model>/<layer>/<op>``; TFLite fuses several as ``[a;b]:12``):
-    the outermost scope under which no op lies more than two levels deep. A name with no scope gets none."""
-    paths = {n: _scope(n) for n in names}
+def keras_layers(names: list[str], others: list[str] = ()) -> dict[str, str]:
+    """``{op name: Keras layer}`` for ``names`` and ``others``, where the names keep the layers' name
+    scopes (tf2onnx and the TFLite converter name ops ``<model>/<nested model>/<layer>/<op>``; TFLite
+    fuses several as ``[a;b]:12``): the outermost scope under which no op of ``names`` (the graph's own)
+    lies more than two levels deep. ``others`` (a runtime's names, which add suffixes such as OpenVINO's
+    ``/WithoutBiases``) are placed in the graph's scopes, not counted. A name with no scope gets none."""
     depth: dict[tuple[str, ...], int] = {}  # scope -> deepest op below it
-    for parts in paths.values():
+    for parts in map(_scope, names):
         for i in range(1, len(parts)):
             key = tuple(parts[:i])
             depth[key] = max(depth.get(key, 0), len(parts) - i)
     out = {}
-    for n, parts in paths.items():
-        layer = next((parts[i - 1] for i in range(1, len(parts)) if depth[tuple(parts[:i])] <= _LAYER_DEPTH), "")
-        out[n] = layer
+    for n in [*names, *others]:
+        parts = _scope(n)
+        keys = (tuple(parts[:i]) for i in range(1, len(parts)))
+        out[n] = next((k[-1] for k in keys if depth.get(k, _LAYER_DEPTH + 1) <= _LAYER_DEPTH), "")
     return out
 
 
@@ -300,7 +302,7 @@ def join(raw: list[tuple[str, str, str, float]], runs: int, graph: list[GraphOp]
     A graph op matched by several runtime ops (a node split in two) gives its MACs to the first only.
     """
     by_name = _index(graph)
-    layers = keras_layers([g.name for g in graph] + [r[0] for r in raw])
+    layers = keras_layers([g.name for g in graph] or [r[0] for r in raw], [r[0] for r in raw] if graph else [])
     total = sum(r[3] for r in raw) / max(runs, 1)
     used: set[str] = set()
     out = []
