@@ -492,10 +492,22 @@ def validate(
     for a in arts:  # native runtimes on files we did not just write: load them in a child first
         isolate.probe(a.path)
     pairs = _pairs(arts, tgts, skip_incompatible)
+    _note_options(options or speed.SpeedOptions(), tgts)
     run = arts[0].run()
     ho = held_out(run, data_dir)
     log.info("evaluating on %s", ho.describe())
     return _evaluate(arts, pairs, run, ho, budget_s, memo, on_measure, options or speed.SpeedOptions())
+
+
+def _note_options(opts: speed.SpeedOptions, tgts) -> None:
+    """Say which asked-for extras a target or this CPU cannot give, instead of leaving them out silently."""
+    for t in tgts:
+        if (opts.tune or opts.bf16) and not speed.host_target(t):
+            log.warning("note: %s is not timed on this host: --tune/--bf16 apply to host targets only", t.name)
+    if opts.bf16 and not speed.bf16_units():
+        log.warning(
+            "note: --bf16: this CPU has no bf16 units (avx512_bf16 / amx_bf16 in /proc/cpuinfo): nothing to run"
+        )
 
 
 def _measure_pair(a, t, scored: Scores, budget_s: float, opts: speed.SpeedOptions) -> Measurement:
