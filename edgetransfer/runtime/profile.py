@@ -28,6 +28,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,7 +278,7 @@ def _scope(name: str) -> list[str]:
     return [p for p in _NODE_INDEX.sub("", short_name(name)).split("/") if p and not _SCOPE_NOISE.match(p)]
 
 
-def keras_layers(names: list[str], others: list[str] = ()) -> dict[str, str]:
+def keras_layers(names: list[str], others: Sequence[str] = ()) -> dict[str, str]:
     """``{op name: Keras layer}`` for ``names`` and ``others``, where the names keep the layers' name
     scopes (tf2onnx and the TFLite converter name ops ``<model>/<nested model>/<layer>/<op>``; TFLite
     fuses several as ``[a;b]:12``): the outermost scope under which no op of ``names`` (the graph's own)
