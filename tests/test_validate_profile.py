@@ -124,14 +124,17 @@ def test_check_reuses_the_tuned_settings(tuned, invoke, untrained_exports, monke
     monkeypatch.setattr(type(rt), "load", spy)
     code, stdout, err = invoke(
         "check", art.path, "--target", "host-cpu", "--settings-from", out / "r.json", "--max-latency-ms", "10000",
-        "--repeats", "3", "--max-repeats", "3", "--budget-s", "0.1", "--json",
+        "--repeats", "3", "--max-repeats", "3", "--budget-s", "0.1", "--profile", "--json",
     )  # fmt: skip
     assert code == 0, err
     own = {k: v for k, v in rec["settings"].items() if k != "threads"}
     # every timed load has the recorded threads and settings (the accuracy score loads with the defaults)
     timed = [c for c in calls if c != (None, None)]
     assert len(timed) == 3 and all(c == (rec["settings"]["threads"], own) for c in timed)
-    assert json.loads(stdout)["settings"] == rec["settings"]
+    verdict = json.loads(stdout)
+    assert verdict["settings"] == rec["settings"]
+    (prof,) = verdict["profiles"]  # check --profile: the checked runtime's ops, with the same settings
+    assert prof["runtime"] == rec["runtime"] and prof["settings"] == own and prof["supported"] and prof["ops"]
     code, stdout, _ = invoke(
         "check", "--from-report", out / "r.json", art.path.name, "--max-latency-ms", "10000", "--json"
     )

@@ -4,6 +4,7 @@ then judge it (:func:`edgetransfer.gate.judge`). ``check --from-report`` is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ def check(
     max_repeats: int = 8,
     pipeline_budget: Budget | None = None,
     settings_from: str | Path | None = None,
+    profile: bool = False,
 ) -> Verdict:
     """Measure what ``target``'s budgets need (profile < ``pipeline_budget`` < ``budget``), then judge.
 
@@ -40,7 +42,8 @@ def check(
     run's own split); an explicit one always does. Every file, the reference included, is first
     loaded in a child process (:func:`edgetransfer.runtime.isolate.probe`). ``settings_from``: a
     ``validation.json`` whose recorded runtime settings for this file and target (``validate --tune``)
-    the runtime is loaded with again, so the check reproduces the validated figure.
+    the runtime is loaded with again, so the check reproduces the validated figure. ``profile``: the
+    per-op profiles of the runtimes timed for the latency budget ride along in the verdict.
     """
     art = ExportedArtifact.from_manifest(artifact)
     target = targets_lib.get(target_name, targets_dir)
@@ -83,5 +86,6 @@ def check(
         with_peak_memory=b.peak_memory_mb is not None,
         p90_samples=samples,
         settings=settings,
+        profile=profile,
     )
-    return gate.judge(m, b)
+    return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)

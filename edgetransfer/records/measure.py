@@ -177,6 +177,7 @@ class Verdict(Record):
     checks: tuple[Check, ...] = ()
     source: str = "live"  # live | the report file judged
     settings: dict = field(default_factory=dict)  # the runtime settings of the latency figure (Measurement.settings)
+    profiles: tuple[OpProfile, ...] = ()  # check --profile: where the checked figure's milliseconds go
 
     @property
     def status(self) -> Status:
