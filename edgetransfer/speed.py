@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import graphops
-from .errors import ConfigError, EdgeTransferError
+from .errors import ConfigError, EdgeTransferError, RuntimeBackendError
 from .records.measure import ValidationReport
 from .records.profile import OpProfile
 from .records.vocab import MeasureMode
@@ -68,7 +68,12 @@ def profiles_for(art, target, measured: dict[str, dict]) -> tuple[OpProfile, ...
     """One profile per runtime in ``measured`` (``{runtime: settings}``) on a host target, the device's
     own on a runner target, or one saying why there is none (an estimate ran nothing)."""
     if target.measure == MeasureMode.RUNNER:
-        return (runner_profile(art, target),)
+        try:
+            return (runner_profile(art, target),)
+        except RuntimeBackendError as exc:  # the figure stands; the profile says why it is missing
+            return (
+                _unsupported(art, f"{target.runner.kind} runner", target.threads, f"profiling failed: {exc.problem}"),
+            )
     if not host_target(target):
         return (_unsupported(art, target.runtime, target.threads, "latency on this target is estimated: nothing ran"),)
     out = []
