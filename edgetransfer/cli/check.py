@@ -86,7 +86,7 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
     is_flag=True,
     help="Per-op profiles of the runtimes timed for the latency budget (as validate --profile), after the verdict.",
 )
-@click.option("--top", type=int, default=10, show_default=True, help="Ops shown per profile with --profile.")
+@click.option("--top", type=COUNT, default=10, show_default=True, help="Ops shown per profile with --profile.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML (one test case per budget).")
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @json_option

@@ -16,7 +16,7 @@ from ..io import existing_kind, require_own_output
 from ..records.measure import ValidationReport
 from ..speed import SpeedOptions, pinned_settings
 from ._common import echo, emit, json_option, table
-from ._guards import SECONDS
+from ._guards import COUNT, SECONDS
 from .targets import targets_dir_option
 
 REPORT_NAME = "validation.json"
@@ -66,7 +66,7 @@ log = logging.getLogger("edgetransfer")
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Load the runtimes with the settings a validation.json recorded (from --tune) instead of tuning.",
 )
-@click.option("--top", type=int, default=10, show_default=True, help="Ops shown per profile in the text output.")
+@click.option("--top", type=COUNT, default=10, show_default=True, help="Ops shown per profile in the text output.")
 @json_option
 def validate_cmd(
     artifacts,
