@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compat, graphops, latency, metrics, progress, stats
+from . import compat, graphops, latency, metrics, progress, speed, stats
 from . import memo as memo_lib
 from . import targets as targets_lib
 from .errors import DataError, RuntimeBackendError, UnsupportedError
@@ -30,7 +30,7 @@ from .io import require_writable, write_json
 from .memo import Memo
 from .records import DEFAULT_PICK_ACCURACY_DROP
 from .records.measure import Best, Measurement, Reference, ValidationReport
-from .records.vocab import MeasureMode
+from .records.vocab import MeasureMode, Precision
 from .runtime import isolate, load_session
 from .runtime import spec as runtime_spec
 from .scoring import Adapted, HeldOut, held_out, predict, probe_batch, reference_probs
@@ -106,17 +106,21 @@ def _host_runtimes(art: ExportedArtifact, target) -> list:
     return runtimes
 
 
-def _host_once(art: ExportedArtifact, target, runtimes, budget_s: float) -> dict[str, latency.Latency]:
-    return {
-        rt.name: latency.measure(
-            lambda rt=rt: rt.load(art.path, target.threads),
+def _host_once(art: ExportedArtifact, target, runtimes, budget_s: float, settings: dict) -> dict[str, latency.Latency]:
+    """One timed measurement per runtime, each loaded with its ``settings`` (threads included) if any."""
+    out = {}
+    for rt in runtimes:
+        threads, own = speed.load_args(settings.get(rt.name), target.threads)
+        out[rt.name] = latency.measure(
+            (lambda rt=rt, t=threads, s=own: rt.load(art.path, t, s))
+            if own
+            else (lambda rt=rt, t=threads: rt.load(art.path, t)),
             probe_batch(art.io.size),
             budget_s=budget_s,
-            threads=target.threads,
+            threads=threads,
             runtime_version=rt.version(),
         )
-        for rt in runtimes
-    }
+    return out
 
 
 def pool(runs: Sequence[latency.Latency]) -> latency.Latency:
@@ -157,6 +161,7 @@ def measure_latency(
     repeats: int = REPORT_REPEATS,
     max_repeats: int | None = None,
     budget_ms: float | None = None,
+    settings: dict[str, dict] | None = None,
 ) -> tuple[latency.Latency, tuple[float, ...]]:
     """(latency, p90 of each repeat) of ``art`` on ``target``: the ONE place that picks host, runner or estimate.
 
@@ -164,6 +169,7 @@ def measure_latency(
     (``budget_s`` of timed runs each) and the one with the fastest pooled p50 reported, naming
     it (``detail["runtime"]``; all in ``detail["runtimes"]``). With ``budget_ms``, repeats go
     on past ``repeats`` (up to ``max_repeats``) while the t-interval straddles the budget.
+    ``settings`` (``{runtime: settings}``, tuned or recorded): only those runtimes, loaded with them.
     """
     rt = runtime_of(target)
     if target.measure != MeasureMode.RUNNER and not rt.measures_latency_here:
@@ -177,16 +183,31 @@ def measure_latency(
             runs.append(on_device(target, art))
         return pool(runs), tuple(r.p90 for r in runs)
     runtimes = _host_runtimes(art, target)
+    if settings:
+        runtimes = [r for r in runtimes if r.name in settings]
+        if not runtimes:
+            raise RuntimeBackendError(
+                f"none of the runtimes the settings are for ({', '.join(settings)}) is installed",
+                path=art.path,
+                fix="install it, or measure without the recorded settings",
+            )
     found: dict[str, list[latency.Latency]] = {rt.name: [] for rt in runtimes}
     best_p90s: list[float] = []
     while _keep_going(best_p90s, repeats, top, budget_ms):
-        for name, lat in _host_once(art, target, runtimes, budget_s).items():
+        for name, lat in _host_once(art, target, runtimes, budget_s, settings or {}).items():
             found[name].append(lat)
         best_p90s = [r.p90 for r in found[min(found, key=lambda n: pool(found[n]).p50)]]
     pooled = {n: pool(v) for n, v in found.items()}
     name = min(pooled, key=lambda n: pooled[n].p50)
     best = pooled[name]
-    detail = {**best.detail, "runtime": name, "runtimes": {n: {"p50": v.p50, "p90": v.p90} for n, v in pooled.items()}}
+    detail = {
+        **best.detail,
+        "runtime": name,
+        "runtimes": {
+            n: {"p50": v.p50, "p90": v.p90, **({"settings": settings[n]} if settings else {})}
+            for n, v in pooled.items()
+        },
+    }
     return dataclasses.replace(best, detail=detail), tuple(r.p90 for r in found[name])
 
 
@@ -266,17 +287,26 @@ def score(
     ref_acc: float | None,
     memo: Memo | None = None,
     images: str = "",
+    execution: tuple[str, dict] | None = None,
 ) -> tuple[Scores, tuple]:
     """Accuracy of ``art`` on ``ho`` in the runtime ``target`` scores it in, against the float
-    model's predictions ``ref`` (accuracy ``ref_acc``); ``images``: the digest of ``ho.x`` if known."""
+    model's predictions ``ref`` (accuracy ``ref_acc``); ``images``: the digest of ``ho.x`` if known.
+    ``execution``: ``(runtime, settings)`` to score in instead (bf16 execution on the same runtime)."""
     rt = _accuracy_runtime(art, target)
     kind = rt.name if rt is not None else "default"
+    if execution is not None:
+        kind = f"{execution[0]} {sorted(execution[1].items())}"
     if memo is not None and not images:
         images = memo_lib.digest(ho.x)
     key = memo_lib.digest("predict", art.sha256, kind, images) if memo is not None else ""
     probs = memo.get_array("predictions", key) if memo is not None else None
     if probs is None:
-        probs = predict(Adapted(_session(art.path, rt), art.metadata.get("imported")), ho.x, str(art.path))
+        if execution is not None:
+            threads, own = speed.load_args(execution[1], None)
+            session = runtime_spec.get(execution[0]).runtime().load(art.path, threads, own)
+        else:
+            session = _session(art.path, rt)
+        probs = predict(Adapted(session, art.metadata.get("imported")), ho.x, str(art.path))
         if memo is not None:
             memo.put_array("predictions", key, probs)
     s = metrics.scores(probs, ho.y, n_classes, str(art.path))
@@ -299,6 +329,10 @@ def measure(
     with_latency: bool = True,
     with_peak_memory: bool = False,
     p90_samples: Sequence[float] | None = None,
+    settings: dict[str, dict] | None = None,
+    profile: bool = False,
+    execution: str = "",
+    tuning: dict | None = None,
 ) -> Measurement:
     """Everything asked of ``art`` on ``target``, measured once, as a record.
 
@@ -307,6 +341,10 @@ def measure(
         latency_budget_ms / ratio_budget: repeat until the t-interval is clear of these.
         reference: also measure p50(art)/p50(reference) per repeat (``--max-latency-ratio``).
         p90_samples: p90s measured elsewhere (bench JSON of this file) instead of measuring here.
+        settings: ``{runtime: settings}`` to load the host runtimes with (tuned, recorded or bf16);
+            the winner's are recorded (``Measurement.settings``).
+        profile: per-op profiles too (:func:`edgetransfer.speed.profiles_for`).
+        execution / tuning: recorded as given (``bf16``; ``validate --tune``'s summary).
     """
     rt = runtime_of(target)
     rt.require_supported(art.path)
@@ -320,7 +358,13 @@ def measure(
         )
     elif with_latency:
         lat, p90s = measure_latency(
-            art, target, budget_s=budget_s, repeats=repeats, max_repeats=max_repeats, budget_ms=latency_budget_ms
+            art,
+            target,
+            budget_s=budget_s,
+            repeats=repeats,
+            max_repeats=max_repeats,
+            budget_ms=latency_budget_ms,
+            settings=settings,
         )
     ratios: tuple[float, ...] = ()
     if reference is not None:
@@ -334,6 +378,9 @@ def measure(
             peak = on_device_peak
         elif target.measure == MeasureMode.HOST and rt.measures_latency_here:
             peak = peak_memory_mb(art, target)
+    ran = list(lat.detail.get("runtimes") or {}) if lat is not None else []
+    used = (settings or {}).get(lat.detail.get("runtime", "")) if lat is not None else None
+    profiles = speed.profiles_for(art, target, {n: (settings or {}).get(n, {}) for n in ran}) if profile else ()
     comp = None
     if target.delegate is not None:
         comp = compat.for_artifact(art.path, target.delegate, art.precision).to_json()
@@ -357,6 +404,10 @@ def measure(
         compatibility=comp,
         memory=rt.measure_memory(art.path, art.size_bytes, target),
         peak_memory_mb=peak,
+        settings=dict(used or {}),
+        execution=execution,
+        profiles=profiles,
+        tuning=dict(tuning or {}),
     )
 
 
@@ -416,6 +467,7 @@ def validate(
     report_path: str | Path | None = None,
     memo: Memo | None = None,
     on_measure: Callable[[Measurement], None] | None = None,
+    options: speed.SpeedOptions | None = None,
 ) -> ValidationReport:
     """Accuracy, agreement and latency of ``artifacts`` on ``target_names``, each measured once.
 
@@ -426,6 +478,8 @@ def validate(
         memo: reuse predictions made before by the same model or file on the same images
             (:mod:`edgetransfer.memo`; the sweep passes one). Latency is measured every time.
         on_measure: called with each measurement as it is made (progress).
+        options: per-op profiles, tuned runtime settings, bf16 execution, or settings recorded
+            earlier (:class:`edgetransfer.speed.SpeedOptions`).
 
     Raises:
         UnsupportedError: an artifact a target cannot run (unless ``skip_incompatible``).
@@ -438,13 +492,50 @@ def validate(
     for a in arts:  # native runtimes on files we did not just write: load them in a child first
         isolate.probe(a.path)
     pairs = _pairs(arts, tgts, skip_incompatible)
+    _note_options(options or speed.SpeedOptions(), tgts)
     run = arts[0].run()
     ho = held_out(run, data_dir)
     log.info("evaluating on %s", ho.describe())
-    return _evaluate(arts, pairs, run, ho, budget_s, memo, on_measure)
+    return _evaluate(arts, pairs, run, ho, budget_s, memo, on_measure, options or speed.SpeedOptions())
 
 
-def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo, on_measure) -> ValidationReport:
+def _note_options(opts: speed.SpeedOptions, tgts) -> None:
+    """Say which asked-for extras a target or this CPU cannot give, instead of leaving them out silently."""
+    for t in tgts:
+        if (opts.tune or opts.bf16) and not speed.host_target(t):
+            log.warning("note: %s is not timed on this host: --tune/--bf16 apply to host targets only", t.name)
+    if opts.bf16 and not speed.bf16_units():
+        log.warning(
+            "note: --bf16: this CPU has no bf16 units (avx512_bf16 / amx_bf16 in /proc/cpuinfo): nothing to run"
+        )
+
+
+def _measure_pair(a, t, scored: Scores, budget_s: float, opts: speed.SpeedOptions) -> Measurement:
+    """One (file, target): with the recorded settings (``--settings-from``), else tuned ones (``--tune``)."""
+    settings: dict[str, dict] | None = None
+    tuning: dict = {}
+    if opts.pinned is not None and speed.host_target(t):
+        settings = speed.require_pinned(opts.pinned, a, t.name, "--settings-from")
+    elif opts.tune and speed.host_target(t):
+        names = [r.name for r in _host_runtimes(a, t)]
+        with progress.stage(f"tuning {a.path.name} on {', '.join(names)}", done=False):
+            settings, tuning = speed.tune_host(a, t, names, opts.tune_budget_s)
+        settings = {n: settings.get(n, {}) for n in names}  # a runtime that could not be tuned keeps its defaults
+    return measure(a, t, scores=scored, budget_s=budget_s, settings=settings, profile=opts.profile, tuning=tuning)
+
+
+def _bf16_pairs(a, t, base: Measurement, opts: speed.SpeedOptions) -> list[tuple[str, dict]]:
+    """``(runtime, settings)`` to run fp32 file ``a`` in bf16 on host target ``t`` (``--bf16``), on top of the
+    settings its fp32 measurement used on that runtime (tuned or recorded)."""
+    if not opts.bf16 or not speed.host_target(t) or a.precision != Precision.FP32:
+        return []
+    names = speed.bf16_runtimes([r.name for r in _host_runtimes(a, t)])
+    return [(n, speed.bf16_settings(n, base.settings if base.runtime == n else {})) for n in names]
+
+
+def _evaluate(
+    arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo, on_measure, opts: speed.SpeedOptions
+) -> ValidationReport:
     n = len(run.classes)
     images = memo_lib.digest(ho.x) if memo is not None else ""  # hashed once: ~90 MB at 224 px
     reference, ref = _reference(run, ho, budget_s, memo, images)
@@ -460,8 +551,22 @@ def _evaluate(arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo
             s, conf = score(a, t, ho, n, ref, ref_acc, memo, images)
             scored[(a.path, kind)] = s
             confusion[a.path.name + ("" if kind == "default" else f" ({kind})")] = conf
-        m = measure(a, t, scores=scored[(a.path, kind)], budget_s=budget_s / REPORT_REPEATS)
-        records.append(m)
+        m = _measure_pair(a, t, scored[(a.path, kind)], budget_s / REPORT_REPEATS, opts)
+        extra = []
+        for name, s16 in _bf16_pairs(a, t, m, opts):  # bf16 execution of the fp32 file, same runtime
+            acc16, _ = score(a, t, ho, n, ref, ref_acc, memo, images, execution=(name, s16))
+            extra.append(
+                measure(
+                    a,
+                    t,
+                    scores=acc16,
+                    budget_s=budget_s / REPORT_REPEATS,
+                    settings={name: s16},
+                    profile=opts.profile,
+                    execution="bf16",
+                )
+            )
+        records += [m, *extra]
         log.info(
             "%s on %s: accuracy %s, drop %s points, p50 %s (%s)",
             a.path.name,
@@ -548,7 +653,8 @@ def _quality_findings(arts, acc: dict, ref_acc: float, n_classes: int) -> list[s
 
 
 def best_per_target(records: Sequence[Measurement], targets: dict) -> dict[str, Best]:
-    """Per target: the fastest file (p50) within the target's accuracy budget that fits its memory."""
+    """Per target: the fastest file (p50) within the target's accuracy budget that fits its memory; a bf16
+    execution of an fp32 file (``--bf16``) competes like any other measurement, its accuracy its own."""
     best = {}
     for name, t in targets.items():
         limit = t.budgets.accuracy_drop if t.budgets.accuracy_drop is not None else DEFAULT_PICK_ACCURACY_DROP
@@ -562,7 +668,15 @@ def best_per_target(records: Sequence[Measurement], targets: dict) -> dict[str, 
         timed = [(m, m.latency) for m in ok if m.latency is not None]
         if timed:
             pick, lat = min(timed, key=lambda pair: pair[1].p50)
-            best[name] = Best(pick.artifact, lat.p50, lat.provenance, pick.accuracy, pick.runtime)
+            best[name] = Best(
+                pick.artifact,
+                lat.p50,
+                lat.provenance,
+                pick.accuracy,
+                pick.runtime,
+                pick.execution,
+                dict(pick.settings),
+            )
     return best
 
 

@@ -149,7 +149,7 @@ def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
             f"no budget to check for {m.target}",
             fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb, or add budgets to the profile",
         )
-    return Verdict(m.artifact, m.target, tuple(checks), source)
+    return Verdict(m.artifact, m.target, tuple(checks), source, dict(m.settings))
 
 
 def budget_for(target, *layers: Budget | None, accuracy: bool = True) -> Budget:
@@ -184,7 +184,8 @@ def from_report(
 ) -> list[Verdict]:
     """Judge the measurements of ``report`` on ``target`` (optionally one ``artifact``, by
     file name or path) without loading anything: the live check's rule on the same numbers."""
-    found = [m for m in report.records if m.target == target.name]
+    # a bf16 execution of an fp32 file (validate --bf16) is a candidate, not the file as deployed by default
+    found = [m for m in report.records if m.target == target.name and not m.execution]
     if artifact is not None:
         found = [m for m in found if Path(m.artifact).name == Path(artifact).name]
     if not found:

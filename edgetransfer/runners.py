@@ -48,6 +48,7 @@ class RunnerResult:
     device: str  # the device's identity (``uname -a``, ``ro.product.model``, the bench host)
     command: list[str]  # the measuring command, as run
     kind: str  # ssh, adb or command
+    output: str = ""  # the measuring command's own output, kept when asked for a per-op profile
 
 
 @runtime_checkable
@@ -55,13 +56,16 @@ class Runner(Protocol):
     """Something that measures a model file on a device."""
 
     kind: ClassVar[str]
+    # How the device gives per-op times (``validate --profile``), or "" where it gives none.
+    op_profile: ClassVar[str]
 
     @property
     def timeout_s(self) -> float:
         """Seconds the whole run (copy, measure, identity) may take."""
 
-    def run(self, model: Path, threads: int | None = None) -> RunnerResult:
-        """Measure ``model`` on the device with ``threads`` threads (its default when ``None``)."""
+    def run(self, model: Path, threads: int | None = None, profile: bool = False) -> RunnerResult:
+        """Measure ``model`` on the device with ``threads`` threads (its default when ``None``); with
+        ``profile`` (only where :attr:`op_profile` says how) keep the output holding the op table."""
 
 
 def _fail(problem: str, profile: str, fix: str) -> ConfigError:
@@ -186,6 +190,7 @@ class SshRunner:
     timeout_s: float = DEFAULT_TIMEOUT_S
     profile: str = field(default="", compare=False)
     kind: ClassVar[str] = "ssh"
+    op_profile: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         _check_common(self, self.profile)
@@ -214,7 +219,7 @@ class SshRunner:
         connect = max(1, min(10, int(self.timeout_s)))
         return ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}"]
 
-    def run(self, model: Path, threads: int | None = None) -> RunnerResult:
+    def run(self, model: Path, threads: int | None = None, profile: bool = False) -> RunnerResult:
         """Copy ``model`` with scp, bench it over ssh, remove the copy.
 
         Raises:
@@ -375,6 +380,8 @@ class AdbRunner:
     timeout_s: float = DEFAULT_TIMEOUT_S
     profile: str = field(default="", compare=False)
     kind: ClassVar[str] = "adb"
+    # benchmark_model's op profiler (tensorflow/lite/tools/benchmark/README.md, --enable_op_profiling)
+    op_profile: ClassVar[str] = "benchmark_model --enable_op_profiling=true"
 
     def __post_init__(self) -> None:
         _check_common(self, self.profile)
@@ -403,15 +410,16 @@ class AdbRunner:
     def _adb(self, *args: str) -> list[str]:
         return ["adb", *(["-s", self.serial] if self.serial else []), *args]
 
-    def bench_command(self, remote: str, threads: int | None) -> str:
+    def bench_command(self, remote: str, threads: int | None, profile: bool = False) -> str:
         """The device-side command line (benchmark_model flags: tensorflow/lite/tools/benchmark/README.md)."""
         flags = [f"--graph={remote}"] + ([f"--num_threads={threads}"] if threads else [])
+        flags += ["--enable_op_profiling=true"] if profile else []
         flags += ["--use_gpu=true"] if self.use_gpu else []
         flags += ["--use_nnapi=true"] if self.use_nnapi else []
         return shlex.join([self.benchmark_model, *flags])
 
-    def run(self, model: Path, threads: int | None = None) -> RunnerResult:
-        """Push ``model``, run benchmark_model on it, remove it.
+    def run(self, model: Path, threads: int | None = None, profile: bool = False) -> RunnerResult:
+        """Push ``model``, run benchmark_model on it (``profile``: with its op profiler), remove it.
 
         Raises:
             RuntimeBackendError: no device, missing or crashing benchmark_model, garbage output, timeout.
@@ -423,7 +431,7 @@ class AdbRunner:
         device = res.stdout.strip() or self.device_label
         call.device = f"{device} ({self.serial})" if self.serial else device
         remote = f"{self.remote_dir.rstrip('/')}/edgetransfer-{uuid.uuid4().hex[:12]}{Path(model).suffix}"
-        argv = self._adb("shell", self.bench_command(remote, threads))
+        argv = self._adb("shell", self.bench_command(remote, threads, profile))
         try:
             push = self._adb("push", str(model), remote)
             self._check(call, push, call.exec(push))
@@ -453,7 +461,7 @@ class AdbRunner:
                 },
             }
         )
-        return RunnerResult(lat, device, argv, self.kind)
+        return RunnerResult(lat, device, argv, self.kind, res.stdout + "\n" + res.stderr if profile else "")
 
     def _check(self, call: _Call, argv: list[str], res: subprocess.CompletedProcess) -> None:
         if res.returncode == 0:
@@ -531,6 +539,7 @@ class CommandRunner:
     timeout_s: float = DEFAULT_TIMEOUT_S
     profile: str = field(default="", compare=False)
     kind: ClassVar[str] = "command"
+    op_profile: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         _check_common(self, self.profile)
@@ -556,7 +565,7 @@ class CommandRunner:
         """
         return shlex.split(self.template.format(model=shlex.quote(str(model)), threads=threads or ""))
 
-    def run(self, model: Path, threads: int | None = None) -> RunnerResult:
+    def run(self, model: Path, threads: int | None = None, profile: bool = False) -> RunnerResult:
         """Run the template on ``model``; its last stdout line is the bench JSON.
 
         ``{model}`` becomes a link to the model under a fresh temporary folder, a name of

@@ -320,3 +320,15 @@ def test_bf16_check_compares_with_f32(onnx_files):
     if not any(T.bf16_support().values()):
         assert res.max_abs_diff == 0.0  # no bf16 units: OpenVINO computes f32 whatever the hint
     assert res.max_abs_diff < 0.05 and res.top1_agreement >= 0.8 and res.to_json()["speedup"] > 0
+
+
+def test_keras_layers_from_name_scopes():
+    names = [
+        "model/efficientnet_lite0/stem_bn/batchnorm/mul",
+        "[model/efficientnet_lite0/block1a_dwconv/depthwise;model/efficientnet_lite0/block1a_bn/x]:3",
+        "model/efficientnet_lite0/block1a_project_conv/convolution",
+        "model/dense/MatMul",
+        "stem_conv",
+    ]
+    got = P.keras_layers(names)
+    assert list(got.values()) == ["stem_bn", "block1a_dwconv", "block1a_project_conv", "dense", ""]

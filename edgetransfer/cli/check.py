@@ -76,6 +76,17 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 @click.option("--repeats", type=COUNT, default=3, show_default=True, help="Minimum latency repeats.")
 @click.option("--max-repeats", type=COUNT, default=8, show_default=True)
 @click.option("--budget-s", type=SECONDS, default=1.0, show_default=True, help="Seconds of timed runs per repeat.")
+@click.option(
+    "--settings-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Load the runtime with the settings a validation.json recorded for this file and target (validate --tune).",
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Per-op profiles of the runtimes timed for the latency budget (as validate --profile), after the verdict.",
+)
+@click.option("--top", type=COUNT, default=10, show_default=True, help="Ops shown per profile with --profile.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML (one test case per budget).")
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @json_option
@@ -99,6 +110,9 @@ def check_cmd(
     repeats,
     max_repeats,
     budget_s,
+    settings_from,
+    profile,
+    top,
     junit,
     github_summary,
     as_json,
@@ -109,6 +123,12 @@ def check_cmd(
         require_own_output(junit, JUNIT_KIND, "JUnit file")
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
+    if from_report is not None and profile:
+        raise click.UsageError("--from-report loads no model: profile with `validate --profile` and read its report")
+    if from_report is not None and settings_from is not None:
+        raise click.UsageError(
+            "--from-report judges figures as measured (with their recorded settings): drop --settings-from"
+        )
     if from_report is None and not artifact.is_file():
         raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
     label = artifact or from_report
@@ -146,6 +166,8 @@ def check_cmd(
                     budget_s=budget_s,
                     min_repeats=repeats,
                     max_repeats=max(repeats, max_repeats),
+                    settings_from=settings_from,
+                    profile=profile,
                 )
             ]
     except EdgeTransferError as exc:
@@ -159,6 +181,10 @@ def check_cmd(
         for verdict in verdicts:
             for c in verdict.checks:
                 echo(f"{c.status.upper():12s} {c.message}")
+            if verdict.settings:
+                echo("runtime settings: " + ", ".join(f"{k}={v}" for k, v in verdict.settings.items()))
+            for prof in verdict.profiles:
+                echo(prof.render(top))
             source = f", judged from {from_report}" if from_report else ""
             echo(
                 f"\n{verdict.status.upper()}: {Path(verdict.artifact).name} on {verdict.target}{source} "

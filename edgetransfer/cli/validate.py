@@ -14,8 +14,9 @@ from ..errors import ConfigError
 from ..evaluation import save, validate
 from ..io import existing_kind, require_own_output
 from ..records.measure import ValidationReport
+from ..speed import SpeedOptions, pinned_settings
 from ._common import echo, emit, json_option, table
-from ._guards import SECONDS
+from ._guards import COUNT, SECONDS
 from .targets import targets_dir_option
 
 REPORT_NAME = "validation.json"
@@ -42,9 +43,50 @@ log = logging.getLogger("edgetransfer")
 @click.option("--budget-s", type=SECONDS, default=2.0, show_default=True, help="Seconds of timing per measurement.")
 @click.option("--skip-incompatible", is_flag=True, help="Leave out artifact x target pairs the target cannot run.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write FILE.html, .md or .json too.")
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Per-op times of each measured file and runtime (host: the runtime's profiler; adb runner: "
+    "benchmark_model's op table), joined to the graph's ops and rated against this host's peak.",
+)
+@click.option(
+    "--tune",
+    is_flag=True,
+    help="Host targets: try each runtime's settings and thread counts interleaved, measure with the winner "
+    "and record it (check --settings-from reuses it).",
+)
+@click.option("--tune-budget-s", type=SECONDS, default=4.0, show_default=True, help="Seconds of tuning per file.")
+@click.option(
+    "--bf16",
+    is_flag=True,
+    help="Host targets on a CPU with bf16 units: also run each fp32 file in bf16 (OpenVINO), accuracy and latency.",
+)
+@click.option(
+    "--settings-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Load the runtimes with the settings a validation.json recorded (from --tune) instead of tuning.",
+)
+@click.option("--top", type=COUNT, default=10, show_default=True, help="Ops shown per profile in the text output.")
 @json_option
-def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_incompatible, report_path, as_json):
+def validate_cmd(
+    artifacts,
+    data_dir,
+    target_names,
+    targets_dir,
+    budget_s,
+    skip_incompatible,
+    report_path,
+    profile,
+    tune,
+    tune_budget_s,
+    bf16,
+    settings_from,
+    top,
+    as_json,
+):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
+    if tune and settings_from:
+        raise click.UsageError("--tune measures new settings, --settings-from reuses recorded ones: pass one")
     if report_path:  # a report replaces a report, never a run manifest or the user's file
         require_own_output(report_path, "edgetransfer.validation", "report")
     for a in artifacts:  # "not a model" before "no manifest beside it" (issue #26: validate README.md)
@@ -63,6 +105,13 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
             budget_s=budget_s,
             skip_incompatible=skip_incompatible,
             report_path=report_path,
+            options=SpeedOptions(
+                profile=profile,
+                tune=tune,
+                bf16=bf16,
+                tune_budget_s=tune_budget_s,
+                pinned=pinned_settings(settings_from) if settings_from else None,
+            ),
         )
     if report_path:
         report_lib.write(rep, report_path)
@@ -79,10 +128,11 @@ def validate_cmd(artifacts, data_dir, target_names, targets_dir, budget_s, skip_
             if b is None:
                 echo(f"best on {t}: none (no file fits its memory)")
                 continue
-            runtime = f" with {b.runtime}" if b.runtime else ""
-            echo(f"best on {t}: {Path(b.artifact).name}{runtime} ({b.p50_ms:.2f} ms, {b.provenance})")
+            echo(f"best on {t}: {Path(b.artifact).name}{report_lib.best_how(b)} ({b.p50_ms:.2f} ms, {b.provenance})")
         for name, source in rep.targets.items():
             echo(f"target {name}: profile {source}")
+        for line in report_lib.speed_lines(rep, top):
+            echo(line)
         for f in rep.findings:
             echo(f"finding: {f}")
         if report_path:

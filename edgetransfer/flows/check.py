@@ -4,12 +4,14 @@ then judge it (:func:`edgetransfer.gate.judge`). ``check --from-report`` is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import evaluation, gate
+from .. import evaluation, gate, speed
 from .. import targets as targets_lib
+from ..errors import ConfigError
 from ..exporter import ExportedArtifact
 from ..records import Budget
 from ..records.measure import Verdict
@@ -31,12 +33,17 @@ def check(
     min_repeats: int = 3,
     max_repeats: int = 8,
     pipeline_budget: Budget | None = None,
+    settings_from: str | Path | None = None,
+    profile: bool = False,
 ) -> Verdict:
     """Measure what ``target``'s budgets need (profile < ``pipeline_budget`` < ``budget``), then judge.
 
     The profile's accuracy budget applies whenever held-out data can be had (``data_dir`` or the
     run's own split); an explicit one always does. Every file, the reference included, is first
-    loaded in a child process (:func:`edgetransfer.runtime.isolate.probe`).
+    loaded in a child process (:func:`edgetransfer.runtime.isolate.probe`). ``settings_from``: a
+    ``validation.json`` whose recorded runtime settings for this file and target (``validate --tune``)
+    the runtime is loaded with again, so the check reproduces the validated figure. ``profile``: the
+    per-op profiles of the runtimes timed for the latency budget ride along in the verdict.
     """
     art = ExportedArtifact.from_manifest(artifact)
     target = targets_lib.get(target_name, targets_dir)
@@ -55,6 +62,15 @@ def check(
     samples = (
         gate.validate_samples(latency_samples, art.sha256, art.path.name) if latency_samples is not None else None
     )
+    settings = None
+    if settings_from is not None:
+        if not speed.host_target(target):
+            raise ConfigError(
+                f"--settings-from applies to host targets; {target.name} is measured on {target.measure}",
+                path=settings_from,
+                fix="drop --settings-from for this target",
+            )
+        settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
     scores = evaluation.accuracy_for_check(art, target, data_dir) if b.accuracy_drop is not None else None
     m = evaluation.measure(
         art,
@@ -69,5 +85,7 @@ def check(
         with_latency=b.latency_p90_ms is not None and samples is None,
         with_peak_memory=b.peak_memory_mb is not None,
         p90_samples=samples,
+        settings=settings,
+        profile=profile,
     )
-    return gate.judge(m, b)
+    return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from ..errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK
 from ..latency import Latency
 from .base import Record
+from .profile import OpProfile
 from .vocab import Status
 
 
@@ -28,6 +29,14 @@ class Measurement(Record):
             interleaved repeat, measured on the target's own path.
         memory: microcontrollers: arena and flash bytes and whether they fit the part.
         peak_memory_mb: peak resident memory of loading and running the file in a fresh process.
+        settings: the runtime settings the figure was measured with (``threads`` and the runtime's own
+            keys, :attr:`~edgetransfer.runtime.spec.RuntimeSpec.tune_candidates`); empty: the runtime's
+            defaults. ``validate --tune`` records its winner here; ``check --settings-from`` and
+            ``validate --settings-from`` load the runtime with them again.
+        execution: the precision the runtime computed in when it is not the file's own (``bf16``: an
+            fp32 file run in bf16 by ``validate --bf16``); empty: the file's precision.
+        profiles: per-op profiles, one per runtime measured (``validate --profile``), worst op first.
+        tuning: ``validate --tune``'s trials summarised per runtime (default and winning medians).
     """
 
     KIND: ClassVar[str] = "edgetransfer.measurement"
@@ -54,6 +63,15 @@ class Measurement(Record):
     compatibility: dict | None = None
     memory: dict | None = None
     peak_memory_mb: float | None = None
+    settings: dict = field(default_factory=dict)
+    execution: str = ""
+    profiles: tuple[OpProfile, ...] = ()
+    tuning: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The precision as measured: ``fp32``, or ``fp32 as bf16`` for bf16 execution of an fp32 file."""
+        return f"{self.precision} as {self.execution}" if self.execution else str(self.precision)
 
     @property
     def provenance(self) -> str | None:
@@ -97,6 +115,8 @@ class Best(Record):
     provenance: str
     accuracy: float | None
     runtime: str | None = None
+    execution: str = ""  # bf16: the fp32 file run in bf16 (Measurement.execution)
+    settings: dict = field(default_factory=dict)  # the runtime settings of the figure (Measurement.settings)
 
 
 @dataclass(frozen=True)
@@ -156,6 +176,8 @@ class Verdict(Record):
     target: str
     checks: tuple[Check, ...] = ()
     source: str = "live"  # live | the report file judged
+    settings: dict = field(default_factory=dict)  # the runtime settings of the latency figure (Measurement.settings)
+    profiles: tuple[OpProfile, ...] = ()  # check --profile: where the checked figure's milliseconds go
 
     @property
     def status(self) -> Status:

@@ -16,6 +16,8 @@ import numpy as np
 
 from ..io import atomic_write
 from . import plots
+from .profile import html_section
+from .profile import speed_lines as speed_lines
 
 
 def _drop(r) -> str:
@@ -46,7 +48,7 @@ def table(report) -> tuple[list[str], list[list[str]]]:
         row = [
             Path(r.artifact).name,
             r.target,
-            r.precision,
+            getattr(r, "label", r.precision),  # "fp32 as bf16": bf16 execution of the fp32 file
             f"{r.accuracy:.4f}",
             _drop(r),
             f"{r.agreement:.4f}" if r.agreement is not None else "-",
@@ -61,6 +63,14 @@ def table(report) -> tuple[list[str], list[list[str]]]:
             row += [_kib(m.get("arena_bytes"), m.get("ram_ok")), _kib(m.get("flash_bytes"), m.get("flash_ok"))]
         rows.append([*row, _compat(r.compatibility)])
     return header, rows
+
+
+def best_how(b) -> str:
+    """`` with openvino in bf16 (settings ...)``: how the best figure was had."""
+    out = f" with {b.runtime}" if b.runtime else ""
+    out += f" in {b.execution}" if getattr(b, "execution", "") else ""
+    settings = getattr(b, "settings", None)
+    return out + (" (" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")" if settings else "")
 
 
 def float_model_words(report) -> str:
@@ -256,7 +266,8 @@ def _confusion(report) -> str:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 td:first-child,th:first-child{text-align:left}.estimated{color:#8a5a00}.measured{color:#11620f}.on-device{color:#0b4f8a}
-.fail{color:#b00020;font-weight:bold}.pass{color:#11620f;font-weight:bold}img{max-width:100%}"""
+.fail{color:#b00020;font-weight:bold}.pass{color:#11620f;font-weight:bold}img{max-width:100%}
+.bar{display:inline-block;height:10px;background:#3b6ea5;vertical-align:middle}"""
 
 
 def html_page(report, verdict=None) -> str:
@@ -289,7 +300,7 @@ def html_page(report, verdict=None) -> str:
         "<h2>Best artifact per target</h2><ul>"
         + "".join(
             (
-                f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)}{esc(' with ' + b.runtime if b.runtime else '')} "
+                f"<li><b>{esc(t)}</b>: {esc(Path(b.artifact).name)}{esc(best_how(b))} "
                 f"({b.p50_ms:.2f} ms, {esc(b.provenance)})</li>"
                 if b is not None
                 else f"<li><b>{esc(t)}</b>: none (no file fits its memory)</li>"
@@ -309,6 +320,9 @@ def html_page(report, verdict=None) -> str:
     parts.append(
         f"<h2>Confusion matrix</h2><img alt='confusion matrix' src='data:image/png;base64,{_confusion(report)}'>"
     )
+    speed = html_section(report)
+    if speed:
+        parts.append(speed)
     if report.findings:
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{esc(f)}</li>" for f in report.findings) + "</ul>")
     host_rows = "".join(

@@ -53,7 +53,8 @@ class Runtime(Protocol):
     formats: tuple[str, ...]
 
     def load(self, path: str | Path, threads: int | None = None) -> Session:
-        """Load ``path``; raise RuntimeBackendError if the engine cannot."""
+        """Load ``path``; raise RuntimeBackendError if the engine cannot. The host runtimes also take
+        ``settings`` (their own keys, :attr:`~.spec.RuntimeSpec.tune_candidates`) as a third argument."""
 
     def version(self) -> str:
         """The engine's version string."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingDependencyError, RuntimeBackendError
+from ..errors import ConfigError, MissingDependencyError, RuntimeBackendError
 from .base import InputSpec, quantize_input, require_file, require_finite, require_input_shape
 from .safe import check_input_spec
 
@@ -154,12 +154,22 @@ class LiteRT:
         root = importlib.import_module(mod.__name__.split(".")[0])
         return f"{root.__name__} {getattr(root, '__version__', '?')}"
 
-    def load(self, path: str | Path, threads: int | None = None) -> _Session:
+    def load(self, path: str | Path, threads: int | None = None, settings: dict | None = None) -> _Session:
+        """Load ``path`` with ``threads`` threads; ``settings``: ``{"op_resolver": "xnnpack"}`` (the default
+        delegate) or ``"builtin"`` (LiteRT's own kernels, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)."""
         path = require_file(path)
         mod = interpreter_module()
+        kw = {}
+        resolver = (settings or {}).get("op_resolver", "xnnpack")
+        if resolver not in ("xnnpack", "builtin") or set(settings or {}) - {"op_resolver"}:
+            raise ConfigError(
+                f"LiteRT settings {settings} are not ones it takes", fix="use op_resolver: xnnpack|builtin"
+            )
+        if resolver == "builtin":
+            kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
             with quiet_native_stderr():
-                interp = mod.Interpreter(model_path=str(path), num_threads=threads)
+                interp = mod.Interpreter(model_path=str(path), num_threads=threads, **kw)
                 for detail in interp.get_input_details()[:1]:  # before allocate_tensors sizes the buffers
                     check_input_spec(InputSpec(tuple(int(d) for d in detail["shape"]), "float32"), path)
                 interp.allocate_tensors()

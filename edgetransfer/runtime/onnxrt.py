@@ -45,6 +45,47 @@ def onnx_metadata(path: Path) -> dict:
     return meta
 
 
+# graph_optimization_level setting -> ONNX Runtime's enum member (onnxruntime.GraphOptimizationLevel)
+LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+SETTING_KEYS = ("graph_optimization_level", "allow_spinning", "execution_mode")
+
+
+def session_options(threads: int | None, settings: dict | None = None, profile_prefix: str = ""):
+    """``SessionOptions`` for ``threads`` intra-op threads and ``settings`` (``graph_optimization_level``:
+    ``disable``/``basic``/``extended``/``all``, default ``all``; ``allow_spinning``: bool;
+    ``execution_mode``: ``sequential``/``parallel``).
+
+    Raises:
+        ConfigError: a key or value ONNX Runtime does not take.
+    """
+    ort = _lazy.require("onnxruntime", extra="runtime")
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(SETTING_KEYS))
+    level = settings.get("graph_optimization_level", "all")
+    if unknown or level not in LEVELS:
+        raise ConfigError(
+            f"ONNX Runtime settings {settings} are not ones it takes",
+            fix=f"use {', '.join(SETTING_KEYS)}; graph_optimization_level one of {', '.join(LEVELS)}",
+        )
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    if "allow_spinning" in settings:  # onnxruntime_session_options_config_keys.h
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
+    if settings.get("execution_mode") == "parallel":
+        opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    return opts
+
+
 def input_spec(shape, dtype: str) -> InputSpec:
     """The :class:`InputSpec` of an ONNX input: NCHW when dim 1 is 3 channels and the last is not."""
     shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape)
@@ -94,8 +135,9 @@ class OnnxRuntime:
         """Whether the installed onnxruntime build has this provider."""
         return PROVIDERS[self.provider] in _lazy.require("onnxruntime", extra="runtime").get_available_providers()
 
-    def load(self, path: str | Path, threads: int | None = None) -> _Session:
-        """Load ``path`` on the provider, with ``threads`` intra-op threads and every graph optimisation.
+    def load(self, path: str | Path, threads: int | None = None, settings: dict | None = None) -> _Session:
+        """Load ``path`` on the provider, with ``threads`` intra-op threads and ``settings``
+        (:func:`session_options`; default: every graph optimisation).
 
         Raises:
             RuntimeBackendError: the provider is not in this onnxruntime build, or the model does not load.
@@ -110,10 +152,7 @@ class OnnxRuntime:
                 path=path,
                 fix=f"install the onnxruntime build with {PROVIDERS[self.provider]}, or use provider: cpu",
             )
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = session_options(threads, settings)
         # CPU stays in the list as ONNX Runtime's fallback for the ops a provider does not take.
         providers = list(dict.fromkeys([PROVIDERS[self.provider], "CPUExecutionProvider"]))
         try:
@@ -128,6 +167,7 @@ class OnnxRuntime:
             "runtime": "onnxruntime",
             "provider": self.provider,
             "intra_op_num_threads": threads or "default",
-            "graph_optimization_level": "ORT_ENABLE_ALL",
+            "graph_optimization_level": LEVELS[(settings or {}).get("graph_optimization_level", "all")],
+            **{k: v for k, v in (settings or {}).items() if k != "graph_optimization_level"},
         }
         return _Session(sess, settings, path)

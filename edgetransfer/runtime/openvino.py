@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _lazy
-from ..errors import RuntimeBackendError
+from ..errors import ConfigError, RuntimeBackendError
 from .base import require_file, require_finite, require_input_shape, to_nchw
 from .onnxrt import input_spec
 
@@ -16,7 +16,28 @@ DEVICE = "CPU"
 # (docs.openvino.ai, "CPU Device", Inference Precision): ask for f32 so it computes what the other
 # runtimes compute. Quantized (QDQ) graphs still run their int8 parts in int8.
 PRECISION = "f32"
+# The CPU plugin properties a target's settings may set (docs.openvino.ai, "CPU Device", Supported Properties).
+SETTING_KEYS = (
+    "PERFORMANCE_HINT",
+    "NUM_STREAMS",
+    "ENABLE_CPU_PINNING",
+    "ENABLE_HYPER_THREADING",
+    "SCHEDULING_CORE_TYPE",
+    "INFERENCE_PRECISION_HINT",
+)
 _DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8"}
+
+
+def compile_config(threads: int | None, settings: dict | None = None) -> dict:
+    """The CPU plugin's config: the LATENCY hint and f32 unless ``settings`` (OpenVINO property names:
+    ``PERFORMANCE_HINT``, ``NUM_STREAMS``, ``ENABLE_CPU_PINNING``, ``INFERENCE_PRECISION_HINT``) say otherwise."""
+    unknown = sorted(set(settings or {}) - set(SETTING_KEYS))
+    if unknown:
+        raise ConfigError(f"OpenVINO settings {unknown} are not ones it takes", fix=f"use {', '.join(SETTING_KEYS)}")
+    config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION, **(settings or {})}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
 
 
 def _ov():
@@ -54,17 +75,16 @@ class OpenVINO:
     def version(self) -> str:
         return f"openvino {_ov().get_version()}"
 
-    def load(self, path: str | Path, threads: int | None = None) -> _Session:
-        """Read and compile ``path`` for the CPU with the LATENCY hint and ``threads`` inference threads.
+    def load(self, path: str | Path, threads: int | None = None, settings: dict | None = None) -> _Session:
+        """Read and compile ``path`` for the CPU with ``threads`` inference threads and ``settings``
+        (:func:`compile_config`: the LATENCY hint and f32 unless they say otherwise).
 
         Raises:
             RuntimeBackendError: OpenVINO cannot read or compile the model.
         """
         path = require_file(path)
         ov = _ov()
-        config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        config = compile_config(threads, settings)
         try:
             core = ov.Core()
             compiled = core.compile_model(core.read_model(str(path)), DEVICE, config)
@@ -75,7 +95,8 @@ class OpenVINO:
                 fix="re-export it; check it is an .onnx file OpenVINO supports",
             ) from None
         settings = {"runtime": "openvino", "device": DEVICE}
-        for key in ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "NUM_STREAMS"):
+        keys = ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "NUM_STREAMS", *config)
+        for key in dict.fromkeys(keys):
             value = compiled.get_property(key)  # an element Type prints as "<Type: 'float32'>": use "f32"
             settings[key] = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
         return _Session(compiled, settings, path)

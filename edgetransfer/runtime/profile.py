@@ -1,6 +1,8 @@
 """Where the milliseconds go: per-op time from each runtime, joined to the graph's ops and the host's peak.
 
-``profile(path, runtime_name, threads, runs)`` returns an :class:`OpProfile`:
+``profile(path, runtime_name, threads, runs)`` returns an :class:`OpProfile` (a record,
+:mod:`edgetransfer.records.profile`) from the runtime's registered profiler
+(``RuntimeSpec.profiler``: :func:`profile_ort`, :func:`profile_ov`, :func:`profile_litert`):
 
 - ONNX Runtime: its profiling JSON (``SessionOptions.enable_profiling``, ``end_profiling()``), the
   ``Node`` events named ``<node>_kernel_time`` with ``dur`` in microseconds.
@@ -13,24 +15,28 @@
   :func:`parse_benchmark_model` reads it.
 
 Each op is joined by name to the graph's ops (:mod:`edgetransfer.graphops`: kind, shape, MACs,
-bytes) and rated against this host's measured GEMM peak (:func:`host_peak`, cached), worst first:
-the ops that lose the most milliseconds against the peak lead. Needs no TensorFlow.
+bytes, the Keras layer its name scope names: :func:`keras_layers`) and rated against this host's
+measured GEMM peak (:func:`host_peak`, cached), worst first: the ops that lose the most milliseconds
+against the peak lead. Needs no TensorFlow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import _lazy
 from ..errors import ConfigError, RuntimeBackendError
+from ..records.profile import OpProfile, OpTime, short_name
 from .base import require_file
 
 # ONNX Runtime / OpenVINO op types and kernels that compute in int8 (rated against the int8 peak).
@@ -42,122 +48,8 @@ _ORT_SUFFIXES = ("_kernel_time", "_quant", "_nchwc", "_fused")
 _ORT_TOKEN = re.compile(r"_token_\d+$")  # the QDQ -> QLinear* transformer names its node <node>_token_<n>
 
 
-@dataclass(frozen=True)
-class OpTime:
-    """One op as a runtime ran it, with what the graph says about it (zeros where not joined)."""
-
-    name: str
-    type: str
-    time_ms: float
-    share: float
-    kernel: str = ""
-    kind: str = ""
-    shape: tuple = ()
-    macs: int = 0
-    weight_bytes: int = 0
-    act_bytes: int = 0
-    precision: str = "fp32"
-    gmacs: float | None = None
-    peak_share: float | None = None
-
-    @property
-    def lost_ms(self) -> float:
-        """Milliseconds above what the op would take at the peak rate (all of it for a 0-MAC op)."""
-        if self.gmacs and self.peak_share:
-            return self.time_ms * (1.0 - min(1.0, self.peak_share))
-        return self.time_ms
-
-
-@dataclass(frozen=True)
-class OpProfile:
-    """Per-op mean time of one file on one runtime at a thread count, worst first."""
-
-    model: str
-    runtime: str
-    threads: int | None
-    runs: int
-    total_ms: float
-    wall_ms: float
-    ops: tuple[OpTime, ...] = ()
-    peaks: dict = field(default_factory=dict)
-    source: str = ""
-    supported: bool = True
-    reason: str = ""
-    kind: str = "op_profile"
-    schema: int = 1
-
-    def by_type(self) -> dict[str, float]:
-        """``{op type: ms}``, largest first."""
-        out: dict[str, float] = {}
-        for op in self.ops:
-            out[op.type] = out.get(op.type, 0.0) + op.time_ms
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    def by_kind(self) -> dict[str, float]:
-        """``{graph kind (conv, depthwise, dense, elementwise, ...): ms}``, largest first."""
-        out: dict[str, float] = {}
-        for op in self.ops:
-            k = op.kind or "?"
-            out[k] = out.get(k, 0.0) + op.time_ms
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    def macs(self) -> int:
-        return sum(op.macs for op in self.ops)
-
-    def peak_share(self) -> float | None:
-        """The whole file's achieved MAC rate (by the sum of op times) over the peak of its main precision."""
-        macs = self.macs()
-        prec = "int8" if sum(o.macs for o in self.ops if o.precision == "int8") > macs / 2 else "fp32"
-        peak = self.peaks.get(prec)
-        return macs / (self.total_ms / 1e3) / 1e9 / peak if peak and macs and self.total_ms else None
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["ops"] = [{**asdict(o), "shape": list(o.shape)} for o in self.ops]
-        d["by_type"] = self.by_type()
-        d["by_kind"] = self.by_kind()
-        d["file_peak_share"] = self.peak_share()
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> OpProfile:
-        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        fields["ops"] = tuple(
-            OpTime(**{**{k: v for k, v in o.items() if k in OpTime.__dataclass_fields__}, "shape": tuple(o["shape"])})
-            for o in d.get("ops", ())
-        )
-        return cls(**fields)
-
-    def render(self, top: int = 15) -> str:
-        """Text table: the file's total, time by op type, and the ``top`` worst ops."""
-        head = f"{Path(self.model).name} on {self.runtime}, {self.threads or 'default'} threads"
-        if not self.supported:
-            return f"{head}: no per-op profile ({self.reason}); end-to-end mean {self.wall_ms:.2f} ms"
-        share = self.peak_share()
-        peaks = ", ".join(f"{k} {v:.0f} GMAC/s" for k, v in self.peaks.items() if v)
-        lines = [
-            f"{head}: ops sum {self.total_ms:.2f} ms of {self.wall_ms:.2f} ms per run ({self.runs} runs, "
-            f"{self.source})" + (f"; {100 * share:.0f}% of peak ({peaks})" if share else ""),
-            "  by type: " + ", ".join(f"{t} {ms:.2f} ms" for t, ms in list(self.by_type().items())[:8]),
-            f"  {'op':44s} {'type':16s} {'kernel':22s} {'ms':>6s} {'%':>5s} {'MMAC':>7s} {'GMAC/s':>7s} {'%peak':>6s}",
-        ]
-        for op in self.ops[:top]:
-            rate = f"{op.gmacs:7.1f}" if op.gmacs else f"{'':7s}"
-            pk = f"{100 * op.peak_share:5.0f}%" if op.peak_share else f"{'':6s}"
-            lines.append(
-                f"  {_short(op.name)[-44:]:44s} {op.type[:16]:16s} {op.kernel[:22]:22s} {op.time_ms:6.3f} "
-                f"{100 * op.share:4.1f}% {op.macs / 1e6:7.2f} {rate} {pk}"
-            )
-        return "\n".join(lines)
-
-
-def _short(name: str) -> str:
-    """A TFLite op's name lists every tensor fused into it (``[a;b;c]:12``): keep the first and the index."""
-    m = re.fullmatch(r"\[([^;\]]*)[^\]]*\](:\d+)", name)
-    return m.group(1) + m.group(2) if m else name
-
-
 def unsupported(model: str, runtime: str, threads: int | None, reason: str, wall_ms: float = 0.0) -> OpProfile:
+    """A profile that says why there is none (the runtime gives no per-op times), never a made-up table."""
     return OpProfile(str(model), runtime, threads, 0, 0.0, wall_ms, supported=False, reason=reason)
 
 
@@ -376,12 +268,42 @@ def _precision(op_type: str, kernel: str, graph: GraphOp | None) -> str:
     return "fp32"
 
 
+_SCOPE_NOISE = re.compile(r"^(StatefulPartitionedCall(_\d+)?|PartitionedCall|serving_default)$")
+# A Keras layer's ops sit at most this deep below its name scope (``stem_bn/batchnorm/mul_1``); a
+# model's scope (the classifier, a nested backbone) holds its layers' scopes, so deeper.
+_LAYER_DEPTH = 2
+
+
+def _scope(name: str) -> list[str]:
+    return [p for p in _NODE_INDEX.sub("", short_name(name)).split("/") if p and not _SCOPE_NOISE.match(p)]
+
+
+def keras_layers(names: list[str], others: Sequence[str] = ()) -> dict[str, str]:
+    """``{op name: Keras layer}`` for ``names`` and ``others``, where the names keep the layers' name
+    scopes (tf2onnx and the TFLite converter name ops ``<model>/<nested model>/<layer>/<op>``; TFLite
+    fuses several as ``[a;b]:12``): the outermost scope under which no op of ``names`` (the graph's own)
+    lies more than two levels deep. ``others`` (a runtime's names, which add suffixes such as OpenVINO's
+    ``/WithoutBiases``) are placed in the graph's scopes, not counted. A name with no scope gets none."""
+    depth: dict[tuple[str, ...], int] = {}  # scope -> deepest op below it
+    for parts in map(_scope, names):
+        for i in range(1, len(parts)):
+            key = tuple(parts[:i])
+            depth[key] = max(depth.get(key, 0), len(parts) - i)
+    out = {}
+    for n in [*names, *others]:
+        parts = _scope(n)
+        keys = (tuple(parts[:i]) for i in range(1, len(parts)))
+        out[n] = next((k[-1] for k in keys if depth.get(k, _LAYER_DEPTH + 1) <= _LAYER_DEPTH), "")
+    return out
+
+
 def join(raw: list[tuple[str, str, str, float]], runs: int, graph: list[GraphOp], peaks: dict) -> tuple[OpTime, ...]:
     """``(name, type, kernel, total ms over runs)`` rows -> :class:`OpTime` per op, worst first.
 
     A graph op matched by several runtime ops (a node split in two) gives its MACs to the first only.
     """
     by_name = _index(graph)
+    layers = keras_layers([g.name for g in graph] or [r[0] for r in raw], [r[0] for r in raw] if graph else [])
     total = sum(r[3] for r in raw) / max(runs, 1)
     used: set[str] = set()
     out = []
@@ -412,6 +334,7 @@ def join(raw: list[tuple[str, str, str, float]], runs: int, graph: list[GraphOp]
                 prec,
                 gmacs,
                 gmacs / peak if gmacs and peak else None,
+                layers.get(g.name if g else name, ""),
             )
         )
     return tuple(sorted(out, key=lambda o: -o.lost_ms))
@@ -430,27 +353,11 @@ def _feed(shape, dtype: str) -> np.ndarray:
 
 
 def ort_session(path: Path, threads: int | None, settings: dict | None = None, profile_prefix: str = ""):
-    """An ONNX Runtime CPU session with ``settings`` (``graph_optimization_level``: ``disable``/``basic``/
-    ``extended``/``all``; ``allow_spinning``: bool; ``execution_mode``: ``sequential``/``parallel``)."""
+    """An ONNX Runtime CPU session with ``settings`` (:func:`edgetransfer.runtime.onnxrt.session_options`)."""
     ort = _lazy.require("onnxruntime", extra="runtime")
-    settings = settings or {}
-    levels = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = levels[settings.get("graph_optimization_level", "all")]
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    if "allow_spinning" in settings:  # onnxruntime_session_options_config_keys.h
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
-    if settings.get("execution_mode") == "parallel":
-        opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    if profile_prefix:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = profile_prefix
+    from .onnxrt import session_options
+
+    opts = session_options(threads, settings, profile_prefix)
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
@@ -486,7 +393,8 @@ def ort_events(trace: list[dict], runs: int) -> tuple[list[tuple[str, str, str, 
     return [(str(n), str(t), str(k), float(ms)) for n, t, k, ms in acc.values()], wall
 
 
-def _profile_ort(path: Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> OpProfile:
+def profile_ort(path: Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> OpProfile:
+    """ONNX Runtime's profiling JSON over ``runs`` runs after ``warmup``."""
     with tempfile.TemporaryDirectory() as tmp:
         sess = ort_session(path, threads, settings, profile_prefix=str(Path(tmp) / "ort"))
         feed = _ort_feed(sess)
@@ -506,16 +414,17 @@ def _profile_ort(path: Path, threads: int | None, runs: int, warmup: int, settin
         ops,
         host_peak(threads),
         "onnxruntime profiling JSON (Node kernel_time events)",
+        settings=dict(settings or {}),
     )
 
 
 def ov_compile(path: Path, threads: int | None, settings: dict | None = None, perf_count: bool = False):
-    """An OpenVINO CPU ``CompiledModel`` with ``settings`` (OpenVINO property names, e.g. ``PERFORMANCE_HINT``,
-    ``NUM_STREAMS``, ``INFERENCE_PRECISION_HINT``); f32 and the LATENCY hint unless they say otherwise."""
+    """An OpenVINO CPU ``CompiledModel`` with ``settings`` (:func:`edgetransfer.runtime.openvino.compile_config`:
+    f32 and the LATENCY hint unless they say otherwise)."""
     ov = _lazy.require("openvino", extra="openvino")
-    config: dict = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", **(settings or {})}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
+    from .openvino import compile_config
+
+    config = compile_config(threads, settings)
     if perf_count:
         config["PERF_COUNT"] = True
     try:
@@ -534,7 +443,8 @@ def _ov_feed(compiled) -> dict:
     return out
 
 
-def _profile_ov(path: Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> OpProfile:
+def profile_ov(path: Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> OpProfile:
+    """OpenVINO's performance counters over ``runs`` infers after ``warmup``."""
     compiled = ov_compile(path, threads, settings, perf_count=True)
     req = compiled.create_infer_request()
     feed = _ov_feed(compiled)
@@ -562,6 +472,7 @@ def _profile_ov(path: Path, threads: int | None, runs: int, warmup: int, setting
         ops,
         host_peak(threads),
         "OpenVINO performance counters (PERF_COUNT, real_time)",
+        settings=dict(settings or {}),
     )
 
 
@@ -572,10 +483,11 @@ LITERT_REASON = (
 )
 
 
-def _profile_litert(path: Path, threads: int | None, runs: int, warmup: int) -> OpProfile:
+def profile_litert(path: Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> OpProfile:
+    """No op table (:data:`LITERT_REASON`): the end-to-end mean of ``runs`` runs, and why."""
     from .litert import LiteRT
 
-    session = LiteRT().load(path, threads)
+    session = LiteRT().load(path, threads, settings)
     spec = session.input_spec
     batch = np.random.default_rng(0).uniform(0, 255, (1, spec.size, spec.size, 3)).astype(np.float32)
     for _ in range(warmup):
@@ -583,7 +495,10 @@ def _profile_litert(path: Path, threads: int | None, runs: int, warmup: int) -> 
     t = time.perf_counter()
     for _ in range(runs):
         session.run(batch)
-    return unsupported(str(path), "litert", threads, LITERT_REASON, (time.perf_counter() - t) * 1e3 / runs)
+    wall = (time.perf_counter() - t) * 1e3 / max(runs, 1)
+    return dataclasses.replace(
+        unsupported(str(path), "litert", threads, LITERT_REASON, wall), settings=dict(settings or {})
+    )
 
 
 def profile(
@@ -594,7 +509,8 @@ def profile(
     warmup: int = 5,
     settings: dict | None = None,
 ) -> OpProfile:
-    """Per-op mean time of ``path`` on ``runtime_name`` (``onnxruntime``, ``openvino``, ``litert``).
+    """Per-op mean time of ``path`` on ``runtime_name``, by the runtime's registered profiler
+    (:attr:`~.spec.RuntimeSpec.profiler`).
 
     ``settings`` are the runtime's own (see :func:`ort_session`, :func:`ov_compile`), e.g. a
     :func:`edgetransfer.runtime.tune.tune` winner's. LiteRT answers ``supported=False``.
@@ -603,18 +519,18 @@ def profile(
         ConfigError: an unknown runtime, or a file the runtime does not read.
         RuntimeBackendError: the runtime cannot load the file.
     """
+    from .. import formats
+    from . import spec as runtime_spec
+
     path = require_file(path)
-    if runtime_name == "onnxruntime" and path.suffix == ".onnx":
-        return _profile_ort(path, threads, runs, warmup, settings)
-    if runtime_name == "openvino" and path.suffix == ".onnx":
-        return _profile_ov(path, threads, runs, warmup, settings)
-    if runtime_name == "litert" and path.suffix == ".tflite":
-        return _profile_litert(path, threads, runs, warmup)
-    raise ConfigError(
-        f"no per-op profile of a {path.suffix} file on {runtime_name!r}",
-        path=path,
-        fix="profile .onnx on onnxruntime or openvino, .tflite on litert",
-    )
+    rt = runtime_spec.get(runtime_name)
+    fmt = formats.for_path(path)
+    if runtime_name not in fmt.runtimes or not rt.profiler:
+        can = " or ".join(r for r in fmt.runtimes if runtime_spec.get(r).profiler) or "a host runtime"
+        raise ConfigError(
+            f"no per-op profile of a {path.suffix} file on {runtime_name!r}", path=path, fix=f"profile it on {can}"
+        )
+    return rt.profile(path, threads, runs, warmup, settings)
 
 
 # --- LiteRT's benchmark_model on a device ----------------------------------------------------------

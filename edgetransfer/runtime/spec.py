@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ class RuntimeSpec:
         memory: ``module:function(path, size_bytes, target) -> dict`` (arena, flash, fits), or ``""``.
         estimate: ``module:function(path, target) -> Latency`` for ``kind == mcu``, or ``""``.
         title: the name people write (``ONNX Runtime``), for messages; defaults to :attr:`name`.
+        profiler: ``module:function(path, threads, runs, warmup, settings) -> OpProfile`` giving per-op
+            times (``profile`` in :attr:`measures`), or one saying why there are none.
+        default_settings: the settings ``load`` uses when given none (the "before tuning" figure).
+        tune_candidates: settings ``validate --tune`` tries besides the thread count, in the runtime's own
+            keys (``load(path, threads, settings)`` takes them back).
+        bf16: the settings that run an fp32 file in bf16 where the CPU has bf16 units (empty: never).
     """
 
     name: str
@@ -57,6 +63,10 @@ class RuntimeSpec:
     formats: tuple[str, ...] = ()  # the only formats it runs (empty: whatever the format registry says)
     precisions: tuple[str, ...] = ()  # the only precisions it runs (empty: any)
     title: str = ""
+    profiler: str = ""
+    default_settings: dict = field(default_factory=dict, hash=False)
+    tune_candidates: tuple[dict, ...] = field(default=(), hash=False)
+    bf16: dict = field(default_factory=dict, hash=False)
 
     def runtime(self, provider: str = "cpu") -> Any:
         """An instance of the runtime (``provider`` only where :attr:`providers` has it)."""
@@ -96,6 +106,17 @@ class RuntimeSpec:
         """Arena (RAM) and flash of ``path`` on ``target``, with whether they fit; ``None`` when not measured."""
         return _resolve(self.memory)(path, size_bytes, target) if MEMORY in self.measures else None
 
+    @property
+    def profiles(self) -> bool:
+        """Whether it gives per-op times here (otherwise :meth:`profile` says why not)."""
+        return PROFILE in self.measures
+
+    def profile(self, path: str | Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> Any:
+        """Per-op profile of ``path`` (an :class:`~edgetransfer.records.profile.OpProfile`)."""
+        if not self.profiler:
+            raise ConfigError(f"runtime {self.name} has no per-op profiler", fix="profile on a host runtime")
+        return _resolve(self.profiler)(path, threads, runs, warmup, settings)
+
     def estimate_latency(self, path: str | Path, target: Any) -> Any:
         """The runtime's own latency estimate (``estimated``), for runtimes that do not time here."""
         if not self.estimate:
@@ -127,6 +148,13 @@ register(
         ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"),
         frozenset({LATENCY}),
         title="LiteRT",
+        # the Python Interpreter has no op profiler: the profiler says so (profile.LITERT_REASON)
+        profiler="edgetransfer.runtime.profile:profile_litert",
+        default_settings={"op_resolver": "xnnpack"},
+        # XNNPACK (the default delegate) or the builtin kernels (OpResolverType.
+        # BUILTIN_WITHOUT_DEFAULT_DELEGATES), the only kernel switch the Python Interpreter exposes;
+        # XNNPACK flags and its weight cache are options of the CompiledModel API (runtime/tune.py says why not)
+        tune_candidates=({"op_resolver": "xnnpack"}, {"op_resolver": "builtin"}),
     )
 )
 register(
@@ -135,9 +163,18 @@ register(
         HOST,
         "edgetransfer.runtime.onnxrt:OnnxRuntime",
         ("onnxruntime",),
-        frozenset({LATENCY}),
+        frozenset({LATENCY, PROFILE}),
         providers=("cuda", "coreml", "nnapi", "qnn", "tensorrt", "openvino", "dml"),
         title="ONNX Runtime",
+        profiler="edgetransfer.runtime.profile:profile_ort",
+        default_settings={"graph_optimization_level": "all"},
+        # graph optimisation level x whether idle intra-op threads spin
+        # (onnxruntime_session_options_config_keys.h, "session.intra_op.allow_spinning")
+        tune_candidates=tuple(
+            {"graph_optimization_level": level, "allow_spinning": spin}
+            for level in ("all", "extended", "basic")
+            for spin in (True, False)
+        ),
     )
 )
 register(
@@ -146,8 +183,21 @@ register(
         HOST,
         "edgetransfer.runtime.openvino:OpenVINO",
         ("openvino",),
-        frozenset({LATENCY}),
+        frozenset({LATENCY, PROFILE}),
         title="OpenVINO",
+        profiler="edgetransfer.runtime.profile:profile_ov",
+        default_settings={"PERFORMANCE_HINT": "LATENCY"},
+        # the LATENCY hint with its own stream count or one stream, and thread pinning
+        # (docs.openvino.ai, "CPU Device" properties)
+        tune_candidates=(
+            {"PERFORMANCE_HINT": "LATENCY"},
+            {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1},
+            {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False},
+            {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": True},
+        ),
+        # the CPU plugin computes in bf16 on AVX512-BF16 / AMX when asked (docs.openvino.ai, "CPU Device",
+        # Inference Precision); load() pins f32 otherwise
+        bf16={"INFERENCE_PRECISION_HINT": "bf16"},
     )
 )
 register(

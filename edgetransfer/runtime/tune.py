@@ -10,7 +10,6 @@ Needs no TensorFlow.
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 from collections.abc import Callable
@@ -22,37 +21,22 @@ import numpy as np
 
 from .. import _lazy
 from ..errors import ConfigError
+from . import spec as runtime_spec
 from .base import require_file
-from .profile import _ort_feed, _ov_feed, ort_session, ov_compile
+from .profile import _ov_feed, ov_compile
 
-# Candidate settings per runtime, beside the thread count. ONNX Runtime: graph optimisation level and
-# whether idle intra-op threads spin (onnxruntime_session_options_config_keys.h,
-# "session.intra_op.allow_spinning"); OpenVINO CPU: the LATENCY hint with its own stream count or one
-# stream, and thread pinning (docs.openvino.ai, "CPU Device" properties); LiteRT's Python Interpreter:
-# XNNPACK (the default delegate) or the builtin kernels (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
-# the only kernel switch it exposes. XNNPACK flags, YNNPACK and the XNNPACK weight cache are options of
-# LiteRT's CompiledModel API (ai_edge_litert.cpu_options.CpuOptions), whose from_file fails here on every
-# file, ours and default options alike (ai_edge_litert 2.3.0: CreateCompiledModelFromFile RuntimeError),
-# so they are not candidates yet.
+# Candidate settings per runtime, beside the thread count, and what load() uses when given none (the
+# "before tuning" figure): the runtime registry's capabilities (RuntimeSpec.tune_candidates and
+# .default_settings in runtime/spec.py, which cites where each comes from). XNNPACK flags, YNNPACK and
+# the XNNPACK weight cache are options of LiteRT's CompiledModel API (ai_edge_litert.cpu_options.CpuOptions),
+# whose from_file fails here on every file, ours and default options alike (ai_edge_litert 2.3.0:
+# CreateCompiledModelFromFile RuntimeError), so they are not candidates yet.
 CANDIDATES: dict[str, list[dict]] = {
-    "onnxruntime": [
-        {"graph_optimization_level": level, "allow_spinning": spin}
-        for level, spin in itertools.product(("all", "extended", "basic"), (True, False))
-    ],
-    "openvino": [
-        {"PERFORMANCE_HINT": "LATENCY"},
-        {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1},
-        {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False},
-        {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": True},
-    ],
-    "litert": [{"op_resolver": "xnnpack"}, {"op_resolver": "builtin"}],
+    n: [dict(c) for c in runtime_spec.get(n).tune_candidates]
+    for n in runtime_spec.names()
+    if runtime_spec.get(n).tune_candidates
 }
-# What load() in onnxrt.py / openvino.py / litert.py uses today: the "before tuning" figure.
-DEFAULTS = {
-    "onnxruntime": {"graph_optimization_level": "all"},
-    "openvino": {"PERFORMANCE_HINT": "LATENCY"},
-    "litert": {"op_resolver": "xnnpack"},
-}
+DEFAULTS: dict[str, dict] = {n: dict(runtime_spec.get(n).default_settings) for n in CANDIDATES}
 # Seconds between two candidates' runs: ONNX Runtime's spinning workers and OpenVINO's stream threads
 # keep a core busy for a moment after a run; without a gap they would slow the next candidate down.
 GAP_S = 0.005
@@ -115,41 +99,23 @@ class TuneResult:
         return "\n".join(lines)
 
 
-def _litert_runner(path: Path, threads: int | None, settings: dict) -> Callable[[], object]:
-    from .litert import interpreter_module
-
-    mod = interpreter_module()
-    kw = {}
-    if settings.get("op_resolver") == "builtin":
-        kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interp = mod.Interpreter(model_path=str(path), num_threads=threads, **kw)
-    interp.allocate_tensors()
-    for d in interp.get_input_details():
-        info = np.iinfo(d["dtype"]) if np.issubdtype(d["dtype"], np.integer) else None
-        rng = np.random.default_rng(0)
-        x = rng.integers(info.min, info.max, d["shape"]) if info else rng.uniform(0, 255, d["shape"])
-        interp.set_tensor(d["index"], x.astype(d["dtype"]))
-    return interp.invoke
-
-
 def runner(path: str | Path, runtime_name: str, settings: dict | None = None) -> Callable[[], object]:
     """A no-argument callable running ``path`` once on a fixed random input with ``settings``
-    (``threads`` and the runtime's own keys, as in :data:`CANDIDATES`): what a tuned figure reproduces."""
+    (``threads`` and the runtime's own keys, as in :data:`CANDIDATES`), through the runtime's own
+    ``load(path, threads, settings)`` and ``Session.run``: what ``validate`` times, so a tuned figure
+    is the one a tuned measurement reproduces.
+
+    Raises:
+        ConfigError: an unknown runtime, or settings it does not take.
+        RuntimeBackendError: the runtime cannot load the file.
+    """
     path = require_file(path)
     settings = dict(settings or {})
     threads = settings.pop("threads", None)
-    if runtime_name == "onnxruntime":
-        sess = ort_session(path, threads, settings)
-        feed = _ort_feed(sess)
-        return lambda: sess.run(None, feed)
-    if runtime_name == "openvino":
-        compiled = ov_compile(path, threads, settings)
-        req = compiled.create_infer_request()
-        feed = _ov_feed(compiled)
-        return lambda: req.infer(feed)
-    if runtime_name == "litert":
-        return _litert_runner(path, threads, settings)
-    raise ConfigError(f"no tuning for runtime {runtime_name!r}", fix="use onnxruntime, openvino or litert")
+    session = runtime_spec.get(runtime_name).runtime().load(path, threads, settings)
+    size = session.input_spec.size
+    batch = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+    return partial(session.run, batch)
 
 
 def interleave(runs: dict[str, Callable[[], object]], budget_s: float, per_turn: int = 3, min_rounds: int = 5):
