@@ -32,7 +32,8 @@ from .flows.sweep import sweep
 from .gate import judge
 from .importer import import_model
 from .quantization import QuantRecipe
-from .records import Budget, SweepResult
+from .quantization.diagnose import diagnose as diagnose_quantization
+from .records import Budget, QuantDiagnosis, SweepResult
 from .records.measure import Measurement, Verdict
 from .runtime import Classifier
 from .training import TrainConfig, TrainedModel, train
@@ -52,6 +53,7 @@ __all__ = [
     "ImageFile",
     "Measurement",
     "MissingDependencyError",
+    "QuantDiagnosis",
     "QuantRecipe",
     "RuntimeBackendError",
     "ToolchainError",
@@ -64,6 +66,7 @@ __all__ = [
     "Verdict",
     "WeightsError",
     "check",
+    "diagnose_quantization",
     "export",
     "judge",
     "import_model",

@@ -13,6 +13,7 @@ guessed. The Keras layer each tensor came from is read from the converter's tens
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 import time
@@ -107,7 +108,8 @@ def open_file(path: str | Path) -> tuple[Path, ArtifactManifest]:
 def source_run(path: Path, m: ArtifactManifest, run_dir: str | Path | None) -> TrainedModel:
     """The run (float model) the file was exported from: ``run_dir``, else the manifest's relative path, else
     its absolute one."""
-    candidates = [Path(run_dir)] if run_dir else [(path.parent / m.source_run), Path(m.source_run_abs or m.source_run)]
+    beside = Path(os.path.normpath(path.parent / m.source_run))
+    candidates = [Path(run_dir)] if run_dir else [beside, Path(m.source_run_abs or m.source_run)]
     for c in candidates:
         if (c / "manifest.json").is_file():
             return TrainedModel.from_dir(c)
