@@ -37,12 +37,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgetransfer import latency  # noqa: E402
 from edgetransfer.cli._common import table  # noqa: E402
 from edgetransfer.data import samples  # noqa: E402
 from edgetransfer.exporter import export  # noqa: E402
 from edgetransfer.flows.quickstart import TRAIN  # noqa: E402
-from edgetransfer.quantization import QuantRecipe  # noqa: E402
+from edgetransfer.quantization import QuantRecipe, calibration_set  # noqa: E402
 from edgetransfer.quantization.doctor import AccuracyBudgetError, _widths, attempts_table  # noqa: E402
+from edgetransfer.scoring import held_out  # noqa: E402
 from edgetransfer.training import TrainedModel, train  # noqa: E402
 
 # ../shared beside the checkout (as tests/conftest.py), else the shared machine's copy
@@ -100,6 +102,78 @@ def case(name: str, run: TrainedModel, out: Path, budget: float, fmts=("tflite",
             ]
         )
     return rows
+
+
+class _Ort:
+    """A bare ONNX Runtime session with ``run(batch)``: the same timing path for NNCF's file and ours."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        self.s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.name = self.s.get_inputs()[0].name
+
+    def run(self, batch):
+        return self.s.run(None, {self.name: batch.astype("float32")})[0]
+
+
+def _ort_accuracy_p50(path: Path, x, y) -> tuple[float, float]:
+    import numpy as np
+
+    s = _Ort(path)
+    probs = np.concatenate([s.run(x[i : i + 1]) for i in range(len(x))])
+    lat = latency.measure(lambda: _Ort(path), x[:1], budget_s=1.0)
+    return float((probs.argmax(1) == y).mean()), lat.p50
+
+
+def nncf_side_by_side(name: str, run: TrainedModel, out: Path, budget: float, ours: Path | None) -> list:
+    """NNCF's ``quantize_with_accuracy_control`` (ONNX backend, ``max_drop`` = the budget) on the same float
+    ONNX graph, calibration images (200, class-balanced) and held-out data as the doctor; p50 of both files
+    through the same bare ONNX Runtime session (batch 1)."""
+    import numpy as np
+
+    try:
+        import nncf
+        import onnx
+    except ImportError:
+        return [f"{name} onnx", "nncf not installed (pip install 'edgetransfer[quant]')"] + ["-"] * 6
+    (fp32,) = export(run, ["onnx"], [QuantRecipe.fp32()], out=out / f"{name}-nncf")
+    held = held_out(run)
+    cal = calibration_set(run.manifest, "auto", 200)
+    ref_acc, ref_p50 = _ort_accuracy_p50(fp32.path, held.x, held.y)
+    model = onnx.load(str(fp32.path))
+    iname = model.graph.input[0].name
+    items = [{iname: cal.images[i : i + 1]} for i in range(len(cal.images))]
+    val = [({iname: held.x[i : i + 1]}, int(held.y[i])) for i in range(len(held.y))]
+
+    def validate(m, data) -> tuple[float, list[float]]:
+        import onnxruntime as ort
+
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        hits = [float(np.argmax(s.run(None, feed)[0]) == label) for feed, label in data]
+        return float(np.mean(hits)), hits
+
+    start = time.perf_counter()
+    q = nncf.quantize_with_accuracy_control(
+        model,
+        nncf.Dataset(items),
+        nncf.Dataset(val, lambda item: item[0]),
+        validate,
+        max_drop=budget / 100,
+        subset_size=len(items),
+    )
+    wall = time.perf_counter() - start
+    path = out / f"{name}-nncf" / "model_int8_nncf.onnx"
+    onnx.save(q, str(path))
+    acc, p50 = _ort_accuracy_p50(path, held.x, held.y)
+    row = [f"{name} onnx", "NNCF accuracy control", f"{100 * (ref_acc - acc):+.2f}",
+           f"{path.stat().st_size / 1e6:.2f} MB", f"{p50:.2f}", f"{wall:.0f}"]  # fmt: skip
+    if ours is not None:
+        o_acc, o_p50 = _ort_accuracy_p50(ours, held.x, held.y)
+        row += [f"ours {100 * (ref_acc - o_acc):+.2f} pts, {ours.stat().st_size / 1e6:.2f} MB, {o_p50:.2f} ms"]
+    else:
+        row += ["-"]
+    return [*row, f"fp32 {ref_p50:.2f} ms"]
 
 
 def main() -> int:

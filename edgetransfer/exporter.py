@@ -184,6 +184,7 @@ def export(
     data_dir: str | Path | None = None,
     recipe_file: str | Path | None = None,
     memo: Memo | None = None,
+    targets: Sequence = (),
 ) -> list[ExportedArtifact]:
     """Export ``run`` to every format x recipe.
 
@@ -204,6 +205,8 @@ def export(
         data_dir: held-out data for ``max_accuracy_drop`` (default: the run's validation split).
         recipe_file: a ``<file>.recipe.json`` the doctor wrote: export exactly that file again
             (its format, recipe, calibration and ops kept in float replace ``formats``/``recipes``).
+        targets: target profiles the files are for: the doctor offers no remedy their runtimes cannot run
+            (16-bit activations where a target lists no ``int16x8``).
         memo: reuse files converted before from the same model, recipe, calibration and metadata
             (:mod:`edgetransfer.memo`; the sweep passes one, ``edgetransfer export`` converts every time).
 
@@ -273,6 +276,7 @@ def export(
                         calibration,
                         seed,
                         write=write_artifact,
+                        activation16=doctor.refuses_activation16(targets),
                     )
                 )
                 art = results[-1].artifact

@@ -79,3 +79,124 @@ def test_doctor_records_16bit_remedy_and_replays(tiny_run, tmp_path, monkeypatch
     (again,) = export(tiny_run, out=tmp_path / "replay", recipe_file=file)
     m = ArtifactManifest.read(again.path.with_name(again.path.name + ".manifest.json"))
     assert m.recipe["keep_float"] == a16["keep_float"]
+
+
+# --- issue 27 items 2-4: quantizer options judged by what they move, targets without 16-bit kernels, replay ---
+
+
+def test_judge_records_a_remedy_that_moved_nothing():
+    """The same hits and output SNR: ``moved`` False; a real SNR gain or an interval clear of 0: True."""
+    hits = np.array([True] * 90 + [False] * 10)
+    base = {"attempt": 1, "status": "ok", "output_snr_db": 16.0}
+    same = {"attempt": 2, "status": "ok", "output_snr_db": 16.2}
+    doctor.judge(same, base, hits.copy(), hits)
+    assert same["moved"] is False and same["accuracy_change_pts"] == [0.0, 0.0, 0.0] and same["vs_attempt"] == 1
+    one = hits.copy()
+    one[95] = True  # one image more: within the interval, and the SNR did not move
+    single = {"attempt": 3, "status": "ok", "output_snr_db": 16.1}
+    doctor.judge(single, base, one, hits)
+    lo, hi = single["accuracy_change_pts"][1:]
+    assert single["moved"] is False and lo < 0 < hi
+    better = {"attempt": 4, "status": "ok", "output_snr_db": 19.0}
+    doctor.judge(better, base, hits.copy(), hits)
+    assert better["moved"] is True and better["snr_change_db"] == 3.0
+    fixed = np.ones(100, bool)
+    many = {"attempt": 5, "status": "ok", "output_snr_db": 16.0}
+    doctor.judge(many, base, fixed, hits)  # ten images fixed, none broken: the interval is clear of 0
+    assert many["moved"] is True and many["accuracy_change_pts"][1] > 0
+
+
+def test_16bit_activations_not_offered_where_a_target_cannot_run_them():
+    from edgetransfer import targets
+
+    assert doctor.refuses_activation16([targets.get("host-cpu")]) == ""  # lists int16x8
+    why = doctor.refuses_activation16([targets.get("host-cpu"), targets.get("edgetpu"), targets.get("stm32h7")])
+    assert "edgetpu" in why and "stm32h7" in why and "host-cpu" not in why
+
+
+def test_quantizer_options_are_a_format_capability():
+    from edgetransfer.errors import UnsupportedError
+
+    onnx_options = formats.get("onnx").quantizer_options
+    assert "float_bias" in onnx_options and "nncf_bias_correction" in onnx_options
+    r = QuantRecipe.int8(io="float32", calibration_size=6)
+    from dataclasses import asdict, replace
+
+    opt = replace(r, options=("float_bias",))
+    opt.check("onnx")
+    assert QuantRecipe(**json.loads(json.dumps(asdict(opt)))) == opt  # a JSON list reads back equal
+    with pytest.raises(UnsupportedError, match="no quantizer option"):
+        replace(r, options=("float_bias",)).check("tflite")  # the TFLite converter has none
+    with pytest.raises(UnsupportedError, match="no quantizer option"):
+        replace(r, options=("bogus",)).check("onnx")
+    with pytest.raises(UnsupportedError, match="int8 options"):
+        QuantRecipe("fp16", options=("float_bias",))
+
+
+def test_onnx_options_change_what_they_say_and_write_the_same_bytes_twice(tiny_exports, cal, tmp_path):
+    """Each option is visible in the file (float biases: no int32 bias; exact input scale: scale 1; float
+    output: no Q/DQ after Softmax), runs, and the same recipe writes the same bytes again (replay)."""
+    from dataclasses import replace
+
+    import onnx
+    import onnxruntime as ort
+
+    from edgetransfer.formats import onnx as onnx_format
+
+    src = SimpleNamespace(path=tiny_exports[("onnx", "fp32")].path, layout="nhwc")
+    meta = {"labels": ["a", "b", "c"], "normalization": {}}
+    base = QuantRecipe.int8(io="float32", calibration_size=6)
+
+    def write(options, name):
+        out = tmp_path / name
+        onnx_format.write(src, replace(base, options=options), cal, meta, out)
+        ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        return out, onnx.load(str(out))
+
+    _, plain = write((), "plain.onnx")
+    int32 = [i for i in plain.graph.initializer if i.data_type == onnx.TensorProto.INT32]
+    assert int32, "plain int8 quantizes biases to int32"
+    path, fb = write(("float_bias",), "float_bias.onnx")
+    assert not [i for i in fb.graph.initializer if i.data_type == onnx.TensorProto.INT32]
+    again, _ = write(("float_bias",), "again.onnx")
+    assert path.read_bytes() == again.read_bytes()
+    _, ex = write(("exact_input_scale",), "exact.onnx")
+    first_q = next(n for n in ex.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == ex.graph.input[0].name)
+    scale = next(i for i in ex.graph.initializer if i.name == first_q.input[1])
+    assert onnx.numpy_helper.to_array(scale).item() == 1.0
+    _, fo = write(("float_output",), "float_output.onnx")
+    softmax = next(n for n in fo.graph.node if n.op_type == "Softmax")
+    assert not [n for n in fo.graph.node if n.op_type == "QuantizeLinear" and softmax.output[0] in n.input]
+
+
+@pytest.mark.slow
+def test_doctor_options_stage_judged_and_target_skips_16bit(tiny_run, tmp_path, monkeypatch):
+    """With an unreachable budget: each option is one attempt judged against the plain file (``moved``
+    recorded), the chosen recipe replays its options, and for an Edge TPU target no 16-bit attempt is made."""
+    from edgetransfer import targets
+
+    monkeypatch.setattr(doctor, "MAX_OPTION_ATTEMPTS", 2)
+    monkeypatch.setattr(doctor, "A16_STEPS", (2,))
+    monkeypatch.setattr(doctor, "K_STEPS", ())
+    monkeypatch.setattr(doctor, "_calibration_remedies", lambda *a: None)
+    monkeypatch.setattr(doctor, "check_budget", lambda v: -1.0)  # a budget no attempt meets
+    with pytest.raises(AccuracyBudgetError) as info:
+        export(tiny_run, ["onnx"], [QuantRecipe.int8(calibration_size=8)], out=tmp_path / "a", max_accuracy_drop=0,
+               targets=[targets.get("edgetpu")])  # fmt: skip
+    (art,) = info.value.artifacts
+    att = art.manifest.attempts
+    names = formats.get("onnx").quantizer_options[:2]
+    assert [a["remedy"] for a in att] == ["plain int8", *(f"option {n}" for n in names), "16-bit activations"]
+    for a in att[1:3]:
+        assert a["status"] == "ok", a
+        assert a["recipe"]["options"][-1] in names and isinstance(a["moved"], bool) and a["vs_attempt"] >= 1
+        assert len(a["accuracy_change_pts"]) == 3
+    assert att[3]["status"] == "skipped" and "edgetpu" in att[3]["error"]
+    assert not any(k.startswith("a16:") for a in att for k in a["keep_float"])
+    rows, _ = doctor.attempts_table(att)
+    assert rows[3][-1] == "skipped"
+
+    recipe = art.path.with_name(art.path.name + ".recipe.json")
+    (again,) = export(tiny_run, out=tmp_path / "replay", recipe_file=recipe)
+    assert again.manifest.recipe == art.manifest.recipe
+    assert again.manifest.sha256 == art.manifest.sha256  # the same options, calibration, converter: same bytes

@@ -58,6 +58,9 @@ class FormatSpec:
             float graph first, that its int8 writer can keep at 16 bits (``keep_float`` entries
             ``a16:<tensor>``, int8 weights unchanged); ``""`` when its quantizer cannot mix 8- and
             16-bit activations per tensor (the TFLite converter: int16x8 is whole-model only).
+        quantizer_options: int8 writer options (``QuantRecipe.options``) that cost less than float: scale,
+            range, bias and weight-rounding fixes its quantizer offers; the doctor tries each, in this
+            order, before 16-bit activations and float ops, and keeps the ones that move the error.
         converters: Python packages whose versions each file's manifest records (TensorFlow
             always is).
         in_all: exported by ``--format all``.
@@ -82,6 +85,7 @@ class FormatSpec:
     precision_reader: str = ""  # module:function(path) -> precision of a file from another tool
     standard_metadata_reader: str = ""  # module:function(path) -> {labels, normalization} others write
     activation16_ranker: str = ""
+    quantizer_options: tuple[str, ...] = ()
     converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""

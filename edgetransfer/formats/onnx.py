@@ -22,6 +22,21 @@ if TYPE_CHECKING:
 # ``TensorQuantOverrides``): their Q/DQ pairs are com.microsoft uint16 ops (opset 17 has no 16-bit
 # Q/DQ) and the ops next to them run in float, so each costs latency (the doctor measures it).
 A16 = "a16:"
+# The int8 writer's options (``QuantRecipe.options``), each what ONNX Runtime's quantizer (or NNCF) offers
+# against int8 error that costs less than float (onnxruntime/quantization/quantize.py, ``extra_options``);
+# the doctor tries them in this order before 16-bit activations and float ops (issue 27).
+OPTIONS = {
+    # the model input holds whole pixel values 0..255: uint8 with scale 1, zero point 0 carries them exactly,
+    # where a calibrated range may clip or round them
+    "exact_input_scale": "input quantized with scale 1 (exact for 0..255 pixels)",
+    "float_output": "Softmax output left in float (no 1/255 rounding of the probabilities)",
+    "moving_average_ranges": "min/max ranges as a moving average over the calibration images",
+    "asymmetric_weights": "int8 weights with a zero point per channel (WeightSymmetric=False)",
+    "float_bias": "biases kept in float (QuantizeBias=False)",
+    # NNCF's post-training quantization: its FastBiasCorrection shifts each biased layer's bias by the mean
+    # error its int8 weights add (nncf/quantization/algorithms/fast_bias_correction); U8 activations as ours
+    "nncf_bias_correction": "NNCF post-training quantization with fast bias correction (extra: quant)",
+}
 SPEC = register(
     FormatSpec(
         name="onnx",
@@ -37,6 +52,7 @@ SPEC = register(
         sensitivity_ranker=f"{__name__}:rank_sensitivity",
         precision_reader="edgetransfer.formats.foreign:onnx_precision",
         activation16_ranker=f"{__name__}:rank_activations16",
+        quantizer_options=tuple(OPTIONS),
         converters=("tf2onnx", "onnx", "onnxruntime"),
         description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",
     )
@@ -117,7 +133,13 @@ def _quantize(
         name = onnx.load(str(prep)).graph.input[0].name
         floats = [n for n in keep_float if not n.startswith(A16)]
         wide = [n[len(A16) :] for n in keep_float if n.startswith(A16)]
-        extra = {"TensorQuantOverrides": {t: [{"quant_type": q.QuantType.QUInt16}] for t in wide}} if wide else {}
+        if "nncf_bias_correction" in recipe.options:
+            if wide:
+                raise ValueError("nncf_bias_correction writes 8-bit activations only: no a16: tensors with it")
+            _nncf_quantize(prep, out, calibration, layout, floats)
+            prep.unlink(missing_ok=True)
+            return
+        extra = _extra_options(q, recipe.options, name, wide)
         method = {
             "minmax": q.CalibrationMethod.MinMax,
             "entropy": q.CalibrationMethod.Entropy,
@@ -135,9 +157,49 @@ def _quantize(
             weight_type=q.QuantType.QInt8,
             calibrate_method=method,
             nodes_to_exclude=floats,  # mixed precision: these nodes stay float
-            extra_options=extra,  # and these activations are 16-bit
+            extra_options=extra,  # and these activations are 16-bit, plus the recipe's options
         )
         prep.unlink(missing_ok=True)
+
+
+def _extra_options(q, options: Sequence[str], input_name: str, wide: Sequence[str]) -> dict:
+    """ONNX Runtime's ``extra_options`` for the recipe's :data:`OPTIONS` and the 16-bit tensors ``wide``."""
+    overrides: dict = {t: [{"quant_type": q.QuantType.QUInt16}] for t in wide}
+    extra: dict = {}
+    if "exact_input_scale" in options:
+        overrides[input_name] = [{"scale": np.float32(1.0), "zero_point": np.uint8(0)}]
+    if "float_output" in options:
+        extra["OpTypesToExcludeOutputQuantization"] = ["Softmax"]
+    if "moving_average_ranges" in options:
+        extra["CalibMovingAverage"] = True
+    if "asymmetric_weights" in options:
+        extra["WeightSymmetric"] = False
+    if "float_bias" in options:
+        extra["QuantizeBias"] = False
+    if overrides:
+        extra["TensorQuantOverrides"] = overrides
+    return extra
+
+
+def _nncf_quantize(prep: Path, out: Path, calibration: Calibration, layout: str, floats: Sequence[str]) -> None:
+    """NNCF's post-training quantization of the pre-processed graph (fast bias correction on, the ``mixed``
+    preset: asymmetric uint8 activations and symmetric int8 weights, the U8S8 pair ONNX Runtime fuses on x86),
+    ``floats`` nodes left in float."""
+    nncf = _lazy.require("nncf", extra="quant")
+    onnx = _lazy.require("onnx")
+    model = onnx.load(str(prep))
+    name = model.graph.input[0].name
+    x = calibration.images.transpose(0, 3, 1, 2) if layout == "nchw" else calibration.images
+    items = [{name: np.ascontiguousarray(x[i : i + 1], dtype=np.float32)} for i in range(len(x))]
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(items),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(items),
+        fast_bias_correction=True,
+        ignored_scope=nncf.IgnoredScope(names=list(floats), validate=False) if floats else None,
+    )
+    onnx.save(quantized, str(out))
 
 
 _COUNTER = re.compile(r"__(\d+)")
