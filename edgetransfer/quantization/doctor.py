@@ -410,8 +410,18 @@ def search(
     )  # fmt: skip
 
 
+def _within_cost(s: _Search, a: dict) -> bool:
+    """``a`` is within the size and p50 bounds against the plain int8 file (attempt 1)."""
+    plain = s.attempts[0]
+    if plain.get("status") != "ok" or a.get("status") != "ok":
+        return False
+    return a["size_bytes"] <= MAX_SIZE_RATIO * plain["size_bytes"] and a["p50_ms"] <= MAX_P50_RATIO * plain["p50_ms"]
+
+
 def _best_ok(s: _Search, all_int8: bool = False) -> dict | None:
+    """The attempt with the smallest drop (within the size and p50 bounds where any is) to build on."""
     ok = [a for a in s.attempts if a["status"] == "ok" and not (all_int8 and a["keep_float"])]
+    ok = [a for a in ok if _within_cost(s, a)] or ok
     return min(ok, key=lambda a: a["accuracy_drop"]) if ok else None
 
 
@@ -469,7 +479,7 @@ def _option_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibr
         r = QuantRecipe(**base["recipe"])
         a = s.attempt(f"option {option}", replace(r, options=(*r.options, option)), calib, vs=base["attempt"])
         gain = a.get("snr_change_db")
-        if a["status"] == "ok" and a.get("moved") and gain is not None and gain >= SNR_MOVED_DB:
+        if a.get("moved") and gain is not None and gain >= SNR_MOVED_DB and _within_cost(s, a):
             base = a  # the next option builds on this one
 
 
