@@ -58,6 +58,7 @@ def test_doctor_records_16bit_remedy_and_replays(tiny_run, tmp_path, monkeypatch
     monkeypatch.setattr(doctor, "A16_STEPS", (2,))
     monkeypatch.setattr(doctor, "K_STEPS", ())
     monkeypatch.setattr(doctor, "_calibration_remedies", lambda *a: None)
+    monkeypatch.setattr(doctor, "_option_remedies", lambda *a: None)
     monkeypatch.setattr(doctor, "check_budget", lambda v: -1.0)  # a budget no attempt meets
     with pytest.raises(AccuracyBudgetError) as info:
         export(tiny_run, ["onnx"], [QuantRecipe.int8(calibration_size=8)], out=tmp_path, max_accuracy_drop=0)
@@ -70,6 +71,7 @@ def test_doctor_records_16bit_remedy_and_replays(tiny_run, tmp_path, monkeypatch
     assert {"accuracy", "accuracy_drop", "size_bytes", "p50_ms", "output_snr_db"} <= set(a16)
     assert all(isinstance(a["output_snr_db"], float) for a in att)  # the error left, continuous
     assert a16["size_bytes"] <= 1.1 * att[0]["size_bytes"]  # int8 weights: the file hardly grows
+    assert a16["vs_attempt"] == 1 and isinstance(a16["moved"], bool)  # judged against the plain file
     rows, header = doctor.attempts_table(att)
     assert header[3] == "float/16-bit" and rows[1][3] == "0/2"
 
