@@ -61,23 +61,9 @@ HYMENOPTERA = (
     / "hymenoptera"
 )
 RATIO = 1.5  # the issue's bound on p50 and size against the plain int8 file
-# Fragile cases besides digits 96/128 (issue 27: plain int8 loses more than 3 points); trained on digits.
-FRAGILE = {
-    # MobileNetV3-Small (hard-swish, squeeze-excite) trained from random weights at 48 px
-    "mv3s48": dataclasses.replace(
-        TRAIN,
-        backbone="mobilenet_v3_small",
-        weights="none",
-        workflow="fine-tune",
-        unfreeze="all",
-        image_size=48,
-        epochs=1,
-        fine_tune_epochs=30,
-        fine_tune_lr_factor=1.0,
-        learning_rate=3e-3,
-        patience=8,
-    ),  # fmt: skip
-}
+# Fragile cases besides digits 96/128 (issue 27 asks for one where plain int8 loses more than 3 points; none
+# of the tried ones does, see the docstring): digits with Lite0 features at 64 px.
+FRAGILE = {"digits64": dataclasses.replace(TRAIN, image_size=64)}
 
 
 def _run(data: Path, cfg, out: Path) -> TrainedModel:

@@ -166,6 +166,11 @@ def test_onnx_options_change_what_they_say_and_write_the_same_bytes_twice(tiny_e
     first_q = next(n for n in ex.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == ex.graph.input[0].name)
     scale = next(i for i in ex.graph.initializer if i.name == first_q.input[1])
     assert onnx.numpy_helper.to_array(scale).item() == 1.0
+    _, bc = write(("bias_correction",), "bias_correction.onnx")
+    before = {i.name: onnx.numpy_helper.to_array(i) for i in int32}
+    after = {i.name: onnx.numpy_helper.to_array(i) for i in bc.graph.initializer if i.name in before}
+    moved = [n for n in before if not np.array_equal(before[n], after[n])]
+    assert moved, "empirical bias correction shifts the int32 biases"
     _, fo = write(("float_output",), "float_output.onnx")
     softmax = next(n for n in fo.graph.node if n.op_type == "Softmax")
     assert not [n for n in fo.graph.node if n.op_type == "QuantizeLinear" and softmax.output[0] in n.input]
