@@ -415,7 +415,10 @@ def write_artifact(
         source_run=meta["source_run"],
         source_run_abs=str(run.run_dir.resolve()),
         source_fingerprint=run.manifest.data.fingerprint,
-        recipe={**asdict(recipe), **{k: list(v) for k, v in extra.items()}},
+        recipe={
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
+            **{k: list(v) for k, v in extra.items()},
+        },  # fmt: skip
         calibration={"source": calib.source, "count": len(calib.images)}
         if calib and recipe.needs_calibration
         else None,

@@ -95,7 +95,7 @@ class FileRecipe:
             "kind": RECIPE_KIND,
             "schema": 1,
             "format": self.format,
-            "recipe": asdict(self.recipe),
+            "recipe": recipe_dict(self.recipe),
             "keep_float": list(self.keep_float),
             "calibration": self.calibration,
             "seed": self.seed,
@@ -173,6 +173,11 @@ class DoctorResult:
     reference_accuracy: float
     recipe_path: Path
     seconds: float = field(default=0.0)
+
+
+def recipe_dict(recipe: QuantRecipe) -> dict:
+    """``recipe`` as the JSON-shaped dict attempts and manifests hold (lists, so one read back is equal)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()}
 
 
 def check_budget(value) -> float:
@@ -296,7 +301,7 @@ class _Search:
         rec: dict = {
             "attempt": i,
             "remedy": remedy,
-            "recipe": asdict(recipe),
+            "recipe": recipe_dict(recipe),
             "calibration_count": len(cal.images),
             "keep_float": list(keep),
         }
@@ -473,11 +478,14 @@ def _option_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibr
     base = s.attempts[0]
     if not options or base["status"] != "ok":
         return
+    plain = QuantRecipe(**base["recipe"])
     for option in options[:MAX_OPTION_ATTEMPTS]:
         if _met(s):
             return
         r = QuantRecipe(**base["recipe"])
         a = s.attempt(f"option {option}", replace(r, options=(*r.options, option)), calib, vs=base["attempt"])
+        if a["status"] != "ok" and r.options:  # an option that does not combine with those kept: alone
+            a = s.attempt(f"option {option} alone", replace(plain, options=(option,)), calib)
         gain = a.get("snr_change_db")
         if a.get("moved") and gain is not None and gain >= SNR_MOVED_DB and _within_cost(s, a):
             base = a  # the next option builds on this one
@@ -501,7 +509,7 @@ def _failed_analysis(s: _Search, what: str, r: QuantRecipe, cal: Calibration, st
         {
             "attempt": len(s.attempts) + 1,
             "remedy": what,
-            "recipe": asdict(r),
+            "recipe": recipe_dict(r),
             "calibration_count": len(cal.images),
             "keep_float": [],
             "status": "failed",
@@ -566,7 +574,8 @@ def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
     log.info("doctor %s: most sensitive ops: %s", s.fmt, ", ".join(ranked[:8]))
     for k in K_STEPS:
         k = min(k, len(ranked))
-        if _met(s) or k == 0 or any(a["keep_float"] == ranked[:k] and a["recipe"] == asdict(r) for a in s.attempts):
+        done = any(a["keep_float"] == ranked[:k] and a["recipe"] == recipe_dict(r) for a in s.attempts)
+        if _met(s) or k == 0 or done:
             if _met(s) or k == len(ranked):
                 return
             continue
