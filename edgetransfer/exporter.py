@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import _lazy, formats, progress
@@ -160,7 +160,7 @@ def plan(
             if everything and r.precision not in spec.precisions:
                 continue  # --format all: each precision where it exists (int16x8 is TFLite only)
             if r.io_dtype not in spec.io_dtypes and (everything or not explicit_io):
-                r = QuantRecipe(r.precision, "float32", r.per_channel, r.method, r.calibration_size)
+                r = replace(r, io_dtype="float32")  # everything else (options too) kept
             r.check(fmt)
             if (fmt, r) not in pairs:
                 pairs.append((fmt, r))
