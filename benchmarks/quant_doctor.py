@@ -16,11 +16,11 @@ through the same bare ONNX Runtime session) and time.
 Measured (issue 27, `--cases digits digits64 --sizes 96`, 2-core machine at load 7 to 9 with other helpers'
 jobs, so p50 is noisy; 359 held-out images, 1 image = 0.28 points):
 
-    case             plain drop  chosen recipe                                          drop   SNR dB        size   p50   search s
-    digits96 tflite  +0.00       #1 plain int8                                          +0.00  16.7          1.00x  1.00x   67
-    digits96 onnx    +0.83       #2 option bias_correction                              -0.56  17.7 -> 22.1  1.00x  1.03x   75
-    digits64 tflite  +1.11       #4 float top-1 sensitive op (the stem), 400 images     -0.28  15.7 -> 16.9  1.00x  0.85x  201
-    digits64 onnx    +1.39       #11 percentile (64 images) + bias_correction           +0.27  16.0 -> 20.6  1.00x  1.10x   87
+    case             plain  chosen recipe                                 drop   SNR dB        size   p50    s
+    digits96 tflite  +0.00  #1 plain int8                                 +0.00  16.7          1.00x  1.00x   67
+    digits96 onnx    +0.83  #2 option bias_correction                     -0.56  17.7 -> 22.1  1.00x  1.03x   75
+    digits64 tflite  +1.11  #4 float top-1 op (the stem), 400 images      -0.28  15.7 -> 16.9  1.00x  0.85x  201
+    digits64 onnx    +1.39  #11 percentile (64 images) + bias_correction  +0.27  16.0 -> 20.6  1.00x  1.10x   87
 
     NNCF accuracy control (ONNX)  drop   size     p50 ms  time s   ours, same session
     digits96                      +0.28  3.78 MB  48.21   68       -0.56, 3.89 MB, 1.37 ms  (fp32 1.75 ms)
