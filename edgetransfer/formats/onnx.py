@@ -26,23 +26,24 @@ A16 = "a16:"
 # against int8 error that costs less than float (onnxruntime/quantization/quantize.py, ``extra_options``);
 # the doctor tries them in this order before 16-bit activations and float ops (issue 27).
 OPTIONS = {
-    # the model input holds whole pixel values 0..255: uint8 with scale 1, zero point 0 carries them exactly,
-    # where a calibrated range may clip or round them
-    # First: the int8 weights are where the digits cases lose (issue 27's diagnosis). Empirical bias
-    # correction (Nagel et al. 2019, "Data-Free Quantization Through Weight Equalization and Bias Correction",
-    # sec. 4.2; NNCF's FastBiasCorrection): each Conv/Gemm bias minus the mean output error its int8 weights
-    # add, E[(W_q - W) x], from the calibration images' per-channel input means; ORT's fused U8S8 graph kept.
+    # Best first, as measured on digits Lite0 96 / 64 px (benchmarks/quant_doctor.py): the int8 weights are
+    # where those cases lose (issue 27's diagnosis). Empirical bias correction (Nagel et al. 2019, "Data-Free
+    # Quantization Through Weight Equalization and Bias Correction", sec. 4.2; NNCF's FastBiasCorrection):
+    # each Conv/Gemm bias minus the mean output error its int8 weights add, E[(W_q - W) x], from the
+    # calibration images' per-channel input means; ORT's fused U8S8 graph kept (output SNR +4.4 / +5.8 dB).
     "bias_correction": "biases corrected for the mean error the int8 weights add (empirical bias correction)",
     # NNCF's post-training quantization with its own FastBiasCorrection (nncf/quantization/algorithms/
     # fast_bias_correction); its graph keeps Clip between Q/DQ pairs, which ONNX Runtime's CPU kernels do
     # not fuse (measured: digits Lite0 64 px 29 ms against 0.6 ms for ours), so the p50 bound usually refuses it
     "nncf_bias_correction": "NNCF post-training quantization with fast bias correction (extra: quant)",
+    "moving_average_ranges": "min/max ranges as a moving average over the calibration images",
+    "float_output": "Softmax output left in float (no 1/255 rounding of the probabilities)",
     # ONNX Runtime widens a channel's int8 weight scale (15x seen on digits Lite0 block15) when the int32
     # bias scale s_in * s_w would be too small; with float biases that widening is not needed
     "float_bias_exact_weights": "float biases, weight scales not widened for an int32 bias",
+    # the model input holds whole pixel values 0..255: uint8 with scale 1, zero point 0 carries them exactly,
+    # where a calibrated range may clip or round them (calibration already finds 0..255 on these cases)
     "exact_input_scale": "input quantized with scale 1 (exact for 0..255 pixels)",
-    "float_output": "Softmax output left in float (no 1/255 rounding of the probabilities)",
-    "moving_average_ranges": "min/max ranges as a moving average over the calibration images",
     "asymmetric_weights": "int8 weights with a zero point per channel (WeightSymmetric=False)",
     "float_bias": "biases kept in float (QuantizeBias=False)",
 }

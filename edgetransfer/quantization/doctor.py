@@ -4,9 +4,10 @@
 float model on the held-out data and, while it loses more than ``P`` points, tries remedies in order of
 cost, stopping at the first that fits:
 
-0. the format's quantizer options (``FormatSpec.quantizer_options``; ONNX: an exact input scale, a float
-   Softmax output, NNCF's fast bias correction, asymmetric weights, float biases, moving-average ranges),
-   each kept only when it raised the output SNR;
+0. the format's quantizer options, which cost no size (``FormatSpec.quantizer_options``; ONNX: empirical
+   bias correction, NNCF's quantizer, float biases with unwidened weight scales, an exact input scale, a
+   float Softmax output, moving-average ranges, ...), the first :data:`MAX_OPTION_ATTEMPTS`, each kept for
+   the next only when it raised the output SNR within the size and p50 bounds;
 1. calibration: 2x and 4x the images (up to what the source has); ONNX also the entropy and percentile
    methods and per-tensor weights;
 2. 16-bit activations (formats whose quantizer mixes activation widths per tensor,
@@ -60,7 +61,7 @@ MAX_SIZE_RATIO = 1.5
 # and at most 1.5x its host p50 (16-bit or float ops fall out of the fused int8 kernels).
 MAX_P50_RATIO = 1.5
 A16_STEPS = (1, 2, 4, 8, 16)  # activation tensors kept at 16 bits
-MAX_OPTION_ATTEMPTS = 6  # quantizer options tried (ONNX has 6; each is one attempt, ~the plain file's time)
+MAX_OPTION_ATTEMPTS = 6  # quantizer options tried (ONNX has 8, best first; each costs ~the plain attempt's time)
 A16 = "a16:"  # a keep_float entry naming an activation tensor kept at 16 bits (formats/onnx.py's A16)
 LATENCY_BUDGET_S = 0.5  # per attempt; latency.measure runs at least 20 timed runs anyway
 # A remedy "moved" the error when the output SNR changed by this much: the same recipe calibrated on 200,
