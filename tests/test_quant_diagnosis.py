@@ -166,7 +166,8 @@ def test_onnx_options_change_what_they_say_and_write_the_same_bytes_twice(tiny_e
     first_q = next(n for n in ex.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == ex.graph.input[0].name)
     scale = next(i for i in ex.graph.initializer if i.name == first_q.input[1])
     assert onnx.numpy_helper.to_array(scale).item() == 1.0
-    _, bc = write(("bias_correction",), "bias_correction.onnx")
+    bc_path, bc = write(("bias_correction",), "bias_correction.onnx")
+    assert bc_path.read_bytes() == write(("bias_correction",), "bias_correction2.onnx")[0].read_bytes()
     before = {i.name: onnx.numpy_helper.to_array(i) for i in int32}
     after = {i.name: onnx.numpy_helper.to_array(i) for i in bc.graph.initializer if i.name in before}
     moved = [n for n in before if not np.array_equal(before[n], after[n])]

@@ -256,7 +256,8 @@ def _channel_means(onnx, fmodel, names, calibration: Calibration, layout: str, p
     """Per-channel means (axis 1, NCHW inside the graph) of the float tensors ``names`` over the first
     :data:`BIAS_CORRECTION_IMAGES` calibration images."""
     ort = _lazy.require("onnxruntime")
-    sess = _session_with_outputs(onnx, ort, fmodel, names, prep.with_name(prep.stem + ".means.onnx"))
+    # one thread: the corrected biases, and so the file's bytes, are the same on every replay
+    sess = _session_with_outputs(onnx, ort, fmodel, names, prep.with_name(prep.stem + ".means.onnx"), threads=1)
     x = calibration.images[:BIAS_CORRECTION_IMAGES]
     x = x.transpose(0, 3, 1, 2) if layout == "nchw" else x
     iname, outs = sess.get_inputs()[0].name, [o.name for o in sess.get_outputs()]
@@ -477,8 +478,9 @@ def rank_activations16(source: Source, path: Path, calibration: Calibration, *, 
     return [A16 + r["tensor"] for r in sorted(rows, key=lambda r: r["nsr"], reverse=True)]
 
 
-def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path):
-    """An ONNX Runtime session that also outputs the tensors ``names`` (float intermediates)."""
+def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path, threads: int = 0):
+    """An ONNX Runtime session that also outputs the tensors ``names`` (float intermediates); ``threads``
+    1 for outputs that must be the same bit for bit on every run (a multi-threaded reduction may not be)."""
     have = {o.name for o in model.graph.output}
     for t in names:
         if t not in have:
@@ -486,4 +488,5 @@ def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path):
     onnx.save(model, str(path))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
+    opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
