@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import _lazy, formats, progress
@@ -160,7 +160,7 @@ def plan(
             if everything and r.precision not in spec.precisions:
                 continue  # --format all: each precision where it exists (int16x8 is TFLite only)
             if r.io_dtype not in spec.io_dtypes and (everything or not explicit_io):
-                r = QuantRecipe(r.precision, "float32", r.per_channel, r.method, r.calibration_size)
+                r = replace(r, io_dtype="float32")  # everything else (options too) kept
             r.check(fmt)
             if (fmt, r) not in pairs:
                 pairs.append((fmt, r))
@@ -184,6 +184,7 @@ def export(
     data_dir: str | Path | None = None,
     recipe_file: str | Path | None = None,
     memo: Memo | None = None,
+    targets: Sequence = (),
 ) -> list[ExportedArtifact]:
     """Export ``run`` to every format x recipe.
 
@@ -204,6 +205,8 @@ def export(
         data_dir: held-out data for ``max_accuracy_drop`` (default: the run's validation split).
         recipe_file: a ``<file>.recipe.json`` the doctor wrote: export exactly that file again
             (its format, recipe, calibration and ops kept in float replace ``formats``/``recipes``).
+        targets: target profiles the files are for: the doctor offers no remedy their runtimes cannot run
+            (16-bit activations where a target lists no ``int16x8``).
         memo: reuse files converted before from the same model, recipe, calibration and metadata
             (:mod:`edgetransfer.memo`; the sweep passes one, ``edgetransfer export`` converts every time).
 
@@ -273,6 +276,7 @@ def export(
                         calibration,
                         seed,
                         write=write_artifact,
+                        activation16=doctor.refuses_activation16(targets),
                     )
                 )
                 art = results[-1].artifact
@@ -411,7 +415,10 @@ def write_artifact(
         source_run=meta["source_run"],
         source_run_abs=str(run.run_dir.resolve()),
         source_fingerprint=run.manifest.data.fingerprint,
-        recipe={**asdict(recipe), **{k: list(v) for k, v in extra.items()}},
+        recipe={
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
+            **{k: list(v) for k, v in extra.items()},
+        },  # fmt: skip
         calibration={"source": calib.source, "count": len(calib.images)}
         if calib and recipe.needs_calibration
         else None,

@@ -83,6 +83,14 @@ from ._common import echo, emit, json_option, table
     default=None,
     help="Replay a <file>.recipe.json written by --max-accuracy-drop (its format and precision).",
 )
+@click.option(
+    "--target",
+    "target_names",
+    multiple=True,
+    metavar="NAME",
+    help="With --max-accuracy-drop: the targets the file is for; remedies their runtimes cannot run "
+    "(16-bit activations where a target lists no int16x8) are not offered. Repeatable.",
+)
 @json_option
 def export_cmd(
     run_dir,
@@ -99,6 +107,7 @@ def export_cmd(
     max_accuracy_drop,
     data_dir,
     recipe_file,
+    target_names,
     as_json,
 ) -> None:
     """Export RUN_DIR to TFLite / ONNX at each --precision, with labels and normalisation inside."""
@@ -106,6 +115,9 @@ def export_cmd(
         max_accuracy_drop = check_budget(max_accuracy_drop)  # a ConfigError (exit 2) before any work
     if io_dtype and "int8" not in precisions:
         QuantRecipe(precisions[0], io_dtype)  # raises the clear error for --io without int8
+    from .. import targets as targets_lib
+
+    profiles = [targets_lib.get(n) for n in target_names]  # an unknown name is a ConfigError before any work
     recipes = [
         QuantRecipe.named(
             p, io=io_dtype, per_channel=not per_tensor, method=calibration_method, calibration_size=calibration_size
@@ -128,6 +140,7 @@ def export_cmd(
                 max_accuracy_drop=max_accuracy_drop,
                 data_dir=data_dir,
                 recipe_file=recipe_file,
+                targets=profiles,
             )
     except AccuracyBudgetError as exc:
         if not as_json:  # the search is the answer too: show it before the error

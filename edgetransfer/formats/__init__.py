@@ -66,6 +66,9 @@ class FormatSpec:
             (the ``keep_float`` entry that leaves its op in float, ``""`` if none) and ``fix_a16`` (the
             entry keeping it at 16 bits, ``""`` where the format cannot); ``meta`` is the file's
             metadata. ``""`` when the format has none (``edgetransfer quant diagnose``).
+        quantizer_options: int8 writer options (``QuantRecipe.options``) that cost less than float: scale,
+            range, bias and weight-rounding fixes its quantizer offers; the doctor tries each, in this
+            order, before 16-bit activations and float ops, and keeps the ones that move the error.
         converters: Python packages whose versions each file's manifest records (TensorFlow
             always is).
         in_all: exported by ``--format all``.
@@ -91,6 +94,7 @@ class FormatSpec:
     standard_metadata_reader: str = ""  # module:function(path) -> {labels, normalization} others write
     activation16_ranker: str = ""
     tensor_diagnosis: str = ""
+    quantizer_options: tuple[str, ...] = ()
     converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""

@@ -167,17 +167,18 @@ def mixed_int8(source: Source, recipe: QuantRecipe, calibration: Calibration, ke
     recipe's integer input/output type."""
     tf = _lazy.tf()
     from tensorflow.lite.python import convert as tfl_convert
+    from tensorflow.lite.python import util as tfl_util
 
     io_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[recipe.io_dtype]
-    return bytes(
-        tfl_convert.mlir_quantize(
-            calibrated_model(source, calibration),
-            fully_quantize=recipe.io_dtype != "float32",
-            input_data_type=io_type,
-            output_data_type=io_type,
-            denylisted_nodes=list(keep_float),
-        )
-    )
+    # mlir_quantize writes int8 I/O for a uint8 request (measured: MediaPipe then refused the doctored file,
+    # "Requested one of these types: uint8/float32, got INT8"); the converter itself gets uint8 I/O by
+    # rewriting the interface afterwards (tensorflow/lite/python/util.py modify_model_io_type), as here.
+    quantized = tfl_convert.mlir_quantize(
+        calibrated_model(source, calibration), fully_quantize=False, denylisted_nodes=list(keep_float)
+    )  # float I/O around QUANTIZE / DEQUANTIZE ops, which modify_model_io_type folds into the I/O type
+    if io_type != tf.float32:
+        quantized = tfl_util.modify_model_io_type(quantized, io_type, io_type)
+    return bytes(quantized)
 
 
 def with_metadata(flatbuffer: bytes, meta: dict) -> bytes:

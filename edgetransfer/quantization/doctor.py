@@ -4,6 +4,10 @@
 float model on the held-out data and, while it loses more than ``P`` points, tries remedies in order of
 cost, stopping at the first that fits:
 
+0. the format's quantizer options, which cost no size (``FormatSpec.quantizer_options``; ONNX: empirical
+   bias correction, NNCF's quantizer, float biases with unwidened weight scales, an exact input scale, a
+   float Softmax output, moving-average ranges, ...), the first :data:`MAX_OPTION_ATTEMPTS`, each kept for
+   the next only when it raised the output SNR within the size and p50 bounds;
 1. calibration: 2x and 4x the images (up to what the source has); ONNX also the entropy and percentile
    methods and per-tensor weights;
 2. 16-bit activations (formats whose quantizer mixes activation widths per tensor,
@@ -15,6 +19,9 @@ cost, stopping at the first that fits:
    float (TFLite ``denylisted_nodes``, ONNX ``nodes_to_exclude``);
 4. nothing fits: the best attempt is written and :class:`AccuracyBudgetError` (exit 1) names it.
 
+Every attempt is judged against the one it started from (:func:`judge`): the change of output SNR and the
+paired 95% interval of the accuracy change; ``moved: false`` marks a remedy that moved single images, not the
+error. 16-bit activations are not offered where a target cannot run them (:func:`refuses_activation16`).
 Every attempt (recipe, accuracy, drop, size, host p50, ops in float, or why it failed) lands in the file's
 manifest (``attempts``); the chosen recipe is written beside it as ``<file>.recipe.json``, which
 ``export --recipe`` replays exactly.
@@ -54,8 +61,13 @@ MAX_SIZE_RATIO = 1.5
 # and at most 1.5x its host p50 (16-bit or float ops fall out of the fused int8 kernels).
 MAX_P50_RATIO = 1.5
 A16_STEPS = (1, 2, 4, 8, 16)  # activation tensors kept at 16 bits
+MAX_OPTION_ATTEMPTS = 6  # quantizer options tried (ONNX has 8, best first; each costs ~the plain attempt's time)
 A16 = "a16:"  # a keep_float entry naming an activation tensor kept at 16 bits (formats/onnx.py's A16)
 LATENCY_BUDGET_S = 0.5  # per attempt; latency.measure runs at least 20 timed runs anyway
+# A remedy "moved" the error when the output SNR changed by this much: the same recipe calibrated on 200,
+# 400 and 800 images gave 14.4 / 14.4 / 14.3 dB on digits Lite0 128 px (benchmarks/quant_doctor.py), so
+# 0.5 dB is five times the spread that single images make.
+SNR_MOVED_DB = 0.5
 
 
 class AccuracyBudgetError(EdgeTransferError):
@@ -84,7 +96,7 @@ class FileRecipe:
             "kind": RECIPE_KIND,
             "schema": 1,
             "format": self.format,
-            "recipe": asdict(self.recipe),
+            "recipe": recipe_dict(self.recipe),
             "keep_float": list(self.keep_float),
             "calibration": self.calibration,
             "seed": self.seed,
@@ -164,6 +176,11 @@ class DoctorResult:
     seconds: float = field(default=0.0)
 
 
+def recipe_dict(recipe: QuantRecipe) -> dict:
+    """``recipe`` as the JSON-shaped dict attempts and manifests hold (lists, so one read back is equal)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()}
+
+
 def check_budget(value) -> float:
     """``value`` as a budget in points (0 to 100), or a ConfigError."""
     try:
@@ -221,15 +238,44 @@ def output_snr_db(reference, probs) -> float | None:
     return round(10 * math.log10(float((ref**2).sum()) / noise), 2) if noise > 0 else 99.0
 
 
-def _measure(path: Path, held: Held, n_classes: int) -> tuple[float, float, float | None]:
-    """Accuracy on the held-out data, host p50 (ms) and output SNR of one file, in its default runtime."""
+def _measure(path: Path, held: Held, n_classes: int):
+    """Accuracy on the held-out data, host p50 (ms), output SNR and the per-image hits of one file, in its
+    default runtime."""
     x = held.data.x
     probs = predict(load_session(path), x, str(path))
     acc = metrics.scores(probs, held.data.y, n_classes, str(path)).accuracy
     lat = latency.measure(
         lambda: runtime_for(path).load(path, None), probe_batch(x.shape[1]), budget_s=LATENCY_BUDGET_S
     )
-    return acc, lat.p50, output_snr_db(held.probs, probs) if held.probs is not None else None
+    snr = output_snr_db(held.probs, probs) if held.probs is not None else None
+    return acc, lat.p50, snr, probs.argmax(axis=1) == held.data.y
+
+
+def paired_interval(a, b) -> tuple[float, float, float]:
+    """(mean, low, high) in points: the 95% interval of the accuracy difference ``b - a`` of two files on
+    the same images (a paired interval over the per-image hits, normal quantile 1.96: hundreds of images)."""
+    import numpy as np
+
+    d = 100.0 * (np.asarray(b, np.float64) - np.asarray(a, np.float64))
+    mean = float(d.mean()) if len(d) else 0.0
+    half = 1.96 * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    return round(mean, 3), round(mean - half, 3), round(mean + half, 3)
+
+
+def judge(rec: dict, base: dict, hits, base_hits) -> None:
+    """Record in ``rec`` what the remedy moved against the attempt it started from (``base``): the change of
+    output SNR and the paired accuracy interval; ``moved`` is False when neither moved (the SNR by under
+    :data:`SNR_MOVED_DB`, the interval across 0): a remedy that moved single images, not the error."""
+    if rec.get("status") != "ok" or base.get("status") != "ok" or hits is None or base_hits is None:
+        return
+    d_snr = None
+    if rec.get("output_snr_db") is not None and base.get("output_snr_db") is not None:
+        d_snr = round(rec["output_snr_db"] - base["output_snr_db"], 2)
+    mean, lo, hi = paired_interval(base_hits, hits)
+    rec["vs_attempt"] = base["attempt"]
+    rec["snr_change_db"] = d_snr
+    rec["accuracy_change_pts"] = [mean, lo, hi]
+    rec["moved"] = bool((d_snr is not None and abs(d_snr) >= SNR_MOVED_DB) or lo > 0 or hi < 0)
 
 
 class _Search:
@@ -244,14 +290,19 @@ class _Search:
         self.attempts: list[dict] = []
         self.paths: dict[int, Path] = {}
         self.cals: dict[int, Calibration] = {}
+        self.hits: dict[int, Any] = {}  # attempt -> per-image hits on the held-out data
+        self.no_activation16 = ""  # why 16-bit activations are not offered ("" when they are)
 
-    def attempt(self, remedy: str, recipe: QuantRecipe, cal: Calibration, keep: Sequence[str] = ()) -> dict:
-        """Write and measure one recipe; a converter or runtime failure is recorded, never raised."""
+    def attempt(
+        self, remedy: str, recipe: QuantRecipe, cal: Calibration, keep: Sequence[str] = (), vs: int = 1
+    ) -> dict:
+        """Write and measure one recipe, judged against attempt ``vs`` (:func:`judge`); a converter or runtime
+        failure is recorded, never raised."""
         i = len(self.attempts) + 1
         rec: dict = {
             "attempt": i,
             "remedy": remedy,
-            "recipe": asdict(recipe),
+            "recipe": recipe_dict(recipe),
             "calibration_count": len(cal.images),
             "keep_float": list(keep),
         }
@@ -260,7 +311,7 @@ class _Search:
             name = f"attempt{i}{formats.get(self.fmt).suffix}"
             art = self.write(self.src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
                                  keep_float=keep)  # fmt: skip
-            acc, p50, snr = _measure(art.path, self.held, len(self.run.classes))
+            acc, p50, snr, self.hits[i] = _measure(art.path, self.held, len(self.run.classes))
             drop = round(100 * (self.reference - acc), 3)
             rec.update(status="ok", accuracy=acc, accuracy_drop=drop, size_bytes=art.size_bytes, p50_ms=p50)
             rec["output_snr_db"] = snr
@@ -278,6 +329,8 @@ class _Search:
             )
             rec["met_budget"] = False
         rec["seconds"] = round(time.perf_counter() - start, 2)
+        if self.attempts:
+            judge(rec, self.attempts[vs - 1], self.hits.get(i), self.hits.get(vs))
         self.attempts.append(rec)
         log.info("doctor %s #%d %s: %s", self.fmt, i, remedy, _summary(rec))
         return rec
@@ -322,6 +375,7 @@ def search(
     seed=0,
     *,
     write: Writer,
+    activation16: str = "",
 ) -> DoctorResult:
     """Find an int8 recipe for ``fmt`` within ``budget`` points of the float model, and write it.
 
@@ -331,6 +385,8 @@ def search(
         out: the export folder. layout: the file's input layout. held: from :func:`prepare`.
         budget: ``max_accuracy_drop`` in points. calibration, seed: where more calibration images come from.
         write: the exporter's ``write_artifact`` (each attempt, and the chosen file, are written by it).
+        activation16: why 16-bit activations are not offered (a target whose runtime has no 16-bit
+            activation kernels, :func:`refuses_activation16`), or ``""`` when they are.
 
     Returns:
         The result; the file is written (at its best attempt) even when nothing met the budget.
@@ -340,7 +396,8 @@ def search(
     with tempfile.TemporaryDirectory(prefix=".doctor-", dir=out) as tmp:
         s = _Search(src, run, fmt, layout, held, budget, Path(tmp), write)
         s.attempt("plain int8", recipe, calib)
-        for remedy in (_calibration_remedies, _activation16_remedies, _sensitivity_remedies):
+        s.no_activation16 = activation16
+        for remedy in (_option_remedies, _calibration_remedies, _activation16_remedies, _sensitivity_remedies):
             if any(a["met_budget"] for a in s.attempts):
                 break
             remedy(s, recipe, calib, calibration, seed)
@@ -359,8 +416,18 @@ def search(
     )  # fmt: skip
 
 
+def _within_cost(s: _Search, a: dict) -> bool:
+    """``a`` is within the size and p50 bounds against the plain int8 file (attempt 1)."""
+    plain = s.attempts[0]
+    if plain.get("status") != "ok" or a.get("status") != "ok":
+        return False
+    return a["size_bytes"] <= MAX_SIZE_RATIO * plain["size_bytes"] and a["p50_ms"] <= MAX_P50_RATIO * plain["p50_ms"]
+
+
 def _best_ok(s: _Search, all_int8: bool = False) -> dict | None:
+    """The attempt with the smallest drop (within the size and p50 bounds where any is) to build on."""
     ok = [a for a in s.attempts if a["status"] == "ok" and not (all_int8 and a["keep_float"])]
+    ok = [a for a in ok if _within_cost(s, a)] or ok
     return min(ok, key=lambda a: a["accuracy_drop"]) if ok else None
 
 
@@ -375,6 +442,7 @@ def _calibration_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
 
     spec = formats.get(s.fmt)
     have = len(calib.images)
+    start = _best_ok(s, all_int8=True) or s.attempts[0]  # the options chosen so far are kept
     for factor in (2, 4):
         if _met(s):
             return
@@ -382,7 +450,8 @@ def _calibration_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
         if len(cal.images) <= have:
             break  # the source has no more images
         have = len(cal.images)
-        s.attempt(f"calibration {have} images", replace(recipe, calibration_size=have), cal)
+        r = replace(QuantRecipe(**start["recipe"]), calibration_size=have)
+        s.attempt(f"calibration {have} images", r, cal, vs=start["attempt"])
     base = _best_ok(s) or s.attempts[0]
     base_cal = s.cals.get(base["attempt"], calib)
     for method in spec.calibration_methods[1:]:  # the first is the default, tried already
@@ -391,12 +460,48 @@ def _calibration_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
         n = min(len(base_cal.images), HISTOGRAM_MAX_IMAGES)
         cal = Calibration(base_cal.images[:n], base_cal.source, base_cal.files[:n])  # a prefix: replays exactly
         r = replace(QuantRecipe(**base["recipe"]), method=method, calibration_size=n)
-        s.attempt(f"calibration method {method} ({n} images)", r, cal)
+        s.attempt(f"calibration method {method} ({n} images)", r, cal, vs=base["attempt"])
     if not _met(s) and len(spec.weight_granularities) > 1:
         base = _best_ok(s) or s.attempts[0]
         r = QuantRecipe(**base["recipe"])
         r = replace(r, per_channel=not r.per_channel)
-        s.attempt(f"{'per-channel' if r.per_channel else 'per-tensor'} weights", r, s.cals.get(base["attempt"], calib))
+        s.attempt(f"{'per-channel' if r.per_channel else 'per-tensor'} weights", r, s.cals.get(base["attempt"], calib),
+                  vs=base["attempt"])  # fmt: skip
+
+
+def _option_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibration, seed: int) -> None:
+    """The format's int8 writer options (``FormatSpec.quantizer_options``: scale, range, bias and weight
+    rounding fixes), each tried on the best all-int8 recipe so far and kept for the next when it raised the
+    output SNR by :data:`SNR_MOVED_DB`; one that moved nothing is recorded as such and dropped."""
+    from dataclasses import replace
+
+    options = formats.get(s.fmt).quantizer_options
+    base = s.attempts[0]
+    if not options or base["status"] != "ok":
+        return
+    plain = QuantRecipe(**base["recipe"])
+    for option in options[:MAX_OPTION_ATTEMPTS]:
+        if _met(s):
+            return
+        r = QuantRecipe(**base["recipe"])
+        a = s.attempt(f"option {option}", replace(r, options=(*r.options, option)), calib, vs=base["attempt"])
+        if a["status"] != "ok" and r.options:  # an option that does not combine with those kept: alone
+            a = s.attempt(f"option {option} alone", replace(plain, options=(option,)), calib)
+        gain = a.get("snr_change_db")
+        if a.get("moved") and gain is not None and gain >= SNR_MOVED_DB and _within_cost(s, a):
+            base = a  # the next option builds on this one
+
+
+def refuses_activation16(targets: Sequence[Any]) -> str:
+    """Why no recipe with 16-bit activation tensors may be offered for ``targets`` (target profiles), or
+    ``""``: a target whose precisions lack ``int16x8`` has a runtime without 16-bit activation kernels
+    (an Edge TPU, a TFLM part without them), so such a file would not run there."""
+    refused = [t.name for t in targets if "int16x8" not in t.precisions]
+    return (
+        f"16-bit activations not offered: {', '.join(refused)} cannot run them (no int16x8 precision)"
+        if refused
+        else ""
+    )
 
 
 def _failed_analysis(s: _Search, what: str, r: QuantRecipe, cal: Calibration, start: float, exc: Exception) -> None:
@@ -405,7 +510,7 @@ def _failed_analysis(s: _Search, what: str, r: QuantRecipe, cal: Calibration, st
         {
             "attempt": len(s.attempts) + 1,
             "remedy": what,
-            "recipe": asdict(r),
+            "recipe": recipe_dict(r),
             "calibration_count": len(cal.images),
             "keep_float": [],
             "status": "failed",
@@ -422,6 +527,12 @@ def _activation16_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, 
     ranker = formats.get(s.fmt).activation16_ranker_fn()
     if base is None or ranker is None:
         return
+    if s.no_activation16:
+        log.info("doctor %s: %s", s.fmt, s.no_activation16)
+        s.attempts.append({"attempt": len(s.attempts) + 1, "remedy": "16-bit activations", "recipe": base["recipe"],
+                           "calibration_count": base["calibration_count"], "keep_float": [], "status": "skipped",
+                           "error": s.no_activation16, "met_budget": False, "seconds": 0.0})  # fmt: skip
+        return
     r, cal = QuantRecipe(**base["recipe"]), s.cals[base["attempt"]]
     start = time.perf_counter()
     try:
@@ -434,7 +545,9 @@ def _activation16_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, 
     for k in A16_STEPS:
         if _met(s) or k > len(ranked):
             return
-        a = s.attempt(f"16-bit activations top-{k} low-SNR tensors", r, cal, ranked[:k])
+        a = s.attempt(f"16-bit activations top-{k} low-SNR tensors", r, cal, ranked[:k], vs=base["attempt"])
+        if a["status"] != "ok":
+            return  # the recipe cannot take 16-bit tensors (e.g. an NNCF-quantized file): wider fails too
         if plain_p50 and a["status"] == "ok" and a["p50_ms"] > MAX_P50_RATIO * plain_p50:
             # more 16-bit tensors only add ops outside the fused int8 kernels: stop here
             log.info("doctor %s: 16-bit activations over %.1fx the plain p50, not widened further", s.fmt,
@@ -462,11 +575,12 @@ def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
     log.info("doctor %s: most sensitive ops: %s", s.fmt, ", ".join(ranked[:8]))
     for k in K_STEPS:
         k = min(k, len(ranked))
-        if _met(s) or k == 0 or any(a["keep_float"] == ranked[:k] and a["recipe"] == asdict(r) for a in s.attempts):
+        done = any(a["keep_float"] == ranked[:k] and a["recipe"] == recipe_dict(r) for a in s.attempts)
+        if _met(s) or k == 0 or done:
             if _met(s) or k == len(ranked):
                 return
             continue
-        s.attempt(f"float top-{k} sensitive ops", r, cal, ranked[:k])
+        s.attempt(f"float top-{k} sensitive ops", r, cal, ranked[:k], vs=base["attempt"])
 
 
 def raise_unmet(results: Sequence[DoctorResult], artifacts) -> None:
@@ -508,6 +622,7 @@ def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
     for a in attempts:
         r = a["recipe"]
         recipe = f"{r['method']}/{'pc' if r['per_channel'] else 'pt'}/{a['calibration_count']}"
+        recipe += "".join(f"+{o}" for o in r.get("options", ()))
         ok = a["status"] == "ok"
         rows.append(
             [
@@ -520,8 +635,16 @@ def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
                 f"{a['size_bytes'] / 1e6:.2f} MB" if ok else "-",
                 f"{a['p50_ms']:.2f}" if ok else "-",
                 f"{a['output_snr_db']:.1f}" if ok and a.get("output_snr_db") is not None else "-",
-                ("met" if a["met_budget"] else "over") if ok else "failed",
+                _moved(a),
+                ("met" if a["met_budget"] else "over") if ok else a["status"],
             ]
         )
     header = ["#", "remedy", "method/weights/images", "float/16-bit", "accuracy", "drop pts", "size", "p50 ms"]
-    return rows, [*header, "SNR dB", ""]
+    return rows, [*header, "SNR dB", "moved (vs #)", ""]
+
+
+def _moved(a: dict) -> str:
+    """``yes``/``nothing`` and the attempt it was judged against (:func:`judge`); ``-`` when not judged."""
+    if "moved" not in a:
+        return "-"
+    return f"{'yes' if a['moved'] else 'nothing'} (#{a['vs_attempt']})"

@@ -27,6 +27,8 @@ class QuantRecipe:
         per_channel: ONNX int8 weights per output channel (TFLite always is).
         method: ONNX int8 calibration: minmax, entropy or percentile.
         calibration_size: images used for calibration.
+        options: int8 writer options the format offers (``FormatSpec.quantizer_options``: range, scale,
+            bias and weight-rounding fixes, e.g. ONNX ``float_bias``), as the quantization doctor chose them.
     """
 
     precision: str
@@ -34,8 +36,15 @@ class QuantRecipe:
     per_channel: bool = True
     method: str = "minmax"
     calibration_size: int = 200
+    options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "options", tuple(str(o) for o in self.options))  # a JSON list reads back equal
+        if self.options and self.precision != "int8":
+            raise UnsupportedError(
+                f"quantizer options {', '.join(self.options)} are int8 options (got {self.precision})",
+                fix="drop the options, or export --precision int8",
+            )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}", fix=f"use one of {', '.join(PRECISIONS)}")
         if self.io_dtype not in IO_DTYPES:
@@ -103,4 +112,10 @@ class QuantRecipe:
                 f"--io {self.io_dtype} is {'/'.join(able)} only: {fmt} int8 keeps "
                 f"{'/'.join(spec.io_dtypes)} input and output",
                 fix=f"drop --io for --format {fmt}",
+            )
+        unknown = [o for o in self.options if o not in spec.quantizer_options]
+        if unknown:
+            raise UnsupportedError(
+                f"{fmt} int8 has no quantizer option {', '.join(unknown)}",
+                fix=f"{fmt} offers {', '.join(spec.quantizer_options) or 'none'}",
             )
