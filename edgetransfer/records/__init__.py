@@ -25,6 +25,7 @@ from .flows import (
     SweepSpec,
     SweepState,
     SweepStats,
+    SweepTeacher,
     TargetLatency,
     ValidateSpec,
 )  # noqa: E501
@@ -62,6 +63,7 @@ __all__ = [
     "SweepSpec",
     "SweepState",
     "SweepStats",
+    "SweepTeacher",
     "TargetLatency",
     "ValidateSpec",
 ]
