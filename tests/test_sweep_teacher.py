@@ -125,20 +125,27 @@ def test_teacher_rule_is_the_most_accurate_group_and_students_are_smaller():
 
 
 def test_a_sweep_json_written_before_distillation_reads(tmp_path):
+    from edgetransfer.records import SweepStats, SweepTeacher
+
+    plain, taught = _pt("lite0", 224, 0.95, 400), _pt("lite0", 224, 0.96, 400, teacher="runs/lite2-260")
     res = SweepResult(
-        configs=(_pt("lite0", 224, 0.95, 400),),
+        configs=(plain, taught),
         targets=("host-cpu",),
-        pareto={"host-cpu": (0,)},
-        best={"host-cpu": 0},
-        closest={"host-cpu": 0},
+        pareto={"host-cpu": (1,)},
+        best={"host-cpu": 1},
+        closest={"host-cpu": 1},
         limits={},
-        stats=__import__("edgetransfer.records", fromlist=["SweepStats"]).SweepStats(),
+        stats=SweepStats(),
         out=tmp_path,
+        teacher=SweepTeacher("runs/lite2-260", "lite2", 260, 0.97, "auto", 900),
+        plain_pareto={"host-cpu": (0,)},
     )
-    doc = res.to_json()
-    for k in ("teacher", "plain_pareto"):
-        del doc[k]
-    del doc["configs"][0]["teacher"]
-    back = SweepResult.from_json(doc)
+    assert SweepResult.from_json(json.loads(json.dumps(res.to_json()))) == res
+    # a plain sweep writes the keys it always wrote; a file without the new keys reads as plain
+    old = res.to_json()
+    del old["teacher"], old["plain_pareto"], old["configs"][1]
+    del old["configs"][0]["teacher"]
+    old["pareto"], old["best"], old["closest"] = {"host-cpu": [0]}, {"host-cpu": 0}, {"host-cpu": 0}
+    back = SweepResult.from_json(old)
     assert back.teacher is None and back.plain_pareto == {} and not back.configs[0].distilled
-    assert SweepResult.from_json(res.to_json()) == res
+    assert set(back.to_json()) == set(old)

@@ -234,8 +234,12 @@ class SweepResult(Record):
             "stats": self.stats.to_json(),
             "notes": list(self.notes),
             "out": str(self.out),
-            "teacher": None if self.teacher is None else self.teacher.to_json(),
-            "plain_pareto": {t: list(v) for t, v in self.plain_pareto.items()},
+            # only with a teacher: a plain sweep's file keeps the keys it always had
+            **(
+                {"teacher": self.teacher.to_json(), "plain_pareto": {t: list(v) for t, v in self.plain_pareto.items()}}
+                if self.teacher is not None
+                else {}
+            ),
         }
 
     @classmethod
