@@ -4,6 +4,7 @@ retraining; the rules and the old-file reading need no training."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -149,3 +150,33 @@ def test_a_sweep_json_written_before_distillation_reads(tmp_path):
     back = SweepResult.from_json(old)
     assert back.teacher is None and back.plain_pareto == {} and not back.configs[0].distilled
     assert set(back.to_json()) == set(old)
+
+
+def test_pipeline_sweep_teacher_and_a_distilled_picks_pipeline(tmp_path):
+    """``sweep: teacher: auto`` in a pipeline file; a distilled pick's pipeline.yaml trains from
+    the same teacher run (absolute path), and reads back as a valid pipeline."""
+    from edgetransfer import targets
+    from edgetransfer.flows import picks
+    from edgetransfer.flows.pipeline import Flow
+    from edgetransfer.records import Budget, SweepStats
+    from edgetransfer.training import TrainConfig
+
+    p = tmp_path / "pipeline.yaml"
+    p.write_text("data: d\nsweep:\n  backbones: [efficientnet_lite0]\n  teacher: auto\n")
+    s = Flow.from_yaml(p).sweep
+    assert s is not None and s.teacher == "auto"
+    pt = dataclasses.replace(_pt("efficientnet_lite0", 224, 0.96, 400, teacher="runs/x"), artifact="a.tflite")
+    res = SweepResult(
+        configs=(pt,),
+        targets=("host-cpu",),
+        pareto={"host-cpu": (0,)},
+        best={"host-cpu": 0},
+        closest={"host-cpu": 0},
+        limits={"host-cpu": Budget()},
+        stats=SweepStats(),
+        out=tmp_path / "sweep",
+    )
+    path = picks.write(res, targets.get("host-cpu"), tmp_path / "data", TrainConfig(), 10, 200)
+    flow = Flow.from_yaml(path)
+    assert flow.train.teacher == str((tmp_path / "sweep" / "runs" / "x").resolve())
+    assert flow.train.backbone == "efficientnet_lite0" and flow.train.workflow == "features"
