@@ -180,3 +180,15 @@ def test_pipeline_sweep_teacher_and_a_distilled_picks_pipeline(tmp_path):
     flow = Flow.from_yaml(path)
     assert flow.train.teacher == str((tmp_path / "sweep" / "runs" / "x").resolve())
     assert flow.train.backbone == "efficientnet_lite0" and flow.train.workflow == "features"
+
+
+@pytest.mark.slow
+def test_teacher_auto_on_the_process_pool_gives_the_local_configurations(taught, tmp_path):
+    """The student groups run as tasks like the plain ones (GroupJob.teacher); the same points."""
+    data, _, local, _ = taught
+    code, stdout, err = _run(*_args(data, tmp_path / "out", "--teacher", "auto", "--executor", "processes"))
+    assert code == 0, err
+    doc = json.loads(stdout)
+    assert doc["stats"]["distilled"] == 1 and doc["teacher"] == local["teacher"]
+    keep = ("backbone", "image_size", "precision", "accuracy", "teacher")
+    assert [{k: c[k] for k in keep} for c in doc["configs"]] == [{k: c[k] for k in keep} for c in local["configs"]]

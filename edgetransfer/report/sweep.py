@@ -71,6 +71,11 @@ def teacher_lines(result: SweepResult) -> list[str]:
             f"  distilled #{i} {d.name}: accuracy {p.accuracy:.4f} plain (#{j}) -> {d.accuracy:.4f} "
             f"({d.accuracy - p.accuracy:+.4f})"
         )
+    if lines[1:]:  # measured twins differ by the load of the moment, not by their graphs
+        lines.append(
+            "  a distilled model is its plain twin's graph (same ops and size, only the weights differ): "
+            "a p50 difference between twins is measurement noise"
+        )
     return lines
 
 
