@@ -139,7 +139,17 @@ def _fronts_png(result: SweepResult) -> str:
         if t in result.plain_pareto:
             c = result.configs
             plain = [(c[i].latency[t].p50_ms, 100 * c[i].accuracy) for i in result.plain_pareto[t]]
-            ax.plot(*zip(*plain), color="0.45", lw=1, ls="--", drawstyle="steps-post", label="front without it")
+            ax.plot(
+                *zip(*plain),
+                color="0.45",
+                lw=1,
+                ls="--",
+                marker="o",
+                mfc="none",
+                ms=10,
+                drawstyle="steps-post",
+                label="front without it (circled)",
+            )
         b = result.best[t]
         if b is not None:
             p = result.configs[b]
