@@ -111,7 +111,7 @@ def _distill(args) -> None:
         variants = [
             (
                 "teacher " + args.teacher_backbone,
-                TrainConfig(backbone=args.teacher_backbone, seed=seed, **common),
+                TrainConfig(backbone=args.teacher_backbone, seed=seed, **{**common, "image_size": args.teacher_size}),
                 teacher,
             ),
             ("student plain", TrainConfig(backbone=args.backbone, seed=seed, **common), None),
@@ -233,6 +233,7 @@ def main() -> None:
     )
     ap.add_argument("--distill", action="store_true", help="student with/without a teacher (see above)")
     ap.add_argument("--teacher-backbone", default="efficientnet_lite2")
+    ap.add_argument("--teacher-size", type=int, default=None, help="the teacher's input side (default: --image-size)")
     ap.add_argument("--distill-workflow", default="features", choices=["features", "fine-tune"])
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.9)
@@ -240,6 +241,7 @@ def main() -> None:
     ap.add_argument("--auto", action="store_true", help="--workflow auto against each choice by hand")
     ap.add_argument("--image-size", type=int, default=None)
     args = ap.parse_args()
+    args.teacher_size = args.teacher_size or args.image_size
     if args.data == "textures":
         sys.path.insert(0, str(here.parent))
         from texture_data import build
