@@ -13,6 +13,11 @@ by everything that decides its figures (data fingerprint, training settings, pre
 target profiles); a rerun of the same command skips those, reuses finished runs and exports,
 and says what changed when the grid or the data did.
 
+With ``teacher="auto"`` (``sweep --teacher auto``) the plain grid runs first; its group whose float
+model scored best on the held-out split is the teacher, and every group with fewer MACs runs once
+more as a student distilled from it (``runs/<b>-<s>-distilled``, its own configurations and keys),
+through the same engine and executors; the result keeps both, and both fronts.
+
 The groups run one after another in this process (``executor="local"``), or as tasks of a
 process pool or a Ray cluster (:mod:`.executors`): a task is a :class:`GroupJob` in and
 :func:`run_group`'s JSON-able records out, and the targets whose latency is measured on a machine
