@@ -183,10 +183,14 @@ def test_pipeline_sweep_teacher_and_a_distilled_picks_pipeline(tmp_path):
 
 
 @pytest.mark.slow
-def test_teacher_auto_on_the_process_pool_gives_the_local_configurations(taught, tmp_path):
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_teacher_auto_on_a_parallel_executor_gives_the_local_configurations(taught, tmp_path, executor):
     """The student groups run as tasks like the plain ones (GroupJob.teacher); the same points."""
+    if executor == "ray":
+        pytest.importorskip("ray")
     data, _, local, _ = taught
-    code, stdout, err = _run(*_args(data, tmp_path / "out", "--teacher", "auto", "--executor", "processes"))
+    extra = ("--executor", executor, "--jobs", "2")
+    code, stdout, err = _run(*_args(data, tmp_path / "out", "--teacher", "auto", *extra))
     assert code == 0, err
     doc = json.loads(stdout)
     assert doc["stats"]["distilled"] == 1 and doc["teacher"] == local["teacher"]
