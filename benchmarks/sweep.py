@@ -22,6 +22,14 @@ Without ``--quick`` it runs the same ``edgetransfer sweep`` four times, each a f
 
 Then the picks at ``--max-latency-ms`` (reusing every configuration), with a check that each pick
 meets the budget and that no configuration within it is more accurate.
+
+    python benchmarks/sweep.py --teacher --backbone efficientnet_lite0 efficientnet_lite2 \
+        --image-size 224 --precision fp32 int8
+
+``--teacher`` (the issue 28 measurement): the grid without a teacher (cold caches, fresh --out), the
+same grid with ``--teacher auto`` (cold caches, fresh --out), and ``--teacher auto`` added to the
+finished plain sweep (its configurations reused: what adding a teacher later costs); then the
+teacher, every configuration plain and distilled, both fronts per target and the wall times.
 """
 
 from __future__ import annotations
@@ -116,6 +124,48 @@ def quick(args, work: Path) -> None:
     print(f"work folder {work}")
 
 
+def teacher(args, work: Path) -> None:
+    """The same grid without and with ``--teacher auto``: both fronts and the wall times."""
+    plain, t_plain, _ = _sweep(args, work / "plain", work / "cache-plain", "--json")
+    taught, t_taught, _ = _sweep(args, work / "taught", work / "cache-taught", "--json", "--teacher", "auto")
+    later, t_later, _ = _sweep(args, work / "plain", work / "cache-plain", "--json", "--teacher", "auto")
+    text = _sweep_text(args, work / "taught", work / "cache-taught", "--teacher", "auto")
+    print(text)
+    t = taught["teacher"]
+    print(f"teacher: {t['backbone']} {t['image_size']} ({t['chosen']}, float accuracy {t['accuracy']:.4f})")
+    for i, c in enumerate(taught["configs"]):
+        lat = " ".join(f"{k} p50 {v['p50_ms']:.2f} ms" for k, v in c["latency"].items())
+        how = f"distilled from {c['teacher']}" if c.get("teacher") else "plain"
+        print(f"#{i} {c['backbone']} {c['image_size']} {c['precision']:5s} accuracy {c['accuracy']:.4f} {lat} ({how})")
+    for target in args.target:
+        print(f"{target}: front with the teacher {taught['pareto'][target]}, without {taught['plain_pareto'][target]}")
+    print("\n== wall time ==")
+    for name, secs, doc in (
+        ("no teacher (cold)", t_plain, plain),
+        ("--teacher auto (cold)", t_taught, taught),
+        ("--teacher auto added to the plain sweep", t_later, later),
+    ):
+        s = doc["stats"]
+        print(
+            f"{name:42s} {secs:7.1f} s ({secs / t_plain:4.2f}x)  configs {s['configs']}  computed {s['computed']}  "
+            f"trained {s['trained']} (distilled {s.get('distilled', 0)})"
+        )
+    n = len(plain["configs"])
+    same = [a["accuracy"] for a in plain["configs"]] == [a["accuracy"] for a in taught["configs"][:n]]
+    print(f"plain configurations identical with and without the teacher (accuracy): {same}; work folder {work}")
+
+
+def _sweep_text(args, out: Path, cache: Path, *extra: str) -> str:
+    """The human-readable output of a finished sweep (every configuration reused)."""
+    cmd = [sys.executable, "-m", "edgetransfer", "sweep", "--data", args.data, "--out", str(out), "--epochs", "10"]
+    cmd += [x for v in args.backbone for x in ("--backbone", v)]
+    cmd += [x for v in args.image_size for x in ("--image-size", str(v))]
+    cmd += [x for v in args.precision for x in ("--precision", v)]
+    cmd += [x for v in args.target for x in ("--target", v)]
+    env = {**os.environ, "EDGETRANSFER_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*cmd, *extra], cwd=ROOT, env=env, capture_output=True, text=True).stdout
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     shared = next(
@@ -135,10 +185,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--extra-precision", default="fp16")
     ap.add_argument("--base-tree", default=None, help="--quick: time the cold sweep of this checkout first")
+    ap.add_argument("--teacher", action="store_true", help="the grid without and with --teacher auto")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="et-sweep-bench-"))
     if args.quick:
         quick(args, work)
+        return
+    if args.teacher:
+        teacher(args, work)
         return
     cache = work / "cache"
     cold, t_cold, _ = _sweep(args, work / "cold", cache, "--json")

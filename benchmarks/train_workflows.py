@@ -23,6 +23,11 @@ accuracy against the best by hand, and its wall time against trying them all.
 
     python benchmarks/train_workflows.py --auto --data DIGITS --image-size 64 --seeds 0
 
+``--data textures`` builds the 10-class grey texture and micrograph folder of
+``benchmarks/texture_data.py`` (far from ImageNet, offline) into a temporary folder first:
+
+    python benchmarks/train_workflows.py --distill --data textures --image-size 96 --seeds 0 1 2
+
 ``--resplit K`` pools the train and val folders and draws K new stratified splits of the
 same sizes (split k with seed k), so a comparison rests on K different held-out sets rather
 than one: with 153 val images one image is 0.65 points, and three seeds on one split cannot
@@ -106,7 +111,7 @@ def _distill(args) -> None:
         variants = [
             (
                 "teacher " + args.teacher_backbone,
-                TrainConfig(backbone=args.teacher_backbone, seed=seed, **common),
+                TrainConfig(backbone=args.teacher_backbone, seed=seed, **{**common, "image_size": args.teacher_size}),
                 teacher,
             ),
             ("student plain", TrainConfig(backbone=args.backbone, seed=seed, **common), None),
@@ -228,6 +233,7 @@ def main() -> None:
     )
     ap.add_argument("--distill", action="store_true", help="student with/without a teacher (see above)")
     ap.add_argument("--teacher-backbone", default="efficientnet_lite2")
+    ap.add_argument("--teacher-size", type=int, default=None, help="the teacher's input side (default: --image-size)")
     ap.add_argument("--distill-workflow", default="features", choices=["features", "fine-tune"])
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.9)
@@ -235,6 +241,13 @@ def main() -> None:
     ap.add_argument("--auto", action="store_true", help="--workflow auto against each choice by hand")
     ap.add_argument("--image-size", type=int, default=None)
     args = ap.parse_args()
+    args.teacher_size = args.teacher_size or args.image_size
+    if args.data == "textures":
+        sys.path.insert(0, str(here.parent))
+        from texture_data import build
+
+        args.data = str(build(tempfile.mkdtemp(prefix="et-textures-"), size=args.image_size or 96))
+        print(f"textures (benchmarks/texture_data.py, 10 classes, 40 train / 20 val each): {args.data}")
     if args.auto:
         _auto(args)
         return

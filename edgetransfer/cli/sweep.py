@@ -50,6 +50,12 @@ from ._common import echo, json_option, table
 )
 @click.option("--jobs", type=click.IntRange(min=1), help="Processes (processes), CPUs of a local Ray cluster (ray).")
 @click.option("--ray-address", help="An existing Ray cluster (host:6379 or ray://host:10001); --executor ray.")
+@click.option(
+    "--teacher",
+    metavar="auto|RUN",
+    help="Distil every configuration smaller (in MACs) than a teacher from it: auto = the grid's most "
+    "accurate group, or a finished run folder. Both fronts are reported (with and without it).",
+)
 @json_option
 @click.pass_context
 def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, targets_dir, out, as_json, **opts) -> None:
@@ -59,6 +65,8 @@ def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, target
     Rerunning the same command resumes: finished configurations under --out are skipped.
     --executor processes|ray runs the groups in parallel; host-target latency is then measured
     in this process after them, one file at a time (a quiet machine, one host per front).
+    --teacher auto also distils every group smaller than the grid's most accurate one from it and
+    reports both fronts (the plain configurations alone, and with the distilled ones).
     Exit 1 when a target has no configuration within its budgets (the closest is named).
     """
     quiet = ctx.obj is not None and ctx.obj.verbosity < 0
@@ -78,7 +86,7 @@ def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, target
     )
     if as_json:
         doc = result.to_json()
-        keep = ("backbone", "image_size", "precision", "accuracy", "accuracy_drop", "size_bytes", "macs")
+        keep = ("backbone", "image_size", "precision", "accuracy", "accuracy_drop", "size_bytes", "macs", "teacher")
         doc["configs"] = [
             {
                 **{k: c[k] for k in keep},
@@ -114,7 +122,8 @@ def _text(result) -> None:
     s = result.stats
     echo()
     echo(
-        f"configs {s.configs} ({s.computed} computed, {s.reused} reused from {result.out}); runs {s.trained} trained, "
+        f"configs {s.configs} ({s.computed} computed, {s.reused} reused from {result.out}); runs {s.trained} trained "
+        f"({s.distilled} distilled), "
         f"{s.runs_reused} reused; features {s.feature_hits} reused from the cache, {s.feature_misses} computed; "
         f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; {timing(s)}"
     )

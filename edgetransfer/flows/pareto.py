@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..records import Budget, SweepPoint, SweepResult
 from ..records.flows import describe_limits as describe
 
-__all__ = ["describe", "excess", "failure", "pareto_front", "pick"]
+__all__ = ["describe", "excess", "failure", "pareto_front", "pick", "students", "teacher_group"]
 
 
 def excess(point: SweepPoint, target: str, budget: Budget) -> float:
@@ -69,3 +69,21 @@ def pick(points: Sequence[SweepPoint], target: str, budget: Budget) -> tuple[int
 def failure(result: SweepResult) -> str | None:
     """Why the sweep failed its budgets (naming the closest configuration), or ``None``."""
     return result.failure()
+
+
+def teacher_group(points: Sequence[SweepPoint]) -> tuple[str, int] | None:
+    """The backbone x size group whose float model scored best on the held-out split (ties: more
+    MACs, the bigger model), among the plain configurations; ``None`` when there is none.
+
+    The float accuracy is the group's own (every precision of a group shares its float model),
+    so the teacher is chosen on what was measured, not guessed from the backbone's size."""
+    plain = [p for p in points if not p.distilled]
+    if not plain:
+        return None
+    best = max(plain, key=lambda p: (p.float_accuracy, p.macs))
+    return best.backbone, best.image_size
+
+
+def students(points: Sequence[SweepPoint], teacher_macs: int) -> set[tuple[str, int]]:
+    """The plain groups smaller than the teacher (fewer MACs): those distillation can move up."""
+    return {(p.backbone, p.image_size) for p in points if not p.distilled and p.macs < teacher_macs}

@@ -90,6 +90,8 @@ def pipeline_for(
     train.update(backbone=p.backbone, image_size=p.image_size, workflow=plan.workflow)
     if plan.workflow != "fine-tune":
         del train["unfreeze"]
+    if p.teacher:  # a distilled pick trains from the same teacher run (absolute: the file may move)
+        train["teacher"] = str(Path(result.out, p.teacher).resolve())
     return PipelineFile(
         data=str(data_dir.resolve()),
         train=train,

@@ -239,6 +239,7 @@ def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log) -> Sw
         max_accuracy_drop=s.max_accuracy_drop,
         out=out / "sweep",
         train_config=flow.train,
+        teacher=s.teacher,
     )
     for t, i in res.best.items():
         if i is not None:

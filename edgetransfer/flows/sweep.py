@@ -13,6 +13,11 @@ by everything that decides its figures (data fingerprint, training settings, pre
 target profiles); a rerun of the same command skips those, reuses finished runs and exports,
 and says what changed when the grid or the data did.
 
+With ``teacher="auto"`` (``sweep --teacher auto``) the plain grid runs first; its group whose float
+model scored best on the held-out split is the teacher, and every group with fewer MACs runs once
+more as a student distilled from it (``runs/<b>-<s>-distilled``, its own configurations and keys),
+through the same engine and executors; the result keeps both, and both fronts.
+
 The groups run one after another in this process (``executor="local"``), or as tasks of a
 process pool or a Ray cluster (:mod:`.executors`): a task is a :class:`GroupJob` in and
 :func:`run_group`'s JSON-able records out, and the targets whose latency is measured on a machine
@@ -40,7 +45,16 @@ from .. import targets as targets_lib
 from .._version import __version__
 from ..errors import EXIT_BUDGET, EdgeTransferError, ToolchainError
 from ..io import write_json
-from ..records import Budget, Grid, SweepPoint, SweepResult, SweepState, SweepStats, TargetLatency
+from ..records import (
+    Budget,
+    Grid,
+    SweepPoint,
+    SweepResult,
+    SweepState,
+    SweepStats,
+    SweepTeacher,
+    TargetLatency,
+)
 from ..training import TrainConfig
 from ..training.rundir import locked
 from . import executors, pareto, picks, stages
@@ -96,6 +110,7 @@ class GroupJob:
     size: int
     precisions: tuple[str, ...]
     targets: tuple[str, ...]  # the (estimated) targets validated in the task; the others in the sweep's process
+    teacher: tuple[str, str] | None = None  # (run folder, model digest): the group is a distilled student
 
 
 def run_group(job: GroupJob) -> dict:
@@ -105,7 +120,8 @@ def run_group(job: GroupJob) -> dict:
     task), ``stats`` the counters to add to the sweep's, ``seconds`` what the group took here."""
     start = time.perf_counter()
     with data_lib.checked_once():
-        engine = _Engine(job.out, job.data_dir, job.data_fp, job.base, job.plan, job.opts, lambda _m: None)
+        quiet = lambda _m: None  # noqa: E731
+        engine = _Engine(job.out, job.data_dir, job.data_fp, job.base, job.plan, job.opts, quiet, job.teacher)
         profiles = [t for t in job.plan.profiles if _target_arg(t) in job.targets]
         points, macs = engine.group_macs(job.backbone, job.size, list(job.precisions), profiles)
     stats = {k: v for k, v in engine.stats.items() if v}
@@ -130,11 +146,26 @@ def _interleave(groups: list) -> list:
 
 
 class _Engine:
-    """Runs the grid group by group (one training run per backbone x size), persisting each configuration."""
+    """Runs the grid group by group (one training run per backbone x size), persisting each configuration.
 
-    def __init__(self, out: Path, data_dir: Path, data_fp: str, base: TrainConfig, plan: SweepPlan, opts: dict, say):
+    With ``teacher`` (its run folder and model digest) every group it runs is a student distilled
+    from that run, kept apart from the plain one: ``runs/<b>-<s>-distilled``,
+    ``configs/<b>-<s>-<p>-distilled.json``, keyed by the teacher's model digest too.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        data_dir: Path,
+        data_fp: str,
+        base: TrainConfig,
+        plan: SweepPlan,
+        opts: dict,
+        say,
+        teacher: tuple[str, str] | None = None,
+    ):
         self.out, self.data_dir, self.data_fp, self.base, self.plan = out, data_dir, data_fp, base, plan
-        self.opts, self.say = opts, say
+        self.opts, self.say, self.teacher = opts, say, teacher
         self.stats: dict = {k: 0 for k in SweepStats.__dataclass_fields__ if not k.endswith("seconds")}
         self.target_keys = [(t.name, _profile_digest(t)) for t in plan.profiles]
         self.memo = memo_lib.for_sweep()
@@ -142,15 +173,24 @@ class _Engine:
         self.notes: list[str] = []
 
     def cfg(self, backbone: str, size: int) -> TrainConfig:
-        return dataclasses.replace(self.base, backbone=backbone, image_size=size, workflow="features", unfreeze="auto")
+        teacher = self.teacher[0] if self.teacher else None
+        return dataclasses.replace(
+            self.base, backbone=backbone, image_size=size, workflow="features", unfreeze="auto", teacher=teacher
+        )
+
+    def slug(self, *parts: Any) -> str:
+        """The file or folder name of a group (``b, s``) or configuration (``b, s, p``)."""
+        return _slug(*parts) + ("-distilled" if self.teacher else "")
 
     def key(self, b: str, s: int, p: str) -> str:
         cfg = asdict(self.cfg(b, s))
+        if self.teacher:  # the teacher's model, not where its folder lies, decides the student
+            cfg["teacher"] = self.teacher[1]
         return _fp(__version__, self.data_fp, cfg, p, self.opts["calibration_size"], self.target_keys)
 
     def finished(self, b: str, s: int, p: str) -> SweepPoint | None:
         """The persisted configuration if it matches this grid and data, else ``None`` (stale ones counted)."""
-        path = self.out / "configs" / f"{_slug(b, s, p)}.json"
+        path = self.out / "configs" / f"{self.slug(b, s, p)}.json"
         try:
             point = SweepPoint.from_json(json.loads(path.read_text()), str(path))
         except (OSError, ValueError, TypeError, KeyError, EdgeTransferError):
@@ -160,8 +200,11 @@ class _Engine:
             return None
         return point
 
-    def run(self, executor: str = "local", jobs: int | None = None, address: str | None = None) -> list[SweepPoint]:
-        todo = self.plan.configs()
+    def run(
+        self, executor: str = "local", jobs: int | None = None, address: str | None = None, only=None
+    ) -> list[SweepPoint]:
+        """Every configuration of the grid (``only``: of those backbone x size groups), finished or computed."""
+        todo = [c for c in self.plan.configs() if only is None or c[:2] in only]
         found = {c: self.finished(*c) for c in todo}
         left = sum(v is None for v in found.values())
         self.stats.update(configs=len(todo), reused=len(todo) - left)
@@ -172,6 +215,7 @@ class _Engine:
             (b, s, [p for p in self.plan.grid.precisions if found[(b, s, p)] is None])
             for b, sizes in self.plan.grid.sizes.items()
             for s in sizes
+            if only is None or (b, s) in only
         ]
         groups = [g for g in groups if g[2]]
         if executor == "local":
@@ -183,7 +227,7 @@ class _Engine:
     def _save(self, b: str, s: int, points: list[SweepPoint], took: float, found: dict) -> None:
         for point in points:
             point = dataclasses.replace(point, seconds=round(took / len(points), 2))
-            write_json(self.out / "configs" / f"{_slug(b, s, point.precision)}.json", point.to_json())
+            write_json(self.out / "configs" / f"{self.slug(b, s, point.precision)}.json", point.to_json())
             found[(b, s, point.precision)] = point
             self.say(f"      {point.name}: accuracy {point.accuracy:.4f}, drop {point.accuracy_drop:.2f}")
         self.stats["computed"] += len(points)
@@ -207,8 +251,8 @@ class _Engine:
         here = [t for t in self.plan.profiles if t.measure != "estimate"]
         away = tuple(_target_arg(t) for t in self.plan.profiles if t.measure == "estimate")
         groups = _interleave(groups)  # two tasks at once rarely convert the same backbone's weights
-        tasks = [GroupJob(self.out, self.data_dir, self.data_fp, self.base, self.plan, self.opts, b, s, tuple(p), away)
-                 for b, s, p in groups]  # fmt: skip
+        tasks = [GroupJob(self.out, self.data_dir, self.data_fp, self.base, self.plan, self.opts, b, s, tuple(p), away,
+                          self.teacher) for b, s, p in groups]  # fmt: skip
         total, start, state = left, time.perf_counter(), {"done": 0}
         width = f"{jobs or 'one per CPU'}" if executor == "processes" else (address or "a local cluster")
         self.say(f"{len(tasks)} group(s) of {total} configuration(s) on --executor {executor} ({width})")
@@ -245,7 +289,7 @@ class _Engine:
 
     def measure_here(self, job: GroupJob, res: dict, here: list) -> list[SweepPoint]:
         """The task's points with the latencies of the host targets, measured in this process."""
-        folder = self.out / "exports" / _slug(job.backbone, job.size)
+        folder = self.out / "exports" / self.slug(job.backbone, job.size)
         have = {a.precision: a for a in stages.exported(folder, indexed=False)}
         arts = [have[p] for p in job.precisions]
         mine = {p.precision: p for p in self.validate(arts, res["macs"], job.backbone, job.size, here)}
@@ -270,23 +314,28 @@ class _Engine:
 
     def train(self, b: str, s: int):
         """The finished run of ``b`` at ``s`` if it matches data and settings, else a new one."""
-        cfg, run_dir = self.cfg(b, s), self.out / "runs" / _slug(b, s)
+        cfg, run_dir = self.cfg(b, s), self.out / "runs" / self.slug(b, s)
         run = stages.finished_run(run_dir, cfg, self.data_fp)
+        if run is not None and self.teacher:  # the same folder may hold a retrained teacher
+            had = (run.manifest.config.get("distill") or {}).get("teacher", {}).get("model_sha256")
+            run = run if had == self.teacher[1] else None
         if run is not None:
             self.stats["runs_reused"] += 1
             return run, False
-        stages.clear(self.out / "exports" / _slug(b, s))
-        self.say(f"      training {b} at {s} px (features workflow)")
+        stages.clear(self.out / "exports" / self.slug(b, s))
+        how = f"distilled from {self.teacher[0]}" if self.teacher else "features workflow"
+        self.say(f"      training {b} at {s} px ({how})")
         run = stages.train(self.data_dir, cfg, run_dir)
         cache = run.manifest.feature_cache or {}
         self.stats["trained"] += 1
+        self.stats["distilled"] += int(self.teacher is not None)
         self.stats["feature_hits"] += int(cache.get("hits", 0))
         self.stats["feature_misses"] += int(cache.get("misses", 0))
         return run, True
 
     def export(self, run, b: str, s: int, precisions: list[str], fresh: bool) -> list:
         """TFLite files of ``precisions`` (traced once per group); files already exported are reused."""
-        folder = self.out / "exports" / _slug(b, s)
+        folder = self.out / "exports" / self.slug(b, s)
         have: dict = {}
         if not fresh:
             for a in stages.exported(folder, indexed=False):
@@ -340,7 +389,15 @@ class _Engine:
             lat,
             str(path.relative_to(self.out) if path.is_relative_to(self.out) else path),
             self.key(b, s, str(a.precision)),
+            teacher=self.teacher_name(),
         )
+
+    def teacher_name(self) -> str:
+        """The teacher's run folder as points record it: relative to the sweep folder when inside it."""
+        if not self.teacher:
+            return ""
+        t = Path(self.teacher[0])
+        return str(t.relative_to(self.out) if t.is_relative_to(self.out) else t)
 
 
 def _compare_state(out: Path, grid: Grid, data_fp: str, base: TrainConfig) -> list[str]:
@@ -390,6 +447,7 @@ def sweep(
     executor: str = "local",
     jobs: int | None = None,
     ray_address: str | None = None,
+    teacher: str | Path | None = None,
 ) -> SweepResult:
     """Train, export and validate every backbone x size x precision; the front and pick per target.
 
@@ -414,6 +472,12 @@ def sweep(
             process after the tasks, never inside them.
         jobs: processes (``processes``), or CPUs of a local Ray cluster (``ray``).
         ray_address: an existing Ray cluster (``ray://host:10001`` or ``host:6379``), ``ray`` only.
+        teacher: ``"auto"``: after the plain grid, the group whose float model scored best on the
+            held-out split is the teacher, and every group with fewer MACs is trained once more,
+            distilled from it (:mod:`edgetransfer.training.distill`, ``train_config``'s
+            ``distill_*`` settings); a run folder: that run is the teacher. The result holds
+            both the plain and the distilled configurations, the front of both
+            (``pareto``, the picks) and of the plain ones alone (``plain_pareto``).
 
     Returns:
         A :class:`~edgetransfer.records.SweepResult`; ``exit_code`` is 1 when a target has no
@@ -434,15 +498,74 @@ def sweep(
     spread = {"executor": executor, "jobs": jobs, "address": ray_address}
     with data_lib.checked_once():
         ds = data_lib.load(data_dir, val_split=base.val_split, seed=base.seed)
+        if teacher is not None and str(teacher) != "auto":  # a missing run or other classes: exit 2 now
+            from ..training.distill import load_teacher
+
+            load_teacher(teacher, ds.classes)
+            teacher = Path(teacher).resolve()  # tasks may run in another working folder
         out.mkdir(parents=True, exist_ok=True)
         with locked(out, "sweep"):  # two sweeps in one folder would train and export over each other
             opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
             if targets_dir is not None:
                 opts["targets_dir"] = str(Path(targets_dir).resolve())
-            return _run(plan, cli, base, ds, Path(data_dir), out, opts, spread, say)
+            return _run(plan, cli, base, ds, Path(data_dir), out, opts, spread, say, teacher)
 
 
-def _run(plan, cli, base, ds, data_dir, out, opts, spread, say) -> SweepResult:
+def _teacher(engine: _Engine, points: list[SweepPoint], teacher: str | Path) -> tuple[SweepTeacher, str] | None:
+    """The teacher's record and run folder: the most accurate plain group (``auto``) or the run given."""
+    from ..backbones import graph
+    from ..training import TrainedModel
+
+    if str(teacher) == "auto":
+        group = pareto.teacher_group(points)
+        if group is None:
+            return None
+        b, s = group
+        best = next(p for p in points if (p.backbone, p.image_size) == group and not p.distilled)
+        # trained by the plain grid; trained again only if its folder was removed since
+        run = stages.finished_run(engine.out / "runs" / _slug(b, s), engine.cfg(b, s), engine.data_fp)
+        run = run or engine.train(b, s)[0]
+        rec = SweepTeacher(f"runs/{_slug(b, s)}", b, s, best.float_accuracy, "auto", best.macs)
+        return rec, str(Path(run.run_dir).resolve())
+    run = TrainedModel.from_dir(teacher)
+    m = run.manifest
+    rec = SweepTeacher(str(teacher), m.backbone, m.input_size, float(m.metrics.val_accuracy or 0.0), "given")
+    return dataclasses.replace(rec, macs=graph.count_macs(run.load_model())), str(teacher)
+
+
+def _distil(engine: _Engine, points: list[SweepPoint], teacher, spread, say) -> tuple[SweepTeacher | None, list]:
+    """The distilled configurations: every group smaller (in MACs) than the teacher, trained from it."""
+    from ..training.distill import load_teacher
+
+    found = _teacher(engine, points, teacher)
+    if found is None:
+        engine.notes.append("--teacher auto: no plain configuration finished, so no teacher")
+        return None, []
+    rec, run_dir = found
+    groups = pareto.students(points, rec.macs)
+    if not groups:
+        engine.notes.append(f"the teacher {rec.name} is the smallest configuration: nothing to distil")
+        return rec, []
+    say(
+        f"teacher: {rec.name} (float accuracy {rec.accuracy:.4f}, {rec.chosen}); distilling "
+        f"{len(groups)} smaller group(s) from it: {', '.join(f'{b} {s}' for b, s in sorted(groups))}"
+    )
+    student = _Engine(
+        engine.out, engine.data_dir, engine.data_fp, engine.base, engine.plan, engine.opts, say,
+        (run_dir, load_teacher(run_dir).digest),
+    )  # fmt: skip
+    distilled = student.run(only=groups, **spread)
+    for k, v in student.stats.items():
+        engine.stats[k] = engine.stats.get(k, 0) + v
+    if student.memo is not None:
+        engine.stats["memo_hits"] += student.memo.hits
+        engine.stats["memo_misses"] += student.memo.misses
+    engine.notes.extend(student.notes)
+    engine.failed.extend(student.failed)
+    return rec, distilled
+
+
+def _run(plan, cli, base, ds, data_dir, out, opts, spread, say, teacher=None) -> SweepResult:
     start = time.perf_counter()
     calibration_size = opts["calibration_size"]
     notes = _compare_state(out, plan.grid, ds.fingerprint(), base)
@@ -452,6 +575,9 @@ def _run(plan, cli, base, ds, data_dir, out, opts, spread, say) -> SweepResult:
     # picks keep the paths as given
     engine = _Engine(out.resolve(), data_dir.resolve(), ds.fingerprint(), base, plan, opts, say)
     points = engine.run(**spread)
+    n_plain = len(points)
+    rec, distilled = _distil(engine, points, teacher, spread, say) if teacher is not None else (None, [])
+    points += distilled
     if engine.memo is not None:  # added to what the tasks counted in their own processes
         engine.stats["memo_hits"] += engine.memo.hits
         engine.stats["memo_misses"] += engine.memo.misses
@@ -476,6 +602,8 @@ def _run(plan, cli, base, ds, data_dir, out, opts, spread, say) -> SweepResult:
         stats=stats,
         out=out,
         notes=tuple(notes),
+        teacher=rec,
+        plain_pareto={t: pareto.pareto_front(points[:n_plain], t) for t in names} if distilled else {},
     )
     n_train = len(ds.split("train")) or len(ds.files)
     written = {

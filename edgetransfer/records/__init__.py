@@ -26,6 +26,7 @@ from .flows import (
     SweepSpec,
     SweepState,
     SweepStats,
+    SweepTeacher,
     TargetLatency,
     ValidateSpec,
 )  # noqa: E501
@@ -64,6 +65,7 @@ __all__ = [
     "SweepSpec",
     "SweepState",
     "SweepStats",
+    "SweepTeacher",
     "TargetLatency",
     "ValidateSpec",
     "QuantDiagnosis",

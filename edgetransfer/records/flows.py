@@ -38,7 +38,9 @@ class SweepPoint(Record):
     """One configuration and its figures (accuracy as a fraction, drop in points).
 
     ``seconds`` is what computing it cost (its share of the group's train + export + validate),
-    kept so a resumed sweep still reports the original timings.
+    kept so a resumed sweep still reports the original timings. ``teacher`` is the run its
+    model was distilled from (``sweep --teacher``; relative to the sweep folder when inside it),
+    empty for a plainly trained configuration (and in files written before distillation).
     """
 
     KIND: ClassVar[str] = "edgetransfer.sweep-point"
@@ -56,10 +58,15 @@ class SweepPoint(Record):
     artifact: str = ""
     key: str = ""
     seconds: float = 0.0
+    teacher: str = ""
+
+    @property
+    def distilled(self) -> bool:
+        return bool(self.teacher)
 
     @property
     def name(self) -> str:
-        return f"{self.backbone} {self.image_size} {self.precision}"
+        return f"{self.backbone} {self.image_size} {self.precision}{' distilled' if self.teacher else ''}"
 
     @classmethod
     def from_json(cls, doc: Any, where: str = "sweep point") -> SweepPoint:
@@ -86,6 +93,7 @@ class SweepStats(Record):
     memo_hits: int = 0  # conversions and predictions reused from the memo (edgetransfer.memo)
     memo_misses: int = 0
     stale: int = 0  # finished configurations recomputed because data or settings changed
+    distilled: int = 0  # student runs trained from the teacher (sweep --teacher)
     seconds: float = 0.0
     compute_seconds: float = 0.0
 
@@ -143,10 +151,34 @@ def limits_from_json(doc: Any, where: str) -> Budget:
 
 
 @dataclass(frozen=True)
+class SweepTeacher(Record):
+    """The teacher of a sweep's distilled configurations (``sweep --teacher auto|RUN``).
+
+    ``chosen``: ``auto`` (the grid's group whose float model scored best on the held-out split)
+    or ``given`` (a run passed by path). ``accuracy`` is its float held-out accuracy.
+    """
+
+    run: str
+    backbone: str
+    image_size: int
+    accuracy: float
+    chosen: str = "auto"
+    macs: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone} {self.image_size}"
+
+
+@dataclass(frozen=True)
 class SweepResult(Record):
     """A finished sweep (``sweep.json``): every configuration, the fronts and the picks per target.
 
     ``limits`` holds each target's :class:`~edgetransfer.records.Budget` (written as ``budgets``).
+    With a teacher, ``configs`` holds the plain and the distilled configurations, ``pareto``
+    and the picks range over both, and ``plain_pareto`` is the front of the plain ones alone
+    (what the same sweep gives without the teacher); both are empty/``None`` otherwise, and
+    in files written before distillation.
     """
 
     KIND: ClassVar[str] = "edgetransfer.sweep"
@@ -162,6 +194,8 @@ class SweepResult(Record):
     out: Path
     pipelines: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    teacher: SweepTeacher | None = None
+    plain_pareto: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -200,6 +234,12 @@ class SweepResult(Record):
             "stats": self.stats.to_json(),
             "notes": list(self.notes),
             "out": str(self.out),
+            # only with a teacher: a plain sweep's file keeps the keys it always had
+            **(
+                {"teacher": self.teacher.to_json(), "plain_pareto": {t: list(v) for t, v in self.plain_pareto.items()}}
+                if self.teacher is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -218,7 +258,7 @@ class SweepResult(Record):
                 fix="re-create it with this version of edgetransfer (run the sweep again: finished work is reused)",
             )
         keys = {f.name for f in fields(cls)} - {"limits", "targets"} | {"budgets", "kind", "schema"}
-        required = keys - {"pipelines", "notes"}
+        required = keys - {"pipelines", "notes", "teacher", "plain_pareto"}  # optional: added later
         if set(doc) - keys or required - set(doc):
             raise ConfigError(
                 f"{where}: SweepResult has unknown keys {sorted(set(doc) - keys)} / missing keys "
@@ -236,6 +276,8 @@ class SweepResult(Record):
             out=Path(doc["out"]),
             pipelines=dict(doc.get("pipelines", {})),
             notes=tuple(doc.get("notes", ())),
+            teacher=None if doc.get("teacher") is None else SweepTeacher.from_json(doc["teacher"], f"{where}.teacher"),
+            plain_pareto={t: tuple(v) for t, v in doc.get("plain_pareto", {}).items()},
         )
 
 
@@ -293,6 +335,7 @@ class SweepSpec(Record):
     max_latency_ms: float | None = None
     max_size_mb: float | None = None
     max_accuracy_drop: float | None = None
+    teacher: str | None = None  # "auto" or a finished run: distil the smaller configurations from it
 
     def budget(self) -> Budget:
         return Budget(

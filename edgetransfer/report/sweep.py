@@ -17,8 +17,11 @@ HEADER = ["#", "backbone", "size", "precision", "accuracy", "drop", "size MB", "
 
 
 def rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
-    """Header and one row per configuration: latency per target with its provenance."""
+    """Header and one row per configuration: latency per target with its provenance (and, with a
+    teacher, whether the configuration was trained plainly or distilled)."""
     head = [*HEADER[:6], *(f"{t} p50" for t in result.targets), *HEADER[6:]]
+    if result.teacher is not None:
+        head.insert(4, "trained")
     out = []
     for i, p in enumerate(result.configs):
         lat = [
@@ -38,19 +41,55 @@ def rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
                 f"{p.macs / 1e6:.0f}M",
             ]
         )
+        if result.teacher is not None:
+            out[-1].insert(4, "distilled" if p.distilled else "plain")
     return head, out
+
+
+def _front(result: SweepResult, t: str, front) -> str:
+    c = result.configs
+    return " -> ".join(f"#{i} {c[i].name} ({c[i].accuracy:.4f}, {c[i].latency[t].p50_ms:.2f} ms)" for i in front)
+
+
+def twins(result: SweepResult) -> list[tuple[int, int]]:
+    """``(distilled, plain)`` index pairs of the same backbone, size and precision."""
+    plain = {(p.backbone, p.image_size, p.precision): i for i, p in enumerate(result.configs) if not p.distilled}
+    pairs = [(i, plain.get((p.backbone, p.image_size, p.precision))) for i, p in enumerate(result.configs)]
+    return [(i, j) for i, j in pairs if result.configs[i].distilled and j is not None]
+
+
+def teacher_lines(result: SweepResult) -> list[str]:
+    """The teacher, and each distilled configuration's accuracy against its plain twin."""
+    t = result.teacher
+    if t is None:
+        return []
+    how = "the grid's most accurate group" if t.chosen == "auto" else "given"
+    lines = [f"teacher: {t.name} ({how}, float accuracy {t.accuracy:.4f}, {t.macs / 1e6:.0f}M MACs) {t.run}"]
+    for i, j in twins(result):
+        d, p = result.configs[i], result.configs[j]
+        lines.append(
+            f"  distilled #{i} {d.name}: accuracy {p.accuracy:.4f} plain (#{j}) -> {d.accuracy:.4f} "
+            f"({d.accuracy - p.accuracy:+.4f})"
+        )
+    if lines[1:]:  # measured twins differ by the load of the moment, not by their graphs
+        lines.append(
+            "  a distilled model is its plain twin's graph (same ops and size, only the weights differ): "
+            "a p50 difference between twins is measurement noise"
+        )
+    return lines
 
 
 def front_lines(result: SweepResult) -> list[str]:
     """Per target: the Pareto front (fastest first) and the pick within the budgets."""
-    lines = []
+    lines = teacher_lines(result)
     for t in result.targets:
-        front = " -> ".join(
-            f"#{i} {result.configs[i].name} ({result.configs[i].accuracy:.4f}, "
-            f"{result.configs[i].latency[t].p50_ms:.2f} ms)"
-            for i in result.pareto[t]
-        )
-        lines.append(f"front on {t} (accuracy vs p50): {front or 'none'}")
+        front = _front(result, t, result.pareto[t])
+        if t in result.plain_pareto:
+            lines.append(f"front on {t} with the teacher (accuracy vs p50): {front or 'none'}")
+            plain = _front(result, t, result.plain_pareto[t])
+            lines.append(f"front on {t} without it (plain only): {plain or 'none'}")
+        else:
+            lines.append(f"front on {t} (accuracy vs p50): {front or 'none'}")
         b = result.best[t]
         lim = describe_limits(result.limits[t])
         if b is None:
@@ -89,12 +128,28 @@ def _fronts_png(result: SweepResult) -> str:
         for i in on:
             p = result.configs[i]
             x, y = p.latency[t].p50_ms, 100 * p.accuracy
-            ax.scatter(x, y, s=40, color="C0" if i in front else "0.75", zorder=3 if i in front else 2)
+            mark = "^" if p.distilled else "o"  # distilled configurations: triangles
+            ax.scatter(x, y, s=40, marker=mark, color="C0" if i in front else "0.75", zorder=3 if i in front else 2)
             ax.annotate(f"#{i}", (x, y), fontsize=7, color="0.2" if i in front else "0.6", xytext=(3, 3),
                         textcoords="offset points")  # fmt: skip
         pts = [(result.configs[i].latency[t].p50_ms, 100 * result.configs[i].accuracy) for i in result.pareto[t]]
         if pts:
-            ax.plot(*zip(*pts), color="C0", lw=1.2, drawstyle="steps-post", label="Pareto front")
+            label = "Pareto front" + (" with the teacher" if t in result.plain_pareto else "")
+            ax.plot(*zip(*pts), color="C0", lw=1.2, drawstyle="steps-post", label=label)
+        if t in result.plain_pareto:
+            c = result.configs
+            plain = [(c[i].latency[t].p50_ms, 100 * c[i].accuracy) for i in result.plain_pareto[t]]
+            ax.plot(
+                *zip(*plain),
+                color="0.45",
+                lw=1,
+                ls="--",
+                marker="o",
+                mfc="none",
+                ms=10,
+                drawstyle="steps-post",
+                label="front without it (circled)",
+            )
         b = result.best[t]
         if b is not None:
             p = result.configs[b]
@@ -110,7 +165,8 @@ def _fronts_png(result: SweepResult) -> str:
         ax.legend(fontsize=7, loc="best")
     for ax in axes[n:]:
         ax.axis("off")
-    fig.suptitle("accuracy vs latency per target (grey: dominated)", fontsize=11)
+    title = "accuracy vs latency per target (grey: dominated" + ("; triangles: distilled)" if result.teacher else ")")
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _png(fig)
 
@@ -131,8 +187,9 @@ def html_page(result: SweepResult) -> str:
         [
             f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer sweep</title>"
             f"<style>{_CSS}</style></head><body><h1>edgetransfer model search</h1>",
-            f"<p>{s.configs} configurations ({s.computed} computed, {s.reused} reused); {s.trained} runs trained, "
-            f"{s.runs_reused} reused; feature cache {s.feature_hits} hits, {s.feature_misses} misses; "
+            f"<p>{s.configs} configurations ({s.computed} computed, {s.reused} reused); {s.trained} runs trained "
+            f"({s.distilled} distilled), {s.runs_reused} reused; feature cache {s.feature_hits} hits, "
+            f"{s.feature_misses} misses; "
             f"conversions and predictions {s.memo_hits} reused, {s.memo_misses} computed; "
             f"{esc(timing(s))}. Accuracy drop is in points below each configuration's own float model; "
             "latency budgets are judged on p90.</p>",
@@ -140,6 +197,15 @@ def html_page(result: SweepResult) -> str:
             f"<h2>Fronts and picks</h2><ul>{picks}</ul>",
             f"<h2>Every configuration</h2>{table}",
             "<p>Grey rows are on no target's front.</p>",
+            *(
+                [
+                    "<p>With a teacher the fronts and picks range over the plain and the distilled configurations; "
+                    "the dashed line is the front of the plain ones alone, from the same sweep. The teacher and "
+                    "the picks are chosen on the same held-out split the accuracies are measured on.</p>"
+                ]
+                if result.teacher is not None
+                else []
+            ),  # fmt: skip
             *(f"<p>Note: {esc(n)}</p>" for n in result.notes),
             "</body></html>",
         ]

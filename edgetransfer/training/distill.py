@@ -304,10 +304,8 @@ def features(ctx, pooled, feature_digest: str, train, val, model, strategy, plan
         train, val: ``(features, labels, CacheStats)`` of the clean images from the feature cache.
     """
     from .features import CacheStats
-    from .model import compile_model
-    from .phases import FitResult, fit_phase
+    from .phases import FitResult, fit_head
 
-    keras = _lazy.keras()
     cfg, n = ctx.cfg, ctx.n_classes
     (x0, y0, s1), (xva, yva, s2) = train, val
     teacher = load_teacher(cfg.teacher)
@@ -325,36 +323,19 @@ def features(ctx, pooled, feature_digest: str, train, val, model, strategy, plan
     )
     xtr = np.concatenate([x0, xv]) if len(xv) else x0
     ytr = np.tile(y0, cfg.distill_views)
-    # as in fit._features: the same seed whether or not the caches were cold
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        inp = keras.Input((xtr.shape[1],), name="features")
-        x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(inp)
-        head = keras.Model(inp, keras.layers.Dense(n, name="classes")(x))  # logits: the softmax is model's
-        loss = distill_loss(n, cfg.distill_temperature, cfg.distill_alpha)
-        compile_model(head, cfg.learning_rate, loss=loss, metrics=[accuracy_metric(n)])
     fit = {
         "x": xtr,
         "y": targets(ytr, n, labels.logits),
         "sample_weight": _head_weights(ctx.train_files, ytr, n, cfg.class_weights),
         "validation_data": (xva, targets(yva, n, None)),
-        "batch_size": cfg.batch_size,
-        "shuffle": True,
     }
-    history = fit_phase(head, "head", ctx.work, cfg.epochs, cfg.patience, fit)
-    model.get_layer("classes").set_weights(head.get_layer("classes").get_weights())
-    chunks = [np.asarray(head(xva[i : i + 256], training=False)) for i in range(0, len(xva), 256)]
-    probs = _softmax(np.concatenate(chunks)) if chunks else None
+    loss = distill_loss(n, cfg.distill_temperature, cfg.distill_alpha)
+    history, probs = fit_head(ctx, strategy, model, fit, loss=loss, metrics=[accuracy_metric(n)])
     stats = CacheStats(s1.hits + s2.hits, s1.misses + s2.misses)
     n_seen = len(history.get("loss", [])) * len(xtr)
     result = FitResult(model, plan, history, [0], stats, desc, n_seen, val_probs=probs)
     result.distill = settings(cfg, teacher, labels)
     return result
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def fine_tune(ctx, base, model, strategy, plan, desc):

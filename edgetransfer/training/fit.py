@@ -21,6 +21,7 @@ from .phases import (
     FitContext,
     FitResult,
     _merge,
+    fit_head,
     fit_phase,
     smoothed_stopping,
 )
@@ -224,29 +225,10 @@ def _features(ctx: FitContext, base, model, strategy, plan: Plan, desc: str) -> 
         from .distill import features as distilled
 
         return distilled(ctx, pooled, key.digest(), (xtr, ytr, s1), (xva, yva, s2), model, strategy, plan, desc)
-    # Computing features (a cold cache) consumes random state that a warm cache does not:
-    # seed again so the head starts the same either way (issue #11: 0.948 cold vs 0.967 warm).
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        inp = keras.Input((xtr.shape[1],), name="features")
-        x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(inp)
-        head = keras.Model(inp, keras.layers.Dense(ctx.n_classes, activation="softmax", name="classes")(x))
-        compile_model(head, cfg.learning_rate)
     cw = class_weights(ctx.train_files, ctx.n_classes, cfg.class_weights)
-    fit = {
-        "x": xtr,
-        "y": ytr,
-        "validation_data": (xva, yva),
-        "class_weight": cw,
-        "batch_size": cfg.batch_size,
-        "shuffle": True,
-    }
-    history = fit_phase(head, "head", ctx.work, cfg.epochs, cfg.patience, fit)
-    model.get_layer("classes").set_weights(head.get_layer("classes").get_weights())
+    fit = {"x": xtr, "y": ytr, "validation_data": (xva, yva), "class_weight": cw}
+    history, probs = fit_head(ctx, strategy, model, fit)
     stats = CacheStats(s1.hits + s2.hits, s1.misses + s2.misses)
-    # called directly in chunks, not through predict(), which a multi-worker strategy would shard
-    chunks = [np.asarray(head(xva[i : i + 256], training=False)) for i in range(0, len(xva), 256)]
-    probs = np.concatenate(chunks) if chunks else None
     n = len(history.get("loss", [])) * len(xtr)
     return FitResult(model, plan, history, [0], stats, desc, n, val_probs=probs)
 

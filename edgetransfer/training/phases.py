@@ -163,6 +163,47 @@ def fit_phase(model, name: str, work: Path, epochs: int, patience: int, fit_kwar
     return _read_csv(log)
 
 
+def fit_head(ctx: FitContext, strategy, model, fit: dict, loss=None, metrics=None) -> tuple[dict, np.ndarray | None]:
+    """The features workflow's head on cached vectors (dropout + the dense ``classes`` layer) as
+    one resumable phase, copied into ``model``'s ``classes`` layer when it ends.
+
+    Args:
+        fit: ``x``, ``y``, ``validation_data`` and class or sample weights for ``Model.fit``.
+        loss, metrics: distillation's (``distill.py``): the head then outputs logits (the softmax
+            is ``model``'s); without them, probabilities and the plain sparse cross-entropy.
+
+    Returns:
+        The phase's history and the head's held-out class probabilities (the whole model's on
+        the images, without a second pass through the backbone).
+    """
+    from .model import compile_model
+
+    keras = _lazy.keras()
+    cfg, logits = ctx.cfg, loss is not None
+    # Computing features (a cold cache) consumes random state that a warm cache does not:
+    # seed again so the head starts the same either way (issue #11: 0.948 cold vs 0.967 warm).
+    keras.utils.set_random_seed(cfg.seed)
+    with strategy.scope():
+        inp = keras.Input((fit["x"].shape[1],), name="features")
+        x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(inp)
+        out = keras.layers.Dense(ctx.n_classes, activation=None if logits else "softmax", name="classes")(x)
+        head = keras.Model(inp, out)
+        compile_model(head, cfg.learning_rate, **({"loss": loss, "metrics": metrics} if logits else {}))
+    fit = {**fit, "batch_size": cfg.batch_size, "shuffle": True}
+    history = fit_phase(head, "head", ctx.work, cfg.epochs, cfg.patience, fit)
+    model.get_layer("classes").set_weights(head.get_layer("classes").get_weights())
+    xva = fit["validation_data"][0]
+    # called directly in chunks, not through predict(), which a multi-worker strategy would shard
+    chunks = [np.asarray(head(xva[i : i + 256], training=False)) for i in range(0, len(xva), 256)]
+    if not chunks:
+        return history, None
+    scores = np.concatenate(chunks)
+    if logits:
+        e = np.exp(scores - scores.max(axis=1, keepdims=True))
+        scores = e / e.sum(axis=1, keepdims=True)
+    return history, scores
+
+
 def _merge(*histories: dict) -> tuple[dict, list[int]]:
     merged: dict[str, list[float]] = {}
     starts = []
