@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+STANDINS = REPO / "tests" / "standins"
 # Converted weights and graph profiles are cached per run of the suite (fresh on CI), so
 # the conversion path runs for real at least once.
 os.environ["EDGETRANSFER_CACHE"] = str(REPO / ".pytest_cache" / "edgetransfer")
@@ -230,3 +233,19 @@ def untrained_exports(untrained_run, tmp_path_factory):
     recipes = [QuantRecipe.named(p, **kw) for p, kw in UNTRAINED_RECIPES]
     arts = export(untrained_run, ["all"], recipes, out=tmp_path_factory.mktemp("untrained-export"))
     return {(a.format, a.precision): a for a in arts}
+
+
+@pytest.fixture
+def device(tmp_path, monkeypatch) -> Path:
+    """A stand-in Android device (tests/standins): a folder with /tmp, /data/local/tmp and benchmark_model in /data/local/bin."""
+    root = tmp_path / "device"
+    for d in ("tmp", "data/local/tmp", "data/local/bin"):
+        (root / d).mkdir(parents=True)
+    for name in ("benchmark_model", "_standin.py"):
+        shutil.copy2(STANDINS / name, root / "data/local/bin" / name)
+    monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("EDGETRANSFER_STANDIN_ROOT", str(root))
+    monkeypatch.setenv("EDGETRANSFER_STANDIN_PYTHON", sys.executable)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.delenv("EDGETRANSFER_STANDIN_FAULT", raising=False)
+    return root

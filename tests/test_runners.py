@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,25 +14,8 @@ from edgetransfer.errors import EXIT_TOOLCHAIN, ConfigError, RuntimeBackendError
 from edgetransfer.latency import MEASURED
 
 REPO = Path(__file__).resolve().parents[1]
-STANDINS = REPO / "tests" / "standins"
 PROFILE = "targets/device.yaml"
 BENCH_BIN = "/data/local/bin/benchmark_model"
-
-
-@pytest.fixture
-def device(tmp_path, monkeypatch) -> Path:
-    """A stand-in device: a folder with /tmp, /data/local/tmp and benchmark_model in /data/local/bin."""
-    root = tmp_path / "device"
-    for d in ("tmp", "data/local/tmp", "data/local/bin"):
-        (root / d).mkdir(parents=True)
-    for name in ("benchmark_model", "_standin.py"):
-        shutil.copy2(STANDINS / name, root / "data/local/bin" / name)
-    monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("EDGETRANSFER_STANDIN_ROOT", str(root))
-    monkeypatch.setenv("EDGETRANSFER_STANDIN_PYTHON", sys.executable)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.delenv("EDGETRANSFER_STANDIN_FAULT", raising=False)
-    return root
 
 
 def left_on(root: Path) -> list[str]:

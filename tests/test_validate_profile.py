@@ -7,9 +7,6 @@ reachable here); every host runtime is the real one.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,6 @@ from edgetransfer.runtime import profile as P
 from edgetransfer.runtime import spec as runtime_spec
 
 REPO = Path(__file__).resolve().parents[1]
-STANDINS = REPO / "tests" / "standins"
 PEAK = {"fp32": 100.0, "int8": 400.0}
 
 
@@ -175,22 +171,6 @@ def test_bf16_execution_measured_and_labelled(peak_cache, untrained_exports, tmp
 
     verdicts = gate.from_report(rep, targets.get("host-cpu"), (None,))
     assert len(verdicts) == 1 and verdicts[0].settings == {}
-
-
-@pytest.fixture
-def device(tmp_path, monkeypatch) -> Path:
-    """A stand-in Android device: a folder with benchmark_model in /data/local/bin (tests/standins)."""
-    root = tmp_path / "device"
-    for d in ("tmp", "data/local/tmp", "data/local/bin"):
-        (root / d).mkdir(parents=True)
-    for name in ("benchmark_model", "_standin.py"):
-        shutil.copy2(STANDINS / name, root / "data/local/bin" / name)
-    monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("EDGETRANSFER_STANDIN_ROOT", str(root))
-    monkeypatch.setenv("EDGETRANSFER_STANDIN_PYTHON", sys.executable)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.delenv("EDGETRANSFER_STANDIN_FAULT", raising=False)
-    return root
 
 
 def test_runner_profile_is_the_devices_op_table(device, invoke, untrained_exports, tmp_path):

@@ -439,17 +439,7 @@ def tensor_errors(source: Source, path: Path, calibration: Calibration, *, layou
     its NSR minus the worst of its inputs' (the error the node itself adds). Streamed one image at a
     time over ``images`` calibration images to keep memory flat; names are those of the graph after
     :func:`prepare` (what ``nodes_to_exclude`` and ``TensorQuantOverrides`` take)."""
-    onnx = _lazy.require("onnx")
-    ort = _lazy.require("onnxruntime")
-    with tempfile.TemporaryDirectory(prefix="et-rank-") as tmp:
-        prep = Path(tmp) / "prep.onnx"
-        prepare(source.path, prep)
-        fmodel, qmodel = onnx.load(str(prep)), onnx.load(str(path))
-        qnames = {o for n in qmodel.graph.node for o in n.output}
-        tensors = [o for n in fmodel.graph.node for o in n.output if o in qnames]
-        post = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in qnames else t for t in tensors}
-        fsess = _session_with_outputs(onnx, ort, fmodel, tensors, Path(tmp) / "f.onnx")
-        qsess = _session_with_outputs(onnx, ort, qmodel, sorted(set(post.values())), Path(tmp) / "q.onnx")
+    fmodel, fsess, qsess, tensors, post = _paired_sessions(source, path)
     err = dict.fromkeys(tensors, 0.0)
     sig = dict.fromkeys(tensors, 0.0)
     x = calibration.images[:images]
@@ -530,17 +520,7 @@ def tensor_diagnosis(source: Source, path: Path, images: np.ndarray, *, layout: 
     name). ``meta`` is not needed here."""
     from .tensor_stats import TensorStats
 
-    onnx = _lazy.require("onnx")
-    ort = _lazy.require("onnxruntime")
-    with tempfile.TemporaryDirectory(prefix="et-diagnose-") as tmp:
-        prep = Path(tmp) / "prep.onnx"
-        prepare(source.path, prep)
-        fmodel, qmodel = onnx.load(str(prep)), onnx.load(str(path))
-        qnames = {o for n in qmodel.graph.node for o in n.output}
-        tensors = [o for n in fmodel.graph.node for o in n.output if o in qnames]
-        post = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in qnames else t for t in tensors}
-        fsess = _session_with_outputs(onnx, ort, fmodel, tensors, Path(tmp) / "f.onnx")
-        qsess = _session_with_outputs(onnx, ort, qmodel, sorted(set(post.values())), Path(tmp) / "q.onnx")
+    fmodel, fsess, qsess, tensors, post = _paired_sessions(source, path)
     x = images.transpose(0, 3, 1, 2) if layout == "nchw" else images
     fin, qin = fsess.get_inputs()[0].name, qsess.get_inputs()[0].name
     fnames, qouts = [o.name for o in fsess.get_outputs()], [o.name for o in qsess.get_outputs()]
@@ -585,6 +565,25 @@ def _folded(producer: dict, node, matched: set[str], depth: int = 3) -> tuple[li
             nodes.insert(0, p)
             todo.extend(p.input)
     return nodes, inputs
+
+
+def _paired_sessions(source: Source, path: Path):
+    """The float graph (after :func:`prepare`, whose names ``nodes_to_exclude`` and ``TensorQuantOverrides``
+    take) and the QDQ file ``path``, each as a session that also outputs every activation tensor both have:
+    ``(float model, float session, QDQ session, tensors, post)``, ``post`` naming each tensor's QDQ value
+    after its own quantize/dequantize, as ONNX Runtime's ``qdq_loss_debug`` pairs them."""
+    onnx = _lazy.require("onnx")
+    ort = _lazy.require("onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="et-pair-") as tmp:
+        prep = Path(tmp) / "prep.onnx"
+        prepare(source.path, prep)
+        fmodel, qmodel = onnx.load(str(prep)), onnx.load(str(path))
+        qnames = {o for n in qmodel.graph.node for o in n.output}
+        tensors = [o for n in fmodel.graph.node for o in n.output if o in qnames]
+        post = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in qnames else t for t in tensors}
+        fsess = _session_with_outputs(onnx, ort, fmodel, tensors, Path(tmp) / "f.onnx")
+        qsess = _session_with_outputs(onnx, ort, qmodel, sorted(set(post.values())), Path(tmp) / "q.onnx")
+    return fmodel, fsess, qsess, tensors, post
 
 
 def _session_with_outputs(onnx, ort, model, names: Sequence[str], path: Path, threads: int = 0):
