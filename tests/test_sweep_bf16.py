@@ -190,3 +190,20 @@ def test_cli_bf16_flag(swept):
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert [c.get("execution", "") for c in doc["configs"]] == ["", "bf16"] and doc["stats"]["computed"] == 0
+
+
+@needs_bf16
+@pytest.mark.slow  # ~60 s: a second sweep in a fresh process pool
+def test_processes_executor_measures_bf16_here(swept, tmp_path):
+    """With --executor processes the tasks train and export; the bf16 point is validated in the sweep's process."""
+    data, _, local = swept
+    res = sweep(
+        data, backbones=["efficientnet_lite0"], image_sizes=[32], precisions=["fp32"],
+        targets=["host-cpu", "pixel4-cpu"], out=tmp_path / "out", train_config=TrainConfig(epochs=2),
+        calibration_size=8, budget_s=0.1, bf16=True, executor="processes", jobs=1,
+    )  # fmt: skip
+    assert [c.tag for c in res.configs] == ["fp32", "fp32-bf16"]
+    plain, bf16 = res.configs
+    assert set(plain.latency) == {"host-cpu", "pixel4-cpu"} and set(bf16.latency) == {"host-cpu"}
+    assert bf16.accuracy == pytest.approx(local.configs[1].accuracy)
+    assert bf16.latency["host-cpu"].runtime == local.configs[1].latency["host-cpu"].runtime
