@@ -454,7 +454,12 @@ class _Engine:
                 options=opts,
             )
             execution = BF16 if opts else ""
-            points += [p for a in files if (p := self.point(a, rep, macs, b, s, execution)) is not None]
+            made = [p for a in files if (p := self.point(a, rep, macs, b, s, execution)) is not None]
+            if len(made) < len(files):  # counted as a failed configuration: say why
+                self.failed.append(
+                    f"{b} {s} px: validation made no {execution or 'plain'} record of {files[0].path.name}"
+                )
+            points += made
         return points
 
     def point(self, a, rep, macs: int, b: str, s: int, execution: str = "") -> SweepPoint | None:
