@@ -149,6 +149,9 @@ def test_pipeline_validate_flags_round_trip_and_are_typed(tmp_path):
     assert (v.tune, v.bf16, v.profile) == (True, True, True)
     assert ValidateSpec.from_json(v.to_json()) == v
     assert (ValidateSpec().tune, ValidateSpec().bf16, ValidateSpec().profile) == (False, False, False)
+    p.write_text("data: d\nsweep:\n  bf16: true\n")
+    sweep_spec = Flow.from_yaml(p).sweep
+    assert sweep_spec is not None and sweep_spec.bf16 is True
     p.write_text("data: d\nvalidate:\n  bf16: 'yes'\n")
     with pytest.raises(ConfigError, match="bf16"):
         Flow.from_yaml(p)
