@@ -22,6 +22,7 @@ def _summary(result: flow_lib.FlowResult) -> None:
     rows = [
         [
             Path(r.artifact).name,
+            r.label,  # "fp32 as bf16" where validate: {bf16: true} ran the fp32 file in bf16
             r.target,
             f"{r.accuracy:.4f}",
             f"{r.accuracy_drop:.2f}" if r.accuracy_drop is not None else "-",
@@ -33,14 +34,13 @@ def _summary(result: flow_lib.FlowResult) -> None:
     ]
     ref_acc = rep.reference.accuracy if rep.reference else float("nan")
     echo(f"float     accuracy {ref_acc:.4f} on {rep.held_out.get('images')} held-out images")
-    echo(table(rows, ["artifact", "target", "accuracy", "drop", "p50 ms", "latency is", "MB"]))
+    echo(table(rows, ["artifact", "precision", "target", "accuracy", "drop", "p50 ms", "latency is", "MB"]))
     echo("drop: points of accuracy each file loses against the float model (negative: it gained)")
     for t, b in report_lib.best(rep).items():
         if b is None:
             echo(f"best on {t}: none (no file fits its memory)")
             continue
-        runtime = f" with {b.runtime}" if b.runtime else ""
-        echo(f"best on {t}: {Path(b.artifact).name}{runtime} ({b.p50_ms:.2f} ms, {b.provenance})")
+        echo(f"best on {t}: {Path(b.artifact).name}{report_lib.best_how(b)} ({b.p50_ms:.2f} ms, {b.provenance})")
     if result.verdict:
         for c in result.verdict.checks:
             echo(f"{c.status.upper():8s} {c.message}")

@@ -56,6 +56,12 @@ from ._common import echo, json_option, table
     help="Distil every configuration smaller (in MACs) than a teacher from it: auto = the grid's most "
     "accurate group, or a finished run folder. Both fronts are reported (with and without it).",
 )
+@click.option(
+    "--bf16",
+    is_flag=True,
+    help="Also run each fp32 configuration's fp32 file in bf16 on host targets whose CPU has AVX512-BF16/AMX "
+    "(OpenVINO), measured for accuracy and latency: one more configuration, 'fp32 as bf16'.",
+)
 @json_option
 @click.pass_context
 def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, targets_dir, out, as_json, **opts) -> None:
@@ -67,6 +73,7 @@ def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, target
     in this process after them, one file at a time (a quiet machine, one host per front).
     --teacher auto also distils every group smaller than the grid's most accurate one from it and
     reports both fronts (the plain configurations alone, and with the distilled ones).
+    --bf16 adds 'fp32 as bf16' configurations (where this CPU and a runtime can) to the fronts and picks.
     Exit 1 when a target has no configuration within its budgets (the closest is named).
     """
     quiet = ctx.obj is not None and ctx.obj.verbosity < 0
@@ -90,6 +97,7 @@ def sweep_cmd(ctx, data_dir, backbones, image_sizes, precisions, targets, target
         doc["configs"] = [
             {
                 **{k: c[k] for k in keep},
+                **({"execution": c["execution"]} if c.get("execution") else {}),
                 "latency": {
                     t: {"p50_ms": v["p50_ms"], "p90_ms": v["p90_ms"], "provenance": v["provenance"]}
                     for t, v in c["latency"].items()

@@ -92,24 +92,53 @@ def pipeline_for(
         del train["unfreeze"]
     if p.teacher:  # a distilled pick trains from the same teacher run (absolute: the file may move)
         train["teacher"] = str(Path(result.out, p.teacher).resolve())
+    bf16 = bool(p.execution)
     return PipelineFile(
         data=str(data_dir.resolve()),
         train=train,
-        export=ExportSpec(formats=(FORMAT,), precisions=(p.precision,), calibration_size=calibration_size),
-        validate=ValidateSpec(targets=(target,)),
+        export=ExportSpec(formats=(_format_of(p),), precisions=(p.precision,), calibration_size=calibration_size),
+        validate=ValidateSpec(targets=(target,), bf16=bf16),
         check=CheckSpec(
             artifact=Path(p.artifact).name,
             target=target,
-            max_latency_ms=lim.latency_p90_ms,
+            # check loads the file as deployed by default (it has no bf16 switch): the bf16 latency is
+            # judged on validate's bf16 record, not by a check that would time the fp32 execution
+            max_latency_ms=None if bf16 else lim.latency_p90_ms,
             max_accuracy_drop=lim.accuracy_drop,
             max_size_mb=lim.size_mb,
         ),
         comment=(
             f"edgetransfer run pipeline.yaml -- reproduces the sweep's pick for {t.name}: {p.name}",
             f"accuracy {p.accuracy:.4f} (drop {p.accuracy_drop:.2f} points), p50 {lat.p50_ms:.2f} ms "
-            f"{lat.provenance}, {p.size_bytes / 1e6:.2f} MB, {p.macs / 1e6:.0f}M MACs; budgets: {describe(lim)}",
+            f"{lat.provenance}{_runtime_note(p, lat.runtime)}, {p.size_bytes / 1e6:.2f} MB, "
+            f"{p.macs / 1e6:.0f}M MACs; budgets: {describe(lim)}",
             f"workflow: {plan.workflow} ({plan.reason})",
+            *(_bf16_comment(lat.runtime) if bf16 else ()),
         ),
+    )
+
+
+def _format_of(p) -> str:
+    """The format of the pick's file: the sweep's, or the fp32 file a bf16 configuration ran."""
+    from .. import formats
+
+    return formats.for_path(p.artifact).name if p.execution else FORMAT
+
+
+def _runtime_note(p, runtime: str | None) -> str:
+    return f" ({runtime}, fp32 file run in {p.execution})" if p.execution and runtime else ""
+
+
+def _bf16_comment(runtime: str | None) -> tuple[str, ...]:
+    """Where the bf16 execution is set: validate's ``bf16`` flag, and the runtime setting it loads."""
+    from ..runtime import spec as runtime_spec
+
+    setting = ", ".join(f"{k}={v}" for k, v in runtime_spec.get(runtime).bf16.items()) if runtime else "?"
+    return (
+        f"bf16 execution: validate: bf16: true runs the fp32 file on {runtime} with {setting} (a CPU with "
+        "AVX512-BF16 or AMX); deploy it with the same setting",
+        "check: no latency budget here: check times the file as deployed by default (fp32); the bf16 figure "
+        "is validate's 'fp32 as bf16' record",
     )
 
 

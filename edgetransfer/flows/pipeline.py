@@ -23,6 +23,7 @@ from ..errors import ConfigError, EdgeTransferError
 from ..io import write_json
 from ..quantization import QuantRecipe
 from ..records import CheckSpec, ExportSpec, PipelineState, SweepResult, SweepSpec, ValidateSpec
+from ..speed import SpeedOptions
 from ..training import TrainConfig
 from . import stages
 
@@ -216,7 +217,9 @@ def _run(flow: Flow, out: Path, log) -> FlowResult:
         f"{' (skipped: unchanged)' if 'train' in skipped else ''}"
     )
     arts = _export_stage(flow, trained, out, state, fp_train, skipped, log)
-    rep = stages.validate(arts, data_dir, flow.validate.targets, budget_s=flow.validate.budget_s)
+    v = flow.validate
+    options = SpeedOptions(profile=v.profile, tune=v.tune, bf16=v.bf16)
+    rep = stages.validate(arts, data_dir, v.targets, budget_s=v.budget_s, options=options)
     verdict = _check_stage(flow, out, data_dir)
     path = report_lib.write(rep, out / "report.html", verdict)
     report_lib.write(rep, out / "report.json", verdict)
@@ -240,6 +243,7 @@ def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log) -> Sw
         out=out / "sweep",
         train_config=flow.train,
         teacher=s.teacher,
+        bf16=s.bf16,
     )
     for t, i in res.best.items():
         if i is not None:

@@ -26,6 +26,7 @@ from ..records import Budget, ValidationReport, Verdict
 if TYPE_CHECKING:
     from ..exporter import ExportedArtifact
     from ..memo import Memo
+    from ..speed import SpeedOptions
     from ..training import TrainConfig, TrainedModel
 
 
@@ -112,8 +113,11 @@ def validate(
     targets_dir: str | Path | None = None,
     budget_s: float = 1.0,
     memo: Memo | None = None,
+    options: SpeedOptions | None = None,
 ) -> ValidationReport:
-    """The validation report of ``artifacts`` on ``targets`` (pairs a target cannot run are skipped)."""
+    """The validation report of ``artifacts`` on ``targets`` (pairs a target cannot run are skipped);
+    ``options``: profiles, tuned settings, bf16 execution (the pipeline file's ``validate:`` flags,
+    ``sweep --bf16``)."""
     from ..evaluation import validate as validate_files
 
     return validate_files(
@@ -125,6 +129,7 @@ def validate(
         skip_incompatible=True,
         report_path=None,
         memo=memo,
+        options=options,
     )
 
 

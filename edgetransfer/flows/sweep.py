@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import data as data_lib
+from .. import formats
 from .. import memo as memo_lib
+from .. import speed as speed_lib
 from .. import targets as targets_lib
 from .._version import __version__
 from ..errors import EXIT_BUDGET, EdgeTransferError, ToolchainError
@@ -55,6 +57,8 @@ from ..records import (
     SweepTeacher,
     TargetLatency,
 )
+from ..records.flows import BF16
+from ..records.vocab import Precision
 from ..training import TrainConfig
 from ..training.rundir import locked
 from . import executors, pareto, picks, stages
@@ -89,6 +93,48 @@ def _profile_digest(t: targets_lib.TargetProfile) -> str:
         return hashlib.sha256(Path(t.path).read_bytes()).hexdigest()[:16]
     except OSError:
         return _fp(repr(t))
+
+
+def _execution(tag: str) -> tuple[str, str]:
+    """``(precision, execution)`` of a configuration tag: ``fp32`` or ``fp32-bf16`` (:attr:`SweepPoint.tag`)."""
+    precision, _, execution = tag.partition("-")
+    return precision, execution
+
+
+def bf16_format() -> str | None:
+    """The format whose fp32 files a bf16-capable runtime runs (the registries say which), or ``None``."""
+    from ..runtime import spec as runtime_spec
+
+    for name in formats.file_formats():
+        spec = formats.get(name)
+        if Precision.FP32 in spec.precisions and any(
+            r in runtime_spec.names() and runtime_spec.get(r).bf16 for r in spec.runtimes
+        ):
+            return name
+    return None
+
+
+def bf16_plan(profiles, say: Progress) -> tuple[bool, list[str]]:
+    """Whether ``sweep --bf16`` can add bf16 executions here, and the notes saying where it cannot."""
+    notes = []
+    fmt = bf16_format()
+    runtimes = speed_lib.bf16_runtimes(list(formats.get(fmt).runtimes)) if fmt else []
+    hosts = [t.name for t in profiles if speed_lib.host_target(t)]
+    skipped = [t.name for t in profiles if not speed_lib.host_target(t)]
+    if not runtimes:
+        why = (
+            "no installed runtime" if speed_lib.bf16_units() else "this CPU has no bf16 units (avx512_bf16 / amx_bf16)"
+        )
+        notes.append(f"--bf16: {why} runs fp32 files in bf16 here: no bf16 configuration")
+    elif not hosts:
+        notes.append(
+            f"--bf16: none of the targets ({', '.join(skipped)}) is timed on this host: no bf16 configuration"
+        )
+    elif skipped:
+        notes.append(f"--bf16: bf16 runs on the host targets only ({', '.join(hosts)}), not on {', '.join(skipped)}")
+    for n in notes:
+        say(f"note: {n}")
+    return bool(runtimes and hosts), notes
 
 
 def _target_arg(t: targets_lib.TargetProfile) -> str:
@@ -171,6 +217,21 @@ class _Engine:
         self.memo = memo_lib.for_sweep()
         self.failed: list[str] = []  # groups a task could not finish, with why
         self.notes: list[str] = []
+        # sweep --bf16: every fp32 configuration also as its fp32 file run in bf16 (tag fp32-bf16);
+        # decided once by the caller (the CPU, the runtimes, the targets) and passed in opts
+        self.bf16 = bool(opts.get("bf16"))
+
+    def tags(self) -> list[str]:
+        """The grid's precisions, plus ``fp32-bf16`` after fp32 with ``--bf16``."""
+        out = []
+        for p in self.plan.grid.precisions:
+            out.append(p)
+            if self.bf16 and p == Precision.FP32:
+                out.append(f"{p}-{BF16}")
+        return out
+
+    def configs(self) -> list[tuple[str, int, str]]:
+        return [(b, s, p) for b, sizes in self.plan.grid.sizes.items() for s in sizes for p in self.tags()]
 
     def cfg(self, backbone: str, size: int) -> TrainConfig:
         teacher = self.teacher[0] if self.teacher else None
@@ -204,7 +265,7 @@ class _Engine:
         self, executor: str = "local", jobs: int | None = None, address: str | None = None, only=None
     ) -> list[SweepPoint]:
         """Every configuration of the grid (``only``: of those backbone x size groups), finished or computed."""
-        todo = [c for c in self.plan.configs() if only is None or c[:2] in only]
+        todo = [c for c in self.configs() if only is None or c[:2] in only]
         found = {c: self.finished(*c) for c in todo}
         left = sum(v is None for v in found.values())
         self.stats.update(configs=len(todo), reused=len(todo) - left)
@@ -212,7 +273,7 @@ class _Engine:
             self.say(f"resuming: {len(todo) - left} of {len(todo)} configurations already finished in {self.out}")
         (self.out / "configs").mkdir(parents=True, exist_ok=True)
         groups = [
-            (b, s, [p for p in self.plan.grid.precisions if found[(b, s, p)] is None])
+            (b, s, [p for p in self.tags() if found[(b, s, p)] is None])
             for b, sizes in self.plan.grid.sizes.items()
             for s in sizes
             if only is None or (b, s) in only
@@ -227,8 +288,8 @@ class _Engine:
     def _save(self, b: str, s: int, points: list[SweepPoint], took: float, found: dict) -> None:
         for point in points:
             point = dataclasses.replace(point, seconds=round(took / len(points), 2))
-            write_json(self.out / "configs" / f"{self.slug(b, s, point.precision)}.json", point.to_json())
-            found[(b, s, point.precision)] = point
+            write_json(self.out / "configs" / f"{self.slug(b, s, point.tag)}.json", point.to_json())
+            found[(b, s, point.tag)] = point
             self.say(f"      {point.name}: accuracy {point.accuracy:.4f}, drop {point.accuracy_drop:.2f}")
         self.stats["computed"] += len(points)
 
@@ -288,15 +349,27 @@ class _Engine:
             self._save(job.backbone, job.size, points, res["seconds"] + time.perf_counter() - t0, found)
 
     def measure_here(self, job: GroupJob, res: dict, here: list) -> list[SweepPoint]:
-        """The task's points with the latencies of the host targets, measured in this process."""
-        folder = self.out / "exports" / self.slug(job.backbone, job.size)
+        """The task's points with the latencies of the host targets, measured in this process (a bf16
+        configuration only runs on host targets: its point is made here)."""
+        arts = self.on_disk(job.backbone, job.size, list(job.precisions))
+        mine = {p.tag: p for p in self.validate(arts, res["macs"], job.backbone, job.size, here)}
+        task = {p.tag: p for p in (SweepPoint.from_json(d, "task result") for d in res["points"])}
+        out = []
+        for tag in job.precisions:
+            if tag in task and tag in mine:
+                out.append(dataclasses.replace(task[tag], latency={**task[tag].latency, **mine[tag].latency}))
+            elif tag in mine or tag in task:
+                out.append(mine.get(tag) or task[tag])
+        return out
+
+    def on_disk(self, b: str, s: int, tags: list[str]) -> dict[str, Any]:
+        """``{tag: file}`` exported earlier for this group (bf16: the fp32 file in :func:`bf16_format`)."""
+        folder = self.out / "exports" / self.slug(b, s)
         have = {a.precision: a for a in stages.exported(folder, indexed=False)}
-        arts = [have[p] for p in job.precisions]
-        mine = {p.precision: p for p in self.validate(arts, res["macs"], job.backbone, job.size, here)}
-        if not res["points"]:
-            return [mine[p] for p in job.precisions]
-        points = [SweepPoint.from_json(d, "task result") for d in res["points"]]
-        return [dataclasses.replace(p, latency={**p.latency, **mine[p.precision].latency}) for p in points]
+        alt = (
+            {a.precision: a for a in stages.exported(folder / BF16, indexed=False)} if (folder / BF16).is_dir() else {}
+        )
+        return {t: (alt if _execution(t)[1] else have)[_execution(t)[0]] for t in tags}
 
     def group(self, b: str, s: int, precisions: list[str], profiles=None) -> list[SweepPoint]:
         points, _ = self.group_macs(b, s, precisions, profiles)
@@ -307,7 +380,12 @@ class _Engine:
         from ..backbones import graph
 
         run, fresh = self.train(b, s)
-        arts = self.export(run, b, s, precisions, fresh)
+        plain = [t for t in precisions if not _execution(t)[1]]
+        arts = dict(zip(plain, self.export(run, b, s, plain, fresh), strict=True))
+        bf16 = [t for t in precisions if _execution(t)[1]]
+        if bf16:  # the fp32 file a bf16 runtime runs, in its own folder (the group's holds TFLite files)
+            fp32 = self.export(run, b, s, [Precision.FP32.value], fresh, bf16_format(), BF16)[0]
+            arts.update({t: fp32 for t in bf16})
         macs = graph.count_macs(run.load_model())
         profiles = self.plan.profiles if profiles is None else profiles
         return (self.validate(arts, macs, b, s, profiles) if profiles else []), macs
@@ -333,39 +411,62 @@ class _Engine:
         self.stats["feature_misses"] += int(cache.get("misses", 0))
         return run, True
 
-    def export(self, run, b: str, s: int, precisions: list[str], fresh: bool) -> list:
-        """TFLite files of ``precisions`` (traced once per group); files already exported are reused."""
-        folder = self.out / "exports" / self.slug(b, s)
+    def export(
+        self, run, b: str, s: int, precisions: list[str], fresh: bool, fmt: str | None = FORMAT, sub: str = ""
+    ) -> list:
+        """Files of ``precisions`` in ``fmt`` (traced once per group); files already exported are reused."""
+        folder = self.out / "exports" / self.slug(b, s) / sub
         have: dict = {}
-        if not fresh:
+        if not fresh and folder.is_dir():
             for a in stages.exported(folder, indexed=False):
                 have.setdefault(a.precision, a)
         missing = [p for p in precisions if p not in have]
         self.stats["exports_reused"] += len(precisions) - len(missing)
         if missing:
-            self.say(f"      exporting {FORMAT} {'/'.join(missing)}")
+            self.say(f"      exporting {fmt} {'/'.join(missing)}")
             n = self.opts["calibration_size"]
-            for a in stages.export(run, [FORMAT], missing, folder, calibration_size=n, memo=self.memo):
+            for a in stages.export(run, [str(fmt)], missing, folder, calibration_size=n, memo=self.memo):
                 have[a.precision] = a
             self.stats["exported"] += len(missing)
         return [have[p] for p in precisions]
 
-    def validate(self, arts: list, macs: int, b: str, s: int, profiles) -> list[SweepPoint]:
-        names = [_target_arg(t) for t in profiles]
-        self.say(f"      validating on the held-out split and {', '.join(t.name for t in profiles)}")
-        rep = stages.validate(
-            arts,
-            self.data_dir,
-            names,
-            targets_dir=self.opts["targets_dir"],
-            budget_s=self.opts["budget_s"],
-            memo=self.memo,
-        )
-        return [self.point(a, rep, macs, b, s) for a in arts]
+    def validate(self, arts: dict[str, Any], macs: int, b: str, s: int, profiles) -> list[SweepPoint]:
+        """Points of ``arts`` (``{tag: file}``); a bf16 configuration is validated on the host targets only."""
+        plain = [a for t, a in arts.items() if not _execution(t)[1]]
+        hosts = [t for t in profiles if speed_lib.host_target(t)]
+        bf16 = [a for t, a in arts.items() if _execution(t)[1]][:1]  # one fp32 file per group
+        points = []
+        for files, tgts, opts in (
+            (plain, profiles, None),
+            (bf16 if hosts else [], hosts, speed_lib.SpeedOptions(bf16=True)),
+        ):
+            if not files:
+                continue
+            where = ", ".join(t.name for t in tgts)
+            self.say(f"      validating on the held-out split and {where}{' in bf16' if opts else ''}")
+            rep = stages.validate(
+                files,
+                self.data_dir,
+                [_target_arg(t) for t in tgts],
+                targets_dir=self.opts["targets_dir"],
+                budget_s=self.opts["budget_s"],
+                memo=self.memo,
+                options=opts,
+            )
+            execution = BF16 if opts else ""
+            made = [p for a in files if (p := self.point(a, rep, macs, b, s, execution)) is not None]
+            if len(made) < len(files):  # counted as a failed configuration: say why
+                self.failed.append(
+                    f"{b} {s} px: validation made no {execution or 'plain'} record of {files[0].path.name}"
+                )
+            points += made
+        return points
 
-    def point(self, a, rep, macs: int, b: str, s: int) -> SweepPoint:
-        """One configuration from the report's records of file ``a`` (only the fields the records promise)."""
-        recs = [r for r in rep.records if Path(r.artifact) == Path(a.path)]
+    def point(self, a, rep, macs: int, b: str, s: int, execution: str = "") -> SweepPoint | None:
+        """One configuration from the report's records of file ``a`` run in ``execution`` (the fastest
+        runtime's per target when several ran it), only the fields the records promise; ``None``: no record."""
+        recs = [r for r in rep.records if Path(r.artifact) == Path(a.path) and r.execution == execution]
+        recs.sort(key=lambda r: float(r.latency.p50) if r.latency is not None else float("inf"), reverse=True)
         lat = {
             str(r.target): TargetLatency(
                 round(float(r.latency.p50), 4),
@@ -374,9 +475,12 @@ class _Engine:
                 r.latency.detail.get("runtime"),
             )
             for r in recs
-        }
-        main = recs[0]  # every record of one file holds the same held-out accuracy
+        }  # sorted slowest first: the fastest record of each target is the one kept
+        if not recs:
+            return None
+        main = recs[-1]  # the fastest; every record of one file in one runtime holds the same accuracy
         path = Path(a.path)
+        tag = f"{a.precision}-{execution}" if execution else str(a.precision)
         return SweepPoint(
             b,
             s,
@@ -388,8 +492,9 @@ class _Engine:
             int(macs),
             lat,
             str(path.relative_to(self.out) if path.is_relative_to(self.out) else path),
-            self.key(b, s, str(a.precision)),
+            self.key(b, s, tag),
             teacher=self.teacher_name(),
+            execution=execution,
         )
 
     def teacher_name(self) -> str:
@@ -448,6 +553,7 @@ def sweep(
     jobs: int | None = None,
     ray_address: str | None = None,
     teacher: str | Path | None = None,
+    bf16: bool = False,
 ) -> SweepResult:
     """Train, export and validate every backbone x size x precision; the front and pick per target.
 
@@ -478,6 +584,11 @@ def sweep(
             ``distill_*`` settings); a run folder: that run is the teacher. The result holds
             both the plain and the distilled configurations, the front of both
             (``pareto``, the picks) and of the plain ones alone (``plain_pareto``).
+        bf16: every fp32 configuration is also exported in the format a bf16-capable runtime runs
+            (:func:`bf16_format`) and validated in bf16 on the host targets, where this CPU has bf16
+            units (``validate --bf16``): one more configuration (``execution="bf16"``, ``fp32 as bf16``)
+            with its own accuracy and latency, on the front and in the picks like any other. Where
+            the CPU, the runtimes or the targets cannot, a note says so and the sweep runs without.
 
     Returns:
         A :class:`~edgetransfer.records.SweepResult`; ``exit_code`` is 1 when a target has no
@@ -505,7 +616,18 @@ def sweep(
             teacher = Path(teacher).resolve()  # tasks may run in another working folder
         out.mkdir(parents=True, exist_ok=True)
         with locked(out, "sweep"):  # two sweeps in one folder would train and export over each other
-            opts = {"calibration_size": calibration_size, "budget_s": budget_s, "targets_dir": targets_dir}
+            opts: dict[str, Any] = {
+                "calibration_size": calibration_size,
+                "budget_s": budget_s,
+                "targets_dir": targets_dir,
+            }
+            bf16_notes: list[str] = []
+            if bf16 and Precision.FP32 in plan.grid.precisions:
+                opts["bf16"], bf16_notes = bf16_plan(plan.profiles, say)
+            elif bf16:
+                bf16_notes = ["--bf16: fp32 is not among the precisions: no bf16 configuration"]
+                say(f"note: {bf16_notes[0]}")
+            opts["notes"] = bf16_notes
             if targets_dir is not None:
                 opts["targets_dir"] = str(Path(targets_dir).resolve())
             return _run(plan, cli, base, ds, Path(data_dir), out, opts, spread, say, teacher)
@@ -571,6 +693,7 @@ def _run(plan, cli, base, ds, data_dir, out, opts, spread, say, teacher=None) ->
     notes = _compare_state(out, plan.grid, ds.fingerprint(), base)
     for n in notes:
         say(f"note: {n}")
+    notes += opts.pop("notes", [])
     # absolute paths: a task may run in another working folder (Ray workers); the result and the
     # picks keep the paths as given
     engine = _Engine(out.resolve(), data_dir.resolve(), ds.fingerprint(), base, plan, opts, say)

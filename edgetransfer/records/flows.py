@@ -22,6 +22,8 @@ from ..errors import EXIT_BUDGET, ConfigError
 from .base import Record, _from_dict
 from .budget import Budget
 
+BF16 = "bf16"  # SweepPoint.execution of an fp32 file run in bf16 (Measurement.execution, validate --bf16)
+
 
 @dataclass(frozen=True)
 class TargetLatency(Record):
@@ -41,6 +43,9 @@ class SweepPoint(Record):
     kept so a resumed sweep still reports the original timings. ``teacher`` is the run its
     model was distilled from (``sweep --teacher``; relative to the sweep folder when inside it),
     empty for a plainly trained configuration (and in files written before distillation).
+    ``execution`` is the precision the runtime computed in when it is not the file's own (``bf16``:
+    the fp32 file run in bf16 by ``sweep --bf16``, its accuracy and latency its own), empty otherwise
+    (and in files written before it).
     """
 
     KIND: ClassVar[str] = "edgetransfer.sweep-point"
@@ -59,14 +64,25 @@ class SweepPoint(Record):
     key: str = ""
     seconds: float = 0.0
     teacher: str = ""
+    execution: str = ""
 
     @property
     def distilled(self) -> bool:
         return bool(self.teacher)
 
     @property
+    def label(self) -> str:
+        """The precision as run: ``fp32``, or ``fp32 as bf16`` (as :attr:`Measurement.label` says it)."""
+        return f"{self.precision} as {self.execution}" if self.execution else self.precision
+
+    @property
+    def tag(self) -> str:
+        """The configuration within its group, as its file names it: ``fp32`` or ``fp32-bf16``."""
+        return f"{self.precision}-{self.execution}" if self.execution else self.precision
+
+    @property
     def name(self) -> str:
-        return f"{self.backbone} {self.image_size} {self.precision}{' distilled' if self.teacher else ''}"
+        return f"{self.backbone} {self.image_size} {self.label}{' distilled' if self.teacher else ''}"
 
     @classmethod
     def from_json(cls, doc: Any, where: str = "sweep point") -> SweepPoint:
@@ -301,6 +317,10 @@ class ValidateSpec(Record):
 
     targets: tuple[str, ...] = ("host-cpu", "pixel4-cpu", "pixel4-gpu", "edgetpu")
     budget_s: float = 1.0
+    # validate --tune / --bf16 / --profile (edgetransfer.speed.SpeedOptions), host targets only
+    tune: bool = False
+    bf16: bool = False
+    profile: bool = False
 
 
 @dataclass(frozen=True)
@@ -336,6 +356,7 @@ class SweepSpec(Record):
     max_size_mb: float | None = None
     max_accuracy_drop: float | None = None
     teacher: str | None = None  # "auto" or a finished run: distil the smaller configurations from it
+    bf16: bool = False  # fp32 files also run in bf16 on host targets whose CPU has it (sweep --bf16)
 
     def budget(self) -> Budget:
         return Budget(

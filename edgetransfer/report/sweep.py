@@ -33,7 +33,7 @@ def rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
                 str(i),
                 p.backbone,
                 str(p.image_size),
-                p.precision,
+                p.label,  # fp32, or "fp32 as bf16" for the fp32 file run in bf16 (sweep --bf16)
                 f"{p.accuracy:.4f}",
                 f"{p.accuracy_drop:+.2f}",
                 *lat,
@@ -53,8 +53,8 @@ def _front(result: SweepResult, t: str, front) -> str:
 
 def twins(result: SweepResult) -> list[tuple[int, int]]:
     """``(distilled, plain)`` index pairs of the same backbone, size and precision."""
-    plain = {(p.backbone, p.image_size, p.precision): i for i, p in enumerate(result.configs) if not p.distilled}
-    pairs = [(i, plain.get((p.backbone, p.image_size, p.precision))) for i, p in enumerate(result.configs)]
+    plain = {(p.backbone, p.image_size, p.tag): i for i, p in enumerate(result.configs) if not p.distilled}
+    pairs = [(i, plain.get((p.backbone, p.image_size, p.tag))) for i, p in enumerate(result.configs)]
     return [(i, j) for i, j in pairs if result.configs[i].distilled and j is not None]
 
 
@@ -128,7 +128,7 @@ def _fronts_png(result: SweepResult) -> str:
         for i in on:
             p = result.configs[i]
             x, y = p.latency[t].p50_ms, 100 * p.accuracy
-            mark = "^" if p.distilled else "o"  # distilled configurations: triangles
+            mark = "^" if p.distilled else "s" if p.execution else "o"  # distilled: triangles; bf16: squares
             ax.scatter(x, y, s=40, marker=mark, color="C0" if i in front else "0.75", zorder=3 if i in front else 2)
             ax.annotate(f"#{i}", (x, y), fontsize=7, color="0.2" if i in front else "0.6", xytext=(3, 3),
                         textcoords="offset points")  # fmt: skip
@@ -165,7 +165,10 @@ def _fronts_png(result: SweepResult) -> str:
         ax.legend(fontsize=7, loc="best")
     for ax in axes[n:]:
         ax.axis("off")
-    title = "accuracy vs latency per target (grey: dominated" + ("; triangles: distilled)" if result.teacher else ")")
+    marks = ("; triangles: distilled" if result.teacher else "") + (
+        "; squares: fp32 run in bf16" if any(p.execution for p in result.configs) else ""
+    )
+    title = f"accuracy vs latency per target (grey: dominated{marks})"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _png(fig)
