@@ -376,3 +376,17 @@ def test_a_checkpoint_torn_by_kill_9_restarts_its_phase_instead_of_crashing(tmp_
     (good / "training_metadata.json").write_text('{"epoch": 1}')
     _drop_torn_backup(good, tmp_path / "ok.csv")
     assert good.exists()  # an intact backup is kept
+
+
+def test_a_pending_interrupt_does_not_outlive_its_guard():
+    """Where the guard does not install its handler (SIGINT ignored, as in a background job or a
+    pytest-xdist worker), an interrupt flagged inside it must not stop the next fit after it."""
+    from edgetransfer.training import interrupt
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupt.guard():
+            interrupt._pending.set()
+        interrupt.check()  # raised KeyboardInterrupt before the fix
+    finally:
+        signal.signal(signal.SIGINT, previous)

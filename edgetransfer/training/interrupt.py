@@ -35,16 +35,20 @@ def guard() -> Iterator[None]:
     Python's default handler: an ignored SIGINT (``nohup``, a background job) or an
     application's own handler is left alone."""
     _pending.clear()
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, _handler)
     try:
-        yield
+        if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, _handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # cleared on every way out, the unguarded one too: a flag left set made the next fit in the
+        # process (one run without a guard, as a test worker's with SIGINT ignored) stop as if Ctrl-C'd
         _pending.clear()
 
 
