@@ -199,7 +199,12 @@ def test_classifier_on_mutants_raises_naming_the_file_never_a_signal(tiny_export
             p.write_bytes(mutate(good, rng))
             paths.append(p)
     script = (
-        "import sys, json, resource\n"
+        "import sys, json\n"
+        # VmHWM, not ru_maxrss: getrusage's maximum is kept across fork and execve, so it reported the
+        # pytest worker's own peak (5 GB late in a suite); the new image's memory map starts afresh
+        "def hwm():\n"
+        "    s = open('/proc/self/status').read()\n"
+        "    return int(s.split('VmHWM:')[1].split()[0]) // 1024\n"
         "import numpy as np\n"
         "from edgetransfer.runtime import Classifier\n"
         "from edgetransfer.errors import EdgeTransferError\n"
@@ -209,9 +214,9 @@ def test_classifier_on_mutants_raises_naming_the_file_never_a_signal(tiny_export
         "        Classifier(p).classify(img, top=3); r = {'p': p, 'ok': True}\n"
         "    except EdgeTransferError as e:\n"
         "        r = {'p': p, 'path': e.path, 'code': e.exit_code, 'problem': e.problem[:200]}\n"
-        "    r['rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
+        "    r['rss'] = hwm()\n"
         "    print('R ' + json.dumps(r), flush=True)\n"
-        "print('RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print('RSS_MB', hwm())\n"
     )
     t0 = time.perf_counter()
     res = subprocess.run(
