@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import data as data_lib
-from .. import images
-from ..errors import DataError
-from ..records import RunManifest
+from ... import data as data_lib
+from ... import images
+from ...errors import DataError
+from ...records import RunManifest
 
 log = logging.getLogger("edgetransfer")
 # Below ~100 images the activation ranges of a calibration run are noisy; the TFLite and
