@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import targets as targets_lib
 from ..errors import RuntimeBackendError
-from ..exporter.artifacts import ExportedArtifact
+from ..records.export import ExportedArtifact
 from ..records.vocab import MeasureMode
 from ..runtime import spec as runtime_spec
 from . import graphops, latency, speed, stats
