@@ -22,9 +22,9 @@ from .. import metrics, progress
 from ..memo import Memo
 from ..records.measure import Reference
 from ..records.run import TrainedModel
-from ..runtime import load_session, runtime_for
+from ..runtime import latency, load_session, runtime_for
 from ..runtime import spec as runtime_spec
-from . import latency, speed
+from . import speed
 from .heldout import Adapted, HeldOut, held_out, predict, probe_batch, reference_probs, to_model_input
 
 # The doctor times each attempt this long in its default runtime; latency.measure makes at least

@@ -23,7 +23,8 @@ from ..io import write_json
 from ..records.export import ExportedArtifact
 from ..records.measure import Measurement, ValidationReport
 from ..records.vocab import MeasureMode
-from . import compat, latency, speed
+from ..runtime import latency
+from . import compat, speed
 from .accuracy import Scores
 from .memory import peak_memory_mb
 from .timing import REPORT_REPEATS, measure_latency, measure_ratio, runtime_of

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import gate, progress
 from .. import targets as targets_lib
 from ..errors import DataError, UnsupportedError
-from ..evaluation import latency, speed
+from ..evaluation import speed
 from ..evaluation.accuracy import Evaluator, Scores, accuracy_kind
 from ..evaluation.evaluator import FLOAT, MeasureRequest, measure
 from ..evaluation.timing import REPORT_REPEATS, host_runtimes, runtime_of
@@ -21,7 +21,7 @@ from ..memo import Memo
 from ..records.export import ExportedArtifact
 from ..records.measure import Measurement, ValidationReport
 from ..records.vocab import Precision
-from ..runtime import isolate
+from ..runtime import isolate, latency
 
 log = logging.getLogger("edgetransfer")
 # An int8 file this far below the float model has collapsed rather than lost a little:
