@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from .. import gate
 from ..errors import ConfigError, EdgeTransferError
 from ..evaluation.evaluator import MeasureRequest
 from ..io import require_own_output, require_writable
@@ -123,12 +122,12 @@ def _refuse(artifact, from_report, junit, opts) -> None:
 
 
 def _verdicts(artifact, target_name, from_report, budget: Budget, opts) -> list[Verdict]:
+    from ..flows.check import check, judge_report
+
     if from_report is not None:
-        return gate.judge_report(
+        return judge_report(
             from_report, target_name, budget=budget, artifact=artifact, targets_dir=opts["targets_dir"]
         )
-    from ..flows.check import check
-
     measured = take(MeasureRequest, opts, "budget_s", "repeats", "max_repeats")
     return [
         check(

@@ -1,6 +1,6 @@
 """The live CI check: measure an artifact on a target (:func:`edgetransfer.evaluation.measure`),
 then judge it (:func:`edgetransfer.gate.judge`). ``check --from-report`` is
-:func:`edgetransfer.gate.judge_report`: the second half alone."""
+:func:`judge_report`: the second half alone."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..evaluation import accuracy, speed
 from ..evaluation.evaluator import MeasureRequest
 from ..records import Budget
 from ..records.export import ExportedArtifact
-from ..records.measure import Verdict
+from ..records.measure import ValidationReport, Verdict
 from ..runtime import isolate
 
 log = logging.getLogger("edgetransfer")
@@ -89,3 +89,20 @@ def check(
     )
     m = evaluation.measure(art, target, request, scores)
     return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)
+
+
+def judge_report(
+    report_path: str | Path,
+    target_name: str,
+    *,
+    budget: Budget | None = None,
+    artifact: str | Path | None = None,
+    targets_dir=None,
+    pipeline_budget: Budget | None = None,
+) -> list[Verdict]:
+    """Judge a ``validation.json`` measured earlier (another CI job, a device farm): no model is
+    loaded and no runtime imported; the same rule and numbers as the live check."""
+    report = ValidationReport.read(report_path)
+    target = targets_lib.get(target_name, targets_dir)
+    name = str(artifact) if artifact is not None else None
+    return gate.from_report(report, target, (pipeline_budget, budget), artifact=name, source=str(report_path))
