@@ -14,7 +14,7 @@
   runner target LiteRT's own ``benchmark_model --enable_op_profiling=true`` gives the table:
   :func:`edgetransfer.runtime.op_table.parse_benchmark_model` reads it.
 
-Each op is joined by name to the graph's ops (:mod:`edgetransfer.evaluation.graphops`: kind, shape, MACs,
+Each op is joined by name to the graph's ops (:mod:`edgetransfer.exporter.formats.graphops`: kind, shape, MACs,
 bytes, the Keras layer its name scope names: :func:`keras_layers`) and rated against this host's
 measured GEMM peak (:func:`host_peak`, cached), worst first: the ops that lose the most milliseconds
 against the peak lead. Needs no TensorFlow.
@@ -77,7 +77,7 @@ class GraphOp:
 def onnx_graph_ops(path: str | Path) -> list[GraphOp]:
     """The ONNX file's nodes with names (``graphops.onnx_ops`` walks the same nodes in the same order)."""
     onnx = _lazy.require("onnx")
-    from ..evaluation import graphops
+    from ..exporter.formats import graphops
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     g = model.graph
