@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _lazy
+from .._quiet import quiet_onnxruntime_quantization
 from . import FormatSpec, onnx_graph, register
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def _quantize(
 ) -> None:
     q = _lazy.require("onnxruntime.quantization", extra="runtime")
     onnx = _lazy.require("onnx")
+    quiet_onnxruntime_quantization()  # its prints and root-logger warnings: debug records (issue #38)
     if recipe.precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
