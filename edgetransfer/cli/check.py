@@ -10,15 +10,13 @@ import click
 
 from .. import gate
 from ..errors import ConfigError, EdgeTransferError
-from ..io import append_text, atomic_write, require_own_output, require_writable
+from ..io import JUNIT_KIND, append_text, atomic_write, require_report_path, require_writable
 from ..records import Budget
 from ..records.measure import Verdict
 from ..report.junit import junit_error_xml, junit_xml, junit_xml_many, summary_markdown
 from ._common import echo, emit, json_option
 from ._guards import COUNT, SECONDS
 from .targets import targets_dir_option
-
-JUNIT_KIND = "edgetransfer.junit"  # what io.existing_kind calls our JUnit files
 
 
 def _samples(paths: tuple[Path, ...]) -> list | None:
@@ -120,7 +118,7 @@ def check_cmd(
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
     if junit:
         require_writable(junit, "JUnit file")
-        require_own_output(junit, JUNIT_KIND, "JUnit file")
+        require_report_path(junit, JUNIT_KIND, "JUnit file")  # JUnit of any tool, or an empty file
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
     if from_report is not None and profile:
