@@ -181,6 +181,13 @@ class SshRunner:
     """A Linux device reachable over ``ssh`` with Python and ``edgetransfer[runtime]`` installed.
 
     Logs in non-interactively (``BatchMode=yes``: a key, no password prompt that would hang CI).
+
+    Attributes:
+        host: ``user@host`` as ssh takes it, or a ``Host`` alias from ``~/.ssh/config``.
+        port: the ssh port (empty: ssh's own default, 22).
+        python: the device's Python interpreter, which has ``edgetransfer[runtime]`` installed.
+        remote_dir: an absolute folder on the device the model is copied into (and removed from).
+        timeout_s: seconds the whole measurement may take before the device counts as hung (exit 3).
     """
 
     host: str  # user@host as ssh takes it, or a Host alias from ~/.ssh/config
@@ -370,7 +377,16 @@ def parse_benchmark_model(text: str, threads: int | None = None) -> Latency:
 
 @dataclass(frozen=True)
 class AdbRunner:
-    """An Android device over ``adb`` with LiteRT's ``benchmark_model`` binary pushed to it."""
+    """An Android device over ``adb`` with LiteRT's ``benchmark_model`` binary pushed to it.
+
+    Attributes:
+        serial: the device's serial (``adb -s``); empty: the only device attached.
+        benchmark_model: where LiteRT's ``benchmark_model`` binary is on the device.
+        remote_dir: an absolute device folder the model is pushed into (and removed from).
+        use_gpu: run with the GPU delegate (``--use_gpu=true``).
+        use_nnapi: run with the NNAPI delegate (``--use_nnapi=true``); not with ``use_gpu``.
+        timeout_s: seconds the whole measurement may take before the device counts as hung (exit 3).
+    """
 
     serial: str | None = None
     benchmark_model: str = "/data/local/tmp/benchmark_model"
@@ -533,7 +549,13 @@ def safe_model_alias(model: str | Path):
 class CommandRunner:
     """A local command template (``{model}``: a link to the model under a name no shell misreads,
     the real path in ``$EDGETRANSFER_MODEL``; ``{threads}``) whose
-    stdout ends with ``python -m edgetransfer.runtime bench --json`` output."""
+    stdout ends with ``python -m edgetransfer.runtime bench --json`` output.
+
+    Attributes:
+        template: the command line, with ``{model}`` and ``{threads}``; its last stdout line is the
+            bench JSON. A bare string as ``runner:`` is this template.
+        timeout_s: seconds the command may take before it counts as hung (exit 3).
+    """
 
     template: str
     timeout_s: float = DEFAULT_TIMEOUT_S
