@@ -112,7 +112,7 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
 
 # -- what edgetransfer may write over ------------------------------------------------------------
 #
-# The rule (README, "Conventions"): edgetransfer never writes over a file it did not create in this
+# The rule (docs/reliability.md): edgetransfer never writes over a file it did not create in this
 # command unless it is its own output of the same kind (a report over a report, an export index
 # over an export index), never writes outside the folder the user named, and never writes into a
 # data folder. The commands check it at their entry, before any work.
