@@ -4,7 +4,7 @@ A page holding the marker ``<!-- target-profile-schema -->`` gets one table per 
 profile (the top level, ``device``, ``delegate``, ``memory``, ``budgets`` and the three runners):
 each field's YAML key, type, default and help. The help is the ``Attributes:`` section of the
 dataclass's Google-style docstring (edgetransfer/targets.py, edgetransfer/records/budget.py,
-edgetransfer/runners.py), so the page cannot drift from the code: a field without help fails the
+edgetransfer/evaluation/runners/), so the page cannot drift from the code: a field without help fails the
 build (``mkdocs build --strict`` turns the logged error into a failure).
 """
 
@@ -35,7 +35,8 @@ log = logging.getLogger("mkdocs.hooks.profile_schema")
 
 def _sections():
     _repo_first()
-    from edgetransfer import runners, targets
+    from edgetransfer import targets
+    from edgetransfer.evaluation import runners
     from edgetransfer.records import Budget
 
     return [

@@ -23,8 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import _lazy
-from ..errors import ToolchainError, UnsupportedError
+from ... import _lazy
+from ...errors import ToolchainError, UnsupportedError
 
 ONNX_DELEGATES = {
     "nnapi": None,
@@ -119,7 +119,7 @@ def _tflite_gpu(path: Path) -> DelegateReport:
         raise ToolchainError(
             "could not read tf.lite.experimental.Analyzer's report (its format changed?)",
             path=path,
-            fix="fall back to the target profile's op list (edgetransfer.compat.check)",
+            fix="fall back to the target profile's op list (edgetransfer.evaluation.compat.check)",
         )
     m = _ISSUES.search(text)
     bad = {int(n) for n in m.group(1).replace(" ", "").split(",") if n} if m else set()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 _MODULES = ("tflite", "onnx", "tflm")

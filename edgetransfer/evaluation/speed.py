@@ -3,7 +3,7 @@
 - :func:`profiles_for`: per-op profiles of a file on a target, one per runtime measured on the host
   (the runtime's registered profiler, :attr:`~edgetransfer.runtime.spec.RuntimeSpec.profiler`), or the
   device's own op table on a runner target that prints one (adb: ``benchmark_model
-  --enable_op_profiling=true``, read by :func:`edgetransfer.runtime.profile.parse_benchmark_model`).
+  --enable_op_profiling=true``, read by :func:`edgetransfer.runtime.op_table.parse_benchmark_model`).
   Where none can be had the profile says why (``supported=False``), never a made-up table.
 - :func:`tune_host`: the runtime settings (:attr:`RuntimeSpec.tune_candidates` x thread counts) timed
   interleaved on the host (:func:`edgetransfer.runtime.tune.tune`); the winner's settings are what the
@@ -21,12 +21,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError, EdgeTransferError, RuntimeBackendError
+from ..records.measure import ValidationReport
+from ..records.profile import OpProfile
+from ..records.vocab import MeasureMode
+from ..runtime import spec as runtime_spec
 from . import graphops
-from .errors import ConfigError, EdgeTransferError, RuntimeBackendError
-from .records.measure import ValidationReport
-from .records.profile import OpProfile
-from .records.vocab import MeasureMode
-from .runtime import spec as runtime_spec
 
 # Profiled runs after the warm-up: enough for a stable mean per op on a 1-10 ms model (each profiled
 # run is slower than a plain one, so the figure itself comes from the plain timed runs).
@@ -93,8 +93,8 @@ def runner_profile(art, target) -> OpProfile:
     Raises:
         RuntimeBackendError: the runner failed, or its tool printed no op table.
     """
-    from .runtime.profile import parse_benchmark_model
-    from .targets import require_command_allowed
+    from ..runtime.op_table import parse_benchmark_model
+    from ..targets import require_command_allowed
 
     runner = target.runner
     if not runner.op_profile:
@@ -128,7 +128,7 @@ def tune_host(art, target, runtimes: list[str], budget_s: float) -> tuple[dict[s
 
     A runtime whose candidates cannot be loaded keeps its defaults, and the summary says why.
     """
-    from .runtime import tune
+    from ..runtime import tune
 
     settings: dict[str, dict] = {}
     summary: dict[str, dict] = {}
@@ -155,7 +155,7 @@ def tune_host(art, target, runtimes: list[str], budget_s: float) -> tuple[dict[s
 
 def bf16_units() -> bool:
     """Whether this CPU has bf16 units (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo)."""
-    from .runtime.tune import bf16_support
+    from ..runtime.tune import bf16_support
 
     return any(bf16_support().values())
 

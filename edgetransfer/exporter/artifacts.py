@@ -18,15 +18,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import _lazy, formats, progress
-from . import memo as memo_lib
-from ._version import __version__
-from .errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
-from .io import atomic_path, require_own_output, require_writable, sha256_file, write_json
-from .memo import Memo
+from .. import _lazy, progress
+from .. import memo as memo_lib
+from .._version import __version__
+from ..errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
+from ..io import atomic_path, require_own_output, require_writable, sha256_file, write_json
+from ..memo import Memo
+from ..records import ArtifactManifest, CalibrationInfo, ExportIndex, IOSpec
+from ..training import TrainedModel
+from . import formats
 from .quantization import Calibration, QuantRecipe, calibration_set
-from .records import ArtifactManifest, CalibrationInfo, ExportIndex, IOSpec
-from .training import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class ExportedArtifact:
             DataError/ConfigError: no or unreadable manifest, or (``verify``) the file's sha256
                 does not match the manifest's.
         """
-        from .errors import DataError
+        from ..errors import DataError
 
         path = Path(path)
         mpath = path if path.name.endswith(".manifest.json") else path.with_name(path.name + ".manifest.json")
@@ -190,7 +191,7 @@ def export(
 
     Args:
         run: a :class:`TrainedModel` or run directory.
-        formats: format names (see ``edgetransfer.formats``) or ``all``.
+        formats: format names (see ``edgetransfer.exporter.formats``) or ``all``.
         recipes: quantization recipes, e.g. ``[QuantRecipe.fp16(), QuantRecipe.int8()]``.
         out: output folder (default ``<run>/export``).
         calibration: ``auto`` or a folder of images, for int8 / int16x8.
@@ -201,7 +202,7 @@ def export(
             NNAPI, Core ML, GPU delegates and MediaPipe plan once).
         max_accuracy_drop: int8 files: the most accuracy (points) they may lose against the float
             model on the held-out data; remedies are searched until one fits (the quantization
-            doctor, :mod:`edgetransfer.quantization.doctor`).
+            doctor, :mod:`edgetransfer.exporter.quantization.doctor`).
         data_dir: held-out data for ``max_accuracy_drop`` (default: the run's validation split).
         recipe_file: a ``<file>.recipe.json`` the doctor wrote: export exactly that file again
             (its format, recipe, calibration and ops kept in float replace ``formats``/``recipes``).
@@ -217,6 +218,7 @@ def export(
             written, the int8 one at its best attempt.
     """
     from .quantization import doctor
+    from .quantization.attempts import DoctorResult
 
     run = run if isinstance(run, TrainedModel) else TrainedModel.from_dir(run)
     keep: dict[tuple[str, QuantRecipe], tuple[str, ...]] = {}
@@ -242,7 +244,7 @@ def export(
     _check_classes(run, model)
     # the doctor's search is not memoised: its file depends on its measured attempts
     model_key = memo_lib.model_digest(model) if memo is not None and held is None else ""
-    results: list[doctor.DoctorResult] = []
+    results: list[DoctorResult] = []
     with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
         sources: dict[str, object] = {}
         arts = []

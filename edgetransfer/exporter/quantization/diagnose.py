@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .. import formats, metrics
-from ..errors import ConfigError, DataError, EdgeTransferError, ExportError, UnsupportedError
-from ..io import sha256_file
-from ..records import ArtifactManifest, QuantDiagnosis, RecipeFile, TensorDiagnosis
-from ..runtime import load_session
-from ..scoring import held_out, predict, reference_probs
-from ..training import TrainedModel
+from ... import metrics
+from ...errors import ConfigError, DataError, EdgeTransferError, ExportError, UnsupportedError
+from ...evaluation.heldout import held_out, predict, reference_probs
+from ...io import sha256_file
+from ...records import ArtifactManifest, QuantDiagnosis, RecipeFile, TensorDiagnosis
+from ...runtime import load_session
+from ...training import TrainedModel
+from .. import formats
 from .calibration import calibration_set
 from .recipe import QuantRecipe
 

@@ -10,46 +10,12 @@ import os
 import platform
 import resource
 import time
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-# Every figure says where it comes from: measured on this machine, measured on the device
-# by the target's runner, or estimated by the cost model.
-MEASURED, ON_DEVICE, ESTIMATED = "measured", "on-device", "estimated"
+from ..records.latency import ESTIMATED, MEASURED, ON_DEVICE, Latency
 
-
-@dataclass(frozen=True)
-class Latency:
-    """Latency of one model on one target, in milliseconds, with where it came from."""
-
-    p50: float
-    p90: float
-    p99: float
-    mean: float
-    std: float
-    runs: int
-    provenance: str
-    load_ms: float | None = None
-    peak_memory_mb: float | None = None
-    threads: int | None = None
-    samples: tuple[float, ...] = field(default=(), repr=False)
-    host: dict = field(default_factory=dict)
-    detail: dict = field(default_factory=dict)
-
-    def to_json(self, samples: bool = False) -> dict:
-        d = asdict(self)
-        if not samples:
-            d.pop("samples")
-        else:
-            d["samples"] = list(self.samples)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> Latency:
-        d = dict(d)
-        d["samples"] = tuple(d.get("samples") or ())
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+__all__ = ["ESTIMATED", "MEASURED", "ON_DEVICE", "Latency", "compute_precision", "estimate", "host_info", "measure"]
 
 
 def host_info(runtime_version: str = "") -> dict:
@@ -141,7 +107,7 @@ def estimate(ops, device, precision: str) -> Latency:
     dispatch cost; the sum plus a fixed invoke overhead. Always labelled ``estimated``.
 
     Args:
-        ops: :class:`edgetransfer.graphops.Op` list of the exported file.
+        ops: :class:`edgetransfer.evaluation.graphops.Op` list of the exported file.
         device: the target's :class:`edgetransfer.targets.Device`.
         precision: the artifact's precision.
     """

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...errors import ConfigError, UnsupportedError
 from .. import formats
-from ..errors import ConfigError, UnsupportedError
 from ..formats import PRECISIONS
 
 IO_DTYPES = ("uint8", "int8", "float32")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import _lazy
-from ..runtime.base import LABELS_NAME, METADATA_NAME
+from ... import _lazy
+from ...runtime.base import LABELS_NAME, METADATA_NAME
 from . import FormatSpec, register
 
 if TYPE_CHECKING:
@@ -22,12 +22,12 @@ SPEC = register(
         io_dtypes=("uint8", "int8", "float32"),
         runtimes=("litert",),
         exporter=__name__,
-        op_reader="edgetransfer.graphops:tflite_ops",
+        op_reader="edgetransfer.evaluation.graphops:tflite_ops",
         metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
         sensitivity_ranker=f"{__name__}:rank_sensitivity",
         tensor_diagnosis=f"{__name__}:tensor_diagnosis",
-        precision_reader="edgetransfer.formats.foreign:tflite_precision",
-        standard_metadata_reader="edgetransfer.formats.foreign:tflite_standard_metadata",
+        precision_reader="edgetransfer.exporter.formats.foreign:tflite_precision",
+        standard_metadata_reader="edgetransfer.exporter.formats.foreign:tflite_standard_metadata",
         description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",
     )
 )

@@ -8,7 +8,7 @@ import logging
 import zipfile
 from pathlib import Path
 
-from .. import _lazy
+from ... import _lazy
 
 log = logging.getLogger("edgetransfer")
 

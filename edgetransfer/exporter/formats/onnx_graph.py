@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .. import _lazy
-from ..errors import MissingDependencyError
+from ... import _lazy
+from ...errors import MissingDependencyError
 
 BATCH_PARAM = "batch"  # the name of a dynamic batch dimension (tf2onnx writes e.g. ``unk__611``)
 

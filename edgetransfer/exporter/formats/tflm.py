@@ -18,12 +18,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._version import __version__
-from ..errors import ConfigError, ExportError
-from ..records import TFLMBundle
-from ..runtime.base import require_file
-from ..runtime.tflm import measure_arena
-from ..runtime.tflm_ops import CUSTOM_PREFIX, TFLM_BUILTINS, TFLM_CUSTOM, check_tflm
+from ..._version import __version__
+from ...errors import ConfigError, ExportError
+from ...records import TFLMBundle
+from ...runtime.base import require_file
+from ...runtime.tflm import measure_arena
+from ...runtime.tflm_ops import CUSTOM_PREFIX, TFLM_BUILTINS, TFLM_CUSTOM, check_tflm
 from . import FormatSpec, register
 
 __all__ = [
@@ -45,7 +45,7 @@ SPEC = register(
         precisions=("int8",),
         runtimes=("tflm",),
         exporter=__name__,
-        op_reader="edgetransfer.graphops:tflite_ops",
+        op_reader="edgetransfer.evaluation.graphops:tflite_ops",
         metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
         io_dtypes=("uint8", "int8", "float32"),
         in_all=False,

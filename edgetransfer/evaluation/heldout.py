@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data as data_lib
-from . import images, metrics
-from . import memo as memo_lib
-from .errors import DataError
-from .memo import Memo
-from .training import TrainedModel
+from .. import data as data_lib
+from .. import images, metrics
+from .. import memo as memo_lib
+from ..errors import DataError
+from ..memo import Memo
+from ..training import TrainedModel
 
 
 @dataclass(frozen=True)
