@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test test-fast lint docs install clean
 
 # pip --quiet hides its progress, so each step says what it installs and how long it usually takes
-# (issue #38: a newcomer could not tell the install from a hang). Measured on the 2-core machine:
-# the ".[dev]" step 68 s with pip's cache warm (/tmp/install.log), 4 to 5 minutes from a cold cache.
+# (issue #38: a newcomer could not tell the install from a hang). Measured on the 2-core machine,
+# from a package mirror: `time make install` in a fresh clone 5 min 27 s at load average 7.7-9.3
+# (the ".[dev]" step 315 s), and the ".[dev]" step alone 68 s on a quieter machine.
 $(BIN)/python:
 	@echo "make: creating the virtual environment $(VENV) with $(PYTHON) (a few seconds)"
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	@echo "make: installing edgetransfer and its [dev] extra into $(VENV): TensorFlow, Keras, ONNX Runtime,"
 	@echo "      LiteRT, OpenVINO, Ray, tflite-micro, the docs tools, pytest, ruff, mypy (about 3 GB);"
-	@echo "      usually 1 to 5 minutes, and pip prints nothing until it is done (a setuptools notice"
+	@echo "      usually 1 to 6 minutes, and pip prints nothing until it is done (a setuptools notice"
 	@echo "      'Editable installation' is expected)"
 	@start=$$(date +%s); $(BIN)/python -m pip install --quiet -e ".[dev]" \
 		&& echo "make: edgetransfer installed in $$(( $$(date +%s) - start )) s"
