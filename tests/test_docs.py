@@ -47,7 +47,10 @@ def clone_like(tmp_path) -> Path:
 
 
 def run_block(lang: str, code: str, cwd: Path, timeout: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the checkout under test, whatever .venv has installed
+    # The page activates .venv once ("then every command below works as written"): each block runs with
+    # it active; PYTHONPATH: the checkout under test, whatever .venv has installed.
+    bin_dir = str(cwd / ".venv" / "bin")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
