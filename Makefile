@@ -43,8 +43,8 @@ test: $(STAMP)
 
 # ruff (lint + format) and mypy, configured in pyproject.toml; the same as .pre-commit-config.yaml.
 lint: $(STAMP)
-	$(BIN)/ruff check edgetransfer tests benchmarks examples
-	$(BIN)/ruff format --check edgetransfer tests benchmarks examples
+	$(BIN)/ruff check edgetransfer tests benchmarks examples docs/_hooks
+	$(BIN)/ruff format --check edgetransfer tests benchmarks examples docs/_hooks
 	$(BIN)/mypy
 
 # -m "not slow": the fast layer on a tiny untrained run (tests/conftest.py: untrained_run), records,
