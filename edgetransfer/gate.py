@@ -27,7 +27,7 @@ from .records.vocab import Provenance, Status
 from .runtime import spec as runtime_spec
 
 # A FAILED latency from repeats spread wider than this is the host's noise, not the model's:
-# on a loaded 2-core runner p90s of repeats were seen to differ 2x (README, "Budgets in CI").
+# on a loaded 2-core runner p90s of repeats were seen to differ 2x (docs/tasks/check.md).
 UNSTABLE_SPREAD = 1.5
 
 
