@@ -23,6 +23,7 @@ import numpy as np
 
 from . import compat, graphops, latency, metrics, progress, speed, stats
 from . import memo as memo_lib
+from . import reference as reference_lib
 from . import targets as targets_lib
 from .errors import DataError, RuntimeBackendError, UnsupportedError
 from .exporter import ExportedArtifact
@@ -538,7 +539,7 @@ def _evaluate(
 ) -> ValidationReport:
     n = len(run.classes)
     images = memo_lib.digest(ho.x) if memo is not None else ""  # hashed once: ~90 MB at 224 px
-    reference, ref = _reference(run, ho, budget_s, memo, images)
+    reference, ref = _reference(run, ho, budget_s, memo, images, arts[0].path)
     ref_acc = reference.accuracy if reference is not None else None
     confusion: dict[str, tuple] = {}
     if ref is not None:
@@ -597,8 +598,14 @@ def _evaluate(
     )
 
 
-def _reference(run: TrainedModel, ho: HeldOut, budget_s: float, memo, images: str):
-    """(the float model's Reference, its probabilities), or (None, None) for a run with no Keras model."""
+def _reference(run: TrainedModel, ho: HeldOut, budget_s: float, memo, images: str, artifact: Path):
+    """(the float model's Reference, its probabilities), or (None, None) for a run with no Keras model.
+
+    The predictions stored with ``artifact``'s export for these images are used when there
+    (:mod:`edgetransfer.reference`): no TensorFlow is loaded, and the Keras model is not timed."""
+    stored = reference_lib.find(artifact, ho, len(run.classes))
+    if stored is not None:
+        return Reference(stored[1], str(artifact.parent / reference_lib.FILE), None), stored[0]
     if not run.has_float_model:
         return None, None
     with progress.stage("float model on the held-out images", done=False):
@@ -686,6 +693,9 @@ def accuracy_for_check(art: ExportedArtifact, target, data_dir: str | Path | Non
     run = art.run()
     ho = held_out(run, data_dir)
     n = len(run.classes)
+    stored = reference_lib.find(art.path, ho, n)  # the export's own: no TensorFlow loaded
+    if stored is not None:
+        return score(art, target, ho, n, *stored)[0]
     if not run.has_float_model:  # imported from a file: its own accuracy, no drop (the gate refuses a drop budget)
         return score(art, target, ho, n, None, None)[0]
     ref, _ = reference_probs(run, ho.x)

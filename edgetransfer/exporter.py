@@ -10,6 +10,7 @@ folder, so a run folder can be moved or copied between CI jobs.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -25,8 +26,10 @@ from .errors import ConfigError, EdgeTransferError, ExportError, UnsupportedErro
 from .io import atomic_path, require_own_output, require_writable, sha256_file, write_json
 from .memo import Memo
 from .quantization import Calibration, QuantRecipe, calibration_set
-from .records import ArtifactManifest, CalibrationInfo, ExportIndex, IOSpec
+from .records import ArtifactManifest, CalibrationInfo, ExportIndex, FloatReference, IOSpec
 from .training import TrainedModel
+
+log = logging.getLogger("edgetransfer")
 
 
 @dataclass(frozen=True)
@@ -302,9 +305,34 @@ def export(
         for a in arts:
             if a.format == spec.packages and a.precision in spec.precisions:
                 spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
-    _write_index(out, run, calib)
+    _write_index(out, run, calib, _float_reference(out, run, model, held, data_dir, memo, model_key))
     doctor.raise_unmet(results, arts)
     return arts
+
+
+def _float_reference(out: Path, run: TrainedModel, model, held, data_dir, memo: Memo | None, model_key: str):
+    """Store the float model's held-out predictions with the files (:mod:`edgetransfer.reference`), so
+    ``check``/``validate`` score accuracy drops without TensorFlow; None when there is no held-out data."""
+    from . import reference
+    from .scoring import held_out
+
+    if held is not None and held.probs is not None:  # the doctor's search has them already
+        ho, probs = held.data, held.probs
+    else:
+        try:
+            ho = held_out(run, data_dir)
+        except EdgeTransferError as exc:  # the run's data is gone: the files are still good, without a reference
+            log.info("note: no float reference stored with the export (%s)", exc.problem)
+            return None
+        key = memo_lib.digest("reference", model_key, ho.digest) if memo is not None and model_key else ""
+        probs = memo.get_array("predictions", key) if memo is not None and key else None
+        if probs is None:
+            probs = model.predict(ho.x, verbose=0)
+            if memo is not None and key:
+                memo.put_array("predictions", key, probs)
+    if len(ho.y) == 0:
+        return None
+    return reference.write(out, ho, probs, run.model_path)
 
 
 def _memo_key(
@@ -453,11 +481,12 @@ def _versions(fmt: str) -> dict:
     return v
 
 
-def _write_index(out: Path, run: TrainedModel, calib: Calibration | None) -> None:
+def _write_index(out: Path, run: TrainedModel, calib: Calibration | None, ref: FloatReference | None = None) -> None:
     listed = {p.name[: -len(".manifest.json")] for p in out.glob("*.manifest.json")}
     index = ExportIndex(
         source_run=os.path.relpath(run.run_dir.resolve(), out.resolve()),
         artifacts=tuple(sorted(listed)),
         calibration=CalibrationInfo(calib.source, len(calib.images), tuple(calib.files)) if calib else None,
+        reference=ref,
     )
     write_json(out / "manifest.json", index.to_json())

@@ -99,11 +99,11 @@ class Reference(Record):
 
     accuracy: float | None
     model: str
-    latency: Latency
+    latency: Latency | None = None  # None: predictions read from the export's stored reference, Keras not run
 
     def derived(self) -> dict[str, Any]:
         lat = self.latency
-        return {"latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99}}
+        return {"latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99} if lat is not None else None}
 
 
 @dataclass(frozen=True)
