@@ -25,14 +25,17 @@ from . import compat, graphops, latency, metrics, progress, speed, stats
 from . import memo as memo_lib
 from . import reference as reference_lib
 from . import targets as targets_lib
-from .errors import DataError, RuntimeBackendError, UnsupportedError
+from .errors import DataError, EdgeTransferError, RuntimeBackendError, UnsupportedError
 from .exporter import ExportedArtifact
+from .formats import INTEGER_PRECISIONS
 from .io import require_writable, write_json
 from .memo import Memo
 from .records import DEFAULT_PICK_ACCURACY_DROP
+from .records.delegation import Delegation
 from .records.measure import Best, Measurement, Reference, ValidationReport
 from .records.vocab import MeasureMode, Precision
-from .runtime import isolate, load_session
+from .runtime import delegation as delegation_lib
+from .runtime import isolate, load_session, runtime_for
 from .runtime import spec as runtime_spec
 from .scoring import Adapted, HeldOut, held_out, predict, probe_batch, reference_probs
 from .training import TrainedModel
@@ -385,6 +388,7 @@ def measure(
     comp = None
     if target.delegate is not None:
         comp = compat.for_artifact(art.path, target.delegate, art.precision).to_json()
+    delegation = observe_delegation(art, target, lat)
     return Measurement(
         artifact=str(art.path),
         format=art.format,
@@ -409,7 +413,24 @@ def measure(
         execution=execution,
         profiles=profiles,
         tuning=dict(tuning or {}),
+        delegation=delegation,
     )
+
+
+def observe_delegation(art: ExportedArtifact, target, lat: latency.Latency | None) -> Delegation | None:
+    """How the runtime that ran ``art`` here (the one whose latency is reported, else the file's default)
+    delegated it; None on a target not run on this host, or where the runtime cannot say (logged)."""
+    if target.measure != MeasureMode.HOST or not runtime_of(target).measures_latency_here:
+        return None
+    name = (lat.detail.get("runtime") if lat is not None else None) or runtime_for(art.path).name
+    try:
+        found = delegation_lib.observe(art.path, name, target.provider, target.threads)
+        if found is not None and art.precision not in INTEGER_PRECISIONS:  # float ops are expected there
+            found = dataclasses.replace(found, float_ops=None, float_op_types=())
+        return found
+    except (EdgeTransferError, RuntimeError, ValueError, KeyError, OSError) as exc:  # native runtimes raise these
+        log.warning("note: delegation of %s in %s not observed (%s)", art.path.name, name, str(exc)[:200])
+        return None
 
 
 def accuracy_kind(art: ExportedArtifact, target) -> str:
@@ -627,6 +648,7 @@ def _target_findings(records: Sequence[Measurement]) -> list[str]:
                 f"({100 * c['macs_share']:.0f}% of MACs) on {c['delegate']}, {c['partitions']} partition(s); "
                 f"falls back: {fallback}. {c.get('note', '')}".strip()
             )
+        out += delegation_findings(m)
         mem = m.memory
         if mem is not None and not mem["fits"]:
             out.append(
@@ -634,6 +656,20 @@ def _target_findings(records: Sequence[Measurement]) -> list[str]:
                 f"{mem['ram_budget_bytes']:,} B), flash {mem['flash_bytes']:,} B (budget "
                 f"{mem['flash_budget_bytes']:,} B)"
             )
+    return out
+
+
+def delegation_findings(m: Measurement) -> list[str]:
+    """What the runtime that ran the file left to the CPU's fallback kernels, and the float ops of an integer file."""
+    d, name = m.delegation, Path(m.artifact).name
+    if d is None:
+        return []
+    out = [] if d.full else [f"{name} on {m.target}: {d.describe()}"]
+    if d.float_ops:
+        out.append(
+            f"{name} on {m.target}: a {m.precision} file, yet {d.float_ops} op(s) computed in float in {d.runtime} "
+            f"({', '.join(d.float_op_types)}); an integer-only accelerator would not run them"
+        )
     return out
 
 

@@ -68,6 +68,13 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
     "--max-flash-kb", type=float, help="microcontrollers: model size budget in KiB (default: the part's flash)."
 )
 @click.option(
+    "--require-full-delegation",
+    is_flag=True,
+    default=None,
+    help="Fail (exit 1) unless the target's accelerator takes the whole graph, as observed where the file runs "
+    "(else as predicted), naming the ops that fell back.",
+)
+@click.option(
     "--latency-samples",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -106,6 +113,7 @@ def check_cmd(
     max_peak_memory_mb,
     max_ram_kb,
     max_flash_kb,
+    require_full_delegation,
     latency_samples,
     repeats,
     max_repeats,
@@ -146,6 +154,7 @@ def check_cmd(
             peak_memory_mb=max_peak_memory_mb,
             ram_kb=max_ram_kb,
             flash_kb=max_flash_kb,
+            full_delegation=True if require_full_delegation else None,
         )
         if from_report is not None:
             verdicts = gate.judge_report(

@@ -88,4 +88,6 @@ def check(
         settings=settings,
         profile=profile,
     )
+    for finding in evaluation.delegation_findings(m) if b.full_delegation is None else ():
+        log.warning("note: %s", finding)  # with --require-full-delegation the verdict says it
     return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)
