@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from edgetransfer import reference
+from edgetransfer.evaluation import reference
 from edgetransfer.records import ExportIndex
 
 CHILD = r"""
@@ -66,7 +66,7 @@ def test_check_on_other_images_falls_back_to_the_float_model(untrained_exports, 
 
 
 def test_a_damaged_or_foreign_reference_is_not_used(untrained_exports, untrained_run, tmp_path):
-    from edgetransfer.scoring import held_out
+    from edgetransfer.evaluation.heldout import held_out
 
     art = untrained_exports[("tflite", "fp32")]
     ho = held_out(untrained_run)

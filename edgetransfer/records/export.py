@@ -25,7 +25,7 @@ class FloatReference(Record):
 
     Attributes:
         file: the ``.npz`` beside the index (``probs``: ``[images, classes]`` float32, ``labels``: int64).
-        data_digest: :attr:`edgetransfer.scoring.HeldOut.digest` of the images it was made on: the key.
+        data_digest: :attr:`edgetransfer.evaluation.heldout.HeldOut.digest` of the images it was made on: the key.
         accuracy: the float model's top-1 on them.
         model_sha256: sha256 of the Keras file the predictions came from.
         made_by: what produced them (``keras``).
