@@ -94,3 +94,40 @@ def u8s8_saturates(isa: Iterable[str]) -> bool:
 def describe(isa: Iterable[str]) -> str:
     isa = tuple(isa)
     return "+".join(isa) if isa else "unknown ISA"
+
+
+# The int8 writer options that keep U8S8 pairs out of int16 saturation (exporter/formats/onnx.py OPTIONS):
+# uint8 weights (U8U8, 8-bit weights kept; measured on digits Lite0 96 px: the same drop as the VNNI file, 0.55
+# points, where 7-bit weights lost 1.39) first, then 7-bit weights (reduce_range, the faster U8S8 kernel).
+SAFE_OPTIONS = ("u8u8", "reduce_range")
+
+
+def saturating_targets(targets: Sequence) -> list[str]:
+    """Names of the target profiles whose CPU saturates U8S8 pairs (x86 without VNNI, per their ``isa``)."""
+    return [t.name for t in targets if getattr(t, "isa", ()) and u8s8_saturates(t.isa)]
+
+
+def for_targets(offered: Sequence[str], precision: str, options: Sequence[str], targets: Sequence) -> tuple[str, ...]:
+    """``options`` plus uint8 weights (or 7-bit ones) where the format offers them, the file is int8 and a target's
+    CPU would saturate its U8S8 pairs; unchanged when the recipe already avoids them."""
+    safe = [o for o in SAFE_OPTIONS if o in offered]
+    needed = precision == "int8" and bool(safe) and bool(saturating_targets(targets))
+    if not needed or any(o in options for o in SAFE_OPTIONS):
+        return tuple(options)
+    return (*options, safe[0])
+
+
+def quantized_for(offered: Sequence[str], precision: str, options: Sequence[str]) -> str:
+    """The CPUs an int8 file's integer kernels were made for (in its manifest); "" where that does not apply."""
+    if precision != "int8" or not any(o in offered for o in SAFE_OPTIONS):
+        return ""
+    if "u8u8" in options:
+        return "any (uint8 weights, U8U8: no int16 saturation on x86 without VNNI)"
+    if "reduce_range" in options:
+        return "any (7-bit weights: no U8S8 saturation on x86 without VNNI)"
+    return "vnni (8-bit int8 weights: x86 with VNNI, ARM; U8S8 pairs may saturate on x86 without VNNI)"
+
+
+def saturates_on(manifest_recipe: dict, target_isa: Sequence[str]) -> bool:
+    """Whether a file whose manifest says it was made for VNNI would run saturating U8S8 pairs on ``target_isa``."""
+    return str(manifest_recipe.get("quantized_for", "")).startswith("vnni") and u8s8_saturates(target_isa)

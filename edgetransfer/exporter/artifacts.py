@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .. import _lazy, progress
+from .. import _lazy, isa, progress
 from .. import memo as memo_lib
 from .._version import __version__
 from ..errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
@@ -231,7 +231,7 @@ def export(
         calibration = replay.calibration if str(calibration) == "auto" else calibration
         seed, keep = replay.seed, {(replay.format, replay.recipe): replay.keep_float}
     packagings = _packagings(formats)
-    pairs = plan(formats, recipes, explicit_io=explicit_io)
+    pairs = _for_isa(plan(formats, recipes, explicit_io=explicit_io), targets)
     held = doctor.prepare(run, pairs, max_accuracy_drop, data_dir)  # refuses bad input before any work
     if layout not in ("nhwc", "nchw"):
         raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
@@ -337,6 +337,23 @@ def _float_reference(out: Path, run: TrainedModel, model, held, data_dir, memo: 
     return reference.write(out, ho, probs, run.model_path)
 
 
+def _for_isa(pairs: list[tuple[str, QuantRecipe]], targets: Sequence) -> list[tuple[str, QuantRecipe]]:
+    """int8 recipes of formats with 7-bit weights get them when a target's CPU saturates U8S8 pairs (:mod:`..isa`)."""
+    out = []
+    for fmt, r in pairs:
+        options = isa.for_targets(formats.get(fmt).quantizer_options, r.precision, r.options, targets)
+        if options != tuple(r.options):
+            log.info(
+                "note: %s int8 with option %s: %s run x86 without VNNI (U8S8 pairs would saturate in int16)",
+                fmt,
+                options[-1],
+                ", ".join(isa.saturating_targets(targets)),
+            )
+            r = replace(r, options=options)
+        out.append((fmt, r))
+    return out
+
+
 def _memo_key(
     run, fmt: str, r: QuantRecipe, calib, out: Path, layout: str, dynamic: bool, kept, model_key: str
 ) -> str:
@@ -415,6 +432,7 @@ def write_artifact(
     ``prebuilt``: the file's bytes from the memo (``source`` unused; the manifest says ``memo``).
     """
     extra = {"keep_float": tuple(keep_float)} if keep_float else {}
+    made_for = isa.quantized_for(formats.get(fmt).quantizer_options, recipe.precision, recipe.options)
     path = out / (name or _name(fmt, recipe, layout))
     meta = _metadata(run, fmt, recipe, layout, out, dynamic_batch)
     start = time.perf_counter()
@@ -448,6 +466,7 @@ def write_artifact(
         recipe={
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
             **{k: list(v) for k, v in extra.items()},
+            **({"quantized_for": made_for} if made_for else {}),
         },  # fmt: skip
         calibration={"source": calib.source, "count": len(calib.images)}
         if calib and recipe.needs_calibration
