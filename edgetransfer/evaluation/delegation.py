@@ -11,6 +11,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from .. import isa
 from ..errors import EdgeTransferError
 from ..exporter.artifacts import ExportedArtifact
 from ..exporter.formats import INTEGER_PRECISIONS
@@ -51,5 +52,26 @@ def findings(m: Measurement) -> list[str]:
         out.append(
             f"{name} on {m.target}: a {m.precision} file, yet {d.float_ops} op(s) computed in float in {d.runtime} "
             f"({', '.join(d.float_op_types)}); an integer-only accelerator would not run them"
+        )
+    return out
+
+
+def isa_findings(art: ExportedArtifact, target) -> list[str]:
+    """An int8 file made for CPUs with VNNI, on a target whose CPU has none (its U8S8 pairs saturate there), and a
+    figure measured on this host for a target whose CPU computes the file differently (:mod:`edgetransfer.isa`)."""
+    recipe = art.manifest.recipe or {}
+    host = target.measure == MeasureMode.HOST and runtime_of(target).measures_latency_here
+    where = tuple(target.isa) or (isa.detect() if host else ())
+    if not recipe.get("quantized_for") or not isa.saturates_on(recipe, where):
+        return []
+    out = [
+        f"{art.path.name} on {target.name}: quantized for CPUs with VNNI (8-bit int8 weights); {target.name}'s CPU "
+        f"({isa.describe(where)}) has none, so ONNX Runtime's U8S8 kernels add weight pairs in int16 there and "
+        f"saturate (vpmaddubsw). Fix: export with --target {target.name} (uint8 weights)"
+    ]
+    if host and not isa.u8s8_saturates(isa.detect()):
+        out.append(
+            f"{art.path.name} on {target.name}: measured on this host ({isa.describe(isa.detect())}, no saturation); "
+            f"the figure does not hold on the target's {isa.describe(where)}"
         )
     return out

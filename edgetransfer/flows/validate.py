@@ -180,7 +180,7 @@ def _evaluate(
         )
         if on_measure is not None:
             on_measure(m)
-    findings = _target_findings(records)
+    findings = _target_findings(records) + [f for a, t in pairs for f in delegation.isa_findings(a, t)]
     default = {p: s for (p, kind), s in scored.items() if kind == "default"}
     if ref_acc is not None:
         findings += _quality_findings([a for a in arts if a.path in default], default, ref_acc, n)
