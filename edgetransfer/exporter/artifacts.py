@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from .. import _lazy, isa, progress
 from .. import memo as memo_lib
 from .._version import __version__
@@ -332,7 +334,8 @@ def _float_reference(out: Path, run: TrainedModel, model, held, data_dir, memo: 
             probs = model.predict(ho.x, verbose=0)
             if memo is not None and key:
                 memo.put_array("predictions", key, probs)
-    if len(ho.y) == 0:
+    if len(ho.y) == 0 or not np.isfinite(probs).all():  # a broken float model: the files are judged without it
+        log.info("note: no float reference stored with the export (no held-out image, or non-finite predictions)")
         return None
     return reference.write(out, ho, probs, run.model_path)
 

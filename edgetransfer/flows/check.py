@@ -91,5 +91,5 @@ def check(
     )
     notes = delegation.isa_findings(art, target) + (delegation.findings(m) if b.full_delegation is None else [])
     for finding in notes:
-        log.warning("note: %s", finding)  # with --require-full-delegation the verdict says it
+        log.warning("%s", finding)  # with --require-full-delegation the verdict says it
     return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)
