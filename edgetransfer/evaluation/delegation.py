@@ -13,14 +13,14 @@ from pathlib import Path
 
 from .. import isa
 from ..errors import EdgeTransferError
-from ..exporter.artifacts import ExportedArtifact
 from ..exporter.formats import INTEGER_PRECISIONS
 from ..records.delegation import Delegation
+from ..records.export import ExportedArtifact
+from ..records.latency import Latency
 from ..records.measure import Measurement
 from ..records.vocab import MeasureMode
 from ..runtime import delegation as delegation_lib
 from ..runtime import runtime_for
-from .latency import Latency
 from .timing import runtime_of
 
 log = logging.getLogger("edgetransfer")

@@ -13,8 +13,9 @@ from .. import evaluation, gate
 from .. import targets as targets_lib
 from ..errors import ConfigError
 from ..evaluation import accuracy, delegation, speed
-from ..exporter.artifacts import ExportedArtifact
+from ..evaluation.evaluator import MeasureRequest
 from ..records import Budget
+from ..records.export import ExportedArtifact
 from ..records.measure import Verdict
 from ..runtime import isolate
 
@@ -72,23 +73,22 @@ def check(
                 fix="drop --settings-from for this target",
             )
         settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
-    scores = accuracy.accuracy_for_check(art, target, data_dir) if b.accuracy_drop is not None else None
-    m = evaluation.measure(
-        art,
-        target,
-        scores=scores,
+    ev = accuracy.Evaluator(art.run(), data_dir, stored=art.path)  # the export's reference: no TensorFlow
+    scores = ev.scores(art, target)[0] if b.accuracy_drop is not None else None
+    request = MeasureRequest(
         budget_s=budget_s,
         repeats=min_repeats,
         max_repeats=max_repeats,
         latency_budget_ms=b.latency_p90_ms,
         reference=ref_art if b.latency_ratio is not None else None,
         ratio_budget=b.latency_ratio,
-        with_latency=b.latency_p90_ms is not None and samples is None,
-        with_peak_memory=b.peak_memory_mb is not None,
-        p90_samples=samples,
+        latency=b.latency_p90_ms is not None and samples is None,
+        peak_memory=b.peak_memory_mb is not None,
+        p90_samples=tuple(samples) if samples is not None else None,
         settings=settings,
         profile=profile,
     )
+    m = evaluation.measure(art, target, request, scores)
     notes = delegation.isa_findings(art, target) + (delegation.findings(m) if b.full_delegation is None else [])
     for finding in notes:
         log.warning("%s", finding)  # with --require-full-delegation the verdict says it

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ...errors import ConfigError, RuntimeBackendError
-from ..latency import MEASURED, Latency
+from ...runtime.latency import MEASURED, Latency
 from .base import _SAFE_PATH, DEFAULT_TIMEOUT_S, RunnerResult, _Call, _check_common, _fail, _tail
 from .ssh import _cleanup
 
