@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import compat, graphops, latency, metrics, progress, speed, stats
+from . import device_accuracy as device_lib
 from . import memo as memo_lib
 from . import targets as targets_lib
 from .errors import DataError, RuntimeBackendError, UnsupportedError
@@ -29,6 +30,7 @@ from .exporter import ExportedArtifact
 from .io import require_writable, write_json
 from .memo import Memo
 from .records import DEFAULT_PICK_ACCURACY_DROP
+from .records.device import DeviceAccuracy
 from .records.measure import Best, Measurement, Reference, ValidationReport
 from .records.vocab import MeasureMode, Precision
 from .runtime import isolate, load_session
@@ -71,6 +73,8 @@ class Scores:
     drop: float | None  # points below the float model
     per_class: tuple[float | None, ...]
     split: str
+    by: str = ""  # who produced the accuracy: "litert, host" or the device's label
+    device: DeviceAccuracy | None = None  # the device's run against this host's (runner targets)
 
 
 def runtime_of(target) -> runtime_spec.RuntimeSpec:
@@ -312,7 +316,21 @@ def score(
     s = metrics.scores(probs, ho.y, n_classes, str(art.path))
     agree = metrics.agreement(probs, ref) if ref is not None else None
     drop = round(100 * (ref_acc - s.accuracy), 3) if ref_acc is not None else None
-    return Scores(s.accuracy, agree, drop, tuple(s.per_class), ho.describe()), s.confusion
+    by = f"{execution[0]}, host" if execution is not None else device_lib.host_label(art, target)
+    return Scores(s.accuracy, agree, drop, tuple(s.per_class), ho.describe(), by), s.confusion
+
+
+def device_score(
+    art: ExportedArtifact, target, ho: HeldOut, n_classes: int, ref: np.ndarray | None, ref_acc: float | None
+) -> tuple[Scores, tuple]:
+    """The DEVICE's accuracy of ``art`` on ``ho`` (``target``'s runner runs the images,
+    :mod:`edgetransfer.device_accuracy`), with how it compares with this host's run of the same file."""
+    with progress.stage(f"{art.path.name}: {len(ho.x)} held-out images on {target.name}'s device", done=False):
+        probs, dev = device_lib.compare(art, target, ho.x, ho.y, n_classes)
+    s = metrics.scores(probs, ho.y, n_classes, f"{art.path.name} on {target.name}")
+    agree = metrics.agreement(probs, ref) if ref is not None else None
+    drop = round(100 * (ref_acc - s.accuracy), 3) if ref_acc is not None else None
+    return Scores(s.accuracy, agree, drop, tuple(s.per_class), ho.describe(), dev.label, dev), s.confusion
 
 
 def measure(
@@ -398,6 +416,8 @@ def measure(
         accuracy_drop=scores.drop if scores else None,
         accuracy_split=scores.split if scores else "",
         per_class_accuracy=scores.per_class if scores else (),
+        accuracy_by=scores.by if scores else "",
+        device_accuracy=scores.device if scores else None,
         p90_repeats=p90s,
         ratio_reference=str(reference.path) if reference is not None else "",
         ratio_repeats=ratios,
@@ -551,6 +571,9 @@ def _evaluate(
             s, conf = score(a, t, ho, n, ref, ref_acc, memo, images)
             scored[(a.path, kind)] = s
             confusion[a.path.name + ("" if kind == "default" else f" ({kind})")] = conf
+        if device_lib.predicts(t):  # the device runs the images: its accuracy is the target's
+            kind = f"device {t.name}"
+            scored[(a.path, kind)], confusion[f"{a.path.name} ({t.name})"] = device_score(a, t, ho, n, ref, ref_acc)
         m = _measure_pair(a, t, scored[(a.path, kind)], budget_s / REPORT_REPEATS, opts)
         extra = []
         for name, s16 in _bf16_pairs(a, t, m, opts):  # bf16 execution of the fp32 file, same runtime
@@ -687,9 +710,13 @@ def accuracy_for_check(art: ExportedArtifact, target, data_dir: str | Path | Non
     ho = held_out(run, data_dir)
     n = len(run.classes)
     if not run.has_float_model:  # imported from a file: its own accuracy, no drop (the gate refuses a drop budget)
+        if device_lib.predicts(target):
+            return device_score(art, target, ho, n, None, None)[0]
         return score(art, target, ho, n, None, None)[0]
     ref, _ = reference_probs(run, ho.x)
     ref_acc = metrics.scores(ref, ho.y, n, str(run.model_path)).accuracy
+    if device_lib.predicts(target):
+        return device_score(art, target, ho, n, ref, ref_acc)[0]
     return score(art, target, ho, n, ref, ref_acc)[0]
 
 

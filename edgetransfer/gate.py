@@ -73,7 +73,9 @@ def latency_check(m: Measurement, budget_ms: float) -> Check:
     if prov == Provenance.ESTIMATED:
         return _upper("latency_p90", m.latency.p90, budget_ms, "ms", prov)
     samples = m.p90_repeats or (m.latency.p90,)
-    return _unstable(_repeated("latency_p90", samples, budget_ms, "ms", prov), samples, budget_ms)
+    chk = _unstable(_repeated("latency_p90", samples, budget_ms, "ms", prov), samples, budget_ms)
+    device = m.latency.host.get("device")  # set by device runners and device result files only
+    return replace(chk, message=f"{chk.message} on {device}") if device else chk
 
 
 def ratio_check(m: Measurement, max_ratio: float) -> Check:
@@ -94,7 +96,27 @@ def accuracy_check(m: Measurement, max_drop: float) -> Check:
             fix="pass --data with held-out images, or drop --max-accuracy-drop",
         )
     chk = _upper("accuracy_drop", m.accuracy_drop, max_drop, "points", Provenance.MEASURED)
-    return replace(chk, message=chk.message + (f" on {m.accuracy_split}" if m.accuracy_split else ""))
+    by = f" ({m.accuracy_by})" if m.accuracy_by else ""
+    return replace(chk, message=chk.message + (f" on {m.accuracy_split}" if m.accuracy_split else "") + by)
+
+
+def disagreement_check(m: Measurement, max_pct: float) -> Check:
+    """Percent of held-out images whose top-1 differs between the device and this host running the same
+    file: numeric drift of the device's kernels, judged apart from the accuracy both share."""
+    dev = m.device_accuracy
+    if dev is None:
+        raise ConfigError(
+            f"{Path(m.artifact).name} on {m.target}: no device ran the held-out images, so there is no "
+            "host-device disagreement to judge",
+            fix="use a runner target whose runner returns outputs (ssh, a command with {inputs} and {outputs}, "
+            "adb with runner.python), with held-out data (--data), or drop --max-disagreement",
+        )
+    chk = _upper("disagreement", dev.disagreement_pct, max_pct, "%", Provenance.ON_DEVICE)
+    return replace(
+        chk,
+        message=f"{chk.message}: {dev.label} vs {dev.host_runtime} on this host, {dev.images} images, "
+        f"largest output difference {dev.max_abs_diff:.3g}",
+    )
 
 
 def memory_checks(m: Measurement, b: Budget) -> list[Check]:
@@ -138,6 +160,8 @@ def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
         checks.append(ratio_check(m, budget.latency_ratio))
     if budget.accuracy_drop is not None:
         checks.append(accuracy_check(m, budget.accuracy_drop))
+    if budget.disagreement is not None:
+        checks.append(disagreement_check(m, budget.disagreement))
     if budget.size_mb is not None:
         checks.append(_upper("size", m.size_bytes / 1e6, budget.size_mb, "MB", Provenance.MEASURED))
     if budget.peak_memory_mb is not None:
@@ -147,7 +171,8 @@ def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
     if not checks:
         raise ConfigError(
             f"no budget to check for {m.target}",
-            fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb, or add budgets to the profile",
+            fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb / --max-disagreement, or add budgets "
+            "to the profile",
         )
     return Verdict(m.artifact, m.target, tuple(checks), source, dict(m.settings))
 
@@ -171,7 +196,7 @@ def budget_for(target, *layers: Budget | None, accuracy: bool = True) -> Budget:
         )
     profile = target.budgets
     if not accuracy:
-        profile = replace(profile, accuracy_drop=None)
+        profile = replace(profile, accuracy_drop=None, disagreement=None)
     part = None
     if memory and target.memory is not None:
         mem = target.memory

@@ -6,10 +6,15 @@ A runner is the ``runner:`` part of a target profile, one frozen dataclass per k
     runner: {kind: adb, benchmark_model: /data/local/tmp/benchmark_model}  # LiteRT's native benchmark tool
     runner: {kind: command, template: "my-farm-cli run {model} --threads {threads}"}
     runner: "my-farm-cli run {model} --threads {threads}"                  # same as kind: command
+    runner: {kind: command, template: "dev-run {model} {inputs} {outputs}"} # + the device's outputs
 
 ``Runner.run(model, threads)`` copies the model to the device, measures it there, reads the
 device's identity and removes the copy again (also when the run fails or times out). Every
 failure is a :class:`RuntimeBackendError` naming the device, the command and a fix.
+
+``Runner.predict(model, x, threads)`` (where :attr:`Runner.predicts`) runs the model on the device
+over the input tensors ``x`` (one ``.npz`` there, key ``x``) and brings its outputs back (one
+``.npz``, key ``y``, one row per image): the device's own accuracy (:mod:`.runtime.device_io`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
+import numpy as np
+
 from .errors import ConfigError, RuntimeBackendError
 from .latency import MEASURED, Latency
 
@@ -37,7 +44,8 @@ DEFAULT_TIMEOUT_S = 300.0
 # Removing the copy gets its own time limit: it also runs after the run's limit is spent.
 CLEANUP_TIMEOUT_S = 30.0
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
-_TEMPLATE_FIELDS = {"model", "threads"}
+_TEMPLATE_FIELDS = {"model", "threads", "inputs", "outputs"}
+_IO_FIELDS = {"inputs", "outputs"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,17 @@ class RunnerResult:
     command: list[str]  # the measuring command, as run
     kind: str  # ssh, adb or command
     output: str = ""  # the measuring command's own output, kept when asked for a per-op profile
+
+
+@dataclass(frozen=True)
+class DeviceOutputs:
+    """The device's outputs for input tensors it was sent (``Runner.predict``)."""
+
+    y: np.ndarray  # [images, classes] float32, the file's output dequantized
+    runtime: str  # what the device says it ran ("" if it says nothing)
+    device: str
+    command: list[str]
+    kind: str
 
 
 @runtime_checkable
@@ -66,6 +85,13 @@ class Runner(Protocol):
     def run(self, model: Path, threads: int | None = None, profile: bool = False) -> RunnerResult:
         """Measure ``model`` on the device with ``threads`` threads (its default when ``None``); with
         ``profile`` (only where :attr:`op_profile` says how) keep the output holding the op table."""
+
+    @property
+    def predicts(self) -> str:
+        """How the device runs a file on input tensors (``Runner.predict``), or ``""``: it gives latency only."""
+
+    def predict(self, model: Path, x: np.ndarray, threads: int | None = None) -> DeviceOutputs:
+        """The device's outputs of ``model`` on the input tensors ``x`` (one row per image)."""
 
 
 def _fail(problem: str, profile: str, fix: str) -> ConfigError:
@@ -173,6 +199,27 @@ def _latency(doc: dict, device: str) -> Latency:
     )
 
 
+def _outputs(call: _Call, argv: list[str], path: Path, images: int) -> tuple[np.ndarray, str]:
+    """The device's output file, read strictly; a bad one is the device's failure (exit 3), naming the file."""
+    from .errors import DataError
+    from .runtime import device_io
+
+    try:
+        return device_io.read_outputs(path, images)
+    except DataError as exc:
+        raise call.error(
+            argv,
+            f"left an unusable output file ({exc.problem})",
+            "the device must write an .npz with key 'y', one row of scores per input image "
+            "(`python -m edgetransfer.runtime predict` does)",
+        ) from None
+
+
+def _predict_argv(python: str, model: str, inputs: str, outputs: str, threads: int | None) -> list[str]:
+    argv = [python, "-m", "edgetransfer.runtime", "predict", model, "--inputs", inputs, "--outputs", outputs]
+    return argv + (["--threads", str(threads)] if threads else [])
+
+
 # -- ssh -----------------------------------------------------------------------------------------
 
 
@@ -243,6 +290,48 @@ class SshRunner:
             raise
         _cleanup(call, self._ssh(shlex.join(["rm", "-f", remote])), remote, None)
         return RunnerResult(_latency(doc, device), device, argv, self.kind)
+
+    @property
+    def predicts(self) -> str:
+        return f"{self.python} -m edgetransfer.runtime predict on {self.host}"
+
+    def _scp(self, src: str, dst: str) -> list[str]:
+        port = ["-P", str(self.port)] if self.port else []
+        return ["scp", "-q", *self._opts(), *port, src, dst]
+
+    def predict(self, model: Path, x: np.ndarray, threads: int | None = None) -> DeviceOutputs:
+        """Copy ``model`` and the inputs (``.npz``) over, run ``python -m edgetransfer.runtime predict``
+        there, copy the outputs back, remove all three copies.
+
+        Raises:
+            RuntimeBackendError: unreachable host, failed copy or run, an unusable output file, timeout.
+        """
+        import tempfile
+
+        from .runtime.device_io import INPUTS_KEY, write_npz
+
+        call = _Call("ssh", self.host, self.profile, self.timeout_s)
+        device = self._identity(call)
+        base = f"{self.remote_dir.rstrip('/')}/edgetransfer-{uuid.uuid4().hex[:12]}"
+        r_model, r_in, r_out = base + Path(model).suffix, base + "-x.npz", base + "-y.npz"
+        argv = self._ssh(shlex.join(_predict_argv(self.python, r_model, r_in, r_out, threads)))
+        rm = self._ssh(shlex.join(["rm", "-f", r_model, r_in, r_out]))
+        with tempfile.TemporaryDirectory(prefix="edgetransfer-") as tmp:
+            local_in = write_npz(Path(tmp) / "x.npz", **{INPUTS_KEY: x})
+            local_out = Path(tmp) / "y.npz"
+            try:
+                for src, dst, step in ((str(model), r_model, "copy"), (str(local_in), r_in, "copy")):
+                    scp = self._scp(src, f"{self.host}:{dst}")
+                    self._check(call, scp, call.exec(scp), step)
+                self._check(call, argv, call.exec(argv), "predict")
+                back = self._scp(f"{self.host}:{r_out}", str(local_out))
+                self._check(call, back, call.exec(back), "copy back")
+                y, runtime = _outputs(call, argv, local_out, len(x))
+            except RuntimeBackendError as exc:
+                _cleanup(call, rm, base + "*", exc)
+                raise
+        _cleanup(call, rm, base + "*", None)
+        return DeviceOutputs(y, runtime, device, argv, self.kind)
 
     def _identity(self, call: _Call) -> str:
         argv = self._ssh("uname -a")
@@ -370,10 +459,18 @@ def parse_benchmark_model(text: str, threads: int | None = None) -> Latency:
 
 @dataclass(frozen=True)
 class AdbRunner:
-    """An Android device over ``adb`` with LiteRT's ``benchmark_model`` binary pushed to it."""
+    """An Android device over ``adb`` with LiteRT's ``benchmark_model`` binary pushed to it.
+
+    ``benchmark_model`` gives latency only. LiteRT's on-device accuracy tools (``inference_diff``,
+    ``run_eval``) are native binaries built from source for the phone's ABI and read images, not our
+    input tensors, so they are not used. A phone with Python (Termux, ``pip install
+    "edgetransfer[runtime]"``) runs the held-out images itself: set ``python`` to its interpreter
+    (e.g. ``/data/data/com.termux/files/usr/bin/python``) and validate scores the phone's outputs.
+    """
 
     serial: str | None = None
     benchmark_model: str = "/data/local/tmp/benchmark_model"
+    python: str | None = None
     remote_dir: str = "/data/local/tmp"
     use_gpu: bool = False
     use_nnapi: bool = False
@@ -398,6 +495,12 @@ class AdbRunner:
                 self.profile,
                 "benchmark_model applies one delegate: keep one",
             )
+        if self.python is not None and not _SAFE_PATH.match(self.python) and self.python not in ("python", "python3"):
+            raise _fail(
+                f"runner.python {self.python!r} must be python3 or an absolute device path of [A-Za-z0-9_./-]",
+                self.profile,
+                "use e.g. /data/data/com.termux/files/usr/bin/python",
+            )
         if self.serial is not None and (not self.serial or any(c.isspace() for c in self.serial)):
             raise _fail(
                 f"runner.serial {self.serial!r} is not a device serial", self.profile, "copy it from `adb devices`"
@@ -406,6 +509,56 @@ class AdbRunner:
     @property
     def device_label(self) -> str:
         return f"adb device {self.serial}" if self.serial else "the adb device"
+
+    @property
+    def predicts(self) -> str:
+        return f"{self.python} -m edgetransfer.runtime predict on {self.device_label}" if self.python else ""
+
+    def predict(self, model: Path, x: np.ndarray, threads: int | None = None) -> DeviceOutputs:
+        """Push ``model`` and the inputs, run ``python -m edgetransfer.runtime predict`` with the phone's
+        Python (``runner.python``), pull the outputs, remove the copies.
+
+        Raises:
+            ConfigError: ``runner.python`` is not set (benchmark_model alone gives latency only).
+            RuntimeBackendError: no device, a failed push, run or pull, an unusable output file, timeout.
+        """
+        import tempfile
+
+        from .runtime.device_io import INPUTS_KEY, write_npz
+
+        if not self.python:
+            raise _fail(
+                "this adb runner measures latency only (benchmark_model): it has no runner.python to run the "
+                "held-out images on the phone",
+                self.profile,
+                "install Python and edgetransfer[runtime] on the phone (Termux) and set runner.python",
+            )
+        call = _Call("adb", self.device_label, self.profile, self.timeout_s)
+        argv = self._adb("shell", "getprop", "ro.product.model")
+        res = call.exec(argv)
+        self._check(call, argv, res)
+        device = res.stdout.strip() or self.device_label
+        base = f"{self.remote_dir.rstrip('/')}/edgetransfer-{uuid.uuid4().hex[:12]}"
+        r_model, r_in, r_out = base + Path(model).suffix, base + "-x.npz", base + "-y.npz"
+        argv = self._adb("shell", shlex.join(_predict_argv(self.python, r_model, r_in, r_out, threads)))
+        rm = self._adb("shell", shlex.join(["rm", "-f", r_model, r_in, r_out]))
+        with tempfile.TemporaryDirectory(prefix="edgetransfer-") as tmp:
+            local_in = write_npz(Path(tmp) / "x.npz", **{INPUTS_KEY: x})
+            local_out = Path(tmp) / "y.npz"
+            try:
+                for step in (
+                    self._adb("push", str(model), r_model),
+                    self._adb("push", str(local_in), r_in),
+                    argv,
+                    self._adb("pull", r_out, str(local_out)),
+                ):
+                    self._check(call, step, call.exec(step))
+                y, runtime = _outputs(call, argv, local_out, len(x))
+            except RuntimeBackendError as exc:
+                _cleanup(call, rm, base + "*", exc)
+                raise
+        _cleanup(call, rm, base + "*", None)
+        return DeviceOutputs(y, runtime, device, argv, self.kind)
 
     def _adb(self, *args: str) -> list[str]:
         return ["adb", *(["-s", self.serial] if self.serial else []), *args]
@@ -531,9 +684,14 @@ def safe_model_alias(model: str | Path):
 
 @dataclass(frozen=True)
 class CommandRunner:
-    """A local command template (``{model}``: a link to the model under a name no shell misreads,
-    the real path in ``$EDGETRANSFER_MODEL``; ``{threads}``) whose
-    stdout ends with ``python -m edgetransfer.runtime bench --json`` output."""
+    """A local command template whose stdout ends with ``python -m edgetransfer.runtime bench --json`` output.
+
+    Fields: ``{model}`` (a link to the model under a name no shell misreads, the real path in
+    ``$EDGETRANSFER_MODEL``), ``{threads}``, and, together, ``{inputs}`` and ``{outputs}``: an
+    ``.npz`` of input tensors (key ``x``) the command hands the device, and the ``.npz`` it must
+    write back (key ``y``, one row per image). With those the device's accuracy is measured too;
+    a latency run sends one random image.
+    """
 
     template: str
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -544,7 +702,7 @@ class CommandRunner:
     def __post_init__(self) -> None:
         _check_common(self, self.profile)
         try:
-            names = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+            names = self._fields()
         except ValueError as exc:
             raise _fail(
                 f"runner template {self.template!r} is not a valid template ({exc})",
@@ -555,15 +713,52 @@ class CommandRunner:
             raise _fail(
                 f"runner template {self.template!r} uses {sorted(names - _TEMPLATE_FIELDS)}",
                 self.profile,
-                "use only {model} (the local model path) and {threads}",
+                "use only {model} (the local model path), {threads}, and {inputs} with {outputs}",
+            )
+        if len(names & _IO_FIELDS) == 1:
+            raise _fail(
+                f"runner template {self.template!r} uses {sorted(names & _IO_FIELDS)[0]} alone",
+                self.profile,
+                "use {inputs} and {outputs} together: the .npz the device reads and the one it writes",
             )
 
-    def argv(self, model: Path, threads: int | None) -> list[str]:
+    def _fields(self) -> set[str]:
+        return {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+
+    @property
+    def predicts(self) -> str:
+        return "the runner command's {inputs} and {outputs}" if self._fields() >= _IO_FIELDS else ""
+
+    def argv(self, model: Path, threads: int | None, inputs: Path | None = None, outputs: Path | None = None):
         """The template's words with ``{model}`` as given; :meth:`run` passes a safe alias instead.
 
-        ``model`` must be a path no shell can misread (see :func:`safe_model_alias`).
+        ``model`` (and ``inputs``/``outputs``) must be paths no shell can misread (see :func:`safe_model_alias`).
         """
-        return shlex.split(self.template.format(model=shlex.quote(str(model)), threads=threads or ""))
+        q = {k: shlex.quote(str(v)) if v is not None else "" for k, v in (("inputs", inputs), ("outputs", outputs))}
+        return shlex.split(self.template.format(model=shlex.quote(str(model)), threads=threads or "", **q))
+
+    def _exec(self, model: Path, threads: int | None, x: np.ndarray | None):
+        """Run the template once; ``x`` (or one random image where the template takes inputs) as ``{inputs}``.
+        Returns ``(call, argv, completed process, outputs file or None)`` with the outputs read if any."""
+        from .runtime.device_io import INPUTS_KEY, write_npz
+
+        with safe_model_alias(model) as alias:
+            io_paths: tuple[Path | None, Path | None] = (None, None)
+            if self.predicts:
+                inputs, outputs = alias.parent / "inputs.npz", alias.parent / "outputs.npz"
+                write_npz(inputs, **{INPUTS_KEY: x if x is not None else _probe_tensor(model)})
+                io_paths = (inputs, outputs)
+            argv = self.argv(alias, threads, *io_paths)
+            call = _Call("command", argv[0] if argv else "?", self.profile, self.timeout_s)
+            res = call.exec(argv, env={**os.environ, "EDGETRANSFER_MODEL": str(Path(model).resolve())})
+            if res.returncode != 0:
+                raise call.error(
+                    argv,
+                    f"exited {res.returncode}: {_tail(res.stderr or res.stdout)}",
+                    "run the runner command by hand to see why",
+                )
+            got = _outputs(call, argv, io_paths[1], len(x)) if x is not None and io_paths[1] else None
+        return call, argv, res, got
 
     def run(self, model: Path, threads: int | None = None, profile: bool = False) -> RunnerResult:
         """Run the template on ``model``; its last stdout line is the bench JSON.
@@ -576,20 +771,47 @@ class CommandRunner:
         Raises:
             RuntimeBackendError: missing executable, non-zero exit, no JSON, timeout.
         """
-        with safe_model_alias(model) as alias:
-            argv = self.argv(alias, threads)
-            call = _Call("command", argv[0] if argv else "?", self.profile, self.timeout_s)
-            res = call.exec(argv, env={**os.environ, "EDGETRANSFER_MODEL": str(Path(model).resolve())})
-        if res.returncode != 0:
-            raise call.error(
-                argv,
-                f"exited {res.returncode}: {_tail(res.stderr or res.stdout)}",
-                "run the runner command by hand to see why",
-            )
+        call, argv, res, _ = self._exec(model, threads, None)
         doc = _bench_json(call, argv, res.stdout)
-        host = doc.get("host") or {}
-        device = " / ".join(str(host[k]) for k in ("cpu", "os") if host.get(k)) or argv[0]
+        device = _command_device(doc, argv)
         return RunnerResult(_latency(doc, device), device, argv, self.kind)
+
+    def predict(self, model: Path, x: np.ndarray, threads: int | None = None) -> DeviceOutputs:
+        """The command's outputs for the input tensors ``x`` (``{inputs}`` -> ``{outputs}``).
+
+        Raises:
+            ConfigError: the template has no ``{inputs}``/``{outputs}``.
+            RuntimeBackendError: non-zero exit, no or an unusable output file, timeout.
+        """
+        if not self.predicts:
+            raise _fail(
+                f"runner template {self.template!r} has no {{inputs}} and {{outputs}}: it measures latency only",
+                self.profile,
+                "add {inputs} (the .npz the device reads, key x) and {outputs} (the .npz it writes, key y)",
+            )
+        _, argv, res, got = self._exec(model, threads, x)
+        assert got is not None  # x was given and the template takes outputs
+        try:
+            device = _command_device(json.loads(res.stdout.strip().splitlines()[-1]), argv)
+        except (IndexError, ValueError, AttributeError):
+            device = argv[0]
+        return DeviceOutputs(got[0], got[1], device, argv, self.kind)
+
+
+def _command_device(doc, argv: list[str]) -> str:
+    """The device a command names in its JSON's ``host`` (cpu / os), else the command itself."""
+    host = doc.get("host") if isinstance(doc, dict) else None
+    host = host if isinstance(host, dict) else {}
+    return " / ".join(str(host[k]) for k in ("cpu", "os") if host.get(k)) or argv[0]
+
+
+def _probe_tensor(model: Path) -> np.ndarray:
+    """One random image as ``model``'s input tensor (this host's runtime reads its input spec)."""
+    from .runtime import load_session
+    from .runtime.device_io import to_tensor
+
+    spec = load_session(model).input_spec
+    return to_tensor(np.random.default_rng(0).uniform(0, 255, (1, spec.size, spec.size, 3)), spec)
 
 
 # -- parsing a profile's runner: ------------------------------------------------------------------

@@ -71,7 +71,8 @@ def check(
                 fix="drop --settings-from for this target",
             )
         settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
-    scores = evaluation.accuracy_for_check(art, target, data_dir) if b.accuracy_drop is not None else None
+    wants_scores = b.accuracy_drop is not None or b.disagreement is not None
+    scores = evaluation.accuracy_for_check(art, target, data_dir) if wants_scores else None
     m = evaluation.measure(
         art,
         target,

@@ -33,6 +33,8 @@ class Budget(Record):
         peak_memory_mb: peak resident memory of loading and running the file on the host, MB.
         ram_kb: microcontrollers: the tensor arena the real TFLM interpreter needs, KiB.
         flash_kb: microcontrollers: the model's bytes in flash, KiB.
+        disagreement: runner targets whose device ran the held-out images: percent of images whose
+            top-1 class differs between the device and this host running the same file (zero allowed).
     """
 
     KIND: ClassVar[str] = "edgetransfer.budget"
@@ -45,13 +47,14 @@ class Budget(Record):
     peak_memory_mb: float | None = None
     ram_kb: float | None = None
     flash_kb: float | None = None
+    disagreement: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if v is None:
                 continue
-            zero_ok = f.name == "accuracy_drop"
+            zero_ok = f.name in ("accuracy_drop", "disagreement")
             if (
                 isinstance(v, bool)
                 or not isinstance(v, (int, float))
@@ -88,5 +91,6 @@ class Budget(Record):
             "peak_memory_mb": "peak memory <= {:g} MB",
             "ram_kb": "RAM <= {:g} KiB",
             "flash_kb": "flash <= {:g} KiB",
+            "disagreement": "host-device disagreement <= {:g}%",
         }
         return ", ".join(words[k].format(v) for k, v in self.set_fields().items()) or "no budgets"

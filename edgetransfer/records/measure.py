@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from ..errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK
 from ..latency import Latency
 from .base import Record
+from .device import DeviceAccuracy
 from .profile import OpProfile
 from .vocab import Status
 
@@ -37,6 +38,10 @@ class Measurement(Record):
             fp32 file run in bf16 by ``validate --bf16``); empty: the file's precision.
         profiles: per-op profiles, one per runtime measured (``validate --profile``), worst op first.
         tuning: ``validate --tune``'s trials summarised per runtime (default and winning medians).
+        accuracy_by: who produced ``accuracy``: ``litert, host`` (a runtime on this machine) or the device's
+            label (``device: raspberrypi over ssh``); empty in reports written before it was recorded.
+        device_accuracy: on a runner target whose device ran the held-out images: the device's run against
+            this host's run of the same file (``accuracy`` and ``agreement`` are then the device's).
     """
 
     KIND: ClassVar[str] = "edgetransfer.measurement"
@@ -67,6 +72,8 @@ class Measurement(Record):
     execution: str = ""
     profiles: tuple[OpProfile, ...] = ()
     tuning: dict = field(default_factory=dict)
+    accuracy_by: str = ""
+    device_accuracy: DeviceAccuracy | None = None
 
     @property
     def label(self) -> str:
