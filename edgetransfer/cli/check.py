@@ -57,6 +57,13 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 @click.option("--max-accuracy-drop", type=float, help="points below the float model (overrides the profile).")
 @click.option("--max-size-mb", type=float, help="file size budget (overrides the profile).")
 @click.option(
+    "--max-disagreement",
+    type=float,
+    metavar="PCT",
+    help="runner targets whose device runs the held-out images: percent of images whose top-1 differs "
+    "between the device and this host running the same file (overrides the profile's disagreement).",
+)
+@click.option(
     "--max-peak-memory-mb",
     type=float,
     help="peak resident memory of loading and running the file, in MB (host: measured in a child process).",
@@ -103,6 +110,7 @@ def check_cmd(
     reference,
     max_accuracy_drop,
     max_size_mb,
+    max_disagreement,
     max_peak_memory_mb,
     max_ram_kb,
     max_flash_kb,
@@ -146,6 +154,7 @@ def check_cmd(
             peak_memory_mb=max_peak_memory_mb,
             ram_kb=max_ram_kb,
             flash_kb=max_flash_kb,
+            disagreement=max_disagreement,
         )
         if from_report is not None:
             verdicts = gate.judge_report(
