@@ -80,6 +80,15 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Judge p90s measured elsewhere (bench --json outputs of THIS file) instead of measuring; repeatable.",
 )
+@click.option(
+    "--device-result",
+    "device_results",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Judge the latency a device measured of THIS file: benchmark_litert_model --result_json, benchmark_model's "
+    "log or onnxruntime_perf_test's output; repeatable (several runs give a 95% interval).",
+)
+@click.option("--device-name", help="The device the --device-result files come from (named in the verdict and JUnit).")
 @click.option("--repeats", type=COUNT, default=3, show_default=True, help="Minimum latency repeats.")
 @click.option("--max-repeats", type=COUNT, default=8, show_default=True)
 @click.option("--budget-s", type=SECONDS, default=1.0, show_default=True, help="Seconds of timed runs per repeat.")
@@ -115,6 +124,8 @@ def check_cmd(
     max_ram_kb,
     max_flash_kb,
     latency_samples,
+    device_results,
+    device_name,
     repeats,
     max_repeats,
     budget_s,
@@ -137,6 +148,10 @@ def check_cmd(
         raise click.UsageError(
             "--from-report judges figures as measured (with their recorded settings): drop --settings-from"
         )
+    if device_results and (from_report is not None or latency_samples):
+        raise click.UsageError("--device-result is a latency measured elsewhere: drop --from-report/--latency-samples")
+    if device_name is not None and not device_results:
+        raise click.UsageError("--device-name names the device of --device-result files: pass them too")
     if from_report is None and not artifact.is_file():
         raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
     label = artifact or from_report
@@ -177,6 +192,8 @@ def check_cmd(
                     max_repeats=max(repeats, max_repeats),
                     settings_from=settings_from,
                     profile=profile,
+                    device_results=device_results,
+                    device_name=device_name,
                 )
             ]
     except EdgeTransferError as exc:

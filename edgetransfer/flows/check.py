@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import device_results as device_results_lib
 from .. import evaluation, gate, speed
 from .. import targets as targets_lib
 from ..errors import ConfigError
@@ -35,6 +36,8 @@ def check(
     pipeline_budget: Budget | None = None,
     settings_from: str | Path | None = None,
     profile: bool = False,
+    device_results: Sequence[str | Path] = (),
+    device_name: str | None = None,
 ) -> Verdict:
     """Measure what ``target``'s budgets need (profile < ``pipeline_budget`` < ``budget``), then judge.
 
@@ -44,6 +47,8 @@ def check(
     ``validation.json`` whose recorded runtime settings for this file and target (``validate --tune``)
     the runtime is loaded with again, so the check reproduces the validated figure. ``profile``: the
     per-op profiles of the runtimes timed for the latency budget ride along in the verdict.
+    ``device_results``: benchmark results of this file measured on a device (:mod:`edgetransfer.device_results`,
+    ``device_name`` naming it): their latency is judged instead of measuring any.
     """
     art = ExportedArtifact.from_manifest(artifact)
     target = targets_lib.get(target_name, targets_dir)
@@ -62,6 +67,7 @@ def check(
     samples = (
         gate.validate_samples(latency_samples, art.sha256, art.path.name) if latency_samples is not None else None
     )
+    results = device_results_lib.read_for(device_results, art.path, art.size_bytes, device_name)
     settings = None
     if settings_from is not None:
         if not speed.host_target(target):
@@ -83,10 +89,13 @@ def check(
         latency_budget_ms=b.latency_p90_ms,
         reference=ref_art if b.latency_ratio is not None else None,
         ratio_budget=b.latency_ratio,
-        with_latency=b.latency_p90_ms is not None and samples is None,
+        with_latency=b.latency_p90_ms is not None and samples is None and not results,
         with_peak_memory=b.peak_memory_mb is not None,
         p90_samples=samples,
         settings=settings,
         profile=profile,
     )
+    if results:
+        lat, repeats = device_results_lib.latency_of(results)
+        m = dataclasses.replace(m, latency=lat, p90_repeats=repeats)
     return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)

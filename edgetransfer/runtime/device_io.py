@@ -92,7 +92,7 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     """Write ``arrays`` as an ``.npz`` atomically (a reader never sees half a file); respects the umask."""
     path = Path(path)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle among the kwargs
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         with open(tmp, "wb") as fh:
