@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,13 +105,28 @@ def test_template_takes_inputs_and_outputs_together():
 
 
 def test_validate_json_gives_the_devices_accuracy_per_file(invoke, untrained_exports, tmp_path, env):
+    from edgetransfer import report
+
     d = _board(tmp_path / "profiles", DEVICE)
     arts = [str(untrained_exports[k].path) for k in FILES]
-    code, out, err = invoke("validate", *arts, "--target", "board", "--targets-dir", d, "--budget-s", "0.3", "--json")
+    code, out, err = invoke(
+        "validate",
+        *arts,
+        "--target",
+        "board",
+        "--target",
+        "host-cpu",
+        "--targets-dir",
+        d,
+        "--budget-s",
+        "0.3",
+        "--json",
+    )
     assert code == 0, err
     rep = ValidationReport.from_json(json.loads(out))
-    assert len(rep.records) == 4
-    for m in rep.records:
+    on_board = [m for m in rep.records if m.target == "board"]
+    assert len(on_board) == 4
+    for m in on_board:
         dev = m.device_accuracy
         assert dev is not None and dev.runner == "command" and dev.images == 12
         assert m.accuracy == dev.accuracy and m.accuracy_by == dev.label and dev.label.startswith("device: ")
@@ -118,8 +134,16 @@ def test_validate_json_gives_the_devices_accuracy_per_file(invoke, untrained_exp
         assert ("BUILTIN_REF" in dev.runtime) == m.artifact.endswith(".tflite")
         assert m.latency.provenance == "on-device"
     # fp32 on reference kernels agrees with XNNPACK to float rounding; the figures are the device's own
-    fp32 = next(m for m in rep.records if m.artifact.endswith(".tflite") and m.precision == "fp32")
+    fp32 = next(m for m in on_board if m.artifact.endswith(".tflite") and m.precision == "fp32")
     assert fp32.device_accuracy.agreement == 1.0 and fp32.device_accuracy.max_abs_diff < 1e-4
+    # on the host target the accuracy is this machine's, and says which runtime produced it
+    on_host = {Path(m.artifact).suffix: m for m in rep.records if m.target == "host-cpu"}
+    assert on_host[".tflite"].accuracy_by == "litert, host" and on_host[".onnx"].accuracy_by == "onnxruntime, host"
+    assert all(m.device_accuracy is None for m in on_host.values())
+    header, rows = report.table(rep)
+    cells = [r[header.index("accuracy")] for r in rows]
+    assert sum("(device: " in c and "agrees with host" in c for c in cells) == 4
+    assert sum(c.endswith("(litert, host)") or c.endswith("(onnxruntime, host)") for c in cells) == 4
 
 
 def test_an_accuracy_budget_judges_the_devices_figure(
