@@ -57,8 +57,10 @@ class DeviceAccuracy(Record):
     @property
     def label(self) -> str:
         """``device: raspberrypi over ssh``: who produced :attr:`accuracy` (validate's accuracy column)."""
-        first = self.device.split()[1] if self.device.startswith("Linux ") and " " in self.device else self.device
-        return f"device: {first[:40]} over {self.runner}"
+        # uname -a (ssh): its host name; a command's "cpu / os": the cpu part; else as the runner read it
+        words = self.device.split()
+        name = words[1] if self.device.startswith("Linux ") and len(words) > 1 else self.device.split(" / ")[0]
+        return f"device: {name[:60] + ('...' if len(name) > 60 else '')} over {self.runner}"
 
     def derived(self) -> dict:
         return {"disagreement_pct": self.disagreement_pct, "label": self.label}
