@@ -111,7 +111,8 @@ def accuracy_check(m: Measurement, max_drop: float) -> Check:
             f"{Path(m.artifact).name} on {m.target}: no accuracy drop was measured (no float reference)",
             fix="pass --data with held-out images, or drop --max-accuracy-drop",
         )
-    chk = _upper("accuracy_drop", m.accuracy_drop, max_drop, "points", Provenance.MEASURED)
+    prov = Provenance.ON_DEVICE if m.device_accuracy is not None else Provenance.MEASURED
+    chk = _upper("accuracy_drop", m.accuracy_drop, max_drop, "points", prov)
     by = f" ({m.accuracy_by})" if m.accuracy_by else ""
     return replace(chk, message=chk.message + (f" on {m.accuracy_split}" if m.accuracy_split else "") + by)
 
