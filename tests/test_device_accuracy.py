@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from conftest import REPO, STANDINS
 
-from edgetransfer import gate, runners
+from edgetransfer import gate
 from edgetransfer.errors import ConfigError, RuntimeBackendError
+from edgetransfer.evaluation import runners
 from edgetransfer.records import Budget
 from edgetransfer.records.measure import ValidationReport
 from edgetransfer.runtime import device_io, load_session
@@ -186,7 +187,8 @@ def test_disagreement_needs_a_device_run(untrained_exports):
 
 
 def test_the_host_label_says_a_latency_only_runner_did_not_run_the_images(untrained_exports, tmp_path):
-    from edgetransfer import device_accuracy, targets
+    from edgetransfer import targets
+    from edgetransfer.evaluation import device as device_accuracy
 
     (tmp_path / "phone.yaml").write_text(
         "name: phone\ndescription: adb, latency only\nruntime: litert\nformats: [tflite]\nprecisions: [int8]\n"

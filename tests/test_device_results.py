@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import STANDINS
 
-from edgetransfer import device_results
 from edgetransfer.errors import DataError
+from edgetransfer.evaluation import device_results
 
 PHONE = "Pixel 8 (device farm)"
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
-from .. import formats as formats_lib
 from .. import progress
 from .. import report as report_lib
 from ..errors import ConfigError
-from ..evaluation import save, validate
+from ..evaluation import save
+from ..evaluation.speed import SpeedOptions, pinned_settings
+from ..exporter import formats as formats_lib
+from ..flows.validate import validate
 from ..io import existing_kind, require_own_output
 from ..records.measure import ValidationReport
-from ..speed import SpeedOptions, pinned_settings
 from ._common import echo, emit, json_option, table
 from ._guards import COUNT, SECONDS
 from .targets import targets_dir_option
@@ -129,7 +130,7 @@ def validate_cmd(
         )
     if results:
         from .. import targets as targets_lib
-        from ..device_results import apply_to_report
+        from ..evaluation.device_results import apply_to_report
 
         tgts = {name: targets_lib.get(name, targets_dir) for name in rep.targets}
         rep = apply_to_report(rep, results, tgts)
@@ -166,7 +167,7 @@ def validate_cmd(
 def match_results(paths, artifacts, device_name) -> dict:
     """``{file name: [DeviceResult]}``: each ``--device-result`` read and matched to the artifact it
     names (by file name; a result that names none, onnxruntime_perf_test's, needs one artifact)."""
-    from ..device_results import read, require_same_model
+    from ..evaluation.device_results import read, require_same_model
 
     by_name = {Path(a).name: Path(a) for a in artifacts}
     out: dict = {}

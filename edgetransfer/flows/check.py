@@ -9,11 +9,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import device_results as device_results_lib
-from .. import evaluation, gate, speed
+from .. import evaluation, gate
 from .. import targets as targets_lib
 from ..errors import ConfigError
-from ..exporter import ExportedArtifact
+from ..evaluation import accuracy, speed
+from ..evaluation import device_results as device_results_lib
+from ..exporter.artifacts import ExportedArtifact
 from ..records import Budget
 from ..records.measure import Verdict
 from ..runtime import isolate
@@ -47,8 +48,9 @@ def check(
     ``validation.json`` whose recorded runtime settings for this file and target (``validate --tune``)
     the runtime is loaded with again, so the check reproduces the validated figure. ``profile``: the
     per-op profiles of the runtimes timed for the latency budget ride along in the verdict.
-    ``device_results``: benchmark results of this file measured on a device (:mod:`edgetransfer.device_results`,
-    ``device_name`` naming it): their latency is judged instead of measuring any.
+    ``device_results``: benchmark results of this file measured on a device
+    (:mod:`edgetransfer.evaluation.device_results`, ``device_name`` naming it): their latency is judged
+    instead of measuring any.
     """
     art = ExportedArtifact.from_manifest(artifact)
     target = targets_lib.get(target_name, targets_dir)
@@ -57,7 +59,7 @@ def check(
     if ref_art is not None:
         isolate.probe(ref_art.path)
     targets_lib.require_runnable(target, art.format, art.precision, Path(art.path).name)
-    has_data = evaluation.has_held_out(art, data_dir)
+    has_data = accuracy.has_held_out(art, data_dir)
     b = gate.budget_for(target, pipeline_budget, budget, accuracy=has_data)
     if not has_data and target.budgets.accuracy_drop is not None:
         log.warning(
@@ -78,7 +80,7 @@ def check(
             )
         settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
     wants_scores = b.accuracy_drop is not None or b.disagreement is not None
-    scores = evaluation.accuracy_for_check(art, target, data_dir) if wants_scores else None
+    scores = accuracy.accuracy_for_check(art, target, data_dir) if wants_scores else None
     m = evaluation.measure(
         art,
         target,

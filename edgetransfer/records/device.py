@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..latency import Latency
 from .base import Record
+from .latency import Latency
 
 
 @dataclass(frozen=True)
