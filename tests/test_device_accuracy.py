@@ -152,7 +152,7 @@ def test_an_accuracy_budget_judges_the_devices_figure(
 ):
     """A device that mixes up its output index (image i's top-1 becomes class (i + 1) mod 3): its accuracy is known
     from the labels alone, the host's run of the same file does not change, and the verdict follows the device."""
-    from edgetransfer.scoring import held_out
+    from edgetransfer.evaluation.heldout import held_out
 
     d = _board(tmp_path / "profiles", DEVICE)
     art = untrained_exports[("tflite", "int8")].path
