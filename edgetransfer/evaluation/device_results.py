@@ -233,7 +233,7 @@ def _perf_test(path: Path, text: str, device: str | None) -> DeviceResult:
     ms = {q: v * 1e3 for q, v in pct.items() if v is not None}
     p90_from = "p90" if "90" in ms else "avg"
     if p90_from == "avg":
-        log.warning("note: %s has no P90 line (run onnxruntime_perf_test with -I? statistics): p90 is the mean", path)
+        log.warning("note: %s has no P90 line (this build printed no percentiles): its p90 is the mean", path)
     where = _where(device, tool)
     latency = Latency(
         round(ms.get("50", avg), 4),
