@@ -231,3 +231,18 @@ def test_a_device_that_writes_no_outputs_is_a_toolchain_error(untrained_exports,
     r = runners.parse(f"{shutil.which('true')} {{model}} {{inputs}} {{outputs}}", "p.yaml")
     with pytest.raises(RuntimeBackendError, match="unusable output file"):
         r.predict(art.path, x)
+
+
+def test_disagreement_is_one_budget_in_profile_pipeline_and_cli(tmp_path):
+    from edgetransfer import targets
+    from edgetransfer.records.flows import CheckSpec
+
+    d = _board(tmp_path / "profiles", DEVICE, "budgets: {accuracy_drop: 1.0, disagreement: 2.5}\n")
+    t = targets.get("board", d)
+    assert t.budgets.disagreement == 2.5
+    pipeline = CheckSpec.from_json({"target": "board", "max_disagreement": 1.0}).budget()
+    assert gate.budget_for(t, pipeline, Budget(disagreement=0.0)).disagreement == 0.0  # CLI wins, zero allowed
+    assert gate.budget_for(t, pipeline).disagreement == 1.0
+    assert gate.budget_for(t, accuracy=False).disagreement is None  # no held-out data: nothing to run on the device
+    with pytest.raises(ConfigError, match="disagreement"):
+        Budget(disagreement=-1)
