@@ -246,3 +246,15 @@ def test_disagreement_is_one_budget_in_profile_pipeline_and_cli(tmp_path):
     assert gate.budget_for(t, accuracy=False).disagreement is None  # no held-out data: nothing to run on the device
     with pytest.raises(ConfigError, match="disagreement"):
         Budget(disagreement=-1)
+
+
+def test_adb_predict_without_the_phones_edgetransfer_says_how_to_install_it(
+    device, untrained_exports, untrained_images, monkeypatch
+):
+    monkeypatch.setenv("EDGETRANSFER_STANDIN_PYTHON", "/nonexistent/python3")
+    art = untrained_exports[("tflite", "int8")]
+    x = device_io.to_tensor(untrained_images[0], load_session(art.path).input_spec)
+    with pytest.raises(RuntimeBackendError) as exc:
+        runners.parse({"kind": "adb", "python": "python3"}, "p.yaml").predict(art.path, x)
+    assert "pip install" in str(exc.value) and "runner.python" in str(exc.value)
+    assert not list((device / "data/local/tmp").iterdir())  # the pushed copies are gone

@@ -205,7 +205,7 @@ class AdbRunner:
                     argv,
                     self._adb("pull", r_out, str(local_out)),
                 ):
-                    self._check(call, step, call.exec(step))
+                    self._check(call, step, call.exec(step), python=step is argv)
                 y, runtime = _outputs(call, argv, local_out, len(x))
             except RuntimeBackendError as exc:
                 _cleanup(call, rm, base + "*", exc)
@@ -269,10 +269,17 @@ class AdbRunner:
         )
         return RunnerResult(lat, device, argv, self.kind, res.stdout + "\n" + res.stderr if profile else "")
 
-    def _check(self, call: _Call, argv: list[str], res: subprocess.CompletedProcess) -> None:
+    def _check(self, call: _Call, argv: list[str], res: subprocess.CompletedProcess, python: bool = False) -> None:
         if res.returncode == 0:
             return
         err = _tail(res.stderr or res.stdout)
+        if python and (res.returncode == 127 or "not found" in err or "No module named" in err):
+            raise call.error(  # the phone's Python (runner.python) or its edgetransfer is missing
+                argv,
+                f"failed (exit {res.returncode}: {err})",
+                f"on the phone (Termux): pkg install python, then {self.python} -m pip install "
+                '"edgetransfer[runtime]"; or set runner.python to the interpreter\'s path',
+            )
         if re.search(r"no devices|device .*not found|device offline|unauthorized|more than one device", err):
             raise call.error(
                 argv,
