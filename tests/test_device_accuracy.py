@@ -145,6 +145,12 @@ def test_validate_json_gives_the_devices_accuracy_per_file(invoke, untrained_exp
     cells = [r[header.index("accuracy")] for r in rows]
     assert sum("(device: " in c and "agrees with host" in c for c in cells) == 4
     assert sum(c.endswith("(litert, host)") or c.endswith("(onnxruntime, host)") for c in cells) == 4
+    # check --from-report judges the device's figures as recorded (no model loaded, no device reached)
+    from edgetransfer import targets
+
+    verdicts = gate.from_report(rep, targets.get("board", d), (Budget(accuracy_drop=100.0, disagreement=100.0),))
+    assert len(verdicts) == 4 and all(v.exit_code == 0 for v in verdicts)
+    assert all(c.provenance == "on-device" and "device: " in c.message for v in verdicts for c in v.checks)
 
 
 def test_an_accuracy_budget_judges_the_devices_figure(
