@@ -130,7 +130,7 @@ def validate_cmd(
         )
     if results:
         from .. import targets as targets_lib
-        from ..evaluation.device_results import apply_to_report
+        from ..flows.device_results import apply_to_report
 
         tgts = {name: targets_lib.get(name, targets_dir) for name in rep.targets}
         rep = apply_to_report(rep, results, tgts)

@@ -297,20 +297,3 @@ def latency_of(results: list[DeviceResult]) -> tuple[Latency, tuple[float, ...]]
     repeats = tuple(r.latency.p90 for r in results) if len(results) > 1 else ()
     host = {**mid.host, "results": [r.source for r in results]} if len(results) > 1 else mid.host
     return Latency(**{**{k: getattr(mid, k) for k in Latency.__dataclass_fields__}, "host": host}), repeats
-
-
-def apply_to_report(report, results: dict[str, list[DeviceResult]], targets: dict):
-    """``report`` with the latency of each file named in ``results`` (file name -> its results) taken from
-    them on every target, and each target's best pick made again. ``targets``: name -> profile."""
-    import dataclasses
-
-    from .evaluator import best_per_target
-
-    records = []
-    for m in report.records:
-        found = results.get(Path(m.artifact).name)
-        if found and not m.execution:
-            lat, repeats = latency_of(found)
-            m = dataclasses.replace(m, latency=lat, p90_repeats=repeats, settings={})
-        records.append(m)
-    return dataclasses.replace(report, records=tuple(records), best=best_per_target(records, targets))

@@ -16,7 +16,7 @@ from .. import images, metrics
 from .. import memo as memo_lib
 from ..errors import DataError
 from ..memo import Memo
-from ..training import TrainedModel
+from ..records.run import TrainedModel
 
 
 @dataclass(frozen=True)

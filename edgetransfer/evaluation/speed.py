@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, EdgeTransferError, RuntimeBackendError
+from ..exporter.formats import graphops
 from ..records.measure import ValidationReport
 from ..records.profile import OpProfile
 from ..records.vocab import MeasureMode
 from ..runtime import spec as runtime_spec
-from . import graphops
 
 # Profiled runs after the warm-up: enough for a stable mean per op on a 1-10 ms model (each profiled
 # run is slower than a plain one, so the figure itself comes from the plain timed runs).

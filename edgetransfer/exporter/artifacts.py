@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .. import _lazy, progress
@@ -25,83 +25,10 @@ from ..errors import ConfigError, EdgeTransferError, ExportError, UnsupportedErr
 from ..io import atomic_path, require_own_output, require_writable, sha256_file, write_json
 from ..memo import Memo
 from ..records import ArtifactManifest, CalibrationInfo, ExportIndex, IOSpec
-from ..training import TrainedModel
+from ..records.export import ExportedArtifact
+from ..records.run import TrainedModel
 from . import formats
 from .quantization import Calibration, QuantRecipe, calibration_set
-
-
-@dataclass(frozen=True)
-class ExportedArtifact:
-    """One exported file and what it is (its manifest, typed)."""
-
-    path: Path
-    format: str
-    precision: str
-    io: IOSpec
-    manifest: ArtifactManifest = field(repr=False)
-
-    @property
-    def metadata(self) -> dict:
-        return self.manifest.metadata
-
-    @property
-    def sha256(self) -> str:
-        return self.manifest.sha256
-
-    @property
-    def size_bytes(self) -> int:
-        return self.manifest.size_bytes
-
-    def to_json(self) -> dict:
-        return {
-            "path": str(self.path),
-            "format": self.format,
-            "precision": self.precision,
-            "io": asdict(self.io),
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-        }
-
-    @property
-    def source_run(self) -> Path:
-        """The run folder this file came from: relative to the manifest first, then the absolute path."""
-        rel = (self.path.parent / self.manifest.source_run).resolve()
-        if (rel / "manifest.json").is_file() or not self.manifest.source_run_abs:
-            return rel
-        return Path(self.manifest.source_run_abs)
-
-    def run(self) -> TrainedModel:
-        return TrainedModel.from_dir(self.source_run)
-
-    @classmethod
-    def from_manifest(cls, path: str | Path, *, verify: bool = True) -> ExportedArtifact:
-        """Re-open an artifact from its ``<file>.manifest.json`` (or the file beside it).
-
-        Raises:
-            DataError/ConfigError: no or unreadable manifest, or (``verify``) the file's sha256
-                does not match the manifest's.
-        """
-        from ..errors import DataError
-
-        path = Path(path)
-        mpath = path if path.name.endswith(".manifest.json") else path.with_name(path.name + ".manifest.json")
-        if not mpath.is_file():
-            raise DataError(
-                "no <file>.manifest.json beside the artifact",
-                path=path,
-                fix="use files written by `edgetransfer export` (keep the .manifest.json beside each)",
-            )
-        m = ArtifactManifest.read(mpath)
-        file = mpath.with_name(Path(m.path).name)
-        if not file.is_file():
-            raise DataError("artifact not found beside its manifest", path=file, fix="copy the file with its manifest")
-        if verify and sha256_file(file) != m.sha256:
-            raise DataError(
-                f"the file does not match its manifest (sha256 differs from {mpath.name})",
-                path=file,
-                fix="re-export it, or copy the file and its .manifest.json together",
-            )
-        return cls(file, m.format, m.precision, m.io, m)
 
 
 def _name(fmt: str, recipe: QuantRecipe, layout: str) -> str:
@@ -229,7 +156,7 @@ def export(
         seed, keep = replay.seed, {(replay.format, replay.recipe): replay.keep_float}
     packagings = _packagings(formats)
     pairs = plan(formats, recipes, explicit_io=explicit_io)
-    held = doctor.prepare(run, pairs, max_accuracy_drop, data_dir)  # refuses bad input before any work
+    evaluator = doctor.prepare(run, pairs, max_accuracy_drop, data_dir)  # refuses bad input before any work
     if layout not in ("nhwc", "nchw"):
         raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
     out = Path(out) if out else run.run_dir / "export"
@@ -243,7 +170,7 @@ def export(
     model = run.load_model()
     _check_classes(run, model)
     # the doctor's search is not memoised: its file depends on its measured attempts
-    model_key = memo_lib.model_digest(model) if memo is not None and held is None else ""
+    model_key = memo_lib.model_digest(model) if memo is not None and evaluator is None else ""
     results: list[DoctorResult] = []
     with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
         sources: dict[str, object] = {}
@@ -263,7 +190,7 @@ def export(
                 continue
             skey = _source_key(fmt, fmt_layout, dynamic_batch, model_key) if model_key else ""
             src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch, memo, skey)
-            if held is not None and r.precision == "int8":
+            if evaluator is not None and r.precision == "int8":
                 results.append(
                     doctor.search(
                         src,
@@ -273,7 +200,7 @@ def export(
                         calib,
                         out,
                         fmt_layout,
-                        held,
+                        evaluator,
                         max_accuracy_drop,
                         calibration,
                         seed,

@@ -14,8 +14,9 @@ from .. import targets as targets_lib
 from ..errors import ConfigError
 from ..evaluation import accuracy, speed
 from ..evaluation import device_results as device_results_lib
-from ..exporter.artifacts import ExportedArtifact
+from ..evaluation.evaluator import MeasureRequest
 from ..records import Budget
+from ..records.export import ExportedArtifact
 from ..records.measure import Verdict
 from ..runtime import isolate
 
@@ -80,23 +81,21 @@ def check(
             )
         settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
     wants_scores = b.accuracy_drop is not None or b.disagreement is not None
-    scores = accuracy.accuracy_for_check(art, target, data_dir) if wants_scores else None
-    m = evaluation.measure(
-        art,
-        target,
-        scores=scores,
+    scores = accuracy.Evaluator(art.run(), data_dir).scores(art, target)[0] if wants_scores else None
+    request = MeasureRequest(
         budget_s=budget_s,
         repeats=min_repeats,
         max_repeats=max_repeats,
         latency_budget_ms=b.latency_p90_ms,
         reference=ref_art if b.latency_ratio is not None else None,
         ratio_budget=b.latency_ratio,
-        with_latency=b.latency_p90_ms is not None and samples is None and not results,
-        with_peak_memory=b.peak_memory_mb is not None,
-        p90_samples=samples,
+        latency=b.latency_p90_ms is not None and samples is None and not results,
+        peak_memory=b.peak_memory_mb is not None,
+        p90_samples=tuple(samples) if samples is not None else None,
         settings=settings,
         profile=profile,
     )
+    m = evaluation.measure(art, target, request, scores)
     if results:
         lat, repeats = device_results_lib.latency_of(results)
         m = dataclasses.replace(m, latency=lat, p90_repeats=repeats)

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import data as data_lib
-from .. import metrics
 from .._version import __version__
 from ..errors import ConfigError, DataError
 from ..evaluation import heldout as scoring
+from ..evaluation.accuracy import Evaluator, open_session
 from ..exporter import formats
 from ..io import atomic_path, require_writable, sha256_file, write_json
 from ..records import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
@@ -96,8 +96,10 @@ def _manifest(
     )
 
 
-def _scored(manifest: RunManifest, probs: np.ndarray, ho) -> RunManifest:
-    s = metrics.scores(probs, ho.y, len(manifest.classes), manifest.backbone)
+def _scored(manifest: RunManifest, probs: np.ndarray, ev: Evaluator) -> RunManifest:
+    """The run's held-out metrics, scored by the evaluator that made ``probs``."""
+    ho = ev.held
+    s = ev.metrics_of(probs, manifest.backbone)
     m = Metrics(s.accuracy, round(s.loss, 6), len(ho.y), s.per_class, s.confusion)
     data = replace(manifest.data, val_images=len(ho.y), split_source=ho.split)
     return replace(manifest, metrics=m, data=data)
@@ -164,10 +166,8 @@ def import_model(
 
 
 def _write_keras_run(path: Path, user, pre: Preprocessing, manifest: RunManifest, out: Path, data_dir: Path):
-    from ..evaluation.heldout import held_out, reference_probs
-
     with _work_folder(out) as partial:
-        ho = held_out(TrainedModel(partial, manifest), data_dir)
+        ho = Evaluator(TrainedModel(partial, manifest), data_dir).held
         if not len(ho.y):
             raise DataError("no held-out images", path=data_dir, fix="pass --data with images in each class folder")
         labels_from = manifest.config["imported"]["labels_from"]
@@ -193,9 +193,10 @@ def _write_keras_run(path: Path, user, pre: Preprocessing, manifest: RunManifest
             model.save(tmp)
         manifest = replace(manifest, config={"imported": {**manifest.config["imported"], "output": kind}})
         write_json(partial / "manifest.json", manifest.to_json())
-        run = TrainedModel(partial, manifest)
-        probs, _ = reference_probs(run, ho.x)  # reloaded from model.keras: safe mode accepts what was written
-        manifest = _scored(manifest, probs, ho)
+        ev = Evaluator(TrainedModel(partial, manifest), data_dir, held=ho)
+        probs = ev.reference_probs()  # reloaded from model.keras: safe mode accepts what was written
+        assert probs is not None  # the folded model.keras was written just above
+        manifest = _scored(manifest, probs, ev)
         write_json(partial / "manifest.json", manifest.to_json())
     return ImportResult(TrainedModel(out, manifest), kind, tuple(notes))
 
@@ -273,12 +274,11 @@ def _file_preprocessing(path: Path, preprocess, found: dict) -> Preprocessing:
 
 
 def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resize_policy: str) -> ImportResult:
-    from ..evaluation.heldout import held_out, predict
-    from ..runtime import isolate, load_session
+    from ..runtime import isolate
 
     isolate.probe(path)  # native code meets the file in a child first; raises for a crash or a hang
     found = file_metadata(path)
-    session = load_session(path)
+    session = open_session(path)
     spec = session.input_spec
     size = spec.size
     if size <= 0 or len(spec.shape) != 4 or (spec.shape[3] if spec.layout == "NHWC" else spec.shape[1]) != 3:
@@ -307,8 +307,8 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
     manifest = _manifest(path, ds, names, size, pre.to_json(), policy, imported)
     manifest = replace(manifest, files={"artifact": f"export/{path.name}"})
     with _work_folder(out) as partial:
-        ho = held_out(TrainedModel(partial, manifest), data_dir)
-        y = predict(session, to_model_input(ho.x, transform), str(path))
+        ev = Evaluator(TrainedModel(partial, manifest), data_dir)
+        y = ev.outputs(session, transform, str(path))
         if y.ndim != 2 or y.shape[1] != len(names):
             raise ConfigError(
                 f"{path.name} outputs {y.shape[1:]} scores per image, but there are {len(names)} labels "
@@ -319,7 +319,7 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
         outside = y.min() < -1e-6 or y.max() > 1 + 1e-6 or np.abs(y.sum(1) - 1).max() > _SUM_TOLERANCE
         kind = "logits" if outside else "probabilities"
         imported = {**imported, "output": kind, "input_transform": transform, "precision": file_precision(path)}
-        manifest = _scored(replace(manifest, config={"imported": imported}), to_probabilities(y, kind), ho)
+        manifest = _scored(replace(manifest, config={"imported": imported}), to_probabilities(y, kind), ev)
         art = _write_artifact(path, partial / "export", manifest, spec, imported)
         write_json(partial / "manifest.json", manifest.to_json())
     notes = [f"labels from {labels_from}; preprocessing {pre.name!r} ({transform['kind']})", f"artifact {art}"]

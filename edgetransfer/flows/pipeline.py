@@ -28,7 +28,7 @@ from ..training import TrainConfig
 from . import stages
 
 if TYPE_CHECKING:
-    from ..exporter.artifacts import ExportedArtifact
+    from ..records.export import ExportedArtifact
     from ..training import TrainedModel
 
 __all__ = ["CheckSpec", "ExportSpec", "Flow", "FlowResult", "SweepSpec", "ValidateSpec", "run"]

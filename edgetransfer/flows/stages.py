@@ -25,8 +25,8 @@ from ..records import Budget, ValidationReport, Verdict
 
 if TYPE_CHECKING:
     from ..evaluation.speed import SpeedOptions
-    from ..exporter.artifacts import ExportedArtifact
     from ..memo import Memo
+    from ..records.export import ExportedArtifact
     from ..training import TrainConfig, TrainedModel
 
 
@@ -91,7 +91,7 @@ def exported(folder: Path, *, indexed: bool = True) -> list[ExportedArtifact]:
     lists; else every file with a readable manifest (a sweep exports a folder's precisions over
     several calls), unreadable ones skipped.
     """
-    from ..exporter.artifacts import ExportedArtifact
+    from ..records.export import ExportedArtifact
 
     if indexed:
         names = json.loads((folder / "manifest.json").read_text())["artifacts"]

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...errors import ConfigError, RuntimeBackendError
-from ..latency import MEASURED, Latency
+from ...runtime.latency import MEASURED, Latency
 from .base import (
     _SAFE_PATH,
     DEFAULT_TIMEOUT_S,

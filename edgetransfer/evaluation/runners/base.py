@@ -35,7 +35,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from ...errors import ConfigError, RuntimeBackendError
-from ..latency import MEASURED, Latency
+from ...runtime.latency import MEASURED, Latency
 
 DEFAULT_TIMEOUT_S = 300.0
 # Removing the copy gets its own time limit: it also runs after the run's limit is spent.
