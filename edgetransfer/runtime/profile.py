@@ -311,15 +311,14 @@ def profile_ort(path: Path, threads: int | None, runs: int, warmup: int, setting
 def ov_compile(path: Path, threads: int | None, settings: dict | None = None, perf_count: bool = False):
     """An OpenVINO CPU ``CompiledModel`` with ``settings`` (:func:`edgetransfer.runtime.openvino.compile_config`:
     f32 and the LATENCY hint unless they say otherwise)."""
-    ov = _lazy.require("openvino", extra="openvino")
-    from .openvino import compile_config
+    from .openvino import compile_config, core
 
     config = compile_config(threads, settings)
     if perf_count:
         config["PERF_COUNT"] = True
+    ov_core = core()  # one per process: Cores freed out of order crashed the next signal (runtime/openvino.py)
     try:
-        core = ov.Core()
-        return core.compile_model(core.read_model(str(path)), "CPU", config)
+        return ov_core.compile_model(ov_core.read_model(str(path)), "CPU", config)
     except Exception as exc:
         raise RuntimeBackendError(f"OpenVINO could not compile the model for CPU ({exc})", path=path) from None
 
