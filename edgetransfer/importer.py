@@ -423,14 +423,8 @@ def _source_info(path: Path) -> dict:
 def _work_folder(out: Path) -> Iterator[Path]:
     """``<out>.partial`` under the run lock, renamed to ``out`` when the import completes; removed when it
     fails (an import is seconds of work with nothing to resume, and a refusal must leave nothing behind)."""
-    partial = rundir.prepare(out, resume=False)
-    try:
-        with rundir.locked(partial, "import"):
-            yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    rundir.finalize(partial, out)
+    with rundir.claim(out, resume=False, what="import", keep_on_error=False) as partial:
+        yield partial
 
 
 def _manifest(
