@@ -11,6 +11,7 @@ import platform
 import resource
 import time
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -22,6 +23,12 @@ MEASURED, ON_DEVICE, ESTIMATED = "measured", "on-device", "estimated"
 @dataclass(frozen=True)
 class Latency:
     """Latency of one model on one target, in milliseconds, with where it came from."""
+
+    # Checked when a report is read (records.base): no measurement gives a zero or negative time.
+    BOUNDS: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(("p50", "p90", "p99", "mean", "samples", "threads"), "positive"),
+        **dict.fromkeys(("std", "runs", "load_ms", "peak_memory_mb"), "nonnegative"),
+    }
 
     p50: float
     p90: float

@@ -118,9 +118,13 @@ def check_cmd(
     as_json,
 ) -> None:
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
+    label = artifact or from_report or "check"
     if junit:
         require_writable(junit, "JUnit file")
         require_own_output(junit, JUNIT_KIND, "JUnit file")
+        # before anything can fail (a usage error too): the previous run's pass is never left standing
+        pending = EdgeTransferError("the check did not finish (the process ended before a verdict)")
+        atomic_write(junit, junit_error_xml(label, target_name, pending))
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
     if from_report is not None and profile:
@@ -131,12 +135,8 @@ def check_cmd(
         )
     if from_report is None and not artifact.is_file():
         raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
-    label = artifact or from_report
     if ctx.get_parameter_source("target_name") == click.core.ParameterSource.DEFAULT and not as_json:
         click.echo(f"note: no --target given: checking on {target_name} (this machine)", err=True)
-    if junit:  # before any model is loaded: a crash mid-check must leave an error case, never a stale pass
-        pending = EdgeTransferError("the check did not finish (the process ended before a verdict)")
-        atomic_write(junit, junit_error_xml(label, target_name, pending))
     try:
         budget = Budget(
             latency_p90_ms=max_latency_ms,
