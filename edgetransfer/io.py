@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import hashlib
+import io as _stdio
 import json
 import os
 import re
@@ -50,6 +52,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def close_failed_writes() -> None:
+    """Free the objects of a write that failed (call it after the ``except`` block has ended).
+
+    h5py files left open by a write that hit a full disk are held by the traceback's frames;
+    collected here, while the interpreter is whole, they close quietly. Left to the interpreter's
+    exit, HDF5 closes them after h5py's own modules are torn down and the process dies of
+    SIGSEGV after printing a correct message (issue 37). h5py prints a traceback for each
+    failed close on Python's stderr: silenced.
+    """
+    with contextlib.redirect_stderr(_stdio.StringIO()):
+        gc.collect()
 
 
 def current_umask() -> int:

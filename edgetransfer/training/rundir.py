@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
-import io
 import json
 import logging
 import os
@@ -22,6 +20,7 @@ from typing import NoReturn
 
 from .. import _lazy
 from ..errors import ConfigError, DataError, DiskFullError, UnsafeFileError
+from ..io import close_failed_writes
 from ..records import RunManifest
 from ..records.run import ResumeState
 from .config import TrainConfig
@@ -226,8 +225,7 @@ def disk_full(partial: Path) -> NoReturn:
     held by the traceback's frames; they are closed here while the interpreter is whole (HDF5 can
     crash closing them at exit), without h5py printing a traceback for each failed close.
     """
-    with contextlib.redirect_stderr(io.StringIO()):
-        gc.collect()
+    close_failed_writes()
     # Epoch checkpoints are written under temporary names and renamed (training.checkpoint), so
     # only the temporaries can be torn: the finished checkpoints stay for --resume.
     for tmp in partial.rglob(".*.tmp*"):
