@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gc
 import hashlib
 import io as _stdio
@@ -123,6 +124,70 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
             f"cannot write the {what} here: {probe} is not writable", path=path, fix="choose a folder you can write to"
         )
     return path
+
+
+# -- one writer per folder ------------------------------------------------------------------------
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def locked(partial: Path, what: str = "training run", *, remove: bool = False) -> Iterator[None]:
+    """An exclusive lock on ``partial`` for this process's lifetime (released by the OS on
+    ``kill -9``), so a second writer (``train``, ``import``, ``export``, ``sweep``) into the same folder is told a
+    live one holds it.
+
+    The process that does not get the lock raises at once and touches nothing: the folder is the
+    winner's (issue 37: the loser of a race deleted the winner's ``.partial``). A lock file that
+    was removed or replaced between our ``open`` and ``flock`` (a winner finishing: ``rundir.finalize``
+    renames the folder, then removes its lock) is lost too: the inode check is the usual lock-file
+    idiom (e.g. ``filelock``'s ``UnixFileLock`` and Debian's ``lockfile-progs``). ``remove``: unlink
+    the lock file on release (safe because of that check), for folders that must not keep it.
+    """
+    partial.mkdir(parents=True, exist_ok=True)
+    lock = partial / LOCK_FILE
+    busy = ConfigError(
+        f"another {what} finished or removed this folder while this one started",
+        path=partial,
+        fix="check the folder; choose another --out to write a new one",
+    )
+    try:
+        fh = open(lock, "a+")  # noqa: SIM115 (held for the whole run)
+    except FileNotFoundError:  # the folder was renamed away (a winner finished) after our mkdir
+        raise busy from None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        who = fh.read().strip() or "another process"
+        fh.close()
+        raise ConfigError(
+            f"a live {what} ({who}) is writing this folder",
+            path=partial,
+            fix="wait for it to finish, or choose another --out",
+        ) from None
+    if not _same_file(fh, lock):
+        fh.close()
+        raise busy
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    try:
+        yield
+    finally:
+        if remove and _same_file(fh, lock):
+            lock.unlink(missing_ok=True)
+        fh.close()
+
+
+def _same_file(fh, path: Path) -> bool:
+    """Whether the open ``fh`` is still the file at ``path`` (not unlinked, renamed or replaced)."""
+    try:
+        a, b = os.fstat(fh.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 # -- what edgetransfer may write over ------------------------------------------------------------

@@ -14,6 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+# a worker that dies or hangs fails the run at once, naming its test (tests/worker_watch.py)
+pytest_plugins = ["worker_watch"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
@@ -104,8 +107,8 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_exports(tiny_run):
     """fp32 and int8 TFLite and ONNX files of ``tiny_run``: {(format, precision): artifact}."""
-    from edgetransfer.exporter import export
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.quantization import QuantRecipe
 
     arts = export(tiny_run, ["tflite", "onnx"], [QuantRecipe.fp32(), QuantRecipe.int8(calibration_size=12)])
     return {(a.format, a.precision): a for a in arts}
@@ -227,8 +230,8 @@ def untrained_exports(untrained_run, tmp_path_factory):
     """Every file format in every precision of ``untrained_run`` (TFLite x5, ONNX x4), exported
     once per session: {(format, precision): ExportedArtifact}. A superset of ``tiny_exports``'
     keys, for tests of mechanics (files, manifests, runtimes, exit codes), not of accuracy."""
-    from edgetransfer.exporter import export
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.quantization import QuantRecipe
 
     recipes = [QuantRecipe.named(p, **kw) for p, kw in UNTRAINED_RECIPES]
     arts = export(untrained_run, ["all"], recipes, out=tmp_path_factory.mktemp("untrained-export"))

@@ -150,12 +150,21 @@ def test_no_public_name_shadows_a_submodule():
     submodules = {m.name for m in pkgutil.iter_modules([str(PKG)])}
     clash = sorted(set(edgetransfer.__all__) & submodules)
     assert not clash, f"public names hiding submodules: {clash}"
-    for name in ("training", "exporter", "evaluation", "gate", "formats", "quantization", "report", "data"):
+    for name in (
+        "training",
+        "exporter",
+        "evaluation",
+        "gate",
+        "exporter.formats",
+        "exporter.quantization",
+        "report",
+        "data",
+    ):
         assert importlib.import_module(f"edgetransfer.{name}").__name__ == f"edgetransfer.{name}"
 
 
 def test_format_registry_answers_every_format_question():
-    from edgetransfer import formats
+    from edgetransfer.exporter import formats
 
     assert set(formats.file_formats()) == {"tflite", "onnx"} and "tflm" in formats.names()
     assert formats.for_path("x/model.onnx").name == "onnx" and formats.get("tflite").suffix == ".tflite"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgetransfer.io import sha256_file
-from edgetransfer.latency import Latency
+from edgetransfer.records.latency import Latency
 from edgetransfer.records.measure import Best, Measurement, Reference, ValidationReport
 
 PASSED_JUNIT = '<testsuite name="edgetransfer.check" tests="1" failures="0" errors="0"></testsuite>\n'

@@ -9,11 +9,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import evaluation, gate, speed
+from .. import evaluation, gate
 from .. import targets as targets_lib
 from ..errors import ConfigError
-from ..exporter import ExportedArtifact
+from ..evaluation import accuracy, speed
+from ..evaluation.evaluator import MeasureRequest
 from ..records import Budget
+from ..records.export import ExportedArtifact
 from ..records.measure import Verdict
 from ..runtime import isolate
 
@@ -52,7 +54,7 @@ def check(
     if ref_art is not None:
         isolate.probe(ref_art.path)
     targets_lib.require_runnable(target, art.format, art.precision, Path(art.path).name)
-    has_data = evaluation.has_held_out(art, data_dir)
+    has_data = accuracy.has_held_out(art, data_dir)
     b = gate.budget_for(target, pipeline_budget, budget, accuracy=has_data)
     if not has_data and target.budgets.accuracy_drop is not None:
         log.warning(
@@ -71,21 +73,19 @@ def check(
                 fix="drop --settings-from for this target",
             )
         settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
-    scores = evaluation.accuracy_for_check(art, target, data_dir) if b.accuracy_drop is not None else None
-    m = evaluation.measure(
-        art,
-        target,
-        scores=scores,
+    scores = accuracy.Evaluator(art.run(), data_dir).scores(art, target)[0] if b.accuracy_drop is not None else None
+    request = MeasureRequest(
         budget_s=budget_s,
         repeats=min_repeats,
         max_repeats=max_repeats,
         latency_budget_ms=b.latency_p90_ms,
         reference=ref_art if b.latency_ratio is not None else None,
         ratio_budget=b.latency_ratio,
-        with_latency=b.latency_p90_ms is not None and samples is None,
-        with_peak_memory=b.peak_memory_mb is not None,
-        p90_samples=samples,
+        latency=b.latency_p90_ms is not None and samples is None,
+        peak_memory=b.peak_memory_mb is not None,
+        p90_samples=tuple(samples) if samples is not None else None,
         settings=settings,
         profile=profile,
     )
+    m = evaluation.measure(art, target, request, scores)
     return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)

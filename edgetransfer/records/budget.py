@@ -9,7 +9,7 @@ that order (profile < pipeline file < command line): a later layer's set field w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 from ..errors import ConfigError
@@ -19,6 +19,11 @@ from .base import Record
 # post-training int8 typically costs 0-2 points on ImageNet-scale models (TFLite model
 # optimization guide), so 1 point keeps an int8 file that quantized well and drops one that did not.
 DEFAULT_PICK_ACCURACY_DROP = 1.0
+
+
+def _cli(flag: str, help: str) -> dict:
+    """A field's command-line option (``cli/_options.py`` makes it): the flag and its help."""
+    return {"cli": {"flag": flag, "help": help}}
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,33 @@ class Budget(Record):
     KIND: ClassVar[str] = "edgetransfer.budget"
     SCHEMA: ClassVar[int] = 1
 
-    latency_p90_ms: float | None = None
-    latency_ratio: float | None = None
-    accuracy_drop: float | None = None
-    size_mb: float | None = None
-    peak_memory_mb: float | None = None
-    ram_kb: float | None = None
-    flash_kb: float | None = None
+    latency_p90_ms: float | None = field(
+        default=None, metadata=_cli("--max-latency-ms", "p90 latency budget (overrides the profile).")
+    )
+    latency_ratio: float | None = field(
+        default=None, metadata=_cli("--max-latency-ratio", "p50 / p50 of --reference, measured in the same run.")
+    )
+    accuracy_drop: float | None = field(
+        default=None, metadata=_cli("--max-accuracy-drop", "points below the float model (overrides the profile).")
+    )
+    size_mb: float | None = field(
+        default=None, metadata=_cli("--max-size-mb", "file size budget (overrides the profile).")
+    )
+    peak_memory_mb: float | None = field(
+        default=None,
+        metadata=_cli(
+            "--max-peak-memory-mb",
+            "peak resident memory of loading and running the file, in MB (host: measured in a child process).",
+        ),
+    )
+    ram_kb: float | None = field(
+        default=None,
+        metadata=_cli("--max-ram-kb", "microcontrollers: tensor arena budget in KiB (default: the part's RAM)."),
+    )
+    flash_kb: float | None = field(
+        default=None,
+        metadata=_cli("--max-flash-kb", "microcontrollers: model size budget in KiB (default: the part's flash)."),
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):

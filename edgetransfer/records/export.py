@@ -3,10 +3,13 @@ and the TFLite Micro bundle."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
+from ..io import sha256_file
 from .base import Record
+from .run import ArtifactManifest, IOSpec, TrainedModel
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,77 @@ class RecipeFile(Record):
     calibration: str = "auto"
     seed: int = 0
     measured: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportedArtifact:
+    """One exported file and what it is (its manifest, typed)."""
+
+    path: Path
+    format: str
+    precision: str
+    io: IOSpec
+    manifest: ArtifactManifest = field(repr=False)
+
+    @property
+    def metadata(self) -> dict:
+        return self.manifest.metadata
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.sha256
+
+    @property
+    def size_bytes(self) -> int:
+        return self.manifest.size_bytes
+
+    def to_json(self) -> dict:
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "precision": self.precision,
+            "io": asdict(self.io),
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+        }
+
+    @property
+    def source_run(self) -> Path:
+        """The run folder this file came from: relative to the manifest first, then the absolute path."""
+        rel = (self.path.parent / self.manifest.source_run).resolve()
+        if (rel / "manifest.json").is_file() or not self.manifest.source_run_abs:
+            return rel
+        return Path(self.manifest.source_run_abs)
+
+    def run(self) -> TrainedModel:
+        return TrainedModel.from_dir(self.source_run)
+
+    @classmethod
+    def from_manifest(cls, path: str | Path, *, verify: bool = True) -> ExportedArtifact:
+        """Re-open an artifact from its ``<file>.manifest.json`` (or the file beside it).
+
+        Raises:
+            DataError/ConfigError: no or unreadable manifest, or (``verify``) the file's sha256
+                does not match the manifest's.
+        """
+        from ..errors import DataError
+
+        path = Path(path)
+        mpath = path if path.name.endswith(".manifest.json") else path.with_name(path.name + ".manifest.json")
+        if not mpath.is_file():
+            raise DataError(
+                "no <file>.manifest.json beside the artifact",
+                path=path,
+                fix="use files written by `edgetransfer export` (keep the .manifest.json beside each)",
+            )
+        m = ArtifactManifest.read(mpath)
+        file = mpath.with_name(Path(m.path).name)
+        if not file.is_file():
+            raise DataError("artifact not found beside its manifest", path=file, fix="copy the file with its manifest")
+        if verify and sha256_file(file) != m.sha256:
+            raise DataError(
+                f"the file does not match its manifest (sha256 differs from {mpath.name})",
+                path=file,
+                fix="re-export it, or copy the file and its .manifest.json together",
+            )
+        return cls(file, m.format, m.precision, m.io, m)

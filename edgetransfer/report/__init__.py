@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import gate
 from ..io import atomic_write
 from . import plots
 from .profile import html_section
@@ -89,7 +90,7 @@ def _rows(report) -> list[list[str]]:
 def best(report) -> dict:
     """``report.best`` without a file that does not fit its target's memory: a file that cannot
     run there is never the best (issue #26); such a target maps to None."""
-    unfit = {(r.artifact, r.target) for r in report.records if (getattr(r, "memory", None) or {}).get("fits") is False}
+    unfit = {(r.artifact, r.target) for r in report.records if not gate.fits(r)}
     out: dict = {t: (None if (b.artifact, t) in unfit else b) for t, b in report.best.items()}
     for _, target in sorted(unfit):
         out.setdefault(target, None)  # a target where nothing fits is said, not left out

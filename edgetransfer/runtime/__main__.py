@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeTransferError
-from ..latency import measure
 from . import isolate, load_session, runtime_for
+from .latency import measure
 from .profile import profile
 
 

@@ -29,11 +29,11 @@ from ..data import tfdata
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, require_outside, require_writable, write_json
 from ..records import DataInfo, Metrics, RunManifest
+from ..records.run import TrainedModel
 from . import cluster as cluster_lib
 from . import interrupt, rundir
 from .config import RECIPE_SOURCES, WORKFLOWS, Plan, TrainConfig, choose
 from .fit import FitContext, FitResult, predict_files
-from .rundir import TrainedModel
 
 __all__ = ["WORKFLOWS", "Plan", "TrainConfig", "TrainedModel", "choose", "train"]
 log = logging.getLogger("edgetransfer")

@@ -35,7 +35,7 @@ from .._progress import progress
 from ..backbones.weights import sha256_file
 from ..data import ImageFile, tfdata
 from ..errors import ConfigError
-from .rundir import TrainedModel
+from ..records.run import TrainedModel
 
 log = logging.getLogger("edgetransfer")
 LOSS = "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, softmax(s))  (Hinton et al. 2015)"

@@ -14,150 +14,26 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import NoReturn
 
 from .. import _lazy
-from ..errors import ConfigError, DataError, DiskFullError, UnsafeFileError
-from ..io import close_failed_writes
-from ..records import RunManifest
+from ..errors import ConfigError, DiskFullError
+from ..io import LOCK_FILE, close_failed_writes, locked
 from ..records.run import ResumeState
+from ..records.run import TrainedModel as TrainedModel  # the finished run, read back (a record)
 from .config import TrainConfig
 
 RESUME_FILE = "config.json"
-LOCK_FILE = ".lock"
 log = logging.getLogger("edgetransfer")
 # What counts as progress worth protecting in a .partial folder: a phase backup or a
 # finished phase's weights. A folder with only config.json is a failed start, not a run.
 _PROGRESS = ("backup_*", "*.weights.h5", "*.csv")
 
 
-@dataclass(frozen=True)
-class TrainedModel:
-    """A finished run directory: ``model.keras``, ``manifest.json`` and two PNGs."""
-
-    run_dir: Path
-    manifest: RunManifest = field(repr=False)
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.manifest.classes)
-
-    @property
-    def input_size(self) -> int:
-        return int(self.manifest.input_size)
-
-    @property
-    def has_float_model(self) -> bool:
-        """Whether the run has a Keras float model (a run imported from a .tflite/.onnx has none)."""
-        return "model" in self.manifest.files
-
-    @property
-    def model_path(self) -> Path:
-        if not self.has_float_model:
-            raise DataError(
-                "this run has no float Keras model (it was imported from an exported file)",
-                path=self.run_dir / "manifest.json",
-                fix="measure the file's own accuracy, or import the original Keras model for a float reference",
-            )
-        path = (self.run_dir / self.manifest.files["model"]).resolve()
-        if self.run_dir.resolve() not in path.parents:
-            raise UnsafeFileError(
-                f"manifest.json points the model outside the run folder ({path})",
-                path=self.run_dir / "manifest.json",
-                fix="restore the run's own manifest.json",
-            )
-        return path
-
-    @property
-    def val_accuracy(self) -> float | None:
-        return self.manifest.metrics.val_accuracy
-
-    @classmethod
-    def from_dir(cls, run_dir: str | Path) -> TrainedModel:
-        """Open a finished run; a missing, partial or broken one is a clear error."""
-        run_dir = Path(run_dir)
-        path = run_dir / "manifest.json"
-        if not path.is_file():
-            partial = run_dir.with_name(run_dir.name + ".partial")
-            hint = (
-                " (an interrupted run: finish it with `edgetransfer train ... --resume`)" if partial.exists() else ""
-            )
-            raise ConfigError(
-                f"not a finished run directory: no manifest.json{hint}",
-                path=run_dir,
-                fix="pass the --out folder of a finished `edgetransfer train`",
-            )
-        return cls(run_dir, RunManifest.read(path))
-
-    def load_model(self):  # -> keras.Model
-        """The Keras model, loaded with ``safe_mode`` (no code from the file runs)."""
-        from ..safe_keras import load_model
-
-        return load_model(self.model_path)
-
-
 def _has_progress(partial: Path) -> bool:
     return any(any(partial.glob(p)) for p in _PROGRESS)
-
-
-@contextlib.contextmanager
-def locked(partial: Path, what: str = "training run", *, remove: bool = False) -> Iterator[None]:
-    """An exclusive lock on ``partial`` for this process's lifetime (released by the OS on
-    ``kill -9``), so a second ``train`` (or ``sweep``) into the same ``--out`` is told a live one holds it.
-
-    The process that does not get the lock raises at once and touches nothing: the folder is the
-    winner's (issue 37: the loser of a race deleted the winner's ``.partial``). A lock file that
-    was removed or replaced between our ``open`` and ``flock`` (a winner finishing: :func:`finalize`
-    renames the folder, then removes its lock) is lost too: the inode check is the usual lock-file
-    idiom (e.g. ``filelock``'s ``UnixFileLock`` and Debian's ``lockfile-progs``). ``remove``: unlink
-    the lock file on release (safe because of that check), for folders that must not keep it.
-    """
-    partial.mkdir(parents=True, exist_ok=True)
-    lock = partial / LOCK_FILE
-    busy = ConfigError(
-        f"another {what} finished or removed this folder while this one started",
-        path=partial,
-        fix="check the folder; choose another --out to write a new one",
-    )
-    try:
-        fh = open(lock, "a+")  # noqa: SIM115 (held for the whole run)
-    except FileNotFoundError:  # the folder was renamed away (a winner finished) after our mkdir
-        raise busy from None
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        who = fh.read().strip() or "another process"
-        fh.close()
-        raise ConfigError(
-            f"a live {what} ({who}) is writing this folder",
-            path=partial,
-            fix="wait for it to finish, or choose another --out",
-        ) from None
-    if not _same_file(fh, lock):
-        fh.close()
-        raise busy
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()}")
-    fh.flush()
-    try:
-        yield
-    finally:
-        if remove and _same_file(fh, lock):
-            lock.unlink(missing_ok=True)
-        fh.close()
-
-
-def _same_file(fh, path: Path) -> bool:
-    """Whether the open ``fh`` is still the file at ``path`` (not unlinked, renamed or replaced)."""
-    try:
-        a, b = os.fstat(fh.fileno()), os.stat(path)
-    except OSError:
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 @contextlib.contextmanager
