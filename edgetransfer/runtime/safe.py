@@ -60,7 +60,7 @@ def ours(path: str | Path) -> bool:
 
 def _passed_marker(digest: str, memory_mb: int) -> Path:
     from .._version import __version__
-    from .profile import cache_dir
+    from .peak import cache_dir
 
     return cache_dir() / "probed" / f"{digest}-{int(memory_mb)}-{__version__}"
 
