@@ -16,7 +16,9 @@ import io as _stdio
 import json
 import os
 import re
+import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -256,6 +258,37 @@ def require_own_output(path: str | Path, kinds: str | tuple[str, ...], what: str
     return path
 
 
+def require_regular_file(path: str | Path, what: str, max_bytes: int | None = None) -> Path:
+    """``path`` if it is a regular file of at most ``max_bytes``; checked before it is opened, since
+    opening a FIFO blocks until a writer comes and a device (``/dev/zero``) never ends (issue 37).
+
+    Raises:
+        ConfigError: missing, a folder, a FIFO, socket or device, or larger than ``max_bytes``.
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the {what} ({exc.strerror or exc})", path=path, fix=f"pass an existing {what}"
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"the {what} is a folder, not a file", path=path, fix=f"pass the {what} itself")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(
+            f"the {what} is not a regular file (a FIFO, socket or device): refused before reading it",
+            path=path,
+            fix=f"pass a {what} saved on disk",
+        )
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise ConfigError(
+            f"the {what} is {info.st_size:,} bytes, over the {max_bytes:,} a {what} may have",
+            path=path,
+            fix=f"pass the right file (a {what} is far smaller)",
+        )
+    return path
+
+
 def is_within(path: str | Path, folder: str | Path) -> bool:
     """``path`` is ``folder`` or inside it (symbolic links resolved)."""
     p, f = Path(path).resolve(), Path(folder).resolve()
@@ -303,6 +336,17 @@ def check_component(name: object, what: str = "name") -> str:
             fix="use letters, digits, '-', '_' and '.' (not first)",
         )
     return name
+
+
+def label_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a class label, or ``None``. A label is one line of ``labels.txt``
+    (MediaPipe, the Task Library, our metadata): a line break of any kind (``str.splitlines``
+    also splits on U+2028, U+2029, U+0085, form feed...), another control character or a path
+    (``/``) would shift every later label or leave the folder it names."""
+    if not isinstance(name, str) or not name.strip():
+        return "is not a non-empty text"
+    bad = sorted({repr(c) for c in name if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c == "/"})
+    return f"holds {', '.join(bad)}" if bad else None
 
 
 def safe_component(name: str) -> str:

@@ -31,7 +31,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation import heldout as scoring
 from ..evaluation.accuracy import Evaluator, open_session
 from ..exporter import formats
-from ..io import atomic_path, require_writable, sha256_file, write_json
+from ..io import atomic_path, require_regular_file, require_writable, sha256_file, write_json
 from ..records import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 from ..training import TrainedModel, rundir
 from .import_keras import _SUM_TOLERANCE, _own_normalization, check_io, fold, load_keras, output_kind, read_labels
@@ -39,6 +39,8 @@ from .import_preprocess import _SPEC_HELP, PRESETS, Preprocessing, parse_preproc
 
 log = logging.getLogger("edgetransfer")
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# Flatbuffers and protobuf files stop at 2 GiB; a Keras classifier is far below 4 GiB
+MAX_MODEL_BYTES = 4 << 30
 FILE_SUFFIXES = (".tflite", ".onnx")
 
 
@@ -132,6 +134,8 @@ def import_model(
     path = Path(model)
     if not path.exists():
         raise ConfigError("model not found", path=path, fix="pass the path of a .keras, .h5, .tflite or .onnx file")
+    if not path.is_dir():  # a FIFO would block the first read, /dev/zero never ends (issue 37)
+        require_regular_file(path, "model", MAX_MODEL_BYTES)
     out = Path(out) if out is not None else Path("runs") / path.stem
     require_writable(out, "run directory")
     if path.suffix in FILE_SUFFIXES:

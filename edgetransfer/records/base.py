@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import ConfigError
+from ..io import label_problem
 
 T = TypeVar("T")
 
@@ -97,6 +98,14 @@ _RULES: dict[str, tuple[Any, str]] = {
     "nonnegative": (lambda v: v >= 0, "zero or more"),
     "fraction": (lambda v: 0 <= v <= 1, "a fraction from 0 to 1"),
     "sha256": (lambda v: v == "" or re.fullmatch(r"[0-9a-f]{64}", v) is not None, "a sha256 (64 hex digits)"),
+    # one line of labels.txt: an old run's class "a\nb" exported a labels file longer than the outputs (issue 37)
+    "label": (
+        lambda v: label_problem(v) is None,
+        "a class label (one line of labels.txt: no line break, control character or '/')",
+    ),
+}
+_RULE_FIX = {
+    "label": "rename that class in the run's manifest.json (and its data folder), or train/import the run again",
 }
 
 
@@ -107,7 +116,9 @@ def _check_bounds(cls: type, values: dict, where: str) -> None:
         for i, v in enumerate(value if isinstance(value, tuple) else (value,)):
             if v is not None and not test(v):
                 at = f"{where}.{name}" + (f"[{i}]" if isinstance(value, tuple) else "")
-                raise _bad(at, v, wanted)
+                err = _bad(at, v, wanted)
+                err.fix = _RULE_FIX.get(rule, err.fix)
+                raise err
 
 
 def _from_dict(cls: type[T], raw: Any, where: str) -> T:
