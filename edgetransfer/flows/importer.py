@@ -285,6 +285,13 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
             path=path,
             fix="export the file with a fixed [1, S, S, 3] (or [1, 3, S, S]) image input",
         )
+    outputs = getattr(session, "outputs", 1)
+    if outputs != 1:  # the runtimes read the first output: a second one would be ignored silently
+        raise ConfigError(
+            f"{path.name} has {outputs} outputs; a classifier has one (the scores of each image)",
+            path=path,
+            fix="export the model with its class scores as its only output",
+        )
     pre = _file_preprocessing(path, preprocess, found)
     ds = data_lib.load(data_dir)
     if labels is None and found.get("labels"):

@@ -85,7 +85,10 @@ def pipeline_for(
     p = result.configs[result.best[t.name]]  # type: ignore[index]
     lim, lat = result.limits[t.name], p.latency[t.name]
     plan = workflow_for(p.backbone, p.image_size, cfg, n_train)
-    target = str(t.path) if str(t.path).endswith((".yaml", ".yml")) and t.origin == "path" else t.name
+    # a profile file the user pointed at (--target FILE, --targets-dir): by its absolute path, since the
+    # pick's pipeline file resolves relative paths from its own folder (issue 37); shipped ones by name
+    named_file = str(t.path).endswith((".yaml", ".yml")) and t.origin in ("path", "targets-dir")
+    target = str(Path(t.path).resolve()) if named_file else t.name
     train = {k: getattr(cfg, k) for k in TRAIN_KEYS}
     train.update(backbone=p.backbone, image_size=p.image_size, workflow=plan.workflow)
     if plan.workflow != "fine-tune":
