@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..evaluation import accuracy, delegation, speed
 from ..evaluation import device_results as device_results_lib
 from ..evaluation.evaluator import MeasureRequest
+from ..io import sha256_file
 from ..records import Budget
 from ..records.export import ExportedArtifact
 from ..records.measure import ValidationReport, Verdict
@@ -120,4 +121,8 @@ def judge_report(
     report = ValidationReport.read(report_path)
     target = targets_lib.get(target_name, targets_dir)
     name = str(artifact) if artifact is not None else None
-    return gate.from_report(report, target, (pipeline_budget, budget), artifact=name, source=str(report_path))
+    # the file at hand: the report's figures must be of THIS file, not one with the same name
+    digest = sha256_file(artifact) if artifact is not None and Path(artifact).is_file() else None
+    return gate.from_report(
+        report, target, (pipeline_budget, budget), artifact=name, source=str(report_path), sha256=digest
+    )
