@@ -12,11 +12,12 @@ import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from . import isa as isa_lib
 from . import strict_yaml
 from .errors import ConfigError, UnsupportedError
 from .evaluation import runners
 from .exporter import formats
-from .exporter.formats import PRECISIONS
+from .exporter.formats import INTEGER_PRECISIONS, PRECISIONS
 from .io import check_component
 from .records import Budget
 from .runtime import spec as runtime_spec
@@ -133,9 +134,19 @@ class TargetProfile:
     sources: tuple[str, ...] = ()
     path: str = ""
     origin: str = "path"  # path | targets-dir | cwd | shipped: where it was found (see search_path)
+    # The accelerator computes in integers only (Edge TPU, NPUs, microcontroller int8 kernels): a file that
+    # computes in float anywhere (dynamic range: int8 weights, float activations) cannot run on it.
+    integer_only: bool = False
+    # What the CPU can do: instruction-set extensions (avx2, avx512_vnni, neon, dotprod, ...) or [host]
+    # for this machine's (edgetransfer.isa); () when the profile does not say.
+    isa: tuple[str, ...] = ()
 
     def can_run(self, fmt: str, precision: str) -> str | None:
         """``None`` if this target runs ``fmt`` at ``precision``, else why not."""
+        if self.integer_only and precision not in INTEGER_PRECISIONS:
+            return f"{self.name} is integer-only (integer_only: true) and a {precision} file computes in float" + (
+                " (dynamic range: int8 weights, float activations)" if precision == "dynamic" else ""
+            )
         if fmt not in self.formats:
             return f"{self.name} runs {'/'.join(self.formats)} files, not {fmt}"
         if precision not in self.precisions:
@@ -175,6 +186,9 @@ def _typed_section(key: str, sub: dict, path: Path) -> dict:
             out[k] = want_str_list(v, name, path, choices=PRECISIONS if k == "precisions" else None)
         elif k in ("name", "partitioning"):
             out[k] = want_str(v, name, path)
+        elif k == "full_delegation":  # a requirement, not a limit (records.budget.FLAGS)
+            if v is not True:
+                raise ConfigError(f"key '{name}' must be true (or left out)", path=path, fix=f"set {name}: true")
         else:
             out[k] = want_number(v, name, path, min=0)
     return out
@@ -207,6 +221,10 @@ def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
         raw["clock_mhz"] = want_number(raw["clock_mhz"], "clock_mhz", path, min=0)
     if raw.get("runner") is not None:
         raw["runner"] = runners.parse(raw["runner"], path)
+    if "integer_only" in raw and not isinstance(raw["integer_only"], bool):
+        raise ConfigError("key 'integer_only' must be true or false", path=path, fix="set integer_only: true")
+    if raw.get("isa") is not None:
+        raw["isa"] = isa_lib.parse(want_str_list(raw["isa"], "isa", path), path)
     prof = TargetProfile(**raw, path=str(path), origin=origin)
     _check_values(prof, path)
     return prof
@@ -242,6 +260,11 @@ def _check_values(p: TargetProfile, path: Path) -> None:
             set(p.precisions) <= set(PRECISIONS),
             f"unknown precision in {list(p.precisions)}",
             f"use {', '.join(PRECISIONS)}",
+        ),
+        (
+            not p.integer_only or set(p.precisions) <= set(INTEGER_PRECISIONS),
+            f"integer_only: true, yet precisions lists {[x for x in p.precisions if x not in INTEGER_PRECISIONS]}",
+            f"list only {', '.join(INTEGER_PRECISIONS)}, or drop integer_only",
         ),
         (
             p.measure != "runner" or p.runner is not None,

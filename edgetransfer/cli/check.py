@@ -59,6 +59,15 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Judge p90s measured elsewhere (bench --json outputs of THIS file) instead of measuring; repeatable.",
 )
+@click.option(
+    "--device-result",
+    "device_results",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Judge the latency a device measured of THIS file: benchmark_litert_model --result_json, benchmark_model's "
+    "log or onnxruntime_perf_test's output; repeatable (several runs give a 95% interval).",
+)
+@click.option("--device-name", help="The device the --device-result files come from (named in the verdict and JUnit).")
 @options(MeasureRequest, "repeats", "max_repeats", "budget_s")
 @click.option(
     "--settings-from",
@@ -116,6 +125,10 @@ def _refuse(artifact, from_report, junit, opts) -> None:
         raise click.UsageError(
             "--from-report judges figures as measured (with their recorded settings): drop --settings-from"
         )
+    if opts["device_results"] and (from_report is not None or opts["latency_samples"]):
+        raise click.UsageError("--device-result is a latency measured elsewhere: drop --from-report/--latency-samples")
+    if opts["device_name"] is not None and not opts["device_results"]:
+        raise click.UsageError("--device-name names the device of --device-result files: pass them too")
     if from_report is None and not artifact.is_file():
         raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
 
@@ -142,6 +155,8 @@ def _verdicts(artifact, target_name, from_report, budget: Budget, opts) -> list[
             max_repeats=max(measured["repeats"], measured["max_repeats"]),
             settings_from=opts["settings_from"],
             profile=opts["profile"],
+            device_results=opts["device_results"],
+            device_name=opts["device_name"],
         )
     ]
 

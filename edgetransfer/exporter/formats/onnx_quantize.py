@@ -89,8 +89,9 @@ def _quantize(
             quant_format=q.QuantFormat.QDQ,
             per_channel=recipe.per_channel,
             activation_type=q.QuantType.QUInt8,
-            weight_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QUInt8 if "u8u8" in recipe.options else q.QuantType.QInt8,
             calibrate_method=method,
+            reduce_range="reduce_range" in recipe.options,  # 7-bit weights (formats/onnx.py OPTIONS)
             nodes_to_exclude=floats,  # mixed precision: these nodes stay float
             extra_options=extra,  # and these activations are 16-bit, plus the recipe's options
         )
