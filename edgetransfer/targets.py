@@ -29,7 +29,16 @@ OP_KINDS = ("conv", "depthwise", "dense", "elementwise", "pool", "other")
 
 @dataclass(frozen=True)
 class Device:
-    """Constants of the cost model (per-op MACs and bytes against these rates)."""
+    """Constants of the cost model (per-op MACs and bytes against these rates).
+
+    Attributes:
+        peak_gmacs: effective GMAC/s at full utilisation, per precision (``{fp32: 80, int8: 160}``).
+        memory_gbps: sustained memory bandwidth, GB/s: an op is bound by its bytes when they take longer.
+        efficiency: the share of the peak each op kind reaches (``conv``, ``depthwise``, ``dense``,
+            ``elementwise``, ``pool``, ``other``); a kind left out runs at 1.0.
+        per_op_us: dispatch cost added per op, microseconds.
+        fixed_ms: invoke overhead added per inference, ms.
+    """
 
     peak_gmacs: dict  # precision -> effective GMAC/s at full utilisation
     memory_gbps: float
@@ -40,7 +49,15 @@ class Device:
 
 @dataclass(frozen=True)
 class Delegate:
-    """Which ops an accelerator takes and how it splits a graph."""
+    """Which ops an accelerator takes and how it splits a graph.
+
+    Attributes:
+        name: the delegate or accelerator (``gpu``, ``edgetpu``, ``nnapi``), named in the output.
+        supported_ops: the op types it takes (TFLite builtin or ONNX op names); the others fall back.
+        precisions: the precisions it runs; a file of another precision runs on the CPU.
+        partitioning: ``segments``: every run of supported ops is its own partition (GPU delegate,
+            NNAPI); ``first_segment``: only the ops before the first unsupported one (Edge TPU compiler).
+    """
 
     name: str
     supported_ops: tuple[str, ...] = ()
@@ -56,6 +73,12 @@ class Memory:
 
     The TFLM tensor arena must be one contiguous block: ``arena_max_kb`` is the largest
     contiguous SRAM region (defaults to ``sram_kb``); ``psram_kb`` is external RAM.
+
+    Attributes:
+        sram_kb: on-chip SRAM, KiB: the default ``ram_kb`` budget.
+        flash_kb: flash, KiB: the default ``flash_kb`` budget (the model's bytes must fit).
+        psram_kb: external PSRAM, KiB (0: none).
+        arena_max_kb: the largest contiguous SRAM region the tensor arena may take, KiB (default ``sram_kb``).
     """
 
     sram_kb: float
@@ -66,6 +89,33 @@ class Memory:
 
 @dataclass(frozen=True)
 class TargetProfile:
+    """A device as a YAML profile (``targets/*.yaml``): what it runs, how its latency is had, its budgets.
+
+    Attributes:
+        name: the profile's name, as ``--target NAME`` takes it; one plain file name (it becomes a
+            folder under a sweep's ``picks/``).
+        description: one line, shown by ``edgetransfer targets list``.
+        runtime: the runtime that runs the files, a name of the runtime registry (``litert``,
+            ``onnxruntime``, ``openvino``, ``tflm``).
+        formats: the file formats the device runs (``tflite``, ``onnx``).
+        precisions: the precisions it runs (``fp32``, ``fp16``, ``dynamic``, ``int8``, ``int16x8``).
+        measure: where latency comes from: ``host`` (timed on this machine), ``runner`` (timed on the
+            device by ``runner``) or ``estimate`` (the per-op cost model with ``device``'s constants).
+        provider: the runtime's execution provider or delegate (``cpu``, ``gpu``, ``qnn``, ``coreml``,
+            ``tensorrt``, ...).
+        threads: threads the runtime runs with; empty: the runtime's default (host targets: every core).
+        input_dtype: the input type the device takes (``any``, ``uint8``), as the profile's sources say.
+        runner: how to reach the device when ``measure: runner``: an ``ssh``, ``adb`` or ``command``
+            section (below), each with its own ``timeout_s``.
+        device: the cost model's constants, needed when ``measure: estimate``.
+        delegate: the accelerator's op list and partitioning, for the delegate compatibility report.
+        budgets: the profile's budgets for ``check``, merged field by field under the pipeline file's
+            and the command line's (profile < pipeline < command line); ``latency_ratio`` is refused here.
+        clock_mhz: microcontrollers (``runtime: tflm``): the core clock the latency estimate assumes, MHz.
+        memory: microcontrollers: SRAM, flash and PSRAM, needed by ``runtime: tflm``.
+        sources: where the constants come from (datasheets, published benchmarks): one citation a line.
+    """
+
     name: str
     description: str
     runtime: str

@@ -98,11 +98,11 @@ def test_onnx_constant_of_shape_bomb_stays_in_the_child(tmp_path):
     assert _rss_mb() - before < 500  # the 14 GB never reached this process
 
 
-def test_our_files_skip_the_probe_and_foreign_copies_take_it(tiny_exports, tmp_path, monkeypatch):
+def test_our_files_skip_the_probe_and_foreign_copies_take_it(untrained_exports, tmp_path, monkeypatch):
     """Also measures the safe mode's cost (printed; the README quotes it)."""
     from edgetransfer.runtime import safe
 
-    art = tiny_exports[("tflite", "int8")].path
+    art = untrained_exports[("tflite", "int8")].path
     assert safe.ours(art)
     copy = tmp_path / "copied.tflite"
     shutil.copy(art, copy)
@@ -131,12 +131,12 @@ def test_our_files_skip_the_probe_and_foreign_copies_take_it(tiny_exports, tmp_p
     assert children == [copy]  # ours: no child; foreign: one; safe=False and the cached second: none
 
 
-def test_probe_is_skipped_inside_the_probe(monkeypatch, tiny_exports):
+def test_probe_is_skipped_inside_the_probe(monkeypatch, untrained_exports):
     calls = []
     monkeypatch.setattr(isolate, "probe", lambda *a, **k: calls.append(a))
-    Classifier(tiny_exports[("onnx", "fp32")].path, safe=True)
+    Classifier(untrained_exports[("onnx", "fp32")].path, safe=True)
     assert len(calls) == 1
-    Classifier(tiny_exports[("onnx", "fp32")].path, safe=False)
+    Classifier(untrained_exports[("onnx", "fp32")].path, safe=False)
     assert len(calls) == 1
 
 

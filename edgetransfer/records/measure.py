@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from ..errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK
 from .base import Record
 from .delegation import Delegation
+from .device import DeviceAccuracy
 from .latency import Latency
 from .profile import OpProfile
 from .vocab import Status
@@ -41,6 +42,10 @@ class Measurement(Record):
         delegation: how the runtime that ran the file here delegated it, observed (accelerator, nodes
             taken, partitions, ops that fell back, ops left in float); ``None`` where nothing ran
             (``compatibility`` holds the static prediction).
+        accuracy_by: who produced ``accuracy``: ``litert, host`` (a runtime on this machine) or the device's
+            label (``device: raspberrypi over ssh``); empty in reports written before it was recorded.
+        device_accuracy: on a runner target whose device ran the held-out images: the device's run against
+            this host's run of the same file (``accuracy`` and ``agreement`` are then the device's).
     """
 
     KIND: ClassVar[str] = "edgetransfer.measurement"
@@ -72,6 +77,8 @@ class Measurement(Record):
     profiles: tuple[OpProfile, ...] = ()
     tuning: dict = field(default_factory=dict)
     delegation: Delegation | None = None
+    accuracy_by: str = ""
+    device_accuracy: DeviceAccuracy | None = None
 
     @property
     def label(self) -> str:

@@ -10,7 +10,7 @@ TensorFlow (the app-side ``edgetransfer.runtime`` uses it). The exporter and the
 doctor ask a spec and never compare format names.
 
 Adding a format is adding one module that calls :func:`register`, and its name to
-``_MODULES`` (the README's "Adding a format or a runtime" lists what the module provides).
+``_MODULES`` (docs/development.md, "Adding a format or a runtime", lists what the module provides).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import _lazy
+from ..._quiet import quiet_onnxruntime_quantization
 
 if TYPE_CHECKING:
     from ..quantization import Calibration, QuantRecipe
@@ -52,6 +53,7 @@ def _quantize(
 ) -> None:
     q = _lazy.require("onnxruntime.quantization", extra="runtime")
     onnx = _lazy.require("onnx")
+    quiet_onnxruntime_quantization()  # its prints and root-logger warnings: debug records (issue #38)
     if recipe.precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
