@@ -21,7 +21,8 @@ from typing import Any
 
 from .errors import ConfigError
 from .evaluation import stats
-from .records import DEFAULT_PICK_ACCURACY_DROP, Budget
+from .io import sha256_file
+from .records import DEFAULT_PICK_ACCURACY_DROP, Budget, trust
 from .records.measure import Best, Check, Measurement, ValidationReport, Verdict
 from .records.vocab import Provenance, Status
 from .runtime import spec as runtime_spec
@@ -255,10 +256,21 @@ def budget_for(target, *layers: Budget | None, accuracy: bool = True) -> Budget:
 
 
 def from_report(
-    report: ValidationReport, target, layers: Sequence[Budget | None], *, artifact: str | None = None, source: str = ""
+    report: ValidationReport,
+    target,
+    layers: Sequence[Budget | None],
+    *,
+    artifact: str | None = None,
+    source: str = "",
+    sha256: str | None = None,
 ) -> list[Verdict]:
     """Judge the measurements of ``report`` on ``target`` (optionally one ``artifact``, by
-    file name or path) without loading anything: the live check's rule on the same numbers."""
+    file name or path) without loading anything: the live check's rule on the same numbers.
+
+    Args:
+        sha256: the artifact's own sha256 (when the file is at hand): a measurement of another
+            file with the same name is refused, naming the key (:mod:`edgetransfer.records.trust`).
+    """
     # a bf16 execution of an fp32 file (validate --bf16) is a candidate, not the file as deployed by default
     found = [m for m in report.records if m.target == target.name and not m.execution]
     if artifact is not None:
@@ -270,6 +282,10 @@ def from_report(
             path=source or None,
             fix=f"pick one it has ({', '.join(have) or 'none'}), or validate on that target first",
         )
+    if sha256 is not None and artifact is not None:
+        for m in found:
+            where = f"{source or 'report'}: records[{report.records.index(m)}].sha256"
+            trust.require_same_file(artifact, m.sha256, where, digest=sha256)
     return [judge(m, budget_for(target, *layers), source=source) for m in found]
 
 
@@ -289,7 +305,11 @@ def judge_report(
     report = ValidationReport.read(report_path)
     target = targets_lib.get(target_name, targets_dir)
     name = str(artifact) if artifact is not None else None
-    return from_report(report, target, (pipeline_budget, budget), artifact=name, source=str(report_path))
+    # the file at hand: the report's figures must be of THIS file, not one with the same name
+    digest = sha256_file(artifact) if artifact is not None and Path(artifact).is_file() else None
+    return from_report(
+        report, target, (pipeline_budget, budget), artifact=name, source=str(report_path), sha256=digest
+    )
 
 
 def validate_samples(docs: Sequence, sha256: str, name: str) -> list[float]:

@@ -114,6 +114,11 @@ class TargetProfile:
         clock_mhz: microcontrollers (``runtime: tflm``): the core clock the latency estimate assumes, MHz.
         memory: microcontrollers: SRAM, flash and PSRAM, needed by ``runtime: tflm``.
         sources: where the constants come from (datasheets, published benchmarks): one citation a line.
+        integer_only: the accelerator computes in integers only (Edge TPU, NPUs, microcontroller int8
+            kernels): a file that computes in float anywhere (``dynamic``: int8 weights, float
+            activations) is refused on it.
+        isa: what the CPU can do: instruction-set extensions (``avx2``, ``avx512_vnni``, ``neon``,
+            ``dotprod``, ...), or ``[host]`` for this machine's; empty when the profile does not say.
     """
 
     name: str

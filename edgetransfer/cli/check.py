@@ -86,13 +86,11 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 @click.pass_context
 def check_cmd(ctx, artifact, target_name, from_report, junit, **opts) -> None:
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
-    limits = take(Budget, opts)
-    _refuse(artifact, from_report, junit, opts)
-    label = artifact or from_report
+    label = artifact or from_report or "check"
+    _refuse(artifact, from_report, junit, opts, label, target_name)
+    limits = take(Budget, opts)  # a nonsense budget is exit 2, after the pending JUnit error is written
     if ctx.get_parameter_source("target_name") == click.core.ParameterSource.DEFAULT and not opts["as_json"]:
         click.echo(f"note: no --target given: checking on {target_name} (this machine)", err=True)
-    if junit:  # before any model is loaded: a crash mid-check must leave an error case, never a stale pass
-        junit_lib.write_pending(junit, label, target_name)
     try:
         verdicts = _verdicts(artifact, target_name, from_report, Budget(**limits), opts)
     except EdgeTransferError as exc:
@@ -112,11 +110,13 @@ def check_cmd(ctx, artifact, target_name, from_report, junit, **opts) -> None:
     ctx.exit(code)
 
 
-def _refuse(artifact, from_report, junit, opts) -> None:
-    """Usage errors, before any work."""
+def _refuse(artifact, from_report, junit, opts, label, target_name) -> None:
+    """Usage errors, before any work. The JUnit file gets its error case first: whatever fails after
+    (a usage error, a doctored report, a crash mid-check), the previous run's pass is gone (issue 37)."""
     if junit:
         require_writable(junit, "JUnit file")
         require_report_path(junit, JUNIT_KIND, "JUnit file")  # JUnit of any tool, or an empty file
+        junit_lib.write_pending(junit, label, target_name)
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
     if from_report is not None and opts["profile"]:

@@ -52,6 +52,17 @@ class Measurement(Record):
     SCHEMA: ClassVar[int] = 1
     # Written for readers of today's JSON, derived from the fields, ignored when read back.
     DERIVED: ClassVar[tuple[str, ...]] = ("latency_ms", "provenance", "runtime")
+    # Checked when read from JSON (records.base): a report is a gate's input, as untrusted as a model.
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "size_bytes": "positive",
+        "sha256": "sha256",
+        "accuracy": "fraction",
+        "agreement": "fraction",
+        "per_class_accuracy": "fraction",
+        "p90_repeats": "positive",
+        "ratio_repeats": "positive",
+        "peak_memory_mb": "positive",
+    }
 
     artifact: str
     format: str
@@ -108,6 +119,7 @@ class Reference(Record):
     """The float Keras model on the same held-out data and host."""
 
     DERIVED: ClassVar[tuple[str, ...]] = ("latency_ms",)
+    BOUNDS: ClassVar[dict[str, str]] = {"accuracy": "fraction"}
 
     accuracy: float | None
     model: str
@@ -121,6 +133,8 @@ class Reference(Record):
 @dataclass(frozen=True)
 class Best(Record):
     """Per target: the fastest artifact within the target's accuracy budget (and memory, where measured)."""
+
+    BOUNDS: ClassVar[dict[str, str]] = {"p50_ms": "positive", "accuracy": "fraction"}
 
     artifact: str
     p50_ms: float

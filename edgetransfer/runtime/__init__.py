@@ -1,12 +1,13 @@
 """The app side: run exported models with LiteRT, ONNX Runtime, OpenVINO or TFLM, no TensorFlow needed.
 
->>> from edgetransfer.runtime import Classifier
->>> clf = Classifier("model_int8_iouint8.tflite")
->>> clf.classify("bee.jpg", top=2)
-[('bees', 0.97), ('ants', 0.03)]
-
 Importable with only ``pip install "edgetransfer[runtime]"``. Which runtimes exist and what each
 can measure is the registry in :mod:`edgetransfer.runtime.spec`; the names below read it.
+
+Examples:
+    >>> from edgetransfer.runtime import Classifier
+    >>> clf = Classifier("model_int8_iouint8.tflite")
+    >>> clf.classify("bee.jpg", top=2)
+    [('bees', 0.97), ('ants', 0.03)]
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class Classifier:
         self, path: str | Path, *, threads: int | None = None, provider: str = "cpu", safe: bool | None = None
     ):
         """``safe``: probe the file in a child process first (:mod:`edgetransfer.runtime.safe`);
-        ``None`` (default) does so for files without a matching ``<file>.manifest.json``."""
+        ``None`` (default) does so unless these exact bytes passed a probe before (a manifest beside
+        the file is no proof: it is as easy to forge); ``True`` always; ``False`` never (files you trust)."""
         self.path = Path(path)
         _safe.guard(self.path, safe)
         self.session = load_session(self.path, threads, provider)
