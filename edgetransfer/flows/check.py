@@ -98,6 +98,8 @@ def check(
         profile=profile,
     )
     m = evaluation.measure(art, target, request, scores)
+    if results:  # the device's word on delegation, not this host's (None: the static prediction is judged)
+        m = dataclasses.replace(m, delegation=delegation.from_device(results))
     notes = delegation.isa_findings(art, target) + (delegation.findings(m) if b.full_delegation is None else [])
     for finding in notes:
         log.warning("%s", finding)  # with --require-full-delegation the verdict says it
