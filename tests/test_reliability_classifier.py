@@ -98,13 +98,13 @@ def test_onnx_constant_of_shape_bomb_stays_in_the_child(tmp_path):
     assert _rss_mb() - before < 500  # the 14 GB never reached this process
 
 
-def test_every_file_is_probed_once_whatever_its_manifest_says(tiny_exports, tmp_path, monkeypatch):
+def test_every_file_is_probed_once_whatever_its_manifest_says(untrained_exports, tmp_path, monkeypatch):
     """Also measures the safe mode's cost (printed; the README quotes it). Issue 37: a matching
     manifest no longer skips the probe (it is as easy to forge); a probe's pass is what is remembered."""
     from edgetransfer.runtime import safe
 
     monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path / "cache"))
-    art = tiny_exports[("tflite", "int8")].path
+    art = untrained_exports[("tflite", "int8")].path
     assert safe.ours(art)
     copy = tmp_path / "copied.tflite"
     shutil.copy(art, copy)
@@ -134,12 +134,12 @@ def test_every_file_is_probed_once_whatever_its_manifest_says(tiny_exports, tmp_
     assert children == [art]
 
 
-def test_probe_is_skipped_inside_the_probe(monkeypatch, tiny_exports):
+def test_probe_is_skipped_inside_the_probe(monkeypatch, untrained_exports):
     calls = []
     monkeypatch.setattr(isolate, "probe", lambda *a, **k: calls.append(a))
-    Classifier(tiny_exports[("onnx", "fp32")].path, safe=True)
+    Classifier(untrained_exports[("onnx", "fp32")].path, safe=True)
     assert len(calls) == 1
-    Classifier(tiny_exports[("onnx", "fp32")].path, safe=False)
+    Classifier(untrained_exports[("onnx", "fp32")].path, safe=False)
     assert len(calls) == 1
 
 

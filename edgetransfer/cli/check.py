@@ -11,7 +11,7 @@ import click
 from .. import gate
 from ..errors import ConfigError, EdgeTransferError
 from ..evaluation.evaluator import MeasureRequest
-from ..io import require_own_output, require_writable
+from ..io import JUNIT_KIND, require_report_path, require_writable
 from ..records import Budget
 from ..records.measure import Verdict
 from ..report import junit as junit_lib
@@ -19,8 +19,6 @@ from ._common import echo, emit, json_option
 from ._guards import COUNT
 from ._options import options, take
 from .targets import targets_dir_option
-
-JUNIT_KIND = "edgetransfer.junit"  # what io.existing_kind calls our JUnit files
 
 
 def _samples(paths: tuple[Path, ...]) -> list | None:
@@ -61,6 +59,15 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Judge p90s measured elsewhere (bench --json outputs of THIS file) instead of measuring; repeatable.",
 )
+@click.option(
+    "--device-result",
+    "device_results",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Judge the latency a device measured of THIS file: benchmark_litert_model --result_json, benchmark_model's "
+    "log or onnxruntime_perf_test's output; repeatable (several runs give a 95% interval).",
+)
+@click.option("--device-name", help="The device the --device-result files come from (named in the verdict and JUnit).")
 @options(MeasureRequest, "repeats", "max_repeats", "budget_s")
 @click.option(
     "--settings-from",
@@ -108,7 +115,7 @@ def _refuse(artifact, from_report, junit, opts, label, target_name) -> None:
     (a usage error, a doctored report, a crash mid-check), the previous run's pass is gone (issue 37)."""
     if junit:
         require_writable(junit, "JUnit file")
-        require_own_output(junit, JUNIT_KIND, "JUnit file")
+        require_report_path(junit, JUNIT_KIND, "JUnit file")  # JUnit of any tool, or an empty file
         junit_lib.write_pending(junit, label, target_name)
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
@@ -118,6 +125,10 @@ def _refuse(artifact, from_report, junit, opts, label, target_name) -> None:
         raise click.UsageError(
             "--from-report judges figures as measured (with their recorded settings): drop --settings-from"
         )
+    if opts["device_results"] and (from_report is not None or opts["latency_samples"]):
+        raise click.UsageError("--device-result is a latency measured elsewhere: drop --from-report/--latency-samples")
+    if opts["device_name"] is not None and not opts["device_results"]:
+        raise click.UsageError("--device-name names the device of --device-result files: pass them too")
     if from_report is None and not artifact.is_file():
         raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
 
@@ -144,6 +155,8 @@ def _verdicts(artifact, target_name, from_report, budget: Budget, opts) -> list[
             max_repeats=max(measured["repeats"], measured["max_repeats"]),
             settings_from=opts["settings_from"],
             profile=opts["profile"],
+            device_results=opts["device_results"],
+            device_name=opts["device_name"],
         )
     ]
 

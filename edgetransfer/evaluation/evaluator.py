@@ -24,7 +24,7 @@ from ..records.export import ExportedArtifact
 from ..records.measure import Measurement, ValidationReport
 from ..records.vocab import MeasureMode
 from ..runtime import latency
-from . import compat, speed
+from . import compat, delegation, speed
 from .accuracy import Scores
 from .memory import peak_memory_mb
 from .timing import REPORT_REPEATS, measure_latency, measure_ratio, runtime_of
@@ -134,6 +134,7 @@ def measure(
     comp = None
     if target.delegate is not None:
         comp = compat.for_artifact(art.path, target.delegate, art.precision).to_json()
+    observed = delegation.observe(art, target, lat)
     return Measurement(
         artifact=str(art.path),
         format=art.format,
@@ -148,6 +149,8 @@ def measure(
         accuracy_drop=scores.drop if scores else None,
         accuracy_split=scores.split if scores else "",
         per_class_accuracy=scores.per_class if scores else (),
+        accuracy_by=scores.by if scores else "",
+        device_accuracy=scores.device if scores else None,
         p90_repeats=p90s,
         ratio_reference=str(request.reference.path) if request.reference is not None else "",
         ratio_repeats=ratios,
@@ -158,6 +161,7 @@ def measure(
         execution=request.execution,
         profiles=profiles,
         tuning=dict(request.tuning),
+        delegation=observed,
     )
 
 
