@@ -27,7 +27,7 @@ from .records.vocab import Provenance, Status
 from .runtime import spec as runtime_spec
 
 # A FAILED latency from repeats spread wider than this is the host's noise, not the model's:
-# on a loaded 2-core runner p90s of repeats were seen to differ 2x (README, "Budgets in CI").
+# on a loaded 2-core runner p90s of repeats were seen to differ 2x (docs/tasks/check.md).
 UNSTABLE_SPREAD = 1.5
 
 
@@ -126,6 +126,36 @@ def peak_memory_check(m: Measurement, max_mb: float) -> Check:
     return _upper("peak_memory", m.peak_memory_mb, max_mb, "MB", m.provenance or Provenance.MEASURED)
 
 
+def delegation_check(m: Measurement) -> Check:
+    """The whole graph on the target's accelerator: as observed where the file ran (``m.delegation``), else
+    as the static analyzer predicts (``m.compatibility``); failed naming the ops that fell back."""
+    d = m.delegation
+    if d is not None:
+        share = d.nodes_accelerated / d.nodes_total if d.nodes_total else 0.0
+        status = Status.PASSED if d.full else Status.FAILED
+        words = "takes the whole graph" if d.full else "does not take the whole graph"
+        msg = f"full_delegation: {words} on {m.target}: {d.describe()}"
+        if d.float_ops:
+            msg += f"; {d.float_ops} op(s) computed in float ({', '.join(d.float_op_types)})"
+        return Check("full_delegation", status, round(share, 4), 1.0, "of nodes", d.source, None, msg)
+    c = m.compatibility
+    if c is None:
+        raise ConfigError(
+            f"{Path(m.artifact).name} on {m.target}: no delegation was observed (nothing ran here) and the "
+            "profile names no delegate to predict it",
+            fix="check on a host target, or add a delegate section to the profile, or drop --require-full-delegation",
+        )
+    full = bool(c.get("full"))
+    fell = ", ".join(sorted(set(c.get("fallback_ops") or ()))) or "none named"
+    msg = (
+        f"full_delegation: {c.get('delegate')} is predicted to take {c.get('ops_delegated')}/{c.get('ops_total')} "
+        f"ops in {c.get('partitions')} partition(s) on {m.target}" + ("" if full else f"; falls back: {fell}")
+    )
+    share = c["ops_delegated"] / c["ops_total"] if c.get("ops_total") else 0.0
+    return Check("full_delegation", Status.PASSED if full else Status.FAILED, round(share, 4), 1.0, "of ops",
+                 "predicted", None, msg)  # fmt: skip
+
+
 def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
     """Every set budget of ``budget`` against ``m``; collects every check before returning.
 
@@ -145,6 +175,8 @@ def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
         checks.append(peak_memory_check(m, budget.peak_memory_mb))
     if budget.ram_kb is not None or budget.flash_kb is not None:
         checks += memory_checks(m, budget)
+    if budget.full_delegation:
+        checks.append(delegation_check(m))
     if not checks:
         raise ConfigError(
             f"no budget to check for {m.target}",

@@ -112,7 +112,7 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
 
 # -- what edgetransfer may write over ------------------------------------------------------------
 #
-# The rule (README, "Conventions"): edgetransfer never writes over a file it did not create in this
+# The rule (docs/reliability.md): edgetransfer never writes over a file it did not create in this
 # command unless it is its own output of the same kind (a report over a report, an export index
 # over an export index), never writes outside the folder the user named, and never writes into a
 # data folder. The commands check it at their entry, before any work.
@@ -121,7 +121,7 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
 _TEXT_KINDS = {
     ".md": ("# edgetransfer validation", "edgetransfer.validation"),
     ".html": ("<title>edgetransfer report</title>", "edgetransfer.validation"),
-    ".xml": ('<testsuite name="edgetransfer.check"', "edgetransfer.junit"),  # report.junit
+    ".xml": ('<testsuite name="edgetransfer.check"', "edgetransfer.junit"),  # report.junit (JUNIT_KIND)
 }
 
 
@@ -174,6 +174,41 @@ def require_own_output(path: str | Path, kinds: str | tuple[str, ...], what: str
             fix=f"choose another path; edgetransfer only replaces its own {what} there",
         )
     return path
+
+
+# CI conventions (issue #38): pytest's --junitxml, ctest's --output-junit and the GitHub Actions test
+# reporters replace the report path they are given; CI scripts create it first (mktemp) or keep the
+# previous job's JUnit from another tool there. A report path the user names is therefore replaced
+# when it holds nothing, or a report of its own kind: JUnit XML from any tool (a <testsuite> or
+# <testsuites> root, the schema's two roots), our own Markdown/HTML/JSON report. Anything else (a
+# model, a manifest, an image, a README) stays refused: the rule protects the user's data.
+JUNIT_KIND = "edgetransfer.junit"
+_JUNIT_ROOT = re.compile(rb"(?:\s|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*<(?:testsuites?)[\s>/]", re.S)
+
+
+def is_junit_xml(path: str | Path) -> bool:
+    """``path`` is JUnit XML written by any tool: its root element is ``<testsuite>`` or ``<testsuites>``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return _JUNIT_ROOT.match(head.removeprefix(b"\xef\xbb\xbf")) is not None
+
+
+def require_report_path(path: str | Path, kinds: str | tuple[str, ...], what: str) -> Path:
+    """Refuse, before any work, a report path (``--junit``, ``--report``, ``--html``) that holds the
+    user's data; an empty file, JUnit XML of any tool (when ``kinds`` has :data:`JUNIT_KIND`) and our
+    own report of ``kinds`` are replaced.
+
+    Raises:
+        ConfigError: as :func:`require_own_output`, for anything else.
+    """
+    path = Path(path)
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    if path.is_file() and (path.stat().st_size == 0 or (JUNIT_KIND in kinds and is_junit_xml(path))):
+        return path
+    return require_own_output(path, kinds, what)
 
 
 def is_within(path: str | Path, folder: str | Path) -> bool:

@@ -33,6 +33,9 @@ def options(record: type, *names: str) -> Callable[[F], F]:
         for fld in reversed(_cli_fields(record, names)):
             meta = fld.metadata["cli"]
             default = None if fld.default is dataclasses.MISSING else fld.default
+            if meta.get("unit") == "flag":  # a requirement: given (True) or not (None, the profile's word stands)
+                f = click.option(meta["flag"], fld.name, is_flag=True, default=None, help=meta.get("help"))(f)
+                continue
             f = click.option(
                 meta["flag"],
                 fld.name,

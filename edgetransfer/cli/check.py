@@ -11,7 +11,7 @@ import click
 from .. import gate
 from ..errors import ConfigError, EdgeTransferError
 from ..evaluation.evaluator import MeasureRequest
-from ..io import require_own_output, require_writable
+from ..io import JUNIT_KIND, require_report_path, require_writable
 from ..records import Budget
 from ..records.measure import Verdict
 from ..report import junit as junit_lib
@@ -19,8 +19,6 @@ from ._common import echo, emit, json_option
 from ._guards import COUNT
 from ._options import options, take
 from .targets import targets_dir_option
-
-JUNIT_KIND = "edgetransfer.junit"  # what io.existing_kind calls our JUnit files
 
 
 def _samples(paths: tuple[Path, ...]) -> list | None:
@@ -109,7 +107,7 @@ def _refuse(artifact, from_report, junit, opts) -> None:
     """Usage errors, before any work."""
     if junit:
         require_writable(junit, "JUnit file")
-        require_own_output(junit, JUNIT_KIND, "JUnit file")
+        require_report_path(junit, JUNIT_KIND, "JUnit file")  # JUnit of any tool, or an empty file
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
     if from_report is not None and opts["profile"]:

@@ -14,7 +14,7 @@ from ..evaluation import save
 from ..evaluation.speed import SpeedOptions, pinned_settings
 from ..exporter import formats as formats_lib
 from ..flows.validate import validate
-from ..io import existing_kind, require_own_output
+from ..io import existing_kind, require_report_path
 from ..records.measure import ValidationReport
 from ._common import echo, emit, json_option, table
 from ._guards import COUNT, SECONDS
@@ -88,8 +88,8 @@ def validate_cmd(
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
     if tune and settings_from:
         raise click.UsageError("--tune measures new settings, --settings-from reuses recorded ones: pass one")
-    if report_path:  # a report replaces a report, never a run manifest or the user's file
-        require_own_output(report_path, "edgetransfer.validation", "report")
+    if report_path:  # a report replaces a report (or an empty file), never a run manifest or the user's file
+        require_report_path(report_path, "edgetransfer.validation", "report")
     for a in artifacts:  # "not a model" before "no manifest beside it" (issue #26: validate README.md)
         if Path(a).is_file():
             try:

@@ -24,6 +24,7 @@ from ..records.measure import Reference
 from ..records.run import TrainedModel
 from ..runtime import latency, load_session, runtime_for
 from ..runtime import spec as runtime_spec
+from . import reference as reference_lib
 from . import speed
 from .heldout import Adapted, HeldOut, held_out, predict, probe_batch, reference_probs, to_model_input
 
@@ -92,12 +93,21 @@ class Evaluator:
         data_dir: held-out images; default the run's own held-out split.
         memo: reuse predictions made before by the same model or file on the same images (the sweep).
         held: the held-out data when the caller has it already.
+        stored: an exported file: the float predictions its export stored for these images
+            (:mod:`.reference`) are used instead of running the float model (no TensorFlow loaded).
     """
 
     def __init__(
-        self, run: TrainedModel, data_dir: str | Path | None = None, *, memo: Memo | None = None, held=None
+        self,
+        run: TrainedModel,
+        data_dir: str | Path | None = None,
+        *,
+        memo: Memo | None = None,
+        held=None,
+        stored: str | Path | None = None,
     ) -> None:
         self.run, self.data_dir, self.memo = run, data_dir, memo
+        self.stored = Path(stored) if stored is not None else None  # a file whose export may hold the reference
         self._held: HeldOut | None = held
         self._images = ""
         self._reference: tuple[np.ndarray, Any] | None = None
@@ -124,6 +134,12 @@ class Evaluator:
 
     def reference_probs(self) -> np.ndarray | None:
         """The float model's probabilities on the held-out images; ``None`` for a run without one (imported)."""
+        if self._reference is None and self.stored is not None:
+            found = reference_lib.find(self.stored, self.held, self.n_classes)
+            if found is not None:
+                self._reference = (found[0], None)  # no Keras model loaded
+        if self._reference is not None:
+            return self._reference[0]
         if not self.run.has_float_model:
             return None
         if self._reference is None:
@@ -159,6 +175,9 @@ class Evaluator:
             acc = self.reference_accuracy()
         assert self._reference is not None and acc is not None
         model = self._reference[1]
+        if model is None:  # read from the export: the Keras model is not loaded, so not timed
+            assert self.stored is not None
+            return Reference(acc, str(self.stored.parent / reference_lib.FILE), None)
         lat = latency.measure(
             lambda: _KerasSession(model), self.held.x[:1], budget_s=budget_s, runtime_version="keras"
         )

@@ -24,7 +24,7 @@ from ..records.export import ExportedArtifact
 from ..records.measure import Measurement, ValidationReport
 from ..records.vocab import MeasureMode
 from ..runtime import latency
-from . import compat, speed
+from . import compat, delegation, speed
 from .accuracy import Scores
 from .memory import peak_memory_mb
 from .timing import REPORT_REPEATS, measure_latency, measure_ratio, runtime_of
@@ -134,6 +134,7 @@ def measure(
     comp = None
     if target.delegate is not None:
         comp = compat.for_artifact(art.path, target.delegate, art.precision).to_json()
+    observed = delegation.observe(art, target, lat)
     return Measurement(
         artifact=str(art.path),
         format=art.format,
@@ -158,6 +159,7 @@ def measure(
         execution=request.execution,
         profiles=profiles,
         tuning=dict(request.tuning),
+        delegation=observed,
     )
 
 

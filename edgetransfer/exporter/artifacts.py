@@ -10,6 +10,7 @@ folder, so a run folder can be moved or copied between CI jobs.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -18,17 +19,21 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .. import _lazy, progress
+import numpy as np
+
+from .. import _lazy, isa, progress
 from .. import memo as memo_lib
 from .._version import __version__
 from ..errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
 from ..io import atomic_path, require_own_output, require_writable, sha256_file, write_json
 from ..memo import Memo
-from ..records import ArtifactManifest, CalibrationInfo, ExportIndex, IOSpec
+from ..records import ArtifactManifest, CalibrationInfo, ExportIndex, FloatReference, IOSpec
 from ..records.export import ExportedArtifact
 from ..records.run import TrainedModel
 from . import formats
 from .quantization import Calibration, QuantRecipe, calibration_set
+
+log = logging.getLogger("edgetransfer")
 
 
 def _name(fmt: str, recipe: QuantRecipe, layout: str) -> str:
@@ -155,7 +160,7 @@ def export(
         calibration = replay.calibration if str(calibration) == "auto" else calibration
         seed, keep = replay.seed, {(replay.format, replay.recipe): replay.keep_float}
     packagings = _packagings(formats)
-    pairs = plan(formats, recipes, explicit_io=explicit_io)
+    pairs = _for_isa(plan(formats, recipes, explicit_io=explicit_io), targets)
     evaluator = doctor.prepare(run, pairs, max_accuracy_drop, data_dir)  # refuses bad input before any work
     if layout not in ("nhwc", "nchw"):
         raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
@@ -231,9 +236,53 @@ def export(
         for a in arts:
             if a.format == spec.packages and a.precision in spec.precisions:
                 spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
-    _write_index(out, run, calib)
+    _write_index(out, run, calib, _float_reference(out, run, model, evaluator, memo, model_key))
     doctor.raise_unmet(results, arts)
     return arts
+
+
+def _float_reference(out: Path, run: TrainedModel, model, evaluator, memo: Memo | None, model_key: str):
+    """Store the float model's held-out predictions with the files (:mod:`edgetransfer.evaluation.reference`), so
+    ``check``/``validate`` score accuracy drops without TensorFlow; None when there is no held-out data."""
+    from ..evaluation import reference
+    from ..evaluation.heldout import held_out
+
+    if evaluator is not None:  # the doctor's search: its held-out data and float predictions, computed once
+        ho, probs = evaluator.held, evaluator.reference_probs()
+    else:
+        try:
+            ho = held_out(run)
+        except EdgeTransferError as exc:  # the run's data is gone: the files are still good, without a reference
+            log.info("note: no float reference stored with the export (%s)", exc.problem)
+            return None
+        key = memo_lib.digest("reference", model_key, ho.digest) if memo is not None and model_key else ""
+        probs = memo.get_array("predictions", key) if memo is not None and key else None
+        if probs is None:
+            probs = model.predict(ho.x, verbose=0)
+            if memo is not None and key:
+                memo.put_array("predictions", key, probs)
+    if probs is None or len(ho.y) == 0 or not np.isfinite(probs).all():  # a broken float model: no reference
+        log.info("note: no float reference stored with the export (no held-out image, or non-finite predictions)")
+        return None
+    return reference.write(out, ho, probs, run.model_path)
+
+
+def _for_isa(pairs: list[tuple[str, QuantRecipe]], targets: Sequence) -> list[tuple[str, QuantRecipe]]:
+    """int8 recipes of formats with saturation-free weights get them when a target's CPU is x86 without VNNI
+    (:mod:`edgetransfer.isa`)."""
+    out = []
+    for fmt, r in pairs:
+        options = isa.for_targets(formats.get(fmt).quantizer_options, r.precision, r.options, targets)
+        if options != tuple(r.options):
+            log.info(
+                "note: %s int8 with option %s: %s run x86 without VNNI (U8S8 pairs would saturate in int16)",
+                fmt,
+                options[-1],
+                ", ".join(isa.saturating_targets(targets)),
+            )
+            r = replace(r, options=options)
+        out.append((fmt, r))
+    return out
 
 
 def _memo_key(
@@ -314,6 +363,7 @@ def write_artifact(
     ``prebuilt``: the file's bytes from the memo (``source`` unused; the manifest says ``memo``).
     """
     extra = {"keep_float": tuple(keep_float)} if keep_float else {}
+    made_for = isa.quantized_for(formats.get(fmt).quantizer_options, recipe.precision, recipe.options)
     path = out / (name or _name(fmt, recipe, layout))
     meta = _metadata(run, fmt, recipe, layout, out, dynamic_batch)
     start = time.perf_counter()
@@ -347,6 +397,7 @@ def write_artifact(
         recipe={
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
             **{k: list(v) for k, v in extra.items()},
+            **({"quantized_for": made_for} if made_for else {}),
         },  # fmt: skip
         calibration={"source": calib.source, "count": len(calib.images)}
         if calib and recipe.needs_calibration
@@ -382,11 +433,12 @@ def _versions(fmt: str) -> dict:
     return v
 
 
-def _write_index(out: Path, run: TrainedModel, calib: Calibration | None) -> None:
+def _write_index(out: Path, run: TrainedModel, calib: Calibration | None, ref: FloatReference | None = None) -> None:
     listed = {p.name[: -len(".manifest.json")] for p in out.glob("*.manifest.json")}
     index = ExportIndex(
         source_run=os.path.relpath(run.run_dir.resolve(), out.resolve()),
         artifacts=tuple(sorted(listed)),
         calibration=CalibrationInfo(calib.source, len(calib.images), tuple(calib.files)) if calib else None,
+        reference=ref,
     )
     write_json(out / "manifest.json", index.to_json())

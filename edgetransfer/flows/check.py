@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import evaluation, gate
 from .. import targets as targets_lib
 from ..errors import ConfigError
-from ..evaluation import accuracy, speed
+from ..evaluation import accuracy, delegation, speed
 from ..evaluation.evaluator import MeasureRequest
 from ..records import Budget
 from ..records.export import ExportedArtifact
@@ -73,7 +73,8 @@ def check(
                 fix="drop --settings-from for this target",
             )
         settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
-    scores = accuracy.Evaluator(art.run(), data_dir).scores(art, target)[0] if b.accuracy_drop is not None else None
+    ev = accuracy.Evaluator(art.run(), data_dir, stored=art.path)  # the export's reference: no TensorFlow
+    scores = ev.scores(art, target)[0] if b.accuracy_drop is not None else None
     request = MeasureRequest(
         budget_s=budget_s,
         repeats=min_repeats,
@@ -88,4 +89,7 @@ def check(
         profile=profile,
     )
     m = evaluation.measure(art, target, request, scores)
+    notes = delegation.isa_findings(art, target) + (delegation.findings(m) if b.full_delegation is None else [])
+    for finding in notes:
+        log.warning("%s", finding)  # with --require-full-delegation the verdict says it
     return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)

@@ -72,13 +72,15 @@ def export(
     calibration_size: int = 100,
     max_accuracy_drop: float | None = None,
     memo: Memo | None = None,
+    targets: Sequence = (),
 ) -> list[ExportedArtifact]:
-    """Every format x precision of ``run`` under ``out`` (the model is traced once)."""
+    """Every format x precision of ``run`` under ``out`` (the model is traced once), for ``targets`` (profiles:
+    their CPUs' instruction sets choose the int8 weights' width, :mod:`edgetransfer.isa`)."""
     from ..exporter.artifacts import export as export_run
     from ..exporter.quantization import QuantRecipe
 
     recipes = [QuantRecipe.named(p, calibration_size=calibration_size) for p in precisions]
-    kwargs: dict[str, Any] = {"calibration": calibration, "max_accuracy_drop": max_accuracy_drop}
+    kwargs: dict[str, Any] = {"calibration": calibration, "max_accuracy_drop": max_accuracy_drop, "targets": targets}
     if memo is not None:
         kwargs["memo"] = memo
     return list(export_run(run, list(formats), recipes, out=out, **kwargs))

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import gate, progress
 from .. import targets as targets_lib
 from ..errors import DataError, UnsupportedError
-from ..evaluation import speed
+from ..evaluation import delegation, speed
 from ..evaluation.accuracy import Evaluator, Scores, accuracy_kind
 from ..evaluation.evaluator import FLOAT, MeasureRequest, measure
 from ..evaluation.timing import REPORT_REPEATS, host_runtimes, runtime_of
@@ -92,7 +92,7 @@ def validate(
         isolate.probe(a.path)
     pairs = _pairs(arts, tgts, skip_incompatible)
     _note_options(options or speed.SpeedOptions(), tgts)
-    ev = Evaluator(arts[0].run(), data_dir, memo=memo)
+    ev = Evaluator(arts[0].run(), data_dir, memo=memo, stored=arts[0].path)
     log.info("evaluating on %s", ev.held.describe())
     return _evaluate(arts, pairs, ev, budget_s, on_measure, options or speed.SpeedOptions())
 
@@ -174,7 +174,7 @@ def _evaluate(arts, pairs, ev: Evaluator, budget_s: float, on_measure, opts: spe
         )
         if on_measure is not None:
             on_measure(m)
-    findings = _target_findings(records)
+    findings = _target_findings(records) + [f for a, t in pairs for f in delegation.isa_findings(a, t)]
     default = {p: s for (p, kind), s in scored.items() if kind == "default"}
     if ref_acc is not None:
         findings += _quality_findings([a for a in arts if a.path in default], default, ref_acc, n)
@@ -205,6 +205,7 @@ def _target_findings(records: Sequence[Measurement]) -> list[str]:
                 f"({100 * c['macs_share']:.0f}% of MACs) on {c['delegate']}, {c['partitions']} partition(s); "
                 f"falls back: {fallback}. {c.get('note', '')}".strip()
             )
+        out += delegation.findings(m)
         mem = m.memory
         if mem is not None and not mem["fits"]:
             out.append(

@@ -38,6 +38,9 @@ class Budget(Record):
         peak_memory_mb: peak resident memory of loading and running the file on the host, MB.
         ram_kb: microcontrollers: the tensor arena the real TFLM interpreter needs, KiB.
         flash_kb: microcontrollers: the model's bytes in flash, KiB.
+        full_delegation: the target's accelerator must take the whole graph in one piece, as observed where
+            the file ran (:class:`~edgetransfer.records.delegation.Delegation`), else as the static analyzer
+            predicts; ``True`` or unset (``check --require-full-delegation``, profile ``full_delegation: true``).
     """
 
     KIND: ClassVar[str] = "edgetransfer.budget"
@@ -70,11 +73,26 @@ class Budget(Record):
         default=None,
         metadata=_cli("--max-flash-kb", "microcontrollers: model size budget in KiB (default: the part's flash)."),
     )
+    full_delegation: bool | None = field(
+        default=None,
+        metadata={
+            "cli": {
+                "flag": "--require-full-delegation",
+                "unit": "flag",
+                "help": "Fail (exit 1) unless the target's accelerator takes the whole graph, as observed where the "
+                "file runs (else as predicted), naming the ops that fell back.",
+            }
+        },
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if v is None:
+                continue
+            if f.name in FLAGS:
+                if v is not True:
+                    raise ConfigError(f"budget {f.name}={v!r} must be true (or left out)", fix=f"set {f.name}: true")
                 continue
             zero_ok = f.name == "accuracy_drop"
             if (
@@ -113,5 +131,9 @@ class Budget(Record):
             "peak_memory_mb": "peak memory <= {:g} MB",
             "ram_kb": "RAM <= {:g} KiB",
             "flash_kb": "flash <= {:g} KiB",
+            "full_delegation": "fully delegated",
         }
         return ", ".join(words[k].format(v) for k, v in self.set_fields().items()) or "no budgets"
+
+
+FLAGS = ("full_delegation",)  # budgets that are a requirement (true) rather than a limit

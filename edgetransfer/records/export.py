@@ -22,6 +22,33 @@ class CalibrationInfo(Record):
 
 
 @dataclass(frozen=True)
+class FloatReference(Record):
+    """The float model's predictions on the held-out data, stored with the export (``reference.npz``), so a
+    check or validation with an accuracy budget scores the files against it without TensorFlow.
+
+    Attributes:
+        file: the ``.npz`` beside the index (``probs``: ``[images, classes]`` float32, ``labels``: int64).
+        data_digest: :attr:`edgetransfer.evaluation.heldout.HeldOut.digest` of the images it was made on: the key.
+        accuracy: the float model's top-1 on them.
+        model_sha256: sha256 of the Keras file the predictions came from.
+        made_by: what produced them (``keras``).
+    """
+
+    KIND: ClassVar[str] = "edgetransfer.float_reference"
+    SCHEMA: ClassVar[int] = 1
+
+    file: str
+    data_digest: str
+    images: int
+    classes: int
+    accuracy: float
+    source: str = ""
+    split: str = ""
+    model_sha256: str = ""
+    made_by: str = "keras"
+
+
+@dataclass(frozen=True)
 class ExportIndex(Record):
     """``<export>/manifest.json``: the run the files came from (relative to this folder) and the files."""
 
@@ -31,6 +58,7 @@ class ExportIndex(Record):
     source_run: str
     artifacts: tuple[str, ...]
     calibration: CalibrationInfo | None = None
+    reference: FloatReference | None = None  # None: made before references were stored, or no held-out data
 
 
 @dataclass(frozen=True)

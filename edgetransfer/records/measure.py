@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from ..errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK
 from .base import Record
+from .delegation import Delegation
 from .latency import Latency
 from .profile import OpProfile
 from .vocab import Status
@@ -37,6 +38,9 @@ class Measurement(Record):
             fp32 file run in bf16 by ``validate --bf16``); empty: the file's precision.
         profiles: per-op profiles, one per runtime measured (``validate --profile``), worst op first.
         tuning: ``validate --tune``'s trials summarised per runtime (default and winning medians).
+        delegation: how the runtime that ran the file here delegated it, observed (accelerator, nodes
+            taken, partitions, ops that fell back, ops left in float); ``None`` where nothing ran
+            (``compatibility`` holds the static prediction).
     """
 
     KIND: ClassVar[str] = "edgetransfer.measurement"
@@ -67,6 +71,7 @@ class Measurement(Record):
     execution: str = ""
     profiles: tuple[OpProfile, ...] = ()
     tuning: dict = field(default_factory=dict)
+    delegation: Delegation | None = None
 
     @property
     def label(self) -> str:
@@ -99,11 +104,11 @@ class Reference(Record):
 
     accuracy: float | None
     model: str
-    latency: Latency
+    latency: Latency | None = None  # None: predictions read from the export's stored reference, Keras not run
 
     def derived(self) -> dict[str, Any]:
         lat = self.latency
-        return {"latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99}}
+        return {"latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99} if lat is not None else None}
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ def float_model_words(report) -> str:
     ref = report.reference
     if ref is None:
         return "No float model (a run imported from an exported file: accuracy without a drop)"
+    if ref.latency is None:
+        return f"Float model accuracy {ref.accuracy:.4f} (stored with the export: {ref.model})"
     return f"Float model accuracy {ref.accuracy:.4f}, Keras p50 {ref.latency.p50:.2f} ms"
 
 
@@ -237,7 +239,8 @@ def _tradeoff(report) -> str:
 def _distributions(report) -> str | None:
     """One box per (file, target) that was measured, labelled with the file's own name."""
     plt = plots._plt()
-    series = {"keras float (host)": list(report.reference.latency.samples)} if report.reference is not None else {}
+    ref = report.reference
+    series = {"keras float (host)": list(ref.latency.samples)} if ref is not None and ref.latency is not None else {}
     for r in report.records:
         if r.latency.provenance != "estimated" and r.latency.samples:
             series.setdefault(f"{Path(r.artifact).name} ({r.target})", list(r.latency.samples))

@@ -10,7 +10,7 @@ under an address-space limit and a timeout; only a file that passes is loaded in
 
 Cost: one child process per file and process (results are cached by path and sha256), about a
 second on a desktop CPU for a small model (measured in ``tests/test_reliability_classifier.py``;
-see the README's "Run it in an app"). ``Classifier(path, safe=False)`` skips it for files you trust;
+see docs/tasks/runtime.md, "Safe mode"). ``Classifier(path, safe=False)`` skips it for files you trust;
 ``safe=True`` probes even a file with our manifest.
 """
 

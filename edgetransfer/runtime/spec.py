@@ -48,6 +48,8 @@ class RuntimeSpec:
         tune_candidates: settings ``validate --tune`` tries besides the thread count, in the runtime's own
             keys (``load(path, threads, settings)`` takes them back).
         bf16: the settings that run an fp32 file in bf16 where the CPU has bf16 units (empty: never).
+        observer: ``module:function(path, provider, threads) -> Delegation``: how the runtime delegated a
+            file it loaded here (:mod:`edgetransfer.runtime.delegation`), or ``""`` where it cannot say.
     """
 
     name: str
@@ -67,6 +69,7 @@ class RuntimeSpec:
     default_settings: dict = field(default_factory=dict, hash=False)
     tune_candidates: tuple[dict, ...] = field(default=(), hash=False)
     bf16: dict = field(default_factory=dict, hash=False)
+    observer: str = ""
 
     def runtime(self, provider: str = "cpu") -> Any:
         """An instance of the runtime (``provider`` only where :attr:`providers` has it)."""
@@ -155,6 +158,7 @@ register(
         # BUILTIN_WITHOUT_DEFAULT_DELEGATES), the only kernel switch the Python Interpreter exposes;
         # XNNPACK flags and its weight cache are options of the CompiledModel API (runtime/tune.py says why not)
         tune_candidates=({"op_resolver": "xnnpack"}, {"op_resolver": "builtin"}),
+        observer="edgetransfer.runtime.delegation:observe_litert",
     )
 )
 register(
@@ -175,6 +179,7 @@ register(
             for level in ("all", "extended", "basic")
             for spin in (True, False)
         ),
+        observer="edgetransfer.runtime.delegation:observe_ort",
     )
 )
 register(
@@ -198,6 +203,7 @@ register(
         # the CPU plugin computes in bf16 on AVX512-BF16 / AMX when asked (docs.openvino.ai, "CPU Device",
         # Inference Precision); load() pins f32 otherwise
         bf16={"INFERENCE_PRECISION_HINT": "bf16"},
+        observer="edgetransfer.runtime.delegation:observe_openvino",
     )
 )
 register(

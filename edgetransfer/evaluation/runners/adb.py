@@ -99,7 +99,16 @@ def parse_benchmark_model(text: str, threads: int | None = None) -> Latency:
 
 @dataclass(frozen=True)
 class AdbRunner:
-    """An Android device over ``adb`` with LiteRT's ``benchmark_model`` binary pushed to it."""
+    """An Android device over ``adb`` with LiteRT's ``benchmark_model`` binary pushed to it.
+
+    Attributes:
+        serial: the device's serial (``adb -s``); empty: the only device attached.
+        benchmark_model: where LiteRT's ``benchmark_model`` binary is on the device.
+        remote_dir: an absolute device folder the model is pushed into (and removed from).
+        use_gpu: run with the GPU delegate (``--use_gpu=true``).
+        use_nnapi: run with the NNAPI delegate (``--use_nnapi=true``); not with ``use_gpu``.
+        timeout_s: seconds the whole measurement may take before the device counts as hung (exit 3).
+    """
 
     serial: str | None = None
     benchmark_model: str = "/data/local/tmp/benchmark_model"

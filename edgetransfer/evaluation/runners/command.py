@@ -27,7 +27,13 @@ from .base import (
 class CommandRunner:
     """A local command template (``{model}``: a link to the model under a name no shell misreads,
     the real path in ``$EDGETRANSFER_MODEL``; ``{threads}``) whose
-    stdout ends with ``python -m edgetransfer.runtime bench --json`` output."""
+    stdout ends with ``python -m edgetransfer.runtime bench --json`` output.
+
+    Attributes:
+        template: the command line, with ``{model}`` and ``{threads}``; its last stdout line is the
+            bench JSON. A bare string as ``runner:`` is this template.
+        timeout_s: seconds the command may take before it counts as hung (exit 3).
+    """
 
     template: str
     timeout_s: float = DEFAULT_TIMEOUT_S

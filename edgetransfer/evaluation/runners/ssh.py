@@ -29,6 +29,13 @@ class SshRunner:
     """A Linux device reachable over ``ssh`` with Python and ``edgetransfer[runtime]`` installed.
 
     Logs in non-interactively (``BatchMode=yes``: a key, no password prompt that would hang CI).
+
+    Attributes:
+        host: ``user@host`` as ssh takes it, or a ``Host`` alias from ``~/.ssh/config``.
+        port: the ssh port (empty: ssh's own default, 22).
+        python: the device's Python interpreter, which has ``edgetransfer[runtime]`` installed.
+        remote_dir: an absolute folder on the device the model is copied into (and removed from).
+        timeout_s: seconds the whole measurement may take before the device counts as hung (exit 3).
     """
 
     host: str  # user@host as ssh takes it, or a Host alias from ~/.ssh/config
