@@ -21,7 +21,8 @@ from typing import Any
 
 from .errors import ConfigError
 from .evaluation import stats
-from .records import DEFAULT_PICK_ACCURACY_DROP, Budget
+from .io import sha256_file
+from .records import DEFAULT_PICK_ACCURACY_DROP, Budget, trust
 from .records.measure import Best, Check, Measurement, ValidationReport, Verdict
 from .records.vocab import Provenance, Status
 from .runtime import spec as runtime_spec
@@ -74,7 +75,25 @@ def latency_check(m: Measurement, budget_ms: float) -> Check:
     if prov == Provenance.ESTIMATED:
         return _upper("latency_p90", m.latency.p90, budget_ms, "ms", prov)
     samples = m.p90_repeats or (m.latency.p90,)
-    return _unstable(_repeated("latency_p90", samples, budget_ms, "ms", prov), samples, budget_ms)
+    result = m.latency.host.get("result")
+    if result and len(samples) == 1:
+        # One benchmark result measured elsewhere: its runs are already summed up in one p90 (no repeats
+        # give an interval), so it is judged as reported, and the message says so.
+        chk = _upper("latency_p90", m.latency.p90, budget_ms, "ms", prov)
+        src = m.latency.detail.get("p90_from", "p90")
+        return replace(
+            chk,
+            message=f"{chk.message} on {m.latency.host.get('device')}, as reported by {result} "
+            "(one result: pass several --device-result files of repeated runs for a 95% interval)"
+            + (
+                f"; the tool gives no p90, its {src} is judged"
+                if (src := m.latency.detail.get("p90_from", "p90")) != "p90"
+                else ""
+            ),
+        )
+    chk = _unstable(_repeated("latency_p90", samples, budget_ms, "ms", prov), samples, budget_ms)
+    device = m.latency.host.get("device")  # set by device runners and device result files only
+    return replace(chk, message=f"{chk.message} on {device}") if device else chk
 
 
 def ratio_check(m: Measurement, max_ratio: float) -> Check:
@@ -94,8 +113,29 @@ def accuracy_check(m: Measurement, max_drop: float) -> Check:
             f"{Path(m.artifact).name} on {m.target}: no accuracy drop was measured (no float reference)",
             fix="pass --data with held-out images, or drop --max-accuracy-drop",
         )
-    chk = _upper("accuracy_drop", m.accuracy_drop, max_drop, "points", Provenance.MEASURED)
-    return replace(chk, message=chk.message + (f" on {m.accuracy_split}" if m.accuracy_split else ""))
+    prov = Provenance.ON_DEVICE if m.device_accuracy is not None else Provenance.MEASURED
+    chk = _upper("accuracy_drop", m.accuracy_drop, max_drop, "points", prov)
+    by = f" ({m.accuracy_by})" if m.accuracy_by else ""
+    return replace(chk, message=chk.message + (f" on {m.accuracy_split}" if m.accuracy_split else "") + by)
+
+
+def disagreement_check(m: Measurement, max_pct: float) -> Check:
+    """Percent of held-out images whose top-1 differs between the device and this host running the same
+    file: numeric drift of the device's kernels, judged apart from the accuracy both share."""
+    dev = m.device_accuracy
+    if dev is None:
+        raise ConfigError(
+            f"{Path(m.artifact).name} on {m.target}: no device ran the held-out images, so there is no "
+            "host-device disagreement to judge",
+            fix="use a runner target whose runner returns outputs (ssh, a command with {inputs} and {outputs}, "
+            "adb with runner.python), with held-out data (--data), or drop --max-disagreement",
+        )
+    chk = _upper("disagreement", dev.disagreement_pct, max_pct, "%", Provenance.ON_DEVICE)
+    return replace(
+        chk,
+        message=f"{chk.message}: {dev.label} vs {dev.host_runtime} on this host, {dev.images} images, "
+        f"largest output difference {dev.max_abs_diff:.3g}",
+    )
 
 
 def memory_checks(m: Measurement, b: Budget) -> list[Check]:
@@ -169,6 +209,8 @@ def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
         checks.append(ratio_check(m, budget.latency_ratio))
     if budget.accuracy_drop is not None:
         checks.append(accuracy_check(m, budget.accuracy_drop))
+    if budget.disagreement is not None:
+        checks.append(disagreement_check(m, budget.disagreement))
     if budget.size_mb is not None:
         checks.append(_upper("size", m.size_bytes / 1e6, budget.size_mb, "MB", Provenance.MEASURED))
     if budget.peak_memory_mb is not None:
@@ -180,7 +222,8 @@ def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
     if not checks:
         raise ConfigError(
             f"no budget to check for {m.target}",
-            fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb, or add budgets to the profile",
+            fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb / --max-disagreement, or add budgets "
+            "to the profile",
         )
     return Verdict(m.artifact, m.target, tuple(checks), source, dict(m.settings))
 
@@ -204,7 +247,7 @@ def budget_for(target, *layers: Budget | None, accuracy: bool = True) -> Budget:
         )
     profile = target.budgets
     if not accuracy:
-        profile = replace(profile, accuracy_drop=None)
+        profile = replace(profile, accuracy_drop=None, disagreement=None)
     part = None
     if memory and target.memory is not None:
         mem = target.memory
@@ -213,10 +256,21 @@ def budget_for(target, *layers: Budget | None, accuracy: bool = True) -> Budget:
 
 
 def from_report(
-    report: ValidationReport, target, layers: Sequence[Budget | None], *, artifact: str | None = None, source: str = ""
+    report: ValidationReport,
+    target,
+    layers: Sequence[Budget | None],
+    *,
+    artifact: str | None = None,
+    source: str = "",
+    sha256: str | None = None,
 ) -> list[Verdict]:
     """Judge the measurements of ``report`` on ``target`` (optionally one ``artifact``, by
-    file name or path) without loading anything: the live check's rule on the same numbers."""
+    file name or path) without loading anything: the live check's rule on the same numbers.
+
+    Args:
+        sha256: the artifact's own sha256 (when the file is at hand): a measurement of another
+            file with the same name is refused, naming the key (:mod:`edgetransfer.records.trust`).
+    """
     # a bf16 execution of an fp32 file (validate --bf16) is a candidate, not the file as deployed by default
     found = [m for m in report.records if m.target == target.name and not m.execution]
     if artifact is not None:
@@ -228,6 +282,10 @@ def from_report(
             path=source or None,
             fix=f"pick one it has ({', '.join(have) or 'none'}), or validate on that target first",
         )
+    if sha256 is not None and artifact is not None:
+        for m in found:
+            where = f"{source or 'report'}: records[{report.records.index(m)}].sha256"
+            trust.require_same_file(artifact, m.sha256, where, digest=sha256)
     return [judge(m, budget_for(target, *layers), source=source) for m in found]
 
 
@@ -247,7 +305,11 @@ def judge_report(
     report = ValidationReport.read(report_path)
     target = targets_lib.get(target_name, targets_dir)
     name = str(artifact) if artifact is not None else None
-    return from_report(report, target, (pipeline_budget, budget), artifact=name, source=str(report_path))
+    # the file at hand: the report's figures must be of THIS file, not one with the same name
+    digest = sha256_file(artifact) if artifact is not None and Path(artifact).is_file() else None
+    return from_report(
+        report, target, (pipeline_budget, budget), artifact=name, source=str(report_path), sha256=digest
+    )
 
 
 def validate_samples(docs: Sequence, sha256: str, name: str) -> list[float]:

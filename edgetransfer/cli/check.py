@@ -59,6 +59,15 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Judge p90s measured elsewhere (bench --json outputs of THIS file) instead of measuring; repeatable.",
 )
+@click.option(
+    "--device-result",
+    "device_results",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Judge the latency a device measured of THIS file: benchmark_litert_model --result_json, benchmark_model's "
+    "log or onnxruntime_perf_test's output; repeatable (several runs give a 95% interval).",
+)
+@click.option("--device-name", help="The device the --device-result files come from (named in the verdict and JUnit).")
 @options(MeasureRequest, "repeats", "max_repeats", "budget_s")
 @click.option(
     "--settings-from",
@@ -77,13 +86,11 @@ def _samples(paths: tuple[Path, ...]) -> list | None:
 @click.pass_context
 def check_cmd(ctx, artifact, target_name, from_report, junit, **opts) -> None:
     """Enforce latency / accuracy / size budgets of ARTIFACT on --target; exit 0 pass, 1 fail, 4 inconclusive."""
-    limits = take(Budget, opts)
-    _refuse(artifact, from_report, junit, opts)
-    label = artifact or from_report
+    label = artifact or from_report or "check"
+    _refuse(artifact, from_report, junit, opts, label, target_name)
+    limits = take(Budget, opts)  # a nonsense budget is exit 2, after the pending JUnit error is written
     if ctx.get_parameter_source("target_name") == click.core.ParameterSource.DEFAULT and not opts["as_json"]:
         click.echo(f"note: no --target given: checking on {target_name} (this machine)", err=True)
-    if junit:  # before any model is loaded: a crash mid-check must leave an error case, never a stale pass
-        junit_lib.write_pending(junit, label, target_name)
     try:
         verdicts = _verdicts(artifact, target_name, from_report, Budget(**limits), opts)
     except EdgeTransferError as exc:
@@ -103,11 +110,13 @@ def check_cmd(ctx, artifact, target_name, from_report, junit, **opts) -> None:
     ctx.exit(code)
 
 
-def _refuse(artifact, from_report, junit, opts) -> None:
-    """Usage errors, before any work."""
+def _refuse(artifact, from_report, junit, opts, label, target_name) -> None:
+    """Usage errors, before any work. The JUnit file gets its error case first: whatever fails after
+    (a usage error, a doctored report, a crash mid-check), the previous run's pass is gone (issue 37)."""
     if junit:
         require_writable(junit, "JUnit file")
         require_report_path(junit, JUNIT_KIND, "JUnit file")  # JUnit of any tool, or an empty file
+        junit_lib.write_pending(junit, label, target_name)
     if artifact is None and from_report is None:
         raise click.UsageError("pass ARTIFACT (measured now) or --from-report validation.json (judged as measured)")
     if from_report is not None and opts["profile"]:
@@ -116,6 +125,10 @@ def _refuse(artifact, from_report, junit, opts) -> None:
         raise click.UsageError(
             "--from-report judges figures as measured (with their recorded settings): drop --settings-from"
         )
+    if opts["device_results"] and (from_report is not None or opts["latency_samples"]):
+        raise click.UsageError("--device-result is a latency measured elsewhere: drop --from-report/--latency-samples")
+    if opts["device_name"] is not None and not opts["device_results"]:
+        raise click.UsageError("--device-name names the device of --device-result files: pass them too")
     if from_report is None and not artifact.is_file():
         raise click.BadParameter(f"File {str(artifact)!r} does not exist.", param_hint="'ARTIFACT'")
 
@@ -142,6 +155,8 @@ def _verdicts(artifact, target_name, from_report, budget: Budget, opts) -> list[
             max_repeats=max(measured["repeats"], measured["max_repeats"]),
             settings_from=opts["settings_from"],
             profile=opts["profile"],
+            device_results=opts["device_results"],
+            device_name=opts["device_name"],
         )
     ]
 

@@ -20,10 +20,12 @@ import numpy as np
 from .. import memo as memo_lib
 from .. import metrics, progress
 from ..memo import Memo
+from ..records.device import DeviceAccuracy
 from ..records.measure import Reference
 from ..records.run import TrainedModel
 from ..runtime import latency, load_session, runtime_for
 from ..runtime import spec as runtime_spec
+from . import device as device_lib
 from . import reference as reference_lib
 from . import speed
 from .heldout import Adapted, HeldOut, held_out, predict, probe_batch, reference_probs, to_model_input
@@ -42,6 +44,8 @@ class Scores:
     drop: float | None  # points below the float model
     per_class: tuple[float | None, ...]
     split: str
+    by: str = ""  # who produced the accuracy: "litert, host" or the device's label
+    device: DeviceAccuracy | None = None  # the device's run against this host's (runner targets)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,10 @@ def accuracy_runtime(art, target) -> runtime_spec.RuntimeSpec | None:
 
 
 def accuracy_kind(art, target) -> str:
-    """Which runtime's accuracy a target reports: its own (TFLM) or the file's default."""
+    """Which runtime's accuracy a target reports: its own (TFLM), the file's default, or its device's
+    (a runner that runs the held-out images: ``device <target>``)."""
+    if device_lib.predicts(target):
+        return f"device {target.name}"
     rt = accuracy_runtime(art, target)
     return rt.name if rt is not None else "default"
 
@@ -213,11 +220,17 @@ class Evaluator:
         """(accuracy, agreement and drop of ``art`` in the runtime ``target`` scores it in, confusion);
         ``execution``: ``(runtime, settings)`` to score in instead (bf16 execution on the same runtime)."""
         probs = self.predictions(art, accuracy_runtime(art, target), execution)
-        s = self.metrics_of(probs, str(art.path))
+        by = f"{execution[0]}, host" if execution is not None else device_lib.host_label(art, target)
+        dev = None
+        if execution is None and device_lib.predicts(target):  # the device runs the images: its figures count
+            with progress.stage(f"{art.path.name}: held-out images on {target.name}'s device", done=False):
+                probs, dev = device_lib.compare(art, target, self.held.x, self.held.y, self.n_classes, host=probs)
+            by = dev.label
+        s = self.metrics_of(probs, f"{art.path.name} on {target.name}" if dev else str(art.path))
         ref, ref_acc = self.reference_probs(), self.reference_accuracy()
         agree = metrics.agreement(probs, ref) if ref is not None else None
         drop = round(100 * (ref_acc - s.accuracy), 3) if ref_acc is not None else None
-        return Scores(s.accuracy, agree, drop, tuple(s.per_class), self.held.describe()), s.confusion
+        return Scores(s.accuracy, agree, drop, tuple(s.per_class), self.held.describe(), by, dev), s.confusion
 
     def check_file(self, path: str | Path) -> FileCheck:
         """A file written just now (a doctor attempt, a diagnosis fix) in its default runtime."""

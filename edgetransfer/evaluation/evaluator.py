@@ -149,6 +149,8 @@ def measure(
         accuracy_drop=scores.drop if scores else None,
         accuracy_split=scores.split if scores else "",
         per_class_accuracy=scores.per_class if scores else (),
+        accuracy_by=scores.by if scores else "",
+        device_accuracy=scores.device if scores else None,
         p90_repeats=p90s,
         ratio_reference=str(request.reference.path) if request.reference is not None else "",
         ratio_repeats=ratios,

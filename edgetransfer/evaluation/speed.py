@@ -181,9 +181,10 @@ def pinned_settings(report_path: str | Path) -> dict:
     """
     rep = ValidationReport.read(report_path)
     out: dict = {}
-    for m in rep.records:
+    for i, m in enumerate(rep.records):
         if m.settings and m.runtime and not m.execution:
-            out[(m.sha256, m.target)] = {m.runtime: dict(m.settings)}
+            where = f"{report_path}: records[{i}].settings"
+            out[(m.sha256, m.target)] = {m.runtime: runtime_spec.check_settings(m.runtime, dict(m.settings), where)}
     return out
 
 

@@ -25,7 +25,7 @@ from .. import _lazy, isa, progress
 from .. import memo as memo_lib
 from .._version import __version__
 from ..errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
-from ..io import atomic_path, require_own_output, require_writable, sha256_file, write_json
+from ..io import atomic_path, locked, require_own_output, require_writable, sha256_file, write_json
 from ..memo import Memo
 from ..records import ArtifactManifest, CalibrationInfo, ExportIndex, FloatReference, IOSpec
 from ..records.export import ExportedArtifact
@@ -168,36 +168,61 @@ def export(
     require_writable(out / "manifest.json", "export folder")
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    calib = None
-    if any(r.needs_calibration for _, r in pairs):
-        n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
-        calib = calibration_set(run.manifest, calibration, n, seed=seed)
-    model = run.load_model()
-    _check_classes(run, model)
-    # the doctor's search is not memoised: its file depends on its measured attempts
-    model_key = memo_lib.model_digest(model) if memo is not None and evaluator is None else ""
-    results: list[DoctorResult] = []
-    with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
-        sources: dict[str, object] = {}
-        arts = []
-        for fmt, r in progress.iterate(pairs, "files exported"):
-            fmt_layout = _layout(fmt, layout)
-            kept = keep.get((fmt, r), ())
-            key = _memo_key(run, fmt, r, calib, out, fmt_layout, dynamic_batch, kept, model_key) if model_key else ""
-            cached = memo.get_bytes("exports", key) if memo is not None and key else None
-            if cached is not None:
+    # two exports into one --out would mix their files: the second is refused (issue 37)
+    with locked(out, "export", remove=True):
+        calib = None
+        if any(r.needs_calibration for _, r in pairs):
+            n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
+            calib = calibration_set(run.manifest, calibration, n, seed=seed)
+        model = run.load_model()
+        _check_classes(run, model)
+        # the doctor's search is not memoised: its file depends on its measured attempts
+        model_key = memo_lib.model_digest(model) if memo is not None and evaluator is None else ""
+        results: list[DoctorResult] = []
+        with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
+            sources: dict[str, object] = {}
+            arts = []
+            for fmt, r in progress.iterate(pairs, "files exported"):
+                fmt_layout = _layout(fmt, layout)
+                kept = keep.get((fmt, r), ())
+                key = (
+                    _memo_key(run, fmt, r, calib, out, fmt_layout, dynamic_batch, kept, model_key) if model_key else ""
+                )
+                cached = memo.get_bytes("exports", key) if memo is not None and key else None
+                if cached is not None:
+                    arts.append(
+                        write_artifact(
+                            None, run, fmt, r, calib, out, fmt_layout, dynamic_batch=dynamic_batch, keep_float=kept,
+                            prebuilt=cached,
+                        )
+                    )  # fmt: skip
+                    continue
+                skey = _source_key(fmt, fmt_layout, dynamic_batch, model_key) if model_key else ""
+                src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch, memo, skey)
+                if evaluator is not None and r.precision == "int8":
+                    results.append(
+                        doctor.search(
+                            src,
+                            run,
+                            fmt,
+                            r,
+                            calib,
+                            out,
+                            fmt_layout,
+                            evaluator,
+                            max_accuracy_drop,
+                            calibration,
+                            seed,
+                            write=write_artifact,
+                            activation16=doctor.refuses_activation16(targets),
+                        )
+                    )
+                    art = results[-1].artifact
+                    assert isinstance(art, ExportedArtifact)  # written by write_artifact, passed in above
+                    arts.append(art)
+                    continue
                 arts.append(
                     write_artifact(
-                        None, run, fmt, r, calib, out, fmt_layout, dynamic_batch=dynamic_batch, keep_float=kept,
-                        prebuilt=cached,
-                    )
-                )  # fmt: skip
-                continue
-            skey = _source_key(fmt, fmt_layout, dynamic_batch, model_key) if model_key else ""
-            src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch, memo, skey)
-            if evaluator is not None and r.precision == "int8":
-                results.append(
-                    doctor.search(
                         src,
                         run,
                         fmt,
@@ -205,40 +230,19 @@ def export(
                         calib,
                         out,
                         fmt_layout,
-                        evaluator,
-                        max_accuracy_drop,
-                        calibration,
-                        seed,
-                        write=write_artifact,
-                        activation16=doctor.refuses_activation16(targets),
+                        dynamic_batch=dynamic_batch,
+                        keep_float=kept,
                     )
                 )
-                art = results[-1].artifact
-                assert isinstance(art, ExportedArtifact)  # written by write_artifact, passed in above
-                arts.append(art)
-                continue
-            arts.append(
-                write_artifact(
-                    src,
-                    run,
-                    fmt,
-                    r,
-                    calib,
-                    out,
-                    fmt_layout,
-                    dynamic_batch=dynamic_batch,
-                    keep_float=kept,
-                )
-            )
-            if key and memo is not None:
-                memo.put_bytes("exports", key, arts[-1].path.read_bytes())
-    for spec in packagings:
-        for a in arts:
-            if a.format == spec.packages and a.precision in spec.precisions:
-                spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
-    _write_index(out, run, calib, _float_reference(out, run, model, evaluator, memo, model_key))
-    doctor.raise_unmet(results, arts)
-    return arts
+                if key and memo is not None:
+                    memo.put_bytes("exports", key, arts[-1].path.read_bytes())
+        for spec in packagings:
+            for a in arts:
+                if a.format == spec.packages and a.precision in spec.precisions:
+                    spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
+        _write_index(out, run, calib, _float_reference(out, run, model, evaluator, memo, model_key))
+        doctor.raise_unmet(results, arts)
+        return arts
 
 
 def _float_reference(out: Path, run: TrainedModel, model, evaluator, memo: Memo | None, model_key: str):

@@ -31,7 +31,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation import heldout as scoring
 from ..evaluation.accuracy import Evaluator, open_session
 from ..exporter import formats
-from ..io import atomic_path, require_writable, sha256_file, write_json
+from ..io import atomic_path, require_regular_file, require_writable, sha256_file, write_json
 from ..records import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 from ..training import TrainedModel, rundir
 from .import_keras import _SUM_TOLERANCE, _own_normalization, check_io, fold, load_keras, output_kind, read_labels
@@ -39,6 +39,8 @@ from .import_preprocess import _SPEC_HELP, PRESETS, Preprocessing, parse_preproc
 
 log = logging.getLogger("edgetransfer")
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# Flatbuffers and protobuf files stop at 2 GiB; a Keras classifier is far below 4 GiB
+MAX_MODEL_BYTES = 4 << 30
 FILE_SUFFIXES = (".tflite", ".onnx")
 
 
@@ -66,14 +68,8 @@ def _source_info(path: Path) -> dict:
 def _work_folder(out: Path) -> Iterator[Path]:
     """``<out>.partial`` under the run lock, renamed to ``out`` when the import completes; removed when it
     fails (an import is seconds of work with nothing to resume, and a refusal must leave nothing behind)."""
-    partial = rundir.prepare(out, resume=False)
-    try:
-        with rundir.locked(partial, "import"):
-            yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    rundir.finalize(partial, out)
+    with rundir.claim(out, resume=False, what="import", keep_on_error=False) as partial:
+        yield partial
 
 
 def _manifest(
@@ -138,6 +134,8 @@ def import_model(
     path = Path(model)
     if not path.exists():
         raise ConfigError("model not found", path=path, fix="pass the path of a .keras, .h5, .tflite or .onnx file")
+    if not path.is_dir():  # a FIFO would block the first read, /dev/zero never ends (issue 37)
+        require_regular_file(path, "model", MAX_MODEL_BYTES)
     out = Path(out) if out is not None else Path("runs") / path.stem
     require_writable(out, "run directory")
     if path.suffix in FILE_SUFFIXES:
@@ -286,6 +284,13 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
             f"{path.name} takes input {tuple(spec.shape)} ({spec.layout}), not a fixed-size RGB image batch",
             path=path,
             fix="export the file with a fixed [1, S, S, 3] (or [1, 3, S, S]) image input",
+        )
+    outputs = getattr(session, "outputs", 1)
+    if outputs != 1:  # the runtimes read the first output: a second one would be ignored silently
+        raise ConfigError(
+            f"{path.name} has {outputs} outputs; a classifier has one (the scores of each image)",
+            path=path,
+            fix="export the model with its class scores as its only output",
         )
     pre = _file_preprocessing(path, preprocess, found)
     ds = data_lib.load(data_dir)

@@ -41,6 +41,8 @@ class Budget(Record):
         full_delegation: the target's accelerator must take the whole graph in one piece, as observed where
             the file ran (:class:`~edgetransfer.records.delegation.Delegation`), else as the static analyzer
             predicts; ``True`` or unset (``check --require-full-delegation``, profile ``full_delegation: true``).
+        disagreement: runner targets whose device ran the held-out images: percent of images whose
+            top-1 class differs between the device and this host running the same file (zero allowed).
     """
 
     KIND: ClassVar[str] = "edgetransfer.budget"
@@ -84,6 +86,14 @@ class Budget(Record):
             }
         },
     )
+    disagreement: float | None = field(
+        default=None,
+        metadata=_cli(
+            "--max-disagreement",
+            "runner targets whose device runs the held-out images: percent of images whose top-1 differs "
+            "between the device and this host running the same file (overrides the profile).",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -94,7 +104,7 @@ class Budget(Record):
                 if v is not True:
                     raise ConfigError(f"budget {f.name}={v!r} must be true (or left out)", fix=f"set {f.name}: true")
                 continue
-            zero_ok = f.name == "accuracy_drop"
+            zero_ok = f.name in ("accuracy_drop", "disagreement")
             if (
                 isinstance(v, bool)
                 or not isinstance(v, (int, float))
@@ -132,6 +142,7 @@ class Budget(Record):
             "ram_kb": "RAM <= {:g} KiB",
             "flash_kb": "flash <= {:g} KiB",
             "full_delegation": "fully delegated",
+            "disagreement": "host-device disagreement <= {:g}%",
         }
         return ", ".join(words[k].format(v) for k, v in self.set_fields().items()) or "no budgets"
 

@@ -39,6 +39,7 @@ class RunManifest(Record):
     """``manifest.json`` of a finished training run."""
 
     KIND: ClassVar[str] = "edgetransfer.run"
+    BOUNDS: ClassVar[dict[str, str]] = {"classes": "label"}  # checked when read (records.base)
     SCHEMA: ClassVar[int] = 2
 
     backbone: str

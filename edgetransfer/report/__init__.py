@@ -26,6 +26,15 @@ def _drop(r) -> str:
     return f"{r.accuracy_drop:.2f}" if getattr(r, "accuracy_drop", None) is not None else "-"
 
 
+def _accuracy(r) -> str:
+    """``0.9530 (litert, host)`` / ``0.9480 (device: pi4 over ssh; agrees with host 99.2%)``: who produced it."""
+    by = getattr(r, "accuracy_by", "")
+    dev = getattr(r, "device_accuracy", None)
+    if dev is not None:
+        by += f"; agrees with host {100 * dev.agreement:.1f}%"
+    return f"{r.accuracy:.4f}" + (f" ({by})" if by else "")
+
+
 def _kib(n: int | None, ok: bool | None) -> str:
     if n is None:
         return "-"
@@ -50,7 +59,7 @@ def table(report) -> tuple[list[str], list[list[str]]]:
             Path(r.artifact).name,
             r.target,
             getattr(r, "label", r.precision),  # "fp32 as bf16": bf16 execution of the fp32 file
-            f"{r.accuracy:.4f}",
+            _accuracy(r),
             _drop(r),
             f"{r.agreement:.4f}" if r.agreement is not None else "-",
             f"{lat.p50:.2f}",

@@ -98,6 +98,7 @@ class _Session:
         self._lock = threading.Lock()
         inp = interp.get_input_details()[0]
         self._out = interp.get_output_details()[0]
+        self.outputs = len(interp.get_output_details())  # run() reads the first: an importer refuses more
         scale, zp = inp["quantization"]
         self._in = inp
         self.input_spec = InputSpec(

@@ -74,6 +74,7 @@ class _Session:
         shape = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
         dtype = _DTYPES.get(port.get_element_type().get_type_name(), "float32")
         self.input_spec = input_spec(shape, dtype)
+        self.outputs = len(compiled.outputs)  # run() reads the first: an importer refuses more
         self.settings = settings
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -235,3 +235,37 @@ def get(name: str) -> RuntimeSpec:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(f"unknown runtime {name!r}", fix=f"{hint}use one of {', '.join(_SPECS)}")
     return _SPECS[name]
+
+
+# More threads than any CPU edgetransfer runs on has: a recorded figure above is not a setting.
+MAX_THREADS = 1024
+
+
+def check_settings(name: str, settings: dict, where: str) -> dict:
+    """``settings`` recorded for runtime ``name`` (a report read by ``--settings-from``), checked before
+    a runtime is loaded with them: ``threads`` a whole number from 1 to :data:`MAX_THREADS`, every other
+    key one the runtime declares (its defaults, tuning candidates or bf16 switch) with one of its values.
+
+    Raises:
+        ConfigError: names the key, the value and what is allowed (issue 37: ``threads: "four"`` was
+            an internal error, ``threads: 1000000000`` or ``2.5`` were used as given).
+    """
+    spec = get(name)
+    allowed: dict[str, list] = {}
+    for options in (spec.default_settings, *spec.tune_candidates, spec.bf16):
+        for key, value in options.items():
+            allowed.setdefault(key, []).append(value)
+    for key, value in settings.items():
+        if key == "threads":
+            ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_THREADS
+            wanted = f"a whole number from 1 to {MAX_THREADS}"
+        else:
+            ok = key in allowed and any(type(value) is type(v) and value == v for v in allowed[key])
+            wanted = f"one of {sorted(map(repr, dict.fromkeys(allowed[key])))}" if key in allowed else ""
+        if not ok:
+            what = f"{key} {value!r} is not {wanted}" if wanted else f"{key!r} is not a setting of {name}"
+            raise ConfigError(
+                f"{where}: {what}",
+                fix="pass a report written by `validate --tune` unedited (or drop --settings-from)",
+            )
+    return settings

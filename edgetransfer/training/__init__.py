@@ -144,8 +144,7 @@ def train(
     )
     if cluster and not cluster.is_chief:
         return _train_worker(ctx_of, ds, out)
-    partial = rundir.prepare(out, resume)
-    with rundir.locked(partial), interrupt.guard():
+    with rundir.claim(out, resume) as partial, interrupt.guard():
         full = False
         try:
             rundir.check_resume(partial, resume, cfg, data_now)
@@ -168,7 +167,6 @@ def train(
             full = True
         if full:  # outside the except block, so the failed writes' frames can be freed
             rundir.disk_full(partial)
-    rundir.finalize(partial, out)
     return TrainedModel(out, manifest)
 
 

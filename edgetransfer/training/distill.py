@@ -73,7 +73,15 @@ def load_teacher(path: str | Path, classes: Sequence[str] | None = None) -> Teac
             path=path,
             fix="train the teacher on the same class folders as --data (or pass another --teacher)",
         )
-    return Teacher(run, sha256_file(run.model_path)[:16])
+    model = run.model_path
+    if not model.is_file():  # deleted, or a folder in its place: exit 2 naming it, not an internal error
+        what = "a folder" if model.is_dir() else "missing"
+        raise ConfigError(
+            f"the teacher's model file {model.name} is {what}",
+            path=model,
+            fix="pass the --out folder of a finished `edgetransfer train` whose model.keras is intact",
+        )
+    return Teacher(run, sha256_file(model)[:16])
 
 
 def distill_loss(n_classes: int, temperature: float, alpha: float, label_smoothing: float = 0.0):
