@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 # The shapes of the lines edgetransfer itself writes to stderr: its warnings and notes
 # (cli/__init__.py _Formatter), findings, the error block (message, fix), progress stage lines
