@@ -223,7 +223,7 @@ def test_a_target_file_in_a_pipeline_is_read_beside_the_pipeline_file(tmp_path, 
 
     here = tmp_path / "project"
     here.mkdir()
-    shutil.copy(Path(__file__).parents[1] / "targets" / "host-cpu.yaml", here / "board.yaml")
+    shutil.copy(Path(__file__).parents[3] / "targets" / "host-cpu.yaml", here / "board.yaml")
     (here / "pipeline.yaml").write_text(
         "data: images\nvalidate:\n  targets: [board.yaml, pixel4-cpu]\ncheck:\n  target: ./board.yaml\n"
     )
