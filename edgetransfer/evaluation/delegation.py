@@ -1,45 +1,21 @@
 """Delegation as observed where a file runs (issue #39, item 2): which runtime to ask, and what to say.
 
 The observers live with the runtimes (:mod:`edgetransfer.runtime.delegation`, registered per runtime as
-``RuntimeSpec.observer``); here the evaluation picks the runtime that ran the file on a host target and
-turns the record into findings. The static analyzers (:mod:`.compat`) stay the prediction where nothing ran.
+``RuntimeSpec.observer``; the evaluator asks the runtime that ran the file on a host target); here the
+records become findings. The static analyzers (:mod:`.compat`) stay the prediction where nothing ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
 from .. import isa
-from ..errors import EdgeTransferError
-from ..exporter.formats import INTEGER_PRECISIONS
 from ..records.delegation import Delegation
 from ..records.export import ExportedArtifact
-from ..records.latency import Latency
 from ..records.measure import Measurement
 from ..records.vocab import MeasureMode
-from ..runtime import delegation as delegation_lib
-from ..runtime import runtime_for
 from .timing import runtime_of
-
-log = logging.getLogger("edgetransfer")
-
-
-def observe(art: ExportedArtifact, target, lat: Latency | None) -> Delegation | None:
-    """How the runtime that ran ``art`` here (the one whose latency is reported, else the file's default)
-    delegated it; None on a target not run on this host, or where the runtime cannot say (logged)."""
-    if target.measure != MeasureMode.HOST or not runtime_of(target).measures_latency_here:
-        return None
-    name = (lat.detail.get("runtime") if lat is not None else None) or runtime_for(art.path).name
-    try:
-        found = delegation_lib.observe(art.path, name, target.provider, target.threads)
-    except (EdgeTransferError, RuntimeError, ValueError, KeyError, OSError) as exc:  # native runtimes raise these
-        log.warning("note: delegation of %s in %s not observed (%s)", art.path.name, name, str(exc)[:200])
-        return None
-    if found is not None and art.precision not in INTEGER_PRECISIONS:  # float ops are the point of a float file
-        found = dataclasses.replace(found, float_ops=None, float_op_types=())
-    return found
 
 
 def findings(m: Measurement) -> list[str]:

@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics
-from .. import targets as targets_lib
 from ..errors import RuntimeBackendError
 from ..records.device import DeviceAccuracy
 from ..records.vocab import MeasureMode
 from ..runtime import load_session, runtime_for
 from ..runtime import spec as runtime_spec
+from ..runtime.adapt import to_model_input, to_probabilities
 from ..runtime.device_io import to_tensor
-from .heldout import Adapted, predict, to_model_input, to_probabilities
 
 
 def predicts(target) -> bool:
@@ -56,41 +55,28 @@ def host_label(art, target) -> str:
     return label
 
 
-def host_probabilities(art, target, x: np.ndarray) -> np.ndarray:
-    """This host's outputs of ``art`` on ``x`` (the runtime :func:`host_runtime_name` names)."""
-    rt = _host_runtime(art, target)
-    session = rt.runtime().load(art.path) if rt is not None else load_session(art.path)
-    return predict(Adapted(session, art.metadata.get("imported")), x, str(art.path))
-
-
-def device_probabilities(art, target, x: np.ndarray):
-    """``(probabilities, DeviceOutputs)`` of ``art`` run on ``target``'s device over the images ``x``.
-
-    Raises:
-        ConfigError: the profile's runner command is not from a file the user named.
-        RuntimeBackendError: the runner failed, or the device returned outputs of another shape.
-    """
-    targets_lib.require_command_allowed(target)
-    imported = art.metadata.get("imported") or {}
-    spec = load_session(art.path).input_spec  # the file's own input tensor, read here
-    tensors = to_tensor(to_model_input(x, imported.get("input_transform")), spec)
-    out = target.runner.predict(Path(art.path), tensors, target.threads)
-    return to_probabilities(out.y, imported.get("output")), out
-
-
 def compare(
-    art, target, x: np.ndarray, labels: np.ndarray, n_classes: int, host: np.ndarray | None = None
+    art, target, x: np.ndarray, labels: np.ndarray, n_classes: int, host: np.ndarray
 ) -> tuple[np.ndarray, DeviceAccuracy]:
     """The device's probabilities for ``x`` and how they compare with this host's run of the same file.
 
     Args:
-        host: this host's probabilities of ``art`` on ``x`` when the caller has them (else computed).
+        host: this host's probabilities of ``art`` on ``x`` (the evaluator's, in the runtime
+            :func:`host_runtime_name` names).
 
     Raises:
         RuntimeBackendError: the runner failed or returned another number of classes.
+        ConfigError: the profile's runner command is not from a file the user named.
     """
-    host = host if host is not None else host_probabilities(art, target, x)
-    probs, out = device_probabilities(art, target, x)
+    # the host's runtime is named first, then the device runs the images: the file's own input tensor (read
+    # here), fed the way an import recorded, quantized and laid out as the file takes it
+    host_runtime = host_runtime_name(art, target)
+    target.require_command_allowed()
+    imported = art.metadata.get("imported") or {}
+    spec = load_session(art.path).input_spec
+    tensors = to_tensor(to_model_input(x, imported.get("input_transform")), spec)
+    out = target.runner.predict(Path(art.path), tensors, target.threads)
+    probs = to_probabilities(out.y, imported.get("output"))
     if probs.shape != host.shape:
         raise RuntimeBackendError(
             f"the device on target {target.name} returned outputs of shape {probs.shape}; this host's run of "
@@ -105,7 +91,7 @@ def compare(
         images=int(len(x)),
         accuracy=metrics.scores(probs, labels, n_classes, source).accuracy,
         host_accuracy=metrics.scores(host, labels, n_classes, str(art.path)).accuracy,
-        host_runtime=host_runtime_name(art, target),
+        host_runtime=host_runtime,
         agreement=metrics.agreement(probs, host),
         max_abs_diff=round(float(np.max(np.abs(probs - host))), 6),
         runtime=out.runtime,

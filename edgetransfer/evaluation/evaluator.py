@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..exporter.formats import INTEGER_PRECISIONS
 from ..io import write_json
 from ..records.export import ExportedArtifact
 from ..records.measure import Measurement, ValidationReport
 from ..records.vocab import MeasureMode
-from ..runtime import latency
-from . import compat, delegation, speed
+from ..runtime import delegation, latency
+from . import compat, speed
 from .accuracy import Scores
 from .memory import peak_memory_mb
 from .timing import REPORT_REPEATS, measure_latency, measure_ratio, runtime_of
@@ -134,7 +135,12 @@ def measure(
     comp = None
     if target.delegate is not None:
         comp = compat.for_artifact(art.path, target.delegate, art.precision).to_json()
-    observed = delegation.observe(art, target, lat)
+    observed = None  # how the runtime that ran it here (the one whose latency is reported) delegated it
+    if target.measure == MeasureMode.HOST and rt.measures_latency_here:
+        ran_in = lat.detail.get("runtime") if lat is not None else None
+        observed = delegation.observe_here(
+            art.path, art.precision in INTEGER_PRECISIONS, ran_in, target.provider, target.threads
+        )
     return Measurement(
         artifact=str(art.path),
         format=art.format,

@@ -19,6 +19,7 @@ from .. import memo as memo_lib
 from ..errors import DataError
 from ..memo import Memo
 from ..records.run import TrainedModel
+from ..runtime.adapt import Adapted, predict, to_model_input, to_probabilities  # re-exported: callers import them here
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,6 @@ def files_digest(root: Path, files, run: TrainedModel) -> str:
     return h.hexdigest()
 
 
-def predict(session, x: np.ndarray, source: str = "model") -> np.ndarray:
-    """Probabilities of ``session`` on ``x``, one image at a time (batch-1 files); non-finite is an error."""
-    return metrics.require_finite(np.concatenate([session.run(x[i : i + 1]) for i in range(len(x))]), source)
-
-
 def reference_probs(run: TrainedModel, x: np.ndarray, memo: Memo | None = None, images: str = ""):
     """(probabilities, Keras model); ``images``: the digest of ``x`` when the caller has it."""
     model = run.load_model()
@@ -103,43 +99,14 @@ def probe_batch(size: int) -> np.ndarray:
     return np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
 
 
-def to_model_input(x: np.ndarray, transform: dict | None) -> np.ndarray:
-    """The float batch to hand a file's session for RGB [0, 255] images ``x``.
-
-    ``transform`` is what ``edgetransfer import`` recorded for a file from another tool
-    (``metadata["imported"]["input_transform"]``): ``pixels`` (every file edgetransfer exported),
-    ``normalize`` (scale/offset per channel, optionally BGR, for a float input), or ``raw_quantized``
-    (an integer input whose quantization encodes the normalised range takes the raw pixels).
-    """
-    kind = (transform or {}).get("kind", "pixels")
-    if transform is None or kind == "pixels":
-        return x
-    if kind == "normalize":
-        x = np.asarray(x, dtype=np.float32)
-        if transform.get("bgr"):
-            x = x[..., ::-1]
-        return x * np.asarray(transform["scale"], np.float32) + np.asarray(transform["offset"], np.float32)
-    if kind == "raw_quantized":
-        return ((np.asarray(x, np.float32) - transform["zero_point"]) * transform["scale"]).astype(np.float32)
-    raise DataError(f"unknown input transform {kind!r} in the artifact manifest", fix="import the file again")
-
-
-def to_probabilities(y: np.ndarray, output: str | None) -> np.ndarray:
-    """Scores as probabilities: a softmax over ``logits`` (a foreign file's recorded output), else as they are."""
-    if output != "logits":
-        return y
-    z = np.asarray(y, np.float64) - np.max(y, axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-class Adapted:
-    """A session of a file from another tool, fed and read the way its import recorded (identity otherwise)."""
-
-    def __init__(self, session, imported: dict | None):
-        self.session = session
-        self.transform = (imported or {}).get("input_transform")
-        self.output = (imported or {}).get("output")
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return to_probabilities(self.session.run(to_model_input(batch, self.transform)), self.output)
+__all__ = [
+    "Adapted",
+    "HeldOut",
+    "files_digest",
+    "held_out",
+    "predict",
+    "probe_batch",
+    "reference_probs",
+    "to_model_input",
+    "to_probabilities",
+]
