@@ -20,7 +20,7 @@ for a in artifacts:
 
 # held-out data: the run's own validation split (as its manifest records it)
 report = validate([a.path for a in artifacts], target_names=["host-cpu", "pixel4-cpu"], skip_incompatible=True)
-print(f"evaluated on {report.held_out['images']} images ({report.held_out['split']})")
+print(f"evaluated on {report.held_out.images} images ({report.held_out.split})")
 for target, best in report.best.items():
     runtime = f" with {best.runtime}" if best.runtime else ""
     print(f"best on {target}: {Path(best.artifact).name}{runtime} at {best.p50_ms:.2f} ms ({best.provenance})")

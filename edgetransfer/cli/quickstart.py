@@ -33,7 +33,7 @@ def _summary(result: flow_lib.FlowResult) -> None:
         for r in rep.records
     ]
     ref_acc = rep.reference.accuracy if rep.reference else float("nan")
-    echo(f"float     accuracy {ref_acc:.4f} on {rep.held_out.get('images')} held-out images")
+    echo(f"float     accuracy {ref_acc:.4f} on {rep.held_out.images} held-out images")
     echo(table(rows, ["artifact", "precision", "target", "accuracy", "drop", "p50 ms", "latency is", "MB"]))
     echo("drop: points of accuracy each file loses against the float model (negative: it gained)")
     for t, b in report_lib.best(rep).items():

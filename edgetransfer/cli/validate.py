@@ -140,7 +140,7 @@ def validate_cmd(
 
     def text() -> None:
         ho = rep.held_out
-        echo(f"held-out data: {ho['images']} images of {ho['source']} ({ho['split']})")
+        echo(f"held-out data: {ho.images} images of {ho.source} ({ho.split})")
         echo(report_lib.float_model_words(rep) + (" (measured)" if rep.reference is not None else ""))
         header, rows = report_lib.table(rep)
         echo(table(rows, header))

@@ -6,26 +6,9 @@ exported file, so a partly delegated model is flagged before anyone deploys it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
-
-@dataclass(frozen=True)
-class Compatibility:
-    delegate: str
-    ops_total: int
-    ops_delegated: int
-    macs_share: float
-    partitions: int
-    fallback_ops: tuple[str, ...]
-    full: bool
-    note: str = ""
-
-    @property
-    def ops_share(self) -> float:
-        return self.ops_delegated / self.ops_total if self.ops_total else 1.0
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "fallback_ops": sorted(set(self.fallback_ops)), "ops_share": round(self.ops_share, 4)}
+from ..records.measure import Compatibility  # the record; re-exported for callers of this module
 
 
 def check(ops, delegate, precision: str) -> Compatibility:

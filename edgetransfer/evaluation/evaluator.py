@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..exporter.formats import INTEGER_PRECISIONS
 from ..io import write_json
 from ..records.export import ExportedArtifact
-from ..records.measure import Measurement, ValidationReport
+from ..records.measure import Measurement, MemoryFit, ValidationReport
 from ..records.vocab import MeasureMode
 from ..runtime import delegation, latency
 from . import compat, speed
@@ -134,7 +134,7 @@ def measure(
     profiles = speed.profiles_for(art, target, {n: asked.get(n, {}) for n in ran}) if request.profile else ()
     comp = None
     if target.delegate is not None:
-        comp = compat.for_artifact(art.path, target.delegate, art.precision).to_json()
+        comp = compat.for_artifact(art.path, target.delegate, art.precision).stored()
     observed = None  # how the runtime that ran it here (the one whose latency is reported) delegated it
     if target.measure == MeasureMode.HOST and rt.measures_latency_here:
         ran_in = lat.detail.get("runtime") if lat is not None else None
@@ -161,7 +161,7 @@ def measure(
         ratio_reference=str(request.reference.path) if request.reference is not None else "",
         ratio_repeats=ratios,
         compatibility=comp,
-        memory=rt.measure_memory(art.path, art.size_bytes, target),
+        memory=_memory_fit(rt.measure_memory(art.path, art.size_bytes, target)),
         peak_memory_mb=peak,
         settings=dict(used or {}),
         execution=request.execution,
@@ -169,6 +169,11 @@ def measure(
         tuning=dict(request.tuning),
         delegation=observed,
     )
+
+
+def _memory_fit(found: Mapping | None) -> MemoryFit | None:
+    """The runtime's memory measurement (a mapping from its registry hook) as the record."""
+    return MemoryFit.from_json(dict(found), "memory measurement") if found is not None else None
 
 
 def _plain(settings: Mapping[str, Mapping] | None) -> dict[str, dict] | None:

@@ -19,7 +19,7 @@ from ..evaluation.timing import REPORT_REPEATS, host_runtimes, runtime_of
 from ..io import require_writable
 from ..memo import Memo
 from ..records.export import ExportedArtifact
-from ..records.measure import Measurement, ValidationReport
+from ..records.measure import HeldOutInfo, Measurement, ValidationReport
 from ..records.vocab import Precision
 from ..runtime import isolate, latency
 
@@ -181,7 +181,7 @@ def _evaluate(arts, pairs, ev: Evaluator, budget_s: float, on_measure, opts: spe
     else:
         findings.append("no float model in this run (imported from an exported file): accuracy without a drop")
     return ValidationReport(
-        held_out=ev.held.to_json(),
+        held_out=HeldOutInfo.from_json(ev.held.to_json(), "held-out data"),
         reference=reference,
         records=tuple(records),
         best=gate.best_per_target(records, {t.name: t for _, t in pairs}),
@@ -198,20 +198,20 @@ def _target_findings(records: Sequence[Measurement]) -> list[str]:
     out = []
     for m in records:
         c, name = m.compatibility, Path(m.artifact).name
-        if c is not None and not c.get("full", True):
-            fallback = ", ".join(sorted(set(c.get("fallback_ops") or ()))) or "all"
+        if c is not None and not c.full:
+            fallback = ", ".join(sorted(set(c.fallback_ops))) or "all"
             out.append(
-                f"{name} on {m.target}: only {c['ops_delegated']}/{c['ops_total']} ops "
-                f"({100 * c['macs_share']:.0f}% of MACs) on {c['delegate']}, {c['partitions']} partition(s); "
-                f"falls back: {fallback}. {c.get('note', '')}".strip()
+                f"{name} on {m.target}: only {c.ops_delegated}/{c.ops_total} ops "
+                f"({100 * c.macs_share:.0f}% of MACs) on {c.delegate}, {c.partitions} partition(s); "
+                f"falls back: {fallback}. {c.note}".strip()
             )
         out += delegation.findings(m)
         mem = m.memory
-        if mem is not None and not mem["fits"]:
+        if mem is not None and not mem.fits:
             out.append(
-                f"{name} does not fit {m.target}: arena {mem['arena_bytes']:,} B (RAM budget "
-                f"{mem['ram_budget_bytes']:,} B), flash {mem['flash_bytes']:,} B (budget "
-                f"{mem['flash_budget_bytes']:,} B)"
+                f"{name} does not fit {m.target}: arena {mem.arena_bytes:,} B (RAM budget "
+                f"{mem.ram_budget_bytes:,} B), flash {mem.flash_bytes:,} B (budget "
+                f"{mem.flash_budget_bytes:,} B)"
             )
     return out
 

@@ -144,11 +144,11 @@ def memory_checks(m: Measurement, b: Budget) -> list[Check]:
             fix="use a runtime: tflm target, or --max-size-mb",
         )
     out = []
-    for name, figure, limit in (("ram", mem["arena_bytes"], b.ram_kb), ("flash", mem["flash_bytes"], b.flash_kb)):
+    for name, figure, limit in (("ram", mem.arena_bytes, b.ram_kb), ("flash", mem.flash_bytes, b.flash_kb)):
         if limit is None:
             continue
         chk = _upper(name, figure / 1024, limit, "KiB", Provenance.MEASURED)
-        where = f" (arena in {mem.get('arena_in') or 'no memory of the part'})" if name == "ram" else ""
+        where = f" (arena in {mem.arena_in or 'no memory of the part'})" if name == "ram" else ""
         out.append(replace(chk, message=f"{chk.message}: {figure:,} bytes{where} on {m.target}"))
     return out
 
@@ -182,13 +182,13 @@ def delegation_check(m: Measurement) -> Check:
             "profile names no delegate to predict it",
             fix="check on a host target, or add a delegate section to the profile, or drop --require-full-delegation",
         )
-    full = bool(c.get("full"))
-    fell = ", ".join(sorted(set(c.get("fallback_ops") or ()))) or "none named"
+    full = c.full
+    fell = ", ".join(sorted(set(c.fallback_ops))) or "none named"
     msg = (
-        f"full_delegation: {c.get('delegate')} is predicted to take {c.get('ops_delegated')}/{c.get('ops_total')} "
-        f"ops in {c.get('partitions')} partition(s) on {m.target}" + ("" if full else f"; falls back: {fell}")
+        f"full_delegation: {c.delegate} is predicted to take {c.ops_delegated}/{c.ops_total} "
+        f"ops in {c.partitions} partition(s) on {m.target}" + ("" if full else f"; falls back: {fell}")
     )
-    share = c["ops_delegated"] / c["ops_total"] if c.get("ops_total") else 0.0
+    share = c.ops_delegated / c.ops_total if c.ops_total else 0.0
     return Check("full_delegation", Status.PASSED if full else Status.FAILED, round(share, 4), 1.0, "of ops",
                  "predicted", None, msg)  # fmt: skip
 

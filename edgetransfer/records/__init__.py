@@ -30,7 +30,17 @@ from .flows import (
     TargetLatency,
     ValidateSpec,
 )  # noqa: E501
-from .measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
+from .measure import (
+    Best,
+    Check,
+    Compatibility,
+    HeldOutInfo,
+    Measurement,
+    MemoryFit,
+    Reference,
+    ValidationReport,
+    Verdict,
+)
 from .quant import QuantDiagnosis, TensorDiagnosis
 from .recipe import DEFAULT_CALIBRATION_SIZE, QuantRecipe, RecipeFile
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
@@ -47,7 +57,10 @@ __all__ = [
     "ExportIndex",
     "ExportedArtifact",
     "FloatReference",
+    "Compatibility",
+    "HeldOutInfo",
     "Measurement",
+    "MemoryFit",
     "RecipeFile",
     "Reference",
     "TFLMBundle",

@@ -8,7 +8,7 @@ them; ``check`` judges one (:func:`edgetransfer.gate.judge`), live or from a rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK
@@ -18,6 +18,62 @@ from .device import DeviceAccuracy
 from .latency import Latency
 from .profile import OpProfile
 from .vocab import Status
+
+
+@dataclass(frozen=True)
+class Compatibility(Record):
+    """Delegate compatibility predicted by a static analyzer: which ops ``delegate`` takes, in how many
+    partitions (:mod:`edgetransfer.evaluation.compat`). ``ops_share`` is written for readers, not read back."""
+
+    DERIVED: ClassVar[tuple[str, ...]] = ("ops_share",)
+
+    delegate: str
+    ops_total: int
+    ops_delegated: int
+    macs_share: float
+    partitions: int
+    fallback_ops: tuple[str, ...]
+    full: bool
+    note: str = ""
+
+    @property
+    def ops_share(self) -> float:
+        return self.ops_delegated / self.ops_total if self.ops_total else 1.0
+
+    def derived(self) -> dict[str, Any]:
+        return {"ops_share": round(self.ops_share, 4)}
+
+    def stored(self) -> Compatibility:
+        """As a measurement holds it: the ops that fell back once each, sorted (graph order is for the analyzer)."""
+        return Compatibility(**{**asdict(self), "fallback_ops": tuple(sorted(set(self.fallback_ops)))})
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "fallback_ops": sorted(set(self.fallback_ops))}
+
+
+@dataclass(frozen=True)
+class MemoryFit(Record):
+    """A microcontroller file's arena (measured by TFLM) and flash against its part and budgets
+    (:func:`edgetransfer.runtime.tflm.fits`); ``arena_in``: ``sram``, ``psram`` or None (fits nowhere)."""
+
+    target: str
+    arena_bytes: int
+    flash_bytes: int
+    arena_in: str | None
+    ram_budget_bytes: int
+    flash_budget_bytes: int
+    ram_ok: bool
+    flash_ok: bool
+    fits: bool
+
+
+@dataclass(frozen=True)
+class HeldOutInfo(Record):
+    """Which held-out images a report's accuracies come from (:meth:`edgetransfer.evaluation.heldout.HeldOut.info`)."""
+
+    source: str  # the folder
+    split: str  # "val", "test", "seeded 20% split (seed 0), as in training", "whole folder"
+    images: int
 
 
 @dataclass(frozen=True)
@@ -80,8 +136,8 @@ class Measurement(Record):
     p90_repeats: tuple[float, ...] = ()
     ratio_reference: str = ""
     ratio_repeats: tuple[float, ...] = ()
-    compatibility: dict | None = None
-    memory: dict | None = None
+    compatibility: Compatibility | None = None
+    memory: MemoryFit | None = None
     peak_memory_mb: float | None = None
     settings: dict = field(default_factory=dict)
     execution: str = ""
@@ -108,7 +164,7 @@ class Measurement(Record):
     def fits(self) -> bool:
         """Whether the file fits its target's memory (``True`` where not measured): a file that cannot run
         there is never the best (issue #26)."""
-        return (self.memory or {}).get("fits", True) is not False
+        return self.memory is None or self.memory.fits
 
     def derived(self) -> dict[str, Any]:
         lat = self.latency
@@ -161,7 +217,7 @@ class ValidationReport(Record):
     # "verdict": the pipeline file's report.json carries its check's verdict beside the report.
     DERIVED: ClassVar[tuple[str, ...]] = ("data", "verdict")
 
-    held_out: dict
+    held_out: HeldOutInfo
     reference: Reference | None  # None: a run imported from an exported file has no float model
     records: tuple[Measurement, ...]
     best: dict[str, Best]
@@ -173,7 +229,7 @@ class ValidationReport(Record):
 
     @property
     def data(self) -> str:
-        return str(self.held_out.get("source", ""))
+        return self.held_out.source
 
     def derived(self) -> dict[str, Any]:
         return {"data": self.data}

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write
+from ..records.measure import Compatibility
 from . import plots
 from .profile import html_section
 from .profile import speed_lines as speed_lines
@@ -68,8 +69,8 @@ def table(report) -> tuple[list[str], list[list[str]]]:
             f"{r.size_bytes / 1e6:.2f}",
         ]
         if memory:
-            m = getattr(r, "memory", None) or {}
-            row += [_kib(m.get("arena_bytes"), m.get("ram_ok")), _kib(m.get("flash_bytes"), m.get("flash_ok"))]
+            m = getattr(r, "memory", None)
+            row += [_kib(m.arena_bytes, m.ram_ok), _kib(m.flash_bytes, m.flash_ok)] if m is not None else ["-", "-"]
         rows.append([*row, _compat(r.compatibility)])
     return header, rows
 
@@ -122,17 +123,17 @@ HEADER = [
 ]
 
 
-def _compat(c: dict | None) -> str:
-    if not c:
+def _compat(c: Compatibility | None) -> str:
+    if c is None:
         return "-"
-    return f"{100 * c['ops_share']:.0f}% ops, {c['partitions']} part." if not c["full"] else "all"
+    return f"{100 * round(c.ops_share, 4):.0f}% ops, {c.partitions} part." if not c.full else "all"
 
 
 def markdown(report, verdict=None) -> str:
     lines = [
         "# edgetransfer validation",
         "",
-        f"Data: `{report.data}` ({report.held_out.get('split')}, {report.held_out.get('images')} images). "
+        f"Data: `{report.data}` ({report.held_out.split}, {report.held_out.images} images). "
         f"{float_model_words(report)} on "
         f"{report.host.get('cpu', '?')} ({report.host.get('cores')} cores). Latency marked *measured* ran here "
         "(or on the device through its runner); *estimated* comes from the per-op cost model.",
@@ -295,8 +296,8 @@ def html_page(report, verdict=None) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>edgetransfer report</title>"
         f"<style>{_CSS}</style></head><body><h1>edgetransfer validation</h1>",
-        f"<p>Data <code>{esc(report.data)}</code> ({esc(str(report.held_out.get('split')))}, "
-        f"{report.held_out.get('images')} images); {esc(float_model_words(report))} on "
+        f"<p>Data <code>{esc(report.data)}</code> ({esc(report.held_out.split)}, "
+        f"{report.held_out.images} images); {esc(float_model_words(report))} on "
         f"{esc(str(report.host.get('cpu')))} "
         f"({report.host.get('cores')} cores). <span class='measured'>measured</span> figures ran on the host or "
         f"the device; <span class='estimated'>estimated</span> ones come from the per-op cost model.</p>",

@@ -293,13 +293,20 @@ def _fit_and_keep_with_progress(model, work: Path, epochs: int) -> None:
 # -- (6) output that matches the README: a drop column, RAM/flash on MCUs, no best that does not fit -------------
 
 
-def _fake_report(memory: dict | None):
+def _fit(arena_bytes: int, flash_bytes: int, ram_ok: bool, flash_ok: bool = True):
+    from edgetransfer.records import MemoryFit
+
+    return MemoryFit("stm32h7", arena_bytes, flash_bytes, "sram", 1, 1, ram_ok, flash_ok, ram_ok and flash_ok)
+
+
+def _fake_report(memory):
     from types import SimpleNamespace as NS
 
     lat = NS(p50=3.0, p90=4.0, provenance="estimated", detail={"runtime": "tflm"}, host={})
     rec = NS(
         artifact="/x/model_int8.tflite", target="stm32h7", precision="int8", accuracy=0.90, accuracy_drop=1.5,
         agreement=0.97, latency=lat, size_bytes=4_000_000, compatibility=None, memory=memory,
+        fits=memory is None or memory.fits,  # Measurement.fits
     )  # fmt: skip
     best = NS(artifact=rec.artifact, p50_ms=3.0, provenance="estimated", runtime="tflm", accuracy=0.9)
     return NS(records=[rec], best={"stm32h7": best})
@@ -311,7 +318,7 @@ def test_table_has_a_drop_column_and_ram_flash_for_mcu_targets():
     header, rows = report.table(_fake_report(None))
     assert header[3:5] == ["accuracy", "drop"] and rows[0][4] == "1.50"
     assert "RAM KiB" not in header
-    mem = {"arena_bytes": 600 * 1024, "flash_bytes": 3900 * 1024, "ram_ok": False, "flash_ok": True, "fits": False}
+    mem = _fit(600 * 1024, 3900 * 1024, ram_ok=False)
     header, rows = report.table(_fake_report(mem))
     assert header[-3:] == ["RAM KiB", "flash KiB", "delegated"]
     assert rows[0][-3:-1] == ["600 (over)", "3,900"]
@@ -320,9 +327,9 @@ def test_table_has_a_drop_column_and_ram_flash_for_mcu_targets():
 def test_a_file_that_does_not_fit_is_never_best():
     from edgetransfer import report
 
-    mem = {"arena_bytes": 1, "flash_bytes": 1, "ram_ok": False, "flash_ok": True, "fits": False}
+    mem = _fit(1, 1, ram_ok=False)
     assert report.best(_fake_report(mem)) == {"stm32h7": None}
-    fits = {**mem, "ram_ok": True, "fits": True}
+    fits = _fit(1, 1, ram_ok=True)
     assert report.best(_fake_report(fits))["stm32h7"] is not None
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from edgetransfer.io import sha256_file
 from edgetransfer.records.latency import Latency
-from edgetransfer.records.measure import Best, Measurement, Reference, ValidationReport
+from edgetransfer.records.measure import Best, HeldOutInfo, Measurement, Reference, ValidationReport
 
 PASSED_JUNIT = '<testsuite name="edgetransfer.check" tests="1" failures="0" errors="0"></testsuite>\n'
 
@@ -33,7 +33,7 @@ def _report(folder: Path, artifact: Path) -> dict:
         accuracy_drop=0.4,
     )
     rep = ValidationReport(
-        held_out={"source": "d", "split": "val", "images": 10},
+        held_out=HeldOutInfo("d", "val", 10),
         reference=Reference(0.9, "model.keras", lat),
         records=(m,),
         best={"host-cpu": Best(str(artifact), 9.0, "measured", 0.9, "litert")},

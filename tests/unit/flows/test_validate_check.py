@@ -86,7 +86,7 @@ def test_validate_report_python_api(untrained_exports, data_dir, tmp_path):
     # the float predictions stored with the export are the reference (no Keras run, so no Keras latency)
     assert rep.reference.model.endswith("reference.npz") and rep.reference.latency is None
     tpu = next(r for r in rep.records if r.target == "edgetpu")
-    assert tpu.compatibility["full"] and tpu.latency.provenance == "estimated"
+    assert tpu.compatibility.full and tpu.latency.provenance == "estimated"
     from edgetransfer import report
 
     md = report.write(rep, tmp_path / "r.md").read_text()

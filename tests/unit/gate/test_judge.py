@@ -16,7 +16,16 @@ from edgetransfer.errors import ConfigError
 from edgetransfer.flows.check import judge_report
 from edgetransfer.gate.stats import decide, interval
 from edgetransfer.records import Budget
-from edgetransfer.records.measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
+from edgetransfer.records.measure import (
+    Best,
+    Check,
+    HeldOutInfo,
+    Measurement,
+    MemoryFit,
+    Reference,
+    ValidationReport,
+    Verdict,
+)
 from edgetransfer.records.vocab import Status
 from edgetransfer.runtime.latency import Latency
 
@@ -96,7 +105,8 @@ def test_estimates_are_compared_as_they_are():
 
 
 def test_every_budget_kind():
-    m = _m(memory={"arena_bytes": 200 * 1024, "flash_bytes": 300 * 1024, "arena_in": "sram"}, peak_memory_mb=40.0)
+    fit = MemoryFit("mcu", 200 * 1024, 300 * 1024, "sram", 512 * 1024, 512 * 1024, True, True, True)
+    m = _m(memory=fit, peak_memory_mb=40.0)
     v = gate.judge(m, Budget(accuracy_drop=0.5, size_mb=1, peak_memory_mb=50, ram_kb=100, flash_kb=400))
     status = {c.name: c.status for c in v.checks}
     assert status == {
@@ -132,7 +142,7 @@ def test_interval_never_goes_negative():
 
 def _report(tmp_path: Path, measurements) -> Path:
     rep = ValidationReport(
-        held_out={"source": "d", "split": "val", "images": 10},
+        held_out=HeldOutInfo("d", "val", 10),
         reference=Reference(0.9, "model.keras", _lat(30.0)),
         records=tuple(measurements),
         best={"host-cpu": Best("/x/model_int8.tflite", 9.0, "measured", 0.9, "litert")},
