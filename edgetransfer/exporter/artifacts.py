@@ -27,7 +27,7 @@ from .._version import __version__
 from ..errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
 from ..io import atomic_path, locked, require_own_output, require_writable, sha256_file, write_json
 from ..memo import Memo
-from ..records import ArtifactManifest, CalibrationInfo, ExportIndex, FloatReference, IOSpec
+from ..records import ArtifactManifest, CalibrationInfo, CalibrationUsed, ExportIndex, FloatReference, IOSpec
 from ..records.export import ExportedArtifact
 from ..records.run import TrainedModel
 from . import formats
@@ -405,9 +405,7 @@ def write_artifact(
             **{k: list(v) for k, v in extra.items()},
             **({"quantized_for": made_for} if made_for else {}),
         },  # fmt: skip
-        calibration={"source": calib.source, "count": len(calib.images)}
-        if calib and recipe.needs_calibration
-        else None,
+        calibration=CalibrationUsed(calib.source, len(calib.images)) if calib and recipe.needs_calibration else None,
         converter={**_versions(fmt), **({"from": "memo"} if prebuilt is not None else {})},
         export_seconds=round(time.perf_counter() - start, 2),
         attempts=attempts,

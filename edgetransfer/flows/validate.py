@@ -222,7 +222,7 @@ def _quality_findings(arts, acc: dict, ref_acc: float, n_classes: int) -> list[s
     for a in arts:
         got = acc[a.path].accuracy
         drop = 100 * (ref_acc - got)
-        cal = a.manifest.calibration or {}
+        cal = a.manifest.calibration
         if drop >= COLLAPSE_POINTS:
             out.append(
                 f"{a.path.name}: accuracy collapsed by {drop:.1f} points against the float model "
@@ -230,9 +230,9 @@ def _quality_findings(arts, acc: dict, ref_acc: float, n_classes: int) -> list[s
                 "100-500 representative images (--calibration-size), or let `edgetransfer export "
                 "--max-accuracy-drop` search for a recipe that keeps the accuracy."
             )
-        if cal and int(cal.get("count", 0)) < 10:
+        if cal is not None and cal.count < 10:
             out.append(
-                f"{a.path.name}: calibrated on only {cal.get('count')} image(s) ({cal.get('source')}); "
+                f"{a.path.name}: calibrated on only {cal.count} image(s) ({cal.source}); "
                 "int8 ranges from so few images are unreliable."
             )
     return out

@@ -43,12 +43,13 @@ from .measure import (
 )
 from .quant import QuantDiagnosis, TensorDiagnosis
 from .recipe import DEFAULT_CALIBRATION_SIZE, QuantRecipe, RecipeFile
-from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
+from .run import ArtifactManifest, CalibrationUsed, DataInfo, IOSpec, Metrics, RunManifest
 
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE",
     "DEFAULT_PICK_ACCURACY_DROP",
     "ArtifactManifest",
+    "CalibrationUsed",
     "Attempt",
     "Best",
     "Budget",

@@ -81,6 +81,15 @@ class IOSpec(Record):
 
 
 @dataclass(frozen=True)
+class CalibrationUsed(Record):
+    """Which images calibrated one int8 / int16x8 file (the export index's
+    :class:`~edgetransfer.records.export.CalibrationInfo` also lists the files)."""
+
+    source: str
+    count: int
+
+
+@dataclass(frozen=True)
 class ArtifactManifest(Record):
     """``<file>.manifest.json``: what an exported file is and where it came from.
 
@@ -102,7 +111,7 @@ class ArtifactManifest(Record):
     source_run_abs: str = ""
     source_fingerprint: str = ""
     recipe: dict = field(default_factory=dict)
-    calibration: dict | None = None
+    calibration: CalibrationUsed | None = None
     converter: dict = field(default_factory=dict)
     export_seconds: float = 0.0
     attempts: tuple[dict, ...] = ()

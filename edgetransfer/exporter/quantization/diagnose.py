@@ -129,7 +129,7 @@ def _replay(path: Path, m: ArtifactManifest) -> tuple[QuantRecipe, tuple[str, ..
     raw = dict(m.recipe)
     keep = tuple(raw.pop("keep_float", ()))
     raw.pop("quantized_for", None)  # what the file was made for (exporter/artifacts.py), not a recipe field
-    label = str((m.calibration or {}).get("source", "auto"))
+    label = m.calibration.source if m.calibration is not None else "auto"
     seed = _SEED.search(label)
     source = "auto" if label.startswith("auto") else label.removeprefix("folder: ")
     return QuantRecipe(**raw), keep, source, int(seed.group(1)) if seed else 0
@@ -185,7 +185,7 @@ def diagnose(
             ref_acc = ev.require_reference()
             file_acc = ev.check_file(path).accuracy
             recipe, keep, cal_source, seed = _replay(path, m)
-            count = int((m.calibration or {}).get("count", recipe.calibration_size))
+            count = m.calibration.count if m.calibration is not None else recipe.calibration_size
             cal = calibration_set(run.manifest, cal_source, count, seed=seed)
             fixer = _Fixer(spec, src, recipe, cal, m.metadata, keep, ev, Path(tmp))
             replay = fixer.replay(m.sha256)

@@ -72,7 +72,7 @@ def test_unmet_budget_exits_1_with_best_attempt_written(invoke, tiny_run, tmp_pa
     ok = [a for a in m.attempts if a["status"] == "ok"]
     best = min(ok, key=lambda a: (a["accuracy_drop"], a["p50_ms"]))
     assert m.recipe["keep_float"] if best["keep_float"] else "keep_float" not in m.recipe
-    assert m.calibration["count"] == best["calibration_count"]
+    assert m.calibration is not None and m.calibration.count == best["calibration_count"]
     doc = json.loads(path.with_name(path.name + ".recipe.json").read_text())
     assert doc["measured"]["accuracy_drop"] == best["accuracy_drop"] and doc["keep_float"] == best["keep_float"]
 
@@ -90,7 +90,8 @@ def test_unmet_budget_exits_1_with_best_attempt_written(invoke, tiny_run, tmp_pa
         r = ArtifactManifest.read(again / "model_int8_iouint8.tflite.manifest.json")
         assert r.recipe == want and not r.attempts
         if name == "doctor":
-            assert r.calibration["count"] == m.calibration["count"]
+            assert r.calibration is not None and m.calibration is not None
+            assert r.calibration.count == m.calibration.count
             assert r.sha256 == m.sha256  # the same converter on the same inputs: the same bytes
 
 

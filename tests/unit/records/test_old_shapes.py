@@ -5,7 +5,7 @@ records, and writing it again gives the same document, key for key and in the sa
 The old documents are spelled out here as the code before the change wrote them: ``compatibility`` was
 ``Compatibility.to_json()`` (the dataclass's fields, ``fallback_ops`` sorted once each, ``ops_share``
 rounded to 4 places after them), ``memory`` the dict of ``runtime.tflm.fits``, ``held_out``
-``HeldOut.to_json()``.
+``HeldOut.to_json()``; an artifact manifest's ``calibration`` was ``{"source", "count"}``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ import pytest
 from edgetransfer import gate
 from edgetransfer.errors import ConfigError
 from edgetransfer.evaluation import compat
-from edgetransfer.records import Budget, Compatibility, HeldOutInfo, MemoryFit, ValidationReport
+from edgetransfer.records import (
+    ArtifactManifest,
+    Budget,
+    CalibrationUsed,
+    Compatibility,
+    HeldOutInfo,
+    IOSpec,
+    MemoryFit,
+    ValidationReport,
+)
 from edgetransfer.records.latency import Latency
 from edgetransfer.records.measure import Best, Measurement, Reference
 from edgetransfer.records.vocab import Status
@@ -119,3 +128,23 @@ def test_the_analyzer_keeps_graph_order_and_the_measurement_stores_each_op_once_
     assert c.stored().fallback_ops == ("MEAN", "SOFTMAX") and c.fallback_ops[0] == "SOFTMAX"
     assert c.to_json()["fallback_ops"] == ["MEAN", "SOFTMAX"] and c.to_json()["ops_share"] == 0.5
     assert compat.Compatibility is Compatibility  # the evaluation's name is the record
+
+
+def _old_manifest(calibration: dict | None) -> dict:
+    io = IOSpec(32, dtype="int8", range=(0.0, 255.0))  # as read back (the default is written as ints)
+    m = ArtifactManifest("model_int8.tflite", "tflite", "int8", io, {}, "0" * 64, 1234, "..")
+    return {**m.to_json(), "calibration": calibration}
+
+
+@pytest.mark.parametrize("calibration", [{"source": "12 class-balanced images of the run's data", "count": 12}, None])
+def test_an_old_artifact_manifest_loads_its_calibration_as_a_record(calibration):
+    doc = _old_manifest(calibration)
+    m = ArtifactManifest.from_json(json.loads(json.dumps(doc)), "model_int8.tflite.manifest.json")
+    want = CalibrationUsed("12 class-balanced images of the run's data", 12) if calibration else None
+    assert m.calibration == want
+    assert json.dumps(m.to_json()) == json.dumps(doc)
+
+
+def test_an_old_calibration_with_a_count_in_words_is_refused():
+    with pytest.raises(ConfigError, match="calibration.count"):
+        ArtifactManifest.from_json(_old_manifest({"source": "x", "count": "twelve"}), "m.manifest.json")
