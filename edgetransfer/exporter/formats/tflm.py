@@ -6,7 +6,8 @@ tensor arena. The op checks and the arena measurement are the TFLM runtime's
 (:mod:`edgetransfer.runtime.tflm_ops`, :mod:`edgetransfer.runtime.tflm`); this module writes
 the bundle.
 
-Public API: :func:`to_c_source`, :func:`resolver_calls`, :func:`export_tflm`, :class:`TFLMExport`.
+Public API: :func:`to_c_source`, :func:`resolver_calls`, :func:`export_tflm` (returns the bundle's
+:class:`~edgetransfer.records.TFLMBundle`, as written to ``tflm_manifest.json``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..._version import __version__
@@ -29,7 +29,6 @@ from .graphops import tflite_ops
 
 __all__ = [
     "SPEC",
-    "TFLMExport",
     "export_tflm",
     "package",
     "resolver_calls",
@@ -37,7 +36,7 @@ __all__ = [
 ]
 
 
-def package(int8_tflite_path: str | Path, out_dir: str | Path) -> TFLMExport:
+def package(int8_tflite_path: str | Path, out_dir: str | Path) -> TFLMBundle:
     """The exporter hook of a packaging format (see ``FormatSpec.packages``)."""
     return export_tflm(int8_tflite_path, out_dir)
 
@@ -154,29 +153,6 @@ inline TfLiteStatus RegisterOps(OpResolver& resolver) {{
 # --------------------------------------------------------------------------- export
 
 
-@dataclass(frozen=True)
-class TFLMExport:
-    """What :func:`export_tflm` wrote, and the figures a budget check needs."""
-
-    tflite: Path
-    cc: Path
-    header: Path
-    manifest: Path
-    arena_bytes: int
-    flash_bytes: int
-    ops: tuple[str, ...]
-
-    def to_json(self) -> dict:
-        return {
-            "tflite": self.tflite.name,
-            "cc": self.cc.name,
-            "header": self.header.name,
-            "arena_bytes": self.arena_bytes,
-            "flash_bytes": self.flash_bytes,
-            "ops": list(self.ops),
-        }
-
-
 def _atomic_write(path: Path, data: bytes) -> Path:
     """Write ``data`` to a hidden temporary beside ``path``; return it (renamed by the caller)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -184,9 +160,10 @@ def _atomic_write(path: Path, data: bytes) -> Path:
     return tmp
 
 
-def export_tflm(int8_tflite_path: str | Path, out_dir: str | Path, *, name: str = "g_model") -> TFLMExport:
+def export_tflm(int8_tflite_path: str | Path, out_dir: str | Path, *, name: str = "g_model") -> TFLMBundle:
     """Write a TFLM bundle: ``<file>.tflite`` (a copy), ``model_data.cc``, ``model_data.h`` and
-    ``tflm_manifest.json`` (arena bytes, flash bytes = the model's bytes, ops).
+    ``tflm_manifest.json`` (arena bytes, flash bytes = the model's bytes, ops); returns that manifest's
+    record (its file names are relative to ``out_dir``).
 
     Every check and the arena measurement happen before anything is written; each file is
     written under a temporary name and renamed once all of them are complete, so a failure
@@ -209,21 +186,25 @@ def export_tflm(int8_tflite_path: str | Path, out_dir: str | Path, *, name: str 
         "header": out / "model_data.h",
         "manifest": out / "tflm_manifest.json",
     }
-    result = TFLMExport(paths["tflite"], paths["cc"], paths["header"], paths["manifest"], arena, len(data), tuple(ops))
-    doc = TFLMBundle(
-        **result.to_json(),
+    result = TFLMBundle(
+        tflite=src.name,
+        cc=paths["cc"].name,
+        header=paths["header"].name,
+        arena_bytes=arena,
+        flash_bytes=len(data),
+        ops=tuple(ops),
         edgetransfer=__version__,
         source=str(src),
         sha256=hashlib.sha256(data).hexdigest(),
         array=name,
         resolver=tuple(resolver_calls(ops)),
         arena_method="binary search on TFLM AllocateTensors (reference kernels)",
-    ).to_json()
+    )
     contents = {
         "tflite": data,
         "cc": cc.encode(),
         "header": h.encode(),
-        "manifest": json.dumps(doc, indent=2).encode(),
+        "manifest": json.dumps(result.to_json(), indent=2).encode(),
     }
     temps: dict[str, Path] = {}
     try:

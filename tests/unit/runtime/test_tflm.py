@@ -15,6 +15,7 @@ pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 from edgetransfer import targets
 from edgetransfer.errors import EXIT_USAGE, UnsupportedError
 from edgetransfer.exporter.formats import tflm as tflm_format
+from edgetransfer.records import TFLMBundle
 from edgetransfer.runtime import tflm, tflm_ops
 
 
@@ -68,13 +69,15 @@ def test_arena_is_the_smallest_that_allocates(int8):
 
 
 def test_export_bundle_and_c_source(int8, tmp_path):
-    out = tflm_format.export_tflm(int8, tmp_path / "fw")
+    fw = tmp_path / "fw"
+    out = tflm_format.export_tflm(int8, fw)
+    assert TFLMBundle.read(fw / "tflm_manifest.json") == out  # the record returned is the one written
     assert sorted(p.name for p in (tmp_path / "fw").iterdir()) == sorted(
         [int8.name, "model_data.cc", "model_data.h", "tflm_manifest.json"]
     )
     assert out.flash_bytes == int8.stat().st_size and out.arena_bytes == tflm.measure_arena(int8)
     assert out.ops[0] == "QUANTIZE" and "CONV_2D" in out.ops and "DEPTHWISE_CONV_2D" in out.ops
-    cc, h = out.cc.read_text(), out.header.read_text()
+    cc, h = (fw / out.cc).read_text(), (fw / out.header).read_text()
     assert "alignas(16) const unsigned char g_model[] = {" in cc
     assert f"const unsigned int g_model_len = {out.flash_bytes};" in cc
     body = cc.split("= {", 1)[1].split("};", 1)[0]
@@ -86,10 +89,10 @@ def test_export_bundle_and_c_source(int8, tmp_path):
         ln.split("resolver.")[1].split("()")[0] for ln in h.splitlines() if "resolver.Add" in ln
     ] == tflm_format.resolver_calls(list(out.ops))
     if shutil.which("g++"):
-        _compile(tmp_path, out)
+        _compile(tmp_path, fw / out.cc)
 
 
-def _compile(tmp_path: Path, out) -> None:
+def _compile(tmp_path: Path, cc: Path) -> None:
     """``g++ -fsyntax-only`` against a stub of TFLM's resolver with the methods this module names."""
     stub = tmp_path / "stub" / "tensorflow/lite/micro/micro_mutable_op_resolver.h"
     stub.parent.mkdir(parents=True)
@@ -111,7 +114,7 @@ def _compile(tmp_path: Path, out) -> None:
         "+ g_model[0] + (int)g_model_len; }\n"
     )
     res = subprocess.run(
-        ["g++", "-std=c++17", "-fsyntax-only", f"-I{stub.parents[3]}", f"-I{out.cc.parent}", str(out.cc), str(main)],
+        ["g++", "-std=c++17", "-fsyntax-only", f"-I{stub.parents[3]}", f"-I{cc.parent}", str(cc), str(main)],
         capture_output=True,
         text=True,
         timeout=300,
