@@ -121,7 +121,7 @@ def tables(results: list[tuple], pk: dict, macs: int, threads: list[int]) -> lis
 
 def where_int8_goes(files: dict, threads: list[int]) -> None:
     """Per-op profiles of the ONNX files: ms by op kind per runtime and thread count, and the 2/1 ratio."""
-    from edgetransfer.runtime.profile import profile
+    from edgetransfer.runtime.dispatch import profile
 
     for prec in ("int8", "fp32"):
         path = files.get(("onnx", prec))

@@ -92,9 +92,8 @@ class RuntimeTemplate:
         rt = spec.runtime()
         assert isinstance(rt, cls) and isinstance(rt, Runtime) and rt.name == runtime_name
         assert isinstance(runtime.get_runtime(runtime_name), cls)
-        for ref in (spec.ops, spec.memory, spec.estimate):
-            if ref:
-                assert callable(runtime_spec._resolve(ref))
+        for hook in (spec.ops, spec.memory, spec.estimate, spec.profiler, spec.observer):
+            assert hook is None or callable(hook)
 
     def test_runs_every_file_it_takes_as_keras_does(self, runtime_name, untrained_exports, untrained_images):
         """Each exported file this runtime runs (the format registry's ``runtimes``, packagings included, narrowed by the

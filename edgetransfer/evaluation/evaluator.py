@@ -24,7 +24,7 @@ from ..io import write_json
 from ..records.export import ExportedArtifact
 from ..records.measure import Measurement, MemoryFit, ValidationReport
 from ..records.vocab import MeasureMode
-from ..runtime import delegation, latency
+from ..runtime import dispatch, latency
 from . import compat, speed
 from .accuracy import Scores
 from .memory import peak_memory_mb
@@ -138,7 +138,7 @@ def measure(
     observed = None  # how the runtime that ran it here (the one whose latency is reported) delegated it
     if target.measure == MeasureMode.HOST and rt.measures_latency_here:
         ran_in = lat.detail.get("runtime") if lat is not None else None
-        observed = delegation.observe_here(
+        observed = dispatch.observe_here(
             art.path, art.precision in INTEGER_PRECISIONS, ran_in, target.provider, target.threads
         )
     return Measurement(

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import EdgeTransferError
 from . import isolate, load_session, runtime_for
+from .dispatch import profile
 from .latency import measure
-from .profile import profile
 
 
 def bench(model: str, threads: int | None, budget_s: float, warmup: int, min_runs: int, provider: str):

@@ -1,6 +1,7 @@
 """Observe delegation: load a file in a runtime and read back which nodes its accelerator took.
 
-Each host runtime registers its observer (``RuntimeSpec.observer``); :func:`observe` calls it.
+Each host runtime registers its observer (``RuntimeSpec.observer``, through :mod:`.hooks`);
+:func:`edgetransfer.runtime.observe` calls it. This module does not read the registry.
 
 - LiteRT: the Interpreter with its default delegate (XNNPACK) appends one ``DELEGATE`` node per
   partition it took (tensorflow/lite/core/subgraph.cc, ReplaceNodeSubsetsWithDelegateKernels); the
@@ -16,54 +17,21 @@ No TensorFlow; ``runtime`` extra only (OpenVINO with its own extra).
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import logging
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import _lazy
-from ..errors import EdgeTransferError
 from ..records.delegation import Delegation
 from . import litert_compiled
-from . import spec as runtime_spec
-
-log = logging.getLogger("edgetransfer")
 
 # LiteRT ops at the quantized graph's boundary: converting to or from int8 is not "computing in float".
 _TFL_BOUNDARY = ("QUANTIZE", "DEQUANTIZE")
 _ORT_BOUNDARY = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 _OV_BOOKKEEPING = ("Input", "Output", "Parameter", "Result", "Const", "Constant", "Reorder")
 _FLOAT = ("float32", "float16", "f32", "f16", "bf16", "float", "FP32", "FP16", "BF16")
-
-
-def observe(path: str | Path, runtime: str, provider: str = "cpu", threads: int | None = None) -> Delegation | None:
-    """How ``runtime`` (a registry name) delegated ``path`` when loaded here, or None where it has no observer."""
-    spec = runtime_spec.get(runtime)
-    if not spec.observer:
-        return None
-    return runtime_spec._resolve(spec.observer)(Path(path), provider, threads)
-
-
-def observe_here(
-    path: str | Path, integer: bool, runtime: str | None = None, provider: str = "cpu", threads: int | None = None
-) -> Delegation | None:
-    """How ``runtime`` (default the file's own) delegated ``path`` when loaded on this host; None where it
-    has no observer or cannot say (logged: a failed observation never fails a measurement). ``integer``: the
-    file is of an integer precision; the float ops of a float file are dropped, they are the point of it."""
-    from . import runtime_for
-
-    name = runtime or runtime_for(path).name
-    try:
-        found = observe(path, name, provider, threads)
-    except (EdgeTransferError, RuntimeError, ValueError, KeyError, OSError) as exc:  # native runtimes raise these
-        log.warning("note: delegation of %s in %s not observed (%s)", Path(path).name, name, str(exc)[:200])
-        return None
-    if found is not None and not integer:
-        found = dataclasses.replace(found, float_ops=None, float_op_types=())
-    return found
 
 
 def _walk_back(outputs, stop: set, producer: dict, nodes: dict) -> set:

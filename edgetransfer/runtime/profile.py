@@ -34,9 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import _lazy
-from ..errors import ConfigError, RuntimeBackendError
+from ..errors import RuntimeBackendError
 from ..records.profile import OpProfile, OpTime, short_name
-from .base import require_file
 from .peak import host_peak
 
 # ONNX Runtime / OpenVINO op types and kernels that compute in int8 (rated against the int8 peak).
@@ -388,38 +387,6 @@ def profile_litert(path: Path, threads: int | None, runs: int, warmup: int, sett
     return dataclasses.replace(
         unsupported(str(path), "litert", threads, LITERT_REASON, wall), settings=dict(settings or {})
     )
-
-
-def profile(
-    path: str | Path,
-    runtime_name: str,
-    threads: int | None = None,
-    runs: int = 20,
-    warmup: int = 5,
-    settings: dict | None = None,
-) -> OpProfile:
-    """Per-op mean time of ``path`` on ``runtime_name``, by the runtime's registered profiler
-    (:attr:`~.spec.RuntimeSpec.profiler`).
-
-    ``settings`` are the runtime's own (see :func:`ort_session`, :func:`ov_compile`), e.g. a
-    :func:`edgetransfer.runtime.tune.tune` winner's. LiteRT answers ``supported=False``.
-
-    Raises:
-        ConfigError: an unknown runtime, or a file the runtime does not read.
-        RuntimeBackendError: the runtime cannot load the file.
-    """
-    from ..exporter import formats
-    from . import spec as runtime_spec
-
-    path = require_file(path)
-    rt = runtime_spec.get(runtime_name)
-    fmt = formats.for_path(path)
-    if runtime_name not in fmt.runtimes or not rt.profiler:
-        can = " or ".join(r for r in fmt.runtimes if runtime_spec.get(r).profiler) or "a host runtime"
-        raise ConfigError(
-            f"no per-op profile of a {path.suffix} file on {runtime_name!r}", path=path, fix=f"profile it on {can}"
-        )
-    return rt.profile(path, threads, runs, warmup, settings)
 
 
 # --- LiteRT's benchmark_model on a device ----------------------------------------------------------

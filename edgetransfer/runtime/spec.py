@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import hooks
+from .hooks import LatencyEstimate, MemoryMeasure, Observer, OpsCheck, Profiler
 
 # What a runtime can measure (``RuntimeSpec.measures``).
 LATENCY, MEMORY, PROFILE = "latency", "memory", "profile"
@@ -38,18 +40,19 @@ class RuntimeSpec:
         own_accuracy: accuracy on its targets is scored in its own kernels (TFLM), not the
             file's default runtime.
         providers: execution providers it takes besides ``cpu``.
-        ops: ``module:function(path)`` that refuses a file using ops it lacks (exit 2), or ``""``.
-        memory: ``module:function(path, size_bytes, target) -> dict`` (arena, flash, fits), or ``""``.
-        estimate: ``module:function(path, target) -> Latency`` for ``kind == mcu``, or ``""``.
+        ops: a :class:`~.hooks.OpsCheck` that refuses a file using ops it lacks (exit 2), or None.
+        memory: a :class:`~.hooks.MemoryMeasure` (arena, flash, fits), or None.
+        estimate: a :class:`~.hooks.LatencyEstimate` for ``kind == mcu``, or None.
+            (The hooks are typed functions in :mod:`.hooks` that import their runtime when called.)
         title: the name people write (``ONNX Runtime``), for messages; defaults to :attr:`name`.
-        profiler: ``module:function(path, threads, runs, warmup, settings) -> OpProfile`` giving per-op
-            times (``profile`` in :attr:`measures`), or one saying why there are none.
+        profiler: a :class:`~.hooks.Profiler` giving per-op times (``profile`` in :attr:`measures`), or
+            one saying why there are none.
         default_settings: the settings ``load`` uses when given none (the "before tuning" figure).
         tune_candidates: settings ``validate --tune`` tries besides the thread count, in the runtime's own
             keys (``load(path, threads, settings)`` takes them back).
         bf16: the settings that run an fp32 file in bf16 where the CPU has bf16 units (empty: never).
-        observer: ``module:function(path, provider, threads) -> Delegation``: how the runtime delegated a
-            file it loaded here (:mod:`edgetransfer.runtime.delegation`), or ``""`` where it cannot say.
+        observer: an :class:`~.hooks.Observer`: how the runtime delegated a file it loaded here
+            (:mod:`edgetransfer.runtime.delegation`), or None where it cannot say.
     """
 
     name: str
@@ -59,17 +62,17 @@ class RuntimeSpec:
     measures: frozenset[str] = frozenset({LATENCY})
     own_accuracy: bool = False
     providers: tuple[str, ...] = ()
-    ops: str = ""
-    memory: str = ""
-    estimate: str = ""
+    ops: OpsCheck | None = None
+    memory: MemoryMeasure | None = None
+    estimate: LatencyEstimate | None = None
     formats: tuple[str, ...] = ()  # the only formats it runs (empty: whatever the format registry says)
     precisions: tuple[str, ...] = ()  # the only precisions it runs (empty: any)
     title: str = ""
-    profiler: str = ""
+    profiler: Profiler | None = None
     default_settings: dict = field(default_factory=dict, hash=False)
     tune_candidates: tuple[dict, ...] = field(default=(), hash=False)
     bf16: dict = field(default_factory=dict, hash=False)
-    observer: str = ""
+    observer: Observer | None = None
 
     def runtime(self, provider: str = "cpu") -> Any:
         """An instance of the runtime (``provider`` only where :attr:`providers` has it)."""
@@ -102,12 +105,12 @@ class RuntimeSpec:
 
     def require_supported(self, path: str | Path) -> None:
         """Refuse a file using ops this runtime lacks, before anything runs (no-op when it takes all)."""
-        if self.ops:
-            _resolve(self.ops)(path)
+        if self.ops is not None:
+            self.ops(path)
 
     def measure_memory(self, path: str | Path, size_bytes: int, target: Any) -> dict | None:
         """Arena (RAM) and flash of ``path`` on ``target``, with whether they fit; ``None`` when not measured."""
-        return _resolve(self.memory)(path, size_bytes, target) if MEMORY in self.measures else None
+        return self.memory(path, size_bytes, target) if self.memory is not None and MEMORY in self.measures else None
 
     @property
     def profiles(self) -> bool:
@@ -116,15 +119,15 @@ class RuntimeSpec:
 
     def profile(self, path: str | Path, threads: int | None, runs: int, warmup: int, settings: dict | None) -> Any:
         """Per-op profile of ``path`` (an :class:`~edgetransfer.records.profile.OpProfile`)."""
-        if not self.profiler:
+        if self.profiler is None:
             raise ConfigError(f"runtime {self.name} has no per-op profiler", fix="profile on a host runtime")
-        return _resolve(self.profiler)(path, threads, runs, warmup, settings)
+        return self.profiler(Path(path), threads, runs, warmup, settings)
 
     def estimate_latency(self, path: str | Path, target: Any) -> Any:
         """The runtime's own latency estimate (``estimated``), for runtimes that do not time here."""
-        if not self.estimate:
+        if self.estimate is None:
             raise ConfigError(f"runtime {self.name} has no latency estimate", fix="use measure: host")
-        return _resolve(self.estimate)(path, target)
+        return self.estimate(path, target)
 
 
 def _resolve(ref: str) -> Any:
@@ -152,13 +155,13 @@ register(
         frozenset({LATENCY}),
         title="LiteRT",
         # the Python Interpreter has no op profiler: the profiler says so (profile.LITERT_REASON)
-        profiler="edgetransfer.runtime.profile:profile_litert",
+        profiler=hooks.profile_litert,
         default_settings={"op_resolver": "xnnpack"},
         # XNNPACK (the default delegate) or the builtin kernels (OpResolverType.
         # BUILTIN_WITHOUT_DEFAULT_DELEGATES), the only kernel switch the Python Interpreter exposes;
         # XNNPACK flags and its weight cache are options of the CompiledModel API (runtime/tune.py says why not)
         tune_candidates=({"op_resolver": "xnnpack"}, {"op_resolver": "builtin"}),
-        observer="edgetransfer.runtime.delegation:observe_litert",
+        observer=hooks.observe_litert,
     )
 )
 register(
@@ -170,7 +173,7 @@ register(
         frozenset({LATENCY, PROFILE}),
         providers=("cuda", "coreml", "nnapi", "qnn", "tensorrt", "openvino", "dml"),
         title="ONNX Runtime",
-        profiler="edgetransfer.runtime.profile:profile_ort",
+        profiler=hooks.profile_ort,
         default_settings={"graph_optimization_level": "all"},
         # graph optimisation level x whether idle intra-op threads spin
         # (onnxruntime_session_options_config_keys.h, "session.intra_op.allow_spinning")
@@ -179,7 +182,7 @@ register(
             for level in ("all", "extended", "basic")
             for spin in (True, False)
         ),
-        observer="edgetransfer.runtime.delegation:observe_ort",
+        observer=hooks.observe_ort,
     )
 )
 register(
@@ -190,7 +193,7 @@ register(
         ("openvino",),
         frozenset({LATENCY, PROFILE}),
         title="OpenVINO",
-        profiler="edgetransfer.runtime.profile:profile_ov",
+        profiler=hooks.profile_ov,
         default_settings={"PERFORMANCE_HINT": "LATENCY"},
         # the LATENCY hint with its own stream count or one stream, and thread pinning
         # (docs.openvino.ai, "CPU Device" properties)
@@ -203,7 +206,7 @@ register(
         # the CPU plugin computes in bf16 on AVX512-BF16 / AMX when asked (docs.openvino.ai, "CPU Device",
         # Inference Precision); load() pins f32 otherwise
         bf16={"INFERENCE_PRECISION_HINT": "bf16"},
-        observer="edgetransfer.runtime.delegation:observe_openvino",
+        observer=hooks.observe_openvino,
     )
 )
 register(
@@ -214,9 +217,9 @@ register(
         ("tflite_micro",),
         frozenset({MEMORY}),
         own_accuracy=True,
-        ops="edgetransfer.runtime.tflm:require_tflm_ops",
-        memory="edgetransfer.runtime.tflm:memory_fit",
-        estimate="edgetransfer.runtime.tflm:estimate_latency",
+        ops=hooks.tflm_ops,
+        memory=hooks.tflm_memory,
+        estimate=hooks.tflm_estimate,
         title="TFLM",
         formats=("tflite",),
         precisions=("int8",),

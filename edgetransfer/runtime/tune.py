@@ -3,7 +3,7 @@
 ``tune(path, runtime_name, threads_candidates)`` loads one session per candidate setting, then times
 them round-robin (a few runs of each in turn, for ``budget_s``), so a burst of load on a shared machine
 hits every candidate alike, and returns a :class:`TuneResult`: the winner's settings (in the runtime's
-own names, which :func:`runner` and :func:`edgetransfer.runtime.profile.profile` take back), its median,
+own names, which :func:`runner` and :func:`edgetransfer.runtime.dispatch.profile` take back), its median,
 and every trial. ``bf16_check(path)`` measures OpenVINO's bf16 execution against f32 on the same file.
 Needs no TensorFlow.
 """

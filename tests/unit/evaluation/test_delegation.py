@@ -12,7 +12,7 @@ from edgetransfer.records import Budget
 from edgetransfer.records.delegation import Delegation, from_log
 from edgetransfer.records.measure import Measurement
 from edgetransfer.runtime import LiteRT
-from edgetransfer.runtime.delegation import observe
+from edgetransfer.runtime.dispatch import observe
 
 
 def test_xnnpack_leaves_the_uint8_boundary_to_the_cpu_and_says_which_ops(untrained_exports):

@@ -19,6 +19,7 @@ import edgetransfer
 from edgetransfer import runtime
 from edgetransfer.errors import ConfigError
 from edgetransfer.exporter import formats
+from edgetransfer.runtime import hooks
 from edgetransfer.runtime import spec as runtime_spec
 from edgetransfer.runtime.base import read_metadata
 
@@ -39,7 +40,8 @@ def test_capabilities_answer_what_the_exporter_and_doctor_asked_by_name():
 def test_tflm_is_a_microcontroller_runtime():
     spec = runtime_spec.get("tflm")
     assert spec.kind == "mcu" and spec.own_accuracy and spec.measures == {runtime_spec.MEMORY}
-    assert all(ref.startswith("edgetransfer.runtime.tflm:") for ref in (spec.factory, spec.ops, spec.memory))
+    assert spec.factory.startswith("edgetransfer.runtime.tflm:")
+    assert (spec.ops, spec.memory, spec.estimate) == (hooks.tflm_ops, hooks.tflm_memory, hooks.tflm_estimate)
     assert list(runtime.RUNTIMES) == list(runtime_spec.names())
 
 

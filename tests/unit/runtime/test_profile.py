@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgetransfer.errors import ConfigError, RuntimeBackendError
-from edgetransfer.runtime import op_table, peak
+from edgetransfer.runtime import dispatch, op_table, peak
 from edgetransfer.runtime import profile as P
 from edgetransfer.runtime import tune as T
 
@@ -134,7 +134,7 @@ def test_onnxruntime_profile_joins_the_graph(onnx_files, precision):
     path = onnx_files[precision]
     graph = P.onnx_graph_ops(path)
     assert {g.name for g in graph if g.macs} >= {"stem_conv", "block_dw", "block_pw"} or precision == "int8"
-    prof = P.profile(path, "onnxruntime", threads=1, runs=10)
+    prof = dispatch.profile(path, "onnxruntime", threads=1, runs=10)
     _check_profile(prof, graph)
     assert prof.source.startswith("onnxruntime profiling JSON")
     kinds = {o.kind for o in prof.ops if o.macs}
@@ -146,7 +146,7 @@ def test_onnxruntime_profile_joins_the_graph(onnx_files, precision):
 def test_openvino_profile_joins_the_graph(onnx_files):
     pytest.importorskip("openvino")
     path = onnx_files["fp32"]
-    prof = P.profile(path, "openvino", threads=1, runs=10)
+    prof = dispatch.profile(path, "openvino", threads=1, runs=10)
     # OpenVINO's counters are the request's own kernel times, not a share of the Python-side wall
     # time (seen 0.42 ms of counters in a 0.07 ms median wall on a loaded 2-core machine)
     _check_profile(prof, P.onnx_graph_ops(path), within_wall=False)
@@ -155,16 +155,16 @@ def test_openvino_profile_joins_the_graph(onnx_files):
 
 
 def test_litert_says_why_there_is_no_op_profile(tiny_tflite):
-    prof = P.profile(tiny_tflite, "litert", threads=1, runs=3)
+    prof = dispatch.profile(tiny_tflite, "litert", threads=1, runs=3)
     assert not prof.supported and "no op profiler" in prof.reason and "benchmark_model" in prof.reason
     assert prof.wall_ms > 0 and not prof.ops and "no per-op profile" in prof.render()
 
 
 def test_profile_refuses_a_pair_it_cannot_read(onnx_files, tmp_path):
     with pytest.raises(ConfigError, match="no per-op profile"):
-        P.profile(onnx_files["fp32"], "litert")
+        dispatch.profile(onnx_files["fp32"], "litert")
     with pytest.raises(RuntimeBackendError, match="not found"):
-        P.profile(tmp_path / "missing.onnx", "onnxruntime")
+        dispatch.profile(tmp_path / "missing.onnx", "onnxruntime")
 
 
 def test_ort_events_keep_only_the_last_runs():
