@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
+from .vocab import Provenance
+
 # Every figure says where it comes from: measured on this machine, measured on the device
-# by the target's runner, or estimated by the cost model.
-MEASURED, ON_DEVICE, ESTIMATED = "measured", "on-device", "estimated"
+# by the target's runner, or estimated by the cost model (str enums: equal to their JSON spelling).
+MEASURED, ON_DEVICE, ESTIMATED = Provenance.MEASURED, Provenance.ON_DEVICE, Provenance.ESTIMATED
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class Latency:
     mean: float
     std: float
     runs: int
-    provenance: str
+    provenance: Provenance
     load_ms: float | None = None
     peak_memory_mb: float | None = None
     threads: int | None = None
@@ -46,5 +48,7 @@ class Latency:
     def from_json(cls, d: dict) -> Latency:
         d = dict(d)
         d["samples"] = tuple(d.get("samples") or ())
+        if "provenance" in d:
+            d["provenance"] = Provenance(d["provenance"])
         names = {f.name for f in fields(cls)}  # not __dataclass_fields__: it also lists the BOUNDS ClassVar
         return cls(**{k: v for k, v in d.items() if k in names})

@@ -29,7 +29,7 @@ from edgetransfer.records import (
 )
 from edgetransfer.records.latency import Latency
 from edgetransfer.records.measure import Best, Measurement, Reference
-from edgetransfer.records.vocab import Status
+from edgetransfer.records.vocab import Provenance, Status
 
 OLD_COMPAT = {
     "delegate": "edgetpu",
@@ -93,6 +93,7 @@ def test_an_old_report_loads_into_the_records_and_is_written_back_the_same():
     assert rep.data == "/data/flowers"
     assert isinstance(m.compatibility, Compatibility) and m.compatibility.fallback_ops == ("MEAN", "SOFTMAX")
     assert isinstance(m.memory, MemoryFit) and m.memory.arena_in is None and not m.fits
+    assert m.latency is not None and m.latency.provenance is Provenance.ESTIMATED  # an enum field, read from text
     assert json.dumps(rep.to_json()) == json.dumps(doc)  # same keys, same order, same values
 
 
