@@ -91,3 +91,30 @@ def test_exporter_and_quantization_never_compare_a_format_or_runtime_name():
     files = [*sorted((pkg / "exporter").glob("*.py")), *sorted((pkg / "exporter" / "quantization").glob("*.py"))]
     found = {str(p.relative_to(pkg)): _name_comparisons(p) for p in files}
     assert not {k: v for k, v in found.items() if v}
+
+
+def test_the_runtime_registry_is_typed_yet_loads_no_runtime_until_a_hook_is_called():
+    """Issue #35 item 4: the hooks are functions (mypy checks them against runtime/hooks.py's Protocols), and
+    importing the registry still imports none of the modules they call into (a fresh interpreter)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from edgetransfer.runtime import spec\n"
+        "lazy = ('edgetransfer.runtime.profile', 'edgetransfer.runtime.delegation', 'edgetransfer.runtime.tflm',\n"
+        "        'tensorflow', 'openvino')\n"
+        "print(sorted(m for m in lazy if m in sys.modules))\n"
+        "try:\n"
+        "    spec.get('tflm').require_supported('/nonexistent/m.tflite')\n"
+        "except Exception as exc:\n"
+        "    from edgetransfer.errors import EdgeTransferError\n"
+        "    print(isinstance(exc, EdgeTransferError))\n"
+        "print('edgetransfer.runtime.tflm' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    before, error, after = out.stdout.split("\n")[:3]
+    assert (before, error, after) == ("[]", "True", "True")  # nothing loaded; tflm's own check named the file
+    for name in runtime_spec.names():
+        spec = runtime_spec.get(name)
+        for hook in (spec.ops, spec.memory, spec.estimate, spec.profiler, spec.observer):
+            assert hook is None or getattr(hooks, hook.__name__) is hook  # one of the typed functions
