@@ -79,6 +79,9 @@ class TargetProfile:
     clock_mhz: float | None = None  # tflm: the core clock the latency estimate assumes
     memory: Memory | None = None  # tflm: SRAM / flash / PSRAM
     sources: tuple[str, ...] = ()
+    # Every op must be integer (Edge TPU, NPUs, MCUs): a float op falls back to the CPU, splits the graph or is
+    # refused. Default: the profile runs int8 only. The quantization doctor then offers integer remedies only.
+    integer_only: bool | None = None
     path: str = ""
     origin: str = "path"  # path | targets-dir | cwd | shipped: where it was found (see search_path)
 
@@ -155,6 +158,12 @@ def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
         raw["clock_mhz"] = want_number(raw["clock_mhz"], "clock_mhz", path, min=0)
     if raw.get("runner") is not None:
         raw["runner"] = runners.parse(raw["runner"], path)
+    if raw.get("integer_only") is None:
+        raw["integer_only"] = set(raw["precisions"]) <= {"int8"}
+    elif not isinstance(raw["integer_only"], bool):
+        raise ConfigError(
+            f"'integer_only' must be true or false, got {raw['integer_only']!r}", path=path, fix="integer_only: true"
+        )
     prof = TargetProfile(**raw, path=str(path), origin=origin)
     _check_values(prof, path)
     return prof

@@ -69,6 +69,9 @@ class FormatSpec:
         quantizer_options: int8 writer options (``QuantRecipe.options``) that cost less than float: scale,
             range, bias and weight-rounding fixes its quantizer offers; the doctor tries each, in this
             order, before 16-bit activations and float ops, and keeps the ones that move the error.
+        float_op_reader: ``module:function(path) -> list[str]``: the ops of an int8 file that compute in float
+            (what an integer-only target cannot take whole), ``[]`` for a file integer end to end
+            (``formats/integer_check.py``); ``""`` when the format has none.
         converters: Python packages whose versions each file's manifest records (TensorFlow
             always is).
         in_all: exported by ``--format all``.
@@ -95,6 +98,7 @@ class FormatSpec:
     activation16_ranker: str = ""
     tensor_diagnosis: str = ""
     quantizer_options: tuple[str, ...] = ()
+    float_op_reader: str = ""
     converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""
@@ -125,6 +129,10 @@ class FormatSpec:
     def tensor_diagnosis_fn(self) -> Any | None:
         """The per-tensor diagnosis, or ``None`` when the format has none."""
         return _resolve(self.tensor_diagnosis) if self.tensor_diagnosis else None
+
+    def float_op_reader_fn(self) -> Any | None:
+        """The float-op reader, or ``None`` when the format has none."""
+        return _resolve(self.float_op_reader) if self.float_op_reader else None
 
     def layout_for(self, requested: str) -> str:
         """``requested`` where the format writes it, else its default layout."""

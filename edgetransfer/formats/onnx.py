@@ -64,6 +64,7 @@ SPEC = register(
         precision_reader="edgetransfer.formats.foreign:onnx_precision",
         activation16_ranker=f"{__name__}:rank_activations16",
         tensor_diagnosis=f"{__name__}:tensor_diagnosis",
+        float_op_reader="edgetransfer.formats.integer_check:onnx_float_ops",
         quantizer_options=tuple(OPTIONS),
         converters=("tf2onnx", "onnx", "onnxruntime"),
         description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",

@@ -26,6 +26,7 @@ SPEC = register(
         metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
         sensitivity_ranker=f"{__name__}:rank_sensitivity",
         tensor_diagnosis=f"{__name__}:tensor_diagnosis",
+        float_op_reader="edgetransfer.formats.integer_check:tflite_float_ops",
         precision_reader="edgetransfer.formats.foreign:tflite_precision",
         standard_metadata_reader="edgetransfer.formats.foreign:tflite_standard_metadata",
         description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",

@@ -45,7 +45,9 @@ from ..io import write_json
 from ..runtime import load_session, runtime_for
 from ..scoring import HeldOut, held_out, predict, probe_batch, reference_probs
 from ..training import TrainedModel
+from . import integer
 from .calibration import Calibration, calibration_set
+from .integer import integer_only_targets  # noqa: F401  (the exporter's import point, beside refuses_activation16)
 from .recipe import QuantRecipe
 
 log = logging.getLogger("edgetransfer")
@@ -292,6 +294,14 @@ class _Search:
         self.cals: dict[int, Calibration] = {}
         self.hits: dict[int, Any] = {}  # attempt -> per-image hits on the held-out data
         self.no_activation16 = ""  # why 16-bit activations are not offered ("" when they are)
+        self.integer_only = ""  # why every op must be integer ("" when float ops may be offered)
+        self.sources: Callable | None = None  # recipe -> (source, notes) for recipes that change the weights
+
+    def source(self, recipe: QuantRecipe) -> tuple[Any, dict]:
+        """The traced source a recipe writes from (its QAT / weight remedies applied) and what they did."""
+        if recipe.changes_weights and self.sources is not None:
+            return self.sources(recipe)
+        return self.src, {}
 
     def attempt(
         self, remedy: str, recipe: QuantRecipe, cal: Calibration, keep: Sequence[str] = (), vs: int = 1
@@ -309,8 +319,9 @@ class _Search:
         start = time.perf_counter()
         try:
             name = f"attempt{i}{formats.get(self.fmt).suffix}"
-            art = self.write(self.src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
-                                 keep_float=keep)  # fmt: skip
+            src, notes = self.source(recipe)
+            art = self.write(src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
+                                 keep_float=keep, notes=notes)  # fmt: skip
             acc, p50, snr, self.hits[i] = _measure(art.path, self.held, len(self.run.classes))
             drop = round(100 * (self.reference - acc), 3)
             rec.update(status="ok", accuracy=acc, accuracy_drop=drop, size_bytes=art.size_bytes, p50_ms=p50)
@@ -323,6 +334,12 @@ class _Search:
                 and (not plain_p50 or p50 <= MAX_P50_RATIO * plain_p50)
             )
             self.paths[i], self.cals[i] = art.path, cal
+            if self.integer_only:  # issue 36: a file with a float op is never chosen for an integer-only target
+                floats = integer.float_ops(self.fmt, art.path)
+                rec["integer"], rec["float_ops"] = not floats, floats[:8]
+                rec["met_budget"] = rec["met_budget"] and not floats
+            if notes.get("seconds") is not None:
+                rec["weights_seconds"] = notes["seconds"]
         except Exception as exc:  # a remedy that crashes the converter or runtime: recorded, the search goes on
             rec.update(
                 status="failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
@@ -338,6 +355,8 @@ class _Search:
     def best(self) -> dict:
         """The first attempt that met the budget, else the one with the smallest drop (then the fastest)."""
         ok = [a for a in self.attempts if a["status"] == "ok"]
+        if self.integer_only:
+            ok = [a for a in ok if a.get("integer")]
         met = [a for a in ok if a["met_budget"]]
         if met:
             return met[0]
@@ -348,6 +367,14 @@ class _Search:
     def _all_failed(self):
         from ..errors import ExportError
 
+        if self.integer_only and any(a["status"] == "ok" for a in self.attempts):
+            floats = next(a.get("float_ops") for a in self.attempts if a["status"] == "ok")
+            return ExportError(
+                f"no {self.fmt} int8 attempt is integer end to end ({self.integer_only}; float ops: "
+                f"{', '.join(floats or [])})",
+                path=self.run.model_path,
+                fix="export another format for this target (its profile lists the formats it runs)",
+            )
         return ExportError(
             f"every int8 attempt for {self.fmt} failed (first: {self.attempts[0].get('error')})",
             path=self.run.model_path,
@@ -376,6 +403,8 @@ def search(
     *,
     write: Writer,
     activation16: str = "",
+    integer_only: str = "",
+    sources: Callable | None = None,
 ) -> DoctorResult:
     """Find an int8 recipe for ``fmt`` within ``budget`` points of the float model, and write it.
 
@@ -387,6 +416,10 @@ def search(
         write: the exporter's ``write_artifact`` (each attempt, and the chosen file, are written by it).
         activation16: why 16-bit activations are not offered (a target whose runtime has no 16-bit
             activation kernels, :func:`refuses_activation16`), or ``""`` when they are.
+        integer_only: why every op must be integer (``integer.integer_only_targets``), or ``""``: then only
+            integer remedies are tried (``integer.py``) and no attempt with a float op is chosen.
+        sources: ``recipe -> (source, notes)`` for recipes whose QAT or weight remedies change the weights
+            (the exporter's model variants); without it those remedies are not tried.
 
     Returns:
         The result; the file is written (at its best attempt) even when nothing met the budget.
@@ -395,17 +428,18 @@ def search(
     budget = check_budget(budget)
     with tempfile.TemporaryDirectory(prefix=".doctor-", dir=out) as tmp:
         s = _Search(src, run, fmt, layout, held, budget, Path(tmp), write)
+        s.no_activation16, s.integer_only, s.sources = activation16, integer_only, sources
         s.attempt("plain int8", recipe, calib)
-        s.no_activation16 = activation16
-        for remedy in (_option_remedies, _calibration_remedies, _activation16_remedies, _sensitivity_remedies):
+        for remedy in _remedies(s):
             if any(a["met_budget"] for a in s.attempts):
                 break
             remedy(s, recipe, calib, calibration, seed)
         best = s.best()
         cal = s.cals[best["attempt"]]
         chosen = QuantRecipe(**best["recipe"])
-        art = write(src, run, fmt, chosen, cal, out, layout, attempts=tuple(s.attempts),
-                             keep_float=tuple(best["keep_float"]))  # fmt: skip
+        chosen_src, notes = s.source(chosen)
+        art = write(chosen_src, run, fmt, chosen, cal, out, layout, attempts=tuple(s.attempts),
+                             keep_float=tuple(best["keep_float"]), notes=notes)  # fmt: skip
     file_recipe = FileRecipe(fmt, chosen, tuple(best["keep_float"]), str(calibration), seed)
     measured = {k: best[k] for k in ("attempt", "remedy", "accuracy", "accuracy_drop", "size_bytes", "p50_ms")}
     measured.update(reference_accuracy=s.reference, max_accuracy_drop=budget, held_out=held.data.to_json())
@@ -414,6 +448,14 @@ def search(
         art, tuple(s.attempts), best["attempt"], best["met_budget"], budget, s.reference, Path(recipe_path),
         round(time.perf_counter() - start, 1),
     )  # fmt: skip
+
+
+def _remedies(s: _Search) -> tuple:
+    """The remedies in order of cost: integer ones only for an integer-only target (``integer.py``)."""
+    weights = (integer.weight_remedies,) if s.sources is not None else ()
+    if s.integer_only:
+        return (_option_remedies, _calibration_remedies, *weights, *((integer.qat_remedy,) if weights else ()))
+    return (_option_remedies, _calibration_remedies, *weights, _activation16_remedies, _sensitivity_remedies)
 
 
 def _within_cost(s: _Search, a: dict) -> bool:
@@ -426,7 +468,9 @@ def _within_cost(s: _Search, a: dict) -> bool:
 
 def _best_ok(s: _Search, all_int8: bool = False) -> dict | None:
     """The attempt with the smallest drop (within the size and p50 bounds where any is) to build on."""
-    ok = [a for a in s.attempts if a["status"] == "ok" and not (all_int8 and a["keep_float"])]
+    ok = [
+        a for a in s.attempts if a["status"] == "ok" and a.get("integer", True) and not (all_int8 and a["keep_float"])
+    ]
     ok = [a for a in ok if _within_cost(s, a)] or ok
     return min(ok, key=lambda a: a["accuracy_drop"]) if ok else None
 
@@ -488,7 +532,13 @@ def _option_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibr
         if a["status"] != "ok" and r.options:  # an option that does not combine with those kept: alone
             a = s.attempt(f"option {option} alone", replace(plain, options=(option,)), calib)
         gain = a.get("snr_change_db")
-        if a.get("moved") and gain is not None and gain >= SNR_MOVED_DB and _within_cost(s, a):
+        if (
+            a.get("moved")
+            and gain is not None
+            and gain >= SNR_MOVED_DB
+            and _within_cost(s, a)
+            and a.get("integer", True)
+        ):
             base = a  # the next option builds on this one
 
 
@@ -536,7 +586,7 @@ def _activation16_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, 
     r, cal = QuantRecipe(**base["recipe"]), s.cals[base["attempt"]]
     start = time.perf_counter()
     try:
-        ranked = ranker(s.src, s.paths[base["attempt"]], cal, layout=s.layout, images=SENSITIVITY_IMAGES)
+        ranked = ranker(s.source(r)[0], s.paths[base["attempt"]], cal, layout=s.layout, images=SENSITIVITY_IMAGES)
     except Exception as exc:
         _failed_analysis(s, "per-tensor SNR analysis", r, cal, start, exc)
         return
@@ -568,7 +618,9 @@ def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
             return  # a format without a ranker: nothing more to try
         path = s.paths[base["attempt"]]
         allowance = (MAX_SIZE_RATIO - 1) * path.stat().st_size
-        ranked = ranker(s.src, path, cal, layout=s.layout, images=SENSITIVITY_IMAGES, size_allowance=allowance)
+        ranked = ranker(
+            s.source(r)[0], path, cal, layout=s.layout, images=SENSITIVITY_IMAGES, size_allowance=allowance
+        )
     except Exception as exc:  # the analysis is a remedy too: a failure is recorded and the search ends here
         _failed_analysis(s, "per-layer sensitivity analysis", r, cal, start, exc)
         return

@@ -14,6 +14,8 @@ from ..formats import PRECISIONS
 
 IO_DTYPES = ("uint8", "int8", "float32")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# Changes to the model's own weights before any format traces it (``weights.py``): each keeps every op integer.
+WEIGHT_REMEDIES = ("bias_correction", "learned_rounding")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class QuantRecipe:
         calibration_size: images used for calibration.
         options: int8 writer options the format offers (``FormatSpec.quantizer_options``: range, scale,
             bias and weight-rounding fixes, e.g. ONNX ``float_bias``), as the quantization doctor chose them.
+        qat_epochs: int8: epochs of quantization-aware fine-tuning before writing (``quantization/qat.py``;
+            0 = none); every format's int8 file is then written from the fine-tuned weights.
+        weights: int8: format-independent changes to the (folded) weights before writing, in this order
+            (:data:`WEIGHT_REMEDIES`: empirical bias correction, learned rounding), ``quantization/weights.py``.
     """
 
     precision: str
@@ -37,9 +43,24 @@ class QuantRecipe:
     method: str = "minmax"
     calibration_size: int = 200
     options: tuple[str, ...] = ()
+    qat_epochs: int = 0
+    weights: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", tuple(str(o) for o in self.options))  # a JSON list reads back equal
+        object.__setattr__(self, "weights", tuple(str(o) for o in self.weights))
+        if (self.qat_epochs or self.weights) and self.precision != "int8":
+            raise UnsupportedError(
+                f"quantization-aware training and weight remedies are int8 recipes (got {self.precision})",
+                fix="drop --qat, or export --precision int8",
+            )
+        unknown = [w for w in self.weights if w not in WEIGHT_REMEDIES]
+        if unknown:
+            raise ConfigError(f"unknown weight remedy {', '.join(unknown)}", fix=f"use {', '.join(WEIGHT_REMEDIES)}")
+        if self.qat_epochs:
+            from .qat import check_epochs
+
+            check_epochs(self.qat_epochs)
         if self.options and self.precision != "int8":
             raise UnsupportedError(
                 f"quantizer options {', '.join(self.options)} are int8 options (got {self.precision})",
@@ -75,9 +96,15 @@ class QuantRecipe:
 
     @classmethod
     def int8(
-        cls, io: str = "uint8", *, per_channel: bool = True, method: str = "minmax", calibration_size: int = 200
+        cls,
+        io: str = "uint8",
+        *,
+        per_channel: bool = True,
+        method: str = "minmax",
+        calibration_size: int = 200,
+        qat_epochs: int = 0,
     ) -> QuantRecipe:
-        return cls("int8", io, per_channel, method, calibration_size)
+        return cls("int8", io, per_channel, method, calibration_size, qat_epochs=qat_epochs)
 
     @classmethod
     def int16x8(cls, calibration_size: int = 200) -> QuantRecipe:
@@ -91,6 +118,11 @@ class QuantRecipe:
         if precision == "int16x8":
             return cls.int16x8(kwargs.get("calibration_size") or 200)
         return cls(precision)
+
+    @property
+    def changes_weights(self) -> bool:
+        """The model's weights change before tracing (QAT, bias correction, learned rounding)."""
+        return bool(self.qat_epochs or self.weights)
 
     @property
     def needs_calibration(self) -> bool:

@@ -33,7 +33,14 @@ WEIGHT_QMAX = 127  # symmetric narrow-range int8 weights (TFLite quantization sp
 SOFTMAX_MAX = 255.0 / 256.0  # TFLite's fixed softmax output: scale 1/256, zero point -128 (uint8 256 levels)
 _CONV = ("Conv2D", "DepthwiseConv2D", "Dense")
 _FUSED_ACTIVATIONS = ("ReLU",)  # the converters fuse ReLU/ReLU6 into the producing conv / add
-_PASS = ("Dropout", "InputLayer", "SpatialDropout2D", "GaussianNoise", "Functional", "Sequential")  # identity, or quantized inside
+_PASS = (
+    "Dropout",
+    "InputLayer",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "Functional",
+    "Sequential",
+)  # identity, or quantized inside
 
 
 def _kind(layer) -> str:
@@ -116,6 +123,7 @@ class _State:
 
     def __init__(self) -> None:
         self.observing = False
+        self.hook: Any = None  # while observing: hook(conv_layer, float input) (``weights.py`` reads inputs)
 
 
 def _layer_classes():
@@ -145,6 +153,8 @@ def _layer_classes():
         def call(self, x):
             conv, kind = self.conv, _kind(self.conv)
             w, b = self.folded()
+            if self.state.observing and self.state.hook is not None:
+                self.state.hook(conv, x)
             if not self.state.observing:
                 w = _fq_weights(w, int(np.prod(w.shape[2:])) if kind == "DepthwiseConv2D" else int(w.shape[-1]))
             if kind == "Dense":
@@ -227,16 +237,17 @@ def quant_sim(model) -> QuantSim:
     return QuantSim(clone, acts, state, g)
 
 
-def observe(sim: QuantSim, images, batch: int = 16) -> None:
-    """Set every activation range to the float model's min/max on ``images`` (as the writers calibrate)."""
-    sim.state.observing = True
+def observe(sim: QuantSim, images, batch: int = 16, hook=None) -> None:
+    """Set every activation range to the float model's min/max on ``images`` (as the writers calibrate);
+    ``hook(conv_layer, x)`` sees each conv/dense's float input on the way."""
+    sim.state.observing, sim.state.hook = True, hook
     try:
         for a in sim.activations:
             a.seen = []
         for i in range(0, len(images), batch):
             sim.model(images[i : i + batch], training=False)
     finally:
-        sim.state.observing = False
+        sim.state.observing, sim.state.hook = False, None
     for a in sim.activations:
         if a.seen and a.fixed is None:
             lo, hi = min(a.seen[0], 0.0), max(a.seen[1], 0.0)  # the int8 range always holds 0
@@ -280,8 +291,8 @@ def folded_layers(model) -> list[Folded]:
     for conv in g.conv_layers():
         kind = _kind(conv)
         w = np.asarray(conv.kernel, np.float64)
-        b = np.asarray(conv.bias, np.float64) if conv.use_bias else np.zeros(int(np.prod(w.shape[2:])) if kind ==
-                                                                             "DepthwiseConv2D" else w.shape[-1])  # fmt: skip
+        channels = int(np.prod(w.shape[2:])) if kind == "DepthwiseConv2D" else int(w.shape[-1])
+        b = np.asarray(conv.bias, np.float64) if conv.use_bias else np.zeros(channels)
         bn = g.bn_of.get(conv)
         scale = np.ones(b.shape)
         if bn is not None:
