@@ -272,6 +272,7 @@ def _export_stage(flow: Flow, trained, out: Path, state: PipelineState, upstream
             calibration=e.calibration,
             calibration_size=e.calibration_size,
             max_accuracy_drop=e.max_accuracy_drop,
+            qat_epochs=e.qat_epochs,
         )
         _save_state(out, replace(state, export=fp))
     log(f"export    {len(arts)} files{' (skipped: unchanged)' if 'export' in skipped else ''}")

@@ -72,12 +72,13 @@ def export(
     calibration_size: int = 100,
     max_accuracy_drop: float | None = None,
     memo: Memo | None = None,
+    qat_epochs: int = 0,
 ) -> list[ExportedArtifact]:
     """Every format x precision of ``run`` under ``out`` (the model is traced once)."""
     from ..exporter import export as export_run
     from ..quantization import QuantRecipe
 
-    recipes = [QuantRecipe.named(p, calibration_size=calibration_size) for p in precisions]
+    recipes = [QuantRecipe.named(p, calibration_size=calibration_size, qat_epochs=qat_epochs) for p in precisions]
     kwargs: dict[str, Any] = {"calibration": calibration, "max_accuracy_drop": max_accuracy_drop}
     if memo is not None:
         kwargs["memo"] = memo

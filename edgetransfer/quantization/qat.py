@@ -37,6 +37,7 @@ LEARNING_RATE = 1e-4
 BATCH_SIZE = 32
 MAX_IMAGES = 4000  # the training split held in memory: 4000 images at 224 px are 2.4 GB of float32
 MAX_EPOCHS = 50
+DEFAULT_EPOCHS = 3  # `export --qat` without --qat-epochs: digits Lite0 64 px held float accuracy after 3
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def fine_tune(
     batch_size: int = BATCH_SIZE,
     seed: int = 0,
     data: tuple[np.ndarray, np.ndarray] | None = None,
+    simulate: bool = True,
 ) -> QATRecord:
     """Fine-tune ``model`` (the run's Keras model, changed in place) for ``epochs`` with fake quantization.
 
@@ -118,6 +120,8 @@ def fine_tune(
         model: the Keras model to train; its layers get the QAT weights.
         calibration: the images whose min/max set the activation ranges (the writers' calibration set).
         epochs: QAT epochs. data: (x, y) to train on instead of the run's training split (tests).
+        simulate: False fine-tunes the float model the same way without fake quantization (the baseline
+            whose wall time and accuracy QAT is compared with, benchmarks/quant_integer.py).
     """
     keras = _lazy.keras()
     check_epochs(epochs)
@@ -126,18 +130,18 @@ def fine_tune(
     keras.utils.set_random_seed(seed)
     for layer in _all_layers(model):
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-    sim = quant_sim(model)
+    sim = quant_sim(model) if simulate else None
+    trained = sim.model if sim is not None else model
     steps = max(1, int(np.ceil(len(x) / batch_size)))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
-    sim.model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy")
+    trained.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy")
 
     class Ranges(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            observe(sim, calibration.images)  # the weights moved: the writers' ranges move with them
+            if sim is not None:  # the weights moved: the writers' ranges move with them
+                observe(sim, calibration.images)
 
-    hist = sim.model.fit(
-        x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0, callbacks=[Ranges()]
-    )  # fmt: skip
+    hist = trained.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0, callbacks=[Ranges()])
     seconds = round(time.perf_counter() - start, 1)
     loss = tuple(round(float(v), 4) for v in hist.history.get("loss", ()))
     log.info("QAT: %d epochs on %d images in %.0f s (loss %s)", epochs, len(x), seconds, loss)

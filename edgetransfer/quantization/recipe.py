@@ -117,7 +117,7 @@ class QuantRecipe:
             return cls.int8(**{k: v for k, v in kwargs.items() if v is not None})
         if precision == "int16x8":
             return cls.int16x8(kwargs.get("calibration_size") or 200)
-        return cls(precision)
+        return cls(precision)  # qat_epochs: int8 only, the other precisions of one export are written plain
 
     @property
     def changes_weights(self) -> bool:
