@@ -136,7 +136,7 @@ def fine_tune(
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
     trained.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy")
 
-    class Ranges(keras.callbacks.Callback):
+    class Ranges(keras.callbacks.Callback):  # type: ignore[name-defined]  # keras is lazy
         def on_epoch_begin(self, epoch, logs=None):
             if sim is not None:  # the weights moved: the writers' ranges move with them
                 observe(sim, calibration.images)

@@ -130,7 +130,7 @@ def _layer_classes():
     keras = _lazy.keras()
     ops = keras.ops
 
-    class FoldedConv(keras.layers.Layer):
+    class FoldedConv(keras.layers.Layer):  # type: ignore[name-defined]  # keras is lazy
         """A conv/depthwise/dense with its BatchNormalization folded and its folded weights fake-quantized."""
 
         def __init__(self, conv, bn, state: _State, **kwargs):
@@ -165,7 +165,7 @@ def _layer_classes():
                 y = ops.conv(x, w, conv.strides, conv.padding, conv.data_format, conv.dilation_rate)
             return y + b
 
-    class ActQuant(keras.layers.Layer):
+    class ActQuant(keras.layers.Layer):  # type: ignore[name-defined]  # keras is lazy
         """Per-tensor asymmetric fake quantization with a range set by :func:`observe` (not trained)."""
 
         def __init__(self, state: _State, fixed: tuple[float, float] | None = None, **kwargs):
@@ -218,7 +218,7 @@ def quant_sim(model) -> QuantSim:
             if id(layer) not in wrappers:
                 wrappers[id(layer)] = FoldedConv(layer, g.bn_of.get(layer), state)
             y = wrappers[id(layer)](args[0])
-            act = getattr(layer, "activation", None)
+            act: Any = getattr(layer, "activation", None)
             name = getattr(act, "__name__", "linear")
             if name == "softmax":  # logits are a tensor of their own, then the fixed-scale softmax output
                 y = quantize_output(layer, y)
@@ -294,7 +294,7 @@ def folded_layers(model) -> list[Folded]:
         channels = int(np.prod(w.shape[2:])) if kind == "DepthwiseConv2D" else int(w.shape[-1])
         b = np.asarray(conv.bias, np.float64) if conv.use_bias else np.zeros(channels)
         bn = g.bn_of.get(conv)
-        scale = np.ones(b.shape)
+        scale: np.ndarray = np.ones(b.shape)
         if bn is not None:
             s, t = (np.asarray(v, np.float64) for v in bn_scale_shift(bn))
             b, scale = b * s + t, s
