@@ -145,7 +145,8 @@ def main() -> int:
 
 def _cpu_flags() -> str:
     try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+        text = Path("/proc/cpuinfo").read_text()
+        flags = next(line for line in text.splitlines() if line.startswith("flags")).split()
     except (OSError, StopIteration):
         return "unknown"
     return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni") if f in flags)

@@ -8,9 +8,9 @@ import click
 
 from .. import formats as formats_lib
 from .. import progress
+from ..errors import ConfigError, UnsupportedError
 from ..exporter import export as _export
 from ..quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
-from ..errors import ConfigError, UnsupportedError
 from ..quantization.doctor import AccuracyBudgetError, attempts_table, check_budget
 from ..quantization.qat import DEFAULT_EPOCHS as DEFAULT_QAT_EPOCHS
 from ..quantization.qat import check_epochs
