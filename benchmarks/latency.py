@@ -44,9 +44,9 @@ def main() -> None:
     ap.add_argument("--run", help="a finished run directory (skips training)")
     ap.add_argument("--budget-s", type=float, default=3.0)
     args = ap.parse_args()
-    from edgetransfer.evaluation import validate
-    from edgetransfer.exporter import export
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.quantization import QuantRecipe
+    from edgetransfer.flows.validate import validate
     from edgetransfer.training import TrainConfig, TrainedModel, train
 
     if args.run:

@@ -23,12 +23,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgetransfer import data as data_lib
-from edgetransfer.exporter import export
+from edgetransfer.exporter.artifacts import export
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the MediaPipe venv helper
 import mediapipe_lib as mediapipe_check  # noqa: E402
 
-from edgetransfer.quantization import QuantRecipe
+from edgetransfer.exporter.quantization import QuantRecipe
 from edgetransfer.runtime import Classifier
 from edgetransfer.training import TrainConfig, TrainedModel, train
 

@@ -7,7 +7,7 @@ Without --run it trains a features run of Lite0 at 224 px on hymenoptera first; 
 and ONNX fp32/int8 files are exported unless already there. Then, in one process:
 
 1. the peak: ONNX Runtime's fp32 ``MatMul`` and uint8 x int8 ``MatMulInteger`` GEMMs per thread
-   count (``edgetransfer.runtime.profile.measure_peak``), before and after the models, best kept;
+   count (``edgetransfer.runtime.peak.measure_peak``), before and after the models, best kept;
    MLAS runs the int8 GEMM on AMX where the CPU has it, so the int8 peak is AMX's. The VNNI
    bound is derived: 4 x the fp32 peak (VPDPBUSD does 4 uint8 x int8 MACs per fp32 FMA lane).
 2. every (file, runtime, threads, setting) of ``edgetransfer.runtime.tune.CANDIDATES`` and the
@@ -37,15 +37,15 @@ RUNTIMES = {"tflite": ("litert",), "onnx": ("onnxruntime", "openvino")}
 
 
 def peaks(threads: list[int]) -> dict[int, dict[str, float]]:
-    from edgetransfer.runtime.profile import measure_peak
+    from edgetransfer.runtime.peak import measure_peak
 
     return {t: measure_peak(t, budget_s=1.0) for t in threads}
 
 
 def artifacts(args) -> dict[tuple[str, str], Path]:
     """{(format, precision): path} of the run's fp32/int8 TFLite and ONNX files (exported if missing)."""
-    from edgetransfer.exporter import ExportedArtifact, export
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import ExportedArtifact, export
+    from edgetransfer.exporter.quantization import QuantRecipe
     from edgetransfer.training import TrainConfig, TrainedModel, train
 
     if args.run:
@@ -161,7 +161,8 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=120.0, help="seconds of interleaved timed runs, all rows")
     ap.add_argument("--threads", default="1,2")
     args = ap.parse_args()
-    from edgetransfer import backbones, latency
+    from edgetransfer import backbones
+    from edgetransfer.evaluation import latency
     from edgetransfer.runtime import tune
 
     threads = [int(t) for t in args.threads.split(",")]

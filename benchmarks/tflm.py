@@ -40,12 +40,12 @@ def main() -> None:
     ap.add_argument("--out", help="folder for the run and exports (default: a temporary one)")
     args = ap.parse_args()
     from edgetransfer import targets
-    from edgetransfer.exporter import export
-    from edgetransfer.formats import tflm as tflm_format
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.evaluation.heldout import held_out
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.formats import tflm as tflm_format
+    from edgetransfer.exporter.quantization import QuantRecipe
     from edgetransfer.runtime import tflm
     from edgetransfer.runtime.litert import LiteRT
-    from edgetransfer.scoring import held_out
     from edgetransfer.training import TrainConfig, TrainedModel, train
 
     out = Path(args.out or tempfile.mkdtemp(prefix="et-tflm-"))

@@ -185,7 +185,7 @@ def _auto(args) -> None:
 
 def _same_graph(plain: Path, distilled: Path) -> None:
     """The distilled student is the plain one's graph: Keras configs, TFLite ops and sizes, host p50."""
-    from edgetransfer.exporter import export
+    from edgetransfer.exporter.artifacts import export
     from edgetransfer.runtime.__main__ import bench
     from edgetransfer.training import TrainedModel
 

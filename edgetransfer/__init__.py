@@ -25,16 +25,16 @@ from .errors import (
     UnsupportedError,
     WeightsError,
 )
-from .evaluation import ValidationReport, validate
 from .exporter import ExportedArtifact, export
+from .exporter.quantization import QuantRecipe
+from .exporter.quantization.diagnose import diagnose as diagnose_quantization
 from .flows.check import check
+from .flows.importer import import_model
 from .flows.sweep import sweep
+from .flows.validate import validate
 from .gate import judge
-from .importer import import_model
-from .quantization import QuantRecipe
-from .quantization.diagnose import diagnose as diagnose_quantization
 from .records import Budget, QuantDiagnosis, SweepResult
-from .records.measure import Measurement, Verdict
+from .records.measure import Measurement, ValidationReport, Verdict
 from .runtime import Classifier
 from .training import TrainConfig, TrainedModel, train
 

@@ -8,7 +8,7 @@ measured elsewhere (another CI job, a device farm) with the same rule as the liv
 
 Shared runners are noisy, so latency is decided on repeated measurements: each repeat gives
 one p90 (or one p50 ratio); the 95% t-interval of their mean is compared to the budget
-(:mod:`edgetransfer.stats`). Inside: passed; beyond: failed; straddling: inconclusive (exit 4).
+(:mod:`edgetransfer.evaluation.stats`). Inside: passed; beyond: failed; straddling: inconclusive (exit 4).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import stats
 from .errors import ConfigError
+from .evaluation import stats
 from .records import Budget
 from .records.measure import Check, Measurement, ValidationReport, Verdict
 from .records.vocab import Provenance, Status

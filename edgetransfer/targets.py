@@ -12,9 +12,11 @@ import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from . import formats, runners, strict_yaml
+from . import strict_yaml
 from .errors import ConfigError, UnsupportedError
-from .formats import PRECISIONS
+from .evaluation import runners
+from .exporter import formats
+from .exporter.formats import PRECISIONS
 from .io import check_component
 from .records import Budget
 from .runtime import spec as runtime_spec

@@ -104,8 +104,8 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_exports(tiny_run):
     """fp32 and int8 TFLite and ONNX files of ``tiny_run``: {(format, precision): artifact}."""
-    from edgetransfer.exporter import export
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.quantization import QuantRecipe
 
     arts = export(tiny_run, ["tflite", "onnx"], [QuantRecipe.fp32(), QuantRecipe.int8(calibration_size=12)])
     return {(a.format, a.precision): a for a in arts}
@@ -227,8 +227,8 @@ def untrained_exports(untrained_run, tmp_path_factory):
     """Every file format in every precision of ``untrained_run`` (TFLite x5, ONNX x4), exported
     once per session: {(format, precision): ExportedArtifact}. A superset of ``tiny_exports``'
     keys, for tests of mechanics (files, manifests, runtimes, exit codes), not of accuracy."""
-    from edgetransfer.exporter import export
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.quantization import QuantRecipe
 
     recipes = [QuantRecipe.named(p, **kw) for p, kw in UNTRAINED_RECIPES]
     arts = export(untrained_run, ["all"], recipes, out=tmp_path_factory.mktemp("untrained-export"))

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgetransfer import backbones, formats
+from edgetransfer import backbones
 from edgetransfer.errors import EdgeTransferError
-from edgetransfer.quantization import QuantRecipe
+from edgetransfer.exporter import formats
+from edgetransfer.exporter.quantization import QuantRecipe
 from edgetransfer.training import TrainedModel
 
 # (backbone, format, precision) -> why it fails. Measured with TF 2.21 / tf2onnx 1.17 /
@@ -138,7 +139,7 @@ def export_backbone(
 def _export_all(run, fmt: str, recipes: list[QuantRecipe], work: Path) -> tuple[dict, dict]:
     """One export call per format (the model is traced once); if any precision fails,
     each is retried alone so one failure does not hide the others."""
-    from edgetransfer.exporter import export
+    from edgetransfer.exporter.artifacts import export
 
     kwargs = {"out": work / "export", "calibration": work / "calibration"}
     try:

@@ -155,7 +155,7 @@ def test_no_public_name_shadows_a_submodule():
 
 
 def test_format_registry_answers_every_format_question():
-    from edgetransfer import formats
+    from edgetransfer.exporter import formats
 
     assert set(formats.file_formats()) == {"tflite", "onnx"} and "tflm" in formats.names()
     assert formats.for_path("x/model.onnx").name == "onnx" and formats.get("tflite").suffix == ".tflite"

@@ -10,8 +10,8 @@ from conftest import write_image
 from edgetransfer import data as data_lib
 from edgetransfer import images
 from edgetransfer.errors import ExportError, UnsupportedError
-from edgetransfer.exporter import ExportedArtifact, export
-from edgetransfer.quantization import QuantRecipe, calibration_set
+from edgetransfer.exporter.artifacts import ExportedArtifact, export
+from edgetransfer.exporter.quantization import QuantRecipe, calibration_set
 from edgetransfer.runtime import Classifier, load_session, read_metadata
 
 ALL = [
@@ -144,7 +144,7 @@ def test_impossible_combinations_refused_up_front(run, invoke, tmp_path, args, n
 
 
 def test_converter_crash_leaves_nothing_half_written(run, tmp_path, monkeypatch, invoke):
-    from edgetransfer.formats import tflite
+    from edgetransfer.exporter.formats import tflite
 
     def boom(*a, **k):
         raise RuntimeError("converter exploded")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from edgetransfer.errors import ExportError, UnsupportedError
-from edgetransfer.exporter import export
-from edgetransfer.formats import _metadata_schema_py_generated as md
-from edgetransfer.formats import delegate_check, tflite_metadata
-from edgetransfer.quantization import QuantRecipe
+from edgetransfer.exporter.artifacts import export
+from edgetransfer.exporter.formats import _metadata_schema_py_generated as md
+from edgetransfer.exporter.formats import delegate_check, tflite_metadata
+from edgetransfer.exporter.quantization import QuantRecipe
 from edgetransfer.runtime import read_metadata
 
 RECIPES = [QuantRecipe.fp32(), QuantRecipe.fp16(), QuantRecipe.int8(calibration_size=12)]
@@ -75,7 +75,7 @@ def test_tflite_static_batch_and_io_names(arts):
 def test_tflite_dynamic_batch_option(untrained_run, arts, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgetransfer.formats import tflite
+    from edgetransfer.exporter.formats import tflite
 
     source = tflite.Source(untrained_run.load_model(), tmp_path, dynamic_batch=True)
     meta = read_metadata(arts[("tflite", "fp32")].path)
@@ -129,7 +129,7 @@ def test_onnx_fp32_is_slimmed_and_identical(tiny_run, tiny_exports):
     import onnx
     import onnxruntime as ort
 
-    from edgetransfer.formats.onnx import convert_fp32
+    from edgetransfer.exporter.formats.onnx import convert_fp32
 
     raw = convert_fp32(tiny_run.load_model(), 32, "nhwc")
     slim = onnx.load(str(tiny_exports[("onnx", "fp32")].path))
@@ -144,7 +144,7 @@ def test_onnx_fp32_is_slimmed_and_identical(tiny_run, tiny_exports):
 def test_onnx_dynamic_batch_option(untrained_run):
     import onnxruntime as ort
 
-    from edgetransfer.formats.onnx import convert_fp32
+    from edgetransfer.exporter.formats.onnx import convert_fp32
 
     m = convert_fp32(untrained_run.load_model(), 32, "nhwc", dynamic_batch=True)
     assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"

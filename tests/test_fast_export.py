@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from edgetransfer.exporter import ExportedArtifact
+from edgetransfer.exporter.artifacts import ExportedArtifact
 from edgetransfer.runtime import Classifier, load_session, read_metadata
 
 # Max |probability - Keras probability| on the held-out images. float32 differs by rounding
@@ -69,7 +69,7 @@ def test_classifier_reads_the_labels_and_preprocesses_like_training(exported, un
 
 def test_tflm_bundle_of_the_int8_file_runs_on_the_tflm_kernels(exported, untrained_images, tmp_path):
     pytest.importorskip("tflite_micro", reason="tflite-micro not installed")
-    from edgetransfer.formats import tflm
+    from edgetransfer.exporter.formats import tflm
     from edgetransfer.runtime import tflm as tflm_runtime
     from edgetransfer.runtime import tflm_ops
 

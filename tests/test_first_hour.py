@@ -335,7 +335,7 @@ def test_onnxruntime_calibration_prints_are_debug_records(capsys, caplog):
     pytest.importorskip("onnxruntime")
     from onnxruntime.quantization import calibrate
 
-    from edgetransfer.quantization.calibration import quiet_ort_calibration
+    from edgetransfer.exporter.quantization.calibration import quiet_ort_calibration
 
     caplog.set_level(logging.DEBUG, logger="edgetransfer")
     quiet_ort_calibration()

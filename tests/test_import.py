@@ -189,7 +189,7 @@ def test_refusals(folder, tmp_path, invoke):
 
 def test_preprocess_specs():
     from edgetransfer import ConfigError
-    from edgetransfer.importer import PRESETS, parse_preprocess
+    from edgetransfer.flows.importer import PRESETS, parse_preprocess
 
     x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
     spec = parse_preprocess("mean=123.675,116.28,103.53,std=58.395,57.12,57.375")
@@ -226,7 +226,7 @@ def _foreign_tflite(flat: bytes, tmp_path: Path, *, metadata: bool) -> Path:
     with the standard TFLite Metadata (NormalizationOptions 127.5 / 127.5, labels.txt) and no edgetransfer.json."""
     from tensorflow.lite.tools import flatbuffer_utils as fbu
 
-    from edgetransfer.formats import tflite_metadata as tm
+    from edgetransfer.exporter.formats import tflite_metadata as tm
 
     path = tmp_path / ("with_metadata.tflite" if metadata else "bare.tflite")
     if not metadata:
@@ -252,8 +252,8 @@ def _foreign_tflite(flat: bytes, tmp_path: Path, *, metadata: bool) -> Path:
 
 def test_foreign_tflite_with_metadata(user, converted, folder, tmp_path):
     from edgetransfer import import_model
-    from edgetransfer.exporter import ExportedArtifact
-    from edgetransfer.importer import to_model_input
+    from edgetransfer.exporter.artifacts import ExportedArtifact
+    from edgetransfer.flows.importer import to_model_input
     from edgetransfer.runtime import load_session
     from edgetransfer.runtime.base import read_metadata
 
@@ -303,8 +303,8 @@ def test_foreign_tflite_without_metadata(converted, folder, tmp_path, invoke):
 def test_export_imported_run(user, folder, tmp_path):
     """The imported run exports to TFLite and ONNX, fp32 and int8; fp32 files match the original."""
     from edgetransfer import QuantRecipe, export, import_model
+    from edgetransfer.evaluation.heldout import predict
     from edgetransfer.runtime import load_session
-    from edgetransfer.scoring import predict
 
     model, paths = user["caffe"]
     run = import_model(paths[".keras"], folder, preprocess="caffe", out=tmp_path / "run").run
@@ -396,7 +396,7 @@ def test_foreign_uint8_tflite_takes_raw_pixels(user, folder, tmp_path):
     from tensorflow.lite.tools import flatbuffer_utils as fbu
 
     from edgetransfer import import_model
-    from edgetransfer.formats import tflite_metadata as tm
+    from edgetransfer.exporter.formats import tflite_metadata as tm
 
     model, _ = user["tf"]
     x, y = _xy(folder)

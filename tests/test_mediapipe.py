@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from edgetransfer.errors import MissingDependencyError
-from edgetransfer.exporter import export
-from edgetransfer.quantization import QuantRecipe
+from edgetransfer.exporter.artifacts import export
+from edgetransfer.exporter.quantization import QuantRecipe
 from edgetransfer.runtime import Classifier
 
 pytestmark = pytest.mark.slow

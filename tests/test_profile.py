@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edgetransfer.errors import ConfigError, RuntimeBackendError
+from edgetransfer.runtime import op_table, peak
 from edgetransfer.runtime import profile as P
 from edgetransfer.runtime import tune as T
 
@@ -24,7 +25,7 @@ PEAK = {"fp32": 100.0, "int8": 400.0}
 def _peak(tmp_path, monkeypatch):
     """A fixed peak in a private cache: measuring the real one takes ~10 s per thread count."""
     monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(P, "measure_peak", lambda threads, budget_s=1.0: dict(PEAK))
+    monkeypatch.setattr(peak, "measure_peak", lambda threads, budget_s=1.0: dict(PEAK))
 
 
 def tiny_onnx(path: Path, size: int = 32) -> Path:
@@ -183,24 +184,24 @@ def test_ort_events_keep_only_the_last_runs():
 
 def test_host_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(P, "measure_peak", lambda threads, budget_s=1.0: calls.append(threads) or dict(PEAK))
-    assert P.host_peak(1) == PEAK and P.host_peak(1) == PEAK and calls == [1]
-    assert P.host_peak(2) == PEAK and calls == [1, 2]
+    monkeypatch.setattr(peak, "measure_peak", lambda threads, budget_s=1.0: calls.append(threads) or dict(PEAK))
+    assert peak.host_peak(1) == PEAK and peak.host_peak(1) == PEAK and calls == [1]
+    assert peak.host_peak(2) == PEAK and calls == [1, 2]
     cached = json.loads((tmp_path / "cache/peaks.json").read_text())
     assert len(cached) == 2 and all("measured_at" in v for v in cached.values())
-    assert P.host_peak(1, refresh=True) == PEAK and calls == [1, 2, 1]
+    assert peak.host_peak(1, refresh=True) == PEAK and calls == [1, 2, 1]
 
 
 def test_gemm_models_run():
     import onnxruntime as ort
 
     for prec, dtype in (("fp32", np.float32), ("int8", np.uint8)):
-        sess = ort.InferenceSession(P.gemm_model(16, prec), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(peak.gemm_model(16, prec), providers=["CPUExecutionProvider"])
         assert sess.run(None, {"A": np.ones((16, 16), dtype)})[0].shape == (16, 16)
 
 
 def test_bench_profile_json(onnx_files, tmp_path):
-    P.host_peak(1)  # into the cache the child process reads
+    peak.host_peak(1)  # into the cache the child process reads
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "edgetransfer.runtime", "bench", str(onnx_files["fp32"]), "--threads", "1"]
     cmd += ["--budget-s", "0.2", "--min-runs", "5", "--profile", "--profile-runs", "5"]
@@ -243,7 +244,7 @@ Number of nodes executed: 5
 
 
 def test_parse_benchmark_model_real_format():
-    prof = P.parse_benchmark_model(REAL, "mobilenet_quant.tflite", threads=4)
+    prof = op_table.parse_benchmark_model(REAL, "mobilenet_quant.tflite", threads=4)
     names = {o.name for o in prof.ops}
     assert "ModifyGraphWithDelegate/0" not in names  # the initialization table is not the runs'
     assert len(prof.ops) == 5 and "Delegate/Convolution (NHWC, QU8) DWConv:1" in names
@@ -253,14 +254,14 @@ def test_parse_benchmark_model_real_format():
     assert prof.ops[0].name.endswith("IGEMM:0")  # worst first (nothing rated: the device's peak is unknown)
     # an older build's table has a [start] column: the header says where each field is
     old = REAL.replace("[first]", "[start]\t  [first]").replace("\t    0.267\t", "\t    0.000\t    0.267\t")
-    assert P.parse_benchmark_model(old).ops[0].time_ms == pytest.approx(0.278)
+    assert op_table.parse_benchmark_model(old).ops[0].time_ms == pytest.approx(0.278)
     with pytest.raises(RuntimeBackendError, match="no op profile") as err:
-        P.parse_benchmark_model("INFO: count=50 first=1 curr=1 min=1 max=1 avg=1 std=0")
+        op_table.parse_benchmark_model("INFO: count=50 first=1 curr=1 min=1 max=1 avg=1 std=0")
     assert "--enable_op_profiling=true" in err.value.fix
 
 
 def test_standin_benchmark_model_prints_a_profile_that_parses(tiny_tflite, tmp_path):
-    from edgetransfer import graphops
+    from edgetransfer.evaluation import graphops
 
     env = {
         **os.environ,
@@ -270,10 +271,10 @@ def test_standin_benchmark_model_prints_a_profile_that_parses(tiny_tflite, tmp_p
     }
     cmd = [sys.executable, str(STANDIN), f"--graph={tiny_tflite}", "--num_threads=1"]
     plain = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
-    assert P.BENCHMARK_MODEL_SECTION not in plain  # unchanged without the flag
+    assert op_table.BENCHMARK_MODEL_SECTION not in plain  # unchanged without the flag
     out = subprocess.run([*cmd, "--enable_op_profiling=true"], capture_output=True, text=True, env=env, check=True)
     ops = graphops.tflite_ops(tiny_tflite)
-    prof = P.parse_benchmark_model(out.stdout, str(tiny_tflite), 1, ops)
+    prof = op_table.parse_benchmark_model(out.stdout, str(tiny_tflite), 1, ops)
     # the table prints each op's ms with 3 decimals: on a tiny model rounding alone is up to 0.0005 ms an op
     assert len(prof.ops) == len(ops) and prof.total_ms == pytest.approx(prof.wall_ms, rel=0.01, abs=5e-4 * len(ops))
     # builtin rows are "[tensor]:index": each joins the graph op at its index

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from edgetransfer import records
-from edgetransfer.quantization.diagnose import layer_of
+from edgetransfer.exporter.quantization.diagnose import layer_of
 from edgetransfer.records import QuantDiagnosis
 
 
@@ -108,12 +108,12 @@ def test_layer_names_from_converter_names():
 def test_unmet_budget_error_names_the_worst_tensors(untrained_exports):
     """``export --max-accuracy-drop`` that cannot meet its bound: the doctor's error names the ops adding the
     most error in the file it wrote (quantization.doctor.raise_unmet -> diagnose.unmet_note)."""
-    from edgetransfer.quantization import doctor
+    from edgetransfer.exporter.quantization import attempts, doctor
 
     art = untrained_exports[("onnx", "int8")]
     best = {"attempt": 1, "remedy": "plain int8", "accuracy_drop": 2.0}
-    result = doctor.DoctorResult(art, (best,), 1, False, 0.5, 0.9, art.path.with_name("x.recipe.json"))
-    with pytest.raises(doctor.AccuracyBudgetError) as info:
+    result = attempts.DoctorResult(art, (best,), 1, False, 0.5, 0.9, art.path.with_name("x.recipe.json"))
+    with pytest.raises(attempts.AccuracyBudgetError) as info:
         doctor.raise_unmet([result], [art])
     problem = info.value.problem
     assert "diagnosis:" in problem and f"{art.path.name}: the ops adding most error" in problem
@@ -122,10 +122,10 @@ def test_unmet_budget_error_names_the_worst_tensors(untrained_exports):
 
 def test_export_that_misses_its_bound_prints_the_diagnosis(invoke, untrained_run, tmp_path, monkeypatch):
     """End to end through ``edgetransfer export``: the plain attempt only, a budget nothing meets (exit 1)."""
-    from edgetransfer.quantization import doctor
+    from edgetransfer.exporter.quantization import doctor, remedies
 
-    monkeypatch.setattr(doctor, "A16_STEPS", ())
-    monkeypatch.setattr(doctor, "K_STEPS", ())
+    monkeypatch.setattr(remedies, "A16_STEPS", ())
+    monkeypatch.setattr(remedies, "K_STEPS", ())
     monkeypatch.setattr(doctor, "_calibration_remedies", lambda *a: None)
     monkeypatch.setattr(doctor, "check_budget", lambda v: -1.0)  # a budget no attempt meets
     args = ["--format", "onnx", "--precision", "int8", "--calibration-size", "4", "--out", tmp_path / "out"]

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgetransfer import formats
-from edgetransfer.exporter import export
-from edgetransfer.quantization import Calibration, QuantRecipe, doctor
-from edgetransfer.quantization.doctor import AccuracyBudgetError
+from edgetransfer.exporter import formats
+from edgetransfer.exporter.artifacts import export
+from edgetransfer.exporter.quantization import Calibration, QuantRecipe, attempts, doctor, remedies
+from edgetransfer.exporter.quantization.attempts import AccuracyBudgetError
 from edgetransfer.records import ArtifactManifest
 
 
@@ -26,7 +26,7 @@ def test_tensor_errors_rank_and_16bit_write(tiny_exports, cal, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from edgetransfer.formats import onnx as onnx_format
+    from edgetransfer.exporter.formats import onnx as onnx_format
 
     fp32, int8 = tiny_exports[("onnx", "fp32")].path, tiny_exports[("onnx", "int8")].path
     src = SimpleNamespace(path=fp32, layout="nhwc")
@@ -55,8 +55,8 @@ def test_tensor_errors_rank_and_16bit_write(tiny_exports, cal, tmp_path):
 @pytest.mark.slow
 def test_doctor_records_16bit_remedy_and_replays(tiny_run, tmp_path, monkeypatch):
     """With an unreachable budget the 16-bit step runs, is recorded with its figures, and replays exactly."""
-    monkeypatch.setattr(doctor, "A16_STEPS", (2,))
-    monkeypatch.setattr(doctor, "K_STEPS", ())
+    monkeypatch.setattr(remedies, "A16_STEPS", (2,))
+    monkeypatch.setattr(remedies, "K_STEPS", ())
     monkeypatch.setattr(doctor, "_calibration_remedies", lambda *a: None)
     monkeypatch.setattr(doctor, "_option_remedies", lambda *a: None)
     monkeypatch.setattr(doctor, "check_budget", lambda v: -1.0)  # a budget no attempt meets
@@ -72,7 +72,7 @@ def test_doctor_records_16bit_remedy_and_replays(tiny_run, tmp_path, monkeypatch
     assert all(isinstance(a["output_snr_db"], float) for a in att)  # the error left, continuous
     assert a16["size_bytes"] <= 1.1 * att[0]["size_bytes"]  # int8 weights: the file hardly grows
     assert a16["vs_attempt"] == 1 and isinstance(a16["moved"], bool)  # judged against the plain file
-    rows, header = doctor.attempts_table(att)
+    rows, header = attempts.attempts_table(att)
     assert header[3] == "float/16-bit" and rows[1][3] == "0/2"
 
     fr = doctor.FileRecipe("onnx", QuantRecipe(**a16["recipe"]), tuple(a16["keep_float"]))
@@ -91,20 +91,20 @@ def test_judge_records_a_remedy_that_moved_nothing():
     hits = np.array([True] * 90 + [False] * 10)
     base = {"attempt": 1, "status": "ok", "output_snr_db": 16.0}
     same = {"attempt": 2, "status": "ok", "output_snr_db": 16.2}
-    doctor.judge(same, base, hits.copy(), hits)
+    attempts.judge(same, base, hits.copy(), hits)
     assert same["moved"] is False and same["accuracy_change_pts"] == [0.0, 0.0, 0.0] and same["vs_attempt"] == 1
     one = hits.copy()
     one[95] = True  # one image more: within the interval, and the SNR did not move
     single = {"attempt": 3, "status": "ok", "output_snr_db": 16.1}
-    doctor.judge(single, base, one, hits)
+    attempts.judge(single, base, one, hits)
     lo, hi = single["accuracy_change_pts"][1:]
     assert single["moved"] is False and lo < 0 < hi
     better = {"attempt": 4, "status": "ok", "output_snr_db": 19.0}
-    doctor.judge(better, base, hits.copy(), hits)
+    attempts.judge(better, base, hits.copy(), hits)
     assert better["moved"] is True and better["snr_change_db"] == 3.0
     fixed = np.ones(100, bool)
     many = {"attempt": 5, "status": "ok", "output_snr_db": 16.0}
-    doctor.judge(many, base, fixed, hits)  # ten images fixed, none broken: the interval is clear of 0
+    attempts.judge(many, base, fixed, hits)  # ten images fixed, none broken: the interval is clear of 0
     assert many["moved"] is True and many["accuracy_change_pts"][1] > 0
 
 
@@ -143,7 +143,7 @@ def test_onnx_options_change_what_they_say_and_write_the_same_bytes_twice(tiny_e
     import onnx
     import onnxruntime as ort
 
-    from edgetransfer.formats import onnx as onnx_format
+    from edgetransfer.exporter.formats import onnx as onnx_format
 
     src = SimpleNamespace(path=tiny_exports[("onnx", "fp32")].path, layout="nhwc")
     meta = {"labels": ["a", "b", "c"], "normalization": {}}
@@ -183,9 +183,9 @@ def test_doctor_options_stage_judged_and_target_skips_16bit(tiny_run, tmp_path, 
     recorded), the chosen recipe replays its options, and for an Edge TPU target no 16-bit attempt is made."""
     from edgetransfer import targets
 
-    monkeypatch.setattr(doctor, "MAX_OPTION_ATTEMPTS", 2)
-    monkeypatch.setattr(doctor, "A16_STEPS", (2,))
-    monkeypatch.setattr(doctor, "K_STEPS", ())
+    monkeypatch.setattr(remedies, "MAX_OPTION_ATTEMPTS", 2)
+    monkeypatch.setattr(remedies, "A16_STEPS", (2,))
+    monkeypatch.setattr(remedies, "K_STEPS", ())
     monkeypatch.setattr(doctor, "_calibration_remedies", lambda *a: None)
     monkeypatch.setattr(doctor, "check_budget", lambda v: -1.0)  # a budget no attempt meets
     with pytest.raises(AccuracyBudgetError) as info:
@@ -206,7 +206,7 @@ def test_doctor_options_stage_judged_and_target_skips_16bit(tiny_run, tmp_path, 
     assert any(a["status"] == "ok" for a in options)
     assert att[-1]["status"] == "skipped" and "edgetpu" in att[-1]["error"]
     assert not any(k.startswith("a16:") for a in att for k in a["keep_float"])
-    rows, _ = doctor.attempts_table(att)
+    rows, _ = attempts.attempts_table(att)
     assert rows[-1][-1] == "skipped"
 
     recipe = art.path.with_name(art.path.name + ".recipe.json")
@@ -221,7 +221,7 @@ def test_the_same_model_converts_to_the_same_onnx_names_every_time(tiny_run, tmp
     things on replay, so every conversion gives the same nodes, edges and initializer names."""
     import onnx
 
-    from edgetransfer.formats import onnx as onnx_format
+    from edgetransfer.exporter.formats import onnx as onnx_format
 
     model = tiny_run.load_model()
     graphs = []

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from edgetransfer.errors import ConfigError, UnsupportedError
-from edgetransfer.exporter import export
-from edgetransfer.quantization import QuantRecipe, doctor
+from edgetransfer.exporter.artifacts import export
+from edgetransfer.exporter.quantization import QuantRecipe, doctor, remedies
 from edgetransfer.records import ArtifactManifest
 
 
@@ -54,7 +54,7 @@ def test_api_refuses_bad_budget_and_float_only(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_unmet_budget_exits_1_with_best_attempt_written(invoke, tiny_run, tmp_path, black_calibration, monkeypatch):
-    monkeypatch.setattr(doctor, "K_STEPS", (1,))  # one mixed-precision step keeps the test fast
+    monkeypatch.setattr(remedies, "K_STEPS", (1,))  # one mixed-precision step keeps the test fast
     out = tmp_path / "out"
     code, stdout, err = invoke(
         "export", tiny_run.run_dir, "--precision", "int8", "--calibration", black_calibration,
@@ -134,9 +134,9 @@ def test_format_sensitivity_rankers_name_what_keep_float_takes(tiny_exports, tmp
 
     import onnx
 
-    from edgetransfer import formats
-    from edgetransfer.formats import onnx as onnx_format
-    from edgetransfer.quantization import Calibration
+    from edgetransfer.exporter import formats
+    from edgetransfer.exporter.formats import onnx as onnx_format
+    from edgetransfer.exporter.quantization import Calibration
 
     fp32, int8 = tiny_exports[("onnx", "fp32")].path, tiny_exports[("onnx", "int8")].path
     cal = Calibration(np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32), "random", ())

@@ -10,8 +10,9 @@ from PIL import Image
 
 from edgetransfer.errors import ConfigError, UnsupportedError
 from edgetransfer.exporter import export
-from edgetransfer.quantization import QuantRecipe, doctor, integer, weights
-from edgetransfer.quantization.integer import float_ops
+from edgetransfer.exporter.quantization import QuantRecipe, doctor, integer, weights
+from edgetransfer.exporter.quantization.attempts import AccuracyBudgetError
+from edgetransfer.exporter.quantization.integer import float_ops
 from edgetransfer.records import ArtifactManifest
 
 
@@ -30,7 +31,7 @@ def test_quant_sim_has_fake_quant_ops_and_folds_batchnorm(untrained_run):
     traced graph holds the FakeQuant ops the converters know; observing gives the float model's outputs."""
     import tensorflow as tf
 
-    from edgetransfer.quantization.simulate import analyse, observe, quant_sim
+    from edgetransfer.exporter.quantization.simulate import analyse, observe, quant_sim
 
     model = untrained_run.load_model()
     g = analyse(model)
@@ -85,7 +86,7 @@ def test_learned_rounding_beats_nearest_on_a_layer():
     (the same per-channel scale, integers in [-127, 127])."""
     import keras
 
-    from edgetransfer.quantization.simulate import folded_layers, weight_scales
+    from edgetransfer.exporter.quantization.simulate import folded_layers, weight_scales
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 16))
@@ -133,7 +134,7 @@ def test_integer_only_target_never_gets_a_float_op(untrained_run, tmp_path, blac
         arts = export(untrained_run, ["onnx"], [QuantRecipe.int8(calibration_size=3)], out=tmp_path,
                       calibration=black_calibration, max_accuracy_drop=0, targets=[edgetpu])  # fmt: skip
         met = True
-    except doctor.AccuracyBudgetError as exc:
+    except AccuracyBudgetError as exc:
         arts, met = list(exc.artifacts), False
         assert "best attempt" in exc.problem
     (art,) = arts

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 import edgetransfer
-from edgetransfer import formats, runtime
+from edgetransfer import runtime
 from edgetransfer.errors import ConfigError
-from edgetransfer.quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS
+from edgetransfer.exporter import formats
+from edgetransfer.exporter.quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS
 from edgetransfer.runtime import spec as runtime_spec
 from edgetransfer.runtime.base import Runtime, read_metadata
 
@@ -130,6 +131,6 @@ def _name_comparisons(path: Path) -> list[int]:
 
 def test_exporter_and_quantization_never_compare_a_format_or_runtime_name():
     pkg = Path(edgetransfer.__file__).parent
-    files = [pkg / "exporter.py", *sorted((pkg / "quantization").glob("*.py"))]
+    files = [*sorted((pkg / "exporter").glob("*.py")), *sorted((pkg / "exporter" / "quantization").glob("*.py"))]
     found = {str(p.relative_to(pkg)): _name_comparisons(p) for p in files}
     assert not {k: v for k, v in found.items() if v}

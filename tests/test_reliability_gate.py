@@ -45,8 +45,8 @@ def nan_export(tmp_path_factory):
     import keras
 
     from edgetransfer import backbones
-    from edgetransfer.exporter import export
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.quantization import QuantRecipe
     from edgetransfer.training import TrainedModel
 
     root = tmp_path_factory.mktemp("nan")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgetransfer import runners
+from edgetransfer.evaluation import runners
 
 PY = sys.executable
 HOSTILE = [

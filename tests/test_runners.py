@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edgetransfer import runners
 from edgetransfer.errors import EXIT_TOOLCHAIN, ConfigError, RuntimeBackendError
-from edgetransfer.latency import MEASURED
+from edgetransfer.evaluation import runners
+from edgetransfer.evaluation.latency import MEASURED
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = "targets/device.yaml"

@@ -53,7 +53,7 @@ def test_runtime_extra_alone_classifies_real_images(runtime_venv, tiny_exports, 
 
 @pytest.mark.slow
 def test_runner_target_measures_through_a_command(runtime_venv, tiny_exports, tiny_run, tmp_path):
-    from edgetransfer.evaluation import validate
+    from edgetransfer.flows.validate import validate
 
     tdir = tmp_path / "targets"
     tdir.mkdir()

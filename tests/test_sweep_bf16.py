@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 from conftest import make_folder
 
-from edgetransfer import evaluation, speed, sweep, targets
+from edgetransfer import sweep, targets
 from edgetransfer.errors import ConfigError
+from edgetransfer.evaluation import speed
 from edgetransfer.flows import picks
+from edgetransfer.flows import validate as validate_flow
 from edgetransfer.flows.pipeline import Flow
 from edgetransfer.flows.sweep import bf16_plan
 from edgetransfer.records import SweepPoint, SweepResult, SweepStats, TargetLatency, ValidateSpec
 from edgetransfer.records.budget import Budget
-from edgetransfer.runtime import profile as P
+from edgetransfer.runtime import peak
 from edgetransfer.runtime import spec as runtime_spec
 from edgetransfer.training import TrainConfig
 
@@ -63,7 +65,7 @@ def test_a_bf16_configuration_is_swept_with_its_own_figures(swept):
     assert bf16.latency["host-cpu"].runtime in speed.bf16_runtimes([bf16.latency["host-cpu"].runtime or ""])
     assert any("not on pixel4-cpu" in n for n in res.notes)
     # its accuracy is the bf16 execution's own: what validate --bf16 scores for the same file
-    rep = evaluation.validate([out / bf16.artifact], data, ["host-cpu"], budget_s=0.1,
+    rep = validate_flow.validate([out / bf16.artifact], data, ["host-cpu"], budget_s=0.1,
                               options=speed.SpeedOptions(bf16=True))  # fmt: skip
     [rec] = [r for r in rep.records if r.execution == "bf16"]
     assert bf16.accuracy == pytest.approx(rec.accuracy)
@@ -164,7 +166,7 @@ def test_pipeline_flags_reach_validate(tmp_path, monkeypatch):
 
     monkeypatch.setenv("EDGETRANSFER_CACHE", str(tmp_path / "cache"))
     # a fixed peak (measuring this machine's takes ~10 s per thread count; test_validate_profile does the same)
-    monkeypatch.setattr(P, "measure_peak", lambda threads, budget_s=1.0: {"fp32": 100.0, "int8": 400.0})
+    monkeypatch.setattr(peak, "measure_peak", lambda threads, budget_s=1.0: {"fp32": 100.0, "int8": 400.0})
     data = make_folder(tmp_path / "data", {"red": 6, "blue": 6})
     p = tmp_path / "pipeline.yaml"
     p.write_text(

@@ -8,9 +8,9 @@ from edgetransfer.memo import Memo
 
 
 def test_a_new_precision_reuses_the_traced_graph(untrained_run, tmp_path, monkeypatch):
-    from edgetransfer.exporter import export
-    from edgetransfer.formats import tflite
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.formats import tflite
+    from edgetransfer.exporter.quantization import QuantRecipe
 
     memo = Memo(tmp_path / "memo")
     export(untrained_run, ["tflite"], [QuantRecipe.fp32()], out=tmp_path / "a", memo=memo)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edgetransfer import graphops, latency, targets
+from edgetransfer import targets
+from edgetransfer.evaluation import graphops, latency
 
 SHIPPED = {
     "host-cpu",
@@ -76,8 +77,8 @@ def lite0_224(tmp_path_factory):
     """EfficientNet-Lite0's graph at 224 (weights do not change the cost model) in fp32/fp16/int8."""
     from export_matrix_lib import synthetic_run
 
-    from edgetransfer.exporter import export
-    from edgetransfer.quantization import QuantRecipe
+    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter.quantization import QuantRecipe
 
     run = synthetic_run("efficientnet_lite0", tmp_path_factory.mktemp("lite0"), size=224)
     arts = export(
@@ -109,7 +110,7 @@ def test_cost_model_within_30_percent_of_published(lite0_224, target, precision,
 
 @pytest.mark.slow
 def test_edge_tpu_compatibility_rules(lite0_224):
-    from edgetransfer import compat
+    from edgetransfer.evaluation import compat
 
     tpu = targets.get("edgetpu")
     ok = compat.check(graphops.ops_for(lite0_224["int8"]), tpu.delegate, "int8")
@@ -126,7 +127,7 @@ def test_edge_tpu_compatibility_rules(lite0_224):
 
 @pytest.mark.slow
 def test_gpu_delegate_segments_count_partitions(lite0_224):
-    from edgetransfer import compat
+    from edgetransfer.evaluation import compat
 
     gpu = targets.get("pixel4-gpu").delegate
     no_add = gpu.__class__(**{**gpu.__dict__, "supported_ops": tuple(o for o in gpu.supported_ops if o != "ADD")})

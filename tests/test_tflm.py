@@ -14,7 +14,7 @@ pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
 from edgetransfer import targets
 from edgetransfer.errors import EXIT_USAGE, UnsupportedError
-from edgetransfer.formats import tflm as tflm_format
+from edgetransfer.exporter.formats import tflm as tflm_format
 from edgetransfer.runtime import tflm, tflm_ops
 
 
@@ -25,7 +25,7 @@ def int8(untrained_exports) -> Path:
 
 @pytest.fixture(scope="module")
 def held_out(untrained_run) -> np.ndarray:
-    from edgetransfer.scoring import held_out
+    from edgetransfer.evaluation.heldout import held_out
 
     x = held_out(untrained_run).x
     return x

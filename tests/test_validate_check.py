@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgetransfer.evaluation import validate
-from edgetransfer.stats import decide
+from edgetransfer.evaluation.stats import decide
+from edgetransfer.flows.validate import validate
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from edgetransfer import report as report_lib
-from edgetransfer import speed, targets
+from edgetransfer import targets
 from edgetransfer.errors import ConfigError
+from edgetransfer.evaluation import speed
 from edgetransfer.records.measure import ValidationReport
-from edgetransfer.runtime import profile as P
+from edgetransfer.runtime import peak
 from edgetransfer.runtime import spec as runtime_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def peak_cache(tmp_path_factory):
     """A fixed peak in a private cache: measuring the real one takes ~10 s per thread count."""
     mp = pytest.MonkeyPatch()
     mp.setenv("EDGETRANSFER_CACHE", str(tmp_path_factory.mktemp("cache")))
-    mp.setattr(P, "measure_peak", lambda threads, budget_s=1.0: dict(PEAK))
+    mp.setattr(peak, "measure_peak", lambda threads, budget_s=1.0: dict(PEAK))
     yield
     mp.undo()
 
@@ -141,7 +142,7 @@ def test_check_reuses_the_tuned_settings(tuned, invoke, untrained_exports, monke
 
 
 def test_validate_settings_from_reproduces(tuned, untrained_exports):
-    from edgetransfer.evaluation import validate
+    from edgetransfer.flows.validate import validate
 
     doc, out = tuned
     art = untrained_exports[("onnx", "fp32")]
@@ -156,7 +157,7 @@ def test_validate_settings_from_reproduces(tuned, untrained_exports):
 @pytest.mark.skipif(not speed.bf16_units(), reason="this CPU has no bf16 units")
 def test_bf16_execution_measured_and_labelled(peak_cache, untrained_exports, tmp_path):
     pytest.importorskip("openvino")
-    from edgetransfer.evaluation import validate
+    from edgetransfer.flows.validate import validate
 
     art = untrained_exports[("onnx", "fp32")]
     rep = validate([art.path], None, ["host-cpu"], budget_s=0.2, options=speed.SpeedOptions(bf16=True))
@@ -174,7 +175,7 @@ def test_bf16_execution_measured_and_labelled(peak_cache, untrained_exports, tmp
 
 
 def test_runner_profile_is_the_devices_op_table(device, invoke, untrained_exports, tmp_path):
-    from edgetransfer import graphops
+    from edgetransfer.evaluation import graphops
 
     folder = tmp_path / "profiles"
     folder.mkdir()
@@ -201,7 +202,7 @@ def test_runner_profile_is_the_devices_op_table(device, invoke, untrained_export
 @pytest.mark.parametrize("name", [n for n in runtime_spec.names() if runtime_spec.get(n).tune_candidates])
 def test_every_candidate_setting_loads(name, untrained_exports):
     """The registry's candidates (and bf16 switch) are settings the runtime's own load() takes."""
-    from edgetransfer import formats
+    from edgetransfer.exporter import formats
 
     spec = runtime_spec.get(name)
     if not spec.installed():

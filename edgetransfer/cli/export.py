@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
-from .. import formats as formats_lib
 from .. import progress
 from ..errors import ConfigError, UnsupportedError
-from ..exporter import export as _export
-from ..quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
-from ..quantization.doctor import AccuracyBudgetError, attempts_table, check_budget
-from ..quantization.qat import DEFAULT_EPOCHS as DEFAULT_QAT_EPOCHS
-from ..quantization.qat import check_epochs
+from ..exporter import formats as formats_lib
+from ..exporter.artifacts import export as _export
+from ..exporter.quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
+from ..exporter.quantization.attempts import AccuracyBudgetError, attempts_table
+from ..exporter.quantization.doctor import check_budget
+from ..exporter.quantization.qat import DEFAULT_EPOCHS as DEFAULT_QAT_EPOCHS
+from ..exporter.quantization.qat import check_epochs
 from ._common import echo, emit, json_option, table
 
 

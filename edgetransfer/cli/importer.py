@@ -46,7 +46,7 @@ def import_cmd(model, data_dir, labels, preprocess, out, image_size, resize_poli
     A Keras model gets its preprocessing folded in (RGB [0, 255] in) and a softmax if it outputs
     logits; a .tflite / .onnx becomes the run's one exported file (no Keras float reference).
     """
-    from ..importer import describe, import_model
+    from ..flows.importer import describe, import_model
 
     result = import_model(
         model,

@@ -41,8 +41,8 @@ def diagnose_cmd(file, data_dir, run_dir, top, images, rows, html_path, as_json)
     """Per tensor of an int8 FILE (.tflite / .onnx), the error it adds against its float model on held-out
     images, worst first, with the Keras layer it came from; for the --top worst, the accuracy of the file
     written again with that op in float (and that tensor at 16 bits, ONNX), measured."""
-    from ..quantization.diagnose import diagnose, summary
-    from ..quantization.diagnose import table as diagnosis_table
+    from ..exporter.quantization.diagnose import diagnose, summary
+    from ..exporter.quantization.diagnose import table as diagnosis_table
     from ..report import quant as report
 
     if html_path is not None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_TOOLCHAIN
+from ..exporter.formats import PRECISIONS
 from ..flows.executors import EXECUTORS
 from ..flows.sweep import DEFAULT_PRECISIONS, sweep
-from ..formats import PRECISIONS
 from ..training import TrainConfig
 from ._common import echo, json_option, table
 

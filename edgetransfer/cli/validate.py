@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
-from .. import formats as formats_lib
 from .. import progress
 from .. import report as report_lib
 from ..errors import ConfigError
-from ..evaluation import save, validate
+from ..evaluation import save
+from ..evaluation.speed import SpeedOptions, pinned_settings
+from ..exporter import formats as formats_lib
+from ..flows.validate import validate
 from ..io import existing_kind, require_own_output
 from ..records.measure import ValidationReport
-from ..speed import SpeedOptions, pinned_settings
 from ._common import echo, emit, json_option, table
 from ._guards import COUNT, SECONDS
 from .targets import targets_dir_option

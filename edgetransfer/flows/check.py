@@ -9,10 +9,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import evaluation, gate, speed
+from .. import evaluation, gate
 from .. import targets as targets_lib
 from ..errors import ConfigError
-from ..exporter import ExportedArtifact
+from ..evaluation import accuracy, speed
+from ..exporter.artifacts import ExportedArtifact
 from ..records import Budget
 from ..records.measure import Verdict
 from ..runtime import isolate
@@ -52,7 +53,7 @@ def check(
     if ref_art is not None:
         isolate.probe(ref_art.path)
     targets_lib.require_runnable(target, art.format, art.precision, Path(art.path).name)
-    has_data = evaluation.has_held_out(art, data_dir)
+    has_data = accuracy.has_held_out(art, data_dir)
     b = gate.budget_for(target, pipeline_budget, budget, accuracy=has_data)
     if not has_data and target.budgets.accuracy_drop is not None:
         log.warning(
@@ -71,7 +72,7 @@ def check(
                 fix="drop --settings-from for this target",
             )
         settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
-    scores = evaluation.accuracy_for_check(art, target, data_dir) if b.accuracy_drop is not None else None
+    scores = accuracy.accuracy_for_check(art, target, data_dir) if b.accuracy_drop is not None else None
     m = evaluation.measure(
         art,
         target,

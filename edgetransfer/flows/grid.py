@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import backbones
 from .. import targets as targets_lib
 from ..errors import ConfigError
-from ..quantization import QuantRecipe
+from ..exporter.quantization import QuantRecipe
 from ..records import Budget, Grid
 from . import picks
 

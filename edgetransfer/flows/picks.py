@@ -120,7 +120,7 @@ def pipeline_for(
 
 def _format_of(p) -> str:
     """The format of the pick's file: the sweep's, or the fp32 file a bf16 configuration ran."""
-    from .. import formats
+    from ..exporter import formats
 
     return formats.for_path(p.artifact).name if p.execution else FORMAT
 

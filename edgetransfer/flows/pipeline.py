@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from .. import data as data_lib
 from .. import strict_yaml
 from ..errors import ConfigError, EdgeTransferError
+from ..evaluation.speed import SpeedOptions
+from ..exporter.quantization import QuantRecipe
 from ..io import write_json
-from ..quantization import QuantRecipe
 from ..records import CheckSpec, ExportSpec, PipelineState, SweepResult, SweepSpec, ValidateSpec
-from ..speed import SpeedOptions
 from ..training import TrainConfig
 from . import stages
 
 if TYPE_CHECKING:
-    from ..exporter import ExportedArtifact
+    from ..exporter.artifacts import ExportedArtifact
     from ..training import TrainedModel
 
 __all__ = ["CheckSpec", "ExportSpec", "Flow", "FlowResult", "SweepSpec", "ValidateSpec", "run"]
@@ -122,7 +122,8 @@ def _typed(cls, name: str, value, path: Path, key: str):
 
 def _check_names(flow: Flow, path: Path) -> None:
     """Formats, precisions and targets that exist, and budgets that make sense, before any training."""
-    from .. import formats, targets
+    from .. import targets
+    from ..exporter import formats
 
     try:
         for f in flow.export.formats:

@@ -24,9 +24,9 @@ from ..errors import EdgeTransferError
 from ..records import Budget, ValidationReport, Verdict
 
 if TYPE_CHECKING:
-    from ..exporter import ExportedArtifact
+    from ..evaluation.speed import SpeedOptions
+    from ..exporter.artifacts import ExportedArtifact
     from ..memo import Memo
-    from ..speed import SpeedOptions
     from ..training import TrainConfig, TrainedModel
 
 
@@ -75,8 +75,8 @@ def export(
     qat_epochs: int = 0,
 ) -> list[ExportedArtifact]:
     """Every format x precision of ``run`` under ``out`` (the model is traced once)."""
-    from ..exporter import export as export_run
-    from ..quantization import QuantRecipe
+    from ..exporter.artifacts import export as export_run
+    from ..exporter.quantization import QuantRecipe
 
     recipes = [QuantRecipe.named(p, calibration_size=calibration_size, qat_epochs=qat_epochs) for p in precisions]
     kwargs: dict[str, Any] = {"calibration": calibration, "max_accuracy_drop": max_accuracy_drop}
@@ -92,7 +92,7 @@ def exported(folder: Path, *, indexed: bool = True) -> list[ExportedArtifact]:
     lists; else every file with a readable manifest (a sweep exports a folder's precisions over
     several calls), unreadable ones skipped.
     """
-    from ..exporter import ExportedArtifact
+    from ..exporter.artifacts import ExportedArtifact
 
     if indexed:
         names = json.loads((folder / "manifest.json").read_text())["artifacts"]
@@ -119,7 +119,7 @@ def validate(
     """The validation report of ``artifacts`` on ``targets`` (pairs a target cannot run are skipped);
     ``options``: profiles, tuned settings, bf16 execution (the pipeline file's ``validate:`` flags,
     ``sweep --bf16``)."""
-    from ..evaluation import validate as validate_files
+    from .validate import validate as validate_files
 
     return validate_files(
         [a.path for a in artifacts],

@@ -318,7 +318,7 @@ class ValidateSpec(Record):
 
     targets: tuple[str, ...] = ("host-cpu", "pixel4-cpu", "pixel4-gpu", "edgetpu")
     budget_s: float = 1.0
-    # validate --tune / --bf16 / --profile (edgetransfer.speed.SpeedOptions), host targets only
+    # validate --tune / --bf16 / --profile (edgetransfer.evaluation.speed.SpeedOptions), host targets only
     tune: bool = False
     bf16: bool = False
     profile: bool = False

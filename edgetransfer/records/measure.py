@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK
-from ..latency import Latency
 from .base import Record
+from .latency import Latency
 from .profile import OpProfile
 from .vocab import Status
 

@@ -9,9 +9,9 @@ import html
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..formats.tensor_stats import FLOOR_DB
+from ..exporter.formats.tensor_stats import FLOOR_DB
+from ..exporter.quantization.diagnose import summary, table
 from ..io import atomic_write
-from ..quantization.diagnose import summary, table
 from ..records import QuantDiagnosis
 from . import _CSS, _png, plots
 

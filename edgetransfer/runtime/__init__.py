@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import formats, images
+from .. import images
 from ..errors import RuntimeBackendError
+from ..exporter import formats
 from . import safe as _safe
 from . import spec as _specs
 from .base import InputSpec, Runtime, Session, read_metadata
@@ -75,7 +76,7 @@ def get_runtime(name: str, provider: str = "cpu") -> Runtime:
 
 def runtime_for(path: str | Path, provider: str = "cpu") -> Runtime:
     """The default runtime for ``path``: the first its format registers (LiteRT for .tflite,
-    ONNX Runtime for .onnx; see ``edgetransfer.formats``)."""
+    ONNX Runtime for .onnx; see ``edgetransfer.exporter.formats``)."""
     return get_runtime(formats.for_path(path).runtimes[0], provider)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeTransferError
-from ..latency import measure
+from ..evaluation.latency import measure
 from . import isolate, load_session, runtime_for
 from .profile import profile
 

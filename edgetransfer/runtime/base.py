@@ -11,8 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .. import formats
 from ..errors import ConfigError, RuntimeBackendError
+from ..exporter import formats
 
 METADATA_NAME = "edgetransfer.json"
 LABELS_NAME = "labels.txt"

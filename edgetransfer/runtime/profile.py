@@ -12,9 +12,9 @@
   switch, ``experimental_force_delegate_node_profiling``, feeds a native profiler Python cannot
   attach), so the answer is ``supported=False`` with that reason and the end-to-end mean only. On a
   runner target LiteRT's own ``benchmark_model --enable_op_profiling=true`` gives the table:
-  :func:`parse_benchmark_model` reads it.
+  :func:`edgetransfer.runtime.op_table.parse_benchmark_model` reads it.
 
-Each op is joined by name to the graph's ops (:mod:`edgetransfer.graphops`: kind, shape, MACs,
+Each op is joined by name to the graph's ops (:mod:`edgetransfer.evaluation.graphops`: kind, shape, MACs,
 bytes, the Keras layer its name scope names: :func:`keras_layers`) and rated against this host's
 measured GEMM peak (:func:`host_peak`, cached), worst first: the ops that lose the most milliseconds
 against the peak lead. Needs no TensorFlow.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import tempfile
 import time
@@ -38,6 +37,7 @@ from .. import _lazy
 from ..errors import ConfigError, RuntimeBackendError
 from ..records.profile import OpProfile, OpTime, short_name
 from .base import require_file
+from .peak import host_peak
 
 # ONNX Runtime / OpenVINO op types and kernels that compute in int8 (rated against the int8 peak).
 _INT8_TYPES = {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul"}
@@ -54,116 +54,6 @@ def unsupported(model: str, runtime: str, threads: int | None, reason: str, wall
 
 
 # --- the host's peak -------------------------------------------------------------------------------
-
-# M = N = K of the peak GEMMs, best of the three: 768 reaches MLAS's full fp32 speed on a quiet host, but
-# one fp32 run of it (~10-35 ms) spans several scheduler slices on a loaded one, where 256 and 512 (under
-# a millisecond to a few) fit in one and give the higher figure. A peak is a best case.
-GEMM_SIZES = (256, 512, 768)
-
-
-def cache_dir() -> Path:
-    """``$EDGETRANSFER_CACHE``, else ``$XDG_CACHE_HOME/edgetransfer``, else ``~/.cache/edgetransfer``."""
-    if os.environ.get("EDGETRANSFER_CACHE"):
-        return Path(os.environ["EDGETRANSFER_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgetransfer"
-
-
-def gemm_model(n: int, precision: str) -> bytes:
-    """A one-node ONNX GEMM: fp32 ``MatMul``, or int8 ``MatMulInteger`` (uint8 x int8, B a constant weight)."""
-    _lazy.require("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    if precision == "fp32":
-        inits = [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "B")]
-        node, in_t, out_t, inputs = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT, ["A", "B"]
-    else:
-        inits = [
-            numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "B"),
-            numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
-            numpy_helper.from_array(np.array(0, np.int8), "b_zp"),
-        ]
-        node, in_t, out_t, inputs = "MatMulInteger", TensorProto.UINT8, TensorProto.INT32, ["A", "B", "a_zp", "b_zp"]
-    graph = helper.make_graph(
-        [helper.make_node(node, inputs, ["Y"])],
-        f"gemm_{precision}",
-        [helper.make_tensor_value_info("A", in_t, [n, n])],
-        [helper.make_tensor_value_info("Y", out_t, [n, n])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
-
-
-def _fastest_s(run, budget_s: float) -> float:
-    """Fastest seconds of ``run()`` after a warm-up, at least 5 runs: a peak is a best case, and on a
-    shared machine the fastest run is the one least disturbed."""
-    run()
-    samples: list[float] = []
-    end = time.perf_counter() + budget_s
-    while len(samples) < 5 or time.perf_counter() < end:
-        t = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - t)
-    return min(samples)
-
-
-def measure_peak(threads: int, budget_s: float = 1.0) -> dict[str, float]:
-    """``{"fp32": GMAC/s, "int8": GMAC/s}`` of ONNX Runtime's GEMMs (MLAS: AVX-512 FMA, VNNI/AMX for
-    uint8 x int8) at ``threads``, the best over :data:`GEMM_SIZES`."""
-    ort = _lazy.require("onnxruntime", extra="runtime")
-    out: dict[str, float] = {}
-    for n in GEMM_SIZES:
-        for prec in ("fp32", "int8"):
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            sess = ort.InferenceSession(gemm_model(n, prec), opts, providers=["CPUExecutionProvider"])
-            rng = np.random.default_rng(1)
-            a = rng.integers(0, 255, (n, n)).astype(np.uint8) if prec == "int8" else rng.standard_normal((n, n))
-            feed = {"A": a.astype(np.uint8 if prec == "int8" else np.float32)}
-            out[prec] = max(
-                out.get(prec, 0.0), n**3 / _fastest_s(lambda s=sess, f=feed: s.run(None, f), budget_s) / 1e9
-            )
-    return out
-
-
-def _host_key(threads: int) -> str:
-    from ..latency import host_info
-
-    ort = _lazy.require("onnxruntime", extra="runtime")
-    h = host_info()
-    return f"{h['cpu']}|{h['cores']} cores|onnxruntime {ort.__version__}|{threads} threads"
-
-
-def host_peak(threads: int | None, refresh: bool = False) -> dict[str, float]:
-    """This host's fp32/int8 GEMM peak at ``threads`` (default: all cores), measured once and cached in
-    ``cache_dir()/peaks.json``; ``{}`` when ONNX Runtime or ``onnx`` is missing."""
-    threads = threads or os.cpu_count() or 1
-    try:
-        key = _host_key(threads)
-    except Exception:  # MissingDependencyError: no ONNX Runtime, no peak
-        return {}
-    path = cache_dir() / "peaks.json"
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if not refresh and isinstance(cached.get(key), dict):
-        return {k: float(v) for k, v in cached[key].items() if k in ("fp32", "int8")}
-    try:
-        peak = measure_peak(threads)
-    except Exception:  # no onnx to build the GEMM graphs: rate nothing rather than fail the profile
-        return {}
-    cached[key] = {**peak, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached, indent=1))
-        tmp.replace(path)
-    except OSError:
-        pass
-    return peak
 
 
 # --- the graph's ops, by name ----------------------------------------------------------------------
@@ -187,7 +77,7 @@ class GraphOp:
 def onnx_graph_ops(path: str | Path) -> list[GraphOp]:
     """The ONNX file's nodes with names (``graphops.onnx_ops`` walks the same nodes in the same order)."""
     onnx = _lazy.require("onnx")
-    from .. import graphops
+    from ..evaluation import graphops
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     g = model.graph
@@ -519,7 +409,7 @@ def profile(
         ConfigError: an unknown runtime, or a file the runtime does not read.
         RuntimeBackendError: the runtime cannot load the file.
     """
-    from .. import formats
+    from ..exporter import formats
     from . import spec as runtime_spec
 
     path = require_file(path)
@@ -535,91 +425,5 @@ def profile(
 
 # --- LiteRT's benchmark_model on a device ----------------------------------------------------------
 
-# benchmark_model (tensorflow/lite/tools/benchmark) with --enable_op_profiling=true prints, after the
-# timings, "Operator-wise Profiling Info for Regular Benchmark Runs:" and StatsCalculator tables
-# (tensorflow/core/util/stats_calculator.cc): "Run Order", "Top by Computation Time", "Summary by node
-# type"; every field is "\t" + right-aligned text, so tabs split a row (XNNPACK's node types hold spaces
-# and commas: "Convolution (NHWC, QU8) IGEMM"). Older builds add a [start] column: the header says.
-BENCHMARK_MODEL_SECTION = "Operator-wise Profiling Info for Regular Benchmark Runs"
-_TABLE = re.compile(r"=+ (.+?) =+")
+
 _NODE_INDEX = re.compile(r":(\d+)$")
-
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.split("\t") if c.strip()]
-
-
-def _run_order(lines: list[str]) -> list[dict]:
-    """The rows of the first "Run Order" table in ``lines`` as ``{column: text}``."""
-    rows: list[dict] = []
-    header: list[str] = []
-    in_table = False
-    for line in lines:
-        text = line.split("INFO: ", 1)[-1] if "INFO: " in line else line
-        m = _TABLE.search(text)
-        if m:
-            if in_table:
-                break
-            in_table = m.group(1).strip() == "Run Order"
-            continue
-        if not in_table:
-            continue
-        cells = _cells(text)
-        if not cells:
-            if rows:
-                break
-            continue
-        if cells[0].startswith("[node type]"):
-            header = [c.strip("[]") for c in cells]
-        elif header and len(cells) >= len(header):
-            # a node type with a tab in it never occurs; the name (last) may hold anything but a tab
-            rows.append(dict(zip(header, cells[: len(header) - 1] + ["\t".join(cells[len(header) - 1 :])])))
-    return rows
-
-
-def parse_benchmark_model(output: str, model: str = "", threads: int | None = None, tflite_ops=None) -> OpProfile:
-    """The per-op table of ``benchmark_model --enable_op_profiling=true`` output as an :class:`OpProfile`.
-
-    ``tflite_ops`` (``graphops.tflite_ops(path)``, in node order) joins a builtin op's row to the graph by
-    the node index ending its name (``[tensor]:12``); rows of XNNPACK's delegate (``Delegate/...:3``) are
-    numbered by XNNPACK, not by the graph, and stay unjoined. Only the regular runs' table is read (the
-    initialization table before it holds ModifyGraphWithDelegate and AllocateTensors).
-
-    Raises:
-        RuntimeBackendError: the output has no op-profiling section (the flag was not passed, or the
-            binary was built without profiling).
-    """
-    lines = output.splitlines()
-    at = next((i for i, ln in enumerate(lines) if BENCHMARK_MODEL_SECTION in ln), None)
-    if at is None:
-        raise RuntimeBackendError(
-            f"benchmark_model printed no op profile (no {BENCHMARK_MODEL_SECTION!r} section)",
-            path=model or None,
-            fix="run it with --enable_op_profiling=true",
-        )
-    rows = _run_order(lines[at + 1 :])
-    avg = re.search(r"Inference \(avg\): ([\d.]+)", output)
-    count = re.search(r"count=(\d+) first=", output)
-    raw = []
-    graph: list[GraphOp] = []
-    for r in rows:
-        name, op_type = r.get("Name", "?"), r.get("node type", "?")
-        ms = float(r.get("avg ms", "0") or 0)  # the node's mean time per run, all its calls together
-        m = _NODE_INDEX.search(name)
-        if tflite_ops is not None and m and not name.startswith("Delegate/") and int(m.group(1)) < len(tflite_ops):
-            op = tflite_ops[int(m.group(1))]
-            graph.append(GraphOp(name, op.type, op.kind, (), op.macs, op.weight_bytes, op.act_bytes))
-        raw.append((name, op_type, "", ms))
-    ops = join(raw, 1, graph, {})  # a device's peak is not this host's: rate nothing
-    wall = float(avg.group(1)) / 1e3 if avg else sum(o.time_ms for o in ops)
-    return OpProfile(
-        str(model),
-        "litert (benchmark_model)",
-        threads,
-        int(count.group(1)) if count else 0,
-        sum(o.time_ms for o in ops),
-        wall,
-        ops,
-        {},
-        "benchmark_model --enable_op_profiling=true",
-    )

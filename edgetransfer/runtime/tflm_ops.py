@@ -3,7 +3,7 @@ computes in, and whether TensorFlow Lite for Microcontrollers can run it.
 
 Read from the flatbuffer alone (TensorFlow's schema, else the copy ``tflite-micro`` ships), so
 a file is refused (exit 2) before any interpreter runs. Used by the TFLM runtime
-(:mod:`edgetransfer.runtime.tflm`) and by the TFLM packaging (:mod:`edgetransfer.formats.tflm`).
+(:mod:`edgetransfer.runtime.tflm`) and by the TFLM packaging (:mod:`edgetransfer.exporter.formats.tflm`).
 """
 
 from __future__ import annotations
