@@ -92,6 +92,8 @@ def plain_finetune(name: str, run: TrainedModel, out: Path, fmts, epochs: int, h
     model = run.load_model()
     calib = calibration_set(run.manifest, "auto", 200)
     rec = qat_lib.fine_tune(run, model, calib, epochs, simulate=False)
+    print(f"{name}: float fine-tune, {epochs} epochs on {rec.images} images: {rec.seconds:.0f} s", flush=True)
+    (out / name / "plain_finetune").mkdir(parents=True, exist_ok=True)
     ref = float((model.predict(held.x, verbose=0).argmax(1) == held.y).mean())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

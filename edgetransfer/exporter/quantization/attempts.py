@@ -284,6 +284,9 @@ def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
         r = a["recipe"]
         recipe = f"{r['method']}/{'pc' if r['per_channel'] else 'pt'}/{a['calibration_count']}"
         recipe += "".join(f"+{o}" for o in r.get("options", ()))
+        recipe += "".join(f"+{w}" for w in r.get("weights", ())) + (
+            f"+qat{r['qat_epochs']}" if r.get("qat_epochs") else ""
+        )
         ok = a["status"] == "ok"
         rows.append(
             [
@@ -301,7 +304,12 @@ def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
             ]
         )
     header = ["#", "remedy", "method/weights/images", "float/16-bit", "accuracy", "drop pts", "size", "p50 ms"]
-    return rows, [*header, "SNR dB", "moved (vs #)", ""]
+    header += ["SNR dB", "moved (vs #)", ""]
+    if any("integer" in a for a in attempts):  # an integer-only target's search: the float ops each file has
+        header.insert(4, "float ops")
+        for row, a in zip(rows, attempts, strict=True):
+            row.insert(4, len(a["float_ops"]) if "float_ops" in a else "-")
+    return rows, header
 
 
 def _moved(a: dict) -> str:
