@@ -65,12 +65,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgetransfer.cli._common import table  # noqa: E402
 from edgetransfer.data import samples  # noqa: E402
-from edgetransfer.evaluation import latency  # noqa: E402
 from edgetransfer.evaluation.heldout import held_out  # noqa: E402
 from edgetransfer.exporter.artifacts import export  # noqa: E402
 from edgetransfer.exporter.quantization import QuantRecipe, calibration_set  # noqa: E402
 from edgetransfer.exporter.quantization.attempts import AccuracyBudgetError, _widths, attempts_table  # noqa: E402
 from edgetransfer.flows.quickstart import TRAIN  # noqa: E402
+from edgetransfer.runtime import latency  # noqa: E402
 from edgetransfer.training import TrainedModel, train  # noqa: E402
 
 # ../shared beside the checkout (as tests/conftest.py), else the shared machine's copy

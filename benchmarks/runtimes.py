@@ -162,8 +162,7 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     args = ap.parse_args()
     from edgetransfer import backbones
-    from edgetransfer.evaluation import latency
-    from edgetransfer.runtime import tune
+    from edgetransfer.runtime import latency, tune
 
     threads = [int(t) for t in args.threads.split(",")]
     load0 = os.getloadavg()[0]

@@ -14,19 +14,21 @@ one p90 (or one p50 ratio); the 95% t-interval of their mean is compared to the 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .evaluation import stats
-from .records import Budget
-from .records.measure import Check, Measurement, ValidationReport, Verdict
+from .io import sha256_file
+from .records import DEFAULT_PICK_ACCURACY_DROP, Budget, trust
+from .records.measure import Best, Check, Measurement, ValidationReport, Verdict
 from .records.vocab import Provenance, Status
 from .runtime import spec as runtime_spec
 
 # A FAILED latency from repeats spread wider than this is the host's noise, not the model's:
-# on a loaded 2-core runner p90s of repeats were seen to differ 2x (README, "Budgets in CI").
+# on a loaded 2-core runner p90s of repeats were seen to differ 2x (docs/tasks/check.md).
 UNSTABLE_SPREAD = 1.5
 
 
@@ -45,8 +47,8 @@ def _upper(name: str, figure: float, budget: float, unit: str, prov: str) -> Che
 
 
 def _repeated(name: str, values: Sequence[float], budget: float, unit: str, prov: str) -> Check:
-    mean, low, high = stats.interval(values)
-    return _check(name, Status(stats.decide(values, budget)), mean, budget, unit, prov, (low, high))
+    status, (mean, low, high) = stats.decision(values, budget)
+    return _check(name, Status(status), mean, budget, unit, prov, (low, high))
 
 
 def _unstable(chk: Check, samples: Sequence[float], budget: float) -> Check:
@@ -73,7 +75,25 @@ def latency_check(m: Measurement, budget_ms: float) -> Check:
     if prov == Provenance.ESTIMATED:
         return _upper("latency_p90", m.latency.p90, budget_ms, "ms", prov)
     samples = m.p90_repeats or (m.latency.p90,)
-    return _unstable(_repeated("latency_p90", samples, budget_ms, "ms", prov), samples, budget_ms)
+    result = m.latency.host.get("result")
+    if result and len(samples) == 1:
+        # One benchmark result measured elsewhere: its runs are already summed up in one p90 (no repeats
+        # give an interval), so it is judged as reported, and the message says so.
+        chk = _upper("latency_p90", m.latency.p90, budget_ms, "ms", prov)
+        src = m.latency.detail.get("p90_from", "p90")
+        return replace(
+            chk,
+            message=f"{chk.message} on {m.latency.host.get('device')}, as reported by {result} "
+            "(one result: pass several --device-result files of repeated runs for a 95% interval)"
+            + (
+                f"; the tool gives no p90, its {src} is judged"
+                if (src := m.latency.detail.get("p90_from", "p90")) != "p90"
+                else ""
+            ),
+        )
+    chk = _unstable(_repeated("latency_p90", samples, budget_ms, "ms", prov), samples, budget_ms)
+    device = m.latency.host.get("device")  # set by device runners and device result files only
+    return replace(chk, message=f"{chk.message} on {device}") if device else chk
 
 
 def ratio_check(m: Measurement, max_ratio: float) -> Check:
@@ -93,8 +113,29 @@ def accuracy_check(m: Measurement, max_drop: float) -> Check:
             f"{Path(m.artifact).name} on {m.target}: no accuracy drop was measured (no float reference)",
             fix="pass --data with held-out images, or drop --max-accuracy-drop",
         )
-    chk = _upper("accuracy_drop", m.accuracy_drop, max_drop, "points", Provenance.MEASURED)
-    return replace(chk, message=chk.message + (f" on {m.accuracy_split}" if m.accuracy_split else ""))
+    prov = Provenance.ON_DEVICE if m.device_accuracy is not None else Provenance.MEASURED
+    chk = _upper("accuracy_drop", m.accuracy_drop, max_drop, "points", prov)
+    by = f" ({m.accuracy_by})" if m.accuracy_by else ""
+    return replace(chk, message=chk.message + (f" on {m.accuracy_split}" if m.accuracy_split else "") + by)
+
+
+def disagreement_check(m: Measurement, max_pct: float) -> Check:
+    """Percent of held-out images whose top-1 differs between the device and this host running the same
+    file: numeric drift of the device's kernels, judged apart from the accuracy both share."""
+    dev = m.device_accuracy
+    if dev is None:
+        raise ConfigError(
+            f"{Path(m.artifact).name} on {m.target}: no device ran the held-out images, so there is no "
+            "host-device disagreement to judge",
+            fix="use a runner target whose runner returns outputs (ssh, a command with {inputs} and {outputs}, "
+            "adb with runner.python), with held-out data (--data), or drop --max-disagreement",
+        )
+    chk = _upper("disagreement", dev.disagreement_pct, max_pct, "%", Provenance.ON_DEVICE)
+    return replace(
+        chk,
+        message=f"{chk.message}: {dev.label} vs {dev.host_runtime} on this host, {dev.images} images, "
+        f"largest output difference {dev.max_abs_diff:.3g}",
+    )
 
 
 def memory_checks(m: Measurement, b: Budget) -> list[Check]:
@@ -125,6 +166,36 @@ def peak_memory_check(m: Measurement, max_mb: float) -> Check:
     return _upper("peak_memory", m.peak_memory_mb, max_mb, "MB", m.provenance or Provenance.MEASURED)
 
 
+def delegation_check(m: Measurement) -> Check:
+    """The whole graph on the target's accelerator: as observed where the file ran (``m.delegation``), else
+    as the static analyzer predicts (``m.compatibility``); failed naming the ops that fell back."""
+    d = m.delegation
+    if d is not None:
+        share = d.nodes_accelerated / d.nodes_total if d.nodes_total else 0.0
+        status = Status.PASSED if d.full else Status.FAILED
+        words = "takes the whole graph" if d.full else "does not take the whole graph"
+        msg = f"full_delegation: {words} on {m.target}: {d.describe()}"
+        if d.float_ops:
+            msg += f"; {d.float_ops} op(s) computed in float ({', '.join(d.float_op_types)})"
+        return Check("full_delegation", status, round(share, 4), 1.0, "of nodes", d.source, None, msg)
+    c = m.compatibility
+    if c is None:
+        raise ConfigError(
+            f"{Path(m.artifact).name} on {m.target}: no delegation was observed (nothing ran here) and the "
+            "profile names no delegate to predict it",
+            fix="check on a host target, or add a delegate section to the profile, or drop --require-full-delegation",
+        )
+    full = bool(c.get("full"))
+    fell = ", ".join(sorted(set(c.get("fallback_ops") or ()))) or "none named"
+    msg = (
+        f"full_delegation: {c.get('delegate')} is predicted to take {c.get('ops_delegated')}/{c.get('ops_total')} "
+        f"ops in {c.get('partitions')} partition(s) on {m.target}" + ("" if full else f"; falls back: {fell}")
+    )
+    share = c["ops_delegated"] / c["ops_total"] if c.get("ops_total") else 0.0
+    return Check("full_delegation", Status.PASSED if full else Status.FAILED, round(share, 4), 1.0, "of ops",
+                 "predicted", None, msg)  # fmt: skip
+
+
 def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
     """Every set budget of ``budget`` against ``m``; collects every check before returning.
 
@@ -138,16 +209,21 @@ def judge(m: Measurement, budget: Budget, *, source: str = "live") -> Verdict:
         checks.append(ratio_check(m, budget.latency_ratio))
     if budget.accuracy_drop is not None:
         checks.append(accuracy_check(m, budget.accuracy_drop))
+    if budget.disagreement is not None:
+        checks.append(disagreement_check(m, budget.disagreement))
     if budget.size_mb is not None:
         checks.append(_upper("size", m.size_bytes / 1e6, budget.size_mb, "MB", Provenance.MEASURED))
     if budget.peak_memory_mb is not None:
         checks.append(peak_memory_check(m, budget.peak_memory_mb))
     if budget.ram_kb is not None or budget.flash_kb is not None:
         checks += memory_checks(m, budget)
+    if budget.full_delegation:
+        checks.append(delegation_check(m))
     if not checks:
         raise ConfigError(
             f"no budget to check for {m.target}",
-            fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb, or add budgets to the profile",
+            fix="pass --max-latency-ms / --max-accuracy-drop / --max-size-mb / --max-disagreement, or add budgets "
+            "to the profile",
         )
     return Verdict(m.artifact, m.target, tuple(checks), source, dict(m.settings))
 
@@ -171,7 +247,7 @@ def budget_for(target, *layers: Budget | None, accuracy: bool = True) -> Budget:
         )
     profile = target.budgets
     if not accuracy:
-        profile = replace(profile, accuracy_drop=None)
+        profile = replace(profile, accuracy_drop=None, disagreement=None)
     part = None
     if memory and target.memory is not None:
         mem = target.memory
@@ -180,10 +256,21 @@ def budget_for(target, *layers: Budget | None, accuracy: bool = True) -> Budget:
 
 
 def from_report(
-    report: ValidationReport, target, layers: Sequence[Budget | None], *, artifact: str | None = None, source: str = ""
+    report: ValidationReport,
+    target,
+    layers: Sequence[Budget | None],
+    *,
+    artifact: str | None = None,
+    source: str = "",
+    sha256: str | None = None,
 ) -> list[Verdict]:
     """Judge the measurements of ``report`` on ``target`` (optionally one ``artifact``, by
-    file name or path) without loading anything: the live check's rule on the same numbers."""
+    file name or path) without loading anything: the live check's rule on the same numbers.
+
+    Args:
+        sha256: the artifact's own sha256 (when the file is at hand): a measurement of another
+            file with the same name is refused, naming the key (:mod:`edgetransfer.records.trust`).
+    """
     # a bf16 execution of an fp32 file (validate --bf16) is a candidate, not the file as deployed by default
     found = [m for m in report.records if m.target == target.name and not m.execution]
     if artifact is not None:
@@ -195,6 +282,10 @@ def from_report(
             path=source or None,
             fix=f"pick one it has ({', '.join(have) or 'none'}), or validate on that target first",
         )
+    if sha256 is not None and artifact is not None:
+        for m in found:
+            where = f"{source or 'report'}: records[{report.records.index(m)}].sha256"
+            trust.require_same_file(artifact, m.sha256, where, digest=sha256)
     return [judge(m, budget_for(target, *layers), source=source) for m in found]
 
 
@@ -214,7 +305,11 @@ def judge_report(
     report = ValidationReport.read(report_path)
     target = targets_lib.get(target_name, targets_dir)
     name = str(artifact) if artifact is not None else None
-    return from_report(report, target, (pipeline_budget, budget), artifact=name, source=str(report_path))
+    # the file at hand: the report's figures must be of THIS file, not one with the same name
+    digest = sha256_file(artifact) if artifact is not None and Path(artifact).is_file() else None
+    return from_report(
+        report, target, (pipeline_budget, budget), artifact=name, source=str(report_path), sha256=digest
+    )
 
 
 def validate_samples(docs: Sequence, sha256: str, name: str) -> list[float]:
@@ -243,3 +338,74 @@ def validate_samples(docs: Sequence, sha256: str, name: str) -> list[float]:
     if not out:
         raise ConfigError("no latency samples given", fix="pass one or more bench --json outputs")
     return out
+
+
+# ----------------------------------------------------------------------------- the pick: one rule for the best file
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the pick reads of one measured file (a validate record, a sweep point) on one target."""
+
+    key: Any  # the caller's handle: a Measurement, a point's index
+    p50_ms: float | None
+    p90_ms: float | None = None
+    accuracy: float | None = None
+    accuracy_drop: float | None = None
+    size_bytes: int | None = None
+    fits: bool = True  # the target's memory (microcontrollers); unmeasured counts as fitting
+
+
+def fits(m) -> bool:
+    """Whether ``m``'s file fits its target's memory (``True`` where not measured): a file that cannot run
+    there is never the best (issue #26)."""
+    return (getattr(m, "memory", None) or {}).get("fits", True) is not False
+
+
+def within(c: Candidate, budget: Budget) -> bool:
+    """``c`` fits and meets each of ``budget``'s accuracy drop, p90 and size limits that are set; a figure
+    not measured (an imported file's drop) does not count against it."""
+    return (
+        c.fits
+        and (budget.accuracy_drop is None or (c.accuracy_drop or 0) <= budget.accuracy_drop)
+        and (budget.latency_p90_ms is None or c.p90_ms is None or c.p90_ms <= budget.latency_p90_ms)
+        and (budget.size_mb is None or c.size_bytes is None or c.size_bytes / 1e6 <= budget.size_mb)
+    )
+
+
+def fastest(c: Candidate) -> tuple:
+    """validate's order: the lowest p50."""
+    return (c.p50_ms,)
+
+
+def most_accurate(c: Candidate) -> tuple:
+    """The sweep's order: the highest accuracy, then the lower p50, then the smaller file."""
+    return (-(c.accuracy or 0.0), c.p50_ms, c.size_bytes or 0)
+
+
+def pick(candidates: Sequence[Candidate], budget: Budget, order: Callable[[Candidate], tuple] = fastest):
+    """The best timed candidate within ``budget`` by ``order`` (the first of equals), or ``None``: the one
+    rule validate, the report and the sweep choose by."""
+    ok = [c for c in candidates if c.p50_ms is not None and within(c, budget)]
+    return min(ok, key=order, default=None)
+
+
+def best_per_target(records: Sequence[Measurement], targets: dict) -> dict[str, Best]:
+    """Per target: the fastest file (p50) within the target's accuracy budget that fits its memory; a bf16
+    execution of an fp32 file (``--bf16``) competes like any other measurement, its accuracy its own."""
+    best = {}
+    for name, t in targets.items():
+        limit = t.budgets.accuracy_drop if t.budgets.accuracy_drop is not None else DEFAULT_PICK_ACCURACY_DROP
+        cands = [
+            Candidate(m, m.latency.p50 if m.latency else None, accuracy_drop=m.accuracy_drop, fits=fits(m))
+            for m in records
+            if m.target == name
+        ]
+        chosen = pick(cands, Budget(accuracy_drop=limit))
+        if chosen is not None:
+            m = chosen.key
+            assert isinstance(m, Measurement) and m.latency is not None
+            best[name] = Best(
+                m.artifact, m.latency.p50, m.latency.provenance, m.accuracy, m.runtime, m.execution, dict(m.settings)
+            )
+    return best

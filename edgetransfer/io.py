@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import gc
 import hashlib
+import io as _stdio
 import json
 import os
 import re
+import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def close_failed_writes() -> None:
+    """Free the objects of a write that failed (call it after the ``except`` block has ended).
+
+    h5py files left open by a write that hit a full disk are held by the traceback's frames;
+    collected here, while the interpreter is whole, they close quietly. Left to the interpreter's
+    exit, HDF5 closes them after h5py's own modules are torn down and the process dies of
+    SIGSEGV after printing a correct message (issue 37). h5py prints a traceback for each
+    failed close on Python's stderr: silenced.
+    """
+    with contextlib.redirect_stderr(_stdio.StringIO()):
+        gc.collect()
 
 
 def current_umask() -> int:
@@ -110,9 +128,73 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+# -- one writer per folder ------------------------------------------------------------------------
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def locked(partial: Path, what: str = "training run", *, remove: bool = False) -> Iterator[None]:
+    """An exclusive lock on ``partial`` for this process's lifetime (released by the OS on
+    ``kill -9``), so a second writer (``train``, ``import``, ``export``, ``sweep``) into the same folder is told a
+    live one holds it.
+
+    The process that does not get the lock raises at once and touches nothing: the folder is the
+    winner's (issue 37: the loser of a race deleted the winner's ``.partial``). A lock file that
+    was removed or replaced between our ``open`` and ``flock`` (a winner finishing: ``rundir.finalize``
+    renames the folder, then removes its lock) is lost too: the inode check is the usual lock-file
+    idiom (e.g. ``filelock``'s ``UnixFileLock`` and Debian's ``lockfile-progs``). ``remove``: unlink
+    the lock file on release (safe because of that check), for folders that must not keep it.
+    """
+    partial.mkdir(parents=True, exist_ok=True)
+    lock = partial / LOCK_FILE
+    busy = ConfigError(
+        f"another {what} finished or removed this folder while this one started",
+        path=partial,
+        fix="check the folder; choose another --out to write a new one",
+    )
+    try:
+        fh = open(lock, "a+")  # noqa: SIM115 (held for the whole run)
+    except FileNotFoundError:  # the folder was renamed away (a winner finished) after our mkdir
+        raise busy from None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        who = fh.read().strip() or "another process"
+        fh.close()
+        raise ConfigError(
+            f"a live {what} ({who}) is writing this folder",
+            path=partial,
+            fix="wait for it to finish, or choose another --out",
+        ) from None
+    if not _same_file(fh, lock):
+        fh.close()
+        raise busy
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    try:
+        yield
+    finally:
+        if remove and _same_file(fh, lock):
+            lock.unlink(missing_ok=True)
+        fh.close()
+
+
+def _same_file(fh, path: Path) -> bool:
+    """Whether the open ``fh`` is still the file at ``path`` (not unlinked, renamed or replaced)."""
+    try:
+        a, b = os.fstat(fh.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 # -- what edgetransfer may write over ------------------------------------------------------------
 #
-# The rule (README, "Conventions"): edgetransfer never writes over a file it did not create in this
+# The rule (docs/reliability.md): edgetransfer never writes over a file it did not create in this
 # command unless it is its own output of the same kind (a report over a report, an export index
 # over an export index), never writes outside the folder the user named, and never writes into a
 # data folder. The commands check it at their entry, before any work.
@@ -121,7 +203,7 @@ def require_writable(path: str | Path, what: str = "output") -> Path:
 _TEXT_KINDS = {
     ".md": ("# edgetransfer validation", "edgetransfer.validation"),
     ".html": ("<title>edgetransfer report</title>", "edgetransfer.validation"),
-    ".xml": ('<testsuite name="edgetransfer.check"', "edgetransfer.junit"),  # report.junit
+    ".xml": ('<testsuite name="edgetransfer.check"', "edgetransfer.junit"),  # report.junit (JUNIT_KIND)
 }
 
 
@@ -176,6 +258,72 @@ def require_own_output(path: str | Path, kinds: str | tuple[str, ...], what: str
     return path
 
 
+# CI conventions (issue #38): pytest's --junitxml, ctest's --output-junit and the GitHub Actions test
+# reporters replace the report path they are given; CI scripts create it first (mktemp) or keep the
+# previous job's JUnit from another tool there. A report path the user names is therefore replaced
+# when it holds nothing, or a report of its own kind: JUnit XML from any tool (a <testsuite> or
+# <testsuites> root, the schema's two roots), our own Markdown/HTML/JSON report. Anything else (a
+# model, a manifest, an image, a README) stays refused: the rule protects the user's data.
+JUNIT_KIND = "edgetransfer.junit"
+_JUNIT_ROOT = re.compile(rb"(?:\s|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*<(?:testsuites?)[\s>/]", re.S)
+
+
+def is_junit_xml(path: str | Path) -> bool:
+    """``path`` is JUnit XML written by any tool: its root element is ``<testsuite>`` or ``<testsuites>``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return _JUNIT_ROOT.match(head.removeprefix(b"\xef\xbb\xbf")) is not None
+
+
+def require_report_path(path: str | Path, kinds: str | tuple[str, ...], what: str) -> Path:
+    """Refuse, before any work, a report path (``--junit``, ``--report``, ``--html``) that holds the
+    user's data; an empty file, JUnit XML of any tool (when ``kinds`` has :data:`JUNIT_KIND`) and our
+    own report of ``kinds`` are replaced.
+
+    Raises:
+        ConfigError: as :func:`require_own_output`, for anything else.
+    """
+    path = Path(path)
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    if path.is_file() and (path.stat().st_size == 0 or (JUNIT_KIND in kinds and is_junit_xml(path))):
+        return path
+    return require_own_output(path, kinds, what)
+
+
+def require_regular_file(path: str | Path, what: str, max_bytes: int | None = None) -> Path:
+    """``path`` if it is a regular file of at most ``max_bytes``; checked before it is opened, since
+    opening a FIFO blocks until a writer comes and a device (``/dev/zero``) never ends (issue 37).
+
+    Raises:
+        ConfigError: missing, a folder, a FIFO, socket or device, or larger than ``max_bytes``.
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the {what} ({exc.strerror or exc})", path=path, fix=f"pass an existing {what}"
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"the {what} is a folder, not a file", path=path, fix=f"pass the {what} itself")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(
+            f"the {what} is not a regular file (a FIFO, socket or device): refused before reading it",
+            path=path,
+            fix=f"pass a {what} saved on disk",
+        )
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise ConfigError(
+            f"the {what} is {info.st_size:,} bytes, over the {max_bytes:,} a {what} may have",
+            path=path,
+            fix=f"pass the right file (a {what} is far smaller)",
+        )
+    return path
+
+
 def is_within(path: str | Path, folder: str | Path) -> bool:
     """``path`` is ``folder`` or inside it (symbolic links resolved)."""
     p, f = Path(path).resolve(), Path(folder).resolve()
@@ -223,6 +371,17 @@ def check_component(name: object, what: str = "name") -> str:
             fix="use letters, digits, '-', '_' and '.' (not first)",
         )
     return name
+
+
+def label_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a class label, or ``None``. A label is one line of ``labels.txt``
+    (MediaPipe, the Task Library, our metadata): a line break of any kind (``str.splitlines``
+    also splits on U+2028, U+2029, U+0085, form feed...), another control character or a path
+    (``/``) would shift every later label or leave the folder it names."""
+    if not isinstance(name, str) or not name.strip():
+        return "is not a non-empty text"
+    bad = sorted({repr(c) for c in name if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c == "/"})
+    return f"holds {', '.join(bad)}" if bad else None
 
 
 def safe_component(name: str) -> str:

@@ -12,11 +12,12 @@ import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from . import isa as isa_lib
 from . import strict_yaml
 from .errors import ConfigError, UnsupportedError
 from .evaluation import runners
 from .exporter import formats
-from .exporter.formats import PRECISIONS
+from .exporter.formats import INTEGER_PRECISIONS, PRECISIONS
 from .io import check_component
 from .records import Budget
 from .runtime import spec as runtime_spec
@@ -28,7 +29,16 @@ OP_KINDS = ("conv", "depthwise", "dense", "elementwise", "pool", "other")
 
 @dataclass(frozen=True)
 class Device:
-    """Constants of the cost model (per-op MACs and bytes against these rates)."""
+    """Constants of the cost model (per-op MACs and bytes against these rates).
+
+    Attributes:
+        peak_gmacs: effective GMAC/s at full utilisation, per precision (``{fp32: 80, int8: 160}``).
+        memory_gbps: sustained memory bandwidth, GB/s: an op is bound by its bytes when they take longer.
+        efficiency: the share of the peak each op kind reaches (``conv``, ``depthwise``, ``dense``,
+            ``elementwise``, ``pool``, ``other``); a kind left out runs at 1.0.
+        per_op_us: dispatch cost added per op, microseconds.
+        fixed_ms: invoke overhead added per inference, ms.
+    """
 
     peak_gmacs: dict  # precision -> effective GMAC/s at full utilisation
     memory_gbps: float
@@ -39,7 +49,15 @@ class Device:
 
 @dataclass(frozen=True)
 class Delegate:
-    """Which ops an accelerator takes and how it splits a graph."""
+    """Which ops an accelerator takes and how it splits a graph.
+
+    Attributes:
+        name: the delegate or accelerator (``gpu``, ``edgetpu``, ``nnapi``), named in the output.
+        supported_ops: the op types it takes (TFLite builtin or ONNX op names); the others fall back.
+        precisions: the precisions it runs; a file of another precision runs on the CPU.
+        partitioning: ``segments``: every run of supported ops is its own partition (GPU delegate,
+            NNAPI); ``first_segment``: only the ops before the first unsupported one (Edge TPU compiler).
+    """
 
     name: str
     supported_ops: tuple[str, ...] = ()
@@ -55,6 +73,12 @@ class Memory:
 
     The TFLM tensor arena must be one contiguous block: ``arena_max_kb`` is the largest
     contiguous SRAM region (defaults to ``sram_kb``); ``psram_kb`` is external RAM.
+
+    Attributes:
+        sram_kb: on-chip SRAM, KiB: the default ``ram_kb`` budget.
+        flash_kb: flash, KiB: the default ``flash_kb`` budget (the model's bytes must fit).
+        psram_kb: external PSRAM, KiB (0: none).
+        arena_max_kb: the largest contiguous SRAM region the tensor arena may take, KiB (default ``sram_kb``).
     """
 
     sram_kb: float
@@ -65,6 +89,33 @@ class Memory:
 
 @dataclass(frozen=True)
 class TargetProfile:
+    """A device as a YAML profile (``targets/*.yaml``): what it runs, how its latency is had, its budgets.
+
+    Attributes:
+        name: the profile's name, as ``--target NAME`` takes it; one plain file name (it becomes a
+            folder under a sweep's ``picks/``).
+        description: one line, shown by ``edgetransfer targets list``.
+        runtime: the runtime that runs the files, a name of the runtime registry (``litert``,
+            ``onnxruntime``, ``openvino``, ``tflm``).
+        formats: the file formats the device runs (``tflite``, ``onnx``).
+        precisions: the precisions it runs (``fp32``, ``fp16``, ``dynamic``, ``int8``, ``int16x8``).
+        measure: where latency comes from: ``host`` (timed on this machine), ``runner`` (timed on the
+            device by ``runner``) or ``estimate`` (the per-op cost model with ``device``'s constants).
+        provider: the runtime's execution provider or delegate (``cpu``, ``gpu``, ``qnn``, ``coreml``,
+            ``tensorrt``, ...).
+        threads: threads the runtime runs with; empty: the runtime's default (host targets: every core).
+        input_dtype: the input type the device takes (``any``, ``uint8``), as the profile's sources say.
+        runner: how to reach the device when ``measure: runner``: an ``ssh``, ``adb`` or ``command``
+            section (below), each with its own ``timeout_s``.
+        device: the cost model's constants, needed when ``measure: estimate``.
+        delegate: the accelerator's op list and partitioning, for the delegate compatibility report.
+        budgets: the profile's budgets for ``check``, merged field by field under the pipeline file's
+            and the command line's (profile < pipeline < command line); ``latency_ratio`` is refused here.
+        clock_mhz: microcontrollers (``runtime: tflm``): the core clock the latency estimate assumes, MHz.
+        memory: microcontrollers: SRAM, flash and PSRAM, needed by ``runtime: tflm``.
+        sources: where the constants come from (datasheets, published benchmarks): one citation a line.
+    """
+
     name: str
     description: str
     runtime: str
@@ -81,14 +132,21 @@ class TargetProfile:
     clock_mhz: float | None = None  # tflm: the core clock the latency estimate assumes
     memory: Memory | None = None  # tflm: SRAM / flash / PSRAM
     sources: tuple[str, ...] = ()
-    # Every op must be integer (Edge TPU, NPUs, MCUs): a float op falls back to the CPU, splits the graph or is
-    # refused. Default: the profile runs int8 only. The quantization doctor then offers integer remedies only.
-    integer_only: bool | None = None
     path: str = ""
     origin: str = "path"  # path | targets-dir | cwd | shipped: where it was found (see search_path)
+    # The accelerator computes in integers only (Edge TPU, NPUs, microcontroller int8 kernels): a file that
+    # computes in float anywhere (dynamic range: int8 weights, float activations) cannot run on it.
+    integer_only: bool = False
+    # What the CPU can do: instruction-set extensions (avx2, avx512_vnni, neon, dotprod, ...) or [host]
+    # for this machine's (edgetransfer.isa); () when the profile does not say.
+    isa: tuple[str, ...] = ()
 
     def can_run(self, fmt: str, precision: str) -> str | None:
         """``None`` if this target runs ``fmt`` at ``precision``, else why not."""
+        if self.integer_only and precision not in INTEGER_PRECISIONS:
+            return f"{self.name} is integer-only (integer_only: true) and a {precision} file computes in float" + (
+                " (dynamic range: int8 weights, float activations)" if precision == "dynamic" else ""
+            )
         if fmt not in self.formats:
             return f"{self.name} runs {'/'.join(self.formats)} files, not {fmt}"
         if precision not in self.precisions:
@@ -128,6 +186,9 @@ def _typed_section(key: str, sub: dict, path: Path) -> dict:
             out[k] = want_str_list(v, name, path, choices=PRECISIONS if k == "precisions" else None)
         elif k in ("name", "partitioning"):
             out[k] = want_str(v, name, path)
+        elif k == "full_delegation":  # a requirement, not a limit (records.budget.FLAGS)
+            if v is not True:
+                raise ConfigError(f"key '{name}' must be true (or left out)", path=path, fix=f"set {name}: true")
         else:
             out[k] = want_number(v, name, path, min=0)
     return out
@@ -160,12 +221,10 @@ def parse(raw: dict, path: Path, origin: str = "path") -> TargetProfile:
         raw["clock_mhz"] = want_number(raw["clock_mhz"], "clock_mhz", path, min=0)
     if raw.get("runner") is not None:
         raw["runner"] = runners.parse(raw["runner"], path)
-    if raw.get("integer_only") is None:
-        raw["integer_only"] = set(raw["precisions"]) <= {"int8"}
-    elif not isinstance(raw["integer_only"], bool):
-        raise ConfigError(
-            f"'integer_only' must be true or false, got {raw['integer_only']!r}", path=path, fix="integer_only: true"
-        )
+    if "integer_only" in raw and not isinstance(raw["integer_only"], bool):
+        raise ConfigError("key 'integer_only' must be true or false", path=path, fix="set integer_only: true")
+    if raw.get("isa") is not None:
+        raw["isa"] = isa_lib.parse(want_str_list(raw["isa"], "isa", path), path)
     prof = TargetProfile(**raw, path=str(path), origin=origin)
     _check_values(prof, path)
     return prof
@@ -201,6 +260,11 @@ def _check_values(p: TargetProfile, path: Path) -> None:
             set(p.precisions) <= set(PRECISIONS),
             f"unknown precision in {list(p.precisions)}",
             f"use {', '.join(PRECISIONS)}",
+        ),
+        (
+            not p.integer_only or set(p.precisions) <= set(INTEGER_PRECISIONS),
+            f"integer_only: true, yet precisions lists {[x for x in p.precisions if x not in INTEGER_PRECISIONS]}",
+            f"list only {', '.join(INTEGER_PRECISIONS)}, or drop integer_only",
         ),
         (
             p.measure != "runner" or p.runner is not None,

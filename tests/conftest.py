@@ -14,6 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+# a worker that dies or hangs fails the run at once, naming its test (tests/worker_watch.py)
+pytest_plugins = ["worker_watch"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"

@@ -150,7 +150,16 @@ def test_no_public_name_shadows_a_submodule():
     submodules = {m.name for m in pkgutil.iter_modules([str(PKG)])}
     clash = sorted(set(edgetransfer.__all__) & submodules)
     assert not clash, f"public names hiding submodules: {clash}"
-    for name in ("training", "exporter", "evaluation", "gate", "formats", "quantization", "report", "data"):
+    for name in (
+        "training",
+        "exporter",
+        "evaluation",
+        "gate",
+        "exporter.formats",
+        "exporter.quantization",
+        "report",
+        "data",
+    ):
         assert importlib.import_module(f"edgetransfer.{name}").__name__ == f"edgetransfer.{name}"
 
 

@@ -13,11 +13,11 @@ import pytest
 
 from edgetransfer import gate, targets
 from edgetransfer.errors import ConfigError
-from edgetransfer.evaluation.latency import Latency
 from edgetransfer.evaluation.stats import decide, interval
 from edgetransfer.records import Budget
 from edgetransfer.records.measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
 from edgetransfer.records.vocab import Status
+from edgetransfer.runtime.latency import Latency
 
 
 def _lat(p90: float, prov: str = "measured", samples=(1.0, 2.0)) -> Latency:

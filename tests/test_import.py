@@ -106,10 +106,9 @@ def _expected(model, preset: str, x: np.ndarray) -> np.ndarray:
     return y
 
 
+@pytest.mark.slow  # trains a MobileNetV2 per preset; the fast layer imports a small model (test_a_model_that_normalises_itself)
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
-@pytest.mark.parametrize(
-    "preset", ["tf", pytest.param("torch", marks=pytest.mark.slow), pytest.param("caffe", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("preset", ["tf", "torch", "caffe"])
 def test_import_matches_the_original(preset, suffix, user, folder, tmp_path):
     from edgetransfer import import_model
 
@@ -203,6 +202,7 @@ def test_preprocess_specs():
             parse_preprocess(bad)
 
 
+@pytest.mark.slow  # the trained MobileNetV2 of test_import_matches_the_original
 def test_cli_json(user, folder, tmp_path, invoke):
     _, paths = user["tf"]
     code, out, _ = invoke(
@@ -250,6 +250,7 @@ def _foreign_tflite(flat: bytes, tmp_path: Path, *, metadata: bool) -> Path:
     return path
 
 
+@pytest.mark.slow  # the trained MobileNetV2 of test_import_matches_the_original
 def test_foreign_tflite_with_metadata(user, converted, folder, tmp_path):
     from edgetransfer import import_model
     from edgetransfer.exporter.artifacts import ExportedArtifact

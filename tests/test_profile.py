@@ -261,7 +261,7 @@ def test_parse_benchmark_model_real_format():
 
 
 def test_standin_benchmark_model_prints_a_profile_that_parses(tiny_tflite, tmp_path):
-    from edgetransfer.evaluation import graphops
+    from edgetransfer.exporter.formats import graphops
 
     env = {
         **os.environ,

@@ -20,6 +20,7 @@ def cal():
     return Calibration(np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32), "random", ())
 
 
+@pytest.mark.slow  # Lite0's 60+ activations from the trained run; the rankers' mechanics run fast in test_quant_doctor
 def test_tensor_errors_rank_and_16bit_write(tiny_exports, cal, tmp_path):
     """Every activation gets an SNR; the lowest-SNR tensors kept at 16 bits are written as 16-bit Q/DQ
     (ONNX Runtime lifts the file to opset 21), pass the checker, run, and their own SNR rises."""
@@ -135,6 +136,7 @@ def test_quantizer_options_are_a_format_capability():
         QuantRecipe("fp16", options=("float_bias",))
 
 
+@pytest.mark.slow  # needs the trained Lite0's biased convolutions; options' refusals run fast above
 def test_onnx_options_change_what_they_say_and_write_the_same_bytes_twice(tiny_exports, cal, tmp_path):
     """Each option is visible in the file (float biases: no int32 bias; exact input scale: scale 1; float
     output: no Q/DQ after Softmax), runs, and the same recipe writes the same bytes again (replay)."""
@@ -215,6 +217,7 @@ def test_doctor_options_stage_judged_and_target_skips_16bit(tiny_run, tmp_path, 
     assert again.manifest.sha256 == art.manifest.sha256  # the same options, calibration, converter: same bytes
 
 
+@pytest.mark.slow  # six conversions of the trained Lite0: onnxslim's name choices need its fused blocks
 def test_the_same_model_converts_to_the_same_onnx_names_every_time(tiny_run, tmp_path):
     """onnxslim picks among equal names (a fused Conv's output, a deduplicated Clip constant) differently
     from one conversion to the next in one process; a recipe's node and tensor names must name the same

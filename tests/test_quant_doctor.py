@@ -128,7 +128,7 @@ def test_pipeline_key(tmp_path):
         Flow.from_yaml(p)
 
 
-def test_format_sensitivity_rankers_name_what_keep_float_takes(tiny_exports, tmp_path):
+def test_format_sensitivity_rankers_name_what_keep_float_takes(untrained_exports, tmp_path):
     """The doctor's per-format rankers (``FormatSpec.sensitivity_ranker``), called as the doctor does."""
     from types import SimpleNamespace
 
@@ -138,7 +138,7 @@ def test_format_sensitivity_rankers_name_what_keep_float_takes(tiny_exports, tmp
     from edgetransfer.exporter.formats import onnx as onnx_format
     from edgetransfer.exporter.quantization import Calibration
 
-    fp32, int8 = tiny_exports[("onnx", "fp32")].path, tiny_exports[("onnx", "int8")].path
+    fp32, int8 = untrained_exports[("onnx", "fp32")].path, untrained_exports[("onnx", "int8")].path
     cal = Calibration(np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32), "random", ())
     rank = formats.get("onnx").sensitivity_ranker_fn()
     ranked = rank(SimpleNamespace(path=fp32), int8, cal, layout="nhwc", images=4, size_allowance=1e9)

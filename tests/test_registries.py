@@ -1,13 +1,14 @@
 """The format and runtime registries carry capabilities (#24): every entry declares them, every
 code reference resolves, and the code that used to branch on names asks the registry instead.
 
+The per-entry contracts are templates run over every registered name (tests/registry_templates.py,
+test_format_registry.py, test_runtime_registry.py); this file keeps the cross-entry checks.
 Fast: no model is trained or exported here."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import inspect
 import sys
 import types
 from pathlib import Path
@@ -18,36 +19,11 @@ import edgetransfer
 from edgetransfer import runtime
 from edgetransfer.errors import ConfigError
 from edgetransfer.exporter import formats
-from edgetransfer.exporter.quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS
 from edgetransfer.runtime import spec as runtime_spec
-from edgetransfer.runtime.base import Runtime, read_metadata
+from edgetransfer.runtime.base import read_metadata
 
 LAYOUTS = {"nhwc", "nchw"}
 GRANULARITIES = {"per_channel", "per_tensor"}
-
-
-@pytest.mark.parametrize("name", formats.names())
-def test_every_format_declares_its_capabilities(name):
-    spec = formats.get(name)
-    assert spec.suffix.startswith(".") and formats.for_path(f"m{spec.suffix}") is spec
-    assert spec.precisions and set(spec.precisions) <= set(PRECISIONS)
-    assert spec.io_dtypes and set(spec.io_dtypes) <= set(IO_DTYPES)
-    assert spec.layouts and set(spec.layouts) <= LAYOUTS
-    assert spec.calibration_methods and set(spec.calibration_methods) <= set(CALIBRATION_METHODS)
-    assert spec.weight_granularities and set(spec.weight_granularities) <= GRANULARITIES
-    assert spec.runtimes and set(spec.runtimes) <= set(runtime_spec.names())
-    assert all(isinstance(c, str) and c for c in spec.converters)
-    assert callable(spec.metadata_reader_fn()) and callable(spec.op_reader_fn())
-    module = spec.exporter_module()
-    if spec.packages:
-        assert spec.packages in formats.file_formats() and callable(module.package)
-        assert spec.name not in formats.file_formats()
-    else:
-        assert callable(module.make_source) and callable(module.write)
-    ranker = spec.sensitivity_ranker_fn()
-    if ranker is not None:
-        params = inspect.signature(ranker).parameters
-        assert {"layout", "images", "size_allowance"} <= set(params) and len(params) == 6
 
 
 def test_capabilities_answer_what_the_exporter_and_doctor_asked_by_name():
@@ -58,27 +34,6 @@ def test_capabilities_answer_what_the_exporter_and_doctor_asked_by_name():
     assert "onnxruntime" in onnx.converters and not tflite.converters
     assert tflite.sensitivity_ranker_fn() is not onnx.sensitivity_ranker_fn() is not None
     assert formats.get("tflm").sensitivity_ranker_fn() is None
-
-
-@pytest.mark.parametrize("name", runtime_spec.names())
-def test_every_runtime_spec_resolves_when_installed(name):
-    spec = runtime_spec.get(name)
-    assert spec.name == name and spec.kind in (runtime_spec.HOST, runtime_spec.MCU)
-    assert spec.measures <= {runtime_spec.LATENCY, runtime_spec.MEMORY, runtime_spec.PROFILE}
-    assert bool(spec.memory) == (runtime_spec.MEMORY in spec.measures)
-    if spec.kind == runtime_spec.MCU:
-        assert spec.estimate and not spec.measures_latency_here
-    assert name in runtime.RUNTIMES
-    if not spec.installed():
-        pytest.skip(f"{name} is not installed here")
-    cls = runtime_spec._resolve(spec.factory)
-    assert runtime.RUNTIMES[name] == (cls, spec.modules)
-    rt = spec.runtime()
-    assert isinstance(rt, cls) and isinstance(rt, Runtime) and rt.name == name
-    assert isinstance(runtime.get_runtime(name), cls)
-    for ref in (spec.ops, spec.memory, spec.estimate):
-        if ref:
-            assert callable(runtime_spec._resolve(ref))
 
 
 def test_tflm_is_a_microcontroller_runtime():

@@ -95,18 +95,18 @@ def test_train_out_inside_data_is_refused_before_any_work(tmp_path):
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
 
 
-def test_export_out_run_keeps_the_run(tiny_run, tmp_path, invoke):
+def test_export_out_run_keeps_the_run(untrained_run, tmp_path, invoke):
     run = tmp_path / "run"
-    shutil.copytree(tiny_run.run_dir, run)
+    shutil.copytree(untrained_run.run_dir, run)
     before = (run / "manifest.json").read_bytes()
     code, _, err = invoke("export", run, "--out", run, "--format", "onnx")
     assert code == 2 and "refusing to write the export index" in err and "run record" in err
     assert (run / "manifest.json").read_bytes() == before
 
 
-def test_export_of_a_manifest_with_more_classes_than_outputs_is_refused(tiny_run, tmp_path, invoke):
+def test_export_of_a_manifest_with_more_classes_than_outputs_is_refused(untrained_run, tmp_path, invoke):
     run = tmp_path / "run"
-    shutil.copytree(tiny_run.run_dir, run)
+    shutil.copytree(untrained_run.run_dir, run)
     doc = json.loads((run / "manifest.json").read_text())
     doc["classes"] = [*doc["classes"], "extra"]
     (run / "manifest.json").write_text(json.dumps(doc))

@@ -11,7 +11,7 @@ import pytest
 
 from edgetransfer.errors import EXIT_TOOLCHAIN, ConfigError, RuntimeBackendError
 from edgetransfer.evaluation import runners
-from edgetransfer.evaluation.latency import MEASURED
+from edgetransfer.runtime.latency import MEASURED
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = "targets/device.yaml"

@@ -54,6 +54,7 @@ def swept(tmp_path_factory):
 
 
 @needs_bf16
+@pytest.mark.slow  # a real sweep (Lite0 with its weights, trained); bf16 on the untrained model: test_validate_profile
 def test_a_bf16_configuration_is_swept_with_its_own_figures(swept):
     data, out, res = swept
     plain, bf16 = res.configs
@@ -75,6 +76,7 @@ def test_a_bf16_configuration_is_swept_with_its_own_figures(swept):
 
 
 @needs_bf16
+@pytest.mark.slow  # a real sweep (Lite0 with its weights, trained); bf16 on the untrained model: test_validate_profile
 def test_the_report_and_the_file_say_bf16(swept):
     _, out, res = swept
     from edgetransfer.report import sweep as sweep_report
@@ -88,6 +90,7 @@ def test_the_report_and_the_file_say_bf16(swept):
 
 
 @needs_bf16
+@pytest.mark.slow  # a real sweep (Lite0 with its weights, trained); bf16 on the untrained model: test_validate_profile
 def test_plain_and_bf16_sweeps_share_a_folder_without_answering_for_each_other(swept):
     data, out, first = swept
     plain = _sweep(data, out, bf16=False)  # the plain configuration is reused, the bf16 one not reported
@@ -97,6 +100,7 @@ def test_plain_and_bf16_sweeps_share_a_folder_without_answering_for_each_other(s
     assert again.configs[1] == first.configs[1]
 
 
+@pytest.mark.slow  # a real sweep (Lite0 with its weights, trained); bf16 on the untrained model: test_validate_profile
 def test_old_sweep_files_without_execution_read(swept):
     _, out, res = swept
     doc = res.to_json()
@@ -181,6 +185,7 @@ def test_pipeline_flags_reach_validate(tmp_path, monkeypatch):
 
 
 @needs_bf16
+@pytest.mark.slow  # a real sweep (Lite0 with its weights, trained); bf16 on the untrained model: test_validate_profile
 def test_cli_bf16_flag(swept):
     """``sweep --bf16`` on the finished folder: nothing recomputed, the bf16 configuration in --json."""
     from click.testing import CliRunner

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from edgetransfer import targets
-from edgetransfer.evaluation import graphops, latency
+from edgetransfer.exporter.formats import graphops
+from edgetransfer.runtime import latency
 
 SHIPPED = {
     "host-cpu",

@@ -175,7 +175,7 @@ def test_bf16_execution_measured_and_labelled(peak_cache, untrained_exports, tmp
 
 
 def test_runner_profile_is_the_devices_op_table(device, invoke, untrained_exports, tmp_path):
-    from edgetransfer.evaluation import graphops
+    from edgetransfer.exporter.formats import graphops
 
     folder = tmp_path / "profiles"
     folder.mkdir()

@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,24 +109,47 @@ def cached_conversion(source: Path, tag: str, convert) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.weights.h5")
     tmp_record = record.with_name(f".{record.name}.{os.getpid()}")
-    try:
-        convert(tmp)
-        digest = sha256_file(tmp)
-        os.replace(tmp, target)
-        tmp_record.write_text(json.dumps({"source": str(source), "source_sha256": key, "sha256": digest}, indent=2))
-        os.replace(tmp_record, record)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
+    # HDF5 writes into the system's temporary folder, then plain file I/O copies the result into
+    # the cache: an HDF5 write that fails on a full disk leaves the library in a state that kills
+    # the process with SIGSEGV at exit, after a correct message (issue 37).
+    with tempfile.TemporaryDirectory(prefix="et-weights-") as work:
+        staged = Path(work) / target.name
+        _require_space(Path(work), 2 * source.stat().st_size, "the temporary folder ($TMPDIR)")
+        convert(staged)
+        digest = sha256_file(staged)
+        full = False
+        try:
+            shutil.copyfile(staged, tmp)
+            os.replace(tmp, target)
+            doc = {"source": str(source), "source_sha256": key, "sha256": digest}
+            tmp_record.write_text(json.dumps(doc, indent=2))
+            os.replace(tmp_record, record)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            full = True
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp_record.unlink(missing_ok=True)
+    if full:
         raise ToolchainError(
             "no space left on the device while writing converted weights to the cache",
             path=target.parent,
             fix="free some disk space there, or set EDGETRANSFER_CACHE to a folder on another disk",
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp_record.unlink(missing_ok=True)
+        )
     return target
+
+
+def _require_space(folder: Path, need: int, what: str) -> None:
+    """Refuse before HDF5 writes into a folder with less than ``need`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise ToolchainError(
+            f"no space left on the device of {what}: {free >> 20} MiB free, converting the weights needs "
+            f"about {need >> 20} MiB",
+            path=folder,
+            fix="free some disk space there, or set TMPDIR to a folder on another disk",
+        )
 
 
 def _recorded_sha256(record: Path) -> str | None:

@@ -14,7 +14,7 @@ from ..evaluation import save
 from ..evaluation.speed import SpeedOptions, pinned_settings
 from ..exporter import formats as formats_lib
 from ..flows.validate import validate
-from ..io import existing_kind, require_own_output
+from ..io import existing_kind, require_report_path
 from ..records.measure import ValidationReport
 from ._common import echo, emit, json_option, table
 from ._guards import COUNT, SECONDS
@@ -67,6 +67,15 @@ log = logging.getLogger("edgetransfer")
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Load the runtimes with the settings a validation.json recorded (from --tune) instead of tuning.",
 )
+@click.option(
+    "--device-result",
+    "device_results",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A device's benchmark result of one of ARTIFACTS (benchmark_litert_model --result_json, benchmark_model, "
+    "onnxruntime_perf_test): that file's latency on every --target is the result's; repeatable.",
+)
+@click.option("--device-name", help="The device the --device-result files come from.")
 @click.option("--top", type=COUNT, default=10, show_default=True, help="Ops shown per profile in the text output.")
 @json_option
 def validate_cmd(
@@ -82,20 +91,25 @@ def validate_cmd(
     tune_budget_s,
     bf16,
     settings_from,
+    device_results,
+    device_name,
     top,
     as_json,
 ):
     """Accuracy vs the float model and latency (measured or estimated) of ARTIFACTS on each --target."""
     if tune and settings_from:
         raise click.UsageError("--tune measures new settings, --settings-from reuses recorded ones: pass one")
-    if report_path:  # a report replaces a report, never a run manifest or the user's file
-        require_own_output(report_path, "edgetransfer.validation", "report")
+    if report_path:  # a report replaces a report (or an empty file), never a run manifest or the user's file
+        require_report_path(report_path, "edgetransfer.validation", "report")
     for a in artifacts:  # "not a model" before "no manifest beside it" (issue #26: validate README.md)
         if Path(a).is_file():
             try:
                 formats_lib.for_path(a)
             except ConfigError as exc:
                 raise ConfigError(f"not a model file ({exc.problem})", path=a, fix=exc.fix) from None
+    if device_name is not None and not device_results:
+        raise click.UsageError("--device-name names the device of --device-result files: pass them too")
+    results = match_results(device_results, artifacts, device_name)
     files = "1 file" if len(artifacts) == 1 else f"{len(artifacts)} files"
     with progress.stage(f"measuring {files} on {', '.join(target_names)} (accuracy, then latency)", info=True):
         rep = validate(
@@ -114,6 +128,12 @@ def validate_cmd(
                 pinned=pinned_settings(settings_from) if settings_from else None,
             ),
         )
+    if results:
+        from .. import targets as targets_lib
+        from ..flows.device_results import apply_to_report
+
+        tgts = {name: targets_lib.get(name, targets_dir) for name in rep.targets}
+        rep = apply_to_report(rep, results, tgts)
     if report_path:
         report_lib.write(rep, report_path)
     beside = write_beside(rep, artifacts)
@@ -142,6 +162,30 @@ def validate_cmd(
             echo(f"measurements: {beside} (judge them later with `edgetransfer check --from-report {beside}`)")
 
     emit(as_json, rep.to_json(), text)
+
+
+def match_results(paths, artifacts, device_name) -> dict:
+    """``{file name: [DeviceResult]}``: each ``--device-result`` read and matched to the artifact it
+    names (by file name; a result that names none, onnxruntime_perf_test's, needs one artifact)."""
+    from ..evaluation.device_results import read, require_same_model
+
+    by_name = {Path(a).name: Path(a) for a in artifacts}
+    out: dict = {}
+    for p in paths:
+        r = read(p, device_name)
+        named = r.model.replace("\\", "/").rsplit("/", 1)[-1] if r.model else ""
+        if not named and len(by_name) == 1:
+            named = next(iter(by_name))
+        if named not in by_name:
+            raise ConfigError(
+                f"the {r.tool} result measured {named or 'an unnamed model'}, none of the files validated "
+                f"({', '.join(by_name)})",
+                path=p,
+                fix="validate the file the result measured, or pass the result of one of these files",
+            )
+        require_same_model(r, by_name[named], by_name[named].stat().st_size)
+        out.setdefault(named, []).append(r)
+    return out
 
 
 def write_beside(rep, artifacts) -> Path | None:

@@ -32,7 +32,7 @@ def check(ops, delegate, precision: str) -> Compatibility:
     """Apply ``delegate``'s op list and partitioning rule to ``ops`` (graph order).
 
     Args:
-        ops: :class:`edgetransfer.evaluation.graphops.Op` list of the exported file.
+        ops: :class:`edgetransfer.exporter.formats.graphops.Op` list of the exported file.
         delegate: the target's :class:`edgetransfer.targets.Delegate`.
         precision: the artifact's precision; a precision the delegate refuses delegates nothing.
     """
@@ -68,8 +68,7 @@ def for_artifact(path, delegate, precision: str) -> Compatibility:
     list. ``source`` in the note says which answered; MACs shares always come from the op list
     (the tools count nodes, not MACs)."""
     from ..errors import MissingDependencyError, ToolchainError, UnsupportedError
-    from ..exporter.formats import delegate_check
-    from . import graphops
+    from ..exporter.formats import delegate_check, graphops
 
     listed = check(graphops.ops_for(path), delegate, precision)
     if delegate.precisions and precision not in delegate.precisions:

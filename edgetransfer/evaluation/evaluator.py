@@ -12,17 +12,19 @@ the registry (:mod:`edgetransfer.runtime.spec`): no runtime or format name is co
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..exporter.artifacts import ExportedArtifact
+from ..errors import ConfigError
 from ..io import write_json
-from ..records import DEFAULT_PICK_ACCURACY_DROP
-from ..records.measure import Best, Measurement, ValidationReport
+from ..records.export import ExportedArtifact
+from ..records.measure import Measurement, ValidationReport
 from ..records.vocab import MeasureMode
-from . import compat, latency, speed
+from ..runtime import latency
+from . import compat, delegation, speed
 from .accuracy import Scores
 from .memory import peak_memory_mb
 from .timing import REPORT_REPEATS, measure_latency, measure_ratio, runtime_of
@@ -31,75 +33,108 @@ FLOAT = "keras-float"
 log = logging.getLogger("edgetransfer")
 
 
-def measure(
-    art: ExportedArtifact,
-    target,
-    *,
-    scores: Scores | None = None,
-    budget_s: float = 1.0,
-    repeats: int = REPORT_REPEATS,
-    max_repeats: int | None = None,
-    latency_budget_ms: float | None = None,
-    reference: ExportedArtifact | None = None,
-    ratio_budget: float | None = None,
-    with_latency: bool = True,
-    with_peak_memory: bool = False,
-    p90_samples: Sequence[float] | None = None,
-    settings: dict[str, dict] | None = None,
-    profile: bool = False,
-    execution: str = "",
-    tuning: dict | None = None,
-) -> Measurement:
-    """Everything asked of ``art`` on ``target``, measured once, as a record.
+@dataclass(frozen=True)
+class MeasureRequest:
+    """What to measure of one file on one target, and how hard: one record instead of sixteen keywords.
 
-    Args:
-        scores: accuracy figures already computed (:func:`score`), or ``None`` for none.
+    The defaults are ``check``'s (``cli/check.py`` takes its option defaults and help from these fields).
+
+    Attributes:
+        budget_s: seconds of timed runs per (file, runtime) in each repeat.
+        repeats: latency repeats at least; ``max_repeats``: at most, while the t-interval straddles a budget.
         latency_budget_ms / ratio_budget: repeat until the t-interval is clear of these.
-        reference: also measure p50(art)/p50(reference) per repeat (``--max-latency-ratio``).
+        reference: also measure p50(file)/p50(reference) per repeat (``--max-latency-ratio``).
+        latency: time the file at all; ``peak_memory``: measure the peak memory it adds to a fresh process.
         p90_samples: p90s measured elsewhere (bench JSON of this file) instead of measuring here.
         settings: ``{runtime: settings}`` to load the host runtimes with (tuned, recorded or bf16);
             the winner's are recorded (``Measurement.settings``).
         profile: per-op profiles too (:func:`edgetransfer.evaluation.speed.profiles_for`).
         execution / tuning: recorded as given (``bf16``; ``validate --tune``'s summary).
     """
+
+    budget_s: float = field(
+        default=1.0,
+        metadata={"cli": {"flag": "--budget-s", "unit": "seconds", "help": "Seconds of timed runs per repeat."}},
+    )
+    repeats: int = field(
+        default=REPORT_REPEATS,
+        metadata={"cli": {"flag": "--repeats", "unit": "count", "help": "Minimum latency repeats."}},
+    )
+    max_repeats: int | None = field(default=8, metadata={"cli": {"flag": "--max-repeats", "unit": "count"}})
+    latency_budget_ms: float | None = None
+    reference: ExportedArtifact | None = None
+    ratio_budget: float | None = None
+    latency: bool = True
+    peak_memory: bool = False
+    p90_samples: tuple[float, ...] | None = None
+    settings: Mapping[str, Mapping] | None = None
+    profile: bool = False
+    execution: str = ""
+    tuning: Mapping = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.budget_s > 0:
+            raise ConfigError(f"a measurement budget of {self.budget_s} s", fix="give a positive number of seconds")
+        if self.repeats < 1 or (self.max_repeats is not None and self.max_repeats < 1):
+            raise ConfigError(
+                f"repeats {self.repeats}, at most {self.max_repeats}", fix="give at least 1 repeat (--min-repeats)"
+            )
+
+
+def measure(
+    art: ExportedArtifact, target, request: MeasureRequest = MeasureRequest(), scores: Scores | None = None
+) -> Measurement:
+    """Everything ``request`` asks of ``art`` on ``target``, measured once, as a record.
+
+    ``scores``: the file's accuracy figures, computed by the :class:`~edgetransfer.evaluation.accuracy.Evaluator`
+    (once per file and runtime kind, shared by the targets that score in it), or ``None`` for none.
+    """
     rt = runtime_of(target)
     rt.require_supported(art.path)
     lat: latency.Latency | None = None
     p90s: tuple[float, ...] = ()
-    if p90_samples is not None:  # p90s measured elsewhere (bench JSON): they are the figure
-        p90s = tuple(p90_samples)
+    if request.p90_samples is not None:  # p90s measured elsewhere (bench JSON): they are the figure
+        p90s = tuple(request.p90_samples)
         mid = float(np.median(p90s))
         lat = latency.Latency(
             mid, mid, mid, float(np.mean(p90s)), 0.0, 0, latency.MEASURED, detail={"source": "latency samples"}
         )
-    elif with_latency:
+    elif request.latency:
         lat, p90s = measure_latency(
             art,
             target,
-            budget_s=budget_s,
-            repeats=repeats,
-            max_repeats=max_repeats,
-            budget_ms=latency_budget_ms,
-            settings=settings,
+            budget_s=request.budget_s,
+            repeats=request.repeats,
+            max_repeats=request.max_repeats,
+            budget_ms=request.latency_budget_ms,
+            settings=_plain(request.settings),
         )
     ratios: tuple[float, ...] = ()
-    if reference is not None:
+    if request.reference is not None:
         ratios = measure_ratio(
-            art, reference, target, budget_s=budget_s, repeats=repeats, max_repeats=max_repeats, max_ratio=ratio_budget
+            art,
+            request.reference,
+            target,
+            budget_s=request.budget_s,
+            repeats=request.repeats,
+            max_repeats=request.max_repeats,
+            max_ratio=request.ratio_budget,
         )
     peak = None
-    if with_peak_memory:
+    if request.peak_memory:
         on_device_peak = lat.peak_memory_mb if lat is not None and lat.provenance == latency.ON_DEVICE else None
         if on_device_peak is not None:
             peak = on_device_peak
         elif target.measure == MeasureMode.HOST and rt.measures_latency_here:
             peak = peak_memory_mb(art, target)
     ran = list(lat.detail.get("runtimes") or {}) if lat is not None else []
-    used = (settings or {}).get(lat.detail.get("runtime", "")) if lat is not None else None
-    profiles = speed.profiles_for(art, target, {n: (settings or {}).get(n, {}) for n in ran}) if profile else ()
+    used = (request.settings or {}).get(lat.detail.get("runtime", "")) if lat is not None else None
+    asked = _plain(request.settings) or {}
+    profiles = speed.profiles_for(art, target, {n: asked.get(n, {}) for n in ran}) if request.profile else ()
     comp = None
     if target.delegate is not None:
         comp = compat.for_artifact(art.path, target.delegate, art.precision).to_json()
+    observed = delegation.observe(art, target, lat)
     return Measurement(
         artifact=str(art.path),
         format=art.format,
@@ -114,45 +149,24 @@ def measure(
         accuracy_drop=scores.drop if scores else None,
         accuracy_split=scores.split if scores else "",
         per_class_accuracy=scores.per_class if scores else (),
+        accuracy_by=scores.by if scores else "",
+        device_accuracy=scores.device if scores else None,
         p90_repeats=p90s,
-        ratio_reference=str(reference.path) if reference is not None else "",
+        ratio_reference=str(request.reference.path) if request.reference is not None else "",
         ratio_repeats=ratios,
         compatibility=comp,
         memory=rt.measure_memory(art.path, art.size_bytes, target),
         peak_memory_mb=peak,
         settings=dict(used or {}),
-        execution=execution,
+        execution=request.execution,
         profiles=profiles,
-        tuning=dict(tuning or {}),
+        tuning=dict(request.tuning),
+        delegation=observed,
     )
 
 
-def best_per_target(records: Sequence[Measurement], targets: dict) -> dict[str, Best]:
-    """Per target: the fastest file (p50) within the target's accuracy budget that fits its memory; a bf16
-    execution of an fp32 file (``--bf16``) competes like any other measurement, its accuracy its own."""
-    best = {}
-    for name, t in targets.items():
-        limit = t.budgets.accuracy_drop if t.budgets.accuracy_drop is not None else DEFAULT_PICK_ACCURACY_DROP
-        ok = [
-            m
-            for m in records
-            if m.target == name
-            and (m.accuracy_drop or 0) <= limit
-            and (m.memory is None or m.memory.get("fits", True))
-        ]
-        timed = [(m, m.latency) for m in ok if m.latency is not None]
-        if timed:
-            pick, lat = min(timed, key=lambda pair: pair[1].p50)
-            best[name] = Best(
-                pick.artifact,
-                lat.p50,
-                lat.provenance,
-                pick.accuracy,
-                pick.runtime,
-                pick.execution,
-                dict(pick.settings),
-            )
-    return best
+def _plain(settings: Mapping[str, Mapping] | None) -> dict[str, dict] | None:
+    return {k: dict(v) for k, v in settings.items()} if settings is not None else None
 
 
 def save(report: ValidationReport, path: str | Path) -> Path:

@@ -6,6 +6,8 @@ so these functions live below both of them and import neither.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from .. import images, metrics
 from .. import memo as memo_lib
 from ..errors import DataError
 from ..memo import Memo
-from ..training import TrainedModel
+from ..records.run import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class HeldOut:
     y: np.ndarray
     source: str  # folder
     split: str  # "val", "test", "seeded 20% split (seed 0)", "whole folder"
+    # sha256 of the files (names relative to the folder, labels, bytes) and how they are resized: the key
+    # of a float reference stored with an export (edgetransfer.evaluation.reference); pixels are not hashed, so a
+    # reference made with another Pillow's decoder still matches the same files
+    digest: str = ""
 
     def describe(self) -> str:
         return f"{len(self.y)} images of {self.source} ({self.split})"
@@ -60,7 +66,17 @@ def held_out(run: TrainedModel, data_dir: str | Path | None = None) -> HeldOut:
     files = ds.split("val") or ds.split("test") or ds.files
     policy = run.manifest.resize_policy
     x = np.stack([images.load_array(f.path, run.input_size, policy) for f in files]).astype(np.float32)
-    return HeldOut(x, np.array([f.label for f in files]), str(data_dir), split)
+    return HeldOut(x, np.array([f.label for f in files]), str(data_dir), split, files_digest(data_dir, files, run))
+
+
+def files_digest(root: Path, files, run: TrainedModel) -> str:
+    """sha256 of the held-out files by content, with their labels and the model's input size and resize policy."""
+    h = hashlib.sha256(f"{run.input_size} {run.manifest.resize_policy}".encode())
+    for f in files:
+        rel = os.path.relpath(Path(f.path).resolve(), root.resolve()).replace(os.sep, "/")
+        h.update(f"\x00{rel}\x00{int(f.label)}\x00".encode())
+        h.update(hashlib.sha256(Path(f.path).read_bytes()).digest())
+    return h.hexdigest()
 
 
 def predict(session, x: np.ndarray, source: str = "model") -> np.ndarray:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from ..errors import RuntimeBackendError
-from ..exporter.artifacts import ExportedArtifact
+from ..records.export import ExportedArtifact
 
 _PEAK_CHILD = """
 import re, sys

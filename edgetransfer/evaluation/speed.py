@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, EdgeTransferError, RuntimeBackendError
+from ..exporter.formats import graphops
 from ..records.measure import ValidationReport
 from ..records.profile import OpProfile
 from ..records.vocab import MeasureMode
 from ..runtime import spec as runtime_spec
-from . import graphops
 
 # Profiled runs after the warm-up: enough for a stable mean per op on a 1-10 ms model (each profiled
 # run is slower than a plain one, so the figure itself comes from the plain timed runs).
@@ -181,9 +181,10 @@ def pinned_settings(report_path: str | Path) -> dict:
     """
     rep = ValidationReport.read(report_path)
     out: dict = {}
-    for m in rep.records:
+    for i, m in enumerate(rep.records):
         if m.settings and m.runtime and not m.execution:
-            out[(m.sha256, m.target)] = {m.runtime: dict(m.settings)}
+            where = f"{report_path}: records[{i}].settings"
+            out[(m.sha256, m.target)] = {m.runtime: runtime_spec.check_settings(m.runtime, dict(m.settings), where)}
     return out
 
 

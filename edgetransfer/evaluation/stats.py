@@ -42,5 +42,10 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
 
 def decide(values: Sequence[float], budget: float) -> str:
     """passed / failed / inconclusive for repeated measurements against an upper budget."""
-    _, low, high = interval(values)
-    return PASSED if high <= budget else FAILED if low > budget else INCONCLUSIVE
+    return decision(values, budget)[0]
+
+
+def decision(values: Sequence[float], budget: float) -> tuple[str, tuple[float, float, float]]:
+    """(passed / failed / inconclusive, (mean, low, high)): the decision and the interval it rests on."""
+    mean, low, high = interval(values)
+    return (PASSED if high <= budget else FAILED if low > budget else INCONCLUSIVE), (mean, low, high)

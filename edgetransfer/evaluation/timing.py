@@ -13,10 +13,12 @@ import numpy as np
 
 from .. import targets as targets_lib
 from ..errors import RuntimeBackendError
-from ..exporter.artifacts import ExportedArtifact
+from ..exporter.formats import graphops
+from ..records.export import ExportedArtifact
 from ..records.vocab import MeasureMode
+from ..runtime import latency
 from ..runtime import spec as runtime_spec
-from . import graphops, latency, speed, stats
+from . import speed, stats
 from .heldout import probe_batch
 
 # validate's figure per (file, runtime) is split into this many repeats, so a report carries the

@@ -10,98 +10,30 @@ folder, so a run folder can be moved or copied between CI jobs.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from .. import _lazy, progress
+import numpy as np
+
+from .. import _lazy, isa, progress
 from .. import memo as memo_lib
 from .._version import __version__
 from ..errors import ConfigError, EdgeTransferError, ExportError, UnsupportedError
-from ..io import atomic_path, require_own_output, require_writable, sha256_file, write_json
+from ..io import atomic_path, locked, require_own_output, require_writable, sha256_file, write_json
 from ..memo import Memo
-from ..records import ArtifactManifest, CalibrationInfo, ExportIndex, IOSpec
-from ..training import TrainedModel
+from ..records import ArtifactManifest, CalibrationInfo, ExportIndex, FloatReference, IOSpec
+from ..records.export import ExportedArtifact
+from ..records.run import TrainedModel
 from . import formats
 from .quantization import Calibration, QuantRecipe, calibration_set
 
-
-@dataclass(frozen=True)
-class ExportedArtifact:
-    """One exported file and what it is (its manifest, typed)."""
-
-    path: Path
-    format: str
-    precision: str
-    io: IOSpec
-    manifest: ArtifactManifest = field(repr=False)
-
-    @property
-    def metadata(self) -> dict:
-        return self.manifest.metadata
-
-    @property
-    def sha256(self) -> str:
-        return self.manifest.sha256
-
-    @property
-    def size_bytes(self) -> int:
-        return self.manifest.size_bytes
-
-    def to_json(self) -> dict:
-        return {
-            "path": str(self.path),
-            "format": self.format,
-            "precision": self.precision,
-            "io": asdict(self.io),
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-        }
-
-    @property
-    def source_run(self) -> Path:
-        """The run folder this file came from: relative to the manifest first, then the absolute path."""
-        rel = (self.path.parent / self.manifest.source_run).resolve()
-        if (rel / "manifest.json").is_file() or not self.manifest.source_run_abs:
-            return rel
-        return Path(self.manifest.source_run_abs)
-
-    def run(self) -> TrainedModel:
-        return TrainedModel.from_dir(self.source_run)
-
-    @classmethod
-    def from_manifest(cls, path: str | Path, *, verify: bool = True) -> ExportedArtifact:
-        """Re-open an artifact from its ``<file>.manifest.json`` (or the file beside it).
-
-        Raises:
-            DataError/ConfigError: no or unreadable manifest, or (``verify``) the file's sha256
-                does not match the manifest's.
-        """
-        from ..errors import DataError
-
-        path = Path(path)
-        mpath = path if path.name.endswith(".manifest.json") else path.with_name(path.name + ".manifest.json")
-        if not mpath.is_file():
-            raise DataError(
-                "no <file>.manifest.json beside the artifact",
-                path=path,
-                fix="use files written by `edgetransfer export` (keep the .manifest.json beside each)",
-            )
-        m = ArtifactManifest.read(mpath)
-        file = mpath.with_name(Path(m.path).name)
-        if not file.is_file():
-            raise DataError("artifact not found beside its manifest", path=file, fix="copy the file with its manifest")
-        if verify and sha256_file(file) != m.sha256:
-            raise DataError(
-                f"the file does not match its manifest (sha256 differs from {mpath.name})",
-                path=file,
-                fix="re-export it, or copy the file and its .manifest.json together",
-            )
-        return cls(file, m.format, m.precision, m.io, m)
+log = logging.getLogger("edgetransfer")
 
 
 def _name(fmt: str, recipe: QuantRecipe, layout: str) -> str:
@@ -228,62 +160,89 @@ def export(
         calibration = replay.calibration if str(calibration) == "auto" else calibration
         seed, keep = replay.seed, {(replay.format, replay.recipe): replay.keep_float}
     packagings = _packagings(formats)
-    pairs = plan(formats, recipes, explicit_io=explicit_io)
-    held = doctor.prepare(run, pairs, max_accuracy_drop, data_dir)  # refuses bad input before any work
+    pairs = _for_isa(plan(formats, recipes, explicit_io=explicit_io), targets)
+    evaluator = doctor.prepare(run, pairs, max_accuracy_drop, data_dir)  # refuses bad input before any work
     if layout not in ("nhwc", "nchw"):
         raise UnsupportedError(f"--layout {layout!r}", fix="use nhwc or nchw")
     out = Path(out) if out else run.run_dir / "export"
     require_writable(out / "manifest.json", "export folder")
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    calib = None
-    if any(r.needs_calibration for _, r in pairs):
-        n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
-        calib = calibration_set(run.manifest, calibration, n, seed=seed)
-    model = run.load_model()
-    _check_classes(run, model)
-    from .quantization.weights import ModelVariants
+    # two exports into one --out would mix their files: the second is refused (issue 37)
+    with locked(out, "export", remove=True):
+        calib = None
+        if any(r.needs_calibration for _, r in pairs):
+            n = max(r.calibration_size for _, r in pairs if r.needs_calibration)
+            calib = calibration_set(run.manifest, calibration, n, seed=seed)
+        model = run.load_model()
+        _check_classes(run, model)
+        from .quantization.weights import ModelVariants
 
-    # QAT and weight remedies change the weights before tracing: once per recipe, shared by every format
-    variants = ModelVariants(run, model, calib, seed) if calib is not None else None
-    # the doctor's search is not memoised: its file depends on its measured attempts
-    model_key = memo_lib.model_digest(model) if memo is not None and held is None else ""
-    if any(r.changes_weights for _, r in pairs):
-        model_key = ""  # a QAT fine-tune is not memoised either
-    results: list[DoctorResult] = []
-    with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
-        sources: dict[str, object] = {}
-        arts = []
-        for fmt, r in progress.iterate(pairs, "files exported"):
-            fmt_layout = _layout(fmt, layout)
-            kept = keep.get((fmt, r), ())
-            key = _memo_key(run, fmt, r, calib, out, fmt_layout, dynamic_batch, kept, model_key) if model_key else ""
-            cached = memo.get_bytes("exports", key) if memo is not None and key else None
-            if cached is not None:
+        # QAT and weight remedies change the weights before tracing: once per recipe, shared by every format
+        variants = ModelVariants(run, model, calib, seed) if calib is not None else None
+        # the doctor's search is not memoised: its file depends on its measured attempts
+        model_key = memo_lib.model_digest(model) if memo is not None and evaluator is None else ""
+        if any(r.changes_weights for _, r in pairs):
+            model_key = ""  # a QAT fine-tune is not memoised either
+        results: list[DoctorResult] = []
+        with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
+            sources: dict[str, object] = {}
+            arts = []
+            for fmt, r in progress.iterate(pairs, "files exported"):
+                fmt_layout = _layout(fmt, layout)
+                kept = keep.get((fmt, r), ())
+                key = (
+                    _memo_key(run, fmt, r, calib, out, fmt_layout, dynamic_batch, kept, model_key) if model_key else ""
+                )
+                cached = memo.get_bytes("exports", key) if memo is not None and key else None
+                if cached is not None:
+                    arts.append(
+                        write_artifact(
+                            None, run, fmt, r, calib, out, fmt_layout, dynamic_batch=dynamic_batch, keep_float=kept,
+                            prebuilt=cached,
+                        )
+                    )  # fmt: skip
+                    continue
+                skey = _source_key(fmt, fmt_layout, dynamic_batch, model_key) if model_key else ""
+                m = variants.model_for(r) if variants is not None else model
+                src = _source(sources, fmt, m, run, fmt_layout, Path(tmp), dynamic_batch, memo, skey,
+                              variant=ModelVariants.key(r))  # fmt: skip
+                notes = variants.record(r) if variants is not None else {}
+                if evaluator is not None and r.precision == "int8":
+                    assert variants is not None  # int8 has calibration images
+
+                    def source_for(recipe, fmt=fmt, fmt_layout=fmt_layout):
+                        m = variants.model_for(recipe)
+                        key = ModelVariants.key(recipe)
+                        return _source(sources, fmt, m, run, fmt_layout, Path(tmp), dynamic_batch, variant=key), (
+                            variants.record(recipe)
+                        )
+
+                    results.append(
+                        doctor.search(
+                            src,
+                            run,
+                            fmt,
+                            r,
+                            calib,
+                            out,
+                            fmt_layout,
+                            evaluator,
+                            max_accuracy_drop,
+                            calibration,
+                            seed,
+                            write=write_artifact,
+                            activation16=doctor.refuses_activation16(targets),
+                            integer_only=doctor.integer_only_targets(targets),
+                            sources=source_for,
+                        )
+                    )
+                    art = results[-1].artifact
+                    assert isinstance(art, ExportedArtifact)  # written by write_artifact, passed in above
+                    arts.append(art)
+                    continue
                 arts.append(
                     write_artifact(
-                        None, run, fmt, r, calib, out, fmt_layout, dynamic_batch=dynamic_batch, keep_float=kept,
-                        prebuilt=cached,
-                    )
-                )  # fmt: skip
-                continue
-            skey = _source_key(fmt, fmt_layout, dynamic_batch, model_key) if model_key else ""
-            m = variants.model_for(r) if variants is not None else model
-            src = _source(sources, fmt, m, run, fmt_layout, Path(tmp), dynamic_batch, memo, skey,
-                          variant=ModelVariants.key(r))  # fmt: skip
-            notes = variants.record(r) if variants is not None else {}
-            if held is not None and r.precision == "int8":
-                assert variants is not None  # int8 has calibration images
-
-                def source_for(recipe, fmt=fmt, fmt_layout=fmt_layout):
-                    m = variants.model_for(recipe)
-                    s = _source(
-                        sources, fmt, m, run, fmt_layout, Path(tmp), dynamic_batch, variant=ModelVariants.key(recipe)
-                    )
-                    return s, variants.record(recipe)
-
-                results.append(
-                    doctor.search(
                         src,
                         run,
                         fmt,
@@ -291,43 +250,66 @@ def export(
                         calib,
                         out,
                         fmt_layout,
-                        held,
-                        max_accuracy_drop,
-                        calibration,
-                        seed,
-                        write=write_artifact,
-                        activation16=doctor.refuses_activation16(targets),
-                        integer_only=doctor.integer_only_targets(targets),
-                        sources=source_for,
+                        dynamic_batch=dynamic_batch,
+                        keep_float=kept,
+                        notes=notes,
                     )
                 )
-                art = results[-1].artifact
-                assert isinstance(art, ExportedArtifact)  # written by write_artifact, passed in above
-                arts.append(art)
-                continue
-            arts.append(
-                write_artifact(
-                    src,
-                    run,
-                    fmt,
-                    r,
-                    calib,
-                    out,
-                    fmt_layout,
-                    dynamic_batch=dynamic_batch,
-                    keep_float=kept,
-                    notes=notes,
-                )
+                if key and memo is not None:
+                    memo.put_bytes("exports", key, arts[-1].path.read_bytes())
+        for spec in packagings:
+            for a in arts:
+                if a.format == spec.packages and a.precision in spec.precisions:
+                    spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
+        if variants is not None:
+            variants.restore()  # the float reference is the run's own model
+        _write_index(out, run, calib, _float_reference(out, run, model, evaluator, memo, model_key))
+        doctor.raise_unmet(results, arts)
+        return arts
+
+
+def _float_reference(out: Path, run: TrainedModel, model, evaluator, memo: Memo | None, model_key: str):
+    """Store the float model's held-out predictions with the files (:mod:`edgetransfer.evaluation.reference`), so
+    ``check``/``validate`` score accuracy drops without TensorFlow; None when there is no held-out data."""
+    from ..evaluation import reference
+    from ..evaluation.heldout import held_out
+
+    if evaluator is not None:  # the doctor's search: its held-out data and float predictions, computed once
+        ho, probs = evaluator.held, evaluator.reference_probs()
+    else:
+        try:
+            ho = held_out(run)
+        except EdgeTransferError as exc:  # the run's data is gone: the files are still good, without a reference
+            log.info("note: no float reference stored with the export (%s)", exc.problem)
+            return None
+        key = memo_lib.digest("reference", model_key, ho.digest) if memo is not None and model_key else ""
+        probs = memo.get_array("predictions", key) if memo is not None and key else None
+        if probs is None:
+            probs = model.predict(ho.x, verbose=0)
+            if memo is not None and key:
+                memo.put_array("predictions", key, probs)
+    if probs is None or len(ho.y) == 0 or not np.isfinite(probs).all():  # a broken float model: no reference
+        log.info("note: no float reference stored with the export (no held-out image, or non-finite predictions)")
+        return None
+    return reference.write(out, ho, probs, run.model_path)
+
+
+def _for_isa(pairs: list[tuple[str, QuantRecipe]], targets: Sequence) -> list[tuple[str, QuantRecipe]]:
+    """int8 recipes of formats with saturation-free weights get them when a target's CPU is x86 without VNNI
+    (:mod:`edgetransfer.isa`)."""
+    out = []
+    for fmt, r in pairs:
+        options = isa.for_targets(formats.get(fmt).quantizer_options, r.precision, r.options, targets)
+        if options != tuple(r.options):
+            log.info(
+                "note: %s int8 with option %s: %s run x86 without VNNI (U8S8 pairs would saturate in int16)",
+                fmt,
+                options[-1],
+                ", ".join(isa.saturating_targets(targets)),
             )
-            if key and memo is not None:
-                memo.put_bytes("exports", key, arts[-1].path.read_bytes())
-    for spec in packagings:
-        for a in arts:
-            if a.format == spec.packages and a.precision in spec.precisions:
-                spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
-    _write_index(out, run, calib)
-    doctor.raise_unmet(results, arts)
-    return arts
+            r = replace(r, options=options)
+        out.append((fmt, r))
+    return out
 
 
 def _memo_key(
@@ -411,10 +393,10 @@ def write_artifact(
 
     ``keep_float`` (int8): ops left in float (TFLite output tensor names, ONNX node names),
     recorded in the manifest's ``recipe``; ``attempts``: the doctor's search, recorded as is;
-    ``prebuilt``: the file's bytes from the memo (``source`` unused; the manifest says ``memo``);
-    ``notes``: what changed the weights before tracing (QAT record, learned rounding), kept in ``recipe``.
+    ``prebuilt``: the file's bytes from the memo (``source`` unused; the manifest says ``memo``).
     """
     extra = {"keep_float": tuple(keep_float)} if keep_float else {}
+    made_for = isa.quantized_for(formats.get(fmt).quantizer_options, recipe.precision, recipe.options)
     path = out / (name or _name(fmt, recipe, layout))
     meta = _metadata(run, fmt, recipe, layout, out, dynamic_batch)
     start = time.perf_counter()
@@ -448,6 +430,7 @@ def write_artifact(
         recipe={
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
             **{k: list(v) for k, v in extra.items()},
+            **({"quantized_for": made_for} if made_for else {}),
             **(notes or {}),
         },  # fmt: skip
         calibration={"source": calib.source, "count": len(calib.images)}
@@ -484,11 +467,12 @@ def _versions(fmt: str) -> dict:
     return v
 
 
-def _write_index(out: Path, run: TrainedModel, calib: Calibration | None) -> None:
+def _write_index(out: Path, run: TrainedModel, calib: Calibration | None, ref: FloatReference | None = None) -> None:
     listed = {p.name[: -len(".manifest.json")] for p in out.glob("*.manifest.json")}
     index = ExportIndex(
         source_run=os.path.relpath(run.run_dir.resolve(), out.resolve()),
         artifacts=tuple(sorted(listed)),
         calibration=CalibrationInfo(calib.source, len(calib.images), tuple(calib.files)) if calib else None,
+        reference=ref,
     )
     write_json(out / "manifest.json", index.to_json())

@@ -12,9 +12,11 @@ from pathlib import Path
 from .. import evaluation, gate
 from .. import targets as targets_lib
 from ..errors import ConfigError
-from ..evaluation import accuracy, speed
-from ..exporter.artifacts import ExportedArtifact
+from ..evaluation import accuracy, delegation, speed
+from ..evaluation import device_results as device_results_lib
+from ..evaluation.evaluator import MeasureRequest
 from ..records import Budget
+from ..records.export import ExportedArtifact
 from ..records.measure import Verdict
 from ..runtime import isolate
 
@@ -36,6 +38,8 @@ def check(
     pipeline_budget: Budget | None = None,
     settings_from: str | Path | None = None,
     profile: bool = False,
+    device_results: Sequence[str | Path] = (),
+    device_name: str | None = None,
 ) -> Verdict:
     """Measure what ``target``'s budgets need (profile < ``pipeline_budget`` < ``budget``), then judge.
 
@@ -45,6 +49,9 @@ def check(
     ``validation.json`` whose recorded runtime settings for this file and target (``validate --tune``)
     the runtime is loaded with again, so the check reproduces the validated figure. ``profile``: the
     per-op profiles of the runtimes timed for the latency budget ride along in the verdict.
+    ``device_results``: benchmark results of this file measured on a device
+    (:mod:`edgetransfer.evaluation.device_results`, ``device_name`` naming it): their latency is judged
+    instead of measuring any.
     """
     art = ExportedArtifact.from_manifest(artifact)
     target = targets_lib.get(target_name, targets_dir)
@@ -63,6 +70,7 @@ def check(
     samples = (
         gate.validate_samples(latency_samples, art.sha256, art.path.name) if latency_samples is not None else None
     )
+    results = device_results_lib.read_for(device_results, art.path, art.size_bytes, device_name)
     settings = None
     if settings_from is not None:
         if not speed.host_target(target):
@@ -72,21 +80,27 @@ def check(
                 fix="drop --settings-from for this target",
             )
         settings = speed.require_pinned(speed.pinned_settings(settings_from), art, target.name, settings_from)
-    scores = accuracy.accuracy_for_check(art, target, data_dir) if b.accuracy_drop is not None else None
-    m = evaluation.measure(
-        art,
-        target,
-        scores=scores,
+    wants_scores = b.accuracy_drop is not None or b.disagreement is not None
+    ev = accuracy.Evaluator(art.run(), data_dir, stored=art.path)  # the export's reference: no TensorFlow
+    scores = ev.scores(art, target)[0] if wants_scores else None
+    request = MeasureRequest(
         budget_s=budget_s,
         repeats=min_repeats,
         max_repeats=max_repeats,
         latency_budget_ms=b.latency_p90_ms,
         reference=ref_art if b.latency_ratio is not None else None,
         ratio_budget=b.latency_ratio,
-        with_latency=b.latency_p90_ms is not None and samples is None,
-        with_peak_memory=b.peak_memory_mb is not None,
-        p90_samples=samples,
+        latency=b.latency_p90_ms is not None and samples is None and not results,
+        peak_memory=b.peak_memory_mb is not None,
+        p90_samples=tuple(samples) if samples is not None else None,
         settings=settings,
         profile=profile,
     )
+    m = evaluation.measure(art, target, request, scores)
+    notes = delegation.isa_findings(art, target) + (delegation.findings(m) if b.full_delegation is None else [])
+    for finding in notes:
+        log.warning("%s", finding)  # with --require-full-delegation the verdict says it
+    if results:
+        lat, repeats = device_results_lib.latency_of(results)
+        m = dataclasses.replace(m, latency=lat, p90_repeats=repeats)
     return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, EdgeTransferError
+from ..errors import ConfigError, EdgeTransferError, ToolchainError
 
 EXECUTORS = ("local", "processes", "ray")
 RAY_HINT = 'pip install "edgetransfer[ray]"'
@@ -55,6 +55,10 @@ def check(name: str, jobs: int | None, address: str | None) -> None:
         raise ConfigError(f"--jobs {jobs}: expected 1 or more", fix="pass --jobs N with N >= 1")
     if address and name != "ray":
         raise ConfigError(f"--ray-address with --executor {name}", fix="add --executor ray, or drop --ray-address")
+    if address:
+        from .ray_address import reachable
+
+        reachable(address)
 
 
 def run(name: str, fn: Task, jobs: Sequence[Any], done: Done, *, workers: int | None = None, address=None) -> None:
@@ -148,7 +152,14 @@ def _ray(fn: Task, jobs: Sequence[Any], done: Done, workers: int | None, address
             kwargs["address"] = address
         elif workers:
             kwargs["num_cpus"] = workers  # a local cluster of that many CPUs
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:  # noqa: BLE001 (Ray raises ConnectionError, TimeoutError, RuntimeError...)
+            raise ToolchainError(
+                f"could not join the Ray cluster at {address or 'this machine'} ({type(exc).__name__}: "
+                f"{str(exc)[:200]})",
+                fix="check the address (ray status on the head node), or drop --ray-address for a local cluster",
+            ) from None
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=False)(fn)
     refs = {remote.remote(job): i for i, job in enumerate(jobs)}

@@ -9,7 +9,11 @@ import numpy as np
 
 from .. import _lazy, safe_keras
 from ..errors import ConfigError, DataError, UnsafeFileError
+from ..io import label_problem, require_regular_file
 from .import_preprocess import Preprocessing
+
+# 10,000 labels of 100 bytes are 1 MB: a labels file many times that is another file
+MAX_LABELS_BYTES = 16 << 20
 
 
 def load_keras(path: Path):  # -> keras.Model
@@ -45,8 +49,7 @@ def _load_h5(path: Path):
             path=path,
             fix="save the whole model (model.save('model.keras')), not save_weights",
         )
-    config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    safe_keras._walk(config, path)  # the same refusal of Lambda and foreign-module layers as .keras
+    _check_h5_config(raw, path)
     keras = _lazy.keras()
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
@@ -57,6 +60,30 @@ def _load_h5(path: Path):
             path=path,
             fix="load it in the code that trained it and save it again with model.save('model.keras')",
         ) from None
+
+
+def _check_h5_config(raw, path: Path) -> None:
+    """The ``model_config`` attribute parsed and walked like a ``.keras`` config (the same refusal of
+    Lambda and foreign-module layers); garbage, invalid UTF-8 or 100,000-deep nesting is exit 2,
+    not an internal error (issue 37)."""
+    if raw is not None and not isinstance(raw, (bytes, str)):  # h5py gives arrays for non-text attributes
+        raw = raw.tobytes() if hasattr(raw, "tobytes") else None
+    fix = "save the whole model again with model.save('model.keras') in the code that trained it"
+    if len(raw or b"") > safe_keras.MAX_CONFIG_BYTES:
+        raise UnsafeFileError(f"its model_config is over {safe_keras.MAX_CONFIG_BYTES:,} bytes", path=path, fix=fix)
+    try:
+        config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw or "")
+    except (UnicodeDecodeError, ValueError) as exc:
+        why = f"{type(exc).__name__}: {str(exc)[:120]}"
+        raise ConfigError(f"its model_config is not JSON ({why})", path=path, fix=fix) from None
+    except RecursionError:
+        raise UnsafeFileError("its model_config is nested too deeply", path=path, fix=fix) from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"its model_config is a JSON {type(config).__name__}, not a model", path=path, fix=fix)
+    try:
+        safe_keras._walk(config, path)
+    except RecursionError:
+        raise UnsafeFileError("its model_config is nested too deeply", path=path, fix=fix) from None
 
 
 def _shape(t) -> tuple:
@@ -128,13 +155,25 @@ def read_labels(labels_file: str | Path | None, classes: tuple[str, ...]) -> tup
     """``(labels, where from)``: the ``--labels`` file (one per line) or the data folder's class names."""
     if labels_file is None:
         return classes, "the class folders of --data"
-    path = Path(labels_file)
+    path = require_regular_file(labels_file, "labels file", MAX_LABELS_BYTES)
     try:
-        labels = tuple(s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip())
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"cannot read the labels ({exc})", path=path, fix="pass a UTF-8 text file, one label a line"
         ) from None
+    # "\n" only: str.splitlines() would also split a label at U+2028, U+0085 or a form feed, and a
+    # reader of labels.txt splits lines differently; such a label is refused, not cut in two
+    lines = [ln.strip() for ln in text.replace("\r\n", "\n").split("\n")]
+    for number, line in enumerate(lines, 1):
+        why = label_problem(line) if line else None
+        if why:
+            raise ConfigError(
+                f"line {number} of the labels file, {line!r}, {why}: labels.txt holds one label a line",
+                path=path,
+                fix="one plain label a line (no control characters, line or paragraph separators, or '/')",
+            )
+    labels = tuple(ln for ln in lines if ln)
     if len(set(labels)) != len(labels) or not labels:
         raise ConfigError("the labels file is empty or repeats a label", path=path, fix="one distinct label a line")
     if labels != classes:

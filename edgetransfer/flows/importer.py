@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import data as data_lib
-from .. import metrics
 from .._version import __version__
 from ..errors import ConfigError, DataError
 from ..evaluation import heldout as scoring
+from ..evaluation.accuracy import Evaluator, open_session
 from ..exporter import formats
-from ..io import atomic_path, require_writable, sha256_file, write_json
+from ..io import atomic_path, require_regular_file, require_writable, sha256_file, write_json
 from ..records import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 from ..training import TrainedModel, rundir
 from .import_keras import _SUM_TOLERANCE, _own_normalization, check_io, fold, load_keras, output_kind, read_labels
@@ -39,6 +39,8 @@ from .import_preprocess import _SPEC_HELP, PRESETS, Preprocessing, parse_preproc
 
 log = logging.getLogger("edgetransfer")
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# Flatbuffers and protobuf files stop at 2 GiB; a Keras classifier is far below 4 GiB
+MAX_MODEL_BYTES = 4 << 30
 FILE_SUFFIXES = (".tflite", ".onnx")
 
 
@@ -66,14 +68,8 @@ def _source_info(path: Path) -> dict:
 def _work_folder(out: Path) -> Iterator[Path]:
     """``<out>.partial`` under the run lock, renamed to ``out`` when the import completes; removed when it
     fails (an import is seconds of work with nothing to resume, and a refusal must leave nothing behind)."""
-    partial = rundir.prepare(out, resume=False)
-    try:
-        with rundir.locked(partial, "import"):
-            yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    rundir.finalize(partial, out)
+    with rundir.claim(out, resume=False, what="import", keep_on_error=False) as partial:
+        yield partial
 
 
 def _manifest(
@@ -96,8 +92,10 @@ def _manifest(
     )
 
 
-def _scored(manifest: RunManifest, probs: np.ndarray, ho) -> RunManifest:
-    s = metrics.scores(probs, ho.y, len(manifest.classes), manifest.backbone)
+def _scored(manifest: RunManifest, probs: np.ndarray, ev: Evaluator) -> RunManifest:
+    """The run's held-out metrics, scored by the evaluator that made ``probs``."""
+    ho = ev.held
+    s = ev.metrics_of(probs, manifest.backbone)
     m = Metrics(s.accuracy, round(s.loss, 6), len(ho.y), s.per_class, s.confusion)
     data = replace(manifest.data, val_images=len(ho.y), split_source=ho.split)
     return replace(manifest, metrics=m, data=data)
@@ -136,6 +134,8 @@ def import_model(
     path = Path(model)
     if not path.exists():
         raise ConfigError("model not found", path=path, fix="pass the path of a .keras, .h5, .tflite or .onnx file")
+    if not path.is_dir():  # a FIFO would block the first read, /dev/zero never ends (issue 37)
+        require_regular_file(path, "model", MAX_MODEL_BYTES)
     out = Path(out) if out is not None else Path("runs") / path.stem
     require_writable(out, "run directory")
     if path.suffix in FILE_SUFFIXES:
@@ -164,10 +164,8 @@ def import_model(
 
 
 def _write_keras_run(path: Path, user, pre: Preprocessing, manifest: RunManifest, out: Path, data_dir: Path):
-    from ..evaluation.heldout import held_out, reference_probs
-
     with _work_folder(out) as partial:
-        ho = held_out(TrainedModel(partial, manifest), data_dir)
+        ho = Evaluator(TrainedModel(partial, manifest), data_dir).held
         if not len(ho.y):
             raise DataError("no held-out images", path=data_dir, fix="pass --data with images in each class folder")
         labels_from = manifest.config["imported"]["labels_from"]
@@ -193,9 +191,10 @@ def _write_keras_run(path: Path, user, pre: Preprocessing, manifest: RunManifest
             model.save(tmp)
         manifest = replace(manifest, config={"imported": {**manifest.config["imported"], "output": kind}})
         write_json(partial / "manifest.json", manifest.to_json())
-        run = TrainedModel(partial, manifest)
-        probs, _ = reference_probs(run, ho.x)  # reloaded from model.keras: safe mode accepts what was written
-        manifest = _scored(manifest, probs, ho)
+        ev = Evaluator(TrainedModel(partial, manifest), data_dir, held=ho)
+        probs = ev.reference_probs()  # reloaded from model.keras: safe mode accepts what was written
+        assert probs is not None  # the folded model.keras was written just above
+        manifest = _scored(manifest, probs, ev)
         write_json(partial / "manifest.json", manifest.to_json())
     return ImportResult(TrainedModel(out, manifest), kind, tuple(notes))
 
@@ -273,12 +272,11 @@ def _file_preprocessing(path: Path, preprocess, found: dict) -> Preprocessing:
 
 
 def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resize_policy: str) -> ImportResult:
-    from ..evaluation.heldout import held_out, predict
-    from ..runtime import isolate, load_session
+    from ..runtime import isolate
 
     isolate.probe(path)  # native code meets the file in a child first; raises for a crash or a hang
     found = file_metadata(path)
-    session = load_session(path)
+    session = open_session(path)
     spec = session.input_spec
     size = spec.size
     if size <= 0 or len(spec.shape) != 4 or (spec.shape[3] if spec.layout == "NHWC" else spec.shape[1]) != 3:
@@ -286,6 +284,13 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
             f"{path.name} takes input {tuple(spec.shape)} ({spec.layout}), not a fixed-size RGB image batch",
             path=path,
             fix="export the file with a fixed [1, S, S, 3] (or [1, 3, S, S]) image input",
+        )
+    outputs = getattr(session, "outputs", 1)
+    if outputs != 1:  # the runtimes read the first output: a second one would be ignored silently
+        raise ConfigError(
+            f"{path.name} has {outputs} outputs; a classifier has one (the scores of each image)",
+            path=path,
+            fix="export the model with its class scores as its only output",
         )
     pre = _file_preprocessing(path, preprocess, found)
     ds = data_lib.load(data_dir)
@@ -307,8 +312,8 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
     manifest = _manifest(path, ds, names, size, pre.to_json(), policy, imported)
     manifest = replace(manifest, files={"artifact": f"export/{path.name}"})
     with _work_folder(out) as partial:
-        ho = held_out(TrainedModel(partial, manifest), data_dir)
-        y = predict(session, to_model_input(ho.x, transform), str(path))
+        ev = Evaluator(TrainedModel(partial, manifest), data_dir)
+        y = ev.outputs(session, transform, str(path))
         if y.ndim != 2 or y.shape[1] != len(names):
             raise ConfigError(
                 f"{path.name} outputs {y.shape[1:]} scores per image, but there are {len(names)} labels "
@@ -319,7 +324,7 @@ def _import_file(path: Path, data_dir: Path, labels, preprocess, out: Path, resi
         outside = y.min() < -1e-6 or y.max() > 1 + 1e-6 or np.abs(y.sum(1) - 1).max() > _SUM_TOLERANCE
         kind = "logits" if outside else "probabilities"
         imported = {**imported, "output": kind, "input_transform": transform, "precision": file_precision(path)}
-        manifest = _scored(replace(manifest, config={"imported": imported}), to_probabilities(y, kind), ho)
+        manifest = _scored(replace(manifest, config={"imported": imported}), to_probabilities(y, kind), ev)
         art = _write_artifact(path, partial / "export", manifest, spec, imported)
         write_json(partial / "manifest.json", manifest.to_json())
     notes = [f"labels from {labels_from}; preprocessing {pre.name!r} ({transform['kind']})", f"artifact {art}"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import gate
 from ..records import Budget, SweepPoint, SweepResult
 from ..records.flows import describe_limits as describe
 
@@ -55,15 +56,21 @@ def pareto_front(points: Sequence[SweepPoint], target: str) -> tuple[int, ...]:
 
 def pick(points: Sequence[SweepPoint], target: str, budget: Budget) -> tuple[int | None, int | None]:
     """``(best, closest)`` on ``target``: the most accurate point within ``budget`` (ties: faster,
-    then smaller), and the point nearest to meeting it (for the message when none does)."""
+    then smaller; :func:`edgetransfer.gate.pick`, the rule validate picks by too), and the point
+    nearest to meeting it (for the message when none does)."""
     on = [i for i, p in enumerate(points) if target in p.latency]
+    chosen = gate.pick([_candidate(points[i], i, target) for i in on], budget, gate.most_accurate)
 
-    def order(i: int) -> tuple[float, float, int]:
-        return (-points[i].accuracy, points[i].latency[target].p50_ms, points[i].size_bytes)
+    def nearness(i: int) -> tuple:
+        return (excess(points[i], target, budget), *gate.most_accurate(_candidate(points[i], i, target)))
 
-    ok = sorted((i for i in on if excess(points[i], target, budget) == 0), key=order)
-    closest = min(on, key=lambda i: (excess(points[i], target, budget), order(i)), default=None)
-    return (ok[0] if ok else None), closest
+    closest = min(on, key=nearness, default=None)
+    return (chosen.key if chosen is not None else None), closest
+
+
+def _candidate(p: SweepPoint, i: int, target: str) -> gate.Candidate:
+    lat = p.latency[target]
+    return gate.Candidate(i, lat.p50_ms, lat.p90_ms, p.accuracy, p.accuracy_drop, p.size_bytes)
 
 
 def failure(result: SweepResult) -> str | None:

@@ -78,6 +78,14 @@ def workflow_for(backbone: str, size: int, cfg: TrainConfig, n_train: int):
     return choose(n_train, auto, len(layers), len(layers) - after)
 
 
+def target_reference(t: TargetProfile) -> str:
+    """How a pick's pipeline file names ``t``: a profile file the user pointed at (``--target FILE``,
+    ``--targets-dir``) by its absolute path, since a pipeline file resolves relative paths from its own
+    folder (issue 37: the picks of ``--target profiles/x.yaml`` failed from anywhere else); others by name."""
+    named_file = str(t.path).endswith((".yaml", ".yml")) and t.origin in ("path", "targets-dir")
+    return str(Path(t.path).resolve()) if named_file else t.name
+
+
 def pipeline_for(
     result: SweepResult, t: TargetProfile, data_dir: Path, cfg: TrainConfig, calibration_size: int, n_train: int
 ) -> PipelineFile:
@@ -85,7 +93,7 @@ def pipeline_for(
     p = result.configs[result.best[t.name]]  # type: ignore[index]
     lim, lat = result.limits[t.name], p.latency[t.name]
     plan = workflow_for(p.backbone, p.image_size, cfg, n_train)
-    target = str(t.path) if str(t.path).endswith((".yaml", ".yml")) and t.origin == "path" else t.name
+    target = target_reference(t)
     train = {k: getattr(cfg, k) for k in TRAIN_KEYS}
     train.update(backbone=p.backbone, image_size=p.image_size, workflow=plan.workflow)
     if plan.workflow != "fine-tune":

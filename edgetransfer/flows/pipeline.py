@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import data as data_lib
-from .. import strict_yaml
+from .. import isa, strict_yaml
 from ..errors import ConfigError, EdgeTransferError
 from ..evaluation.speed import SpeedOptions
 from ..exporter.quantization import QuantRecipe
@@ -28,7 +28,7 @@ from ..training import TrainConfig
 from . import stages
 
 if TYPE_CHECKING:
-    from ..exporter.artifacts import ExportedArtifact
+    from ..records.export import ExportedArtifact
     from ..training import TrainedModel
 
 __all__ = ["CheckSpec", "ExportSpec", "Flow", "FlowResult", "SweepSpec", "ValidateSpec", "run"]
@@ -258,7 +258,9 @@ def _sweep_stage(flow: Flow, s: SweepSpec, data_dir: Path, out: Path, log) -> Sw
 
 def _export_stage(flow: Flow, trained, out: Path, state: PipelineState, upstream: str, skipped: list, log) -> list:
     exp_dir = out / "export"
-    fp = _fp(upstream, asdict(flow.export))
+    profiles = _profiles(flow)
+    # the targets' CPUs choose the int8 weights' width: another machine's host-cpu is another export
+    fp = _fp(upstream, asdict(flow.export), sorted(isa.saturating_targets(profiles)))
     if state.export == fp and (exp_dir / "manifest.json").exists():
         arts = stages.exported(exp_dir)
         skipped.append("export")
@@ -274,10 +276,20 @@ def _export_stage(flow: Flow, trained, out: Path, state: PipelineState, upstream
             calibration_size=e.calibration_size,
             max_accuracy_drop=e.max_accuracy_drop,
             qat_epochs=e.qat_epochs,
+            targets=profiles,
         )
         _save_state(out, replace(state, export=fp))
     log(f"export    {len(arts)} files{' (skipped: unchanged)' if 'export' in skipped else ''}")
     return arts
+
+
+def _profiles(flow: Flow) -> list:
+    """The profiles the flow validates and checks on: the files are made for them (their CPUs' ``isa``)."""
+    from .. import targets
+
+    names = list(flow.validate.targets) if flow.validate is not None else []
+    names += [flow.check.target] if flow.check is not None else []
+    return [targets.get(n) for n in dict.fromkeys(names)]
 
 
 def _check_stage(flow: Flow, out: Path, data_dir: Path):

@@ -25,8 +25,8 @@ from ..records import Budget, ValidationReport, Verdict
 
 if TYPE_CHECKING:
     from ..evaluation.speed import SpeedOptions
-    from ..exporter.artifacts import ExportedArtifact
     from ..memo import Memo
+    from ..records.export import ExportedArtifact
     from ..training import TrainConfig, TrainedModel
 
 
@@ -73,13 +73,15 @@ def export(
     max_accuracy_drop: float | None = None,
     memo: Memo | None = None,
     qat_epochs: int = 0,
+    targets: Sequence = (),
 ) -> list[ExportedArtifact]:
-    """Every format x precision of ``run`` under ``out`` (the model is traced once)."""
+    """Every format x precision of ``run`` under ``out`` (the model is traced once), for ``targets`` (profiles:
+    their CPUs' instruction sets choose the int8 weights' width, :mod:`edgetransfer.isa`)."""
     from ..exporter.artifacts import export as export_run
     from ..exporter.quantization import QuantRecipe
 
     recipes = [QuantRecipe.named(p, calibration_size=calibration_size, qat_epochs=qat_epochs) for p in precisions]
-    kwargs: dict[str, Any] = {"calibration": calibration, "max_accuracy_drop": max_accuracy_drop}
+    kwargs: dict[str, Any] = {"calibration": calibration, "max_accuracy_drop": max_accuracy_drop, "targets": targets}
     if memo is not None:
         kwargs["memo"] = memo
     return list(export_run(run, list(formats), recipes, out=out, **kwargs))
@@ -92,7 +94,7 @@ def exported(folder: Path, *, indexed: bool = True) -> list[ExportedArtifact]:
     lists; else every file with a readable manifest (a sweep exports a folder's precisions over
     several calls), unreadable ones skipped.
     """
-    from ..exporter.artifacts import ExportedArtifact
+    from ..records.export import ExportedArtifact
 
     if indexed:
         names = json.loads((folder / "manifest.json").read_text())["artifacts"]

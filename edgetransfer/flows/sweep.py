@@ -117,8 +117,10 @@ def sweep(
         image_sizes: input sides (default per backbone: 128/160/192/224 and its native size, capped there).
         precisions: TFLite precisions (fp32, fp16, dynamic, int8, int16x8).
         targets: target profile names (or YAML paths).
-        max_latency_ms, max_size_mb, max_accuracy_drop: override every target's profile budgets
-            (latency is judged on p90; accuracy drop in points below the configuration's float model).
+        max_latency_ms: overrides every target's profile latency budget (judged on p90).
+        max_size_mb: overrides every target's profile size budget.
+        max_accuracy_drop: overrides every target's profile budget of accuracy drop, in points below
+            the configuration's float model.
         out: sweep folder; finished configurations there are reused by a rerun.
         train_config: training settings; backbone, size and workflow (features) are set per run.
         calibration_size: int8 calibration images.

@@ -9,22 +9,19 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .. import memo as memo_lib
-from .. import metrics, progress
+from .. import gate, progress
 from .. import targets as targets_lib
 from ..errors import DataError, UnsupportedError
-from ..evaluation import latency, speed
-from ..evaluation.accuracy import Scores, accuracy_kind, float_reference, score
-from ..evaluation.evaluator import FLOAT, best_per_target, measure
-from ..evaluation.heldout import HeldOut, held_out
+from ..evaluation import delegation, speed
+from ..evaluation.accuracy import Evaluator, Scores, accuracy_kind
+from ..evaluation.evaluator import FLOAT, MeasureRequest, measure
 from ..evaluation.timing import REPORT_REPEATS, host_runtimes, runtime_of
-from ..exporter.artifacts import ExportedArtifact
 from ..io import require_writable
 from ..memo import Memo
+from ..records.export import ExportedArtifact
 from ..records.measure import Measurement, ValidationReport
 from ..records.vocab import Precision
-from ..runtime import isolate
-from ..training import TrainedModel
+from ..runtime import isolate, latency
 
 log = logging.getLogger("edgetransfer")
 # An int8 file this far below the float model has collapsed rather than lost a little:
@@ -95,10 +92,9 @@ def validate(
         isolate.probe(a.path)
     pairs = _pairs(arts, tgts, skip_incompatible)
     _note_options(options or speed.SpeedOptions(), tgts)
-    run = arts[0].run()
-    ho = held_out(run, data_dir)
-    log.info("evaluating on %s", ho.describe())
-    return _evaluate(arts, pairs, run, ho, budget_s, memo, on_measure, options or speed.SpeedOptions())
+    ev = Evaluator(arts[0].run(), data_dir, memo=memo, stored=arts[0].path)
+    log.info("evaluating on %s", ev.held.describe())
+    return _evaluate(arts, pairs, ev, budget_s, on_measure, options or speed.SpeedOptions())
 
 
 def _note_options(opts: speed.SpeedOptions, tgts) -> None:
@@ -123,7 +119,10 @@ def _measure_pair(a, t, scored: Scores, budget_s: float, opts: speed.SpeedOption
         with progress.stage(f"tuning {a.path.name} on {', '.join(names)}", done=False):
             settings, tuning = speed.tune_host(a, t, names, opts.tune_budget_s)
         settings = {n: settings.get(n, {}) for n in names}  # a runtime that could not be tuned keeps its defaults
-    return measure(a, t, scores=scored, budget_s=budget_s, settings=settings, profile=opts.profile, tuning=tuning)
+    request = MeasureRequest(
+        budget_s=budget_s, repeats=REPORT_REPEATS, settings=settings, profile=opts.profile, tuning=tuning
+    )
+    return measure(a, t, request, scored)
 
 
 def _bf16_pairs(a, t, base: Measurement, opts: speed.SpeedOptions) -> list[tuple[str, dict]]:
@@ -135,39 +134,34 @@ def _bf16_pairs(a, t, base: Measurement, opts: speed.SpeedOptions) -> list[tuple
     return [(n, speed.bf16_settings(n, base.settings if base.runtime == n else {})) for n in names]
 
 
-def _evaluate(
-    arts, pairs, run: TrainedModel, ho: HeldOut, budget_s: float, memo, on_measure, opts: speed.SpeedOptions
-) -> ValidationReport:
-    n = len(run.classes)
-    images = memo_lib.digest(ho.x) if memo is not None else ""  # hashed once: ~90 MB at 224 px
-    reference, ref = float_reference(run, ho, budget_s, memo, images)
+def _evaluate(arts, pairs, ev: Evaluator, budget_s: float, on_measure, opts: speed.SpeedOptions) -> ValidationReport:
+    run, n = ev.run, ev.n_classes
+    reference = ev.reference(budget_s)
     ref_acc = reference.accuracy if reference is not None else None
     confusion: dict[str, tuple] = {}
-    if ref is not None:
-        confusion[FLOAT] = metrics.scores(ref, ho.y, n, str(run.model_path)).confusion
+    ref_scores = ev.reference_scores()
+    if ref_scores is not None:
+        confusion[FLOAT] = ref_scores.confusion
     scored: dict[tuple[Path, str], Scores] = {}
     records = []
     for a, t in progress.iterate(pairs, "files measured"):
         kind = accuracy_kind(a, t)
         if (a.path, kind) not in scored:
-            s, conf = score(a, t, ho, n, ref, ref_acc, memo, images)
+            s, conf = ev.scores(a, t)
             scored[(a.path, kind)] = s
             confusion[a.path.name + ("" if kind == "default" else f" ({kind})")] = conf
         m = _measure_pair(a, t, scored[(a.path, kind)], budget_s / REPORT_REPEATS, opts)
         extra = []
         for name, s16 in _bf16_pairs(a, t, m, opts):  # bf16 execution of the fp32 file, same runtime
-            acc16, _ = score(a, t, ho, n, ref, ref_acc, memo, images, execution=(name, s16))
-            extra.append(
-                measure(
-                    a,
-                    t,
-                    scores=acc16,
-                    budget_s=budget_s / REPORT_REPEATS,
-                    settings={name: s16},
-                    profile=opts.profile,
-                    execution="bf16",
-                )
+            acc16, _ = ev.scores(a, t, execution=(name, s16))
+            request = MeasureRequest(
+                budget_s=budget_s / REPORT_REPEATS,
+                repeats=REPORT_REPEATS,
+                settings={name: s16},
+                profile=opts.profile,
+                execution="bf16",
             )
+            extra.append(measure(a, t, request, acc16))
         records += [m, *extra]
         log.info(
             "%s on %s: accuracy %s, drop %s points, p50 %s (%s)",
@@ -180,17 +174,17 @@ def _evaluate(
         )
         if on_measure is not None:
             on_measure(m)
-    findings = _target_findings(records)
+    findings = _target_findings(records) + [f for a, t in pairs for f in delegation.isa_findings(a, t)]
     default = {p: s for (p, kind), s in scored.items() if kind == "default"}
     if ref_acc is not None:
         findings += _quality_findings([a for a in arts if a.path in default], default, ref_acc, n)
     else:
         findings.append("no float model in this run (imported from an exported file): accuracy without a drop")
     return ValidationReport(
-        held_out=ho.to_json(),
+        held_out=ev.held.to_json(),
         reference=reference,
         records=tuple(records),
-        best=best_per_target(records, {t.name: t for _, t in pairs}),
+        best=gate.best_per_target(records, {t.name: t for _, t in pairs}),
         findings=tuple(findings),
         classes=tuple(run.classes),
         confusion=confusion,
@@ -211,6 +205,7 @@ def _target_findings(records: Sequence[Measurement]) -> list[str]:
                 f"({100 * c['macs_share']:.0f}% of MACs) on {c['delegate']}, {c['partitions']} partition(s); "
                 f"falls back: {fallback}. {c.get('note', '')}".strip()
             )
+        out += delegation.findings(m)
         mem = m.memory
         if mem is not None and not mem["fits"]:
             out.append(

@@ -14,7 +14,7 @@
 
 from .base import Record
 from .budget import DEFAULT_PICK_ACCURACY_DROP, Budget
-from .export import Attempt, CalibrationInfo, ExportIndex, RecipeFile, TFLMBundle
+from .export import Attempt, CalibrationInfo, ExportedArtifact, ExportIndex, FloatReference, RecipeFile, TFLMBundle
 from .flows import (
     CheckSpec,
     ExportSpec,
@@ -43,6 +43,8 @@ __all__ = [
     "CalibrationInfo",
     "Check",
     "ExportIndex",
+    "ExportedArtifact",
+    "FloatReference",
     "Measurement",
     "RecipeFile",
     "Reference",

@@ -9,7 +9,7 @@ that order (profile < pipeline file < command line): a later layer's set field w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 from ..errors import ConfigError
@@ -19,6 +19,11 @@ from .base import Record
 # post-training int8 typically costs 0-2 points on ImageNet-scale models (TFLite model
 # optimization guide), so 1 point keeps an int8 file that quantized well and drops one that did not.
 DEFAULT_PICK_ACCURACY_DROP = 1.0
+
+
+def _cli(flag: str, help: str) -> dict:
+    """A field's command-line option (``cli/_options.py`` makes it): the flag and its help."""
+    return {"cli": {"flag": flag, "help": help}}
 
 
 @dataclass(frozen=True)
@@ -33,25 +38,73 @@ class Budget(Record):
         peak_memory_mb: peak resident memory of loading and running the file on the host, MB.
         ram_kb: microcontrollers: the tensor arena the real TFLM interpreter needs, KiB.
         flash_kb: microcontrollers: the model's bytes in flash, KiB.
+        full_delegation: the target's accelerator must take the whole graph in one piece, as observed where
+            the file ran (:class:`~edgetransfer.records.delegation.Delegation`), else as the static analyzer
+            predicts; ``True`` or unset (``check --require-full-delegation``, profile ``full_delegation: true``).
+        disagreement: runner targets whose device ran the held-out images: percent of images whose
+            top-1 class differs between the device and this host running the same file (zero allowed).
     """
 
     KIND: ClassVar[str] = "edgetransfer.budget"
     SCHEMA: ClassVar[int] = 1
 
-    latency_p90_ms: float | None = None
-    latency_ratio: float | None = None
-    accuracy_drop: float | None = None
-    size_mb: float | None = None
-    peak_memory_mb: float | None = None
-    ram_kb: float | None = None
-    flash_kb: float | None = None
+    latency_p90_ms: float | None = field(
+        default=None, metadata=_cli("--max-latency-ms", "p90 latency budget (overrides the profile).")
+    )
+    latency_ratio: float | None = field(
+        default=None, metadata=_cli("--max-latency-ratio", "p50 / p50 of --reference, measured in the same run.")
+    )
+    accuracy_drop: float | None = field(
+        default=None, metadata=_cli("--max-accuracy-drop", "points below the float model (overrides the profile).")
+    )
+    size_mb: float | None = field(
+        default=None, metadata=_cli("--max-size-mb", "file size budget (overrides the profile).")
+    )
+    peak_memory_mb: float | None = field(
+        default=None,
+        metadata=_cli(
+            "--max-peak-memory-mb",
+            "peak resident memory of loading and running the file, in MB (host: measured in a child process).",
+        ),
+    )
+    ram_kb: float | None = field(
+        default=None,
+        metadata=_cli("--max-ram-kb", "microcontrollers: tensor arena budget in KiB (default: the part's RAM)."),
+    )
+    flash_kb: float | None = field(
+        default=None,
+        metadata=_cli("--max-flash-kb", "microcontrollers: model size budget in KiB (default: the part's flash)."),
+    )
+    full_delegation: bool | None = field(
+        default=None,
+        metadata={
+            "cli": {
+                "flag": "--require-full-delegation",
+                "unit": "flag",
+                "help": "Fail (exit 1) unless the target's accelerator takes the whole graph, as observed where the "
+                "file runs (else as predicted), naming the ops that fell back.",
+            }
+        },
+    )
+    disagreement: float | None = field(
+        default=None,
+        metadata=_cli(
+            "--max-disagreement",
+            "runner targets whose device runs the held-out images: percent of images whose top-1 differs "
+            "between the device and this host running the same file (overrides the profile).",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if v is None:
                 continue
-            zero_ok = f.name == "accuracy_drop"
+            if f.name in FLAGS:
+                if v is not True:
+                    raise ConfigError(f"budget {f.name}={v!r} must be true (or left out)", fix=f"set {f.name}: true")
+                continue
+            zero_ok = f.name in ("accuracy_drop", "disagreement")
             if (
                 isinstance(v, bool)
                 or not isinstance(v, (int, float))
@@ -88,5 +141,10 @@ class Budget(Record):
             "peak_memory_mb": "peak memory <= {:g} MB",
             "ram_kb": "RAM <= {:g} KiB",
             "flash_kb": "flash <= {:g} KiB",
+            "full_delegation": "fully delegated",
+            "disagreement": "host-device disagreement <= {:g}%",
         }
         return ", ".join(words[k].format(v) for k, v in self.set_fields().items()) or "no budgets"
+
+
+FLAGS = ("full_delegation",)  # budgets that are a requirement (true) rather than a limit

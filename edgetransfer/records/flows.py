@@ -335,6 +335,7 @@ class CheckSpec(Record):
     reference: str | None = None
     max_accuracy_drop: float | None = 1.0
     max_size_mb: float | None = None
+    max_disagreement: float | None = None  # runner targets whose device runs the images: % of top-1 changed
 
     def budget(self) -> Budget:
         return Budget(
@@ -342,6 +343,7 @@ class CheckSpec(Record):
             latency_ratio=self.max_latency_ratio,
             accuracy_drop=self.max_accuracy_drop,
             size_mb=self.max_size_mb,
+            disagreement=self.max_disagreement,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 # Every figure says where it comes from: measured on this machine, measured on the device
 # by the target's runner, or estimated by the cost model.
@@ -12,6 +13,12 @@ MEASURED, ON_DEVICE, ESTIMATED = "measured", "on-device", "estimated"
 @dataclass(frozen=True)
 class Latency:
     """Latency of one model on one target, in milliseconds, with where it came from."""
+
+    # Checked when a report is read (records.base): no measurement gives a zero or negative time.
+    BOUNDS: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(("p50", "p90", "p99", "mean", "samples", "threads"), "positive"),
+        **dict.fromkeys(("std", "runs", "load_ms", "peak_memory_mb"), "nonnegative"),
+    }
 
     p50: float
     p90: float

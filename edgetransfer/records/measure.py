@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from ..errors import EXIT_BUDGET, EXIT_INCONCLUSIVE, EXIT_OK
 from .base import Record
+from .delegation import Delegation
+from .device import DeviceAccuracy
 from .latency import Latency
 from .profile import OpProfile
 from .vocab import Status
@@ -37,12 +39,30 @@ class Measurement(Record):
             fp32 file run in bf16 by ``validate --bf16``); empty: the file's precision.
         profiles: per-op profiles, one per runtime measured (``validate --profile``), worst op first.
         tuning: ``validate --tune``'s trials summarised per runtime (default and winning medians).
+        delegation: how the runtime that ran the file here delegated it, observed (accelerator, nodes
+            taken, partitions, ops that fell back, ops left in float); ``None`` where nothing ran
+            (``compatibility`` holds the static prediction).
+        accuracy_by: who produced ``accuracy``: ``litert, host`` (a runtime on this machine) or the device's
+            label (``device: raspberrypi over ssh``); empty in reports written before it was recorded.
+        device_accuracy: on a runner target whose device ran the held-out images: the device's run against
+            this host's run of the same file (``accuracy`` and ``agreement`` are then the device's).
     """
 
     KIND: ClassVar[str] = "edgetransfer.measurement"
     SCHEMA: ClassVar[int] = 1
     # Written for readers of today's JSON, derived from the fields, ignored when read back.
     DERIVED: ClassVar[tuple[str, ...]] = ("latency_ms", "provenance", "runtime")
+    # Checked when read from JSON (records.base): a report is a gate's input, as untrusted as a model.
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "size_bytes": "positive",
+        "sha256": "sha256",
+        "accuracy": "fraction",
+        "agreement": "fraction",
+        "per_class_accuracy": "fraction",
+        "p90_repeats": "positive",
+        "ratio_repeats": "positive",
+        "peak_memory_mb": "positive",
+    }
 
     artifact: str
     format: str
@@ -67,6 +87,9 @@ class Measurement(Record):
     execution: str = ""
     profiles: tuple[OpProfile, ...] = ()
     tuning: dict = field(default_factory=dict)
+    delegation: Delegation | None = None
+    accuracy_by: str = ""
+    device_accuracy: DeviceAccuracy | None = None
 
     @property
     def label(self) -> str:
@@ -96,19 +119,22 @@ class Reference(Record):
     """The float Keras model on the same held-out data and host."""
 
     DERIVED: ClassVar[tuple[str, ...]] = ("latency_ms",)
+    BOUNDS: ClassVar[dict[str, str]] = {"accuracy": "fraction"}
 
     accuracy: float | None
     model: str
-    latency: Latency
+    latency: Latency | None = None  # None: predictions read from the export's stored reference, Keras not run
 
     def derived(self) -> dict[str, Any]:
         lat = self.latency
-        return {"latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99}}
+        return {"latency_ms": {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99} if lat is not None else None}
 
 
 @dataclass(frozen=True)
 class Best(Record):
     """Per target: the fastest artifact within the target's accuracy budget (and memory, where measured)."""
+
+    BOUNDS: ClassVar[dict[str, str]] = {"p50_ms": "positive", "accuracy": "fraction"}
 
     artifact: str
     p50_ms: float

@@ -24,7 +24,7 @@ class OpTime(Record):
     Attributes:
         time_ms: mean time per run; ``share``: of the ops' sum.
         kernel: the kernel the runtime picked (OpenVINO's ``brgconv_avx512_f32``), where it says.
-        kind / shape / macs / weight_bytes / act_bytes: the graph op's (:mod:`edgetransfer.evaluation.graphops`).
+        kind / shape / macs / weight_bytes / act_bytes: the graph op's (:mod:`edgetransfer.exporter.formats.graphops`).
         layer: the Keras layer the op came from, where its name says (tf2onnx and the TFLite
             converter keep the layer's name scope: ``model/block1a_dwconv/depthwise`` -> ``block1a_dwconv``).
         gmacs / peak_share: achieved GMAC/s and its share of the host's peak of ``precision``.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
+from ..errors import ConfigError, DataError, UnsafeFileError
 from .base import Record
 
 
@@ -37,6 +39,7 @@ class RunManifest(Record):
     """``manifest.json`` of a finished training run."""
 
     KIND: ClassVar[str] = "edgetransfer.run"
+    BOUNDS: ClassVar[dict[str, str]] = {"classes": "label"}  # checked when read (records.base)
     SCHEMA: ClassVar[int] = 2
 
     backbone: str
@@ -114,3 +117,68 @@ class ResumeState(Record):
 
     config: dict
     data: dict
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A finished run directory: ``model.keras``, ``manifest.json`` and two PNGs."""
+
+    run_dir: Path
+    manifest: RunManifest = field(repr=False)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest.classes)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.manifest.input_size)
+
+    @property
+    def has_float_model(self) -> bool:
+        """Whether the run has a Keras float model (a run imported from a .tflite/.onnx has none)."""
+        return "model" in self.manifest.files
+
+    @property
+    def model_path(self) -> Path:
+        if not self.has_float_model:
+            raise DataError(
+                "this run has no float Keras model (it was imported from an exported file)",
+                path=self.run_dir / "manifest.json",
+                fix="measure the file's own accuracy, or import the original Keras model for a float reference",
+            )
+        path = (self.run_dir / self.manifest.files["model"]).resolve()
+        if self.run_dir.resolve() not in path.parents:
+            raise UnsafeFileError(
+                f"manifest.json points the model outside the run folder ({path})",
+                path=self.run_dir / "manifest.json",
+                fix="restore the run's own manifest.json",
+            )
+        return path
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return self.manifest.metrics.val_accuracy
+
+    @classmethod
+    def from_dir(cls, run_dir: str | Path) -> TrainedModel:
+        """Open a finished run; a missing, partial or broken one is a clear error."""
+        run_dir = Path(run_dir)
+        path = run_dir / "manifest.json"
+        if not path.is_file():
+            partial = run_dir.with_name(run_dir.name + ".partial")
+            hint = (
+                " (an interrupted run: finish it with `edgetransfer train ... --resume`)" if partial.exists() else ""
+            )
+            raise ConfigError(
+                f"not a finished run directory: no manifest.json{hint}",
+                path=run_dir,
+                fix="pass the --out folder of a finished `edgetransfer train`",
+            )
+        return cls(run_dir, RunManifest.read(path))
+
+    def load_model(self):  # -> keras.Model
+        """The Keras model, loaded with ``safe_mode`` (no code from the file runs)."""
+        from ..safe_keras import load_model
+
+        return load_model(self.model_path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import gate
 from ..io import atomic_write
 from . import plots
 from .profile import html_section
@@ -23,6 +24,15 @@ from .profile import speed_lines as speed_lines
 def _drop(r) -> str:
     """Points of accuracy the file loses against the float model (negative: it gained)."""
     return f"{r.accuracy_drop:.2f}" if getattr(r, "accuracy_drop", None) is not None else "-"
+
+
+def _accuracy(r) -> str:
+    """``0.9530 (litert, host)`` / ``0.9480 (device: pi4 over ssh; agrees with host 99.2%)``: who produced it."""
+    by = getattr(r, "accuracy_by", "")
+    dev = getattr(r, "device_accuracy", None)
+    if dev is not None:
+        by += f"; agrees with host {100 * dev.agreement:.1f}%"
+    return f"{r.accuracy:.4f}" + (f" ({by})" if by else "")
 
 
 def _kib(n: int | None, ok: bool | None) -> str:
@@ -49,7 +59,7 @@ def table(report) -> tuple[list[str], list[list[str]]]:
             Path(r.artifact).name,
             r.target,
             getattr(r, "label", r.precision),  # "fp32 as bf16": bf16 execution of the fp32 file
-            f"{r.accuracy:.4f}",
+            _accuracy(r),
             _drop(r),
             f"{r.agreement:.4f}" if r.agreement is not None else "-",
             f"{lat.p50:.2f}",
@@ -78,6 +88,8 @@ def float_model_words(report) -> str:
     ref = report.reference
     if ref is None:
         return "No float model (a run imported from an exported file: accuracy without a drop)"
+    if ref.latency is None:
+        return f"Float model accuracy {ref.accuracy:.4f} (stored with the export: {ref.model})"
     return f"Float model accuracy {ref.accuracy:.4f}, Keras p50 {ref.latency.p50:.2f} ms"
 
 
@@ -89,7 +101,7 @@ def _rows(report) -> list[list[str]]:
 def best(report) -> dict:
     """``report.best`` without a file that does not fit its target's memory: a file that cannot
     run there is never the best (issue #26); such a target maps to None."""
-    unfit = {(r.artifact, r.target) for r in report.records if (getattr(r, "memory", None) or {}).get("fits") is False}
+    unfit = {(r.artifact, r.target) for r in report.records if not gate.fits(r)}
     out: dict = {t: (None if (b.artifact, t) in unfit else b) for t, b in report.best.items()}
     for _, target in sorted(unfit):
         out.setdefault(target, None)  # a target where nothing fits is said, not left out
@@ -236,7 +248,8 @@ def _tradeoff(report) -> str:
 def _distributions(report) -> str | None:
     """One box per (file, target) that was measured, labelled with the file's own name."""
     plt = plots._plt()
-    series = {"keras float (host)": list(report.reference.latency.samples)} if report.reference is not None else {}
+    ref = report.reference
+    series = {"keras float (host)": list(ref.latency.samples)} if ref is not None and ref.latency is not None else {}
     for r in report.records:
         if r.latency.provenance != "estimated" and r.latency.samples:
             series.setdefault(f"{Path(r.artifact).name} ({r.target})", list(r.latency.samples))

@@ -6,6 +6,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from ..errors import EdgeTransferError
+from ..io import append_text, atomic_write
 from ..records.measure import Verdict
 from ..records.vocab import Status
 
@@ -77,3 +78,31 @@ def junit_error_xml(artifact: str | Path, target: str, error: EdgeTransferError)
         f'time="0"><error type={quoteattr(type(error).__name__)} message={quoteattr(msg)}>{escape(msg)}'
         f"</error></testcase>\n</testsuite>\n"
     )
+
+
+# ----------------------------------------------------------------------------- the files the CI step reads
+
+
+def write_pending(path: Path, artifact: str | Path, target: str) -> None:
+    """An error case written before any model is loaded: a crash mid-check must leave an error, never a
+    stale pass."""
+    pending = EdgeTransferError("the check did not finish (the process ended before a verdict)")
+    text = junit_error_xml(artifact, target, pending)
+    atomic_write(path, text)
+
+
+def write_error(path: Path, artifact: str | Path, target: str, error: EdgeTransferError) -> None:
+    """This run's error as the JUnit file: a CI step reading it must see it, not the last run's pass."""
+    text = junit_error_xml(artifact, target, error)
+    atomic_write(path, text)
+
+
+def publish(verdicts: list[Verdict], junit: Path | None, summary: str | None) -> str | None:
+    """The JUnit file (``junit``) and the Markdown summary appended to ``summary`` (``$GITHUB_STEP_SUMMARY``),
+    each rendered before anything is written. Returns why the summary could not be written, or ``None``:
+    a summary that cannot be written must not turn the verdict into another exit code."""
+    xml = junit_xml(verdicts[0]) if len(verdicts) == 1 else junit_xml_many(verdicts)
+    markdown = "".join(summary_markdown(v) for v in verdicts)
+    if junit:
+        atomic_write(junit, xml)
+    return append_text(summary, markdown, "$GITHUB_STEP_SUMMARY") if summary else None

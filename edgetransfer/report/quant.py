@@ -66,9 +66,9 @@ def html_page(d: QuantDiagnosis) -> str:
 
 
 def check_path(path: str | Path) -> Path:
-    """Refuse, before any work, a page path holding a file that is not such a page (ConfigError, exit 2)."""
+    """Refuse, before any work, a page path holding a file that is not such a page nor empty (ConfigError, exit 2)."""
     path = Path(path)
-    if path.exists():
+    if path.exists() and not (path.is_file() and path.stat().st_size == 0):  # an empty file holds nothing (mktemp)
         try:
             ours = path.is_file() and TITLE in path.read_text(encoding="utf-8", errors="replace")[:4096]
         except OSError:

@@ -115,7 +115,8 @@ class Classifier:
         self, path: str | Path, *, threads: int | None = None, provider: str = "cpu", safe: bool | None = None
     ):
         """``safe``: probe the file in a child process first (:mod:`edgetransfer.runtime.safe`);
-        ``None`` (default) does so for files without a matching ``<file>.manifest.json``."""
+        ``None`` (default) does so unless these exact bytes passed a probe before (a manifest beside
+        the file is no proof: it is as easy to forge); ``True`` always; ``False`` never (files you trust)."""
         self.path = Path(path)
         _safe.guard(self.path, safe)
         self.session = load_session(self.path, threads, provider)

@@ -1,5 +1,9 @@
 """``python -m edgetransfer.runtime bench MODEL [--threads N] [--profile] [--json]``: measure on this machine.
 
+``python -m edgetransfer.runtime predict MODEL --inputs IN.npz --outputs OUT.npz``: run MODEL on
+every row of ``IN.npz`` (key ``x``, the model's input tensor) and write its outputs (key ``y``,
+one row per image): the device side of a runner's accuracy run (:mod:`.device_io`).
+
 Needs only the ``runtime`` extra, so it runs on a Raspberry Pi, a phone with Python, or a
 CI runner; ``edgetransfer validate`` calls it over a target's ``runner`` command.
 """
@@ -16,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeTransferError
-from ..evaluation.latency import measure
 from . import isolate, load_session, runtime_for
+from .latency import measure
 from .profile import profile
 
 
@@ -76,7 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--profile-runs", type=int, default=20, help="profiled runs (after the timed ones)")
     b.add_argument("--top", type=int, default=15, help="ops in the --profile table")
+    p = sub.add_parser("predict", help="outputs of MODEL on the input tensors of an .npz (a device's accuracy run)")
+    p.add_argument("model")
+    p.add_argument("--inputs", required=True, help=".npz with key x: the model's input tensor, one row per image")
+    p.add_argument("--outputs", required=True, help=".npz to write, key y: the model's outputs, one row per image")
+    p.add_argument("--threads", type=_count(1, 1024), default=None)
+    p.add_argument("--provider", default="cpu", help="ONNX Runtime provider short name")
     args = ap.parse_args(argv)
+    if args.cmd == "predict":
+        return _predict(args)
     prof = None
     try:
         lat = bench(args.model, args.threads, args.budget_s, args.warmup, args.min_runs, args.provider)
@@ -100,6 +112,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         if prof is not None:
             print(prof.render(args.top))
+    return 0
+
+
+def _predict(args) -> int:
+    from .device_io import predict
+
+    try:
+        done = predict(args.model, args.inputs, args.outputs, args.threads, args.provider)
+    except EdgeTransferError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    digest = hashlib.sha256(Path(args.model).read_bytes()).hexdigest()
+    print(json.dumps({"model": args.model, "sha256": digest, **done}))
     return 0
 
 

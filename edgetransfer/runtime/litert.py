@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError, RuntimeBackendError
+from . import litert_compiled
 from .base import InputSpec, quantize_input, require_file, require_finite, require_input_shape
 from .safe import check_input_spec
 
@@ -45,10 +46,11 @@ _NOISE = re.compile(
     rb"^INFO: (Created TensorFlow Lite (XNNPACK )?delegate for CPU\.|Initialized TensorFlow Lite runtime\.)\s*$"
 )
 _FD_LOCK = threading.Lock()
+NOISE = re.compile(_NOISE.pattern + rb"|" + litert_compiled.NOISE.pattern)
 
 
 @contextlib.contextmanager
-def quiet_native_stderr(noise: re.Pattern[bytes] = _NOISE) -> Iterator[None]:
+def quiet_native_stderr(noise: re.Pattern[bytes] | None = None) -> Iterator[None]:
     """While the block runs, lines native code writes to fd 2 that match ``noise`` are dropped;
     every other line is written to stderr afterwards (so errors are never hidden). Set
     ``EDGETRANSFER_NATIVE_LOGS=1`` to see everything as written."""
@@ -70,7 +72,8 @@ def quiet_native_stderr(noise: re.Pattern[bytes] = _NOISE) -> Iterator[None]:
             finally:
                 os.dup2(saved, 2)
                 sink.seek(0)
-                kept = [ln for ln in sink.read().splitlines(keepends=True) if not noise.match(ln)]
+                drop = noise or NOISE
+                kept = [ln for ln in sink.read().splitlines(keepends=True) if not drop.match(ln)]
                 if kept:
                     os.write(2, b"".join(kept))
         finally:
@@ -88,12 +91,14 @@ class _Session:
     interpreter's memory but not its speed: for parallel throughput load one session per thread.
     """
 
-    def __init__(self, interp, path: str | Path = "<model>"):
+    def __init__(self, interp, path: str | Path = "<model>", settings: dict | None = None):
         self.interp = interp
         self.path = Path(path)
+        self.settings = {"runtime": "litert", "api": litert_compiled.API_INTERPRETER, **(settings or {})}
         self._lock = threading.Lock()
         inp = interp.get_input_details()[0]
         self._out = interp.get_output_details()[0]
+        self.outputs = len(interp.get_output_details())  # run() reads the first: an importer refuses more
         scale, zp = inp["quantization"]
         self._in = inp
         self.input_spec = InputSpec(
@@ -154,17 +159,29 @@ class LiteRT:
         root = importlib.import_module(mod.__name__.split(".")[0])
         return f"{root.__name__} {getattr(root, '__version__', '?')}"
 
-    def load(self, path: str | Path, threads: int | None = None, settings: dict | None = None) -> _Session:
+    def load(self, path: str | Path, threads: int | None = None, settings: dict | None = None):
         """Load ``path`` with ``threads`` threads; ``settings``: ``{"op_resolver": "xnnpack"}`` (the default
-        delegate) or ``"builtin"`` (LiteRT's own kernels, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)."""
+        delegate) or ``"builtin"`` (LiteRT's own kernels, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES);
+        ``{"api": "compiled_model"}`` (the default where ``ai_edge_litert`` 2.x has it and the file has a static
+        batch of 1) or ``"interpreter"``. The session's ``settings`` say which API ran."""
         path = require_file(path)
         mod = interpreter_module()
         kw = {}
         resolver = (settings or {}).get("op_resolver", "xnnpack")
-        if resolver not in ("xnnpack", "builtin") or set(settings or {}) - {"op_resolver"}:
+        api = (settings or {}).get("api", "compiled_model")
+        if (
+            resolver not in ("xnnpack", "builtin")
+            or api not in ("compiled_model", "interpreter")
+            or set(settings or {}) - {"op_resolver", "api"}
+        ):
             raise ConfigError(
-                f"LiteRT settings {settings} are not ones it takes", fix="use op_resolver: xnnpack|builtin"
+                f"LiteRT settings {settings} are not ones it takes",
+                fix="use op_resolver: xnnpack|builtin, api: compiled_model|interpreter",
             )
+        if api == "compiled_model" and litert_compiled.available():
+            compiled = self._compiled(mod, path, threads, resolver)
+            if compiled is not None:
+                return compiled
         if resolver == "builtin":
             kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
@@ -173,7 +190,19 @@ class LiteRT:
                 for detail in interp.get_input_details()[:1]:  # before allocate_tensors sizes the buffers
                     check_input_spec(InputSpec(tuple(int(d) for d in detail["shape"]), "float32"), path)
                 interp.allocate_tensors()
-            return _Session(interp, path)
+            return _Session(interp, path, {"op_resolver": resolver, "threads": threads or "default"})
+        except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as exc:  # IndexError: no inputs
+            raise RuntimeBackendError(
+                f"LiteRT could not load the model ({exc})", path=path, fix="re-export it; check it is a .tflite file"
+            ) from None
+
+    @staticmethod
+    def _compiled(mod, path: Path, threads: int | None, resolver: str):
+        """A CompiledModel session, or None for a file the Interpreter must run (a dynamic batch)."""
+        try:
+            with quiet_native_stderr():
+                io = litert_compiled.compilable(mod, path)
+                return litert_compiled.load(path, threads, resolver, *io) if io is not None else None
         except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as exc:  # IndexError: no inputs
             raise RuntimeBackendError(
                 f"LiteRT could not load the model ({exc})", path=path, fix="re-export it; check it is a .tflite file"

@@ -102,6 +102,7 @@ class _Session:
         inp = sess.get_inputs()[0]
         self._name = inp.name
         self.input_spec = check_input_spec(input_spec(inp.shape, _DTYPES.get(inp.type, "float32")), path)
+        self.outputs = len(sess.get_outputs())  # run() reads the first: an importer refuses more
         self.providers = list(sess.get_providers())
         self.settings = {**settings, "providers": self.providers}
 

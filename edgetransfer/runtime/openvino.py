@@ -44,6 +44,25 @@ def _ov():
     return _lazy.require("openvino", extra="openvino")
 
 
+_CORE: list = []
+
+
+def core():
+    """The process's one ``openvino.Core``, kept until exit (the shape OpenVINO's docs recommend).
+
+    One per session was a crash: the CPU plugin of every Core installs its own alternate signal
+    stack on the thread that loads it and, when that Core is freed, puts back the one it found.
+    Cores freed in any order but the reverse of their creation (two sessions, then the garbage
+    collector) leave the thread's ``sigaltstack`` on a stack already unmapped; the next signal with
+    an ``SA_ONSTACK`` handler (every Python handler, faulthandler's too) then kills the process
+    with SIGSEGV: a Ctrl-C after validating on OpenVINO exited 139 instead of 130, with no
+    traceback. Seen with openvino 2026.4 (``create_plugin_engine`` in libopenvino_intel_cpu_plugin);
+    tests/unit/runtime/test_openvino_signals.py reproduces it in a child process."""
+    if not _CORE:
+        _CORE.append(_ov().Core())
+    return _CORE[0]
+
+
 class _Session:
     """A compiled OpenVINO model with one infer request; ``settings`` are read back from the plugin."""
 
@@ -55,6 +74,7 @@ class _Session:
         shape = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
         dtype = _DTYPES.get(port.get_element_type().get_type_name(), "float32")
         self.input_spec = input_spec(shape, dtype)
+        self.outputs = len(compiled.outputs)  # run() reads the first: an importer refuses more
         self.settings = settings
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -83,11 +103,10 @@ class OpenVINO:
             RuntimeBackendError: OpenVINO cannot read or compile the model.
         """
         path = require_file(path)
-        ov = _ov()
         config = compile_config(threads, settings)
+        ov_core = core()
         try:
-            core = ov.Core()
-            compiled = core.compile_model(core.read_model(str(path)), DEVICE, config)
+            compiled = ov_core.compile_model(ov_core.read_model(str(path)), DEVICE, config)
         except Exception as exc:  # OpenVINO raises RuntimeError / its own exception types
             raise RuntimeBackendError(
                 f"OpenVINO could not compile the model for {DEVICE} ({exc})",

@@ -85,7 +85,7 @@ def measure_peak(threads: int, budget_s: float = 1.0) -> dict[str, float]:
 
 
 def _host_key(threads: int) -> str:
-    from ..evaluation.latency import host_info
+    from .latency import host_info
 
     ort = _lazy.require("onnxruntime", extra="runtime")
     h = host_info()

@@ -14,7 +14,7 @@
   runner target LiteRT's own ``benchmark_model --enable_op_profiling=true`` gives the table:
   :func:`edgetransfer.runtime.op_table.parse_benchmark_model` reads it.
 
-Each op is joined by name to the graph's ops (:mod:`edgetransfer.evaluation.graphops`: kind, shape, MACs,
+Each op is joined by name to the graph's ops (:mod:`edgetransfer.exporter.formats.graphops`: kind, shape, MACs,
 bytes, the Keras layer its name scope names: :func:`keras_layers`) and rated against this host's
 measured GEMM peak (:func:`host_peak`, cached), worst first: the ops that lose the most milliseconds
 against the peak lead. Needs no TensorFlow.
@@ -77,7 +77,7 @@ class GraphOp:
 def onnx_graph_ops(path: str | Path) -> list[GraphOp]:
     """The ONNX file's nodes with names (``graphops.onnx_ops`` walks the same nodes in the same order)."""
     onnx = _lazy.require("onnx")
-    from ..evaluation import graphops
+    from ..exporter.formats import graphops
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     g = model.graph
@@ -311,15 +311,14 @@ def profile_ort(path: Path, threads: int | None, runs: int, warmup: int, setting
 def ov_compile(path: Path, threads: int | None, settings: dict | None = None, perf_count: bool = False):
     """An OpenVINO CPU ``CompiledModel`` with ``settings`` (:func:`edgetransfer.runtime.openvino.compile_config`:
     f32 and the LATENCY hint unless they say otherwise)."""
-    ov = _lazy.require("openvino", extra="openvino")
-    from .openvino import compile_config
+    from .openvino import compile_config, core
 
     config = compile_config(threads, settings)
     if perf_count:
         config["PERF_COUNT"] = True
+    ov_core = core()  # one per process: Cores freed out of order crashed the next signal (runtime/openvino.py)
     try:
-        core = ov.Core()
-        return core.compile_model(core.read_model(str(path)), "CPU", config)
+        return ov_core.compile_model(ov_core.read_model(str(path)), "CPU", config)
     except Exception as exc:
         raise RuntimeBackendError(f"OpenVINO could not compile the model for CPU ({exc})", path=path) from None
 

@@ -1,17 +1,23 @@
-"""The :class:`~edgetransfer.runtime.Classifier`'s safe mode: foreign files are probed in a child first.
+"""The :class:`~edgetransfer.runtime.Classifier`'s safe mode: every file is probed in a child first.
 
 LiteRT and ONNX Runtime are native code. A 6-byte mutant of a good ``.tflite`` corrupts LiteRT's
 heap ("double free or corruption", SIGABRT), and a 1 KB ONNX file whose ``ConstantOfShape``
 builds a 60000x60000 tensor takes 14 GB: loaded in the app's own process, such a file kills the
-app, and heap corruption from a file is a memory-safety exposure, not only a crash. So a file
-``edgetransfer export`` did not write (no ``<file>.manifest.json`` beside it whose sha256 matches)
-is first loaded and run once in a child process (:func:`edgetransfer.runtime.isolate.probe`)
-under an address-space limit and a timeout; only a file that passes is loaded in-process.
+app, and heap corruption from a file is a memory-safety exposure, not only a crash. So a file is
+first loaded and run once in a child process (:func:`edgetransfer.runtime.isolate.probe`) under
+an address-space limit and a timeout; only a file that passes is loaded in-process.
 
-Cost: one child process per file and process (results are cached by path and sha256), about a
-second on a desktop CPU for a small model (measured in ``tests/test_reliability_classifier.py``;
-see the README's "Run it in an app"). ``Classifier(path, safe=False)`` skips it for files you trust;
-``safe=True`` probes even a file with our manifest.
+A ``<file>.manifest.json`` beside the file is no reason to skip this (issue 37): it is as easy to
+forge as the file, sha256 included, so it proves nothing about where the bytes came from. What
+is remembered instead is the probe's own result: a pass is recorded under the user's cache folder
+(``probed/<sha256>``, with the limit and the edgetransfer version in the key), written only by
+this code after a child loaded and ran those exact bytes, so a later process (an app's next
+start) loads them without a child.
+
+Cost: one child process per new file (about a second on a desktop CPU for a small model;
+measured in ``tests/test_reliability_native.py``; see docs/tasks/runtime.md, "Safe mode"), nothing
+for a file probed before.
+``Classifier(path, safe=False)`` skips it for files you trust.
 """
 
 from __future__ import annotations
@@ -32,7 +38,11 @@ PROBE_MEMORY_MB = 4096  # the child's RLIMIT_AS: address space, so above the res
 
 
 def ours(path: str | Path) -> bool:
-    """``path`` has an ``edgetransfer export`` manifest beside it that names its exact bytes."""
+    """``path`` has an ``edgetransfer export`` manifest beside it that names its exact bytes.
+
+    Informative only (the files of a run, a report): it is no reason to trust the bytes, since
+    a forger writes the manifest too (:func:`guard` probes such files all the same).
+    """
     path = Path(path)
     manifest = path.with_name(path.name + ".manifest.json")
     try:
@@ -49,6 +59,13 @@ def ours(path: str | Path) -> bool:
         return False
 
 
+def _passed_marker(digest: str, memory_mb: int) -> Path:
+    from .._version import __version__
+    from .peak import cache_dir
+
+    return cache_dir() / "probed" / f"{digest}-{int(memory_mb)}-{__version__}"
+
+
 def guard(
     path: str | Path,
     safe: bool | None,
@@ -56,7 +73,8 @@ def guard(
     timeout_s: float = PROBE_TIMEOUT_S,
     memory_mb: int = PROBE_MEMORY_MB,
 ) -> bool:
-    """Probe ``path`` in a child process when ``safe`` is true, or ``None`` and the file is not ours.
+    """Probe ``path`` in a child process unless ``safe`` is ``False`` or these exact bytes passed a
+    probe under the same limit before (recorded under the cache folder; ``safe=True`` ignores that).
 
     Returns whether it probed.
 
@@ -64,11 +82,24 @@ def guard(
         RuntimeBackendError: the child crashed, hung or ran out of memory on the file (names it).
         EdgeTransferError: what loading it raised in the child (same class), e.g. damaged metadata.
     """
-    if safe is False or (safe is None and ours(path)):
+    if safe is False:
         return False
     from . import isolate
 
+    try:
+        digest = sha256_file(path)
+    except OSError:
+        digest = ""  # the probe names the unreadable file
+    marker = _passed_marker(digest, memory_mb) if digest else None
+    if safe is None and marker is not None and marker.is_file():
+        return False
     isolate.probe(path, timeout_s=timeout_s, memory_mb=memory_mb)
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:  # a read-only cache only costs the next process a probe
+            pass
     return True
 
 

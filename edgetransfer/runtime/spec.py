@@ -48,6 +48,8 @@ class RuntimeSpec:
         tune_candidates: settings ``validate --tune`` tries besides the thread count, in the runtime's own
             keys (``load(path, threads, settings)`` takes them back).
         bf16: the settings that run an fp32 file in bf16 where the CPU has bf16 units (empty: never).
+        observer: ``module:function(path, provider, threads) -> Delegation``: how the runtime delegated a
+            file it loaded here (:mod:`edgetransfer.runtime.delegation`), or ``""`` where it cannot say.
     """
 
     name: str
@@ -67,6 +69,7 @@ class RuntimeSpec:
     default_settings: dict = field(default_factory=dict, hash=False)
     tune_candidates: tuple[dict, ...] = field(default=(), hash=False)
     bf16: dict = field(default_factory=dict, hash=False)
+    observer: str = ""
 
     def runtime(self, provider: str = "cpu") -> Any:
         """An instance of the runtime (``provider`` only where :attr:`providers` has it)."""
@@ -155,6 +158,7 @@ register(
         # BUILTIN_WITHOUT_DEFAULT_DELEGATES), the only kernel switch the Python Interpreter exposes;
         # XNNPACK flags and its weight cache are options of the CompiledModel API (runtime/tune.py says why not)
         tune_candidates=({"op_resolver": "xnnpack"}, {"op_resolver": "builtin"}),
+        observer="edgetransfer.runtime.delegation:observe_litert",
     )
 )
 register(
@@ -175,6 +179,7 @@ register(
             for level in ("all", "extended", "basic")
             for spin in (True, False)
         ),
+        observer="edgetransfer.runtime.delegation:observe_ort",
     )
 )
 register(
@@ -198,6 +203,7 @@ register(
         # the CPU plugin computes in bf16 on AVX512-BF16 / AMX when asked (docs.openvino.ai, "CPU Device",
         # Inference Precision); load() pins f32 otherwise
         bf16={"INFERENCE_PRECISION_HINT": "bf16"},
+        observer="edgetransfer.runtime.delegation:observe_openvino",
     )
 )
 register(
@@ -229,3 +235,37 @@ def get(name: str) -> RuntimeSpec:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(f"unknown runtime {name!r}", fix=f"{hint}use one of {', '.join(_SPECS)}")
     return _SPECS[name]
+
+
+# More threads than any CPU edgetransfer runs on has: a recorded figure above is not a setting.
+MAX_THREADS = 1024
+
+
+def check_settings(name: str, settings: dict, where: str) -> dict:
+    """``settings`` recorded for runtime ``name`` (a report read by ``--settings-from``), checked before
+    a runtime is loaded with them: ``threads`` a whole number from 1 to :data:`MAX_THREADS`, every other
+    key one the runtime declares (its defaults, tuning candidates or bf16 switch) with one of its values.
+
+    Raises:
+        ConfigError: names the key, the value and what is allowed (issue 37: ``threads: "four"`` was
+            an internal error, ``threads: 1000000000`` or ``2.5`` were used as given).
+    """
+    spec = get(name)
+    allowed: dict[str, list] = {}
+    for options in (spec.default_settings, *spec.tune_candidates, spec.bf16):
+        for key, value in options.items():
+            allowed.setdefault(key, []).append(value)
+    for key, value in settings.items():
+        if key == "threads":
+            ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_THREADS
+            wanted = f"a whole number from 1 to {MAX_THREADS}"
+        else:
+            ok = key in allowed and any(type(value) is type(v) and value == v for v in allowed[key])
+            wanted = f"one of {sorted(map(repr, dict.fromkeys(allowed[key])))}" if key in allowed else ""
+        if not ok:
+            what = f"{key} {value!r} is not {wanted}" if wanted else f"{key!r} is not a setting of {name}"
+            raise ConfigError(
+                f"{where}: {what}",
+                fix="pass a report written by `validate --tune` unedited (or drop --settings-from)",
+            )
+    return settings

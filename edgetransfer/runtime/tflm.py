@@ -256,12 +256,13 @@ class TFLM:
 def estimate_latency(tflite_path: str | Path, profile):
     """Estimated latency of a full-int8 file on a ``runtime: tflm`` profile (labelled ``estimated``).
 
-    Reuses :func:`edgetransfer.evaluation.latency.estimate`, whose ``Device`` schema fits a microcontroller:
+    Reuses :func:`edgetransfer.runtime.latency.estimate`, whose ``Device`` schema fits a microcontroller:
     the profile's ``device.peak_gmacs.int8`` is ``clock_mhz x int8 MACs/cycle / 1000``, so each
     op costs ``max(MACs / (clock x MACs_per_cycle x efficiency[kind]), bytes / memory_gbps)``
     plus ``per_op_us``, summed with ``fixed_ms``.
     """
-    from ..evaluation import graphops, latency
+    from ..exporter.formats import graphops
+    from . import latency
 
     if profile.device is None:
         raise ConfigError(

@@ -29,11 +29,11 @@ from ..data import tfdata
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, require_outside, require_writable, write_json
 from ..records import DataInfo, Metrics, RunManifest
+from ..records.run import TrainedModel
 from . import cluster as cluster_lib
 from . import interrupt, rundir
 from .config import RECIPE_SOURCES, WORKFLOWS, Plan, TrainConfig, choose
 from .fit import FitContext, FitResult, predict_files
-from .rundir import TrainedModel
 
 __all__ = ["WORKFLOWS", "Plan", "TrainConfig", "TrainedModel", "choose", "train"]
 log = logging.getLogger("edgetransfer")
@@ -144,8 +144,7 @@ def train(
     )
     if cluster and not cluster.is_chief:
         return _train_worker(ctx_of, ds, out)
-    partial = rundir.prepare(out, resume)
-    with rundir.locked(partial), interrupt.guard():
+    with rundir.claim(out, resume) as partial, interrupt.guard():
         full = False
         try:
             rundir.check_resume(partial, resume, cfg, data_now)
@@ -168,7 +167,6 @@ def train(
             full = True
         if full:  # outside the except block, so the failed writes' frames can be freed
             rundir.disk_full(partial)
-    rundir.finalize(partial, out)
     return TrainedModel(out, manifest)
 
 

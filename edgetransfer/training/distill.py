@@ -35,7 +35,7 @@ from .._progress import progress
 from ..backbones.weights import sha256_file
 from ..data import ImageFile, tfdata
 from ..errors import ConfigError
-from .rundir import TrainedModel
+from ..records.run import TrainedModel
 
 log = logging.getLogger("edgetransfer")
 LOSS = "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, softmax(s))  (Hinton et al. 2015)"
@@ -73,7 +73,15 @@ def load_teacher(path: str | Path, classes: Sequence[str] | None = None) -> Teac
             path=path,
             fix="train the teacher on the same class folders as --data (or pass another --teacher)",
         )
-    return Teacher(run, sha256_file(run.model_path)[:16])
+    model = run.model_path
+    if not model.is_file():  # deleted, or a folder in its place: exit 2 naming it, not an internal error
+        what = "a folder" if model.is_dir() else "missing"
+        raise ConfigError(
+            f"the teacher's model file {model.name} is {what}",
+            path=model,
+            fix="pass the --out folder of a finished `edgetransfer train` whose model.keras is intact",
+        )
+    return Teacher(run, sha256_file(model)[:16])
 
 
 def distill_loss(n_classes: int, temperature: float, alpha: float, label_smoothing: float = 0.0):

@@ -11,7 +11,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from .adb import AdbRunner, parse_benchmark_model
-from .base import DEFAULT_TIMEOUT_S, Runner, RunnerResult, _fail
+from .base import DEFAULT_TIMEOUT_S, DeviceOutputs, Runner, RunnerResult, _fail
 from .command import CommandRunner
 from .ssh import SshRunner
 
@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "AdbRunner",
     "CommandRunner",
+    "DeviceOutputs",
     "Runner",
     "RunnerResult",
     "SshRunner",

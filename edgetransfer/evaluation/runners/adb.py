@@ -13,9 +13,22 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from ...errors import ConfigError, RuntimeBackendError
-from ..latency import MEASURED, Latency
-from .base import _SAFE_PATH, DEFAULT_TIMEOUT_S, RunnerResult, _Call, _check_common, _fail, _tail
+from ...runtime.latency import MEASURED, Latency
+from .base import (
+    _SAFE_PATH,
+    DEFAULT_TIMEOUT_S,
+    DeviceOutputs,
+    RunnerResult,
+    _Call,
+    _check_common,
+    _fail,
+    _outputs,
+    _predict_argv,
+    _tail,
+)
 from .ssh import _cleanup
 
 # The summary line of LiteRT's benchmark tool, BenchmarkLoggingListener::OnBenchmarkEnd in
@@ -99,10 +112,28 @@ def parse_benchmark_model(text: str, threads: int | None = None) -> Latency:
 
 @dataclass(frozen=True)
 class AdbRunner:
-    """An Android device over ``adb`` with LiteRT's ``benchmark_model`` binary pushed to it."""
+    """An Android device over ``adb`` with LiteRT's ``benchmark_model`` binary pushed to it.
+
+    ``benchmark_model`` gives latency only. LiteRT's on-device accuracy tools (``inference_diff``,
+    ``run_eval``) are native binaries built from source for the phone's ABI and read images, not our
+    input tensors, so they are not used. A phone with Python (Termux, ``pip install
+    "edgetransfer[runtime]"``) runs the held-out images itself: set ``python`` to its interpreter
+    (e.g. ``/data/data/com.termux/files/usr/bin/python``) and validate scores the phone's outputs.
+
+    Attributes:
+        serial: the device's serial (``adb -s``); empty: the only device attached.
+        benchmark_model: where LiteRT's ``benchmark_model`` binary is on the device.
+        remote_dir: an absolute device folder the model is pushed into (and removed from).
+        use_gpu: run with the GPU delegate (``--use_gpu=true``).
+        use_nnapi: run with the NNAPI delegate (``--use_nnapi=true``); not with ``use_gpu``.
+        timeout_s: seconds the whole measurement may take before the device counts as hung (exit 3).
+        python: the device's Python with ``edgetransfer[runtime]`` (Termux); set: the phone runs the
+            held-out images and its accuracy is measured.
+    """
 
     serial: str | None = None
     benchmark_model: str = "/data/local/tmp/benchmark_model"
+    python: str | None = None
     remote_dir: str = "/data/local/tmp"
     use_gpu: bool = False
     use_nnapi: bool = False
@@ -127,6 +158,12 @@ class AdbRunner:
                 self.profile,
                 "benchmark_model applies one delegate: keep one",
             )
+        if self.python is not None and not _SAFE_PATH.match(self.python) and self.python not in ("python", "python3"):
+            raise _fail(
+                f"runner.python {self.python!r} must be python3 or an absolute device path of [A-Za-z0-9_./-]",
+                self.profile,
+                "use e.g. /data/data/com.termux/files/usr/bin/python",
+            )
         if self.serial is not None and (not self.serial or any(c.isspace() for c in self.serial)):
             raise _fail(
                 f"runner.serial {self.serial!r} is not a device serial", self.profile, "copy it from `adb devices`"
@@ -135,6 +172,56 @@ class AdbRunner:
     @property
     def device_label(self) -> str:
         return f"adb device {self.serial}" if self.serial else "the adb device"
+
+    @property
+    def predicts(self) -> str:
+        return f"{self.python} -m edgetransfer.runtime predict on {self.device_label}" if self.python else ""
+
+    def predict(self, model: Path, x: np.ndarray, threads: int | None = None) -> DeviceOutputs:
+        """Push ``model`` and the inputs, run ``python -m edgetransfer.runtime predict`` with the phone's
+        Python (``runner.python``), pull the outputs, remove the copies.
+
+        Raises:
+            ConfigError: ``runner.python`` is not set (benchmark_model alone gives latency only).
+            RuntimeBackendError: no device, a failed push, run or pull, an unusable output file, timeout.
+        """
+        import tempfile
+
+        from ...runtime.device_io import INPUTS_KEY, write_npz
+
+        if not self.python:
+            raise _fail(
+                "this adb runner measures latency only (benchmark_model): it has no runner.python to run the "
+                "held-out images on the phone",
+                self.profile,
+                "install Python and edgetransfer[runtime] on the phone (Termux) and set runner.python",
+            )
+        call = _Call("adb", self.device_label, self.profile, self.timeout_s)
+        argv = self._adb("shell", "getprop", "ro.product.model")
+        res = call.exec(argv)
+        self._check(call, argv, res)
+        device = res.stdout.strip() or self.device_label
+        base = f"{self.remote_dir.rstrip('/')}/edgetransfer-{uuid.uuid4().hex[:12]}"
+        r_model, r_in, r_out = base + Path(model).suffix, base + "-x.npz", base + "-y.npz"
+        argv = self._adb("shell", shlex.join(_predict_argv(self.python, r_model, r_in, r_out, threads)))
+        rm = self._adb("shell", shlex.join(["rm", "-f", r_model, r_in, r_out]))
+        with tempfile.TemporaryDirectory(prefix="edgetransfer-") as tmp:
+            local_in = write_npz(Path(tmp) / "x.npz", **{INPUTS_KEY: x})
+            local_out = Path(tmp) / "y.npz"
+            try:
+                for step in (
+                    self._adb("push", str(model), r_model),
+                    self._adb("push", str(local_in), r_in),
+                    argv,
+                    self._adb("pull", r_out, str(local_out)),
+                ):
+                    self._check(call, step, call.exec(step), python=step is argv)
+                y, runtime = _outputs(call, argv, local_out, len(x))
+            except RuntimeBackendError as exc:
+                _cleanup(call, rm, base + "*", exc)
+                raise
+        _cleanup(call, rm, base + "*", None)
+        return DeviceOutputs(y, runtime, device, argv, self.kind)
 
     def _adb(self, *args: str) -> list[str]:
         return ["adb", *(["-s", self.serial] if self.serial else []), *args]
@@ -192,10 +279,17 @@ class AdbRunner:
         )
         return RunnerResult(lat, device, argv, self.kind, res.stdout + "\n" + res.stderr if profile else "")
 
-    def _check(self, call: _Call, argv: list[str], res: subprocess.CompletedProcess) -> None:
+    def _check(self, call: _Call, argv: list[str], res: subprocess.CompletedProcess, python: bool = False) -> None:
         if res.returncode == 0:
             return
         err = _tail(res.stderr or res.stdout)
+        if python and (res.returncode == 127 or "not found" in err or "No module named" in err):
+            raise call.error(  # the phone's Python (runner.python) or its edgetransfer is missing
+                argv,
+                f"failed (exit {res.returncode}: {err})",
+                f"on the phone (Termux): pkg install python, then {self.python} -m pip install "
+                '"edgetransfer[runtime]"; or set runner.python to the interpreter\'s path',
+            )
         if re.search(r"no devices|device .*not found|device offline|unauthorized|more than one device", err):
             raise call.error(
                 argv,

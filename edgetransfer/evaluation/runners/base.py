@@ -6,10 +6,15 @@ A runner is the ``runner:`` part of a target profile, one frozen dataclass per k
     runner: {kind: adb, benchmark_model: /data/local/tmp/benchmark_model}  # LiteRT's native benchmark tool
     runner: {kind: command, template: "my-farm-cli run {model} --threads {threads}"}
     runner: "my-farm-cli run {model} --threads {threads}"                  # same as kind: command
+    runner: {kind: command, template: "dev-run {model} {inputs} {outputs}"} # + the device's outputs
 
 ``Runner.run(model, threads)`` copies the model to the device, measures it there, reads the
 device's identity and removes the copy again (also when the run fails or times out). Every
 failure is a :class:`RuntimeBackendError` naming the device, the command and a fix.
+
+``Runner.predict(model, x, threads)`` (where :attr:`Runner.predicts`) runs the model on the device
+over the input tensors ``x`` (one ``.npz`` there, key ``x``) and brings its outputs back (one
+``.npz``, key ``y``, one row per image): the device's own accuracy (:mod:`...runtime.device_io`).
 """
 
 from __future__ import annotations
@@ -27,14 +32,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
+import numpy as np
+
 from ...errors import ConfigError, RuntimeBackendError
-from ..latency import MEASURED, Latency
+from ...runtime.latency import MEASURED, Latency
 
 DEFAULT_TIMEOUT_S = 300.0
 # Removing the copy gets its own time limit: it also runs after the run's limit is spent.
 CLEANUP_TIMEOUT_S = 30.0
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
-_TEMPLATE_FIELDS = {"model", "threads"}
+_TEMPLATE_FIELDS = {"model", "threads", "inputs", "outputs"}
+_IO_FIELDS = {"inputs", "outputs"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,17 @@ class RunnerResult:
     command: list[str]  # the measuring command, as run
     kind: str  # ssh, adb or command
     output: str = ""  # the measuring command's own output, kept when asked for a per-op profile
+
+
+@dataclass(frozen=True)
+class DeviceOutputs:
+    """The device's outputs for input tensors it was sent (``Runner.predict``)."""
+
+    y: np.ndarray  # [images, classes] float32, the file's output dequantized
+    runtime: str  # what the device says it ran ("" if it says nothing)
+    device: str
+    command: list[str]
+    kind: str
 
 
 @runtime_checkable
@@ -63,6 +82,13 @@ class Runner(Protocol):
     def run(self, model: Path, threads: int | None = None, profile: bool = False) -> RunnerResult:
         """Measure ``model`` on the device with ``threads`` threads (its default when ``None``); with
         ``profile`` (only where :attr:`op_profile` says how) keep the output holding the op table."""
+
+    @property
+    def predicts(self) -> str:
+        """How the device runs a file on input tensors (``Runner.predict``), or ``""``: it gives latency only."""
+
+    def predict(self, model: Path, x: np.ndarray, threads: int | None = None) -> DeviceOutputs:
+        """The device's outputs of ``model`` on the input tensors ``x`` (one row per image)."""
 
 
 def _fail(problem: str, profile: str, fix: str) -> ConfigError:
@@ -180,3 +206,24 @@ def _latency(doc: dict, device: str) -> Latency:
 
 
 # -- parsing a profile's runner: ------------------------------------------------------------------
+
+
+def _outputs(call: _Call, argv: list[str], path: Path, images: int) -> tuple[np.ndarray, str]:
+    """The device's output file, read strictly; a bad one is the device's failure (exit 3), naming the file."""
+    from ...errors import DataError
+    from ...runtime import device_io
+
+    try:
+        return device_io.read_outputs(path, images)
+    except DataError as exc:
+        raise call.error(
+            argv,
+            f"left an unusable output file ({exc.problem})",
+            "the device must write an .npz with key 'y', one row of scores per input image "
+            "(`python -m edgetransfer.runtime predict` does)",
+        ) from None
+
+
+def _predict_argv(python: str, model: str, inputs: str, outputs: str, threads: int | None) -> list[str]:
+    argv = [python, "-m", "edgetransfer.runtime", "predict", model, "--inputs", inputs, "--outputs", outputs]
+    return argv + (["--threads", str(threads)] if threads else [])

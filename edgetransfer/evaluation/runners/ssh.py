@@ -9,17 +9,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from ...errors import RuntimeBackendError
 from .base import (
     _SAFE_PATH,
     CLEANUP_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
+    DeviceOutputs,
     RunnerResult,
     _bench_json,
     _Call,
     _check_common,
     _fail,
     _latency,
+    _outputs,
+    _predict_argv,
     _tail,
 )
 
@@ -29,6 +34,13 @@ class SshRunner:
     """A Linux device reachable over ``ssh`` with Python and ``edgetransfer[runtime]`` installed.
 
     Logs in non-interactively (``BatchMode=yes``: a key, no password prompt that would hang CI).
+
+    Attributes:
+        host: ``user@host`` as ssh takes it, or a ``Host`` alias from ``~/.ssh/config``.
+        port: the ssh port (empty: ssh's own default, 22).
+        python: the device's Python interpreter, which has ``edgetransfer[runtime]`` installed.
+        remote_dir: an absolute folder on the device the model is copied into (and removed from).
+        timeout_s: seconds the whole measurement may take before the device counts as hung (exit 3).
     """
 
     host: str  # user@host as ssh takes it, or a Host alias from ~/.ssh/config
@@ -91,6 +103,48 @@ class SshRunner:
             raise
         _cleanup(call, self._ssh(shlex.join(["rm", "-f", remote])), remote, None)
         return RunnerResult(_latency(doc, device), device, argv, self.kind)
+
+    @property
+    def predicts(self) -> str:
+        return f"{self.python} -m edgetransfer.runtime predict on {self.host}"
+
+    def _scp(self, src: str, dst: str) -> list[str]:
+        port = ["-P", str(self.port)] if self.port else []
+        return ["scp", "-q", *self._opts(), *port, src, dst]
+
+    def predict(self, model: Path, x: np.ndarray, threads: int | None = None) -> DeviceOutputs:
+        """Copy ``model`` and the inputs (``.npz``) over, run ``python -m edgetransfer.runtime predict``
+        there, copy the outputs back, remove all three copies.
+
+        Raises:
+            RuntimeBackendError: unreachable host, failed copy or run, an unusable output file, timeout.
+        """
+        import tempfile
+
+        from ...runtime.device_io import INPUTS_KEY, write_npz
+
+        call = _Call("ssh", self.host, self.profile, self.timeout_s)
+        device = self._identity(call)
+        base = f"{self.remote_dir.rstrip('/')}/edgetransfer-{uuid.uuid4().hex[:12]}"
+        r_model, r_in, r_out = base + Path(model).suffix, base + "-x.npz", base + "-y.npz"
+        argv = self._ssh(shlex.join(_predict_argv(self.python, r_model, r_in, r_out, threads)))
+        rm = self._ssh(shlex.join(["rm", "-f", r_model, r_in, r_out]))
+        with tempfile.TemporaryDirectory(prefix="edgetransfer-") as tmp:
+            local_in = write_npz(Path(tmp) / "x.npz", **{INPUTS_KEY: x})
+            local_out = Path(tmp) / "y.npz"
+            try:
+                for src, dst, step in ((str(model), r_model, "copy"), (str(local_in), r_in, "copy")):
+                    scp = self._scp(src, f"{self.host}:{dst}")
+                    self._check(call, scp, call.exec(scp), step)
+                self._check(call, argv, call.exec(argv), "predict")
+                back = self._scp(f"{self.host}:{r_out}", str(local_out))
+                self._check(call, back, call.exec(back), "copy back")
+                y, runtime = _outputs(call, argv, local_out, len(x))
+            except RuntimeBackendError as exc:
+                _cleanup(call, rm, base + "*", exc)
+                raise
+        _cleanup(call, rm, base + "*", None)
+        return DeviceOutputs(y, runtime, device, argv, self.kind)
 
     def _identity(self, call: _Call) -> str:
         argv = self._ssh("uname -a")

@@ -10,7 +10,7 @@ TensorFlow (the app-side ``edgetransfer.runtime`` uses it). The exporter and the
 doctor ask a spec and never compare format names.
 
 Adding a format is adding one module that calls :func:`register`, and its name to
-``_MODULES`` (the README's "Adding a format or a runtime" lists what the module provides).
+``_MODULES`` (docs/development.md, "Adding a format or a runtime", lists what the module provides).
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from typing import Any
 from ...errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+# Computed in integers end to end. "dynamic" (dynamic-range) stores int8 weights but computes in float: its
+# activations are float, quantized on the fly per op where a kernel has a hybrid path (TFLite post-training
+# quantization guide, "Dynamic range quantization"), so an integer-only accelerator cannot run it.
+INTEGER_PRECISIONS = ("int8", "int16x8")
 _MODULES = ("tflite", "onnx", "tflm")
 
 

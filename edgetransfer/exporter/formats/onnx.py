@@ -43,6 +43,13 @@ OPTIONS = {
     # not fuse (measured: digits Lite0 64 px 29 ms against 0.6 ms for ours), so the p50 bound usually refuses it;
     # last, past the doctor's MAX_OPTION_ATTEMPTS: offered to a recipe, not spent in every search
     "nncf_bias_correction": "NNCF post-training quantization with fast bias correction (extra: quant)",
+    # 7-bit weights ([-64, 64]): ONNX Runtime's U8S8 kernels on x86 without VNNI add adjacent u8 x s8 products in
+    # int16 (vpmaddubsw) and saturate; 2 x 255 x 64 = 32640 never does (onnxruntime.ai "Quantize ONNX models",
+    # U8U8 and reduce_range; edgetransfer.isa). Chosen by export for targets whose isa says so, not by the doctor.
+    "reduce_range": "7-bit weights: no U8S8 saturation on x86 CPUs without VNNI (AVX2)",
+    # uint8 weights (U8U8): MLAS's U8U8 kernel widens both to int16 and accumulates pairs in int32 (vpmaddwd),
+    # so nothing saturates, and the weights keep 8 bits (the same guide's other remedy)
+    "u8u8": "uint8 weights (U8U8): no saturation on x86 CPUs without VNNI, 8-bit weights kept",
 }
 SPEC = register(
     FormatSpec(
@@ -51,7 +58,7 @@ SPEC = register(
         precisions=("fp32", "fp16", "dynamic", "int8"),
         runtimes=("onnxruntime", "openvino"),
         exporter=__name__,
-        op_reader="edgetransfer.evaluation.graphops:onnx_ops",
+        op_reader="edgetransfer.exporter.formats.graphops:onnx_ops",
         metadata_reader="edgetransfer.runtime.onnxrt:onnx_metadata",
         layouts=("nhwc", "nchw"),
         calibration_methods=("minmax", "entropy", "percentile"),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import _lazy
+from ..._quiet import quiet_onnxruntime_quantization
 
 if TYPE_CHECKING:
     from ..quantization import Calibration, QuantRecipe
@@ -52,6 +53,7 @@ def _quantize(
 ) -> None:
     q = _lazy.require("onnxruntime.quantization", extra="runtime")
     onnx = _lazy.require("onnx")
+    quiet_onnxruntime_quantization()  # its prints and root-logger warnings: debug records (issue #38)
     if recipe.precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -87,8 +89,9 @@ def _quantize(
             quant_format=q.QuantFormat.QDQ,
             per_channel=recipe.per_channel,
             activation_type=q.QuantType.QUInt8,
-            weight_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QUInt8 if "u8u8" in recipe.options else q.QuantType.QInt8,
             calibrate_method=method,
+            reduce_range="reduce_range" in recipe.options,  # 7-bit weights (formats/onnx.py OPTIONS)
             nodes_to_exclude=floats,  # mixed precision: these nodes stay float
             extra_options=extra,  # and these activations are 16-bit, plus the recipe's options
         )

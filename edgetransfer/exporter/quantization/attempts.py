@@ -14,12 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ... import metrics
 from ...errors import EXIT_BUDGET, EdgeTransferError
-from ...evaluation import latency
-from ...evaluation.heldout import HeldOut, predict, probe_batch, reference_probs
-from ...runtime import load_session, runtime_for
-from ...training import TrainedModel
+from ...evaluation.accuracy import Evaluator
 from .. import formats
 from .calibration import Calibration
 from .integer import float_ops
@@ -38,9 +34,6 @@ MAX_P50_RATIO = 1.5
 
 
 A16 = "a16:"  # a keep_float entry naming an activation tensor kept at 16 bits (formats/onnx.py's A16)
-
-
-LATENCY_BUDGET_S = 0.5  # per attempt; latency.measure runs at least 20 timed runs anyway
 
 
 # A remedy "moved" the error when the output SNR changed by this much: the same recipe calibrated on 200,
@@ -75,15 +68,6 @@ class WrittenFile(Protocol):
 Writer = Callable[..., WrittenFile]
 
 
-@dataclass
-class Held:
-    """The held-out data and the float model's accuracy on it (computed once, on first use)."""
-
-    data: HeldOut
-    reference: float | None = None
-    probs: Any = None  # the float model's probabilities on ``data`` (numpy array)
-
-
 @dataclass(frozen=True)
 class DoctorResult:
     """One int8 file's search: the file written, every attempt, which was chosen, whether it met the budget."""
@@ -103,14 +87,6 @@ def recipe_dict(recipe: QuantRecipe) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()}
 
 
-def _reference(run: TrainedModel, held: Held) -> float:
-    if held.reference is None:
-        probs, _ = reference_probs(run, held.data.x)
-        held.probs = probs
-        held.reference = metrics.scores(probs, held.data.y, len(run.classes), str(run.model_path)).accuracy
-    return held.reference
-
-
 def output_snr_db(reference, probs) -> float | None:
     """Signal-to-noise ratio (dB) of a file's output probabilities against the float model's: a continuous
     measure of the error a recipe leaves, where accuracy on a few hundred images moves by whole images."""
@@ -121,19 +97,6 @@ def output_snr_db(reference, probs) -> float | None:
         return None
     noise = float(((ref - got) ** 2).sum())
     return round(10 * math.log10(float((ref**2).sum()) / noise), 2) if noise > 0 else 99.0
-
-
-def _measure(path: Path, held: Held, n_classes: int):
-    """Accuracy on the held-out data, host p50 (ms), output SNR and the per-image hits of one file, in its
-    default runtime."""
-    x = held.data.x
-    probs = predict(load_session(path), x, str(path))
-    acc = metrics.scores(probs, held.data.y, n_classes, str(path)).accuracy
-    lat = latency.measure(
-        lambda: runtime_for(path).load(path, None), probe_batch(x.shape[1]), budget_s=LATENCY_BUDGET_S
-    )
-    snr = output_snr_db(held.probs, probs) if held.probs is not None else None
-    return acc, lat.p50, snr, probs.argmax(axis=1) == held.data.y
 
 
 def paired_interval(a, b) -> tuple[float, float, float]:
@@ -166,12 +129,10 @@ def judge(rec: dict, base: dict, hits, base_hits) -> None:
 class _Search:
     """The attempts of one int8 file, each written to a scratch folder and measured."""
 
-    def __init__(
-        self, src, run: TrainedModel, fmt: str, layout: str, held: Held, budget: float, scratch: Path, write: Writer
-    ):
-        self.src, self.run, self.fmt, self.layout, self.write = src, run, fmt, layout, write
-        self.held, self.budget, self.scratch = held, budget, scratch
-        self.reference = _reference(run, held)
+    def __init__(self, src, ev: Evaluator, fmt: str, layout: str, budget: float, scratch: Path, write: Writer):
+        self.src, self.run, self.fmt, self.layout, self.write = src, ev.run, fmt, layout, write
+        self.ev, self.budget, self.scratch = ev, budget, scratch
+        self.reference = ev.require_reference()
         self.attempts: list[dict] = []
         self.paths: dict[int, Path] = {}
         self.cals: dict[int, Calibration] = {}
@@ -205,7 +166,9 @@ class _Search:
             src, notes = self.source(recipe)
             art = self.write(src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
                                  keep_float=keep, notes=notes)  # fmt: skip
-            acc, p50, snr, self.hits[i] = _measure(art.path, self.held, len(self.run.classes))
+            got = self.ev.check_file(art.path)
+            acc, p50, self.hits[i] = got.accuracy, self.ev.p50_ms(art.path), got.hits
+            snr = output_snr_db(self.ev.reference_probs(), got.probs)
             drop = round(100 * (self.reference - acc), 3)
             rec.update(status="ok", accuracy=acc, accuracy_drop=drop, size_bytes=art.size_bytes, p50_ms=p50)
             rec["output_snr_db"] = snr

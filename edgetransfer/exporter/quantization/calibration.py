@@ -12,6 +12,7 @@ import numpy as np
 
 from ... import data as data_lib
 from ... import images
+from ..._quiet import quiet_onnxruntime_quantization as quiet_ort_calibration
 from ...errors import DataError
 from ...records import RunManifest
 
@@ -98,30 +99,6 @@ def calibration_set(run_manifest: RunManifest, source: str | Path, n: int, *, se
     for warning in degenerate(calib, n):
         log.warning("WARNING: calibration: %s", warning)
     return calib
-
-
-def quiet_ort_calibration() -> None:
-    """ONNX Runtime's calibrators ``print`` their progress to stdout ("Collecting tensor data and
-    making histogram ...", "Finding optimal threshold ..."), several lines per calibration, into a
-    ``--json`` document's stdout or a Python caller's (issue #26). Those prints become debug
-    records (``-vv``); anything else the module prints still prints. Idempotent; a no-op without
-    onnxruntime."""
-    try:
-        from onnxruntime.quantization import calibrate
-    except Exception:  # not installed, or a build that fails to import: nothing prints then
-        return
-    if getattr(calibrate, "_edgetransfer_quiet", False):
-        return
-
-    def _print(*args, **kwargs) -> None:
-        text = " ".join(str(a) for a in args)
-        if kwargs.get("file") is None and text.startswith(("Collecting tensor data", "Finding optimal threshold")):
-            log.debug("onnxruntime calibration: %s", text)
-            return
-        print(*args, **kwargs)
-
-    calibrate.print = _print  # a module global shadowing the builtin
-    calibrate._edgetransfer_quiet = True
 
 
 def degenerate(calib: Calibration, asked: int) -> list[str]:

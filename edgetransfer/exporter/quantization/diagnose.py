@@ -21,13 +21,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ... import metrics
 from ...errors import ConfigError, DataError, EdgeTransferError, ExportError, UnsupportedError
-from ...evaluation.heldout import held_out, predict, reference_probs
+from ...evaluation.accuracy import Evaluator
 from ...io import sha256_file
 from ...records import ArtifactManifest, QuantDiagnosis, RecipeFile, TensorDiagnosis
-from ...runtime import load_session
-from ...training import TrainedModel
+from ...records.run import TrainedModel
 from .. import formats
 from .calibration import calibration_set
 from .recipe import QuantRecipe
@@ -161,7 +159,8 @@ def diagnose(
     if top < 0 or images < 1:
         raise ConfigError(f"--top {top} / --images {images}", fix="--top 0 or more, --images 1 or more")
     run = source_run(path, m, run_dir)
-    held = held_out(run, data_dir)
+    ev = Evaluator(run, data_dir)
+    held = ev.held
     if len(held.y) == 0:
         raise DataError("no held-out images", path=held.source, fix="pass --data DIR with the model's class folders")
     spec = formats.get(m.format)
@@ -182,13 +181,12 @@ def diagnose(
         ref_acc = file_acc = baseline = None
         replay = ""
         if top:
-            probs, _ = reference_probs(run, held.x)
-            ref_acc = metrics.scores(probs, held.y, len(run.classes), str(run.model_path)).accuracy
-            file_acc = _accuracy(path, held, len(run.classes))
+            ref_acc = ev.require_reference()
+            file_acc = ev.check_file(path).accuracy
             recipe, keep, cal_source, seed = _replay(path, m)
             count = int((m.calibration or {}).get("count", recipe.calibration_size))
             cal = calibration_set(run.manifest, cal_source, count, seed=seed)
-            fixer = _Fixer(spec, src, recipe, cal, m.metadata, keep, held, len(run.classes), Path(tmp))
+            fixer = _Fixer(spec, src, recipe, cal, m.metadata, keep, ev, Path(tmp))
             replay = fixer.replay(m.sha256)
             baseline = fixer.baseline(m.sha256, file_acc)
             tensors = [fixer.fix(t) if i < top else t for i, t in enumerate(tensors)]
@@ -248,16 +246,12 @@ def _tensor(r: dict, layers: dict[str, int], containers: frozenset[str]) -> Tens
     )
 
 
-def _accuracy(path: Path, held, n_classes: int) -> float:
-    return metrics.scores(predict(load_session(path), held.x, str(path)), held.y, n_classes, str(path)).accuracy
-
-
 class _Fixer:
     """Writes the file again from its recipe with one more entry in ``keep_float``, and scores it."""
 
-    def __init__(self, spec, src, recipe, cal, meta, keep: Sequence[str], held, n_classes: int, tmp: Path):
+    def __init__(self, spec, src, recipe, cal, meta, keep: Sequence[str], ev: Evaluator, tmp: Path):
         self.spec, self.src, self.recipe, self.cal, self.meta = spec, src, recipe, cal, meta
-        self.keep, self.held, self.n_classes, self.tmp = tuple(keep), held, n_classes, tmp
+        self.keep, self.ev, self.tmp = tuple(keep), ev, tmp
         self.n = 0
         self.baseline_sha = ""  # set by baseline(), before any fix
 
@@ -272,7 +266,7 @@ class _Fixer:
         out = self._write(self.keep)
         if sha256_file(out) == sha256:
             return "exact"
-        return f"accuracy {_accuracy(out, self.held, self.n_classes):.4f}"
+        return f"accuracy {self.ev.check_file(out).accuracy:.4f}"
 
     def baseline(self, sha256: str, file_accuracy: float) -> float:
         """The accuracy of the file written the way each fix is, with nothing more kept: an entry that names
@@ -280,7 +274,7 @@ class _Fixer:
         not the converter's default one), so a fix is compared with its own path, not only with FILE."""
         out = self._write((*self.keep, ""))
         self.baseline_sha = sha256_file(out)
-        return file_accuracy if self.baseline_sha == sha256 else _accuracy(out, self.held, self.n_classes)
+        return file_accuracy if self.baseline_sha == sha256 else self.ev.check_file(out).accuracy
 
     def fix(self, t: TensorDiagnosis) -> TensorDiagnosis:
         got: dict = {}
@@ -293,7 +287,7 @@ class _Fixer:
                 if sha256_file(out) == self.baseline_sha:  # the writer matched no op to the entry
                     errors.append(f"{field.split('_')[0]}: {entry!r} changed nothing in the file")
                     continue
-                got[field] = _accuracy(out, self.held, self.n_classes)
+                got[field] = self.ev.check_file(out).accuracy
             except EdgeTransferError:
                 raise
             except Exception as exc:  # a converter that refuses this one fix: recorded, the others go on

@@ -41,14 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError, DataError, EdgeTransferError, UnsupportedError
-from ...evaluation.heldout import held_out
+from ...evaluation.accuracy import Evaluator
 from ...io import write_json
-from ...training import TrainedModel
+from ...records.run import TrainedModel
 from . import integer
 from .attempts import (
     AccuracyBudgetError,
     DoctorResult,
-    Held,
     Writer,
     _Search,
     recipe_dict,
@@ -131,11 +130,11 @@ def check_budget(value) -> float:
     return points
 
 
-def prepare(run: TrainedModel, pairs, max_accuracy_drop, data_dir) -> Held | None:
+def prepare(run: TrainedModel, pairs, max_accuracy_drop, data_dir) -> Evaluator | None:
     """Refuse bad input before any work: the budget, a float-only export, no held-out data.
 
     Returns:
-        The held-out data, or None when no budget was given.
+        The evaluator every attempt is scored and timed by, or None when no budget was given.
     """
     if max_accuracy_drop is None:
         if data_dir is not None:
@@ -148,10 +147,12 @@ def prepare(run: TrainedModel, pairs, max_accuracy_drop, data_dir) -> Held | Non
             + ", ".join(sorted({r.precision for _, r in pairs})),
             fix="add --precision int8",
         )
-    held = held_out(run, data_dir)
-    if len(held.y) == 0:
-        raise DataError("no held-out images", path=held.source, fix="pass --data DIR with the model's class folders")
-    return Held(held)
+    ev = Evaluator(run, data_dir)
+    if len(ev.held.y) == 0:
+        raise DataError(
+            "no held-out images", path=ev.held.source, fix="pass --data DIR with the model's class folders"
+        )
+    return ev
 
 
 def search(
@@ -162,7 +163,7 @@ def search(
     calib,
     out,
     layout,
-    held: Held,
+    ev: Evaluator,
     budget,
     calibration="auto",
     seed=0,
@@ -177,7 +178,7 @@ def search(
     Args:
         src: the format's traced source (``make_source``). run: the TrainedModel.
         recipe, calib: the plain int8 recipe and its calibration set (the first attempt).
-        out: the export folder. layout: the file's input layout. held: from :func:`prepare`.
+        out: the export folder. layout: the file's input layout. ev: from :func:`prepare`.
         budget: ``max_accuracy_drop`` in points. calibration, seed: where more calibration images come from.
         write: the exporter's ``write_artifact`` (each attempt, and the chosen file, are written by it).
         activation16: why 16-bit activations are not offered (a target whose runtime has no 16-bit
@@ -193,7 +194,7 @@ def search(
     start = time.perf_counter()
     budget = check_budget(budget)
     with tempfile.TemporaryDirectory(prefix=".doctor-", dir=out) as tmp:
-        s = _Search(src, run, fmt, layout, held, budget, Path(tmp), write)
+        s = _Search(src, ev, fmt, layout, budget, Path(tmp), write)
         s.no_activation16, s.integer_only, s.sources = activation16, integer_only, sources
         s.attempt("plain int8", recipe, calib)
         for remedy in _remedies(s):
@@ -208,7 +209,7 @@ def search(
                              keep_float=tuple(best["keep_float"]), notes=notes)  # fmt: skip
     file_recipe = FileRecipe(fmt, chosen, tuple(best["keep_float"]), str(calibration), seed)
     measured = {k: best[k] for k in ("attempt", "remedy", "accuracy", "accuracy_drop", "size_bytes", "p50_ms")}
-    measured.update(reference_accuracy=s.reference, max_accuracy_drop=budget, held_out=held.data.to_json())
+    measured.update(reference_accuracy=s.reference, max_accuracy_drop=budget, held_out=ev.held.to_json())
     recipe_path = write_json(art.path.with_name(art.path.name + ".recipe.json"), file_recipe.to_json(measured))
     return DoctorResult(
         art, tuple(s.attempts), best["attempt"], best["met_budget"], budget, s.reference, Path(recipe_path),

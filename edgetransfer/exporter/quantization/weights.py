@@ -240,6 +240,10 @@ class ModelVariants:
         self.model.set_weights(self.done[key][0] if key else self.base)
         return self.model
 
+    def restore(self) -> None:
+        """The run's own weights back in the model."""
+        self.model.set_weights(self.base)
+
     def record(self, recipe) -> dict:
         key = self.key(recipe)
         return self.done[key][1] if key in self.done else {}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _lazy
+from ... import _lazy
 
 _TFLITE_KIND = {
     "CONV_2D": "conv",
@@ -156,7 +156,7 @@ def onnx_ops(path: str | Path) -> list[Op]:
 
 def ops_for(path: str | Path) -> list[Op]:
     """The ops of any exported file, through its format's registered reader."""
-    from ..exporter import formats
+    from .. import formats
 
     ops: list[Op] = formats.for_path(path).op_reader_fn()(path)
     return ops

@@ -107,7 +107,7 @@ def estimate(ops, device, precision: str) -> Latency:
     dispatch cost; the sum plus a fixed invoke overhead. Always labelled ``estimated``.
 
     Args:
-        ops: :class:`edgetransfer.evaluation.graphops.Op` list of the exported file.
+        ops: :class:`edgetransfer.exporter.formats.graphops.Op` list of the exported file.
         device: the target's :class:`edgetransfer.targets.Device`.
         precision: the artifact's precision.
     """
