@@ -134,9 +134,9 @@ def test_integer_only_target_never_gets_a_float_op(untrained_run, tmp_path, blac
     monkeypatch.setattr(integer, "QAT_EPOCHS", 1)
     # Stand-in for a model int8 hurts: the untrained model's int8 files score as it does, so the doctor is told
     # the float model scores 100% and every attempt loses points: the whole integer ladder runs, none meets.
-    from edgetransfer.exporter.quantization import attempts
+    from edgetransfer.evaluation.accuracy import Evaluator
 
-    monkeypatch.setattr(attempts, "_reference", lambda run, held: 1.0)
+    monkeypatch.setattr(Evaluator, "require_reference", lambda self: 1.0)
     edgetpu = targets.get("edgetpu")
     assert edgetpu.integer_only and not targets.get("host-cpu").integer_only
     try:
