@@ -200,7 +200,7 @@ def test_digits_lite0_64px_qat_holds_float_accuracy(tmp_path_factory):
     import dataclasses
 
     from edgetransfer.data import samples
-    from edgetransfer.evaluation import graphops
+    from edgetransfer.exporter.formats import graphops
     from edgetransfer.evaluation.heldout import held_out, predict
     from edgetransfer.flows.quickstart import TRAIN
     from edgetransfer.runtime import load_session

@@ -209,7 +209,7 @@ class ModelVariants:
 
     def __init__(self, run, model, calibration, seed: int = 0):
         self.run, self.model, self.calibration, self.seed = run, model, calibration, seed
-        self.base = model.get_weights()
+        self.base: list | None = None  # the run's own weights, copied when a recipe first changes them
         self.done: dict[str, tuple[list, dict]] = {}
 
     @staticmethod
@@ -221,6 +221,8 @@ class ModelVariants:
     def model_for(self, recipe):
         """The model with ``recipe``'s changes (the same object, its weights set); its record in :meth:`record`."""
         key = self.key(recipe)
+        if key and self.base is None:
+            self.base = self.model.get_weights()
         if key not in self.done and key:
             self.model.set_weights(self.base)
             notes: dict = {}
@@ -237,12 +239,16 @@ class ModelVariants:
                 notes["bias_correction"] = apply_bias_correction(self.model, images, self.seed)
             notes["seconds"] = round(time.perf_counter() - start, 1)
             self.done[key] = (self.model.get_weights(), notes)
-        self.model.set_weights(self.done[key][0] if key else self.base)
+        if key:
+            self.model.set_weights(self.done[key][0])
+        else:
+            self.restore()
         return self.model
 
     def restore(self) -> None:
-        """The run's own weights back in the model."""
-        self.model.set_weights(self.base)
+        """The run's own weights back in the model (a no-op while no recipe changed them)."""
+        if self.base is not None:
+            self.model.set_weights(self.base)
 
     def record(self, recipe) -> dict:
         key = self.key(recipe)
