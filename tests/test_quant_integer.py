@@ -200,8 +200,8 @@ def test_digits_lite0_64px_qat_holds_float_accuracy(tmp_path_factory):
     import dataclasses
 
     from edgetransfer.data import samples
-    from edgetransfer.exporter.formats import graphops
     from edgetransfer.evaluation.heldout import held_out, predict
+    from edgetransfer.exporter.formats import graphops
     from edgetransfer.flows.quickstart import TRAIN
     from edgetransfer.runtime import load_session
     from edgetransfer.training import train
