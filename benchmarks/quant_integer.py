@@ -33,14 +33,17 @@ from quant_doctor import FRAGILE, HYMENOPTERA, _load, _run  # noqa: E402
 from edgetransfer import metrics  # noqa: E402
 from edgetransfer.cli._common import table  # noqa: E402
 from edgetransfer.data import samples  # noqa: E402
-from edgetransfer.evaluation import latency  # noqa: E402
 from edgetransfer.evaluation.heldout import held_out, predict, probe_batch  # noqa: E402
 from edgetransfer.exporter import export, formats, write_artifact  # noqa: E402
 from edgetransfer.exporter.quantization import QuantRecipe, calibration_set  # noqa: E402
 from edgetransfer.exporter.quantization import qat as qat_lib  # noqa: E402
 from edgetransfer.exporter.quantization.integer import float_ops  # noqa: E402
 from edgetransfer.flows.quickstart import TRAIN  # noqa: E402
-from edgetransfer.runtime import load_session, runtime_for  # noqa: E402
+from edgetransfer.runtime import (  # noqa: E402
+    latency,  # noqa: E402
+    load_session,
+    runtime_for,
+)
 from edgetransfer.training import TrainedModel  # noqa: E402
 
 VARIANTS = {

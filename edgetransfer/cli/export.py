@@ -15,6 +15,7 @@ from ..exporter.quantization.attempts import AccuracyBudgetError, attempts_table
 from ..exporter.quantization.doctor import check_budget
 from ..exporter.quantization.qat import DEFAULT_EPOCHS as DEFAULT_QAT_EPOCHS
 from ..exporter.quantization.qat import check_epochs
+from ..records import DEFAULT_CALIBRATION_SIZE
 from ._common import echo, emit, json_option, table
 
 
@@ -44,7 +45,7 @@ from ._common import echo, emit, json_option, table
     show_default=True,
     help="auto (class-balanced sample of the run's training split) or a folder of images.",
 )
-@click.option("--calibration-size", type=int, default=200, show_default=True)
+@click.option("--calibration-size", type=int, default=DEFAULT_CALIBRATION_SIZE, show_default=True)
 @click.option(
     "--calibration-method",
     type=click.Choice(CALIBRATION_METHODS),

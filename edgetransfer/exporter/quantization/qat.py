@@ -27,6 +27,7 @@ import numpy as np
 from ... import _lazy, images
 from ... import data as data_lib
 from ...errors import ConfigError, DataError
+from ...records.recipe import MAX_QAT_EPOCHS as MAX_EPOCHS
 from .calibration import Calibration
 from .simulate import observe, quant_sim
 
@@ -36,7 +37,6 @@ log = logging.getLogger("edgetransfer")
 LEARNING_RATE = 1e-4
 BATCH_SIZE = 32
 MAX_IMAGES = 4000  # the training split held in memory: 4000 images at 224 px are 2.4 GB of float32
-MAX_EPOCHS = 50
 DEFAULT_EPOCHS = 3  # `export --qat` without --qat-epochs: digits Lite0 64 px held float accuracy after 3
 
 
