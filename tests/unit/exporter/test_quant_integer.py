@@ -183,7 +183,9 @@ def test_pipeline_qat_key(tmp_path):
 
 
 def test_recipe_replay_keeps_qat(untrained_run, tmp_path):
-    fr = doctor.FileRecipe("tflite", QuantRecipe.int8(qat_epochs=1, calibration_size=8))
+    from edgetransfer.records.recipe import RecipeFile
+
+    fr = RecipeFile("tflite", QuantRecipe.int8(qat_epochs=1, calibration_size=8))
     f = tmp_path / "qat.recipe.json"
     f.write_text(json.dumps(fr.to_json()))
     (art,) = export(untrained_run, recipe_file=f, out=tmp_path / "out")
