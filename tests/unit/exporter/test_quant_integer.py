@@ -10,7 +10,7 @@ from PIL import Image
 
 from edgetransfer.errors import ConfigError, UnsupportedError
 from edgetransfer.exporter import export
-from edgetransfer.exporter.quantization import QuantRecipe, doctor, integer, weights
+from edgetransfer.exporter.quantization import QuantRecipe, integer, weights
 from edgetransfer.exporter.quantization.attempts import AccuracyBudgetError
 from edgetransfer.exporter.quantization.integer import float_ops
 from edgetransfer.records import ArtifactManifest
