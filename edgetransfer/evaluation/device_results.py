@@ -20,6 +20,7 @@ key (exit 2). A result naming another model than the artifact (file name or size
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -173,12 +174,7 @@ def _benchmark_model(path: Path, text: str, device: str | None) -> DeviceResult:
         # std::ostream's default precision: 6 significant digits of MB (1e6 bytes)
         tolerance = math.ceil(0.5 * 10 ** (math.floor(math.log10(mb)) - 5) * 1e6) + 1 if mb > 0 else 1
     where = _where(device, tool)
-    latency = Latency(
-        **{
-            **{k: getattr(lat, k) for k in Latency.__dataclass_fields__},
-            "host": {"device": where, "result": str(path), "tool": tool},
-        }
-    )
+    latency = dataclasses.replace(lat, host={"device": where, "result": str(path), "tool": tool})
     return DeviceResult(
         tool=tool,
         source=str(path),
@@ -296,4 +292,4 @@ def latency_of(results: list[DeviceResult]) -> tuple[Latency, tuple[float, ...]]
     mid = ranked[(len(ranked) - 1) // 2].latency
     repeats = tuple(r.latency.p90 for r in results) if len(results) > 1 else ()
     host = {**mid.host, "results": [r.source for r in results]} if len(results) > 1 else mid.host
-    return Latency(**{**{k: getattr(mid, k) for k in Latency.__dataclass_fields__}, "host": host}), repeats
+    return dataclasses.replace(mid, host=host), repeats

@@ -22,7 +22,7 @@ from .. import isa, strict_yaml
 from ..errors import ConfigError, EdgeTransferError
 from ..evaluation.speed import SpeedOptions
 from ..exporter.quantization import QuantRecipe
-from ..io import write_json
+from ..io import locked, write_json
 from ..records import CheckSpec, ExportSpec, PipelineState, SweepResult, SweepSpec, ValidateSpec
 from ..training import TrainConfig
 from . import stages
@@ -157,7 +157,7 @@ def _known(raw, known: set, path: Path, where: str) -> None:
 class FlowResult:
     run: TrainedModel
     artifacts: tuple[ExportedArtifact, ...]
-    report: Any  # edgetransfer.evaluation.ValidationReport
+    report: Any  # edgetransfer.records.ValidationReport
     verdict: Any | None  # edgetransfer.gate.Verdict
     report_path: Path
     skipped: tuple[str, ...]
@@ -191,7 +191,8 @@ def run(flow: Flow, log=print) -> FlowResult:
     """Run every stage, skipping those whose inputs did not change."""
     out = flow.resolve(flow.out)
     out.mkdir(parents=True, exist_ok=True)
-    with data_lib.checked_once():
+    # a second run of the same file would clear the first's run and export folders (issue 37)
+    with locked(out, "pipeline run", remove=True), data_lib.checked_once():
         return _run(flow, out, log)
 
 

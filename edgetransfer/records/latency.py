@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
 # Every figure says where it comes from: measured on this machine, measured on the device
@@ -46,4 +46,5 @@ class Latency:
     def from_json(cls, d: dict) -> Latency:
         d = dict(d)
         d["samples"] = tuple(d.get("samples") or ())
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        names = {f.name for f in fields(cls)}  # not __dataclass_fields__: it also lists the BOUNDS ClassVar
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,12 +1,13 @@
 """The app side: run exported models with LiteRT, ONNX Runtime, OpenVINO or TFLM, no TensorFlow needed.
 
->>> from edgetransfer.runtime import Classifier
->>> clf = Classifier("model_int8_iouint8.tflite")
->>> clf.classify("bee.jpg", top=2)
-[('bees', 0.97), ('ants', 0.03)]
-
 Importable with only ``pip install "edgetransfer[runtime]"``. Which runtimes exist and what each
 can measure is the registry in :mod:`edgetransfer.runtime.spec`; the names below read it.
+
+Examples:
+    >>> from edgetransfer.runtime import Classifier
+    >>> clf = Classifier("model_int8_iouint8.tflite")
+    >>> clf.classify("bee.jpg", top=2)
+    [('bees', 0.97), ('ants', 0.03)]
 """
 
 from __future__ import annotations

@@ -107,3 +107,20 @@ def test_two_commands_into_one_out(tmp_path, kind):
         }[kind]
         result = race_lib.race(cmd, out, race_lib.export_complete if kind == "export" else race_lib.run_complete)
         assert result.ok, result
+
+
+def test_a_second_run_of_one_pipeline_file_is_refused_and_clears_nothing(tmp_path):
+    """``edgetransfer run`` clears its run and export folders before training again: a second run of
+    the same file while the first works would have deleted the first's ``run.partial``."""
+    from edgetransfer.flows import pipeline
+    from edgetransfer.io import locked
+
+    pipe = tmp_path / "pipeline.yaml"
+    pipe.write_text("data: images\nout: out\n")
+    out = tmp_path / "out"
+    live = out / "run.partial"
+    live.mkdir(parents=True)
+    (live / "backup_1").mkdir()
+    with locked(out, "pipeline run", remove=True), pytest.raises(ConfigError, match="a live pipeline run"):
+        pipeline.run(pipeline.Flow.from_yaml(pipe))
+    assert (live / "backup_1").is_dir()
