@@ -146,6 +146,22 @@ class TargetProfile:
     # for this machine's (edgetransfer.isa); () when the profile does not say.
     isa: tuple[str, ...] = ()
 
+    @property
+    def measures_memory(self) -> bool:
+        """Whether the target's runtime measures the model's memory (a microcontroller's RAM and flash)."""
+        return runtime_spec.MEMORY in runtime_spec.get(self.runtime).measures
+
+    def require_command_allowed(self) -> None:
+        """A profile's runner runs a command on this machine: only from a file the user named."""
+        if self.origin not in ORIGINS_ALLOWED_TO_RUN:
+            raise ConfigError(
+                f"target {self.name} has a runner command, but its profile was found in the "
+                f"{'current folder' if self.origin == 'cwd' else 'package'} ({self.path}), "
+                "not in a file you pointed at",
+                path=self.path,
+                fix=f"pass --targets-dir {Path(self.path).parent} or --target {self.path} to allow it",
+            )
+
     def can_run(self, fmt: str, precision: str) -> str | None:
         """``None`` if this target runs ``fmt`` at ``precision``, else why not."""
         if self.integer_only and precision not in INTEGER_PRECISIONS:
@@ -392,14 +408,7 @@ def get(name: str, targets_dir: str | Path | None = None) -> TargetProfile:
 
 def require_command_allowed(target: TargetProfile) -> None:
     """A profile's runner runs a command on this machine: only from a file the user named."""
-    if target.origin not in ORIGINS_ALLOWED_TO_RUN:
-        raise ConfigError(
-            f"target {target.name} has a runner command, but its profile was found in the "
-            f"{'current folder' if target.origin == 'cwd' else 'package'} ({target.path}), "
-            "not in a file you pointed at",
-            path=target.path,
-            fix=f"pass --targets-dir {Path(target.path).parent} or --target {target.path} to allow it",
-        )
+    target.require_command_allowed()
 
 
 def require_runnable(target: TargetProfile, fmt: str, precision: str, artifact: str) -> None:

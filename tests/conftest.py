@@ -26,6 +26,16 @@ os.environ["EDGETRANSFER_CACHE"] = str(REPO / ".pytest_cache" / "edgetransfer")
 HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/slow/ is in the slow layer, marked or not (trained models, real weights,
+    other virtualenvs); tests/unit/<package>/ holds the rest, slow ones marked one by one."""
+    slow = REPO / "tests" / "slow"
+    for item in items:
+        if slow in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 def write_image(path: Path, *, size=(40, 30), color=(200, 30, 30), mode="RGB", fmt=None, seed=0) -> Path:
     """A small real image file with some texture, so it is not a flat colour."""
     rng = np.random.default_rng(seed)
@@ -84,34 +94,68 @@ def jpeg_bytes(size=(64, 48), seed=0) -> bytes:
     return buf.getvalue()
 
 
+def shared(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` once per test run, whichever pytest-xdist worker asks first; the others wait on
+    a lock and reuse the folder. Each worker built its own copy before: the untrained run and its nine
+    exports were half a minute to a minute of every worker's time under load, the trained run
+    minutes. The folder is read-only by convention: a test that changes a file copies it first."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    base = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: one basetemp per worker
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.done"
+    with FileLock(str(base / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.write_text("")
+    return folder
+
+
+def _exports_in(folder: Path) -> dict:
+    """{(format, precision): ExportedArtifact} of the files an export wrote into ``folder``."""
+    from edgetransfer.exporter.artifacts import ExportedArtifact
+
+    arts = [
+        ExportedArtifact.from_manifest(p.with_name(p.name[: -len(".manifest.json")]))
+        for p in folder.glob("*.manifest.json")
+    ]
+    return {(a.format, a.precision): a for a in arts}
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A real training run: Lite0 with its ImageNet weights at 32 px on three colour classes."""
-    from edgetransfer.training import TrainConfig, train
+    from edgetransfer.training import TrainConfig, TrainedModel, train
 
-    root = tmp_path_factory.mktemp("tiny")
-    folder = make_folder(root / "colours", {"red": 10, "green": 10, "blue": 10}, size=(36, 36))
-    cfg = TrainConfig(
-        backbone="efficientnet_lite0",
-        image_size=32,
-        workflow="features",
-        epochs=15,
-        patience=15,
-        learning_rate=1e-2,
-        batch_size=8,
-        val_split=0.3,
-    )
-    return train(folder, cfg, out=root / "run")
+    def build(root: Path) -> None:
+        folder = make_folder(root / "colours", {"red": 10, "green": 10, "blue": 10}, size=(36, 36))
+        cfg = TrainConfig(
+            backbone="efficientnet_lite0",
+            image_size=32,
+            workflow="features",
+            epochs=15,
+            patience=15,
+            learning_rate=1e-2,
+            batch_size=8,
+            val_split=0.3,
+        )
+        train(folder, cfg, out=root / "run")
+
+    return TrainedModel.from_dir(shared(tmp_path_factory, "tiny", build) / "run")
 
 
 @pytest.fixture(scope="session")
-def tiny_exports(tiny_run):
+def tiny_exports(tiny_run, tmp_path_factory):
     """fp32 and int8 TFLite and ONNX files of ``tiny_run``: {(format, precision): artifact}."""
-    from edgetransfer.exporter.artifacts import export
+    from edgetransfer.exporter import export
     from edgetransfer.exporter.quantization import QuantRecipe
 
-    arts = export(tiny_run, ["tflite", "onnx"], [QuantRecipe.fp32(), QuantRecipe.int8(calibration_size=12)])
-    return {(a.format, a.precision): a for a in arts}
+    def build(out: Path) -> None:
+        export(tiny_run, ["tflite", "onnx"], [QuantRecipe.fp32(), QuantRecipe.int8(calibration_size=12)], out=out)
+
+    return _exports_in(shared(tmp_path_factory, "tiny-exports", build))
 
 
 def _rss_bytes() -> int:
@@ -184,12 +228,17 @@ def untrained_run(tmp_path_factory):
     functions ``edgetransfer train`` uses (:func:`rundir.prepare`, ``training._write``,
     :func:`rundir.finalize`) around :func:`tiny_keras_model`: export, validate, check and the
     runtime ``Classifier`` work on it end to end in seconds. Untrained: mechanics only, not accuracy."""
+    from edgetransfer.training import TrainedModel
+
+    return TrainedModel.from_dir(shared(tmp_path_factory, "untrained", _write_untrained_run) / "run")
+
+
+def _write_untrained_run(root: Path) -> None:
     from edgetransfer import backbones, training
     from edgetransfer.training import TrainConfig, rundir
     from edgetransfer.training.config import Plan
     from edgetransfer.training.fit import FitContext, FitResult
 
-    root = tmp_path_factory.mktemp("untrained")
     folder = make_split_folder(root / "images")
     cfg = TrainConfig(backbone="efficientnet_lite0", image_size=32, workflow="features", epochs=1, batch_size=8)
     ds, train_files, val_files = training._splits(folder, None, cfg)
@@ -201,9 +250,8 @@ def untrained_run(tmp_path_factory):
         history = {"loss": [1.1], "accuracy": [0.33], "val_loss": [1.1], "val_accuracy": [0.33]}
         plan = Plan("features", "0", "untrained test model (tests/conftest.py)")
         fit = FitResult(tiny_keras_model(), plan, history, [0], None, "single device (CPU)", len(train_files))
-        manifest = training._write(ctx, fit, ds, 0.1, False)
+        training._write(ctx, fit, ds, 0.1, False)
     rundir.finalize(partial, out)
-    return rundir.TrainedModel(out, manifest)
 
 
 @pytest.fixture(scope="session")
@@ -233,9 +281,10 @@ def untrained_exports(untrained_run, tmp_path_factory):
     from edgetransfer.exporter.artifacts import export
     from edgetransfer.exporter.quantization import QuantRecipe
 
-    recipes = [QuantRecipe.named(p, **kw) for p, kw in UNTRAINED_RECIPES]
-    arts = export(untrained_run, ["all"], recipes, out=tmp_path_factory.mktemp("untrained-export"))
-    return {(a.format, a.precision): a for a in arts}
+    def build(out: Path) -> None:
+        export(untrained_run, ["all"], [QuantRecipe.named(p, **kw) for p, kw in UNTRAINED_RECIPES], out=out)
+
+    return _exports_in(shared(tmp_path_factory, "untrained-export", build))
 
 
 @pytest.fixture

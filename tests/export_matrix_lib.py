@@ -1,6 +1,6 @@
 """The export matrix: every backbone x format x precision, exported and run once.
 
-Shared by ``tests/test_export_matrix.py`` and ``benchmarks/export_matrix.py``. Pairs that
+Shared by ``tests/unit/exporter/test_export_matrix.py`` and ``benchmarks/export_matrix.py``. Pairs that
 are known not to work are listed in :data:`KNOWN_FAILURES` with the reason; the test
 asserts the list, so it cannot silently grow.
 """
@@ -27,7 +27,7 @@ _HARD_SWISH = "TF converter: 'Quantization to 16x8-bit not yet supported for op:
 _UNTRAINED_16X8 = (
     "untrained (weights=none) ReLU6 graph: LiteRT's int16x8 kernels refuse its degenerate requantization "
     "scale at load (kernel_util no_integer_overflow_from_quantization); trained EfficientNet-Lite0 "
-    "int16x8 converts and runs (tests/test_export.py)"
+    "int16x8 converts and runs (tests/unit/exporter/test_export.py)"
 )
 KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
     **{(n, "tflite", "int16x8"): _HARD_SWISH for n in ("mobilenet_v3_small", "mobilenet_v3_large")},

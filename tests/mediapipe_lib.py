@@ -2,7 +2,7 @@
 
 MediaPipe pins its own protobuf / NumPy / OpenCV and ships its own TFLite runtime, so it runs in a separate
 virtual environment (made once, reused from a cache folder) and is driven through a subprocess: neither
-the toolkit nor the app side imports it. Used by ``tests/test_mediapipe.py`` and
+the toolkit nor the app side imports it. Used by ``tests/slow/test_mediapipe.py`` and
 ``benchmarks/mediapipe_roundtrip.py``.
 """
 

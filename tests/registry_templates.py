@@ -24,7 +24,7 @@ from edgetransfer.runtime.base import Runtime, read_metadata
 LAYOUTS = {"nhwc", "nchw"}
 GRANULARITIES = {"per_channel", "per_tensor"}
 # Max |probability - Keras probability| on the held-out images, per precision (as tests/unit/exporter/
-# test_fast_export.py argues them); fp32 a little looser here, for kernels other than the converter's own.
+# test_keras_parity.py argues them); fp32 a little looser here, for kernels other than the converter's own.
 TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 3e-2, "int8": 6e-2, "int16x8": 3e-2}
 
 

@@ -4,7 +4,7 @@
 Counted with Keras 3.15.1; used for any Keras 3.x (the architectures and the
 ``keras.applications`` layer names behind the cut points are stable across 3.x); another major
 version counts on the graph again. Regenerate: clear the cache, run ``edgetransfer backbones
-list``, and dump ``<cache>/profiles/*.json`` here; ``tests/test_first_hour.py`` checks a few
+list``, and dump ``<cache>/profiles/*.json`` here; ``tests/unit/cli/test_first_hour.py`` checks a few
 entries against the built graph.
 """
 

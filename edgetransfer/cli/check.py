@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from .. import gate
 from ..errors import ConfigError, EdgeTransferError
 from ..evaluation.evaluator import MeasureRequest
 from ..io import JUNIT_KIND, require_report_path, require_writable
@@ -134,12 +133,12 @@ def _refuse(artifact, from_report, junit, opts, label, target_name) -> None:
 
 
 def _verdicts(artifact, target_name, from_report, budget: Budget, opts) -> list[Verdict]:
+    from ..flows.check import check, judge_report
+
     if from_report is not None:
-        return gate.judge_report(
+        return judge_report(
             from_report, target_name, budget=budget, artifact=artifact, targets_dir=opts["targets_dir"]
         )
-    from ..flows.check import check
-
     measured = take(MeasureRequest, opts, "budget_s", "repeats", "max_repeats")
     return [
         check(

@@ -12,6 +12,7 @@ from ..exporter.artifacts import export as _export
 from ..exporter.quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
 from ..exporter.quantization.attempts import AccuracyBudgetError, attempts_table
 from ..exporter.quantization.doctor import check_budget
+from ..records import DEFAULT_CALIBRATION_SIZE
 from ._common import echo, emit, json_option, table
 
 
@@ -41,7 +42,7 @@ from ._common import echo, emit, json_option, table
     show_default=True,
     help="auto (class-balanced sample of the run's training split) or a folder of images.",
 )
-@click.option("--calibration-size", type=int, default=200, show_default=True)
+@click.option("--calibration-size", type=int, default=DEFAULT_CALIBRATION_SIZE, show_default=True)
 @click.option(
     "--calibration-method",
     type=click.Choice(CALIBRATION_METHODS),

@@ -11,6 +11,7 @@ from ..errors import EXIT_TOOLCHAIN
 from ..exporter.formats import PRECISIONS
 from ..flows.executors import EXECUTORS
 from ..flows.sweep import DEFAULT_PRECISIONS, sweep
+from ..records import DEFAULT_CALIBRATION_SIZE
 from ..training import TrainConfig
 from ._common import echo, json_option, table
 
@@ -38,7 +39,13 @@ from ._common import echo, json_option, table
 @click.option("--epochs", type=int, default=10, show_default=True, help="Head epochs per run.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-split", type=float, default=0.2, show_default=True, help="Held-out fraction without val/.")
-@click.option("--calibration-size", type=int, default=100, show_default=True, help="int8 calibration images.")
+@click.option(
+    "--calibration-size",
+    type=int,
+    default=DEFAULT_CALIBRATION_SIZE,
+    show_default=True,
+    help="int8 calibration images.",
+)
 @click.option("--budget-s", type=float, default=1.0, show_default=True, help="Seconds of timing per file on host.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("sweep-out"), show_default=True)
 @click.option(

@@ -75,3 +75,31 @@ def isa_findings(art: ExportedArtifact, target) -> list[str]:
             f"the figure does not hold on the target's {isa.describe(where)}"
         )
     return out
+
+
+def from_device(results) -> Delegation | None:
+    """The delegation device results report (:mod:`.device_results`): ``benchmark_litert_model``'s
+    ``fully_accelerated`` and accelerators, or ``benchmark_model``'s "Replacing N out of M node(s)" line; None
+    when they say nothing about it (the static prediction is then what the gate judges)."""
+    from ..records.delegation import DEVICE_LOG, from_log
+
+    for r in results:
+        if r.fully_accelerated is not None:
+            return Delegation(
+                runtime="litert",
+                accelerator="+".join(r.accelerators) or "accelerator",
+                nodes_total=0,
+                nodes_accelerated=0,
+                partitions=0,
+                fully_accelerated=r.fully_accelerated,
+                source=f"{DEVICE_LOG}: {r.device}",
+                note="the tool reports whether the graph is fully accelerated, not which ops fell back",
+            )
+        try:
+            text = Path(r.source).read_text(errors="replace")
+        except OSError:
+            continue
+        found = from_log(text)
+        if found is not None:
+            return dataclasses.replace(found, source=f"{DEVICE_LOG}: {r.device}")
+    return None

@@ -94,7 +94,6 @@ def runner_profile(art, target) -> OpProfile:
         RuntimeBackendError: the runner failed, or its tool printed no op table.
     """
     from ..runtime.op_table import parse_benchmark_model
-    from ..targets import require_command_allowed
 
     runner = target.runner
     if not runner.op_profile:
@@ -105,7 +104,7 @@ def runner_profile(art, target) -> OpProfile:
             f"the {runner.kind} runner measures end to end and prints no per-op times (an adb target with "
             "benchmark_model does)",
         )
-    require_command_allowed(target)
+    target.require_command_allowed()
     res = runner.run(Path(art.path), target.threads, profile=True)
     try:
         ops = graphops.ops_for(art.path)

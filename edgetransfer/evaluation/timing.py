@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import targets as targets_lib
 from ..errors import RuntimeBackendError
 from ..exporter.formats import graphops
+from ..gate import stats
 from ..records.export import ExportedArtifact
 from ..records.vocab import MeasureMode
 from ..runtime import latency
 from ..runtime import spec as runtime_spec
-from . import speed, stats
+from . import speed
 from .heldout import probe_batch
 
 # validate's figure per (file, runtime) is split into this many repeats, so a report carries the
@@ -33,7 +33,7 @@ def runtime_of(target) -> runtime_spec.RuntimeSpec:
 def on_device(target, art: ExportedArtifact) -> latency.Latency:
     """Latency measured on the device by the profile's runner (ssh / adb / command), labelled
     ``on-device`` and carrying the device's identity (``uname -a`` / ``getprop ro.product.model``)."""
-    targets_lib.require_command_allowed(target)
+    target.require_command_allowed()
     res = target.runner.run(Path(art.path), target.threads)
     lat = res.latency
     host = {**lat.host, "device": res.device, "runner": res.kind, "command": " ".join(res.command)}

@@ -32,6 +32,8 @@ from ..records.export import ExportedArtifact
 from ..records.run import TrainedModel
 from . import formats
 from .quantization import Calibration, QuantRecipe, calibration_set
+from .quantization.recipe import RecipeFile
+from .quantization.recipe import check as check_recipe
 
 log = logging.getLogger("edgetransfer")
 
@@ -86,7 +88,7 @@ def plan(
         spec = formats.get(fmt)
         if spec.packages:  # e.g. tflm: the packaged format's file at the same recipe, refused up front if impossible
             for r in recipes:
-                r.check(fmt)
+                check_recipe(r, fmt)
             names += [spec.packages] if spec.packages not in names else []
             continue
         for r in recipes:
@@ -94,7 +96,7 @@ def plan(
                 continue  # --format all: each precision where it exists (int16x8 is TFLite only)
             if r.io_dtype not in spec.io_dtypes and (everything or not explicit_io):
                 r = replace(r, io_dtype="float32")  # everything else (options too) kept
-            r.check(fmt)
+            check_recipe(r, fmt)
             if (fmt, r) not in pairs:
                 pairs.append((fmt, r))
     if not pairs:
@@ -155,7 +157,7 @@ def export(
     run = run if isinstance(run, TrainedModel) else TrainedModel.from_dir(run)
     keep: dict[tuple[str, QuantRecipe], tuple[str, ...]] = {}
     if recipe_file is not None:
-        replay = doctor.FileRecipe.read(recipe_file, conflicts=max_accuracy_drop is not None)
+        replay = RecipeFile.replay(recipe_file, conflicts=max_accuracy_drop is not None)
         formats, recipes, explicit_io = (replay.format,), (replay.recipe,), True
         calibration = replay.calibration if str(calibration) == "auto" else calibration
         seed, keep = replay.seed, {(replay.format, replay.recipe): replay.keep_float}

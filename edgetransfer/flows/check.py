@@ -1,6 +1,6 @@
 """The live CI check: measure an artifact on a target (:func:`edgetransfer.evaluation.measure`),
 then judge it (:func:`edgetransfer.gate.judge`). ``check --from-report`` is
-:func:`edgetransfer.gate.judge_report`: the second half alone."""
+:func:`judge_report`: the second half alone."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from ..errors import ConfigError
 from ..evaluation import accuracy, delegation, speed
 from ..evaluation import device_results as device_results_lib
 from ..evaluation.evaluator import MeasureRequest
+from ..io import sha256_file
 from ..records import Budget
 from ..records.export import ExportedArtifact
-from ..records.measure import Verdict
+from ..records.measure import ValidationReport, Verdict
 from ..runtime import isolate
 
 log = logging.getLogger("edgetransfer")
@@ -97,6 +98,8 @@ def check(
         profile=profile,
     )
     m = evaluation.measure(art, target, request, scores)
+    if results:  # the device's word on delegation, not this host's (None: the static prediction is judged)
+        m = dataclasses.replace(m, delegation=delegation.from_device(results))
     notes = delegation.isa_findings(art, target) + (delegation.findings(m) if b.full_delegation is None else [])
     for finding in notes:
         log.warning("%s", finding)  # with --require-full-delegation the verdict says it
@@ -104,3 +107,24 @@ def check(
         lat, repeats = device_results_lib.latency_of(results)
         m = dataclasses.replace(m, latency=lat, p90_repeats=repeats)
     return dataclasses.replace(gate.judge(m, b), profiles=m.profiles)
+
+
+def judge_report(
+    report_path: str | Path,
+    target_name: str,
+    *,
+    budget: Budget | None = None,
+    artifact: str | Path | None = None,
+    targets_dir=None,
+    pipeline_budget: Budget | None = None,
+) -> list[Verdict]:
+    """Judge a ``validation.json`` measured earlier (another CI job, a device farm): no model is
+    loaded and no runtime imported; the same rule and numbers as the live check."""
+    report = ValidationReport.read(report_path)
+    target = targets_lib.get(target_name, targets_dir)
+    name = str(artifact) if artifact is not None else None
+    # the file at hand: the report's figures must be of THIS file, not one with the same name
+    digest = sha256_file(artifact) if artifact is not None and Path(artifact).is_file() else None
+    return gate.from_report(
+        report, target, (pipeline_budget, budget), artifact=name, source=str(report_path), sha256=digest
+    )

@@ -157,7 +157,7 @@ def _known(raw, known: set, path: Path, where: str) -> None:
 class FlowResult:
     run: TrainedModel
     artifacts: tuple[ExportedArtifact, ...]
-    report: Any  # edgetransfer.evaluation.ValidationReport
+    report: Any  # edgetransfer.records.ValidationReport
     verdict: Any | None  # edgetransfer.gate.Verdict
     report_path: Path
     skipped: tuple[str, ...]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeTransferError
-from ..records import Budget, ValidationReport, Verdict
+from ..records import DEFAULT_CALIBRATION_SIZE, Budget, ValidationReport, Verdict
 
 if TYPE_CHECKING:
     from ..evaluation.speed import SpeedOptions
@@ -69,7 +69,7 @@ def export(
     out: Path,
     *,
     calibration: str | Path = "auto",
-    calibration_size: int = 100,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     max_accuracy_drop: float | None = None,
     memo: Memo | None = None,
     targets: Sequence = (),

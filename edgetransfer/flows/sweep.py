@@ -41,6 +41,7 @@ from ..evaluation import speed as speed_lib
 from ..exporter import formats
 from ..io import write_json
 from ..records import (
+    DEFAULT_CALIBRATION_SIZE,
     Budget,
     SweepPoint,
     SweepResult,
@@ -99,7 +100,7 @@ def sweep(
     max_accuracy_drop: float | None = None,
     out: str | Path = "sweep-out",
     train_config: TrainConfig | None = None,
-    calibration_size: int = 100,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     budget_s: float = 1.0,
     targets_dir: str | Path | None = None,
     progress: Progress | None = None,

@@ -14,7 +14,7 @@
 
 from .base import Record
 from .budget import DEFAULT_PICK_ACCURACY_DROP, Budget
-from .export import Attempt, CalibrationInfo, ExportedArtifact, ExportIndex, FloatReference, RecipeFile, TFLMBundle
+from .export import Attempt, CalibrationInfo, ExportedArtifact, ExportIndex, FloatReference, TFLMBundle
 from .flows import (
     CheckSpec,
     ExportSpec,
@@ -32,9 +32,11 @@ from .flows import (
 )  # noqa: E501
 from .measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
 from .quant import QuantDiagnosis, TensorDiagnosis
+from .recipe import DEFAULT_CALIBRATION_SIZE, QuantRecipe, RecipeFile
 from .run import ArtifactManifest, DataInfo, IOSpec, Metrics, RunManifest
 
 __all__ = [
+    "DEFAULT_CALIBRATION_SIZE",
     "DEFAULT_PICK_ACCURACY_DROP",
     "ArtifactManifest",
     "Attempt",
@@ -71,6 +73,7 @@ __all__ = [
     "TargetLatency",
     "ValidateSpec",
     "QuantDiagnosis",
+    "QuantRecipe",
     "TensorDiagnosis",
 ]
 

@@ -56,6 +56,8 @@ class Delegation(Record):
     @property
     def full(self) -> bool:
         """The accelerator took every node in one piece (and the runtime, where it says, agrees)."""
+        if self.nodes_total == 0 and self.fully_accelerated is not None:  # a device tool's word without counts
+            return self.fully_accelerated
         counted = self.nodes_total > 0 and self.nodes_accelerated == self.nodes_total and self.partitions <= 1
         return counted and self.fully_accelerated is not False
 
@@ -64,6 +66,9 @@ class Delegation(Record):
 
     def describe(self) -> str:
         """``XNNPACK took 9/11 nodes in 1 partition; fell back: QUANTIZE x2`` (for messages and findings)."""
+        if self.nodes_total == 0 and self.fully_accelerated is not None:
+            word = "fully accelerated" if self.fully_accelerated else "NOT fully accelerated (ops not named)"
+            return f"{self.accelerator}: {word} ({self.source})"
         if self.full:
             return f"{self.accelerator} took all {self.nodes_total} nodes ({self.source})"
         counts: dict[str, int] = {}

@@ -102,21 +102,6 @@ class TFLMBundle(Record):
 
 
 @dataclass(frozen=True)
-class RecipeFile(Record):
-    """``<file>.recipe.json``: everything that makes one exported file (``export --recipe`` reads it back)."""
-
-    KIND: ClassVar[str] = "edgetransfer.recipe"
-    SCHEMA: ClassVar[int] = 1
-
-    format: str
-    recipe: dict
-    keep_float: tuple[str, ...] = ()
-    calibration: str = "auto"
-    seed: int = 0
-    measured: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class ExportedArtifact:
     """One exported file and what it is (its manifest, typed)."""
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from ..errors import EXIT_BUDGET, ConfigError
 from .base import Record, _from_dict
 from .budget import Budget
+from .recipe import DEFAULT_CALIBRATION_SIZE
 
 BF16 = "bf16"  # SweepPoint.execution of an fp32 file run in bf16 (Measurement.execution, validate --bf16)
 
@@ -307,7 +308,7 @@ class ExportSpec(Record):
     formats: tuple[str, ...] = ("tflite", "onnx")
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     calibration: str = "auto"
-    calibration_size: int = 100
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE
     max_accuracy_drop: float | None = None  # int8: search recipes within this many points (quantization doctor)
 
 

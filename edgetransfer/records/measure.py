@@ -104,6 +104,12 @@ class Measurement(Record):
     def runtime(self) -> str | None:
         return self.latency.detail.get("runtime") if self.latency is not None else None
 
+    @property
+    def fits(self) -> bool:
+        """Whether the file fits its target's memory (``True`` where not measured): a file that cannot run
+        there is never the best (issue #26)."""
+        return (self.memory or {}).get("fits", True) is not False
+
     def derived(self) -> dict[str, Any]:
         lat = self.latency
         ms = (

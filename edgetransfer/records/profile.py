@@ -137,3 +137,15 @@ def short_name(name: str) -> str:
     """A TFLite op's name lists every tensor fused into it (``[a;b;c]:12``): keep the first and the index."""
     m = re.fullmatch(r"\[([^;\]]*)[^\]]*\](:\d+)", name)
     return m.group(1) + m.group(2) if m else name
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op of an exported file as its format's reader sees it (``FormatSpec.op_reader``): type, kind
+    (conv, depthwise, dense, pool, ...), multiply-accumulates and bytes of weights and activations."""
+
+    type: str
+    kind: str
+    macs: int
+    weight_bytes: int
+    act_bytes: int

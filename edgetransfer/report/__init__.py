@@ -1,6 +1,6 @@
 """Rendering of validation reports: plain table, Markdown, HTML with plots, JSON.
 
-Pure functions of a :class:`edgetransfer.evaluation.ValidationReport` (plus an optional
+Pure functions of a :class:`edgetransfer.records.ValidationReport` (plus an optional
 verdict from ``check``); nothing here measures anything.
 """
 
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import gate
 from ..io import atomic_write
 from . import plots
 from .profile import html_section
@@ -101,7 +100,7 @@ def _rows(report) -> list[list[str]]:
 def best(report) -> dict:
     """``report.best`` without a file that does not fit its target's memory: a file that cannot
     run there is never the best (issue #26); such a target maps to None."""
-    unfit = {(r.artifact, r.target) for r in report.records if not gate.fits(r)}
+    unfit = {(r.artifact, r.target) for r in report.records if not r.fits}
     out: dict = {t: (None if (b.artifact, t) in unfit else b) for t, b in report.best.items()}
     for _, target in sorted(unfit):
         out.setdefault(target, None)  # a target where nothing fits is said, not left out

@@ -15,7 +15,7 @@ this code after a child loaded and ran those exact bytes, so a later process (an
 start) loads them without a child.
 
 Cost: one child process per new file (about a second on a desktop CPU for a small model;
-measured in ``tests/test_reliability_native.py``; see docs/tasks/runtime.md, "Safe mode"), nothing
+measured in ``tests/unit/runtime/test_native_crashes.py``; see docs/tasks/runtime.md, "Safe mode"), nothing
 for a file probed before.
 ``Classifier(path, safe=False)`` skips it for files you trust.
 """

@@ -4,10 +4,14 @@ One :class:`FormatSpec` per format, registered by the format's own module
 (``formats/tflite.py``, ``formats/onnx.py``, ...): name, file suffix and its capabilities
 (precisions, input layouts, int8 io types, calibration methods, weight granularities,
 runtimes, packaging), plus the code that handles it: the exporter module, the per-op graph
-reader, the metadata reader, the quantization doctor's sensitivity ranker. Code is referenced
-by ``module:function`` and imported on first use, so reading the registry never imports
-TensorFlow (the app-side ``edgetransfer.runtime`` uses it). The exporter and the quantization
-doctor ask a spec and never compare format names.
+reader, the metadata reader, the quantization doctor's sensitivity ranker. The hooks are typed
+callables (the Protocols below, checked by mypy where each format registers them: optimum's
+``OnnxConfig`` attributes, ai-edge-quantizer's ``algorithm_manager_api``), imported by the format's
+module with TensorFlow still unimported (they import it inside); the exporter module is named and
+imported on first use. The format modules load on the first question, so the app-side
+``edgetransfer.runtime`` reads the registry without TensorFlow. The exporter and the quantization
+doctor ask a spec and never compare format names; :func:`for_path` is the only place a file's
+suffix becomes a format.
 
 Adding a format is adding one module that calls :func:`register`, and its name to
 ``_MODULES`` (docs/development.md, "Adding a format or a runtime", lists what the module provides).
@@ -19,9 +23,10 @@ import difflib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ...errors import ConfigError
+from ...records.profile import Op
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 # Computed in integers end to end. "dynamic" (dynamic-range) stores int8 weights but computes in float: its
@@ -29,6 +34,44 @@ PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 # quantization guide, "Dynamic range quantization"), so an integer-only accelerator cannot run it.
 INTEGER_PRECISIONS = ("int8", "int16x8")
 _MODULES = ("tflite", "onnx", "tflm")
+
+
+class OpReader(Protocol):
+    """The graph's ops of a file, in execution order (latency estimates, delegate checks, profiles)."""
+
+    def __call__(self, path: Path, /) -> list[Op]: ...
+
+
+class MetadataReader(Protocol):
+    """What a file says about itself: ``{}`` for one exported by something else (TensorFlow-free)."""
+
+    def __call__(self, path: Path, /) -> dict: ...
+
+
+class PrecisionReader(Protocol):
+    """The precision of a file from another tool, read from its tensors."""
+
+    def __call__(self, path: Path, /) -> str: ...
+
+
+class SensitivityRanker(Protocol):
+    """The ops of an int8 file, most quantization error first, as ``keep_float`` names."""
+
+    def __call__(
+        self, source: Any, path: Path, calibration: Any, *, layout: str, images: int, size_allowance: float
+    ) -> list[str]: ...
+
+
+class Activation16Ranker(Protocol):
+    """Activation tensors of an int8 file, lowest SNR first, as ``a16:<tensor>`` entries."""
+
+    def __call__(self, source: Any, path: Path, calibration: Any, *, layout: str, images: int) -> list[str]: ...
+
+
+class TensorDiagnosisHook(Protocol):
+    """Every activation tensor of an int8 file against the float model's, in graph order."""
+
+    def __call__(self, source: Any, path: Path, images: Any, *, layout: str, meta: dict) -> list[dict]: ...
 
 
 @dataclass(frozen=True)
@@ -43,8 +86,8 @@ class FormatSpec:
         exporter: module with ``make_source(model, size, layout, workdir, dynamic_batch)`` and
             ``write(source, recipe, calibration, meta, path, *, keep_float=())`` (or, for a
             packaging, ``package(artifact_path, out_dir)``).
-        op_reader: ``module:function(path) -> list[graphops.Op]``, the graph's ops.
-        metadata_reader: ``module:function(path) -> dict``, the labels and input metadata written
+        op_reader: ``(path) -> list[Op]``, the graph's ops.
+        metadata_reader: ``(path) -> dict``, the labels and input metadata written
             into a file (``{}`` for a file exported by something else); called by
             ``edgetransfer.runtime.read_metadata``.
         io_dtypes: input/output types an int8 file may take (``--io``), float32 last or alone.
@@ -54,15 +97,15 @@ class FormatSpec:
             doctor tries the others when int8 loses too much).
         weight_granularities: int8 weight quantization it can choose from (``per_channel``,
             ``per_tensor``); the doctor tries the other one when there are two.
-        sensitivity_ranker: ``module:function(source, path, calibration, *, layout, images,
+        sensitivity_ranker: ``(source, path, calibration, *, layout, images,
             size_allowance) -> list[str]``: the ops of an int8 file, most quantization error
             first, as names its exporter's ``keep_float`` takes; ``""`` when it has none.
-        activation16_ranker: ``module:function(source, path, calibration, *, layout, images) ->
+        activation16_ranker: ``(source, path, calibration, *, layout, images) ->
             list[str]``: activation tensors of an int8 file, lowest signal-to-noise ratio against the
             float graph first, that its int8 writer can keep at 16 bits (``keep_float`` entries
             ``a16:<tensor>``, int8 weights unchanged); ``""`` when its quantizer cannot mix 8- and
-            16-bit activations per tensor (the TFLite converter: int16x8 is whole-model only).
-        tensor_diagnosis: ``module:function(source, path, images, *, layout, meta) -> list[dict]``:
+            16-bit activations per tensor (the TFLite converter: int16x8 is whole-model only); ``None`` then.
+        tensor_diagnosis: ``(source, path, images, *, layout, meta) -> list[dict]``:
             every activation tensor of the int8 file ``path`` against the same tensor of the float
             model traced in ``source``, on ``images`` (RGB [0, 255] NHWC), in graph order: ``tensor``,
             ``node``, ``op_type``, ``snr_db`` and ``cosine`` (the error accumulated up to it), ``added``
@@ -87,48 +130,48 @@ class FormatSpec:
     precisions: tuple[str, ...]
     runtimes: tuple[str, ...]
     exporter: str
-    op_reader: str
-    metadata_reader: str
+    op_reader: OpReader
+    metadata_reader: MetadataReader
     io_dtypes: tuple[str, ...] = ("float32",)
     layouts: tuple[str, ...] = ("nhwc",)
     calibration_methods: tuple[str, ...] = ("minmax",)
     weight_granularities: tuple[str, ...] = ("per_channel",)
-    sensitivity_ranker: str = ""
-    precision_reader: str = ""  # module:function(path) -> precision of a file from another tool
-    standard_metadata_reader: str = ""  # module:function(path) -> {labels, normalization} others write
-    activation16_ranker: str = ""
-    tensor_diagnosis: str = ""
+    sensitivity_ranker: SensitivityRanker | None = None
+    precision_reader: PrecisionReader | None = None  # a file from another tool: its precision
+    standard_metadata_reader: MetadataReader | None = None  # {labels, normalization} other tools write
+    activation16_ranker: Activation16Ranker | None = None
+    tensor_diagnosis: TensorDiagnosisHook | None = None
     quantizer_options: tuple[str, ...] = ()
     converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""
     packages: str | None = None
 
-    def op_reader_fn(self) -> Any:
-        return _resolve(self.op_reader)
+    def op_reader_fn(self) -> OpReader:
+        return self.op_reader
 
-    def metadata_reader_fn(self) -> Any:
-        return _resolve(self.metadata_reader)
+    def metadata_reader_fn(self) -> MetadataReader:
+        return self.metadata_reader
 
-    def precision_reader_fn(self) -> Any:
-        if not self.precision_reader:
+    def precision_reader_fn(self) -> PrecisionReader:
+        if self.precision_reader is None:
             raise ConfigError(f"{self.name} files cannot be read as models", fix="pass a .tflite or .onnx file")
-        return _resolve(self.precision_reader)
+        return self.precision_reader
 
-    def standard_metadata_reader_fn(self) -> Any | None:
-        return _resolve(self.standard_metadata_reader) if self.standard_metadata_reader else None
+    def standard_metadata_reader_fn(self) -> MetadataReader | None:
+        return self.standard_metadata_reader
 
-    def sensitivity_ranker_fn(self) -> Any | None:
+    def sensitivity_ranker_fn(self) -> SensitivityRanker | None:
         """The ranker, or ``None`` when the format has none."""
-        return _resolve(self.sensitivity_ranker) if self.sensitivity_ranker else None
+        return self.sensitivity_ranker
 
-    def activation16_ranker_fn(self) -> Any | None:
+    def activation16_ranker_fn(self) -> Activation16Ranker | None:
         """The 16-bit activation ranker, or ``None`` when the format cannot mix activation widths."""
-        return _resolve(self.activation16_ranker) if self.activation16_ranker else None
+        return self.activation16_ranker
 
-    def tensor_diagnosis_fn(self) -> Any | None:
+    def tensor_diagnosis_fn(self) -> TensorDiagnosisHook | None:
         """The per-tensor diagnosis, or ``None`` when the format has none."""
-        return _resolve(self.tensor_diagnosis) if self.tensor_diagnosis else None
+        return self.tensor_diagnosis
 
     def layout_for(self, requested: str) -> str:
         """``requested`` where the format writes it, else its default layout."""
@@ -140,11 +183,6 @@ class FormatSpec:
 
 _REGISTRY: dict[str, FormatSpec] = {}
 _LOADED = False
-
-
-def _resolve(ref: str) -> Any:
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def register(spec: FormatSpec) -> FormatSpec:

@@ -6,12 +6,12 @@ graph that actually ships (after conversion and quantization), not the Keras mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ... import _lazy
+from ...records.profile import Op
 
 _TFLITE_KIND = {
     "CONV_2D": "conv",
@@ -57,15 +57,6 @@ _ONNX_KIND = {
     "Pad": "elementwise",
 }
 _TFLITE_ITEMSIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1}  # TensorType -> bytes
-
-
-@dataclass(frozen=True)
-class Op:
-    type: str
-    kind: str
-    macs: int
-    weight_bytes: int
-    act_bytes: int
 
 
 def _prod(shape) -> int:
@@ -158,5 +149,5 @@ def ops_for(path: str | Path) -> list[Op]:
     """The ops of any exported file, through its format's registered reader."""
     from .. import formats
 
-    ops: list[Op] = formats.for_path(path).op_reader_fn()(path)
+    ops: list[Op] = formats.for_path(path).op_reader(Path(path))
     return ops

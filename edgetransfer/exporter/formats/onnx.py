@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import _lazy
+from ...runtime.onnxrt import onnx_metadata
 from . import FormatSpec, onnx_graph, register
+from .foreign import onnx_precision
+from .graphops import onnx_ops
 from .onnx_quantize import A16, _quantize, _session_with_outputs, prepare
 
 if TYPE_CHECKING:
@@ -51,27 +54,6 @@ OPTIONS = {
     # so nothing saturates, and the weights keep 8 bits (the same guide's other remedy)
     "u8u8": "uint8 weights (U8U8): no saturation on x86 CPUs without VNNI, 8-bit weights kept",
 }
-SPEC = register(
-    FormatSpec(
-        name="onnx",
-        suffix=".onnx",
-        precisions=("fp32", "fp16", "dynamic", "int8"),
-        runtimes=("onnxruntime", "openvino"),
-        exporter=__name__,
-        op_reader="edgetransfer.exporter.formats.graphops:onnx_ops",
-        metadata_reader="edgetransfer.runtime.onnxrt:onnx_metadata",
-        layouts=("nhwc", "nchw"),
-        calibration_methods=("minmax", "entropy", "percentile"),
-        weight_granularities=("per_channel", "per_tensor"),
-        sensitivity_ranker=f"{__name__}:rank_sensitivity",
-        precision_reader="edgetransfer.exporter.formats.foreign:onnx_precision",
-        activation16_ranker=f"{__name__}:rank_activations16",
-        tensor_diagnosis=f"{__name__}:tensor_diagnosis",
-        quantizer_options=tuple(OPTIONS),
-        converters=("tf2onnx", "onnx", "onnxruntime"),
-        description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",
-    )
-)
 
 
 def make_source(model, size: int, layout: str, workdir: Path, dynamic_batch: bool = False) -> Source:
@@ -367,3 +349,26 @@ def _paired_sessions(source: Source, path: Path):
         fsess = _session_with_outputs(onnx, ort, fmodel, tensors, Path(tmp) / "f.onnx")
         qsess = _session_with_outputs(onnx, ort, qmodel, sorted(set(post.values())), Path(tmp) / "q.onnx")
     return fmodel, fsess, qsess, tensors, post
+
+
+SPEC = register(
+    FormatSpec(
+        name="onnx",
+        suffix=".onnx",
+        precisions=("fp32", "fp16", "dynamic", "int8"),
+        runtimes=("onnxruntime", "openvino"),
+        exporter=__name__,
+        op_reader=onnx_ops,
+        metadata_reader=onnx_metadata,
+        layouts=("nhwc", "nchw"),
+        calibration_methods=("minmax", "entropy", "percentile"),
+        weight_granularities=("per_channel", "per_tensor"),
+        sensitivity_ranker=rank_sensitivity,
+        precision_reader=onnx_precision,
+        activation16_ranker=rank_activations16,
+        tensor_diagnosis=tensor_diagnosis,
+        quantizer_options=tuple(OPTIONS),
+        converters=("tf2onnx", "onnx", "onnxruntime"),
+        description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",
+    )
+)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import _lazy
-from ..._quiet import quiet_onnxruntime_quantization
+from .._quiet import quiet_onnxruntime_quantization
 
 if TYPE_CHECKING:
     from ..quantization import Calibration, QuantRecipe

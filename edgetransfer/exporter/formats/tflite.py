@@ -8,29 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ... import _lazy
-from ...runtime.base import LABELS_NAME, METADATA_NAME
+from ...runtime.base import LABELS_NAME, METADATA_NAME, read_tflite_metadata
 from . import FormatSpec, register
+from .foreign import tflite_precision, tflite_standard_metadata
+from .graphops import tflite_ops
 
 if TYPE_CHECKING:
     from ..quantization import Calibration, QuantRecipe
-
-SPEC = register(
-    FormatSpec(
-        name="tflite",
-        suffix=".tflite",
-        precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
-        io_dtypes=("uint8", "int8", "float32"),
-        runtimes=("litert",),
-        exporter=__name__,
-        op_reader="edgetransfer.exporter.formats.graphops:tflite_ops",
-        metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
-        sensitivity_ranker=f"{__name__}:rank_sensitivity",
-        tensor_diagnosis=f"{__name__}:tensor_diagnosis",
-        precision_reader="edgetransfer.exporter.formats.foreign:tflite_precision",
-        standard_metadata_reader="edgetransfer.exporter.formats.foreign:tflite_standard_metadata",
-        description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",
-    )
-)
 
 
 def make_source(model, size: int, layout: str, workdir: Path, dynamic_batch: bool = False) -> Source:
@@ -324,3 +308,22 @@ def tensor_diagnosis(source: Source, path: Path, images, *, layout: str, meta: d
         if row is not None:
             rows.append(row)
     return rows
+
+
+SPEC = register(
+    FormatSpec(
+        name="tflite",
+        suffix=".tflite",
+        precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
+        io_dtypes=("uint8", "int8", "float32"),
+        runtimes=("litert",),
+        exporter=__name__,
+        op_reader=tflite_ops,
+        metadata_reader=read_tflite_metadata,
+        sensitivity_ranker=rank_sensitivity,
+        tensor_diagnosis=tensor_diagnosis,
+        precision_reader=tflite_precision,
+        standard_metadata_reader=tflite_standard_metadata,
+        description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",
+    )
+)

@@ -21,10 +21,11 @@ from pathlib import Path
 from ..._version import __version__
 from ...errors import ConfigError, ExportError
 from ...records import TFLMBundle
-from ...runtime.base import require_file
+from ...runtime.base import read_tflite_metadata, require_file
 from ...runtime.tflm import measure_arena
 from ...runtime.tflm_ops import CUSTOM_PREFIX, TFLM_BUILTINS, TFLM_CUSTOM, check_tflm
 from . import FormatSpec, register
+from .graphops import tflite_ops
 
 __all__ = [
     "SPEC",
@@ -34,26 +35,6 @@ __all__ = [
     "resolver_calls",
     "to_c_source",
 ]
-
-
-# TFLM is a packaging of a full-int8 .tflite (C array + op resolver + arena size); the file
-# validated and gated is that .tflite, run by the real TFLM kernels on tflm targets.
-SPEC = register(
-    FormatSpec(
-        name="tflm",
-        suffix=".cc",
-        precisions=("int8",),
-        runtimes=("tflm",),
-        exporter=__name__,
-        op_reader="edgetransfer.exporter.formats.graphops:tflite_ops",
-        metadata_reader="edgetransfer.runtime.base:read_tflite_metadata",
-        io_dtypes=("uint8", "int8", "float32"),
-        in_all=False,
-        packages="tflite",
-        description="TensorFlow Lite for Microcontrollers: the int8 .tflite as model_data.cc/.h, op resolver, "
-        "arena size",
-    )
-)
 
 
 def package(int8_tflite_path: str | Path, out_dir: str | Path) -> TFLMExport:
@@ -260,3 +241,23 @@ def export_tflm(int8_tflite_path: str | Path, out_dir: str | Path, *, name: str 
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
     return result
+
+
+# TFLM is a packaging of a full-int8 .tflite (C array + op resolver + arena size); the file
+# validated and gated is that .tflite, run by the real TFLM kernels on tflm targets.
+SPEC = register(
+    FormatSpec(
+        name="tflm",
+        suffix=".cc",
+        precisions=("int8",),
+        runtimes=("tflm",),
+        exporter=__name__,
+        op_reader=tflite_ops,
+        metadata_reader=read_tflite_metadata,
+        io_dtypes=("uint8", "int8", "float32"),
+        in_all=False,
+        packages="tflite",
+        description="TensorFlow Lite for Microcontrollers: the int8 .tflite as model_data.cc/.h, op resolver, "
+        "arena size",
+    )
+)

@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,8 +82,8 @@ class DoctorResult:
 
 
 def recipe_dict(recipe: QuantRecipe) -> dict:
-    """``recipe`` as the JSON-shaped dict attempts and manifests hold (lists, so one read back is equal)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()}
+    """``recipe`` as the JSON-shaped dict attempts and manifests hold."""
+    return recipe.to_dict()
 
 
 def output_snr_db(reference, probs) -> float | None:

@@ -12,9 +12,9 @@ import numpy as np
 
 from ... import data as data_lib
 from ... import images
-from ..._quiet import quiet_onnxruntime_quantization as quiet_ort_calibration
 from ...errors import DataError
 from ...records import RunManifest
+from .._quiet import quiet_onnxruntime_quantization as quiet_ort_calibration
 
 log = logging.getLogger("edgetransfer")
 # Below ~100 images the activation ranges of a calibration run are noisy; the TFLite and

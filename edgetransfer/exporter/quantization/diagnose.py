@@ -125,7 +125,7 @@ def _replay(path: Path, m: ArtifactManifest) -> tuple[QuantRecipe, tuple[str, ..
     rpath = path.with_name(path.name + ".recipe.json")
     if rpath.is_file():
         r = RecipeFile.read(rpath)
-        return QuantRecipe(**r.recipe), tuple(r.keep_float), r.calibration, r.seed
+        return r.recipe, tuple(r.keep_float), r.calibration, r.seed
     raw = dict(m.recipe)
     keep = tuple(raw.pop("keep_float", ()))
     raw.pop("quantized_for", None)  # what the file was made for (exporter/artifacts.py), not a recipe field

@@ -31,16 +31,14 @@ This module is the search; the attempts and their judging are :mod:`.attempts`, 
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError, DataError, EdgeTransferError, UnsupportedError
+from ...errors import ConfigError, DataError, UnsupportedError
 from ...evaluation.accuracy import Evaluator
 from ...io import write_json
 from ...records.run import TrainedModel
@@ -49,69 +47,9 @@ from .attempts import (
     DoctorResult,
     Writer,
     _Search,
-    recipe_dict,
 )
-from .recipe import QuantRecipe
+from .recipe import QuantRecipe, RecipeFile
 from .remedies import _activation16_remedies, _calibration_remedies, _option_remedies, _sensitivity_remedies
-
-RECIPE_KIND = "edgetransfer.recipe"
-
-
-@dataclass(frozen=True)
-class FileRecipe:
-    """Everything that makes one exported file: format, recipe, ops in float, calibration source and seed."""
-
-    format: str
-    recipe: QuantRecipe
-    keep_float: tuple[str, ...] = ()
-    calibration: str = "auto"
-    seed: int = 0
-
-    def to_json(self, measured: dict | None = None) -> dict:
-        return {
-            "kind": RECIPE_KIND,
-            "schema": 1,
-            "format": self.format,
-            "recipe": recipe_dict(self.recipe),
-            "keep_float": list(self.keep_float),
-            "calibration": self.calibration,
-            "seed": self.seed,
-            "measured": measured or {},
-        }
-
-    @classmethod
-    def read(cls, path: str | Path, *, conflicts: bool = False) -> FileRecipe:
-        """Read a ``<file>.recipe.json``.
-
-        Raises:
-            ConfigError: missing, unreadable or not a recipe file, or given with ``--max-accuracy-drop``.
-        """
-        path = Path(path)
-        if conflicts:
-            raise ConfigError(
-                "--recipe replays a file; --max-accuracy-drop searches for one",
-                path=path,
-                fix="give one of them",
-            )
-        try:
-            doc = json.loads(path.read_text())
-            if doc.get("kind") != RECIPE_KIND:
-                raise ValueError(f"kind is {doc.get('kind')!r}, not {RECIPE_KIND!r}")
-            return cls(
-                str(doc["format"]),
-                QuantRecipe(**doc["recipe"]),
-                tuple(str(n) for n in doc.get("keep_float", ())),
-                str(doc.get("calibration", "auto")),
-                int(doc.get("seed", 0)),
-            )
-        except EdgeTransferError as exc:
-            raise ConfigError(f"bad recipe in the file: {exc.problem}", path=path, fix=exc.fix) from None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(
-                f"not a recipe file ({type(exc).__name__}: {exc})",
-                path=path,
-                fix="pass a <file>.recipe.json written by `edgetransfer export --max-accuracy-drop`",
-            ) from None
 
 
 def check_budget(value) -> float:
@@ -198,10 +136,12 @@ def search(
         chosen = QuantRecipe(**best["recipe"])
         art = write(src, run, fmt, chosen, cal, out, layout, attempts=tuple(s.attempts),
                              keep_float=tuple(best["keep_float"]))  # fmt: skip
-    file_recipe = FileRecipe(fmt, chosen, tuple(best["keep_float"]), str(calibration), seed)
     measured = {k: best[k] for k in ("attempt", "remedy", "accuracy", "accuracy_drop", "size_bytes", "p50_ms")}
     measured.update(reference_accuracy=s.reference, max_accuracy_drop=budget, held_out=ev.held.to_json())
-    recipe_path = write_json(art.path.with_name(art.path.name + ".recipe.json"), file_recipe.to_json(measured))
+    recipe_path = write_json(
+        art.path.with_name(art.path.name + ".recipe.json"),
+        RecipeFile(fmt, chosen, tuple(best["keep_float"]), str(calibration), seed, measured).to_json(),
+    )
     return DoctorResult(
         art, tuple(s.attempts), best["attempt"], best["met_budget"], budget, s.reference, Path(recipe_path),
         round(time.perf_counter() - start, 1),

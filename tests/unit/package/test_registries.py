@@ -59,7 +59,7 @@ def test_read_metadata_dispatches_through_the_registry(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "et_test_reader", reader)
     formats.names()  # load the registry before adding to it
     fake = dataclasses.replace(
-        formats.get("onnx"), name="fake", suffix=".fake", metadata_reader="et_test_reader:read", in_all=False
+        formats.get("onnx"), name="fake", suffix=".fake", metadata_reader=reader.read, in_all=False
     )
     monkeypatch.setitem(formats._REGISTRY, "fake", fake)
     assert read_metadata(tmp_path / "m.fake") == {"labels": ["a"], "read": "m.fake"}

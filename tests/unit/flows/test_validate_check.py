@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgetransfer.evaluation.stats import decide
 from edgetransfer.flows.validate import validate
+from edgetransfer.gate.stats import decide
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("xdist")
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[2]  # tests/, where worker_watch.py is
 
 _DIES = """
 import os, signal

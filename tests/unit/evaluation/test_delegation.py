@@ -111,3 +111,36 @@ def test_full_delegation_budget_is_a_flag():
     assert Budget(full_delegation=True).describe() == "fully delegated"
     with pytest.raises(ConfigError):
         Budget(full_delegation=False)
+
+
+def test_device_result_decides_delegation_not_this_host(invoke, untrained_exports, tmp_path):
+    """A real benchmark_litert_model --result_json (LiteRT's own tool, run here as the stand-in device) carries
+    fully_accelerated: that, not this host's observation, is judged."""
+    from test_device_results import PHONE, _check, litert_result
+
+    for prec, full in (("int8", False), ("fp32", True)):
+        art = untrained_exports[("tflite", prec)]
+        result = litert_result(art.path, tmp_path / f"{prec}.json")
+        assert json.loads(result.read_text())["fully_accelerated"] is full  # LiteRT's word, as observed here
+        code, out, _ = _check(invoke, art.path, result, tmp_path, "--require-full-delegation", "--json")
+        chk = next(c for c in json.loads(out)["checks"] if c["name"] == "full_delegation")
+        assert code == (0 if full else 1) and PHONE in chk["provenance"] and "device log" in chk["provenance"]
+
+
+def test_benchmark_model_log_of_a_device_is_judged(invoke, untrained_exports, tmp_path):
+    """benchmark_model's text (the stand-in prints the tool's format) with the delegate line a GPU run prints."""
+    from test_device_results import _check
+
+    art = untrained_exports[("tflite", "fp32")]
+    log = tmp_path / "bm.txt"
+    log.write_text(
+        f"INFO: Graph: [{art.path}]\nINFO: The input model file size (MB): {art.size_bytes / 1e6:.6g}\n"
+        "INFO: Replacing 6 out of 8 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 3 partitions "
+        "for the whole graph.\nINFO: Inference timings in us: Init: 1000, First inference: 900, "
+        "Warmup (avg): 900, Inference (avg): 800\n"
+    )
+    code, out, err = _check(invoke, art.path, log, tmp_path, "--require-full-delegation", "--json")
+    if code == 2:
+        pytest.skip(f"the benchmark_model reader wants more of the log than this sample: {err[-300:]}")
+    chk = next(c for c in json.loads(out)["checks"] if c["name"] == "full_delegation")
+    assert code == 1 and "TfLiteGpuDelegateV2 took 6/8 nodes" in chk["message"]

@@ -68,7 +68,7 @@ def test_a_forged_manifest_does_not_skip_the_probe(untrained_exports, tmp_path, 
 
 @pytest.mark.slow  # a seeded search for a LiteRT-crashing mutant (about 1 in 40), then one Classifier
 def test_a_crashing_mutant_with_a_forged_manifest_is_an_error_not_a_signal(tiny_exports, tmp_path):
-    from test_hostile_models import find_crashing_mutant
+    from test_sessions import find_crashing_mutant
 
     art = tiny_exports[("tflite", "int8")].path  # the trained file: seed 39 crashes LiteRT on it
     hit = find_crashing_mutant(art.read_bytes(), tmp_path)

@@ -16,7 +16,7 @@ from edgetransfer.runtime import op_table, peak
 from edgetransfer.runtime import profile as P
 from edgetransfer.runtime import tune as T
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 STANDIN = REPO / "tests/standins/benchmark_model"
 PEAK = {"fp32": 100.0, "int8": 400.0}
 

@@ -12,7 +12,9 @@ from edgetransfer.exporter import formats
 from edgetransfer.exporter.artifacts import export
 from edgetransfer.exporter.quantization import Calibration, QuantRecipe, attempts, doctor, remedies
 from edgetransfer.exporter.quantization.attempts import AccuracyBudgetError
+from edgetransfer.exporter.quantization.recipe import check as check_recipe
 from edgetransfer.records import ArtifactManifest
+from edgetransfer.records.recipe import RecipeFile
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ def test_doctor_records_16bit_remedy_and_replays(tiny_run, tmp_path, monkeypatch
     rows, header = attempts.attempts_table(att)
     assert header[3] == "float/16-bit" and rows[1][3] == "0/2"
 
-    fr = doctor.FileRecipe("onnx", QuantRecipe(**a16["recipe"]), tuple(a16["keep_float"]))
+    fr = RecipeFile("onnx", QuantRecipe(**a16["recipe"]), tuple(a16["keep_float"]))
     file = tmp_path / "a16.recipe.json"
     file.write_text(json.dumps(fr.to_json()))
     (again,) = export(tiny_run, out=tmp_path / "replay", recipe_file=file)
@@ -126,12 +128,12 @@ def test_quantizer_options_are_a_format_capability():
     from dataclasses import asdict, replace
 
     opt = replace(r, options=("float_bias",))
-    opt.check("onnx")
+    check_recipe(opt, "onnx")
     assert QuantRecipe(**json.loads(json.dumps(asdict(opt)))) == opt  # a JSON list reads back equal
     with pytest.raises(UnsupportedError, match="no quantizer option"):
-        replace(r, options=("float_bias",)).check("tflite")  # the TFLite converter has none
+        check_recipe(replace(r, options=("float_bias",)), "tflite")  # the TFLite converter has none
     with pytest.raises(UnsupportedError, match="no quantizer option"):
-        replace(r, options=("bogus",)).check("onnx")
+        check_recipe(replace(r, options=("bogus",)), "onnx")
     with pytest.raises(UnsupportedError, match="int8 options"):
         QuantRecipe("fp16", options=("float_bias",))
 

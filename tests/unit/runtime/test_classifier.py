@@ -145,7 +145,7 @@ def test_probe_is_skipped_inside_the_probe(monkeypatch, untrained_exports):
 
 @pytest.mark.slow  # a seeded search for a LiteRT-crashing mutant (about 1 in 40), then one Classifier
 def test_a_litert_crashing_mutant_never_reaches_the_callers_process(tiny_exports, tmp_path):
-    from test_hostile_models import find_crashing_mutant
+    from test_sessions import find_crashing_mutant
 
     hit = find_crashing_mutant(tiny_exports[("tflite", "int8")].path.read_bytes(), tmp_path)
     if hit is None:

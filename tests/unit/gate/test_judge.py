@@ -13,7 +13,8 @@ import pytest
 
 from edgetransfer import gate, targets
 from edgetransfer.errors import ConfigError
-from edgetransfer.evaluation.stats import decide, interval
+from edgetransfer.flows.check import judge_report
+from edgetransfer.gate.stats import decide, interval
 from edgetransfer.records import Budget
 from edgetransfer.records.measure import Best, Check, Measurement, Reference, ValidationReport, Verdict
 from edgetransfer.records.vocab import Status
@@ -162,7 +163,7 @@ def test_judge_report_equals_judge_of_the_same_numbers(tmp_path):
     path = _report(tmp_path, [m, _m(target="pixel4-cpu")])
     for budget in (Budget(latency_p90_ms=12), Budget(latency_p90_ms=8), Budget(latency_p90_ms=10.0)):
         live = gate.judge(m, gate.budget_for(targets.get("host-cpu"), budget))
-        (judged,) = gate.judge_report(path, "host-cpu", budget=budget)
+        (judged,) = judge_report(path, "host-cpu", budget=budget)
         assert judged.checks == live.checks and judged.exit_code == live.exit_code
 
 

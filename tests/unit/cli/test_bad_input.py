@@ -133,7 +133,7 @@ def test_import_of_an_h5_with_a_garbage_config_is_exit_2(images, tmp_path, invok
 
 @pytest.mark.parametrize("threads", ["four", 1_000_000_000, 0, 2.5, -1, True, None])
 def test_settings_from_with_nonsense_threads_is_exit_2(untrained_exports, tmp_path, invoke, threads):
-    from test_reliability_reports import _report
+    from test_untrusted_reports import _report
 
     art = untrained_exports[("tflite", "fp32")].path
     doc = _report(tmp_path, art)

@@ -174,7 +174,7 @@ def test_bad_options(invoke, colours, tmp_path):
     assert code == 2 and "did you mean" in err
 
 
-# --- distributed (kill -9 and --resume in both phases: tests/test_reliability_training.py) --------------
+# --- distributed (kill -9 and --resume in both phases: tests/unit/training/test_faults.py) --------------
 
 
 DISTRIBUTED = r"""

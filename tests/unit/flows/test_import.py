@@ -282,6 +282,7 @@ def test_foreign_tflite_with_metadata(user, converted, folder, tmp_path):
     assert abs(m.metrics.val_accuracy - keras_acc) <= 1e-6
 
 
+@pytest.mark.slow  # the trained MobileNetV2 of test_import_matches_the_original
 def test_foreign_tflite_without_metadata(converted, folder, tmp_path, invoke):
     from edgetransfer import ConfigError, import_model
 

@@ -57,7 +57,7 @@ def trained_val(tiny_run):
 @pytest.mark.slow
 def test_every_format_and_precision_exports_and_runs(trained_arts, trained_val):
     """On the trained Lite0: file size ratios and agreement need real weights (the tiny model's
-    files are mostly metadata); the tiny model's agreement is tests/test_fast_export.py."""
+    files are mostly metadata); the tiny model's agreement is tests/unit/exporter/test_keras_parity.py."""
     arts, val = trained_arts, trained_val
     got = {(a.format, a.precision) for a in arts}
     assert got == {("tflite", p) for p in ("fp32", "fp16", "dynamic", "int8", "int16x8")} | {
@@ -94,7 +94,7 @@ def test_metadata_and_manifests(arts, run):
 
 @pytest.mark.slow
 def test_classifier_classifies_like_keras(trained_arts, tmp_path):
-    """A red image is red only to a trained model (tests/test_fast_export.py: the mechanics)."""
+    """A red image is red only to a trained model (tests/unit/exporter/test_keras_parity.py: the mechanics)."""
     arts = trained_arts
     img = write_image(tmp_path / "r.png", size=(40, 40), color=(220, 40, 40))
     for a in arts:

@@ -182,7 +182,7 @@ def test_processes_ctrl_c_stops_the_workers(tmp_path):
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) ends the pool's workers now,
     not after their 10-minute tasks, and the sweep's process exits 130."""
     (tmp_path / "naps.py").write_text(_CTRL_C)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[3])])}
     proc = subprocess.Popen(
         [sys.executable, str(tmp_path / "naps.py")], stdout=subprocess.PIPE, text=True, env=env,
         start_new_session=True,

@@ -10,8 +10,9 @@ from PIL import Image
 
 from edgetransfer.errors import ConfigError, UnsupportedError
 from edgetransfer.exporter.artifacts import export
-from edgetransfer.exporter.quantization import QuantRecipe, doctor, remedies
+from edgetransfer.exporter.quantization import QuantRecipe, remedies
 from edgetransfer.records import ArtifactManifest
+from edgetransfer.records.recipe import RecipeFile
 
 
 @pytest.fixture
@@ -79,9 +80,7 @@ def test_unmet_budget_exits_1_with_best_attempt_written(invoke, tiny_run, tmp_pa
     mixed = next(a for a in ok if a["keep_float"])
     replays = {"doctor": (path.with_name(path.name + ".recipe.json"), m.recipe)}
     mixed_file = tmp_path / "mixed.recipe.json"
-    fr = doctor.FileRecipe(
-        "tflite", QuantRecipe(**mixed["recipe"]), tuple(mixed["keep_float"]), str(black_calibration)
-    )
+    fr = RecipeFile("tflite", QuantRecipe(**mixed["recipe"]), tuple(mixed["keep_float"]), str(black_calibration))
     mixed_file.write_text(json.dumps(fr.to_json()))
     replays["mixed"] = (mixed_file, {**mixed["recipe"], "keep_float": mixed["keep_float"]})
     for name, (file, want) in replays.items():

@@ -210,7 +210,7 @@ def test_a_ctrl_c_swallowed_by_a_finaliser_is_raised_again():
     ``sys.unraisablehook`` and is lost; under ``interrupt.guard`` the next ``check`` raises it.
     The SIGINT is real, so it is raised in a child process: in the pytest worker it was the signal
     that killed the worker (issue #35: an OpenVINO Core freed earlier in that worker had left the
-    thread's signal stack unmapped; tests/test_openvino_signals.py)."""
+    thread's signal stack unmapped; tests/unit/runtime/test_openvino_signals.py)."""
     res = subprocess.run([sys.executable, "-c", _SWALLOWED], env=ENV, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, f"exit {res.returncode}:\n{res.stderr[-3000:]}"
     seen = json.loads(res.stdout.splitlines()[-1])

@@ -8,24 +8,21 @@ measured elsewhere (another CI job, a device farm) with the same rule as the liv
 
 Shared runners are noisy, so latency is decided on repeated measurements: each repeat gives
 one p90 (or one p50 ratio); the 95% t-interval of their mean is compared to the budget
-(:mod:`edgetransfer.evaluation.stats`). Inside: passed; beyond: failed; straddling: inconclusive (exit 4).
+(:mod:`edgetransfer.gate.stats`). Inside: passed; beyond: failed; straddling: inconclusive (exit 4).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from .errors import ConfigError
-from .evaluation import stats
-from .io import sha256_file
-from .records import DEFAULT_PICK_ACCURACY_DROP, Budget, trust
-from .records.measure import Best, Check, Measurement, ValidationReport, Verdict
-from .records.vocab import Provenance, Status
-from .runtime import spec as runtime_spec
+from ..errors import ConfigError
+from ..records import Budget, trust
+from ..records.measure import Check, Measurement, ValidationReport, Verdict
+from ..records.vocab import Provenance, Status
+from . import stats
 
 # A FAILED latency from repeats spread wider than this is the host's noise, not the model's:
 # on a loaded 2-core runner p90s of repeats were seen to differ 2x (docs/tasks/check.md).
@@ -238,7 +235,7 @@ def budget_for(target, *layers: Budget | None, accuracy: bool = True) -> Budget:
         ConfigError: RAM/flash budgets on a target whose runtime measures no memory.
     """
     merged = Budget.merge(*layers)
-    memory = runtime_spec.MEMORY in runtime_spec.get(target.runtime).measures
+    memory = target.measures_memory
     if not memory and (merged.ram_kb is not None or merged.flash_kb is not None):
         raise ConfigError(
             f"--max-ram-kb / --max-flash-kb apply to microcontroller targets; {target.name} is "
@@ -289,29 +286,6 @@ def from_report(
     return [judge(m, budget_for(target, *layers), source=source) for m in found]
 
 
-def judge_report(
-    report_path: str | Path,
-    target_name: str,
-    *,
-    budget: Budget | None = None,
-    artifact: str | Path | None = None,
-    targets_dir=None,
-    pipeline_budget: Budget | None = None,
-) -> list[Verdict]:
-    """Judge a ``validation.json`` measured earlier (another CI job, a device farm): no model is
-    loaded and no runtime imported; the same rule and numbers as the live check."""
-    from . import targets as targets_lib
-
-    report = ValidationReport.read(report_path)
-    target = targets_lib.get(target_name, targets_dir)
-    name = str(artifact) if artifact is not None else None
-    # the file at hand: the report's figures must be of THIS file, not one with the same name
-    digest = sha256_file(artifact) if artifact is not None and Path(artifact).is_file() else None
-    return from_report(
-        report, target, (pipeline_budget, budget), artifact=name, source=str(report_path), sha256=digest
-    )
-
-
 def validate_samples(docs: Sequence, sha256: str, name: str) -> list[float]:
     """p90s from ``python -m edgetransfer.runtime bench --json`` documents, each checked to
     have measured THIS file (its sha256) and to be a positive, finite figure."""
@@ -341,71 +315,3 @@ def validate_samples(docs: Sequence, sha256: str, name: str) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- the pick: one rule for the best file
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """What the pick reads of one measured file (a validate record, a sweep point) on one target."""
-
-    key: Any  # the caller's handle: a Measurement, a point's index
-    p50_ms: float | None
-    p90_ms: float | None = None
-    accuracy: float | None = None
-    accuracy_drop: float | None = None
-    size_bytes: int | None = None
-    fits: bool = True  # the target's memory (microcontrollers); unmeasured counts as fitting
-
-
-def fits(m) -> bool:
-    """Whether ``m``'s file fits its target's memory (``True`` where not measured): a file that cannot run
-    there is never the best (issue #26)."""
-    return (getattr(m, "memory", None) or {}).get("fits", True) is not False
-
-
-def within(c: Candidate, budget: Budget) -> bool:
-    """``c`` fits and meets each of ``budget``'s accuracy drop, p90 and size limits that are set; a figure
-    not measured (an imported file's drop) does not count against it."""
-    return (
-        c.fits
-        and (budget.accuracy_drop is None or (c.accuracy_drop or 0) <= budget.accuracy_drop)
-        and (budget.latency_p90_ms is None or c.p90_ms is None or c.p90_ms <= budget.latency_p90_ms)
-        and (budget.size_mb is None or c.size_bytes is None or c.size_bytes / 1e6 <= budget.size_mb)
-    )
-
-
-def fastest(c: Candidate) -> tuple:
-    """validate's order: the lowest p50."""
-    return (c.p50_ms,)
-
-
-def most_accurate(c: Candidate) -> tuple:
-    """The sweep's order: the highest accuracy, then the lower p50, then the smaller file."""
-    return (-(c.accuracy or 0.0), c.p50_ms, c.size_bytes or 0)
-
-
-def pick(candidates: Sequence[Candidate], budget: Budget, order: Callable[[Candidate], tuple] = fastest):
-    """The best timed candidate within ``budget`` by ``order`` (the first of equals), or ``None``: the one
-    rule validate, the report and the sweep choose by."""
-    ok = [c for c in candidates if c.p50_ms is not None and within(c, budget)]
-    return min(ok, key=order, default=None)
-
-
-def best_per_target(records: Sequence[Measurement], targets: dict) -> dict[str, Best]:
-    """Per target: the fastest file (p50) within the target's accuracy budget that fits its memory; a bf16
-    execution of an fp32 file (``--bf16``) competes like any other measurement, its accuracy its own."""
-    best = {}
-    for name, t in targets.items():
-        limit = t.budgets.accuracy_drop if t.budgets.accuracy_drop is not None else DEFAULT_PICK_ACCURACY_DROP
-        cands = [
-            Candidate(m, m.latency.p50 if m.latency else None, accuracy_drop=m.accuracy_drop, fits=fits(m))
-            for m in records
-            if m.target == name
-        ]
-        chosen = pick(cands, Budget(accuracy_drop=limit))
-        if chosen is not None:
-            m = chosen.key
-            assert isinstance(m, Measurement) and m.latency is not None
-            best[name] = Best(
-                m.artifact, m.latency.p50, m.latency.provenance, m.accuracy, m.runtime, m.execution, dict(m.settings)
-            )
-    return best

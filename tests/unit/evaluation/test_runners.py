@@ -13,7 +13,7 @@ from edgetransfer.errors import EXIT_TOOLCHAIN, ConfigError, RuntimeBackendError
 from edgetransfer.evaluation import runners
 from edgetransfer.runtime.latency import MEASURED
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 PROFILE = "targets/device.yaml"
 BENCH_BIN = "/data/local/bin/benchmark_model"
 

@@ -78,3 +78,18 @@ def test_runner_target_measures_through_a_command(runtime_venv, tiny_exports, ti
         and lat.threads == 1
         and lat.host["runtime"].startswith("ai_edge_litert")
     )
+
+
+@pytest.mark.slow
+def test_accuracy_check_with_only_the_runtime_extra(runtime_venv, untrained_exports):
+    """Issue #39 item 5: the float reference stored with the export lets `check --max-accuracy-drop` run where
+    TensorFlow is not installed, with the same drop the full environment computes with Keras."""
+    art = untrained_exports[("tflite", "int8")]
+    cmd = [str(runtime_venv), "-m", "edgetransfer", "check", str(art.path), "--max-accuracy-drop", "100", "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=art.path.parent)
+    assert res.returncode == 0, res.stderr[-3000:]
+    drop = next(c for c in json.loads(res.stdout)["checks"] if c["name"] == "accuracy_drop")["figure"]
+    from edgetransfer.evaluation.accuracy import Evaluator
+
+    keras = Evaluator(art.run()).scores(art, __import__("edgetransfer").targets.get("host-cpu"))[0].drop
+    assert drop == pytest.approx(keras, abs=1e-3)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 # The shapes of the lines edgetransfer itself writes to stderr: its warnings and notes
 # (cli/__init__.py _Formatter), findings, the error block (message, fix), progress stage lines
@@ -76,6 +76,7 @@ def test_export_every_format_and_precision_is_quiet(exported):
     assert (exported / "tflm").is_dir()
 
 
+@pytest.mark.slow  # a child export per method (a minute each under load); the export of every format stays fast
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_export_histogram_calibration_is_quiet(untrained_run, tmp_path, method):
     """The histogram calibrators are the ones that print "Number of histogram bins : 128 ..." (issue #38)."""
@@ -99,6 +100,7 @@ def test_check_is_quiet(exported, tmp_path):
     assert junit.read_text().startswith("<?xml")
 
 
+@pytest.mark.slow  # a child process starting TensorFlow; export, validate and check stay fast
 def test_quant_diagnose_is_quiet(exported):
     model = next(exported.glob("*int8*.onnx"))
     assert_quiet(run_cli("quant", "diagnose", model, "--top", "1", "--images", "4"))

@@ -356,14 +356,16 @@ def test_classifier_prints_no_litert_info_line(tmp_path):
     import subprocess
     import sys
 
+    import tensorflow as tf  # converted here: the child imports only LiteRT (no TensorFlow start-up to wait for)
     from conftest import REPO
 
+    m = tf.keras.Sequential(
+        [tf.keras.Input((8, 8, 3)), tf.keras.layers.Conv2D(2, 3), tf.keras.layers.GlobalAveragePooling2D()]
+    )
+    (tmp_path / "m.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(m).convert())
     code = f"""
 import os
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-import numpy as np, tensorflow as tf
-m = tf.keras.Sequential([tf.keras.Input((8, 8, 3)), tf.keras.layers.Conv2D(2, 3), tf.keras.layers.GlobalAveragePooling2D()])
-open({str(tmp_path / "m.tflite")!r}, "wb").write(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+import numpy as np
 os.write(2, b"--- converted ---\\n")
 from edgetransfer.runtime.litert import LiteRT
 s = LiteRT().load({str(tmp_path / "m.tflite")!r})

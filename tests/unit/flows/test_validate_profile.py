@@ -20,7 +20,7 @@ from edgetransfer.records.measure import ValidationReport
 from edgetransfer.runtime import peak
 from edgetransfer.runtime import spec as runtime_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 PEAK = {"fp32": 100.0, "int8": 400.0}
 
 
