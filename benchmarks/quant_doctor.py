@@ -11,7 +11,11 @@ budget, the same float graph, 200 calibration images and held-out data) with its
 through the same bare ONNX Runtime session) and time.
 
     python benchmarks/quant_doctor.py [--out /tmp/quant-doctor] [--budget 0.5] [--skip-hymenoptera]
-        [--sizes 96 128] [--formats tflite onnx] [--cases digits digits64 hymenoptera] [--no-nncf]
+        [--sizes 96 128] [--formats tflite onnx] [--cases digits digits64 hymenoptera] [--no-nncf] [--integer]
+
+``--integer`` adds, per case, the integer-only columns of benchmarks/quant_integer.py (issue 36): bias
+correction, learned rounding and QAT files beside plain int8 (drop, p50, float ops, seconds each recipe cost),
+and the plain float fine-tune QAT is compared with.
 
 Measured (issue 27, `--cases digits digits64 --sizes 96` at load 7 to 9, then `--cases hymenoptera` at load 2
 to 7, on the 2-core machine with other helpers' jobs, so p50 is noisy; digits: 359 held-out images, 1 image =
@@ -223,6 +227,7 @@ def main() -> int:
     ap.add_argument("--cases", nargs="+", default=cases, choices=cases)
     ap.add_argument("--sizes", nargs="+", type=int, default=[96, 128], help="digits input sizes (px)")
     ap.add_argument("--no-nncf", action="store_true", help="skip NNCF's accuracy-controlled quantization")
+    ap.add_argument("--integer", action="store_true", help="add QAT / learned rounding / bias correction columns")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     runs: list[tuple[str, TrainedModel]] = []
@@ -250,6 +255,12 @@ def main() -> int:
         print("\nNNCF quantize_with_accuracy_control (ONNX, max_drop = the budget) beside the doctor's ONNX file")
         head = ["case", "tool", "drop pts", "size", "p50 ms", "time s", "ours (same session)", "fp32 p50"]
         print(table(nncf_rows, head))
+    if args.integer:
+        import quant_integer  # beside this file; imports this module, so only here
+
+        irows = [r for name, run in runs for r in quant_integer.case(name, run, args.out, args.formats, 3)]
+        print("\nInteger-only remedies (benchmarks/quant_integer.py)")
+        print(table(irows, quant_integer.HEAD))
     return 0 if all(r[-1] == "PASS" for r in rows) else 1
 
 

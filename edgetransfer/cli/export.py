@@ -7,11 +7,14 @@ from pathlib import Path
 import click
 
 from .. import progress
+from ..errors import ConfigError, UnsupportedError
 from ..exporter import formats as formats_lib
 from ..exporter.artifacts import export as _export
 from ..exporter.quantization import CALIBRATION_METHODS, IO_DTYPES, PRECISIONS, QuantRecipe
 from ..exporter.quantization.attempts import AccuracyBudgetError, attempts_table
 from ..exporter.quantization.doctor import check_budget
+from ..exporter.quantization.qat import DEFAULT_EPOCHS as DEFAULT_QAT_EPOCHS
+from ..exporter.quantization.qat import check_epochs
 from ..records import DEFAULT_CALIBRATION_SIZE
 from ._common import echo, emit, json_option, table
 
@@ -93,6 +96,19 @@ from ._common import echo, emit, json_option, table
     help="With --max-accuracy-drop: the targets the file is for; remedies their runtimes cannot run "
     "(16-bit activations where a target lists no int16x8) are not offered. Repeatable.",
 )
+@click.option(
+    "--qat",
+    is_flag=True,
+    help="int8: quantization-aware training first (a few epochs of fine-tuning with the int8 files' fake "
+    "quantization on the run's training split); every format's int8 file is written from that one model.",
+)
+@click.option(
+    "--qat-epochs",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Epochs of --qat [default: 3].",
+)
 @json_option
 def export_cmd(
     run_dir,
@@ -110,6 +126,8 @@ def export_cmd(
     data_dir,
     recipe_file,
     target_names,
+    qat,
+    qat_epochs,
     as_json,
 ) -> None:
     """Export RUN_DIR to TFLite / ONNX at each --precision, with labels and normalisation inside."""
@@ -120,9 +138,19 @@ def export_cmd(
     from .. import targets as targets_lib
 
     profiles = [targets_lib.get(n) for n in target_names]  # an unknown name is a ConfigError before any work
+    if qat_epochs is not None and not qat:
+        raise ConfigError("--qat-epochs is the length of --qat", fix="add --qat")
+    epochs = check_epochs(qat_epochs if qat_epochs is not None else DEFAULT_QAT_EPOCHS) if qat else 0
+    if qat and "int8" not in precisions:
+        raise UnsupportedError("--qat trains for the int8 files", fix="add --precision int8")
     recipes = [
         QuantRecipe.named(
-            p, io=io_dtype, per_channel=not per_tensor, method=calibration_method, calibration_size=calibration_size
+            p,
+            io=io_dtype,
+            per_channel=not per_tensor,
+            method=calibration_method,
+            calibration_size=calibration_size,
+            qat_epochs=epochs,
         )
         for p in dict.fromkeys(precisions)
     ]

@@ -178,8 +178,14 @@ def export(
             calib = calibration_set(run.manifest, calibration, n, seed=seed)
         model = run.load_model()
         _check_classes(run, model)
+        from .quantization.weights import ModelVariants
+
+        # QAT and weight remedies change the weights before tracing: once per recipe, shared by every format
+        variants = ModelVariants(run, model, calib, seed) if calib is not None else None
         # the doctor's search is not memoised: its file depends on its measured attempts
         model_key = memo_lib.model_digest(model) if memo is not None and evaluator is None else ""
+        if any(r.changes_weights for _, r in pairs):
+            model_key = ""  # a QAT fine-tune is not memoised either
         results: list[DoctorResult] = []
         with tempfile.TemporaryDirectory(prefix="et-export-") as tmp:
             sources: dict[str, object] = {}
@@ -200,8 +206,20 @@ def export(
                     )  # fmt: skip
                     continue
                 skey = _source_key(fmt, fmt_layout, dynamic_batch, model_key) if model_key else ""
-                src = _source(sources, fmt, model, run, fmt_layout, Path(tmp), dynamic_batch, memo, skey)
+                m = variants.model_for(r) if variants is not None else model
+                src = _source(sources, fmt, m, run, fmt_layout, Path(tmp), dynamic_batch, memo, skey,
+                              variant=ModelVariants.key(r))  # fmt: skip
+                notes = variants.record(r) if variants is not None else {}
                 if evaluator is not None and r.precision == "int8":
+                    assert variants is not None  # int8 has calibration images
+
+                    def source_for(recipe, fmt=fmt, fmt_layout=fmt_layout):
+                        m = variants.model_for(recipe)
+                        key = ModelVariants.key(recipe)
+                        return _source(sources, fmt, m, run, fmt_layout, Path(tmp), dynamic_batch, variant=key), (
+                            variants.record(recipe)
+                        )
+
                     results.append(
                         doctor.search(
                             src,
@@ -217,6 +235,8 @@ def export(
                             seed,
                             write=write_artifact,
                             activation16=doctor.refuses_activation16(targets),
+                            integer_only=doctor.integer_only_targets(targets),
+                            sources=source_for,
                         )
                     )
                     art = results[-1].artifact
@@ -234,6 +254,7 @@ def export(
                         fmt_layout,
                         dynamic_batch=dynamic_batch,
                         keep_float=kept,
+                        notes=notes,
                     )
                 )
                 if key and memo is not None:
@@ -242,6 +263,8 @@ def export(
             for a in arts:
                 if a.format == spec.packages and a.precision in spec.precisions:
                     spec.exporter_module().package(a.path, out / spec.name / a.path.stem)
+        if variants is not None:
+            variants.restore()  # the float reference is the run's own model
         _write_index(out, run, calib, _float_reference(out, run, model, evaluator, memo, model_key))
         doctor.raise_unmet(results, arts)
         return arts
@@ -321,21 +344,26 @@ def _packagings(fmts: Sequence[str]) -> list[formats.FormatSpec]:
 
 def _source(
     cache: dict, fmt: str, model, run: TrainedModel, layout: str, tmp: Path, dynamic_batch: bool = False,
-    memo: Memo | None = None, key: str = "",
+    memo: Memo | None = None, key: str = "", *, variant: str = "",
 ):  # fmt: skip
     """Trace or convert the float model once per format, shared by every precision; with a memo and
-    a format that packs its source (``source_blob``/``source_from_blob``), once per weights."""
+    a format that packs its source (``source_blob``/``source_from_blob``), once per weights. ``variant``:
+    the model's weights as a recipe changed them (``ModelVariants.key``), traced once per format too."""
     mod = formats.get(fmt).exporter_module()
     packs = memo is not None and key and hasattr(mod, "source_from_blob")
-    if fmt not in cache and packs:
+    ck = f"{fmt}|{variant}" if variant else fmt
+    if variant:
+        tmp = tmp / variant
+        tmp.mkdir(exist_ok=True)
+    if ck not in cache and packs:
         blob = memo.get_bytes("sources", key)  # type: ignore[union-attr]
         if blob is not None:
-            cache[fmt] = mod.source_from_blob(blob, tmp)
-    if fmt not in cache:
+            cache[ck] = mod.source_from_blob(blob, tmp)
+    if ck not in cache:
         try:
-            cache[fmt] = mod.make_source(model, run.input_size, layout, tmp, dynamic_batch)
+            cache[ck] = mod.make_source(model, run.input_size, layout, tmp, dynamic_batch)
             if packs:
-                memo.put_bytes("sources", key, mod.source_blob(cache[fmt]))  # type: ignore[union-attr]
+                memo.put_bytes("sources", key, mod.source_blob(cache[ck]))  # type: ignore[union-attr]
         except EdgeTransferError:
             raise
         except Exception as exc:
@@ -344,7 +372,7 @@ def _source(
                 path=run.model_path,
                 fix="run with --debug for the converter's traceback",
             ) from exc
-    return cache[fmt]
+    return cache[ck]
 
 
 def write_artifact(
@@ -361,6 +389,7 @@ def write_artifact(
     dynamic_batch: bool = False,
     keep_float: Sequence[str] = (),
     prebuilt: bytes | None = None,
+    notes: dict | None = None,
 ) -> ExportedArtifact:
     """Write one file of ``fmt`` at ``recipe`` from a traced ``source``, with its manifest.
 
@@ -404,6 +433,7 @@ def write_artifact(
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
             **{k: list(v) for k, v in extra.items()},
             **({"quantized_for": made_for} if made_for else {}),
+            **(notes or {}),
         },  # fmt: skip
         calibration=CalibrationUsed(calib.source, len(calib.images)) if calib and recipe.needs_calibration else None,
         converter={**_versions(fmt), **({"from": "memo"} if prebuilt is not None else {})},

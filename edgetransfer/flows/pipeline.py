@@ -276,6 +276,7 @@ def _export_stage(flow: Flow, trained, out: Path, state: PipelineState, upstream
             calibration=e.calibration,
             calibration_size=e.calibration_size,
             max_accuracy_drop=e.max_accuracy_drop,
+            qat_epochs=e.qat_epochs,
             targets=profiles,
         )
         _save_state(out, replace(state, export=fp))

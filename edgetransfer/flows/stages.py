@@ -72,6 +72,7 @@ def export(
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     max_accuracy_drop: float | None = None,
     memo: Memo | None = None,
+    qat_epochs: int = 0,
     targets: Sequence = (),
 ) -> list[ExportedArtifact]:
     """Every format x precision of ``run`` under ``out`` (the model is traced once), for ``targets`` (profiles:
@@ -79,7 +80,7 @@ def export(
     from ..exporter.artifacts import export as export_run
     from ..exporter.quantization import QuantRecipe
 
-    recipes = [QuantRecipe.named(p, calibration_size=calibration_size) for p in precisions]
+    recipes = [QuantRecipe.named(p, calibration_size=calibration_size, qat_epochs=qat_epochs) for p in precisions]
     kwargs: dict[str, Any] = {"calibration": calibration, "max_accuracy_drop": max_accuracy_drop, "targets": targets}
     if memo is not None:
         kwargs["memo"] = memo

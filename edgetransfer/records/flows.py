@@ -310,6 +310,7 @@ class ExportSpec(Record):
     calibration: str = "auto"
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     max_accuracy_drop: float | None = None  # int8: search recipes within this many points (quantization doctor)
+    qat_epochs: int = 0  # int8: quantization-aware training epochs before writing (export --qat --qat-epochs N)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Per-op profiles: where the milliseconds of one file on one runtime go.
 
-:class:`OpProfile` is what :func:`edgetransfer.runtime.profile.profile` returns and what a
+:class:`OpProfile` is what :func:`edgetransfer.runtime.dispatch.profile` returns and what a
 :class:`~edgetransfer.records.measure.Measurement` carries (``validate --profile``): each op as the
 runtime ran it (:class:`OpTime`), joined to the graph's own op (kind, shape, MACs, bytes, the Keras
 layer it came from) and rated against this host's measured GEMM peak. A runtime that cannot

@@ -23,6 +23,10 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # ~100-500 representative images (TensorFlow Lite post-training quantization guide); 200 is inside
 # that range at a few seconds of calibration for a 224-px model.
 DEFAULT_CALIBRATION_SIZE = 200
+# Changes to the model's own weights before any format traces it (exporter/quantization/weights.py): each keeps
+# every op integer.
+WEIGHT_REMEDIES = ("bias_correction", "learned_rounding")
+MAX_QAT_EPOCHS = 50  # QAT fine-tunes a trained model: a few epochs (exporter/quantization/qat.py)
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class QuantRecipe(Record):
         calibration_size: images used for calibration.
         options: int8 writer options the format offers (``FormatSpec.quantizer_options``: range, scale,
             bias and weight-rounding fixes, e.g. ONNX ``float_bias``), as the quantization doctor chose them.
+        qat_epochs: int8: epochs of quantization-aware fine-tuning before writing (``exporter/quantization/qat.py``;
+            0 = none); every format's int8 file is then written from the fine-tuned weights.
+        weights: int8: format-independent changes to the folded weights before writing (:data:`WEIGHT_REMEDIES`:
+            empirical bias correction, learned rounding; ``exporter/quantization/weights.py``).
     """
 
     precision: str
@@ -46,9 +54,26 @@ class QuantRecipe(Record):
     method: str = "minmax"
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     options: tuple[str, ...] = ()
+    qat_epochs: int = 0
+    weights: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", tuple(str(o) for o in self.options))  # a JSON list reads back equal
+        object.__setattr__(self, "weights", tuple(str(o) for o in self.weights))
+        if (self.qat_epochs or self.weights) and self.precision != "int8":
+            raise UnsupportedError(
+                f"quantization-aware training and weight remedies are int8 recipes (got {self.precision})",
+                fix="drop --qat, or export --precision int8",
+            )
+        unknown = [w for w in self.weights if w not in WEIGHT_REMEDIES]
+        if unknown:
+            raise ConfigError(f"unknown weight remedy {', '.join(unknown)}", fix=f"use {', '.join(WEIGHT_REMEDIES)}")
+        q = self.qat_epochs
+        if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= MAX_QAT_EPOCHS:
+            raise ConfigError(
+                f"--qat-epochs {q!r}: not a whole number from 1 to {MAX_QAT_EPOCHS}",
+                fix="QAT fine-tunes a trained model: 2 to 5 epochs is typical (e.g. --qat-epochs 3)",
+            )
         if self.options and self.precision != "int8":
             raise UnsupportedError(
                 f"quantizer options {', '.join(self.options)} are int8 options (got {self.precision})",
@@ -90,8 +115,9 @@ class QuantRecipe(Record):
         per_channel: bool = True,
         method: str = "minmax",
         calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+        qat_epochs: int = 0,
     ) -> QuantRecipe:
-        return cls("int8", io, per_channel, method, calibration_size)
+        return cls("int8", io, per_channel, method, calibration_size, qat_epochs=qat_epochs)
 
     @classmethod
     def int16x8(cls, calibration_size: int = DEFAULT_CALIBRATION_SIZE) -> QuantRecipe:
@@ -105,6 +131,11 @@ class QuantRecipe(Record):
         if precision == "int16x8":
             return cls.int16x8(kwargs.get("calibration_size") or DEFAULT_CALIBRATION_SIZE)
         return cls(precision)
+
+    @property
+    def changes_weights(self) -> bool:
+        """The model's weights change before tracing (QAT, bias correction, learned rounding)."""
+        return bool(self.qat_epochs or self.weights)
 
     @property
     def needs_calibration(self) -> bool:

@@ -42,6 +42,10 @@ class OpReader(Protocol):
     def __call__(self, path: Path, /) -> list[Op]: ...
 
 
+class FloatOpReader(Protocol):
+    def __call__(self, path: str | Path) -> list[str]: ...
+
+
 class MetadataReader(Protocol):
     """What a file says about itself: ``{}`` for one exported by something else (TensorFlow-free)."""
 
@@ -116,6 +120,9 @@ class FormatSpec:
         quantizer_options: int8 writer options (``QuantRecipe.options``) that cost less than float: scale,
             range, bias and weight-rounding fixes its quantizer offers; the doctor tries each, in this
             order, before 16-bit activations and float ops, and keeps the ones that move the error.
+        float_op_reader: ``(path) -> list[str]``: the ops of an int8 file that compute in float
+            (what an integer-only target cannot take whole), ``[]`` for a file integer end to end
+            (``formats/integer_check.py``); ``""`` when the format has none.
         converters: Python packages whose versions each file's manifest records (TensorFlow
             always is).
         in_all: exported by ``--format all``.
@@ -142,6 +149,7 @@ class FormatSpec:
     activation16_ranker: Activation16Ranker | None = None
     tensor_diagnosis: TensorDiagnosisHook | None = None
     quantizer_options: tuple[str, ...] = ()
+    float_op_reader: FloatOpReader | None = None
     converters: tuple[str, ...] = ()
     in_all: bool = True
     description: str = ""
@@ -172,6 +180,10 @@ class FormatSpec:
     def tensor_diagnosis_fn(self) -> TensorDiagnosisHook | None:
         """The per-tensor diagnosis, or ``None`` when the format has none."""
         return self.tensor_diagnosis
+
+    def float_op_reader_fn(self) -> FloatOpReader | None:
+        """The float-op reader, or ``None`` when the format has none."""
+        return self.float_op_reader
 
     def layout_for(self, requested: str) -> str:
         """``requested`` where the format writes it, else its default layout."""

@@ -16,6 +16,7 @@ from ...runtime.onnxrt import onnx_metadata
 from . import FormatSpec, onnx_graph, register
 from .foreign import onnx_precision
 from .graphops import onnx_ops
+from .integer_check import onnx_float_ops
 from .onnx_quantize import A16, _quantize, _session_with_outputs, prepare
 
 if TYPE_CHECKING:
@@ -367,6 +368,7 @@ SPEC = register(
         precision_reader=onnx_precision,
         activation16_ranker=rank_activations16,
         tensor_diagnosis=tensor_diagnosis,
+        float_op_reader=onnx_float_ops,
         quantizer_options=tuple(OPTIONS),
         converters=("tf2onnx", "onnx", "onnxruntime"),
         description="ONNX (tf2onnx, opset 17) quantized by ONNX Runtime: dynamic, static QDQ U8S8, fp16",

@@ -12,6 +12,7 @@ from ...runtime.base import LABELS_NAME, METADATA_NAME, read_tflite_metadata
 from . import FormatSpec, register
 from .foreign import tflite_precision, tflite_standard_metadata
 from .graphops import tflite_ops
+from .integer_check import tflite_float_ops
 
 if TYPE_CHECKING:
     from ..quantization import Calibration, QuantRecipe
@@ -322,6 +323,7 @@ SPEC = register(
         metadata_reader=read_tflite_metadata,
         sensitivity_ranker=rank_sensitivity,
         tensor_diagnosis=tensor_diagnosis,
+        float_op_reader=tflite_float_ops,
         precision_reader=tflite_precision,
         standard_metadata_reader=tflite_standard_metadata,
         description="LiteRT flatbuffer (TF converter); int8 is full integer with --io uint8/int8/float32",

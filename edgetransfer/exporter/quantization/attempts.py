@@ -18,6 +18,7 @@ from ...errors import EXIT_BUDGET, EdgeTransferError
 from ...evaluation.accuracy import Evaluator
 from .. import formats
 from .calibration import Calibration
+from .integer import float_ops
 from .recipe import QuantRecipe
 
 log = logging.getLogger("edgetransfer")
@@ -137,6 +138,14 @@ class _Search:
         self.cals: dict[int, Calibration] = {}
         self.hits: dict[int, Any] = {}  # attempt -> per-image hits on the held-out data
         self.no_activation16 = ""  # why 16-bit activations are not offered ("" when they are)
+        self.integer_only = ""  # why every op must be integer ("" when float ops may be offered)
+        self.sources: Callable | None = None  # recipe -> (source, notes) for recipes that change the weights
+
+    def source(self, recipe: QuantRecipe) -> tuple[Any, dict]:
+        """The traced source a recipe writes from (its QAT / weight remedies applied) and what they did."""
+        if recipe.changes_weights and self.sources is not None:
+            return self.sources(recipe)
+        return self.src, {}
 
     def attempt(
         self, remedy: str, recipe: QuantRecipe, cal: Calibration, keep: Sequence[str] = (), vs: int = 1
@@ -154,8 +163,9 @@ class _Search:
         start = time.perf_counter()
         try:
             name = f"attempt{i}{formats.get(self.fmt).suffix}"
-            art = self.write(self.src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
-                                 keep_float=keep)  # fmt: skip
+            src, notes = self.source(recipe)
+            art = self.write(src, self.run, self.fmt, recipe, cal, self.scratch, self.layout, name=name,
+                                 keep_float=keep, notes=notes)  # fmt: skip
             got = self.ev.check_file(art.path)
             acc, p50, self.hits[i] = got.accuracy, self.ev.p50_ms(art.path), got.hits
             snr = output_snr_db(self.ev.reference_probs(), got.probs)
@@ -170,6 +180,12 @@ class _Search:
                 and (not plain_p50 or p50 <= MAX_P50_RATIO * plain_p50)
             )
             self.paths[i], self.cals[i] = art.path, cal
+            if self.integer_only:  # issue 36: a file with a float op is never chosen for an integer-only target
+                floats = float_ops(self.fmt, art.path)
+                rec["integer"], rec["float_ops"] = not floats, floats[:8]
+                rec["met_budget"] = rec["met_budget"] and not floats
+            if notes.get("seconds") is not None:
+                rec["weights_seconds"] = notes["seconds"]
         except Exception as exc:  # a remedy that crashes the converter or runtime: recorded, the search goes on
             rec.update(
                 status="failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
@@ -185,6 +201,8 @@ class _Search:
     def best(self) -> dict:
         """The first attempt that met the budget, else the one with the smallest drop (then the fastest)."""
         ok = [a for a in self.attempts if a["status"] == "ok"]
+        if self.integer_only:
+            ok = [a for a in ok if a.get("integer")]
         met = [a for a in ok if a["met_budget"]]
         if met:
             return met[0]
@@ -195,6 +213,14 @@ class _Search:
     def _all_failed(self):
         from ...errors import ExportError
 
+        if self.integer_only and any(a["status"] == "ok" for a in self.attempts):
+            floats = next(a.get("float_ops") for a in self.attempts if a["status"] == "ok")
+            return ExportError(
+                f"no {self.fmt} int8 attempt is integer end to end ({self.integer_only}; float ops: "
+                f"{', '.join(floats or [])})",
+                path=self.run.model_path,
+                fix="export another format for this target (its profile lists the formats it runs)",
+            )
         return ExportError(
             f"every int8 attempt for {self.fmt} failed (first: {self.attempts[0].get('error')})",
             path=self.run.model_path,
@@ -221,6 +247,9 @@ def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
         r = a["recipe"]
         recipe = f"{r['method']}/{'pc' if r['per_channel'] else 'pt'}/{a['calibration_count']}"
         recipe += "".join(f"+{o}" for o in r.get("options", ()))
+        recipe += "".join(f"+{w}" for w in r.get("weights", ())) + (
+            f"+qat{r['qat_epochs']}" if r.get("qat_epochs") else ""
+        )
         ok = a["status"] == "ok"
         rows.append(
             [
@@ -238,7 +267,12 @@ def attempts_table(attempts: Sequence[dict]) -> tuple[list[list], list[str]]:
             ]
         )
     header = ["#", "remedy", "method/weights/images", "float/16-bit", "accuracy", "drop pts", "size", "p50 ms"]
-    return rows, [*header, "SNR dB", "moved (vs #)", ""]
+    header += ["SNR dB", "moved (vs #)", ""]
+    if any("integer" in a for a in attempts):  # an integer-only target's search: the float ops each file has
+        header.insert(4, "float ops")
+        for row, a in zip(rows, attempts, strict=True):
+            row.insert(4, len(a["float_ops"]) if "float_ops" in a else "-")
+    return rows, header
 
 
 def _moved(a: dict) -> str:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,14 @@ from ...errors import ConfigError, DataError, UnsupportedError
 from ...evaluation.accuracy import Evaluator
 from ...io import write_json
 from ...records.run import TrainedModel
+from . import integer
 from .attempts import (
     AccuracyBudgetError,
     DoctorResult,
     Writer,
     _Search,
 )
+from .integer import integer_only_targets  # noqa: F401  (the exporter's import point, beside refuses_activation16)
 from .recipe import QuantRecipe, RecipeFile
 from .remedies import _activation16_remedies, _calibration_remedies, _option_remedies, _sensitivity_remedies
 
@@ -106,6 +108,8 @@ def search(
     *,
     write: Writer,
     activation16: str = "",
+    integer_only: str = "",
+    sources: Callable | None = None,
 ) -> DoctorResult:
     """Find an int8 recipe for ``fmt`` within ``budget`` points of the float model, and write it.
 
@@ -117,6 +121,10 @@ def search(
         write: the exporter's ``write_artifact`` (each attempt, and the chosen file, are written by it).
         activation16: why 16-bit activations are not offered (a target whose runtime has no 16-bit
             activation kernels, :func:`refuses_activation16`), or ``""`` when they are.
+        integer_only: why every op must be integer (``integer.integer_only_targets``), or ``""``: then only
+            integer remedies are tried (``integer.py``) and no attempt with a float op is chosen.
+        sources: ``recipe -> (source, notes)`` for recipes whose QAT or weight remedies change the weights
+            (the exporter's model variants); without it those remedies are not tried.
 
     Returns:
         The result; the file is written (at its best attempt) even when nothing met the budget.
@@ -125,17 +133,18 @@ def search(
     budget = check_budget(budget)
     with tempfile.TemporaryDirectory(prefix=".doctor-", dir=out) as tmp:
         s = _Search(src, ev, fmt, layout, budget, Path(tmp), write)
+        s.no_activation16, s.integer_only, s.sources = activation16, integer_only, sources
         s.attempt("plain int8", recipe, calib)
-        s.no_activation16 = activation16
-        for remedy in (_option_remedies, _calibration_remedies, _activation16_remedies, _sensitivity_remedies):
+        for remedy in _remedies(s):
             if any(a["met_budget"] for a in s.attempts):
                 break
             remedy(s, recipe, calib, calibration, seed)
         best = s.best()
         cal = s.cals[best["attempt"]]
         chosen = QuantRecipe(**best["recipe"])
-        art = write(src, run, fmt, chosen, cal, out, layout, attempts=tuple(s.attempts),
-                             keep_float=tuple(best["keep_float"]))  # fmt: skip
+        chosen_src, notes = s.source(chosen)
+        art = write(chosen_src, run, fmt, chosen, cal, out, layout, attempts=tuple(s.attempts),
+                             keep_float=tuple(best["keep_float"]), notes=notes)  # fmt: skip
     measured = {k: best[k] for k in ("attempt", "remedy", "accuracy", "accuracy_drop", "size_bytes", "p50_ms")}
     measured.update(reference_accuracy=s.reference, max_accuracy_drop=budget, held_out=ev.held.to_json())
     recipe_path = write_json(
@@ -146,6 +155,14 @@ def search(
         art, tuple(s.attempts), best["attempt"], best["met_budget"], budget, s.reference, Path(recipe_path),
         round(time.perf_counter() - start, 1),
     )  # fmt: skip
+
+
+def _remedies(s: _Search) -> tuple:
+    """The remedies in order of cost: integer ones only for an integer-only target (``integer.py``)."""
+    weights = (integer.weight_remedies,) if s.sources is not None else ()
+    if s.integer_only:
+        return (_option_remedies, _calibration_remedies, *weights, *((integer.qat_remedy,) if weights else ()))
+    return (_option_remedies, _calibration_remedies, *weights, _activation16_remedies, _sensitivity_remedies)
 
 
 def refuses_activation16(targets: Sequence[Any]) -> str:

@@ -40,7 +40,9 @@ def _within_cost(s: _Search, a: dict) -> bool:
 
 def _best_ok(s: _Search, all_int8: bool = False) -> dict | None:
     """The attempt with the smallest drop (within the size and p50 bounds where any is) to build on."""
-    ok = [a for a in s.attempts if a["status"] == "ok" and not (all_int8 and a["keep_float"])]
+    ok = [
+        a for a in s.attempts if a["status"] == "ok" and a.get("integer", True) and not (all_int8 and a["keep_float"])
+    ]
     ok = [a for a in ok if _within_cost(s, a)] or ok
     return min(ok, key=lambda a: a["accuracy_drop"]) if ok else None
 
@@ -102,7 +104,13 @@ def _option_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, calibr
         if a["status"] != "ok" and r.options:  # an option that does not combine with those kept: alone
             a = s.attempt(f"option {option} alone", replace(plain, options=(option,)), calib)
         gain = a.get("snr_change_db")
-        if a.get("moved") and gain is not None and gain >= SNR_MOVED_DB and _within_cost(s, a):
+        if (
+            a.get("moved")
+            and gain is not None
+            and gain >= SNR_MOVED_DB
+            and _within_cost(s, a)
+            and a.get("integer", True)
+        ):
             base = a  # the next option builds on this one
 
 
@@ -138,7 +146,7 @@ def _activation16_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, 
     r, cal = QuantRecipe(**base["recipe"]), s.cals[base["attempt"]]
     start = time.perf_counter()
     try:
-        ranked = ranker(s.src, s.paths[base["attempt"]], cal, layout=s.layout, images=SENSITIVITY_IMAGES)
+        ranked = ranker(s.source(r)[0], s.paths[base["attempt"]], cal, layout=s.layout, images=SENSITIVITY_IMAGES)
     except Exception as exc:
         _failed_analysis(s, "per-tensor SNR analysis", r, cal, start, exc)
         return
@@ -170,7 +178,9 @@ def _sensitivity_remedies(s: _Search, recipe: QuantRecipe, calib: Calibration, c
             return  # a format without a ranker: nothing more to try
         path = s.paths[base["attempt"]]
         allowance = (MAX_SIZE_RATIO - 1) * path.stat().st_size
-        ranked = ranker(s.src, path, cal, layout=s.layout, images=SENSITIVITY_IMAGES, size_allowance=allowance)
+        ranked = ranker(
+            s.source(r)[0], path, cal, layout=s.layout, images=SENSITIVITY_IMAGES, size_allowance=allowance
+        )
     except Exception as exc:  # the analysis is a remedy too: a failure is recorded and the search ends here
         _failed_analysis(s, "per-layer sensitivity analysis", r, cal, start, exc)
         return

@@ -302,11 +302,13 @@ def _fit(arena_bytes: int, flash_bytes: int, ram_ok: bool, flash_ok: bool = True
 def _fake_report(memory):
     from types import SimpleNamespace as NS
 
+    from edgetransfer.records import Measurement
+
     lat = NS(p50=3.0, p90=4.0, provenance="estimated", detail={"runtime": "tflm"}, host={})
     rec = NS(
         artifact="/x/model_int8.tflite", target="stm32h7", precision="int8", accuracy=0.90, accuracy_drop=1.5,
         agreement=0.97, latency=lat, size_bytes=4_000_000, compatibility=None, memory=memory,
-        fits=memory is None or memory.fits,  # Measurement.fits
+        fits=Measurement.fits.fget(NS(memory=memory)),  # the record's own rule, on the fake's memory
     )  # fmt: skip
     best = NS(artifact=rec.artifact, p50_ms=3.0, provenance="estimated", runtime="tflm", accuracy=0.9)
     return NS(records=[rec], best={"stm32h7": best})

@@ -74,13 +74,14 @@ def test_tflm_bundle_of_the_int8_file_runs_on_the_tflm_kernels(exported, untrain
     from edgetransfer.runtime import tflm_ops
 
     int8 = exported[("tflite", "int8")]
-    bundle = tflm.export_tflm(int8.path, tmp_path / "tflm")
-    doc = json.loads(bundle.manifest.read_text())
+    folder = tmp_path / "tflm"
+    bundle = tflm.export_tflm(int8.path, folder)  # the TFLMBundle record written; names relative to folder
+    doc = json.loads((folder / "tflm_manifest.json").read_text())
     assert doc["kind"] == "edgetransfer.tflm" and doc["arena_bytes"] == bundle.arena_bytes > 0
-    assert bundle.flash_bytes == int8.size_bytes and bundle.tflite.read_bytes() == int8.path.read_bytes()
+    assert bundle.flash_bytes == int8.size_bytes and (folder / bundle.tflite).read_bytes() == int8.path.read_bytes()
     assert set(bundle.ops) == set(tflm_ops.required_ops(int8.path))
-    assert "g_model" in bundle.cc.read_text() and "g_model" in bundle.header.read_text()
+    assert "g_model" in (folder / bundle.cc).read_text() and "g_model" in (folder / bundle.header).read_text()
     x, ref = untrained_images
-    session = tflm_runtime.TFLM().load(bundle.tflite)
+    session = tflm_runtime.TFLM().load(folder / bundle.tflite)
     got = np.concatenate([session.run(x[i : i + 1]) for i in range(len(x))])
     assert float(np.abs(got - ref).max()) <= TOLERANCE["int8"]

@@ -140,9 +140,10 @@ def test_ray_retries_a_dead_task_once(tmp_path, monkeypatch):
     pytest.importorskip("ray")
     import ray
 
-    # Ray's workers import this module by name (the task is pickled by reference): put tests/ on their path.
-    here = str(Path(__file__).parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    # Ray's workers import this module by name (the task is pickled by reference), and it imports conftest:
+    # put this folder and tests/ on their path.
+    here, tests = str(Path(__file__).parent), str(Path(__file__).parents[2])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, tests, os.environ.get("PYTHONPATH")])))
     got = _collect("ray", tmp_path, workers=2)
     assert not ray.is_initialized()
     assert {i: o.result for i, o in got.items() if o.error is None} == {0: 0, 1: 10, 2: 20, 4: 40}
