@@ -62,6 +62,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quant_cases import FRAGILE, HYMENOPTERA, _load, _run  # noqa: E402
 
 from edgetransfer.cli._common import table  # noqa: E402
 from edgetransfer.data import samples  # noqa: E402
@@ -71,31 +74,9 @@ from edgetransfer.exporter.quantization import QuantRecipe, calibration_set  # n
 from edgetransfer.exporter.quantization.attempts import AccuracyBudgetError, _widths, attempts_table  # noqa: E402
 from edgetransfer.flows.quickstart import TRAIN  # noqa: E402
 from edgetransfer.runtime import latency  # noqa: E402
-from edgetransfer.training import TrainedModel, train  # noqa: E402
+from edgetransfer.training import TrainedModel  # noqa: E402
 
-# ../shared beside the checkout (as tests/conftest.py), else the shared machine's copy
-HYMENOPTERA = (
-    next(
-        (
-            p
-            for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
-            if (p / "datasets").is_dir()
-        ),
-        Path("/work/shared"),
-    )
-    / "datasets"
-    / "hymenoptera"
-)
 RATIO = 1.5  # the issue's bound on p50 and size against the plain int8 file
-# Fragile cases besides digits 96/128 (issue 27 asks for one where plain int8 loses more than 3 points; none
-# of the tried ones does, see the docstring): digits with Lite0 features at 64 px.
-FRAGILE = {"digits64": dataclasses.replace(TRAIN, image_size=64)}
-
-
-def _run(data: Path, cfg, out: Path) -> TrainedModel:
-    if (out / "manifest.json").is_file():
-        return TrainedModel.from_dir(out)
-    return train(data, cfg, out=out)
 
 
 def _chosen_recipe(a: dict) -> str:
@@ -139,10 +120,6 @@ def case(name: str, run: TrainedModel, out: Path, budget: float, fmts=("tflite",
             ]
         )
     return rows, files
-
-
-def _load() -> str:
-    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 class _Ort:

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quant_doctor import FRAGILE, HYMENOPTERA, _load, _run  # noqa: E402
+from quant_cases import FRAGILE, HYMENOPTERA, _load, _run  # noqa: E402
 
 from edgetransfer import metrics  # noqa: E402
 from edgetransfer.cli._common import table  # noqa: E402
