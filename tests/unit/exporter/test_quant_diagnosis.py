@@ -62,6 +62,7 @@ def test_doctor_records_16bit_remedy_and_replays(tiny_run, tmp_path, monkeypatch
     monkeypatch.setattr(remedies, "K_STEPS", ())
     monkeypatch.setattr(doctor, "_calibration_remedies", lambda *a: None)
     monkeypatch.setattr(doctor, "_option_remedies", lambda *a: None)
+    monkeypatch.setattr(doctor.integer, "weight_remedies", lambda *a: None)  # bias correction, learned rounding
     monkeypatch.setattr(doctor, "check_budget", lambda v: -1.0)  # a budget no attempt meets
     with pytest.raises(AccuracyBudgetError) as info:
         export(tiny_run, ["onnx"], [QuantRecipe.int8(calibration_size=8)], out=tmp_path, max_accuracy_drop=0)
