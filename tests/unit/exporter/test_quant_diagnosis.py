@@ -192,6 +192,10 @@ def test_doctor_options_stage_judged_and_target_skips_16bit(tiny_run, tmp_path, 
     monkeypatch.setattr(remedies, "A16_STEPS", (2,))
     monkeypatch.setattr(remedies, "K_STEPS", ())
     monkeypatch.setattr(doctor, "_calibration_remedies", lambda *a: None)
+    monkeypatch.setattr(doctor.integer, "weight_remedies", lambda *a: None)  # bias correction, learned rounding
+    # edgetpu is integer-only now (its own ladder: tests/unit/exporter/test_quant_integer.py); here only its
+    # missing int16x8 kernels are under test
+    monkeypatch.setattr(doctor, "integer_only_targets", lambda targets: "")
     monkeypatch.setattr(doctor, "check_budget", lambda v: -1.0)  # a budget no attempt meets
     with pytest.raises(AccuracyBudgetError) as info:
         export(tiny_run, ["onnx"], [QuantRecipe.int8(calibration_size=8)], out=tmp_path / "a", max_accuracy_drop=0,
